@@ -1,0 +1,264 @@
+/**
+ * mcp-audit: the composition root. Reads the command line and configuration, builds the audit
+ * log and the transport, wires signals to one AbortController, and turns outcomes into exit codes.
+ *
+ * @module
+ */
+import { monotonicFactory } from "ulid";
+import { AuditLog, ChainError, sha256Hex } from "./src/audit/chain.ts";
+import { canonicalize } from "./src/audit/canonical.ts";
+import { EventMethod } from "./src/audit/record.ts";
+import { KeyRedactor } from "./src/audit/redact.ts";
+import {
+  defaultKeyId,
+  ed25519Signer,
+  hmacSigner,
+  KeyError,
+  type Signer,
+} from "./src/audit/signing.ts";
+import { JsonlStore, StorageError } from "./src/audit/storage/jsonl.ts";
+import { HELP, parseCommand } from "./src/cli/args.ts";
+import { UsageError } from "./src/cli/errors.ts";
+import { keygenCommand } from "./src/cli/keygen_command.ts";
+import { verifyCommand } from "./src/cli/verify_command.ts";
+import type { Config } from "./src/config/config.ts";
+import { ConfigError, loadConfig, type Loaded } from "./src/config/load.ts";
+import type { JsonObject } from "./src/jsonrpc/json.ts";
+import { type Logger, stderrLogger } from "./src/log.ts";
+import { Exchange } from "./src/pipeline/exchange.ts";
+import { CommandLineError, splitCommandLine, upstreamEnv } from "./src/transport/command_line.ts";
+import { runStdio } from "./src/transport/stdio.ts";
+import { VERSION } from "./src/version.ts";
+
+/** How long the upstream gets after its stdin closes, and again after SIGTERM. */
+const UPSTREAM_GRACE_MS = 3000;
+
+const encoder = new TextEncoder();
+function printOut(line: string): void {
+  Deno.stdout.writeSync(encoder.encode(line + "\n"));
+}
+function printErr(line: string): void {
+  Deno.stderr.writeSync(encoder.encode(line + "\n"));
+}
+
+function readConfigFile(path: string | undefined): { path: string; text: string } | undefined {
+  const chosen = path ?? "config.yaml";
+  try {
+    return { path: chosen, text: Deno.readTextFileSync(chosen) };
+  } catch (e) {
+    if (path === undefined && e instanceof Deno.errors.NotFound) return undefined;
+    throw new ConfigError(`--config ${chosen}`, `cannot read: ${(e as Error).message}`);
+  }
+}
+
+function makeSigner(config: Config, logger: Logger): Signer | null {
+  const a = config.audit;
+  const keyId = a.key_id === "" ? undefined : a.key_id;
+  if (!a.sign) {
+    logger.warn(
+      "audit.sign is false: records are NOT signed and edits to the log cannot be detected by signature",
+    );
+    return null;
+  }
+  if (a.signing.private_key_file !== "") {
+    let pem: string;
+    try {
+      pem = Deno.readTextFileSync(a.signing.private_key_file);
+    } catch (e) {
+      throw new ConfigError(
+        "audit.signing.private_key_file",
+        `cannot read: ${(e as Error).message}`,
+      );
+    }
+    try {
+      return ed25519Signer(pem, keyId);
+    } catch (e) {
+      if (e instanceof KeyError) throw new ConfigError("audit.signing.private_key_file", e.message);
+      throw e;
+    }
+  }
+  if (a.secret === "") {
+    logger.warn(
+      "NO SIGNING KEY: set AUDIT_SECRET (or audit.signing.private_key_file); records are written unsigned (sig: null)",
+    );
+    return null;
+  }
+  return hmacSigner(a.secret, keyId ?? defaultKeyId(a.secret));
+}
+
+function upstreamArgv(config: Config): string[] {
+  if (config.proxy.upstream_argv.length > 0) return config.proxy.upstream_argv;
+  if (config.proxy.upstream.trim() === "") {
+    throw new ConfigError(
+      "proxy.upstream",
+      'is required: give --upstream "CMD ARGS" or the command after --',
+    );
+  }
+  try {
+    return splitCommandLine(config.proxy.upstream, Deno.build.os === "windows");
+  } catch (e) {
+    if (e instanceof CommandLineError) throw new ConfigError("proxy.upstream", e.message);
+    throw e;
+  }
+}
+
+async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
+  const { config } = loaded;
+  for (const w of loaded.warnings) logger.warn(w);
+  if (config.proxy.transport === "http") {
+    throw new ConfigError("proxy.transport", "http is not available in this version; use stdio");
+  }
+  if (config.audit.storage === "sqlite") {
+    throw new ConfigError("audit.storage", "sqlite is not available in this version; use jsonl");
+  }
+  const argv = upstreamArgv(config);
+  const signer = makeSigner(config, logger);
+  const newUlid = monotonicFactory();
+  const store = new JsonlStore(config.audit.path, config.audit.durability === "entry");
+  const log = new AuditLog({
+    store,
+    signer,
+    now: Date.now,
+    newId: (now) => newUlid(now),
+    clientId: config.proxy.client_id,
+    serverId: config.proxy.server_id,
+    transport: "stdio",
+  });
+  const session = newUlid();
+  const policy = canonicalize({
+    enabled: config.policy.enabled,
+    default_action: config.policy.default_action,
+    deny_as: config.policy.deny_as,
+    rules: config.policy.rules.map((r) => ({ ...r })),
+  });
+  const start: JsonObject = {
+    version: VERSION,
+    pid: Deno.pid,
+    upstream: argv,
+    storage: "jsonl",
+    durability: config.audit.durability,
+    signing: signer === null ? null : { scheme: signer.scheme, key_id: signer.keyId },
+    config_digest: sha256Hex(canonicalize(loaded.effective)),
+    policy_digest: sha256Hex(policy),
+  };
+  log.event(EventMethod.Start, start, session);
+  logger.info("audit log open", {
+    path: config.audit.path,
+    seq: log.seq,
+    signing: signer?.scheme ?? "off",
+  });
+
+  const shutdown = new AbortController();
+  const onSignal = (): void => {
+    logger.info("shutdown signal received");
+    shutdown.abort();
+  };
+  const signals: Deno.Signal[] = Deno.build.os === "windows"
+    ? ["SIGINT", "SIGBREAK"]
+    : ["SIGINT", "SIGTERM"];
+  for (const s of signals) Deno.addSignalListener(s, onSignal);
+
+  const exchange = new Exchange({
+    log,
+    transport: "stdio",
+    redactor: config.middleware.redact.enabled
+      ? new KeyRedactor(config.middleware.redact.patterns)
+      : null,
+    mono: () => performance.now(),
+    maxMessageBytes: config.proxy.max_message_bytes,
+    logger,
+  }, session);
+
+  let outcome;
+  try {
+    outcome = await runStdio({
+      argv,
+      env: upstreamEnv(Deno.env.toObject()),
+      client: { readable: Deno.stdin.readable, writable: Deno.stdout.writable },
+      exchange,
+      beforeWrite: config.audit.durability === "batch" ? () => log.sync() : () => {},
+      maxMessageBytes: config.proxy.max_message_bytes,
+      logger,
+      signal: shutdown.signal,
+      graceMs: UPSTREAM_GRACE_MS,
+    });
+  } finally {
+    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+  }
+  log.event(EventMethod.Stop, {
+    reason: outcome.reason,
+    exit_code: outcome.exitCode,
+    upstream_exit: outcome.upstream === null
+      ? null
+      : { code: outcome.upstream.code, signal: outcome.upstream.signal },
+    last_seq: log.seq + 1,
+    pending: exchange.pendingSummary(),
+  }, session);
+  log.close();
+  logger.info("stopped", {
+    reason: outcome.reason,
+    exit_code: outcome.exitCode,
+    last_seq: log.seq,
+  });
+  return outcome.exitCode;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let logger: Logger | undefined;
+  try {
+    const command = parseCommand(argv);
+    switch (command.kind) {
+      case "help":
+        printOut(HELP);
+        return 0;
+      case "version":
+        printOut(`mcp-audit ${VERSION}`);
+        return 0;
+      case "verify":
+        return await verifyCommand(command.args, {
+          env: Deno.env.toObject(),
+          out: printOut,
+          progress: Deno.stderr.isTerminal()
+            ? (t) => Deno.stderr.writeSync(encoder.encode(t))
+            : undefined,
+        });
+      case "keygen":
+        return keygenCommand(command.args, printOut);
+      case "export":
+        printErr("mcp-audit export: not available in this version");
+        return 2;
+      case "proxy": {
+        logger = stderrLogger(command.logLevel);
+        const loaded = loadConfig({
+          file: readConfigFile(command.configPath),
+          env: Deno.env.toObject(),
+          flags: command.flags,
+          upstreamArgv: command.upstreamArgv,
+        });
+        return await runProxy(loaded, logger);
+      }
+      default: {
+        const never: never = command;
+        throw new Error(`unknown command ${JSON.stringify(never)}`);
+      }
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      printErr(`mcp-audit: ${e.message} (see --help)`);
+      return 2;
+    }
+    if (e instanceof ConfigError) {
+      printErr(`mcp-audit: config: ${e.message}`);
+      return 2;
+    }
+    if (e instanceof StorageError || e instanceof ChainError) {
+      printErr(`mcp-audit: audit log: ${e.message}`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,119 @@
+/**
+ * The audit record, schema version 1 (SPEC §3). Field names are the stored names.
+ *
+ * @module
+ */
+import type { JsonObject, JsonValue } from "../jsonrpc/json.ts";
+import type { JsonRpcId, RpcError } from "../jsonrpc/message.ts";
+
+/** What a record describes. */
+export type RecordKind = "request" | "notification" | "response" | "error" | "invalid" | "event";
+
+/** Which way the message went; `proxy` for the proxy's own events. */
+export type Direction = "client_to_server" | "server_to_client" | "proxy";
+
+/** The transport a record was seen on. */
+export type TransportName = "stdio" | "http";
+
+/** What the guardrails decided about a request. */
+export type Decision = {
+  action: "allow" | "deny" | "rate_limited";
+  rule: number | string | null;
+  reason: string;
+};
+
+/** The fields a caller supplies; the log fills in the rest. */
+export interface AuditFields {
+  kind: RecordKind;
+  direction: Direction;
+  transport: TransportName;
+  session: string | null;
+  jsonrpc_id: JsonRpcId;
+  method: string | null;
+  tool_name: string | null;
+  params: JsonValue;
+  result: JsonValue;
+  error: RpcError | null;
+  redacted: string[];
+  duration_ms: number | null;
+  decision: Decision | null;
+  client_info: JsonObject | null;
+  wire_sha256: string | null;
+}
+
+/** A complete stored record. */
+export interface AuditRecord extends AuditFields {
+  v: 1;
+  seq: number;
+  id: string;
+  ts: string;
+  client_id: string;
+  server_id: string;
+  prev: string;
+  sig: string | null;
+}
+
+/** Every field of a record, in the order SPEC §3 lists them. A golden test pins this list. */
+export const RECORD_FIELDS = [
+  "v",
+  "seq",
+  "id",
+  "ts",
+  "kind",
+  "direction",
+  "transport",
+  "session",
+  "jsonrpc_id",
+  "method",
+  "tool_name",
+  "params",
+  "result",
+  "error",
+  "redacted",
+  "duration_ms",
+  "decision",
+  "client_id",
+  "server_id",
+  "client_info",
+  "wire_sha256",
+  "prev",
+  "sig",
+] as const;
+
+/** The `method` names of the proxy's own events. */
+export const EventMethod = {
+  Start: "audit/start",
+  Stop: "audit/stop",
+  Recover: "audit/recover",
+  Checkpoint: "audit/checkpoint",
+  Reload: "audit/reload",
+} as const;
+
+/** `prev` of the first record. */
+export const GENESIS = "0".repeat(64);
+
+/** Fields of an event record with nothing but its method and details. */
+export function eventFields(
+  method: string,
+  details: JsonObject,
+  transport: TransportName,
+  session: string | null,
+): AuditFields {
+  return {
+    kind: "event",
+    direction: "proxy",
+    transport,
+    session,
+    jsonrpc_id: null,
+    method,
+    tool_name: null,
+    params: details,
+    result: null,
+    error: null,
+    redacted: [],
+    duration_ms: null,
+    decision: null,
+    client_info: null,
+    wire_sha256: null,
+  };
+}

@@ -1,0 +1,38 @@
+/**
+ * The interface every audit storage backend implements.
+ *
+ * @module
+ */
+import type { AuditRecord } from "../record.ts";
+
+/** A line that was cut short by a crash and kept where it was. */
+export interface TornLine {
+  /** Byte offset of the line's first byte in its file. */
+  offset: number;
+  /** Its length in bytes. */
+  length: number;
+  /** The file it is in. */
+  file: string;
+}
+
+/** What a store found when it opened. */
+export interface OpenState {
+  /** The stored text of the last complete record, when there is one. */
+  last: string | undefined;
+  /** Lines after the last complete record that were torn and have been closed. */
+  torn: TornLine[];
+}
+
+/** Durable, append-only storage of canonical record lines. */
+export interface RecordStore {
+  /** The backend's name, as metrics label it. */
+  readonly backend: "jsonl" | "sqlite";
+  /** What the store found at open. */
+  readonly opened: OpenState;
+  /** Appends one record; `line` is its canonical text (no newline). Synchronous and in order. */
+  append(line: string, record: AuditRecord): void;
+  /** Makes everything appended so far durable. */
+  sync(): void;
+  /** Syncs and releases the store. Idempotent. */
+  close(): void;
+}

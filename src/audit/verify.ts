@@ -1,0 +1,259 @@
+/**
+ * Checks a stored chain: signatures, `seq` continuity, `prev` links, torn lines and a clean end.
+ * Fed one line at a time, so logs of any size take bounded memory.
+ *
+ * @module
+ */
+import { canonicalize } from "./canonical.ts";
+import { sha256Hex } from "./chain.ts";
+import { EventMethod, GENESIS } from "./record.ts";
+import type { SignatureVerifier } from "./signing.ts";
+import { isJsonObject, type JsonObject, parseLossless } from "../jsonrpc/json.ts";
+
+/** The kinds of problem `verify` names. */
+export type ProblemKind = "modified" | "missing" | "reordered" | "torn" | "unsigned" | "wrong key";
+
+/** One problem, or a run of the same problem over consecutive records. */
+export interface Problem {
+  kind: ProblemKind;
+  /** 1-based line number in its file (of the first record of a run). */
+  line: number;
+  file: string;
+  /** The seq concerned (first of a run), or null when it cannot be known. */
+  seq: number | null;
+  /** Last seq of a run of the same problem. */
+  seqEnd: number | null;
+  detail: string;
+}
+
+/** The outcome of a check. */
+export interface Report {
+  records: number;
+  firstSeq: number | null;
+  lastSeq: number | null;
+  problems: Problem[];
+  /** Problems beyond the cap, counted only. */
+  moreProblems: number;
+  /** Facts that are not problems: unclean restarts, unchecked signatures. */
+  notes: string[];
+  /** How the log ends: the last record's method when it is an event. */
+  endsWith: string | null;
+  signaturesChecked: boolean;
+}
+
+const MAX_PROBLEMS = 1000;
+// How many recent record hashes are kept to check `prev` links of records that come late.
+const HASH_WINDOW = 4096;
+
+interface Unparsed {
+  file: string;
+  line: number;
+  offset: number;
+  afterSeq: number | null;
+  final: boolean;
+}
+
+/** Checks records line by line; call {@link ChainVerifier.finish} at the end. */
+export class ChainVerifier {
+  #verifier: SignatureVerifier | null;
+  #problems: Problem[] = [];
+  #more = 0;
+  #notes: string[] = [];
+  #records = 0;
+  #firstSeq: number | null = null;
+  #maxSeq = 0;
+  #hashes = new Map<number, string>();
+  #gaps = new Set<number>();
+  #flagged = new Set<string>();
+  #unparsed: Unparsed[] = [];
+  /** Byte offsets of torn lines that recovery events name. */
+  #tornListed = new Set<number>();
+  #lastMethod: string | null = null;
+  #lastKind: string | null = null;
+  #lastSeqSeen: number | null = null;
+
+  constructor(verifier: SignatureVerifier | null) {
+    this.#verifier = verifier;
+  }
+
+  #add(kind: ProblemKind, file: string, line: number, seq: number | null, detail: string): void {
+    if (seq !== null) {
+      const key = `${kind}:${seq}`;
+      if (this.#flagged.has(key)) return;
+      this.#flagged.add(key);
+    }
+    const last = this.#problems.at(-1);
+    if (
+      last && last.kind === kind && last.detail === detail && seq !== null &&
+      last.seqEnd !== null &&
+      seq === last.seqEnd + 1
+    ) {
+      last.seqEnd = seq;
+      return;
+    }
+    if (this.#problems.length >= MAX_PROBLEMS) {
+      this.#more++;
+      return;
+    }
+    this.#problems.push({ kind, file, line, seq, seqEnd: seq, detail });
+  }
+
+  /**
+   * Checks one line. `text` excludes the newline; `terminated` is false only for a last line
+   * that has none.
+   */
+  line(text: string, file: string, lineNo: number, offset: number, terminated: boolean): void {
+    let record: JsonObject;
+    try {
+      const value = parseLossless(text);
+      if (!isJsonObject(value)) throw new Error("not an object");
+      record = value;
+    } catch {
+      this.#unparsed.push({
+        file,
+        line: lineNo,
+        offset,
+        afterSeq: this.#lastSeqSeen,
+        final: !terminated,
+      });
+      return;
+    }
+    const seq = record.seq;
+    if (record.v !== 1 || typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1) {
+      this.#add("modified", file, lineNo, null, "not an audit record (no v:1 or no valid seq)");
+      return;
+    }
+    this.#records++;
+    this.#firstSeq ??= seq;
+    this.#lastSeqSeen = seq;
+    const hash = sha256Hex(text);
+
+    const { sig, ...unsigned } = record;
+    if (sig !== null && typeof sig !== "string") {
+      this.#add("modified", file, lineNo, seq, "sig is not a string");
+    } else if (this.#verifier !== null) {
+      const check = this.#verifier.check(canonicalize(unsigned), sig);
+      if (check === "unsigned") this.#add("unsigned", file, lineNo, seq, "record has no signature");
+      else if (check === "wrong key") {
+        const id = typeof sig === "string" ? sig.split(":")[1] : "";
+        this.#add(
+          "wrong key",
+          file,
+          lineNo,
+          seq,
+          `signed with key id ${id}, checked with ${this.#verifier.keyId}`,
+        );
+      } else if (check === "modified") {
+        this.#add("modified", file, lineNo, seq, "signature does not match the record");
+      } else if (check === "malformed") {
+        this.#add("modified", file, lineNo, seq, "sig is malformed");
+      }
+    } else if (sig === null) {
+      this.#add("unsigned", file, lineNo, seq, "record has no signature");
+    }
+
+    const expected = this.#maxSeq + 1;
+    if (seq > expected) {
+      for (let s = expected; s < seq && this.#gaps.size < 1_000_000; s++) this.#gaps.add(s);
+      this.#maxSeq = seq;
+    } else if (seq < expected) {
+      if (this.#gaps.delete(seq)) {
+        this.#add("reordered", file, lineNo, seq, "record stands after a later one");
+      } else {
+        this.#add("reordered", file, lineNo, seq, "seq appears more than once");
+      }
+    } else {
+      this.#maxSeq = seq;
+    }
+
+    const prev = record.prev;
+    const want = seq === 1 ? GENESIS : this.#hashes.get(seq - 1);
+    if (want !== undefined && prev !== want) {
+      const culprit = seq === 1 ? seq : seq - 1;
+      this.#add(
+        "modified",
+        file,
+        lineNo,
+        culprit,
+        seq === 1
+          ? "first record does not start the chain"
+          : `stored bytes of seq ${culprit} do not hash to the prev of seq ${seq}`,
+      );
+    }
+    if (!this.#hashes.has(seq)) this.#hashes.set(seq, hash);
+    if (this.#hashes.size > HASH_WINDOW) {
+      const oldest = this.#hashes.keys().next().value;
+      if (oldest !== undefined) this.#hashes.delete(oldest);
+    }
+
+    const method = typeof record.method === "string" ? record.method : null;
+    if (record.kind === "event" && method === EventMethod.Start && this.#records > 1) {
+      if (
+        this.#lastKind !== "event" ||
+        (this.#lastMethod !== EventMethod.Stop && this.#lastMethod !== EventMethod.Recover)
+      ) {
+        this.#notes.push(`seq ${seq}: the proxy restarted without a clean audit/stop before it`);
+      }
+    }
+    if (record.kind === "event" && method === EventMethod.Recover) {
+      const params = record.params;
+      const torn = isJsonObject(params) ? params.torn : undefined;
+      if (Array.isArray(torn)) {
+        for (const t of torn) {
+          if (isJsonObject(t) && typeof t.offset === "number") this.#tornListed.add(t.offset);
+        }
+      }
+      this.#notes.push(`seq ${seq}: recovery after a crash (torn line(s) kept in place)`);
+    }
+    this.#lastMethod = method;
+    this.#lastKind = typeof record.kind === "string" ? record.kind : null;
+  }
+
+  /** Ends the check. */
+  finish(): Report {
+    for (const u of this.#unparsed) {
+      const where = u.afterSeq === null ? "before the first record" : `after seq ${u.afterSeq}`;
+      if (u.final || this.#tornListed.has(u.offset)) {
+        this.#add(
+          "torn",
+          u.file,
+          u.line,
+          null,
+          `record cut short by a crash (${where}, byte ${u.offset})`,
+        );
+      } else {
+        this.#add(
+          "modified",
+          u.file,
+          u.line,
+          null,
+          `line is not a valid record (${where}, byte ${u.offset})`,
+        );
+      }
+    }
+    const gaps = [...this.#gaps].sort((a, b) => a - b);
+    for (const seq of gaps) this.#add("missing", "", 0, seq, "record is missing");
+    const endsClean = this.#lastKind === "event" &&
+      (this.#lastMethod === EventMethod.Stop || this.#lastMethod === EventMethod.Checkpoint);
+    if (this.#records > 0 && !endsClean) {
+      this.#add(
+        "missing",
+        "",
+        0,
+        null,
+        `log ends at seq ${this.#maxSeq} without audit/stop or audit/checkpoint (proxy still running, crashed, or records removed from the end)`,
+      );
+    }
+    if (this.#verifier === null) this.#notes.push("signatures were not checked: no key was given");
+    return {
+      records: this.#records,
+      firstSeq: this.#firstSeq,
+      lastSeq: this.#records > 0 ? this.#maxSeq : null,
+      problems: this.#problems,
+      moreProblems: this.#more,
+      notes: this.#notes,
+      endsWith: this.#lastKind === "event" ? this.#lastMethod : null,
+      signaturesChecked: this.#verifier !== null,
+    };
+  }
+}

@@ -1,0 +1,245 @@
+/**
+ * The typed configuration every other module receives.
+ *
+ * @module
+ */
+import type { ConfigValue, PolicyRule } from "./schema.ts";
+
+/** Checked configuration. Key names follow `config.yaml`. */
+export interface Config {
+  proxy: {
+    transport: "stdio" | "http";
+    upstream: string;
+    /** The upstream as argv, when given after `--` (not a config key). */
+    upstream_argv: string[];
+    port: number;
+    bind_address: string;
+    upstream_timeout_ms: number;
+    forward_headers: string[];
+    max_message_bytes: number;
+    tls: {
+      ca_file: string;
+      server_name: string;
+      insecure_skip_verify: boolean;
+      client_cert_file: string;
+      client_key_file: string;
+    };
+    retry: { max_retries: number; initial_interval_ms: number; max_interval_ms: number };
+    client_id: string;
+    server_id: string;
+    http: { allowed_origins: string[]; allowed_hosts: string[] };
+  };
+  audit: {
+    storage: "jsonl" | "sqlite";
+    path: string;
+    sqlite_path: string;
+    sign: boolean;
+    secret: string;
+    key_id: string;
+    signing: { private_key_file: string; public_key_file: string };
+    durability: "none" | "batch" | "entry";
+    async: { enabled: boolean; queue_size: number; batch_size: number; flush_interval_ms: number };
+    rotation: {
+      max_size_bytes: number;
+      max_files: number;
+      interval: "" | "hourly" | "daily";
+      max_age_days: number;
+    };
+  };
+  middleware: {
+    rate_limit: { enabled: boolean; requests_per_minute: number };
+    redact: { enabled: boolean; patterns: string[] };
+  };
+  policy: {
+    enabled: boolean;
+    default_action: "allow" | "deny";
+    rules: PolicyRule[];
+    deny_as: "error" | "tool_result";
+  };
+  dashboard: { enabled: boolean; bind_address: string; port: number; auth: { token: string } };
+  metrics: {
+    enabled: boolean;
+    bind_address: string;
+    port: number;
+    path: string;
+    include_go_metrics: boolean;
+    include_process_metrics: boolean;
+    tool_labels: boolean;
+  };
+  otel: {
+    enabled: boolean;
+    endpoint: string;
+    service_name: string;
+    headers: Record<string, string>;
+    tls: { ca_file: string; server_name: string; insecure_skip_verify: boolean };
+    retry: { max_retries: number; initial_interval_ms: number; max_interval_ms: number };
+    queue_size: number;
+    batch_size: number;
+    flush_interval_ms: number;
+    timeout_ms: number;
+  };
+}
+
+/** Typed reads from checked flat values; a wrong type here is a bug in the schema table. */
+export class FlatValues {
+  #values: ReadonlyMap<string, ConfigValue>;
+  constructor(values: ReadonlyMap<string, ConfigValue>) {
+    this.#values = values;
+  }
+  #get(key: string): ConfigValue {
+    if (!this.#values.has(key)) throw new Error(`config key ${key} is not in the schema`);
+    return this.#values.get(key) ?? null;
+  }
+  str(key: string): string {
+    const v = this.#get(key);
+    if (typeof v !== "string") throw new Error(`config key ${key} is not a string`);
+    return v;
+  }
+  oneOf<T extends string>(key: string, values: readonly T[]): T {
+    const v = this.str(key);
+    const found = values.find((x) => x === v);
+    if (found === undefined) {
+      throw new Error(`config key ${key} is not one of ${values.join(", ")}`);
+    }
+    return found;
+  }
+  int(key: string): number {
+    const v = this.#get(key);
+    if (typeof v !== "number") throw new Error(`config key ${key} is not a number`);
+    return v;
+  }
+  bool(key: string): boolean {
+    const v = this.#get(key);
+    if (typeof v !== "boolean") throw new Error(`config key ${key} is not a boolean`);
+    return v;
+  }
+  list(key: string): string[] {
+    const v = this.#get(key);
+    if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) {
+      throw new Error(`config key ${key} is not a list`);
+    }
+    return v.filter((x): x is string => typeof x === "string");
+  }
+  map(key: string): Record<string, string> {
+    const v = this.#get(key);
+    if (typeof v !== "object" || v === null || Array.isArray(v)) {
+      throw new Error(`config key ${key} is not a map`);
+    }
+    return { ...v };
+  }
+  rules(key: string): PolicyRule[] {
+    const v = this.#get(key);
+    if (!Array.isArray(v)) throw new Error(`config key ${key} is not a rule list`);
+    return v.filter((x): x is PolicyRule => typeof x === "object");
+  }
+}
+
+/** Builds the typed configuration from checked flat values. */
+export function buildConfig(f: FlatValues, upstreamArgv: string[]): Config {
+  return {
+    proxy: {
+      transport: f.oneOf("proxy.transport", ["stdio", "http"]),
+      upstream: f.str("proxy.upstream"),
+      upstream_argv: upstreamArgv,
+      port: f.int("proxy.port"),
+      bind_address: f.str("proxy.bind_address"),
+      upstream_timeout_ms: f.int("proxy.upstream_timeout_ms"),
+      forward_headers: f.list("proxy.forward_headers"),
+      max_message_bytes: f.int("proxy.max_message_bytes"),
+      tls: {
+        ca_file: f.str("proxy.tls.ca_file"),
+        server_name: f.str("proxy.tls.server_name"),
+        insecure_skip_verify: f.bool("proxy.tls.insecure_skip_verify"),
+        client_cert_file: f.str("proxy.tls.client_cert_file"),
+        client_key_file: f.str("proxy.tls.client_key_file"),
+      },
+      retry: {
+        max_retries: f.int("proxy.retry.max_retries"),
+        initial_interval_ms: f.int("proxy.retry.initial_interval_ms"),
+        max_interval_ms: f.int("proxy.retry.max_interval_ms"),
+      },
+      client_id: f.str("proxy.client_id"),
+      server_id: f.str("proxy.server_id"),
+      http: {
+        allowed_origins: f.list("proxy.http.allowed_origins"),
+        allowed_hosts: f.list("proxy.http.allowed_hosts"),
+      },
+    },
+    audit: {
+      storage: f.oneOf("audit.storage", ["jsonl", "sqlite"]),
+      path: f.str("audit.path"),
+      sqlite_path: f.str("audit.sqlite_path"),
+      sign: f.bool("audit.sign"),
+      secret: f.str("audit.secret"),
+      key_id: f.str("audit.key_id") || f.str("audit.signing.key_id"),
+      signing: {
+        private_key_file: f.str("audit.signing.private_key_file"),
+        public_key_file: f.str("audit.signing.public_key_file"),
+      },
+      durability: f.oneOf("audit.durability", ["none", "batch", "entry"]),
+      async: {
+        enabled: f.bool("audit.async.enabled"),
+        queue_size: f.int("audit.async.queue_size"),
+        batch_size: f.int("audit.async.batch_size"),
+        flush_interval_ms: f.int("audit.async.flush_interval_ms"),
+      },
+      rotation: {
+        max_size_bytes: f.int("audit.rotation.max_size_bytes"),
+        max_files: f.int("audit.rotation.max_files"),
+        interval: f.oneOf("audit.rotation.interval", ["", "hourly", "daily"]),
+        max_age_days: f.int("audit.rotation.max_age_days"),
+      },
+    },
+    middleware: {
+      rate_limit: {
+        enabled: f.bool("middleware.rate_limit.enabled"),
+        requests_per_minute: f.int("middleware.rate_limit.requests_per_minute"),
+      },
+      redact: {
+        enabled: f.bool("middleware.redact.enabled"),
+        patterns: f.list("middleware.redact.patterns"),
+      },
+    },
+    policy: {
+      enabled: f.bool("policy.enabled"),
+      default_action: f.oneOf("policy.default_action", ["allow", "deny"]),
+      rules: f.rules("policy.rules"),
+      deny_as: f.oneOf("policy.deny_as", ["error", "tool_result"]),
+    },
+    dashboard: {
+      enabled: f.bool("dashboard.enabled"),
+      bind_address: f.str("dashboard.bind_address"),
+      port: f.int("dashboard.port"),
+      auth: { token: f.str("dashboard.auth.token") },
+    },
+    metrics: {
+      enabled: f.bool("metrics.enabled"),
+      bind_address: f.str("metrics.bind_address"),
+      port: f.int("metrics.port"),
+      path: f.str("metrics.path"),
+      include_go_metrics: f.bool("metrics.include_go_metrics"),
+      include_process_metrics: f.bool("metrics.include_process_metrics"),
+      tool_labels: f.bool("metrics.tool_labels"),
+    },
+    otel: {
+      enabled: f.bool("otel.enabled"),
+      endpoint: f.str("otel.endpoint"),
+      service_name: f.str("otel.service_name"),
+      headers: f.map("otel.headers"),
+      tls: {
+        ca_file: f.str("otel.tls.ca_file"),
+        server_name: f.str("otel.tls.server_name"),
+        insecure_skip_verify: f.bool("otel.tls.insecure_skip_verify"),
+      },
+      retry: {
+        max_retries: f.int("otel.retry.max_retries"),
+        initial_interval_ms: f.int("otel.retry.initial_interval_ms"),
+        max_interval_ms: f.int("otel.retry.max_interval_ms"),
+      },
+      queue_size: f.int("otel.queue_size"),
+      batch_size: f.int("otel.batch_size"),
+      flush_interval_ms: f.int("otel.flush_interval_ms"),
+      timeout_ms: f.int("otel.timeout_ms"),
+    },
+  };
+}

@@ -1,0 +1,336 @@
+/**
+ * Loads configuration: defaults < file < environment < flags, every value checked against the
+ * schema, unknown keys refused by name.
+ *
+ * @module
+ */
+import { parse as parseYaml } from "yaml";
+import { buildConfig, type Config, FlatValues } from "./config.ts";
+import { type ConfigValue, envName, type KeySpec, type PolicyRule, SCHEMA } from "./schema.ts";
+
+/** A configuration problem, naming the key (or flag, or variable) at fault. Exit code 2. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+  constructor(readonly key: string, readonly problem: string) {
+    super(`${key}: ${problem}`);
+  }
+}
+
+/** What the loader reads. */
+export interface LoadInput {
+  /** The configuration file's path and text, when one is read. */
+  file?: { path: string; text: string } | undefined;
+  /** The process environment. */
+  env: Readonly<Record<string, string>>;
+  /** Values from flags, by key, with the flag's name for messages. */
+  flags: ReadonlyMap<string, { flag: string; value: unknown }>;
+  /** The upstream as argv, from after `--`. */
+  upstreamArgv: string[];
+}
+
+/** The result of loading. */
+export interface Loaded {
+  config: Config;
+  /** Things worth a warning: ignored keys, weak secrets. */
+  warnings: string[];
+  /** Flat values with secrets masked, for the `audit/start` digest. */
+  effective: Record<string, ConfigValue>;
+}
+
+const RULE_FIELDS = ["action", "client_id", "server_id", "tool_name", "method", "reason"] as const;
+const SECRET_KEYS = new Set(["audit.secret", "dashboard.auth.token"]);
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "a map";
+  return `${typeof value} ${JSON.stringify(value)}`;
+}
+
+function checkRules(key: string, raw: unknown): PolicyRule[] {
+  if (!Array.isArray(raw)) {
+    throw new ConfigError(key, `must be a list of rules, got ${describe(raw)}`);
+  }
+  return raw.map((item: unknown, i): PolicyRule => {
+    const where = `${key}[${i}]`;
+    if (typeof item !== "object" || item === null || Array.isArray(item)) {
+      throw new ConfigError(where, `must be a map, got ${describe(item)}`);
+    }
+    const fields = new Map<string, string>();
+    for (const [name, value] of Object.entries(item)) {
+      if (!(RULE_FIELDS as readonly string[]).includes(name)) {
+        throw new ConfigError(
+          `${where}.${name}`,
+          `unknown rule field (known: ${RULE_FIELDS.join(", ")})`,
+        );
+      }
+      if (value === null || value === undefined) continue;
+      if (typeof value !== "string") {
+        throw new ConfigError(`${where}.${name}`, `must be a string, got ${describe(value)}`);
+      }
+      fields.set(name, value.trim());
+    }
+    const action = (fields.get("action") ?? "").toLowerCase();
+    if (action !== "allow" && action !== "deny") {
+      throw new ConfigError(
+        `${where}.action`,
+        `must be allow or deny, got ${JSON.stringify(fields.get("action") ?? "")}`,
+      );
+    }
+    return {
+      action,
+      client_id: fields.get("client_id") ?? "",
+      server_id: fields.get("server_id") ?? "",
+      tool_name: fields.get("tool_name") ?? "",
+      method: fields.get("method") ?? "",
+      reason: fields.get("reason") ?? "",
+    };
+  });
+}
+
+/** Checks a value from the file (or a parsed environment value) against its key's type. */
+function check(key: string, spec: KeySpec, raw: unknown): ConfigValue {
+  const t = spec.type;
+  switch (t.kind) {
+    case "string":
+      if (typeof raw !== "string") {
+        throw new ConfigError(key, `must be a string, got ${describe(raw)} (quote it)`);
+      }
+      if (t.nonEmpty && raw.trim() === "") throw new ConfigError(key, "must not be empty");
+      return raw;
+    case "int":
+      if (typeof raw !== "number" || !Number.isInteger(raw)) {
+        throw new ConfigError(key, `must be an integer, got ${describe(raw)}`);
+      }
+      if (raw < t.min || raw > t.max) {
+        throw new ConfigError(key, `must be from ${t.min} to ${t.max}, got ${raw}`);
+      }
+      return raw;
+    case "bool":
+      if (typeof raw !== "boolean") {
+        throw new ConfigError(key, `must be true or false, got ${describe(raw)}`);
+      }
+      return raw;
+    case "enum":
+      if (typeof raw !== "string" || !t.values.includes(raw)) {
+        const shown = t.values.map((v) => v === "" ? '""' : v).join(", ");
+        throw new ConfigError(key, `must be one of ${shown}, got ${describe(raw)}`);
+      }
+      return raw;
+    case "list":
+      if (!Array.isArray(raw)) {
+        throw new ConfigError(key, `must be a list of strings, got ${describe(raw)}`);
+      }
+      return raw.map((item: unknown, i) => {
+        if (typeof item !== "string") {
+          throw new ConfigError(`${key}[${i}]`, `must be a string, got ${describe(item)}`);
+        }
+        return item;
+      });
+    case "map": {
+      if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+        throw new ConfigError(key, `must be a map of strings, got ${describe(raw)}`);
+      }
+      const out: Record<string, string> = {};
+      for (const [name, value] of Object.entries(raw)) {
+        if (typeof value !== "string") {
+          throw new ConfigError(`${key}.${name}`, `must be a string, got ${describe(value)}`);
+        }
+        out[name] = value;
+      }
+      return out;
+    }
+    case "rules":
+      return checkRules(key, raw);
+    case "ignored":
+      return null;
+  }
+}
+
+/** Parses an environment variable's text for a key's type. */
+function fromEnv(name: string, key: string, spec: KeySpec, text: string): ConfigValue {
+  const t = spec.type;
+  let raw: unknown = text;
+  switch (t.kind) {
+    case "int":
+      raw = /^-?\d+$/.test(text.trim()) ? Number(text.trim()) : text;
+      break;
+    case "bool": {
+      const v = text.trim().toLowerCase();
+      raw = v === "true" || v === "1" ? true : v === "false" || v === "0" ? false : text;
+      break;
+    }
+    case "list":
+      raw = text.trim() === "" ? [] : text.split(",").map((s) => s.trim());
+      break;
+    case "map":
+    case "rules":
+      try {
+        raw = JSON.parse(text);
+      } catch {
+        throw new ConfigError(name, "must be JSON");
+      }
+      break;
+    case "string":
+    case "enum":
+    case "ignored":
+      break;
+  }
+  try {
+    return check(key, spec, raw);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new ConfigError(name, e.problem);
+    throw e;
+  }
+}
+
+const isPlainMap = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+function keyPrefixes(): Set<string> {
+  const out = new Set<string>();
+  for (const key of Object.keys(SCHEMA)) {
+    const parts = key.split(".");
+    for (let i = 1; i < parts.length; i++) out.add(parts.slice(0, i).join("."));
+  }
+  return out;
+}
+
+/** Walks the YAML tree down to schema keys. */
+function flattenFile(tree: unknown, into: Map<string, unknown>): void {
+  const prefixes = keyPrefixes();
+  const walk = (node: Record<string, unknown>, path: string): void => {
+    for (const [name, value] of Object.entries(node)) {
+      const key = path === "" ? name : `${path}.${name}`;
+      if (key in SCHEMA) {
+        if (value !== null && value !== undefined) into.set(key, value);
+      } else if (prefixes.has(key)) {
+        if (value === null || value === undefined) continue;
+        if (!isPlainMap(value)) throw new ConfigError(key, `must be a map, got ${describe(value)}`);
+        walk(value, key);
+      } else {
+        throw new ConfigError(key, "unknown configuration key");
+      }
+    }
+  };
+  if (tree === null || tree === undefined) return;
+  if (!isPlainMap(tree)) throw new ConfigError("config", "the file must hold a map of keys");
+  walk(tree, "");
+}
+
+/**
+ * Loads and checks the configuration.
+ * @throws {ConfigError} on any unknown key or bad value
+ */
+export function loadConfig(input: LoadInput): Loaded {
+  const values = new Map<string, ConfigValue>();
+  for (const [key, spec] of Object.entries(SCHEMA)) values.set(key, spec.default);
+  const warnings: string[] = [];
+
+  if (input.file) {
+    let tree: unknown;
+    try {
+      tree = parseYaml(input.file.text, { uniqueKeys: true, prettyErrors: true });
+    } catch (e) {
+      const first = (e as Error).message.split("\n")[0] ?? "";
+      throw new ConfigError(input.file.path, `not valid YAML: ${first}`);
+    }
+    const raw = new Map<string, unknown>();
+    flattenFile(tree, raw);
+    for (const [key, value] of raw) {
+      const spec = SCHEMA[key]!;
+      if (spec.type.kind === "ignored") {
+        warnings.push(
+          `${key} is a key of the Go tool that this program does not support; it is ignored`,
+        );
+        continue;
+      }
+      values.set(key, check(key, spec, value));
+    }
+  }
+
+  const byEnv = new Map(Object.entries(SCHEMA).map(([key, spec]) => [envName(key), { key, spec }]));
+  for (const [name, text] of Object.entries(input.env)) {
+    if (!name.startsWith("MCP_AUDIT_") || name === "MCP_AUDIT_SIGNING_SECRET") continue;
+    const found = byEnv.get(name);
+    if (!found) throw new ConfigError(name, "unknown MCP_AUDIT_ environment variable");
+    values.set(found.key, fromEnv(name, found.key, found.spec, text));
+  }
+  // The Go tool reads AUDIT_SECRET, and newer releases prefer MCP_AUDIT_SIGNING_SECRET.
+  const secret = input.env["MCP_AUDIT_SIGNING_SECRET"] ?? input.env["AUDIT_SECRET"];
+  if (secret !== undefined) values.set("audit.secret", secret);
+
+  for (const [key, { flag, value }] of input.flags) {
+    const spec = SCHEMA[key];
+    if (spec === undefined) throw new ConfigError(flag, "sets no known key");
+    try {
+      values.set(key, check(key, spec, value));
+    } catch (e) {
+      if (e instanceof ConfigError) throw new ConfigError(flag, e.problem);
+      throw e;
+    }
+  }
+
+  const config = buildConfig(new FlatValues(values), input.upstreamArgv);
+  validate(config, warnings);
+  const effective: Record<string, ConfigValue> = {};
+  for (const [key, value] of values) {
+    if (SCHEMA[key]?.type.kind === "ignored") continue;
+    effective[key] = SECRET_KEYS.has(key) && value !== "" ? "(set)" : value;
+  }
+  const headers = config.otel.headers;
+  effective["otel.headers"] = Object.fromEntries(Object.keys(headers).map((h) => [h, "(set)"]));
+  return { config, warnings, effective };
+}
+
+/** Rules that span keys. */
+function validate(c: Config, warnings: string[]): void {
+  if (!c.metrics.path.startsWith("/")) throw new ConfigError("metrics.path", "must start with /");
+  const tls = c.proxy.tls;
+  if ((tls.client_cert_file === "") !== (tls.client_key_file === "")) {
+    throw new ConfigError(
+      "proxy.tls.client_cert_file",
+      "and proxy.tls.client_key_file must be set together",
+    );
+  }
+  if (c.proxy.retry.initial_interval_ms > c.proxy.retry.max_interval_ms) {
+    throw new ConfigError(
+      "proxy.retry.initial_interval_ms",
+      "must not exceed proxy.retry.max_interval_ms",
+    );
+  }
+  for (const h of c.proxy.forward_headers) {
+    if (h.trim() === "" || /\s/.test(h)) {
+      throw new ConfigError("proxy.forward_headers", `invalid header name ${JSON.stringify(h)}`);
+    }
+    if (["cookie", "set-cookie", "proxy-authorization"].includes(h.toLowerCase())) {
+      throw new ConfigError("proxy.forward_headers", `cannot include ${h}`);
+    }
+  }
+  if (/\s/.test(c.dashboard.auth.token)) {
+    throw new ConfigError("dashboard.auth.token", "must not contain whitespace");
+  }
+  const signing = c.audit.signing;
+  if (signing.private_key_file !== "" && c.audit.secret !== "") {
+    warnings.push(
+      "both an HMAC secret and an Ed25519 key are configured; records are signed with Ed25519",
+    );
+  }
+  if (
+    c.audit.sign && signing.private_key_file === "" && c.audit.secret !== "" &&
+    new TextEncoder().encode(c.audit.secret).length < 32
+  ) {
+    warnings.push("the audit secret is shorter than 32 bytes; use at least 32 random bytes");
+  }
+  if (c.audit.key_id !== "" && /\s/.test(c.audit.key_id)) {
+    throw new ConfigError("audit.key_id", "must not contain whitespace or colons");
+  }
+  if (c.audit.key_id.includes(":")) {
+    throw new ConfigError("audit.key_id", "must not contain whitespace or colons");
+  }
+  if (c.audit.rotation.interval !== "" || c.audit.rotation.max_size_bytes > 0) {
+    if (c.audit.storage !== "jsonl") {
+      throw new ConfigError("audit.rotation", "is only supported with jsonl storage");
+    }
+  }
+}

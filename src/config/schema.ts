@@ -1,0 +1,158 @@
+/**
+ * Every configuration key, its type and its default. One table: the loader, the environment
+ * mapping and the golden test all read it. The Go tool's keys keep their names and defaults.
+ *
+ * @module
+ */
+import { DEFAULT_KEY_PATTERNS } from "../audit/redact.ts";
+
+/** How a key's value is checked. */
+export type KeyType =
+  | { kind: "string"; nonEmpty?: boolean }
+  | { kind: "int"; min: number; max: number }
+  | { kind: "bool" }
+  | { kind: "enum"; values: readonly string[] }
+  | { kind: "list" }
+  | { kind: "map" }
+  | { kind: "rules" }
+  /** Keys of newer Go releases that this program accepts but does not act on (a warning says so). */
+  | { kind: "ignored" };
+
+/** A value a key can hold after checking. */
+export type ConfigValue =
+  | string
+  | number
+  | boolean
+  | string[]
+  | Record<string, string>
+  | PolicyRule[]
+  | null;
+
+/** One policy rule as configured (Go-compatible fields). */
+export type PolicyRule = {
+  action: "allow" | "deny";
+  client_id: string;
+  server_id: string;
+  tool_name: string;
+  method: string;
+  reason: string;
+};
+
+/** One row of the table. */
+export interface KeySpec {
+  type: KeyType;
+  default: ConfigValue;
+}
+
+const str = (d = ""): KeySpec => ({ type: { kind: "string" }, default: d });
+const int = (d: number, min = 0, max = Number.MAX_SAFE_INTEGER): KeySpec => ({
+  type: { kind: "int", min, max },
+  default: d,
+});
+const port = (d: number): KeySpec => int(d, 1, 65535);
+const bool = (d: boolean): KeySpec => ({ type: { kind: "bool" }, default: d });
+const oneOf = (d: string, ...values: string[]): KeySpec => ({
+  type: { kind: "enum", values },
+  default: d,
+});
+const list = (d: string[] = []): KeySpec => ({ type: { kind: "list" }, default: d });
+const ignored: KeySpec = { type: { kind: "ignored" }, default: null };
+
+/** The configuration table. */
+export const SCHEMA: Readonly<Record<string, KeySpec>> = {
+  "proxy.transport": oneOf("stdio", "stdio", "http"),
+  "proxy.upstream": str(),
+  "proxy.port": port(4422),
+  "proxy.bind_address": str("127.0.0.1"),
+  "proxy.upstream_timeout_ms": int(30000, 1),
+  "proxy.forward_headers": list(),
+  "proxy.max_message_bytes": int(16777216, 1024, 1 << 30),
+  "proxy.tls.ca_file": str(),
+  "proxy.tls.server_name": str(),
+  "proxy.tls.insecure_skip_verify": bool(false),
+  "proxy.tls.client_cert_file": str(),
+  "proxy.tls.client_key_file": str(),
+  "proxy.retry.max_retries": int(0, 0, 100),
+  "proxy.retry.initial_interval_ms": int(200, 1),
+  "proxy.retry.max_interval_ms": int(2000, 1),
+  "proxy.client_id": str("claude-desktop"),
+  "proxy.server_id": str("filesystem"),
+  "proxy.http.allowed_origins": list(),
+  "proxy.http.allowed_hosts": list(),
+  "proxy.http.max_request_body_bytes": ignored,
+  "proxy.http.max_header_bytes": ignored,
+  "proxy.http.read_header_timeout": ignored,
+  "proxy.http.read_timeout": ignored,
+  "proxy.http.write_timeout": ignored,
+  "proxy.http.idle_timeout": ignored,
+  "proxy.tls.enabled": ignored,
+  "proxy.tls.cert_file": ignored,
+  "proxy.tls.key_file": ignored,
+
+  "audit.storage": oneOf("jsonl", "jsonl", "sqlite"),
+  "audit.path": str("./audit.jsonl"),
+  "audit.sqlite_path": str("./audit.db"),
+  "audit.sign": bool(true),
+  "audit.secret": str(),
+  "audit.key_id": str(),
+  "audit.signing.key_id": str(),
+  "audit.signing.private_key_file": str(),
+  "audit.signing.public_key_file": str(),
+  "audit.durability": oneOf("batch", "none", "batch", "entry"),
+  "audit.async.enabled": bool(false),
+  "audit.async.queue_size": int(4096, 1),
+  "audit.async.batch_size": int(128, 1),
+  "audit.async.flush_interval_ms": int(1000, 1),
+  "audit.rotation.max_size_bytes": int(0),
+  "audit.rotation.max_files": int(0),
+  "audit.rotation.interval": oneOf("", "", "hourly", "daily"),
+  "audit.rotation.max_age_days": int(0),
+
+  "middleware.rate_limit.enabled": bool(true),
+  "middleware.rate_limit.requests_per_minute": int(60, 1),
+  "middleware.redact.enabled": bool(true),
+  "middleware.redact.patterns": list([...DEFAULT_KEY_PATTERNS]),
+
+  "policy.enabled": bool(false),
+  "policy.default_action": oneOf("allow", "allow", "deny"),
+  "policy.rules": { type: { kind: "rules" }, default: [] },
+  "policy.deny_as": oneOf("error", "error", "tool_result"),
+  "policy.scope": ignored,
+
+  "auth.mode": ignored,
+  "auth.static": ignored,
+  "auth.oidc": ignored,
+
+  "dashboard.enabled": bool(true),
+  "dashboard.bind_address": { type: { kind: "string", nonEmpty: true }, default: "127.0.0.1" },
+  "dashboard.port": port(9090),
+  "dashboard.auth.token": str(),
+
+  "metrics.enabled": bool(true),
+  "metrics.bind_address": { type: { kind: "string", nonEmpty: true }, default: "127.0.0.1" },
+  "metrics.port": port(9091),
+  "metrics.path": str("/metrics"),
+  "metrics.include_go_metrics": bool(true),
+  "metrics.include_process_metrics": bool(true),
+  "metrics.tool_labels": bool(true),
+
+  "otel.enabled": bool(false),
+  "otel.endpoint": str("http://localhost:4318"),
+  "otel.service_name": str("mcp-audit"),
+  "otel.headers": { type: { kind: "map" }, default: {} },
+  "otel.tls.ca_file": str(),
+  "otel.tls.server_name": str(),
+  "otel.tls.insecure_skip_verify": bool(false),
+  "otel.retry.max_retries": int(3, 0, 100),
+  "otel.retry.initial_interval_ms": int(200, 1),
+  "otel.retry.max_interval_ms": int(2000, 1),
+  "otel.queue_size": int(1024, 1),
+  "otel.batch_size": int(64, 1),
+  "otel.flush_interval_ms": int(1000, 1),
+  "otel.timeout_ms": int(5000, 1),
+};
+
+/** The environment variable that sets `key`: `MCP_AUDIT_` + upper case, dots as underscores. */
+export function envName(key: string): string {
+  return "MCP_AUDIT_" + key.toUpperCase().replaceAll(".", "_");
+}

@@ -1,0 +1,78 @@
+/**
+ * Lossless JSON: parsing that keeps integers a double cannot hold, and the value types used for
+ * every audit copy of a message.
+ *
+ * @module
+ */
+
+/** An integer literal kept as its original digits, serialized verbatim by `JSON.stringify`. */
+export interface RawNumber {
+  readonly rawJSON: string;
+}
+
+/** Any JSON value as the audit path holds it. */
+export type JsonValue = null | boolean | number | string | RawNumber | JsonValue[] | JsonObject;
+
+/** A JSON object. */
+export interface JsonObject {
+  [key: string]: JsonValue;
+}
+
+interface ParseContext {
+  source?: string;
+}
+
+interface LosslessJson {
+  rawJSON(text: string): RawNumber;
+  isRawJSON(value: unknown): value is RawNumber;
+  parse(
+    text: string,
+    reviver: (this: unknown, key: string, value: unknown, context: ParseContext) => unknown,
+  ): unknown;
+}
+
+const lossless = JSON as unknown as LosslessJson;
+
+/** True when `value` is an integer kept as its digits. */
+export function isRawNumber(value: unknown): value is RawNumber {
+  return lossless.isRawJSON(value);
+}
+
+/** Wraps integer digits so they serialize verbatim. */
+export function rawNumber(digits: string): RawNumber {
+  return lossless.rawJSON(digits);
+}
+
+// Any integer a double cannot hold has at least 16 digits; most messages have no such run, and
+// for them the native parser without a reviver is several times faster.
+const LONG_DIGIT_RUN = /\d{16}/;
+const INTEGER = /^-?\d+$/;
+
+function keepDigits(this: unknown, _key: string, value: unknown, context: ParseContext): unknown {
+  if (typeof value !== "number" || Number.isSafeInteger(value)) return value;
+  const source = context.source;
+  if (source === undefined || !INTEGER.test(source)) return value;
+  if (Number.isFinite(value) && BigInt(value) === BigInt(source)) return value;
+  return lossless.rawJSON(source);
+}
+
+/**
+ * Parses JSON text, keeping every integer whose digits a double cannot hold as a {@link RawNumber}.
+ * Throws `SyntaxError` on invalid JSON, like `JSON.parse`.
+ *
+ * @example
+ * ```ts
+ * const v = parseLossless('{"n":12345678901234567890}');
+ * console.log(JSON.stringify(v)); // {"n":12345678901234567890}
+ * ```
+ */
+export function parseLossless(text: string): JsonValue {
+  if (!LONG_DIGIT_RUN.test(text)) return JSON.parse(text) as JsonValue;
+  return lossless.parse(text, keepDigits) as JsonValue;
+}
+
+/** True when `value` is a plain JSON object (not an array, not null, not a raw number). */
+export function isJsonObject(value: JsonValue | undefined): value is JsonObject {
+  return typeof value === "object" && value !== null && !Array.isArray(value) &&
+    !lossless.isRawJSON(value);
+}

@@ -1,0 +1,148 @@
+/**
+ * JSON-RPC 2.0 message classification: wire bytes in, typed messages out. The only place wire
+ * input is narrowed from `unknown`.
+ *
+ * @module
+ */
+import {
+  isJsonObject,
+  isRawNumber,
+  type JsonObject,
+  type JsonValue,
+  parseLossless,
+} from "./json.ts";
+
+/** A JSON-RPC id exactly as sent: number (possibly beyond 2^53), string, or null. */
+export type JsonRpcId = number | string | null | { readonly rawJSON: string };
+
+/** The `error` member of an error response. */
+export type RpcError = {
+  code: number;
+  message: string;
+  data?: JsonValue;
+};
+
+/** One classified message. */
+export type Message =
+  | { kind: "request"; id: JsonRpcId; method: string; params: JsonValue | undefined }
+  | { kind: "notification"; method: string; params: JsonValue | undefined }
+  | { kind: "response"; id: JsonRpcId; result: JsonValue }
+  | { kind: "error"; id: JsonRpcId; error: RpcError }
+  | { kind: "invalid"; reason: string; id: JsonRpcId | undefined };
+
+/** What one framed line held: one message, or the members of a batch array. */
+export interface Classified {
+  messages: Message[];
+  batch: boolean;
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+function isId(value: JsonValue | undefined): value is number | string | null {
+  return value === null || typeof value === "string" || typeof value === "number" ||
+    isRawNumber(value);
+}
+
+function toRpcError(value: JsonValue | undefined): RpcError | undefined {
+  if (!isJsonObject(value)) return undefined;
+  const code = value.code;
+  const message = value.message;
+  if (typeof code !== "number" || !Number.isInteger(code) || typeof message !== "string") {
+    return undefined;
+  }
+  const out: RpcError = { code, message };
+  if (value.data !== undefined) out.data = value.data;
+  return out;
+}
+
+/** Classifies one parsed JSON value as a JSON-RPC 2.0 message. */
+export function classifyValue(value: JsonValue): Message {
+  if (!isJsonObject(value)) {
+    return { kind: "invalid", reason: "not a JSON-RPC object", id: undefined };
+  }
+  const id = value.id;
+  const hasId = "id" in value;
+  const knownId = isId(id) ? id : undefined;
+  if (value.jsonrpc !== "2.0") {
+    return { kind: "invalid", reason: 'jsonrpc is not "2.0"', id: knownId };
+  }
+  if (hasId && knownId === undefined) {
+    return { kind: "invalid", reason: "id is not a string, number or null", id: undefined };
+  }
+  const params = value.params;
+  if ("method" in value) {
+    if (typeof value.method !== "string") {
+      return { kind: "invalid", reason: "method is not a string", id: knownId };
+    }
+    if (
+      params !== undefined && (typeof params !== "object" || params === null || isRawNumber(params))
+    ) {
+      return { kind: "invalid", reason: "params is not an object or array", id: knownId };
+    }
+    if (!hasId) return { kind: "notification", method: value.method, params };
+    return { kind: "request", id: knownId ?? null, method: value.method, params };
+  }
+  if ("result" in value && !("error" in value) && hasId) {
+    return { kind: "response", id: knownId ?? null, result: value.result ?? null };
+  }
+  if ("error" in value && !("result" in value) && hasId) {
+    const error = toRpcError(value.error);
+    if (error) return { kind: "error", id: knownId ?? null, error };
+    return { kind: "invalid", reason: "error is not {code, message}", id: knownId };
+  }
+  return {
+    kind: "invalid",
+    reason: "neither a request, a notification nor a response",
+    id: knownId,
+  };
+}
+
+/**
+ * Classifies one framed line (without its terminator). Never throws: bad UTF-8, bad JSON and
+ * non-JSON-RPC values come back as `invalid` messages.
+ */
+export function classifyLine(line: Uint8Array): Classified {
+  let text: string;
+  try {
+    text = utf8.decode(line);
+  } catch {
+    return {
+      messages: [{ kind: "invalid", reason: "invalid UTF-8", id: undefined }],
+      batch: false,
+    };
+  }
+  if (text.trim() === "") {
+    return { messages: [{ kind: "invalid", reason: "blank line", id: undefined }], batch: false };
+  }
+  let value: JsonValue;
+  try {
+    value = parseLossless(text);
+  } catch {
+    return { messages: [{ kind: "invalid", reason: "not JSON", id: undefined }], batch: false };
+  }
+  if (Array.isArray(value)) {
+    if (value.length === 0) {
+      return { messages: [{ kind: "invalid", reason: "empty batch", id: undefined }], batch: true };
+    }
+    return { messages: value.map(classifyValue), batch: true };
+  }
+  return { messages: [classifyValue(value)], batch: false };
+}
+
+/** A key that tells ids apart by type: `1` and `"1"` are different requests. */
+export function idKey(id: JsonRpcId): string {
+  if (id === null) return "null";
+  if (typeof id === "number") return "n" + id;
+  if (typeof id === "string") return "s" + id;
+  return "n" + id.rawJSON;
+}
+
+/** Serializes an error response for `id`, as the proxy sends it. */
+export function errorResponse(id: JsonRpcId, error: RpcError): string {
+  return JSON.stringify({ jsonrpc: "2.0", id, error });
+}
+
+/** `params` as an object, when it is one. */
+export function paramsObject(params: JsonValue | undefined): JsonObject | undefined {
+  return isJsonObject(params) ? params : undefined;
+}

@@ -1,0 +1,46 @@
+/**
+ * Finds the id of a message too large to parse, from its first and last bytes. Only positions
+ * that are certainly top-level are trusted: `id` as the first member (or second, after
+ * `"jsonrpc":"2.0"`), or as the last member before the closing brace.
+ *
+ * @module
+ */
+import { rawNumber } from "./json.ts";
+import type { JsonRpcId } from "./message.ts";
+
+const latin1 = new TextDecoder("latin1");
+const VALUE = String.raw`(-?\d+|"(?:[^"\\]|\\.){0,256}")`;
+const HEAD = new RegExp(
+  String.raw`^\s*\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*` + VALUE + String.raw`\s*[,}]`,
+);
+const TAIL = new RegExp(String.raw`[,{]\s*"id"\s*:\s*` + VALUE + String.raw`\s*\}\s*$`);
+
+function toId(text: string): JsonRpcId | undefined {
+  if (text.startsWith('"')) {
+    try {
+      const value: unknown = JSON.parse(
+        new TextDecoder().decode(Uint8Array.from(text, (c) => c.charCodeAt(0))),
+      );
+      return typeof value === "string" ? value : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  const n = Number(text);
+  return Number.isSafeInteger(n) ? n : rawNumber(text);
+}
+
+/** The id, when it can be found for certain; `undefined` otherwise. */
+export function recoverId(head: Uint8Array, tail: Uint8Array): JsonRpcId | undefined {
+  // Latin-1 maps bytes 1:1 to code units, so a multi-byte character cut at the edge cannot fail.
+  const h = HEAD.exec(latin1.decode(head));
+  if (h?.[1] !== undefined) return toId(h[1]);
+  const t = TAIL.exec(latin1.decode(tail));
+  if (t?.[1] !== undefined) return toId(t[1]);
+  return undefined;
+}
+
+/** True when the head shows a `"method"` member early, i.e. the message is a request. */
+export function looksLikeRequest(head: Uint8Array): boolean {
+  return /^\s*\{[^{[]*"method"\s*:/.test(latin1.decode(head));
+}

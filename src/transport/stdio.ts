@@ -1,0 +1,181 @@
+/**
+ * The stdio transport: the upstream is a child process; the client is our stdin and stdout. Two
+ * pumps move framed lines through the exchange, which records each one before it is written on.
+ *
+ * @module
+ */
+import type { Exchange, Outbound, Side } from "../pipeline/exchange.ts";
+import { BatchWriter } from "../streams/batch_writer.ts";
+import { LineSplitter } from "../streams/line_splitter.ts";
+import type { Logger } from "../log.ts";
+import { groupAlive, signalTree } from "./process_group.ts";
+
+/** What the stdio transport needs. */
+export interface StdioOptions {
+  /** The upstream command; `argv[0]` is looked up on PATH. */
+  argv: string[];
+  /** The upstream's whole environment. */
+  env: Record<string, string>;
+  /** The client's end: what it writes to us, and where we write to it. */
+  client: { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> };
+  exchange: Exchange;
+  /** Called before each batch goes out, to make its records durable first. */
+  beforeWrite: () => void;
+  maxMessageBytes: number;
+  logger: Logger;
+  /** Aborted on SIGINT/SIGTERM: stop reading, end the upstream, finish cleanly. */
+  signal: AbortSignal;
+  /** How long the upstream gets to exit after its stdin closes, and again after SIGTERM. */
+  graceMs: number;
+}
+
+/** How the session ended. */
+export interface StdioOutcome {
+  /** The process exit code to use. */
+  exitCode: 0 | 1;
+  /** One line on why it ended. */
+  reason: string;
+  upstream: { code: number; signal: string | null } | null;
+}
+
+/** Resolves after `ms`, or when `promise` settles, whichever is first: true if it settled. */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs one stdio session to its end. Never throws for upstream or client failures. */
+export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
+  const { logger, exchange } = opts;
+  const [command, ...args] = opts.argv;
+  if (command === undefined) return { exitCode: 1, reason: "no upstream command", upstream: null };
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(command, {
+      args,
+      env: opts.env,
+      clearEnv: true,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+      // Its own process group, so that ending it also ends what it started.
+      detached: Deno.build.os !== "windows",
+    }).spawn();
+  } catch (e) {
+    const reason = `cannot start upstream ${JSON.stringify(command)}: ${(e as Error).message}`;
+    logger.error(reason);
+    return { exitCode: 1, reason, upstream: null };
+  }
+  logger.info("upstream started", { pid: child.pid, command, session: exchange.session });
+
+  const writers: Record<Side, BatchWriter> = {
+    client: new BatchWriter(opts.client.writable, { beforeWrite: opts.beforeWrite }),
+    server: new BatchWriter(child.stdin, { beforeWrite: opts.beforeWrite }),
+  };
+  let stopping: Promise<void> | undefined;
+  let escalated = false;
+  let clientGone = false;
+
+  const dispatch = async (outs: Outbound[]): Promise<void> => {
+    let wait: Promise<void> | undefined;
+    for (const out of outs) {
+      const writer = writers[out.to];
+      if (writer.failure !== undefined) continue;
+      try {
+        wait = writer.push(out.bytes) ?? wait;
+      } catch {
+        // The failure is handled where it is noticed below.
+      }
+    }
+    if (wait) await wait.catch(() => {});
+    if (writers.client.failure !== undefined && !clientGone) {
+      clientGone = true;
+      logger.warn("the client stopped reading; ending the session");
+      stopUpstream("client closed its input");
+    }
+  };
+
+  const stopUpstream = (why: string): Promise<void> => {
+    stopping ??= (async () => {
+      logger.info("closing upstream stdin", { why });
+      await writers.server.close();
+      if (await within(child.status, opts.graceMs)) return;
+      escalated = true;
+      logger.warn("upstream did not exit after its stdin closed; sending SIGTERM", {
+        grace_ms: opts.graceMs,
+      });
+      signalTree(child.pid, "SIGTERM");
+      if (await within(child.status, opts.graceMs)) return;
+      logger.warn("upstream ignored SIGTERM; sending SIGKILL");
+      signalTree(child.pid, "SIGKILL");
+    })();
+    return stopping;
+  };
+
+  const pump = async (
+    from: Side,
+    source: ReadableStream<Uint8Array>,
+    signal: AbortSignal | undefined,
+  ): Promise<void> => {
+    const reader = source.pipeThrough(new LineSplitter(opts.maxMessageBytes)).getReader();
+    const cancel = (): void => {
+      reader.cancel().catch(() => {});
+    };
+    signal?.addEventListener("abort", cancel, { once: true });
+    try {
+      while (true) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        const outs: Outbound[] = [];
+        for (const frame of value) outs.push(...exchange.receive(from, frame));
+        await dispatch(outs);
+      }
+    } catch (e) {
+      if (!signal?.aborted) logger.warn(`reading from the ${from} failed`, { error: String(e) });
+    } finally {
+      signal?.removeEventListener("abort", cancel);
+      reader.releaseLock();
+    }
+  };
+
+  const serverDone = new AbortController();
+  const serverPump = pump("server", child.stdout, serverDone.signal);
+  const clientPump = pump("client", opts.client.readable, opts.signal).then(() => {
+    if (!opts.signal.aborted) logger.info("client closed its input");
+    return stopUpstream(opts.signal.aborted ? "shutdown signal" : "client closed its input");
+  });
+
+  const status = await child.status;
+  // What the upstream wrote before it died is still in the pipe: forward it before answering
+  // the requests left waiting. A grandchild holding the pipe open gets a bounded wait.
+  if (!(await within(serverPump, opts.graceMs))) serverDone.abort();
+  if (groupAlive(child.pid)) signalTree(child.pid, "SIGKILL");
+
+  const code = status.code;
+  const reason = status.signal !== null
+    ? `upstream ended by ${status.signal}`
+    : `upstream exited with code ${code}`;
+  (code === 0 ? logger.info : logger.warn).call(logger, reason, { code, signal: status.signal });
+
+  await dispatch(exchange.upstreamGone(opts.signal.aborted ? "proxy shutting down" : reason));
+  await writers.client.flush().catch(() => {});
+  if (stopping === undefined) {
+    // The upstream went first: stop reading the client too.
+    await writers.server.close();
+  }
+  void clientPump;
+  // An upstream we had to signal ended because of us; any other unclean end is a failure.
+  const failed = !opts.signal.aborted && !escalated && (code !== 0 || status.signal !== null);
+  return {
+    exitCode: failed ? 1 : 0,
+    reason: opts.signal.aborted ? "shutdown signal" : reason,
+    upstream: { code, signal: status.signal },
+  };
+}
