@@ -41,12 +41,20 @@ function printErr(line: string): void {
   Deno.stderr.writeSync(encoder.encode(line + "\n"));
 }
 
-function readConfigFile(path: string | undefined): { path: string; text: string } | undefined {
+function readConfigFile(
+  path: string | undefined,
+  logger: Logger,
+): { path: string; text: string } | undefined {
   const chosen = path ?? "config.yaml";
   try {
     return { path: chosen, text: Deno.readTextFileSync(chosen) };
   } catch (e) {
     if (path === undefined && e instanceof Deno.errors.NotFound) return undefined;
+    if (path === undefined && e instanceof Deno.errors.NotCapable) {
+      // Run with --allow-read limited to other paths: the default file is simply not ours to read.
+      logger.debug("./config.yaml is outside the read permission; not reading it");
+      return undefined;
+    }
     throw new ConfigError(`--config ${chosen}`, `cannot read: ${(e as Error).message}`);
   }
 }
@@ -185,16 +193,21 @@ async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
   }
-  log.event(EventMethod.Stop, {
-    reason: outcome.reason,
-    exit_code: outcome.exitCode,
-    upstream_exit: outcome.upstream === null
-      ? null
-      : { code: outcome.upstream.code, signal: outcome.upstream.signal },
-    last_seq: log.seq + 1,
-    pending: exchange.pendingSummary(),
-  }, session);
-  log.close();
+  try {
+    log.event(EventMethod.Stop, {
+      reason: outcome.reason,
+      exit_code: outcome.exitCode,
+      upstream_exit: outcome.upstream === null
+        ? null
+        : { code: outcome.upstream.code, signal: outcome.upstream.signal },
+      last_seq: log.seq + 1,
+      pending: exchange.pendingSummary(),
+    }, session);
+    log.close();
+  } catch (e) {
+    logger.error("cannot write audit/stop", { error: (e as Error).message });
+    return 1;
+  }
   logger.info("stopped", {
     reason: outcome.reason,
     exit_code: outcome.exitCode,
@@ -230,7 +243,7 @@ async function main(argv: string[]): Promise<number> {
       case "proxy": {
         logger = stderrLogger(command.logLevel);
         const loaded = loadConfig({
-          file: readConfigFile(command.configPath),
+          file: readConfigFile(command.configPath, logger),
           env: Deno.env.toObject(),
           flags: command.flags,
           upstreamArgv: command.upstreamArgv,

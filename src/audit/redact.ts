@@ -10,6 +10,11 @@
  * `max_tokens` or `tokenizer`; `api_key` (or `apikey`) matches `api_key`, `apiKey`, `X-API-KEY`.
  * The Go tool's plain substring match would also hide `max_tokens` and `input_tokens`.
  *
+ * Two places are exempt because they name no secret value: the MCP protocol's own
+ * `progressToken` (a correlation id that records need intact), and the property names inside a
+ * tool's `inputSchema` / `outputSchema` (`properties.api_token` there describes an argument; the
+ * argument's value is still redacted when a call sends it).
+ *
  * @module
  */
 import { isJsonObject, type JsonObject, type JsonValue } from "../jsonrpc/json.ts";
@@ -34,11 +39,28 @@ export function keyWords(key: string): string[] {
   return (key.match(WORD) ?? []).map((w) => w.toLowerCase());
 }
 
+/** Protocol fields that match a pattern but never hold a secret. */
+const PROTOCOL_KEYS = new Set(["progressToken"]);
+const SCHEMA_KEYS = new Set(["inputSchema", "outputSchema"]);
+
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 
 /** Appends a member name to a path: `a.b`, or `a["x-y"]` when the name is not an identifier. */
 export function childPath(path: string, key: string): string {
   return IDENTIFIER.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`;
+}
+
+/** Where in a value the walk is: ordinary data, a JSON Schema, or a schema's `properties` map. */
+const enum Mode {
+  Data,
+  Schema,
+  SchemaProperties,
+}
+
+function childMode(mode: Mode, key: string): Mode {
+  if (mode === Mode.Data) return SCHEMA_KEYS.has(key) ? Mode.Schema : Mode.Data;
+  if (mode === Mode.Schema) return key === "properties" ? Mode.SchemaProperties : Mode.Schema;
+  return Mode.Schema;
 }
 
 /** Result of redacting one value. */
@@ -83,16 +105,21 @@ export class KeyRedactor {
   /** Redacts `value`, found at `path`. Returns the same object when nothing matched. */
   redact(value: JsonValue, path: string): Redacted {
     const paths: string[] = [];
-    const out = this.#walk(value, path, paths);
+    const out = this.#walk(value, path, paths, Mode.Data);
     return { value: out, paths };
   }
 
-  #walk(value: JsonValue, path: string, paths: string[]): JsonValue {
+  #walk(value: JsonValue, path: string, paths: string[], mode: Mode): JsonValue {
     if (Array.isArray(value)) {
       let copy: JsonValue[] | undefined;
       for (let i = 0; i < value.length; i++) {
         const item = value[i]!;
-        const next = this.#walk(item, `${path}[${i}]`, paths);
+        const next = this.#walk(
+          item,
+          `${path}[${i}]`,
+          paths,
+          mode === Mode.SchemaProperties ? Mode.Schema : mode,
+        );
         if (next !== item) {
           copy ??= value.slice();
           copy[i] = next;
@@ -106,11 +133,11 @@ export class KeyRedactor {
       const item = value[key]!;
       const here = childPath(path, key);
       let next: JsonValue;
-      if (this.sensitive(key)) {
+      if (mode !== Mode.SchemaProperties && !PROTOCOL_KEYS.has(key) && this.sensitive(key)) {
         next = REDACTED;
         paths.push(here);
       } else {
-        next = this.#walk(item, here, paths);
+        next = this.#walk(item, here, paths, childMode(mode, key));
       }
       if (next !== item) {
         copy ??= { ...value };

@@ -82,6 +82,21 @@ export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
   let stopping: Promise<void> | undefined;
   let escalated = false;
   let clientGone = false;
+  let auditFailure: string | undefined;
+  // Stops the client pump on a shutdown signal or when the audit log fails.
+  const stopClient = new AbortController();
+  const clientSignal = AbortSignal.any([opts.signal, stopClient.signal]);
+
+  /** Records could not be written: forward nothing more, end the session, exit 1. */
+  const failClosed = (e: unknown): void => {
+    if (auditFailure !== undefined) return;
+    auditFailure = e instanceof Error ? e.message : String(e);
+    logger.error("cannot write the audit log; forwarding stopped (fail closed)", {
+      error: auditFailure,
+    });
+    stopClient.abort();
+    stopUpstream("audit log failure");
+  };
 
   const dispatch = async (outs: Outbound[]): Promise<void> => {
     let wait: Promise<void> | undefined;
@@ -91,7 +106,7 @@ export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
       try {
         wait = writer.push(out.bytes) ?? wait;
       } catch {
-        // The failure is handled where it is noticed below.
+        // A failed sink is handled where it is noticed below.
       }
     }
     if (wait) await wait.catch(() => {});
@@ -134,7 +149,14 @@ export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
         const { value, done } = await reader.read();
         if (done) break;
         const outs: Outbound[] = [];
-        for (const frame of value) outs.push(...exchange.receive(from, frame));
+        try {
+          for (const frame of value) outs.push(...exchange.receive(from, frame));
+        } catch (e) {
+          // Forward what was recorded, but not the message whose record failed, nor anything after.
+          await dispatch(outs);
+          failClosed(e);
+          break;
+        }
         await dispatch(outs);
       }
     } catch (e) {
@@ -147,8 +169,8 @@ export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
 
   const serverDone = new AbortController();
   const serverPump = pump("server", child.stdout, serverDone.signal);
-  const clientPump = pump("client", opts.client.readable, opts.signal).then(() => {
-    if (!opts.signal.aborted) logger.info("client closed its input");
+  const clientPump = pump("client", opts.client.readable, clientSignal).then(() => {
+    if (!clientSignal.aborted) logger.info("client closed its input");
     return stopUpstream(opts.signal.aborted ? "shutdown signal" : "client closed its input");
   });
 
@@ -164,7 +186,13 @@ export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
     : `upstream exited with code ${code}`;
   (code === 0 ? logger.info : logger.warn).call(logger, reason, { code, signal: status.signal });
 
-  await dispatch(exchange.upstreamGone(opts.signal.aborted ? "proxy shutting down" : reason));
+  if (auditFailure === undefined) {
+    try {
+      await dispatch(exchange.upstreamGone(opts.signal.aborted ? "proxy shutting down" : reason));
+    } catch (e) {
+      failClosed(e);
+    }
+  }
   await writers.client.flush().catch(() => {});
   if (stopping === undefined) {
     // The upstream went first: stop reading the client too.
@@ -172,10 +200,15 @@ export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
   }
   void clientPump;
   // An upstream we had to signal ended because of us; any other unclean end is a failure.
-  const failed = !opts.signal.aborted && !escalated && (code !== 0 || status.signal !== null);
+  const failed = auditFailure !== undefined ||
+    (!opts.signal.aborted && !escalated && (code !== 0 || status.signal !== null));
   return {
     exitCode: failed ? 1 : 0,
-    reason: opts.signal.aborted ? "shutdown signal" : reason,
+    reason: auditFailure !== undefined
+      ? `audit log failure: ${auditFailure}`
+      : opts.signal.aborted
+      ? "shutdown signal"
+      : reason,
     upstream: { code, signal: status.signal },
   };
 }

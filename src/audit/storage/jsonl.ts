@@ -115,9 +115,12 @@ export class JsonlStore implements RecordStore {
     } catch (e) {
       throw new StorageError(`cannot open audit log ${path}: ${(e as Error).message}`);
     }
-    if (Deno.build.os !== "windows") {
-      const mode = this.#file.statSync().mode;
-      if (mode !== null && (mode & 0o077) !== 0) Deno.chmodSync(path, 0o600);
+    const stat = this.#file.statSync();
+    if (
+      Deno.build.os !== "windows" && stat.isFile && stat.mode !== null && (stat.mode & 0o077) !== 0
+    ) {
+      // An existing log readable by others is tightened, not trusted as is.
+      Deno.chmodSync(path, 0o600);
     }
     this.opened = recover(this.#file, path);
     this.#file.seekSync(0, Deno.SeekMode.End);
@@ -125,14 +128,24 @@ export class JsonlStore implements RecordStore {
 
   append(line: string, _record: AuditRecord): void {
     const file = this.#open();
-    writeAll(file, encoder.encode(line + "\n"));
+    try {
+      writeAll(file, encoder.encode(line + "\n"));
+    } catch (e) {
+      throw new StorageError(`cannot append to the audit log: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
     this.#dirty = true;
     if (this.#syncEach) this.sync();
   }
 
   sync(): void {
     if (!this.#dirty || this.#file === undefined) return;
-    this.#file.syncDataSync();
+    try {
+      this.#file.syncDataSync();
+    } catch (e) {
+      throw new StorageError(`cannot sync the audit log: ${(e as Error).message}`, { cause: e });
+    }
     this.#dirty = false;
   }
 

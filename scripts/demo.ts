@@ -1,0 +1,91 @@
+/**
+ * `deno task demo`: runs mcp-audit in front of a small bundled MCP server, drives it with the MCP
+ * SDK client, then shows the audit log it wrote and verifies it.
+ *
+ * @module
+ */
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const dir = `${root}.demo`;
+Deno.mkdirSync(dir, { recursive: true });
+const logPath = `${dir}/audit.jsonl`;
+const secret = Deno.env.get("AUDIT_SECRET") ??
+  Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
+try {
+  Deno.removeSync(logPath);
+} catch {
+  // A first run has no old log.
+}
+
+const deno = Deno.execPath();
+const transport = new StdioClientTransport({
+  command: deno,
+  args: [
+    "run",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    "--allow-run",
+    `${root}main.ts`,
+    "--log-level",
+    "warn",
+    "--",
+    deno,
+    "run",
+    "--allow-read",
+    "--allow-env",
+    `${root}scripts/demo_server.ts`,
+  ],
+  env: { ...Deno.env.toObject(), AUDIT_SECRET: secret, MCP_AUDIT_AUDIT_PATH: logPath },
+  stderr: "inherit",
+});
+const client = new Client({ name: "mcp-audit-demo-client", version: "1.0.0" });
+console.log("== an MCP client talks to a server through mcp-audit\n");
+await client.connect(transport);
+const { tools } = await client.listTools();
+console.log(`tools/list    -> ${tools.map((t) => t.name).join(", ")}`);
+const sum = await client.callTool({ name: "add", arguments: { a: 2, b: 40 } });
+console.log(`add(2, 40)    -> ${JSON.stringify(sum.content)}`);
+const report = await client.callTool({
+  name: "fetch_report",
+  arguments: { report: "weekly", api_token: "sk-live-123456789" },
+});
+console.log(`fetch_report  -> ${JSON.stringify(report.content)}`);
+const counted = await client.callTool({ name: "slow_count", arguments: { n: 3 } }, undefined, {
+  onprogress: () => {},
+});
+console.log(`slow_count(3) -> ${JSON.stringify(counted.content)} (with progress notifications)`);
+await client.close();
+
+console.log(`\n== the audit log (${logPath})\n`);
+const rows = Deno.readTextFileSync(logPath).trimEnd().split("\n").map((line) => JSON.parse(line));
+const pad = (s: unknown, n: number): string => String(s ?? "").padEnd(n);
+console.log(
+  pad("seq", 4) + pad("kind", 13) + pad("direction", 17) + pad("method", 26) + pad("tool", 13) +
+    "redacted",
+);
+for (const r of rows) {
+  console.log(
+    pad(r.seq, 4) + pad(r.kind, 13) + pad(r.direction, 17) + pad(r.method, 26) +
+      pad(r.tool_name, 13) +
+      (r.redacted as string[]).join(", "),
+  );
+}
+const call = rows.find((r) => r.tool_name === "fetch_report" && r.kind === "request");
+console.log(`\nstored arguments of fetch_report: ${JSON.stringify(call?.params?.arguments)}`);
+
+console.log("\n== mcp-audit verify\n");
+const verify = await new Deno.Command(deno, {
+  args: ["run", "--allow-read", "--allow-env", `${root}main.ts`, "verify", logPath],
+  env: { AUDIT_SECRET: secret },
+  stdout: "inherit",
+  stderr: "inherit",
+}).output();
+if (!Deno.env.has("AUDIT_SECRET")) {
+  console.log(`\n(the demo signed with a random secret; set AUDIT_SECRET to choose one)`);
+}
+Deno.exit(verify.code);

@@ -1,0 +1,152 @@
+/**
+ * The README's promises, run as written: the Claude Desktop entry with its permission flags, and
+ * the standard-library Python verifier.
+ */
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+
+const root = new URL("..", import.meta.url).pathname;
+const readme = Deno.readTextFileSync(`${root}README.md`);
+
+function block(lang: string, marker: string): string {
+  const re = new RegExp("```" + lang + "\\n([\\s\\S]*?)```", "g");
+  for (const m of readme.matchAll(re)) if (m[1]!.includes(marker)) return m[1]!;
+  throw new Error(`no ${lang} block with ${marker} in README.md`);
+}
+
+interface DesktopEntry {
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+}
+
+function desktopEntry(): DesktopEntry {
+  const parsed = JSON.parse(block("json", "mcpServers")) as {
+    mcpServers: Record<string, DesktopEntry>;
+  };
+  const entry = Object.values(parsed.mcpServers)[0];
+  if (entry === undefined) throw new Error("README.md's mcpServers block is empty");
+  return entry;
+}
+
+Deno.test("the README's Claude Desktop entry runs the proxy with exactly its permission flags", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-readme-" });
+  try {
+    const entry = desktopEntry();
+    const dashdash = entry.args.indexOf("--");
+    assert(dashdash > 0, "the entry gives the upstream after --");
+    const deno = Deno.execPath();
+    // Same flags and layout; only the folder and the upstream are this test's own.
+    const args = entry.args.slice(0, dashdash).map((a) =>
+      a.replaceAll("/Users/you/mcp-audit/main.ts", `${root}main.ts`)
+        .replaceAll("/Users/you/mcp-audit", dir)
+        .replace("--allow-run=npx", `--allow-run=${deno}`)
+    );
+    assert(
+      !args.includes("--allow-all") && !args.includes("-A"),
+      "the entry does not allow everything",
+    );
+    args.push("--", deno, "run", "--allow-read", "--allow-env", `${root}scripts/demo_server.ts`);
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(entry.env)) {
+      env[k] = v.replaceAll("/Users/you/mcp-audit", dir);
+    }
+    const transport = new StdioClientTransport({
+      command: entry.command === "deno" ? deno : entry.command,
+      args,
+      env: { PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? dir, ...env },
+      cwd: "/",
+      stderr: "inherit",
+    });
+    const client = new Client({ name: "readme-test", version: "1.0.0" });
+    await client.connect(transport);
+    const result = await client.callTool({ name: "add", arguments: { a: 1, b: 2 } });
+    assertEquals(result.content, [{ type: "text", text: "3" }]);
+    await client.close();
+    const log = Deno.readTextFileSync(`${dir}/audit.jsonl`).trimEnd().split("\n").map((l) =>
+      JSON.parse(l)
+    );
+    assertEquals(log[0].method, "audit/start");
+    assertEquals(log.at(-1).method, "audit/stop");
+    assert(
+      log.some((r) => r.tool_name === "add" && r.kind === "response"),
+      "the call's response is recorded",
+    );
+    assert(
+      log.every((r) => typeof r.sig === "string" && r.sig.startsWith("hmac-sha256:")),
+      "every record is signed",
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+async function python(
+  script: string,
+  log: string,
+  secret: string,
+): Promise<{ code: number; out: string }> {
+  const out = await new Deno.Command("python3", {
+    args: ["-c", script, log],
+    env: { AUDIT_SECRET: secret },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return {
+    code: out.code,
+    out: new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr),
+  };
+}
+
+Deno.test("the README's Python verifier accepts an intact log and rejects an edited one", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-readme-" });
+  try {
+    const secret = "readme-test-secret-0123456789abcdef";
+    const log = `${dir}/audit.jsonl`;
+    const proxy = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        `${root}main.ts`,
+        "--log-level",
+        "error",
+        "--",
+        Deno.execPath(),
+        "run",
+        "-A",
+        `${root}scripts/demo_server.ts`,
+      ],
+      env: { AUDIT_SECRET: secret, MCP_AUDIT_AUDIT_PATH: log },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const w = proxy.stdin.getWriter();
+    await w.write(new TextEncoder().encode(
+      '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":12345678901234567890123,"s":"é\\u2028"}}}\n',
+    ));
+    await w.close();
+    const done = await proxy.output();
+    assertEquals(done.code, 0);
+    const script = block("python", "hashlib");
+    assertEquals(
+      script,
+      Deno.readTextFileSync(`${root}scripts/verify_log.py`).split("\n").slice(2).join("\n"),
+    );
+    const intact = await python(script, log, secret);
+    assertEquals(intact.code, 0, intact.out);
+    assert(intact.out.includes("4 records, 0 problems"), intact.out);
+
+    const wrong = await python(script, log, "another-secret");
+    assertEquals(wrong.code, 1, wrong.out);
+
+    const text = Deno.readTextFileSync(log);
+    Deno.writeTextFileSync(log, text.replace('"a":1,', '"a":2,'));
+    const edited = await python(script, log, secret);
+    assertEquals(edited.code, 1, edited.out);
+    assert(edited.out.includes("seq 3: PROBLEM"), edited.out);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
