@@ -47,7 +47,7 @@ const client = new Client({ name: "mcp-audit-demo-client", version: "1.0.0" });
 console.log("== an MCP client talks to a server through mcp-audit\n");
 await client.connect(transport);
 const { tools } = await client.listTools();
-console.log(`tools/list    -> ${tools.map((t) => t.name).join(", ")}`);
+console.log(`tools/list    -> ${tools.map((t: { name: string }) => t.name).join(", ")}`);
 const sum = await client.callTool({ name: "add", arguments: { a: 2, b: 40 } });
 console.log(`add(2, 40)    -> ${JSON.stringify(sum.content)}`);
 const report = await client.callTool({

@@ -40,7 +40,21 @@ server.setRequestHandler(ListToolsRequestSchema, () => ({
   ],
 }));
 
-server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+/** The parts of a tools/call request and its handler context that this server uses. */
+interface ToolCall {
+  params: {
+    name: string;
+    arguments?: Record<string, unknown>;
+    _meta?: { progressToken?: string | number };
+  };
+}
+interface CallContext {
+  sendNotification(
+    n: { method: "notifications/progress"; params: Record<string, unknown> },
+  ): Promise<void>;
+}
+
+server.setRequestHandler(CallToolRequestSchema, async (request: ToolCall, extra: CallContext) => {
   const args = request.params.arguments ?? {};
   switch (request.params.name) {
     case "add":
