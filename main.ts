@@ -150,6 +150,7 @@ async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
     policy_digest: sha256Hex(policy),
   };
   log.event(EventMethod.Start, start, session);
+  log.sync();
   logger.info("audit log open", {
     path: config.audit.path,
     seq: log.seq,
@@ -184,7 +185,8 @@ async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
       env: upstreamEnv(Deno.env.toObject()),
       client: { readable: Deno.stdin.readable, writable: Deno.stdout.writable },
       exchange,
-      beforeWrite: config.audit.durability === "batch" ? () => log.sync() : () => {},
+      // Records first, then the bytes they describe.
+      beforeWrite: config.audit.durability === "batch" ? () => log.sync() : () => log.flush(),
       maxMessageBytes: config.proxy.max_message_bytes,
       logger,
       signal: shutdown.signal,

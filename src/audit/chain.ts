@@ -59,8 +59,8 @@ function canonicalPair(
 }
 
 /**
- * The audit log. Appends are synchronous: when `append` returns, the record is in the store
- * (and on disk, if the store syncs each record).
+ * The audit log. Appends are synchronous and in order; a record reaches the file at the latest
+ * on the next `flush` or `sync`, which the transport calls before it forwards any bytes.
  */
 export class AuditLog {
   #opts: AuditLogOptions;
@@ -129,6 +129,11 @@ export class AuditLog {
   /** Appends a proxy event. */
   event(method: string, details: JsonObject, session: string | null = null): AuditRecord {
     return this.append(eventFields(method, details, this.#opts.transport, session));
+  }
+
+  /** Hands every record so far to the operating system. Call before forwarding anything. */
+  flush(): void {
+    if (!this.#closed) this.#opts.store.flush();
   }
 
   /** Makes every record so far durable. */

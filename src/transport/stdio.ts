@@ -157,6 +157,8 @@ export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
           failClosed(e);
           break;
         }
+        // Records of messages that send nothing on (a dropped oversized line) still reach the file.
+        if (outs.length === 0) opts.beforeWrite();
         await dispatch(outs);
       }
     } catch (e) {

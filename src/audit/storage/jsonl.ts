@@ -103,6 +103,10 @@ export class JsonlStore implements RecordStore {
   #file: Deno.FsFile | undefined;
   #dirty = false;
   #syncEach: boolean;
+  /** Lines appended but not yet written: one write per forwarded batch, not one per record. */
+  #buffer: string[] = [];
+  #buffered = 0;
+  static readonly #BUFFER_LIMIT = 1 << 20;
 
   /**
    * Opens (creating with mode 0600) the log at `path`.
@@ -127,19 +131,30 @@ export class JsonlStore implements RecordStore {
   }
 
   append(line: string, _record: AuditRecord): void {
-    const file = this.#open();
+    this.#open();
+    this.#buffer.push(line, "\n");
+    this.#buffered += line.length;
+    if (this.#syncEach) this.sync();
+    else if (this.#buffered >= JsonlStore.#BUFFER_LIMIT) this.flush();
+  }
+
+  flush(): void {
+    if (this.#buffer.length === 0) return;
+    const text = this.#buffer.join("");
+    this.#buffer = [];
+    this.#buffered = 0;
     try {
-      writeAll(file, encoder.encode(line + "\n"));
+      writeAll(this.#open(), encoder.encode(text));
     } catch (e) {
       throw new StorageError(`cannot append to the audit log: ${(e as Error).message}`, {
         cause: e,
       });
     }
     this.#dirty = true;
-    if (this.#syncEach) this.sync();
   }
 
   sync(): void {
+    this.flush();
     if (!this.#dirty || this.#file === undefined) return;
     try {
       this.#file.syncDataSync();

@@ -29,9 +29,14 @@ export interface RecordStore {
   readonly backend: "jsonl" | "sqlite";
   /** What the store found at open. */
   readonly opened: OpenState;
-  /** Appends one record; `line` is its canonical text (no newline). Synchronous and in order. */
+  /**
+   * Appends one record; `line` is its canonical text (no newline). In order; it may wait in a
+   * bounded buffer until the next `flush`, which the transport calls before forwarding anything.
+   */
   append(line: string, record: AuditRecord): void;
-  /** Makes everything appended so far durable. */
+  /** Hands everything appended so far to the operating system. */
+  flush(): void;
+  /** Flushes, then makes everything appended so far durable. */
   sync(): void;
   /** Syncs and releases the store. Idempotent. */
   close(): void;

@@ -1,0 +1,775 @@
+/**
+ * The end-to-end harness: starts the real proxy (`deno run main.ts`) as a child process with its
+ * own temporary directory, collects what it writes, speaks MCP to it through the SDK client, reads
+ * and checks the audit log, runs `verify`, and looks for processes left behind.
+ *
+ * Nothing here sleeps: every wait is for an event (a line, the end of a stream, a process exit),
+ * with an `AbortSignal` only as a safety net.
+ *
+ * @module
+ */
+import { assert, assertEquals, assertMatch } from "./assert.ts";
+import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
+import { deserializeMessage, serializeMessage } from "@modelcontextprotocol/sdk/shared/stdio.js";
+import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
+
+export { assert, assertEquals, assertMatch };
+
+/** The repository root. */
+export const REPO = new URL("../", import.meta.url).pathname;
+/** The proxy's entry point. */
+export const MAIN = `${REPO}main.ts`;
+/** The project configuration (import map), named explicitly since tests run in a temp dir. */
+export const DENO_JSON = `${REPO}deno.json`;
+/** The fixture programs. */
+export const FIXTURES = `${REPO}tests/fixtures/`;
+/** The HMAC secret every test proxy signs with. */
+export const SECRET = "e2e-secret-0f3c9a71d2b84e6a5c1f0e9d8b7a6c5d";
+/** The MCP reference server with every feature, over stdio. */
+export const EVERYTHING = [
+  "deno",
+  "run",
+  "-A",
+  "npm:@modelcontextprotocol/server-everything@2026.8.31",
+  "stdio",
+];
+/** The MCP filesystem server, serving `dir`. */
+export function filesystemServer(dir: string): string[] {
+  return ["deno", "run", "-A", "npm:@modelcontextprotocol/server-filesystem@2026.8.31", dir];
+}
+/** A fixture program as an upstream command. */
+export function fixture(name: string, ...args: string[]): string[] {
+  return ["deno", "run", "-A", `${FIXTURES}${name}`, ...args];
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** UTF-8 bytes of a string. */
+export function utf8(text: string): Uint8Array {
+  return encoder.encode(text);
+}
+
+/** Lower-case hex SHA-256. */
+export async function sha256Hex(bytes: Uint8Array | string): Promise<string> {
+  const data = typeof bytes === "string" ? encoder.encode(bytes) : bytes;
+  const digest = await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Joins byte arrays. */
+export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** Where two byte arrays first differ, for readable failures; -1 when equal. */
+export function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return a.length === b.length ? -1 : n;
+}
+
+/** Asserts byte equality without printing megabytes on failure. */
+export function assertBytesEqual(actual: Uint8Array, expected: Uint8Array, what: string): void {
+  const at = firstDifference(actual, expected);
+  if (at === -1) return;
+  const show = (b: Uint8Array) =>
+    JSON.stringify(decoder.decode(b.subarray(Math.max(0, at - 40), at + 40)));
+  throw new Error(
+    `${what}: bytes differ at offset ${at} (actual ${actual.length} bytes, expected ${expected.length})\n` +
+      `  actual:   ${show(actual)}\n  expected: ${show(expected)}`,
+  );
+}
+
+/** mulberry32: a small seeded generator, so that a failing chunking can be replayed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A signal that aborts after `ms`, as a safety net around one wait. */
+export function deadline(ms: number): AbortSignal {
+  return AbortSignal.timeout(ms);
+}
+
+/** A temporary directory, removed on dispose. Its path is unique, so it also marks processes. */
+export interface TempDir extends AsyncDisposable {
+  path: string;
+}
+
+/** Makes a temporary directory for one test. */
+export async function tempDir(label: string): Promise<TempDir> {
+  const path = await Deno.makeTempDir({ prefix: `mcp-audit-e2e-${label}-` });
+  return {
+    path,
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(path, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/**
+ * Reads a byte stream to its end in the background, keeping the bytes and the complete lines, and
+ * lets a test wait until what has arrived satisfies a condition.
+ */
+export class Collector {
+  #chunks: Uint8Array[] = [];
+  #length = 0;
+  #joined: Uint8Array | undefined;
+  #partial: Uint8Array[] = [];
+  #waiters = new Set<() => void>();
+  #ended = false;
+  #keepLines: boolean;
+  /** Complete lines so far, decoded, without their `\n` (a `\r` before it is kept). */
+  readonly lines: string[] = [];
+  /** Resolves at end of stream. */
+  readonly done: Promise<void>;
+
+  constructor(stream: ReadableStream<Uint8Array>, options: { lines?: boolean } = {}) {
+    this.#keepLines = options.lines ?? true;
+    this.done = this.#run(stream);
+  }
+
+  async #run(stream: ReadableStream<Uint8Array>): Promise<void> {
+    try {
+      for await (const chunk of stream) {
+        this.#chunks.push(chunk);
+        this.#length += chunk.length;
+        this.#joined = undefined;
+        if (this.#keepLines) this.#split(chunk);
+        this.#notify();
+      }
+    } catch {
+      // A stream cut by a killed process ends here like any other.
+    } finally {
+      this.#ended = true;
+      this.#notify();
+    }
+  }
+
+  #split(chunk: Uint8Array): void {
+    let start = 0;
+    while (true) {
+      const nl = chunk.indexOf(0x0a, start);
+      if (nl === -1) break;
+      this.#partial.push(chunk.subarray(start, nl));
+      this.lines.push(decoder.decode(concatBytes(this.#partial)));
+      this.#partial = [];
+      start = nl + 1;
+    }
+    if (start < chunk.length) this.#partial.push(chunk.slice(start));
+  }
+
+  #notify(): void {
+    for (const w of [...this.#waiters]) w();
+  }
+
+  /** True once the stream has ended. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Bytes received so far. */
+  get length(): number {
+    return this.#length;
+  }
+
+  /** Everything received so far. */
+  bytes(): Uint8Array {
+    this.#joined ??= concatBytes(this.#chunks);
+    return this.#joined;
+  }
+
+  /** Everything received so far, decoded. */
+  text(): string {
+    return decoder.decode(this.bytes());
+  }
+
+  /**
+   * Resolves once `condition` holds for what has arrived; rejects if the stream ends first or
+   * `signal` aborts.
+   */
+  waitFor(
+    condition: (c: Collector) => boolean,
+    what: string,
+    signal: AbortSignal,
+  ): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        let ok = false;
+        try {
+          ok = condition(this);
+        } catch (e) {
+          finish();
+          reject(e);
+          return;
+        }
+        if (ok) {
+          finish();
+          resolve();
+        } else if (this.#ended) {
+          finish();
+          reject(new Error(`stream ended before ${what}; last output:\n${this.#tail()}`));
+        }
+      };
+      const onAbort = (): void => {
+        finish();
+        reject(new Error(`timed out waiting for ${what}; last output:\n${this.#tail()}`));
+      };
+      const finish = (): void => {
+        this.#waiters.delete(check);
+        signal.removeEventListener("abort", onAbort);
+      };
+      if (signal.aborted) return onAbort();
+      this.#waiters.add(check);
+      signal.addEventListener("abort", onAbort, { once: true });
+      check();
+    });
+  }
+
+  #tail(): string {
+    const b = this.bytes();
+    return decoder.decode(b.subarray(Math.max(0, b.length - 2000)));
+  }
+}
+
+/** The environment without any mcp-audit settings of the machine running the tests. */
+function cleanEnv(): Record<string, string> {
+  const env = Deno.env.toObject();
+  for (const name of Object.keys(env)) {
+    if (name === "AUDIT_SECRET" || name.startsWith("MCP_AUDIT_")) delete env[name];
+  }
+  return env;
+}
+
+/** How to start a proxy. */
+export interface ProxyOptions {
+  /** Working directory; also the marker for processes left behind. */
+  cwd: string;
+  /** The upstream argv, given after `--`. */
+  upstream: string[];
+  /** Audit log path; default `audit.jsonl` in `cwd`, passed as `MCP_AUDIT_AUDIT_PATH`. */
+  logPath?: string;
+  /** HMAC secret; `null` for none. */
+  secret?: string | null;
+  /** More environment variables for the proxy. */
+  env?: Record<string, string>;
+  /** More proxy flags, before `--`. */
+  flags?: string[];
+}
+
+/** A running proxy: `deno run main.ts [flags] -- UPSTREAM`. */
+export class ProxyProcess implements AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  readonly logPath: string;
+  readonly stderr: Collector;
+  readonly status: Promise<Deno.CommandStatus>;
+  #stdin: WritableStreamDefaultWriter<Uint8Array>;
+  #stdoutTaken = false;
+  #exited = false;
+  #inputClosed = false;
+
+  constructor(opts: ProxyOptions) {
+    this.logPath = opts.logPath ?? `${opts.cwd}/audit.jsonl`;
+    const env: Record<string, string> = {
+      ...cleanEnv(),
+      MCP_AUDIT_AUDIT_PATH: this.logPath,
+      ...opts.env,
+    };
+    const secret = opts.secret === undefined ? SECRET : opts.secret;
+    if (secret !== null) env.AUDIT_SECRET = secret;
+    this.child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--config",
+        DENO_JSON,
+        MAIN,
+        "--no-dashboard",
+        "--no-metrics",
+        ...(opts.flags ?? []),
+        "--",
+        ...opts.upstream,
+      ],
+      cwd: opts.cwd,
+      env,
+      clearEnv: true,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#stdin = this.child.stdin.getWriter();
+    this.stderr = new Collector(this.child.stderr);
+    this.status = this.child.status.then((s) => {
+      this.#exited = true;
+      return s;
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid;
+  }
+
+  get exited(): boolean {
+    return this.#exited;
+  }
+
+  /** Writes bytes to the proxy's stdin (the client side of the wire). */
+  write(bytes: Uint8Array): Promise<void> {
+    return this.#stdin.write(bytes);
+  }
+
+  /** Ends the proxy's stdin: the client is done. */
+  async closeInput(): Promise<void> {
+    if (this.#inputClosed) return;
+    this.#inputClosed = true;
+    await this.#stdin.close().catch(() => {});
+  }
+
+  /** Takes the proxy's stdout as raw collected bytes. */
+  stdout(options: { lines?: boolean } = {}): Collector {
+    return new Collector(this.#takeStdout(), options);
+  }
+
+  /** Takes the proxy's stdout and stdin as an MCP SDK transport. */
+  transport(): WireTransport {
+    return new WireTransport(this.#takeStdout(), this.#stdin, () => this.closeInput());
+  }
+
+  #takeStdout(): ReadableStream<Uint8Array> {
+    if (this.#stdoutTaken) throw new Error("stdout is already taken");
+    this.#stdoutTaken = true;
+    return this.child.stdout;
+  }
+
+  /** The structured log lines the proxy wrote to stderr, parsed (other lines skipped). */
+  logLines(): Record<string, unknown>[] {
+    const out: Record<string, unknown>[] = [];
+    for (const line of this.stderr.lines) {
+      try {
+        const v: unknown = JSON.parse(line);
+        if (typeof v === "object" && v !== null && !Array.isArray(v)) {
+          out.push(v as Record<string, unknown>);
+        }
+      } catch {
+        // The upstream shares stderr; its lines are not ours.
+      }
+    }
+    return out;
+  }
+
+  /** Waits for the proxy's "upstream started" log line and returns the upstream's pid. */
+  async upstreamPid(signal: AbortSignal): Promise<number> {
+    const find = () => this.logLines().find((l) => l.msg === "upstream started");
+    await this.stderr.waitFor(() => find() !== undefined, "the upstream to start", signal);
+    const pid = find()?.pid;
+    assert(typeof pid === "number", "upstream started log line has a pid");
+    return pid;
+  }
+
+  /**
+   * Waits for the proxy to exit and for its stderr to end. Since the upstream inherits stderr,
+   * the end of stderr also means every process of the session that kept it open has exited.
+   */
+  async finished(signal: AbortSignal): Promise<Deno.CommandStatus> {
+    const status = await raceAbort(this.status, signal, "the proxy to exit", () => this.#tail());
+    await raceAbort(
+      this.stderr.done,
+      signal,
+      "the proxy's stderr to end (a process of the session still holds it)",
+      () => this.#tail(),
+    );
+    return status;
+  }
+
+  #tail(): string {
+    const t = this.stderr.text();
+    return t.slice(Math.max(0, t.length - 3000));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.#exited) {
+      try {
+        this.child.kill("SIGKILL");
+      } catch {
+        // Gone already.
+      }
+    }
+    await this.status;
+    await this.closeInput();
+    this.#stdin.releaseLock();
+    if (!this.#stdoutTaken) await this.child.stdout.cancel().catch(() => {});
+    // The upstream shares stderr; if it outlived the proxy, do not hang the test on it.
+    await raceAbort(this.stderr.done, deadline(5000), "stderr end", () => "").catch(() => {
+      this.child.stderr.cancel().catch(() => {});
+    });
+  }
+}
+
+/** Awaits `promise`, or rejects when `signal` aborts first. */
+export function raceAbort<T>(
+  promise: Promise<T>,
+  signal: AbortSignal,
+  what: string,
+  context: () => string,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new Error(`timed out waiting for ${what}\n${context()}`));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/**
+ * An MCP SDK transport over the proxy's stdio, keeping every line sent and received so that tests
+ * can match the audit log's `wire_sha256` against the actual wire.
+ */
+export class WireTransport implements Transport {
+  onclose?: (() => void) | undefined;
+  onerror?: ((error: Error) => void) | undefined;
+  onmessage?: (<T extends JSONRPCMessage>(message: T) => void) | undefined;
+  /** Lines written to the proxy, without their `\n`. */
+  readonly sentLines: string[] = [];
+  /** Lines read from the proxy, without their `\n`. */
+  readonly receivedLines: string[] = [];
+  #stdout: ReadableStream<Uint8Array>;
+  #stdin: WritableStreamDefaultWriter<Uint8Array>;
+  #closeInput: () => Promise<void>;
+  #loop: Promise<void> | undefined;
+
+  constructor(
+    stdout: ReadableStream<Uint8Array>,
+    stdin: WritableStreamDefaultWriter<Uint8Array>,
+    closeInput: () => Promise<void>,
+  ) {
+    this.#stdout = stdout;
+    this.#stdin = stdin;
+    this.#closeInput = closeInput;
+  }
+
+  start(): Promise<void> {
+    this.#loop ??= this.#read();
+    return Promise.resolve();
+  }
+
+  async #read(): Promise<void> {
+    let partial: Uint8Array[] = [];
+    try {
+      for await (const chunk of this.#stdout) {
+        let start = 0;
+        while (true) {
+          const nl = chunk.indexOf(0x0a, start);
+          if (nl === -1) break;
+          partial.push(chunk.subarray(start, nl));
+          const line = decoder.decode(concatBytes(partial));
+          partial = [];
+          start = nl + 1;
+          this.receivedLines.push(line);
+          try {
+            this.onmessage?.(deserializeMessage(line.replace(/\r$/, "")));
+          } catch (e) {
+            this.onerror?.(e instanceof Error ? e : new Error(String(e)));
+          }
+        }
+        if (start < chunk.length) partial.push(chunk.slice(start));
+      }
+    } catch (e) {
+      this.onerror?.(e instanceof Error ? e : new Error(String(e)));
+    } finally {
+      this.onclose?.();
+    }
+  }
+
+  async send(message: JSONRPCMessage): Promise<void> {
+    const text = serializeMessage(message);
+    this.sentLines.push(text.slice(0, -1));
+    await this.#stdin.write(encoder.encode(text));
+  }
+
+  /** Ends the proxy's input and waits until its output has ended. */
+  async close(): Promise<void> {
+    await this.#closeInput();
+    await this.#loop;
+  }
+}
+
+/** A JSON value as read back from the log. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** A stored audit record (SPEC §3), as read back. */
+export interface AuditRecord {
+  v: number;
+  seq: number;
+  id: string;
+  ts: string;
+  kind: "request" | "notification" | "response" | "error" | "invalid" | "event";
+  direction: "client_to_server" | "server_to_client" | "proxy";
+  transport: string;
+  session: string | null;
+  jsonrpc_id: number | string | null;
+  method: string | null;
+  tool_name: string | null;
+  params: Json;
+  result: Json;
+  error: { code: number; message: string; data?: Json } | null;
+  redacted: string[];
+  duration_ms: number | null;
+  decision: Json;
+  client_id: string;
+  server_id: string;
+  client_info: { name?: string; version?: string } | null;
+  wire_sha256: string | null;
+  prev: string;
+  sig: string | null;
+}
+
+/** One line of the log file. */
+export interface LogLine {
+  /** The line without its `\n`. */
+  text: string;
+  /** Byte offset of the line in the file. */
+  offset: number;
+  /** False for a last line without `\n`. */
+  terminated: boolean;
+  /** The parsed record, when the line is one. */
+  record: AuditRecord | undefined;
+}
+
+/** The log file as bytes, lines and records. */
+export interface AuditLogFile {
+  bytes: Uint8Array;
+  lines: LogLine[];
+  records: AuditRecord[];
+}
+
+/** Reads a JSONL audit log. */
+export async function readLog(path: string): Promise<AuditLogFile> {
+  const bytes = await Deno.readFile(path);
+  const lines: LogLine[] = [];
+  let start = 0;
+  while (start < bytes.length) {
+    const nl = bytes.indexOf(0x0a, start);
+    const end = nl === -1 ? bytes.length : nl;
+    const text = decoder.decode(bytes.subarray(start, end));
+    let record: AuditRecord | undefined;
+    try {
+      const v: unknown = JSON.parse(text);
+      if (typeof v === "object" && v !== null && "seq" in v) record = v as AuditRecord;
+    } catch {
+      record = undefined;
+    }
+    lines.push({ text, offset: start, terminated: nl !== -1, record });
+    start = end + 1;
+  }
+  const records = lines.flatMap((l) => l.record ? [l.record] : []);
+  return { bytes, lines, records };
+}
+
+/** The outcome of `mcp-audit verify`. */
+export interface VerifyResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** stdout lines. */
+  lines: string[];
+}
+
+/** Runs `mcp-audit verify PATH` with the given secret (none when `null`). */
+export async function verifyLog(
+  path: string,
+  options: { secret?: string | null; args?: string[] } = {},
+): Promise<VerifyResult> {
+  const env = cleanEnv();
+  const secret = options.secret === undefined ? SECRET : options.secret;
+  if (secret !== null) env.AUDIT_SECRET = secret;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--config", DENO_JSON, MAIN, "verify", ...(options.args ?? []), path],
+    env,
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = decoder.decode(out.stdout);
+  return {
+    code: out.code,
+    stdout,
+    stderr: decoder.decode(out.stderr),
+    lines: stdout.split("\n").filter((l) => l !== ""),
+  };
+}
+
+/** One row of the process table. */
+export interface Proc {
+  pid: number;
+  ppid: number;
+  pgid: number;
+  stat: string;
+  args: string;
+  /** The working directory (Linux), when readable. */
+  cwd: string | null;
+}
+
+/** The process table, from `ps`. */
+export async function processTable(): Promise<Proc[]> {
+  const out = await new Deno.Command("ps", {
+    args: ["-eo", "pid=,ppid=,pgid=,stat=,args="],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const rows: Proc[] = [];
+  for (const line of decoder.decode(out.stdout).split("\n")) {
+    const m = /^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s?(.*)$/.exec(line);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    let cwd: string | null = null;
+    try {
+      cwd = Deno.readLinkSync(`/proc/${pid}/cwd`);
+    } catch {
+      cwd = null;
+    }
+    rows.push({ pid, ppid: Number(m[2]), pgid: Number(m[3]), stat: m[4]!, args: m[5]!, cwd });
+  }
+  return rows;
+}
+
+/** Every process below `root` in `table`. */
+export function descendants(table: readonly Proc[], root: number): Proc[] {
+  const out: Proc[] = [];
+  const queue = [root];
+  while (queue.length > 0) {
+    const parent = queue.shift()!;
+    for (const p of table) {
+      if (p.ppid === parent) {
+        out.push(p);
+        queue.push(p.pid);
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Live processes (zombies excluded) that belong to a test: whose arguments mention `marker`, whose
+ * working directory is under it, or whose pid is one of `pids` with the same arguments as seen
+ * then.
+ */
+export async function strays(marker: string, known: readonly Proc[] = []): Promise<Proc[]> {
+  const table = await processTable();
+  return table.filter((p) =>
+    p.pid !== Deno.pid && !p.stat.startsWith("Z") &&
+    (p.args.includes(marker) || (p.cwd !== null && p.cwd.startsWith(marker)) ||
+      known.some((k) => k.pid === p.pid && k.args === p.args))
+  );
+}
+
+/**
+ * Fails if any process of the test is still alive. Whatever is found is killed first (they are
+ * the test's own processes), so that one failure does not leak into the next test.
+ */
+export async function assertNoStrays(marker: string, known: readonly Proc[] = []): Promise<void> {
+  const left = await strays(marker, known);
+  for (const p of left) {
+    try {
+      Deno.kill(p.pid, "SIGKILL");
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  assertEquals(
+    left.map((p) => `${p.pid} (ppid ${p.ppid}, pgid ${p.pgid}, ${p.stat}) ${p.args}`),
+    [],
+    "processes left behind after the session",
+  );
+}
+
+/** Records with the given kind/method/direction. */
+export function pick(
+  records: readonly AuditRecord[],
+  where: Partial<Pick<AuditRecord, "kind" | "method" | "direction" | "tool_name">>,
+): AuditRecord[] {
+  return records.filter((r) =>
+    (where.kind === undefined || r.kind === where.kind) &&
+    (where.method === undefined || r.method === where.method) &&
+    (where.direction === undefined || r.direction === where.direction) &&
+    (where.tool_name === undefined || r.tool_name === where.tool_name)
+  );
+}
+
+/**
+ * The invariants every log must hold: schema v1 fields, `seq` 1..n without gaps, `prev` links,
+ * HMAC signatures with the secret, `audit/start` first and `audit/stop` last.
+ */
+export async function assertChain(
+  file: AuditLogFile,
+  options: { secret?: string; sessions?: number } = {},
+): Promise<void> {
+  const secret = options.secret ?? SECRET;
+  const key = await crypto.subtle.importKey(
+    "raw",
+    encoder.encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const keyId = (await sha256Hex(secret)).slice(0, 8);
+  let prev = "0".repeat(64);
+  const records = file.records;
+  assert(records.length > 0, "the log has records");
+  for (const [i, line] of file.lines.entries()) {
+    assert(line.terminated, `line ${i + 1} ends with a newline`);
+    const r = line.record;
+    assert(r !== undefined, `line ${i + 1} is a record: ${line.text.slice(0, 200)}`);
+    assertEquals(r.v, 1);
+    assertEquals(r.seq, i + 1, `seq of line ${i + 1}`);
+    assertEquals(r.prev, prev, `prev of seq ${r.seq}`);
+    assert(/^[0-9A-HJKMNP-TV-Z]{26}$/.test(r.id), `seq ${r.seq} id is a ULID: ${r.id}`);
+    assert(
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(r.ts),
+      `seq ${r.seq} ts is RFC 3339 UTC with milliseconds: ${r.ts}`,
+    );
+    assert(Array.isArray(r.redacted), `seq ${r.seq} redacted is an array`);
+    // The stored line is the canonical form: the next prev is its hash, and the signature is over
+    // the same text without "sig".
+    const { sig, ...unsigned } = r;
+    const canonicalUnsigned = canonicalize(unsigned as unknown as Json);
+    const mac = new Uint8Array(
+      await crypto.subtle.sign("HMAC", key, encoder.encode(canonicalUnsigned)),
+    );
+    const hex = Array.from(mac, (b) => b.toString(16).padStart(2, "0")).join("");
+    assertEquals(sig, `hmac-sha256:${keyId}:${hex}`, `signature of seq ${r.seq}`);
+    assertEquals(line.text, canonicalize(r as unknown as Json), `seq ${r.seq} is stored canonical`);
+    prev = await sha256Hex(line.text);
+  }
+  const first = records[0]!;
+  const last = records.at(-1)!;
+  assertEquals([first.kind, first.method, first.direction], ["event", "audit/start", "proxy"]);
+  assertEquals([last.kind, last.method, last.direction], ["event", "audit/stop", "proxy"]);
+}
+
+/**
+ * RFC 8785 for the values a test reads back with `JSON.parse` (no integers beyond 2^53 occur in
+ * these tests), written here independently of the proxy's implementation.
+ */
+export function canonicalize(value: Json): string {
+  if (value === null || typeof value === "boolean") return JSON.stringify(value);
+  if (typeof value === "number") return Object.is(value, -0) ? "0" : String(value);
+  if (typeof value === "string") return JSON.stringify(value);
+  if (Array.isArray(value)) return "[" + value.map(canonicalize).join(",") + "]";
+  const keys = Object.keys(value).filter((k) => value[k] !== undefined).sort();
+  return "{" + keys.map((k) => JSON.stringify(k) + ":" + canonicalize(value[k]!)).join(",") + "}";
+}
