@@ -151,14 +151,14 @@ export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
         const outs: Outbound[] = [];
         try {
           for (const frame of value) outs.push(...exchange.receive(from, frame));
+          // Records of messages that send nothing on (a dropped oversized line) reach the file too.
+          if (outs.length === 0) opts.beforeWrite();
         } catch (e) {
           // Forward what was recorded, but not the message whose record failed, nor anything after.
           await dispatch(outs);
           failClosed(e);
           break;
         }
-        // Records of messages that send nothing on (a dropped oversized line) still reach the file.
-        if (outs.length === 0) opts.beforeWrite();
         await dispatch(outs);
       }
     } catch (e) {
