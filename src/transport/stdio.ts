@@ -75,10 +75,6 @@ export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
   }
   logger.info("upstream started", { pid: child.pid, command, session: exchange.session });
 
-  const writers: Record<Side, BatchWriter> = {
-    client: new BatchWriter(opts.client.writable, { beforeWrite: opts.beforeWrite }),
-    server: new BatchWriter(child.stdin, { beforeWrite: opts.beforeWrite }),
-  };
   let stopping: Promise<void> | undefined;
   let escalated = false;
   let clientGone = false;
@@ -98,6 +94,19 @@ export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
     stopUpstream("audit log failure");
   };
 
+  // A batch goes out only after its records are written; if they cannot be, it never does.
+  const recordsFirst = (): void => {
+    try {
+      opts.beforeWrite();
+    } catch (e) {
+      failClosed(e);
+      throw e;
+    }
+  };
+  const writers: Record<Side, BatchWriter> = {
+    client: new BatchWriter(opts.client.writable, { beforeWrite: recordsFirst }),
+    server: new BatchWriter(child.stdin, { beforeWrite: recordsFirst }),
+  };
   const dispatch = async (outs: Outbound[]): Promise<void> => {
     let wait: Promise<void> | undefined;
     for (const out of outs) {
@@ -110,7 +119,7 @@ export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
       }
     }
     if (wait) await wait.catch(() => {});
-    if (writers.client.failure !== undefined && !clientGone) {
+    if (writers.client.failure !== undefined && !clientGone && auditFailure === undefined) {
       clientGone = true;
       logger.warn("the client stopped reading; ending the session");
       stopUpstream("client closed its input");
@@ -152,10 +161,9 @@ export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
         try {
           for (const frame of value) outs.push(...exchange.receive(from, frame));
           // Records of messages that send nothing on (a dropped oversized line) reach the file too.
-          if (outs.length === 0) opts.beforeWrite();
+          if (outs.length === 0) recordsFirst();
         } catch (e) {
-          // Forward what was recorded, but not the message whose record failed, nor anything after.
-          await dispatch(outs);
+          // Nothing more goes out: no record, no forwarding.
           failClosed(e);
           break;
         }
