@@ -177,6 +177,8 @@ export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
     }
   };
 
+  // A pending read of our stdin may not end when cancelled, so the signal ends the upstream itself.
+  opts.signal.addEventListener("abort", () => stopUpstream("shutdown signal"), { once: true });
   const serverDone = new AbortController();
   const serverPump = pump("server", child.stdout, serverDone.signal);
   const clientPump = pump("client", opts.client.readable, clientSignal).then(() => {
