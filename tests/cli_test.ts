@@ -1,0 +1,161 @@
+/**
+ * The command line as a user meets it: help, version, and exit code 2 with one line naming the
+ * flag or key for every kind of bad input.
+ */
+import {
+  deepStrictEqual as assertEquals,
+  match as assertMatch,
+  ok as assert,
+} from "node:assert/strict";
+
+const root = new URL("..", import.meta.url).pathname;
+const deno = Deno.execPath();
+
+async function run(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) {
+  const out = await new Deno.Command(deno, {
+    args: ["run", "-A", `${root}main.ts`, ...args],
+    cwd: opts.cwd ?? root,
+    env: opts.env ?? {},
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const d = new TextDecoder();
+  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+}
+
+Deno.test("--help lists every flag and subcommand; --version prints the version", async () => {
+  const help = await run(["--help"]);
+  assertEquals(help.code, 0);
+  for (
+    const word of [
+      "verify",
+      "export",
+      "keygen",
+      "--transport",
+      "--upstream",
+      "--port",
+      "--upstream-timeout",
+      "--config",
+      "--storage",
+      "--no-dashboard",
+      "--no-metrics",
+      "--log-level",
+      "--version",
+    ]
+  ) assert(help.stdout.includes(word), `--help mentions ${word}`);
+  const version = await run(["--version"]);
+  assertEquals(version.code, 0);
+  assertMatch(version.stdout, /^mcp-audit \d+\.\d+\.\d+\n$/);
+});
+
+const bad: [string, string[], string | null, RegExp][] = [
+  ["an unknown flag", ["--nope"], null, /^mcp-audit: .*--nope/],
+  [
+    "a port that is not a number",
+    ["--port", "abc"],
+    null,
+    /^mcp-audit: config: --port: must be an integer/,
+  ],
+  [
+    "a port out of range",
+    ["--port", "70000"],
+    null,
+    /^mcp-audit: config: --port: must be from 1 to 65535/,
+  ],
+  ["a bad --log-level", ["--log-level", "loud"], null, /^mcp-audit: --log-level: must be one of/],
+  ["no upstream", [], null, /^mcp-audit: config: proxy\.upstream: is required/],
+  [
+    "an unknown key",
+    [],
+    "proxy:\n  uptream: x\n",
+    /^mcp-audit: config: proxy\.uptream: unknown configuration key/,
+  ],
+  [
+    "a wrong type",
+    [],
+    "audit:\n  sign: maybe\n",
+    /^mcp-audit: config: audit\.sign: must be true or false/,
+  ],
+  [
+    "a bad enum",
+    [],
+    "audit:\n  durability: always\n",
+    /^mcp-audit: config: audit\.durability: must be one of/,
+  ],
+  [
+    "a bad policy rule",
+    [],
+    "policy:\n  rules:\n    - action: allow\n    - action: block\n",
+    /^mcp-audit: config: policy\.rules\[1\]\.action: must be allow or deny/,
+  ],
+  ["invalid YAML", [], "proxy: [\n", /^mcp-audit: config: config\.yaml: not valid YAML/],
+  [
+    "an unterminated quote",
+    ["--upstream", "npx 'pkg"],
+    null,
+    /^mcp-audit: config: proxy\.upstream: unterminated ' quote/,
+  ],
+];
+
+for (const [what, args, yaml, message] of bad) {
+  Deno.test(`${what} exits 2 with one line naming it`, async () => {
+    const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-cli-" });
+    try {
+      if (yaml !== null) Deno.writeTextFileSync(`${dir}/config.yaml`, yaml);
+      const r = await run(args, { cwd: dir });
+      assertEquals(r.code, 2, r.stderr);
+      assertEquals(r.stdout, "");
+      const lines = r.stderr.trimEnd().split("\n");
+      assertEquals(lines.length, 1, r.stderr);
+      assertMatch(lines[0]!, message);
+      assert(
+        !Deno.readDirSync(dir).some((e) => e.name === "audit.jsonl"),
+        "no log is written on bad input",
+      );
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  });
+}
+
+Deno.test("an environment variable with a bad value exits 2 naming the variable", async () => {
+  const r = await run(["--upstream", "x"], { env: { MCP_AUDIT_PROXY_PORT: "many" } });
+  assertEquals(r.code, 2);
+  assertMatch(r.stderr, /^mcp-audit: config: MCP_AUDIT_PROXY_PORT: must be an integer/);
+});
+
+Deno.test("flags override the environment, which overrides the file", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-cli-" });
+  try {
+    Deno.writeTextFileSync(
+      `${dir}/config.yaml`,
+      `audit:\n  path: ${dir}/from-file.jsonl\nproxy:\n  client_id: from-file\n  server_id: from-file\n`,
+    );
+    const r = await run(["--upstream", `${deno} run ${root}tests/fixtures/echo_upstream.ts`], {
+      cwd: dir,
+      env: { MCP_AUDIT_PROXY_CLIENT_ID: "from-env" },
+    });
+    assertEquals(r.code, 0, r.stderr);
+    const first = JSON.parse(Deno.readTextFileSync(`${dir}/from-file.jsonl`).split("\n")[0]!);
+    assertEquals(first.client_id, "from-env");
+    assertEquals(first.server_id, "from-file");
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("an upstream command that does not exist fails with exit 1 and a recorded stop", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-cli-" });
+  try {
+    const r = await run(["--", "/nonexistent/mcp-server"], { cwd: dir });
+    assertEquals(r.code, 1);
+    assertMatch(r.stderr, /cannot start upstream/);
+    const recs = Deno.readTextFileSync(`${dir}/audit.jsonl`).trimEnd().split("\n").map((l) =>
+      JSON.parse(l)
+    );
+    assertEquals(recs.map((x) => x.method), ["audit/start", "audit/stop"]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
