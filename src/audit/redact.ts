@@ -11,9 +11,9 @@
  * The Go tool's plain substring match would also hide `max_tokens` and `input_tokens`.
  *
  * Two places are exempt because they name no secret value: the MCP protocol's own
- * `progressToken` (a correlation id that records need intact), and the property names inside a
- * tool's `inputSchema` / `outputSchema` (`properties.api_token` there describes an argument; the
- * argument's value is still redacted when a call sends it).
+ * `progressToken` (a correlation id that records need intact), and the property names inside the
+ * `inputSchema` / `outputSchema` of a tool in a `tools/list` result (`properties.api_token` there
+ * describes an argument; the argument's value is still redacted when a call sends it).
  *
  * @module
  */
@@ -57,8 +57,13 @@ const enum Mode {
   SchemaProperties,
 }
 
-function childMode(mode: Mode, key: string): Mode {
-  if (mode === Mode.Data) return SCHEMA_KEYS.has(key) ? Mode.Schema : Mode.Data;
+// Only the tool definitions of a tools/list result; a call's arguments named `inputSchema` are data.
+const TOOL_DEFINITION = /^result\.tools\[\d+\]$/;
+
+function childMode(mode: Mode, key: string, path: string): Mode {
+  if (mode === Mode.Data) {
+    return SCHEMA_KEYS.has(key) && TOOL_DEFINITION.test(path) ? Mode.Schema : Mode.Data;
+  }
   if (mode === Mode.Schema) return key === "properties" ? Mode.SchemaProperties : Mode.Schema;
   return Mode.Schema;
 }
@@ -137,7 +142,7 @@ export class KeyRedactor {
         next = REDACTED;
         paths.push(here);
       } else {
-        next = this.#walk(item, here, paths, childMode(mode, key));
+        next = this.#walk(item, here, paths, childMode(mode, key, path));
       }
       if (next !== item) {
         copy ??= { ...value };

@@ -62,7 +62,8 @@ export class ChainVerifier {
   #records = 0;
   #firstSeq: number | null = null;
   #maxSeq = 0;
-  #hashes = new Map<number, string>();
+  /** Recent records by seq: the hash of their stored bytes, and where they stand. */
+  #hashes = new Map<number, { hash: string; file: string; line: number }>();
   #gaps = new Set<number>();
   #flagged = new Set<string>();
   #unparsed: Unparsed[] = [];
@@ -167,20 +168,23 @@ export class ChainVerifier {
     }
 
     const prev = record.prev;
-    const want = seq === 1 ? GENESIS : this.#hashes.get(seq - 1);
-    if (want !== undefined && prev !== want) {
-      const culprit = seq === 1 ? seq : seq - 1;
-      this.#add(
-        "modified",
-        file,
-        lineNo,
-        culprit,
-        seq === 1
-          ? "first record does not start the chain"
-          : `stored bytes of seq ${culprit} do not hash to the prev of seq ${seq}`,
-      );
+    if (seq === 1) {
+      if (prev !== GENESIS) {
+        this.#add("modified", file, lineNo, seq, "the first record does not start the chain");
+      }
+    } else {
+      const before = this.#hashes.get(seq - 1);
+      if (before !== undefined && prev !== before.hash) {
+        this.#add(
+          "modified",
+          before.file,
+          before.line,
+          seq - 1,
+          "its stored bytes do not match the next record's prev",
+        );
+      }
     }
-    if (!this.#hashes.has(seq)) this.#hashes.set(seq, hash);
+    if (!this.#hashes.has(seq)) this.#hashes.set(seq, { hash, file, line: lineNo });
     if (this.#hashes.size > HASH_WINDOW) {
       const oldest = this.#hashes.keys().next().value;
       if (oldest !== undefined) this.#hashes.delete(oldest);

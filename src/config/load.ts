@@ -112,6 +112,10 @@ function check(key: string, spec: KeySpec, raw: unknown): ConfigValue {
       }
       return raw;
     case "enum":
+      // The Go tool lower-cases and trims these (`Deny` works there), so they work here too.
+      if (typeof raw === "string" && t.values.includes(raw.trim().toLowerCase())) {
+        return raw.trim().toLowerCase();
+      }
       if (typeof raw !== "string" || !t.values.includes(raw)) {
         const shown = t.values.map((v) => v === "" ? '""' : v).join(", ");
         throw new ConfigError(key, `must be one of ${shown}, got ${describe(raw)}`);
@@ -271,6 +275,14 @@ export function loadConfig(input: LoadInput): Loaded {
     }
   }
 
+  // As in the Go tool: an empty pattern list means the defaults, never "redact nothing".
+  const patterns = values.get("middleware.redact.patterns");
+  if (Array.isArray(patterns) && patterns.every((p) => typeof p === "string" && p.trim() === "")) {
+    warnings.push(
+      "middleware.redact.patterns is empty; using the default patterns (set middleware.redact.enabled: false to turn redaction off)",
+    );
+    values.set("middleware.redact.patterns", SCHEMA["middleware.redact.patterns"]!.default);
+  }
   const config = buildConfig(new FlatValues(values), input.upstreamArgv);
   validate(config, warnings);
   const effective: Record<string, ConfigValue> = {};

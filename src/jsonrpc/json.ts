@@ -43,21 +43,26 @@ export function rawNumber(digits: string): RawNumber {
   return lossless.rawJSON(digits);
 }
 
-// Any integer a double cannot hold has at least 16 digits; most messages have no such run, and
-// for them the native parser without a reviver is several times faster.
-const LONG_DIGIT_RUN = /\d{16}/;
+// Any integer a double cannot hold has at least 16 digits, and any number beyond the double range
+// a three-digit exponent; most messages have neither, and for them the native parser without a
+// reviver is several times faster.
+const NEEDS_SOURCE = /\d{16}|[eE][+-]?\d{3}/;
 const INTEGER = /^-?\d+$/;
 
 function keepDigits(this: unknown, _key: string, value: unknown, context: ParseContext): unknown {
   if (typeof value !== "number" || Number.isSafeInteger(value)) return value;
   const source = context.source;
-  if (source === undefined || !INTEGER.test(source)) return value;
-  if (Number.isFinite(value) && BigInt(value) === BigInt(source)) return value;
+  if (source === undefined) return value;
+  // Beyond the double range (1e400): JSON allows it, a double cannot hold it; keep the text.
+  if (!Number.isFinite(value)) return lossless.rawJSON(source);
+  if (!INTEGER.test(source)) return value;
+  if (BigInt(value) === BigInt(source)) return value;
   return lossless.rawJSON(source);
 }
 
 /**
- * Parses JSON text, keeping every integer whose digits a double cannot hold as a {@link RawNumber}.
+ * Parses JSON text, keeping every integer whose digits a double cannot hold, and every number
+ * beyond the double range, as a {@link RawNumber}.
  * Throws `SyntaxError` on invalid JSON, like `JSON.parse`.
  *
  * @example
@@ -67,7 +72,7 @@ function keepDigits(this: unknown, _key: string, value: unknown, context: ParseC
  * ```
  */
 export function parseLossless(text: string): JsonValue {
-  if (!LONG_DIGIT_RUN.test(text)) return JSON.parse(text) as JsonValue;
+  if (!NEEDS_SOURCE.test(text)) return JSON.parse(text) as JsonValue;
   return lossless.parse(text, keepDigits) as JsonValue;
 }
 

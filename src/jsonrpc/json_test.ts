@@ -2,11 +2,16 @@ import assert from "node:assert/strict";
 import { isJsonObject, isRawNumber, parseLossless, rawNumber } from "./json.ts";
 
 Deno.test("parseLossless keeps integers beyond 2^53 as their digits", () => {
-  const v = parseLossless('{"a":12345678901234567890,"b":9007199254740993,"c":[-98765432109876543210]}');
+  const v = parseLossless(
+    '{"a":12345678901234567890,"b":9007199254740993,"c":[-98765432109876543210]}',
+  );
   assert.ok(isJsonObject(v));
   assert.ok(isRawNumber(v.a));
   assert.ok(isRawNumber(v.b));
-  assert.equal(JSON.stringify(v), '{"a":12345678901234567890,"b":9007199254740993,"c":[-98765432109876543210]}');
+  assert.equal(
+    JSON.stringify(v),
+    '{"a":12345678901234567890,"b":9007199254740993,"c":[-98765432109876543210]}',
+  );
 });
 
 Deno.test("parseLossless returns plain numbers for integers a double holds exactly", () => {

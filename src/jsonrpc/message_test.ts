@@ -81,15 +81,31 @@ Deno.test("classifyLine reports messages that are not JSON-RPC 2.0 as invalid, k
     ['{"id":3,"method":"m"}', 'jsonrpc is not "2.0"', 3],
     ['{"jsonrpc":2.0,"id":3,"method":"m"}', 'jsonrpc is not "2.0"', 3],
     ['{"jsonrpc":"2.0","id":true,"method":"m"}', "id is not a string, number or null", undefined],
-    ['{"jsonrpc":"2.0","id":{"a":1},"method":"m"}', "id is not a string, number or null", undefined],
+    [
+      '{"jsonrpc":"2.0","id":{"a":1},"method":"m"}',
+      "id is not a string, number or null",
+      undefined,
+    ],
     ['{"jsonrpc":"2.0","id":[1],"method":"m"}', "id is not a string, number or null", undefined],
     ['{"jsonrpc":"2.0","id":4,"method":5}', "method is not a string", 4],
     ['{"jsonrpc":"2.0","id":4,"method":"m","params":"x"}', "params is not an object or array", 4],
     ['{"jsonrpc":"2.0","id":4,"method":"m","params":null}', "params is not an object or array", 4],
-    ['{"jsonrpc":"2.0","id":4,"result":1,"error":{"code":1,"message":"m"}}', "neither a request, a notification nor a response", 4],
+    [
+      '{"jsonrpc":"2.0","id":4,"result":1,"error":{"code":1,"message":"m"}}',
+      "neither a request, a notification nor a response",
+      4,
+    ],
     ['{"jsonrpc":"2.0","result":1}', "neither a request, a notification nor a response", undefined],
-    ['{"jsonrpc":"2.0","id":4,"error":{"code":"x","message":"m"}}', "error is not {code, message}", 4],
-    ['{"jsonrpc":"2.0","id":4,"error":{"code":1.5,"message":"m"}}', "error is not {code, message}", 4],
+    [
+      '{"jsonrpc":"2.0","id":4,"error":{"code":"x","message":"m"}}',
+      "error is not {code, message}",
+      4,
+    ],
+    [
+      '{"jsonrpc":"2.0","id":4,"error":{"code":1.5,"message":"m"}}',
+      "error is not {code, message}",
+      4,
+    ],
     ['{"jsonrpc":"2.0","id":4}', "neither a request, a notification nor a response", 4],
     ["42", "not a JSON-RPC object", undefined],
     ['"x"', "not a JSON-RPC object", undefined],
@@ -116,7 +132,7 @@ Deno.test("classifyLine reports an empty batch as one invalid message", () => {
   assert.deepEqual(c.messages, [{ kind: "invalid", reason: "empty batch", id: undefined }]);
 });
 
-Deno.test("classifyLine keeps the id's type: 1 and \"1\" stay different", () => {
+Deno.test('classifyLine keeps the id\'s type: 1 and "1" stay different', () => {
   const a = one('{"jsonrpc":"2.0","id":1,"method":"m"}');
   const b = one('{"jsonrpc":"2.0","id":"1","method":"m"}');
   assert.ok(a.kind === "request" && b.kind === "request");
@@ -153,7 +169,11 @@ Deno.test("classifyValue treats a raw number at the top level as not a JSON-RPC 
 
 Deno.test("errorResponse keeps the id's type", () => {
   assert.equal(
-    errorResponse("1", { code: -32029, message: "rate limit exceeded", data: { retry_after_ms: 5 } }),
+    errorResponse("1", {
+      code: -32029,
+      message: "rate limit exceeded",
+      data: { retry_after_ms: 5 },
+    }),
     '{"jsonrpc":"2.0","id":"1","error":{"code":-32029,"message":"rate limit exceeded","data":{"retry_after_ms":5}}}',
   );
   assert.equal(

@@ -8,7 +8,14 @@
 import { rawNumber } from "./json.ts";
 import type { JsonRpcId } from "./message.ts";
 
-const latin1 = new TextDecoder("latin1");
+/** One code unit per byte. (`TextDecoder("latin1")` is windows-1252 and remaps 0x80–0x9F.) */
+function bytesToText(bytes: Uint8Array): string {
+  let out = "";
+  for (let i = 0; i < bytes.length; i += 4096) {
+    out += String.fromCharCode(...bytes.subarray(i, i + 4096));
+  }
+  return out;
+}
 const VALUE = String.raw`(-?\d+|"(?:[^"\\]|\\.){0,256}")`;
 const HEAD = new RegExp(
   String.raw`^\s*\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*` + VALUE + String.raw`\s*[,}]`,
@@ -32,15 +39,15 @@ function toId(text: string): JsonRpcId | undefined {
 
 /** The id, when it can be found for certain; `undefined` otherwise. */
 export function recoverId(head: Uint8Array, tail: Uint8Array): JsonRpcId | undefined {
-  // Latin-1 maps bytes 1:1 to code units, so a multi-byte character cut at the edge cannot fail.
-  const h = HEAD.exec(latin1.decode(head));
+  // Bytes map 1:1 to code units, so a multi-byte character cut at the edge cannot fail.
+  const h = HEAD.exec(bytesToText(head));
   if (h?.[1] !== undefined) return toId(h[1]);
-  const t = TAIL.exec(latin1.decode(tail));
+  const t = TAIL.exec(bytesToText(tail));
   if (t?.[1] !== undefined) return toId(t[1]);
   return undefined;
 }
 
 /** True when the head shows a `"method"` member early, i.e. the message is a request. */
 export function looksLikeRequest(head: Uint8Array): boolean {
-  return /^\s*\{[^{[]*"method"\s*:/.test(latin1.decode(head));
+  return /^\s*\{[^{[]*"method"\s*:/.test(bytesToText(head));
 }

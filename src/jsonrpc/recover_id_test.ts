@@ -13,7 +13,7 @@ Deno.test("recoverId finds an id that is the first member", () => {
   assert.equal(fromHead('{"id":-3}'), -3);
 });
 
-Deno.test("recoverId finds an id that follows \"jsonrpc\":\"2.0\"", () => {
+Deno.test('recoverId finds an id that follows "jsonrpc":"2.0"', () => {
   assert.equal(fromHead('{"jsonrpc":"2.0","id":7,"method":"x","params":{"blob":"AAAA'), 7);
   assert.equal(fromHead('{ "jsonrpc" : "2.0" , "id" : "q-1" , "result'), "q-1");
 });
@@ -73,6 +73,9 @@ Deno.test("recoverId finds nothing in bytes that are not a JSON object", () => {
 
 Deno.test("looksLikeRequest sees a top-level method but not one inside a result", () => {
   assert.equal(looksLikeRequest(enc.encode('{"jsonrpc":"2.0","id":1,"method":"tools/call"')), true);
-  assert.equal(looksLikeRequest(enc.encode('{"jsonrpc":"2.0","id":1,"result":{"method":"x"')), false);
+  assert.equal(
+    looksLikeRequest(enc.encode('{"jsonrpc":"2.0","id":1,"result":{"method":"x"')),
+    false,
+  );
   assert.equal(looksLikeRequest(enc.encode('{"jsonrpc":"2.0","id":1,"error":{"code":1')), false);
 });

@@ -103,12 +103,15 @@ export class LineSplitter extends TransformStream<Uint8Array, Frame[]> {
         tail = tail.subarray(0, tail.length - 1);
         size -= 1;
       }
-      return { kind: "oversized", size, head: state.head, tail, terminated };
+      // The tail keeps one byte more than asked, for the `\r` just removed.
+      if (tail.length > keepBytes) tail = tail.subarray(tail.length - keepBytes);
+      const head = state.head.length > size ? state.head.subarray(0, size) : state.head;
+      return { kind: "oversized", size, head, tail, terminated };
     };
 
     const startDiscard = (): void => {
       const all = concat(parts, length);
-      const tail = new Tail(keepBytes);
+      const tail = new Tail(keepBytes + 1);
       tail.push(all);
       discarding = { size: length, head: all.slice(0, keepBytes), tail };
       parts = [];

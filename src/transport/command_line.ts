@@ -34,8 +34,9 @@ export function splitCommandLine(line: string, windows = false): string[] {
     }
     if (quote === '"') {
       if (c === '"') quote = null;
-      else if (c === "\\" && (line[i + 1] === '"' || line[i + 1] === "\\")) current += line[++i];
-      else current += c;
+      else if (c === "\\" && (line[i + 1] === '"' || (!windows && line[i + 1] === "\\"))) {
+        current += line[++i];
+      } else current += c;
       continue;
     }
     if (c === "'" || c === '"') {

@@ -70,9 +70,12 @@ function recover(file: Deno.FsFile, path: string): OpenState {
   const lastByte = readAt(file, size - 1, 1)[0];
   if (lastByte !== LF) {
     const start = lineStart(file, size);
-    torn.push({ offset: start, length: size - start, file: path });
     file.seekSync(0, Deno.SeekMode.End);
     writeAll(file, new Uint8Array([LF]));
+    const text = decoder.decode(readAt(file, start, size - start));
+    // A whole record that lost only its newline is complete: the chain continues from it.
+    if (looksLikeRecord(text)) return { last: text, torn };
+    torn.push({ offset: start, length: size - start, file: path });
     end = start - 1;
   } else {
     end = size - 1;

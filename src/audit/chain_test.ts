@@ -1,0 +1,237 @@
+import assert from "node:assert/strict";
+import { createHash, createHmac } from "node:crypto";
+import { AuditLog, ChainError, sha256Hex } from "./chain.ts";
+import { JsonlStore } from "./storage/jsonl.ts";
+import { type AuditFields, EventMethod, GENESIS, RECORD_FIELDS } from "./record.ts";
+import { hmacSigner, type Signer } from "./signing.ts";
+import { canonicalize } from "./canonical.ts";
+import { isJsonObject, type JsonObject, type JsonValue, parseLossless } from "../jsonrpc/json.ts";
+
+const SECRET = "0123456789abcdef0123456789abcdef";
+
+function tempLog(): { path: string; [Symbol.dispose](): void } {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-chain-" });
+  return {
+    path: `${dir}/audit.jsonl`,
+    [Symbol.dispose]: () => Deno.removeSync(dir, { recursive: true }),
+  };
+}
+
+let clock = Date.UTC(2026, 10, 25, 3, 49, 36, 219);
+let ids = 0;
+
+function open(path: string, signer: Signer | null = hmacSigner(SECRET)): AuditLog {
+  return new AuditLog({
+    store: new JsonlStore(path, false),
+    signer,
+    now: () => clock++,
+    newId: () => "01JD" + String(++ids).padStart(22, "0"),
+    clientId: "claude-desktop",
+    serverId: "filesystem",
+    transport: "stdio",
+  });
+}
+
+function request(params: JsonValue, id: number | string = 1): AuditFields {
+  return {
+    kind: "request",
+    direction: "client_to_server",
+    transport: "stdio",
+    session: "s1",
+    jsonrpc_id: id,
+    method: "tools/call",
+    tool_name: "read_file",
+    params,
+    result: null,
+    error: null,
+    redacted: [],
+    duration_ms: null,
+    decision: { action: "allow", rule: null, reason: "" },
+    client_info: { name: "test", version: "1" },
+    wire_sha256: "ab".repeat(32),
+  };
+}
+
+/** The stored lines, without the empty string after the final newline. */
+function lines(path: string): string[] {
+  const text = Deno.readTextFileSync(path);
+  assert.ok(text.endsWith("\n"), "the log ends with a newline");
+  return text.slice(0, -1).split("\n");
+}
+
+function record(line: string): JsonObject {
+  const v = parseLossless(line);
+  assert.ok(isJsonObject(v));
+  return v;
+}
+
+Deno.test("AuditLog links each record to the SHA-256 of the previous stored line", () => {
+  using tmp = tempLog();
+  const log = open(tmp.path);
+  for (let i = 1; i <= 3; i++) log.append(request({ i }, i));
+  log.close();
+  const stored = lines(tmp.path);
+  assert.equal(stored.length, 3);
+  stored.forEach((line, i) => {
+    const r = record(line);
+    assert.equal(r.seq, i + 1);
+    const want = i === 0
+      ? GENESIS
+      : createHash("sha256").update(new TextEncoder().encode(stored[i - 1])).digest("hex");
+    assert.equal(r.prev, want);
+  });
+  assert.equal(GENESIS, "0".repeat(64));
+});
+
+Deno.test("AuditLog stores each record as exactly its canonical JSON, signature included", () => {
+  using tmp = tempLog();
+  const log = open(tmp.path);
+  const returned = [
+    log.append(request(parseLossless('{"name":"read_file","arguments":{"z":1,"a":"é\\u2028"}}'))),
+    log.event(EventMethod.Stop, { last_seq: 1 }),
+  ];
+  log.close();
+  const stored = lines(tmp.path);
+  stored.forEach((line, i) => {
+    const r = record(line);
+    assert.equal(canonicalize(r), line);
+    assert.equal(
+      canonicalize(record(JSON.stringify(returned[i]))),
+      line,
+      "append returns the stored record",
+    );
+    assert.deepEqual(Object.keys(r).sort(), [...RECORD_FIELDS].sort());
+    assert.equal(r.v, 1);
+    assert.equal(r.client_id, "claude-desktop");
+    assert.equal(r.server_id, "filesystem");
+    assert.match(String(r.ts), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  });
+});
+
+Deno.test("AuditLog signs the canonical form without sig, checkable with four lines of crypto", () => {
+  using tmp = tempLog();
+  const log = open(tmp.path);
+  log.append(request({ token: "[REDACTED]", n: 1 }));
+  log.event(EventMethod.Checkpoint, {});
+  log.close();
+  for (const line of lines(tmp.path)) {
+    const { sig, ...unsigned } = record(line);
+    const keyId = createHash("sha256").update(SECRET).digest("hex").slice(0, 8);
+    const mac = createHmac("sha256", SECRET).update(canonicalize(unsigned)).digest("hex");
+    assert.equal(sig, `hmac-sha256:${keyId}:${mac}`);
+  }
+});
+
+Deno.test("AuditLog keeps big integers in params as their digits", () => {
+  using tmp = tempLog();
+  const log = open(tmp.path);
+  log.append(request(parseLossless('{"n":12345678901234567890,"m":[9007199254740993]}')));
+  log.close();
+  const [line] = lines(tmp.path);
+  assert.ok(line!.includes('"params":{"m":[9007199254740993],"n":12345678901234567890}'), line);
+});
+
+Deno.test("AuditLog writes sig null when signing is off", () => {
+  using tmp = tempLog();
+  const log = open(tmp.path, null);
+  log.append(request({}));
+  log.close();
+  const r = record(lines(tmp.path)[0]!);
+  assert.equal(r.sig, null);
+});
+
+Deno.test("AuditLog continues seq and prev from the existing log after a reopen", () => {
+  using tmp = tempLog();
+  const first = open(tmp.path);
+  first.append(request({}, 1));
+  first.append(request({}, 2));
+  first.event(EventMethod.Stop, { last_seq: 2 });
+  first.close();
+
+  const second = open(tmp.path);
+  assert.equal(second.seq, 3);
+  const r = second.append(request({}, 4));
+  second.close();
+  const stored = lines(tmp.path);
+  assert.equal(stored.length, 4);
+  assert.equal(r.seq, 4);
+  assert.equal(r.prev, sha256Hex(stored[2]!));
+  assert.equal(record(stored[3]!).seq, 4);
+});
+
+Deno.test("AuditLog keeps a torn last line, closes it and names its byte offset in audit/recover", () => {
+  using tmp = tempLog();
+  const first = open(tmp.path);
+  first.append(request({ text: "héllo" }, 1));
+  first.append(request({}, 2));
+  first.close();
+  const intact = Deno.readFileSync(tmp.path);
+  const torn = new TextEncoder().encode('{"client_id":"claude-desktop","dir€');
+  Deno.writeFileSync(tmp.path, torn, { append: true });
+
+  const second = open(tmp.path);
+  assert.equal(second.seq, 3, "the recover event is seq 3");
+  second.append(request({}, 3));
+  second.close();
+
+  const bytes = Deno.readFileSync(tmp.path);
+  assert.deepEqual(bytes.subarray(0, intact.length), intact);
+  assert.deepEqual(
+    bytes.subarray(intact.length, intact.length + torn.length),
+    torn,
+    "torn bytes kept",
+  );
+  assert.equal(bytes[intact.length + torn.length], 0x0a, "closed with a newline");
+
+  const stored = lines(tmp.path);
+  assert.equal(stored.length, 5);
+  const recover = record(stored[3]!);
+  assert.equal(recover.kind, "event");
+  assert.equal(recover.direction, "proxy");
+  assert.equal(recover.method, EventMethod.Recover);
+  assert.equal(recover.seq, 3);
+  assert.equal(recover.prev, sha256Hex(stored[1]!), "links past the torn line to seq 2");
+  const params = recover.params;
+  assert.ok(isJsonObject(params));
+  assert.equal(params.continues_after_seq, 2);
+  assert.deepEqual(params.torn, [{ file: tmp.path, offset: intact.length, length: torn.length }]);
+  const next = record(stored[4]!);
+  assert.equal(next.seq, 4);
+  assert.equal(next.prev, sha256Hex(stored[3]!));
+});
+
+Deno.test("AuditLog continues a last record that lost only its newline instead of reusing its seq", () => {
+  // A crash between the record's last byte and its "\n": the record is whole and signed.
+  using tmp = tempLog();
+  const first = open(tmp.path);
+  first.append(request({}, 1));
+  first.append(request({}, 2));
+  first.close();
+  const text = Deno.readTextFileSync(tmp.path);
+  Deno.writeTextFileSync(tmp.path, text.slice(0, -1));
+
+  const second = open(tmp.path);
+  second.append(request({}, 3));
+  second.close();
+  const seqs = lines(tmp.path).map((l) => record(l).seq);
+  assert.equal(new Set(seqs).size, seqs.length, `seq values repeat: ${seqs.join(",")}`);
+});
+
+Deno.test("AuditLog starts a new chain in an empty file and refuses appends once closed", () => {
+  using tmp = tempLog();
+  Deno.writeFileSync(tmp.path, new Uint8Array(0));
+  const log = open(tmp.path);
+  assert.equal(log.seq, 0);
+  const r = log.append(request({}));
+  assert.equal(r.seq, 1);
+  assert.equal(r.prev, GENESIS);
+  log.close();
+  log.close();
+  assert.throws(() => log.append(request({})), ChainError);
+});
+
+Deno.test("AuditLog refuses to continue a log whose last record has no valid seq", () => {
+  using tmp = tempLog();
+  Deno.writeTextFileSync(tmp.path, '{"seq":"one","prev":"x"}\n');
+  assert.throws(() => open(tmp.path), ChainError);
+});

@@ -1,0 +1,121 @@
+import assert from "node:assert/strict";
+import { type Command, parseCommand } from "./args.ts";
+import { UsageError } from "./errors.ts";
+import { ConfigError, loadConfig } from "../config/load.ts";
+
+function proxy(argv: string[]): Extract<Command, { kind: "proxy" }> {
+  const c = parseCommand(argv);
+  assert.equal(c.kind, "proxy");
+  return c as Extract<Command, { kind: "proxy" }>;
+}
+
+Deno.test("parseCommand maps each proxy flag to its config key", () => {
+  const c = proxy([
+    "--transport",
+    "http",
+    "--upstream",
+    "http://localhost:8080",
+    "--port",
+    "8443",
+    "--upstream-timeout",
+    "1500",
+    "--storage",
+    "sqlite",
+    "--no-dashboard",
+    "--no-metrics",
+    "--config",
+    "/etc/mcp-audit.yaml",
+    "--log-level",
+    "debug",
+  ]);
+  assert.deepEqual(
+    Object.fromEntries(c.flags),
+    {
+      "proxy.transport": { flag: "--transport", value: "http" },
+      "proxy.upstream": { flag: "--upstream", value: "http://localhost:8080" },
+      "proxy.port": { flag: "--port", value: 8443 },
+      "proxy.upstream_timeout_ms": { flag: "--upstream-timeout", value: 1500 },
+      "audit.storage": { flag: "--storage", value: "sqlite" },
+      "dashboard.enabled": { flag: "--no-dashboard", value: false },
+      "metrics.enabled": { flag: "--no-metrics", value: false },
+    },
+  );
+  assert.equal(c.configPath, "/etc/mcp-audit.yaml");
+  assert.equal(c.logLevel, "debug");
+  assert.deepEqual(c.upstreamArgv, []);
+});
+
+Deno.test("parseCommand with no arguments runs the proxy with defaults", () => {
+  const c = proxy([]);
+  assert.equal(c.flags.size, 0);
+  assert.equal(c.configPath, undefined);
+  assert.equal(c.logLevel, "info");
+  assert.deepEqual(c.upstreamArgv, []);
+});
+
+Deno.test("parseCommand accepts --flag=value", () => {
+  const c = proxy(["--port=9000", "--transport=http", "--upstream=npx pkg /tmp"]);
+  assert.equal(c.flags.get("proxy.port")?.value, 9000);
+  assert.equal(c.flags.get("proxy.upstream")?.value, "npx pkg /tmp");
+});
+
+Deno.test("parseCommand takes everything after the first -- as the upstream argv", () => {
+  const c = proxy(["--port", "1", "--", "npx", "-y", "pkg", "--port", "2", "--", "x"]);
+  assert.deepEqual(c.upstreamArgv, ["npx", "-y", "pkg", "--port", "2", "--", "x"]);
+  assert.equal(c.flags.get("proxy.port")?.value, 1);
+  assert.equal(c.flags.has("proxy.upstream"), false);
+});
+
+Deno.test("parseCommand refuses --upstream together with an argv after --", () => {
+  assert.throws(() => parseCommand(["--upstream", "a", "--", "b"]), UsageError);
+});
+
+Deno.test("parseCommand refuses a -- with nothing after it", () => {
+  assert.throws(() => parseCommand(["--"]), UsageError);
+  assert.throws(() => parseCommand(["--port", "1", "--"]), UsageError);
+});
+
+Deno.test("parseCommand refuses a bad --log-level, naming the flag", () => {
+  assert.throws(() => parseCommand(["--log-level", "verbose"]), (e: unknown) => {
+    assert.ok(e instanceof UsageError);
+    assert.ok(e.message.startsWith("--log-level"), e.message);
+    return true;
+  });
+  for (const level of ["debug", "info", "warn", "error"]) {
+    assert.equal(proxy(["--log-level", level]).logLevel, level);
+  }
+});
+
+Deno.test("parseCommand refuses unknown flags, positionals and missing values", () => {
+  assert.throws(() => parseCommand(["--prot", "1"]), UsageError);
+  assert.throws(() => parseCommand(["npx"]), UsageError);
+  assert.throws(() => parseCommand(["--port"]), UsageError);
+  assert.throws(() => parseCommand(["--no-dashboard=yes"]), UsageError);
+});
+
+Deno.test("parseCommand leaves a non-numeric --port for the config check to reject by flag", () => {
+  const c = proxy(["--port", "80a"]);
+  assert.deepEqual(c.flags.get("proxy.port"), { flag: "--port", value: "80a" });
+  assert.throws(
+    () => loadConfig({ env: {}, flags: c.flags, upstreamArgv: [] }),
+    (e: unknown) => e instanceof ConfigError && e.key === "--port",
+  );
+  const t = proxy(["--upstream-timeout=-5"]);
+  assert.throws(
+    () => loadConfig({ env: {}, flags: t.flags, upstreamArgv: [] }),
+    (e: unknown) => e instanceof ConfigError && e.key === "--upstream-timeout",
+  );
+});
+
+Deno.test("parseCommand recognises help, version and the subcommands", () => {
+  assert.deepEqual(parseCommand(["--help"]), { kind: "help" });
+  assert.deepEqual(parseCommand(["-h"]), { kind: "help" });
+  assert.deepEqual(parseCommand(["--version"]), { kind: "version" });
+  assert.deepEqual(parseCommand(["-v"]), { kind: "version" });
+  assert.deepEqual(parseCommand(["verify", "--public-key", "k.pem", "audit.jsonl"]), {
+    kind: "verify",
+    args: ["--public-key", "k.pem", "audit.jsonl"],
+  });
+  assert.deepEqual(parseCommand(["export", "a.jsonl"]), { kind: "export", args: ["a.jsonl"] });
+  assert.deepEqual(parseCommand(["keygen"]), { kind: "keygen", args: [] });
+});

@@ -1,0 +1,456 @@
+import assert from "node:assert/strict";
+import { ConfigError, loadConfig, type LoadInput } from "./load.ts";
+
+function load(
+  text: string | undefined,
+  env: Record<string, string> = {},
+  flags: Record<string, { flag: string; value: unknown }> = {},
+) {
+  const input: LoadInput = {
+    file: text === undefined ? undefined : { path: "config.yaml", text },
+    env,
+    flags: new Map(Object.entries(flags)),
+    upstreamArgv: [],
+  };
+  return loadConfig(input);
+}
+
+/** Asserts that loading fails with a ConfigError naming `key`. */
+function fails(key: string, text: string | undefined, env: Record<string, string> = {}): void {
+  assert.throws(
+    () => load(text, env),
+    (e: unknown) => {
+      assert.ok(e instanceof ConfigError, String(e));
+      assert.equal(e.key, key, e.message);
+      assert.ok(e.message.startsWith(`${key}: `), e.message);
+      return true;
+    },
+  );
+}
+
+Deno.test("loadConfig with nothing set gives the Go tool's defaults", () => {
+  const { config, warnings } = load(undefined);
+  assert.deepEqual(warnings, []);
+  assert.deepEqual(config.proxy, {
+    transport: "stdio",
+    upstream: "",
+    upstream_argv: [],
+    port: 4422,
+    bind_address: "127.0.0.1",
+    upstream_timeout_ms: 30000,
+    forward_headers: [],
+    max_message_bytes: 16777216,
+    tls: {
+      ca_file: "",
+      server_name: "",
+      insecure_skip_verify: false,
+      client_cert_file: "",
+      client_key_file: "",
+    },
+    retry: { max_retries: 0, initial_interval_ms: 200, max_interval_ms: 2000 },
+    client_id: "claude-desktop",
+    server_id: "filesystem",
+    http: { allowed_origins: [], allowed_hosts: [] },
+  });
+  assert.deepEqual(config.audit, {
+    storage: "jsonl",
+    path: "./audit.jsonl",
+    sqlite_path: "./audit.db",
+    sign: true,
+    secret: "",
+    key_id: "",
+    signing: { private_key_file: "", public_key_file: "" },
+    durability: "batch",
+    async: { enabled: false, queue_size: 4096, batch_size: 128, flush_interval_ms: 1000 },
+    rotation: { max_size_bytes: 0, max_files: 0, interval: "", max_age_days: 0 },
+  });
+  assert.deepEqual(config.middleware, {
+    rate_limit: { enabled: true, requests_per_minute: 60 },
+    redact: {
+      enabled: true,
+      patterns: ["password", "token", "secret", "api_key", "bearer", "authorization"],
+    },
+  });
+  assert.deepEqual(config.policy, {
+    enabled: false,
+    default_action: "allow",
+    rules: [],
+    deny_as: "error",
+  });
+  assert.deepEqual(config.dashboard, {
+    enabled: true,
+    bind_address: "127.0.0.1",
+    port: 9090,
+    auth: { token: "" },
+  });
+  assert.deepEqual(config.metrics, {
+    enabled: true,
+    bind_address: "127.0.0.1",
+    port: 9091,
+    path: "/metrics",
+    include_go_metrics: true,
+    include_process_metrics: true,
+    tool_labels: true,
+  });
+  assert.deepEqual(config.otel, {
+    enabled: false,
+    endpoint: "http://localhost:4318",
+    service_name: "mcp-audit",
+    headers: {},
+    tls: { ca_file: "", server_name: "", insecure_skip_verify: false },
+    retry: { max_retries: 3, initial_interval_ms: 200, max_interval_ms: 2000 },
+    queue_size: 1024,
+    batch_size: 64,
+    flush_interval_ms: 1000,
+    timeout_ms: 5000,
+  });
+});
+
+Deno.test("loadConfig: a flag beats the environment, which beats the file, which beats defaults", () => {
+  const file = "proxy:\n  port: 5000\n";
+  assert.equal(load(undefined).config.proxy.port, 4422);
+  assert.equal(load(file).config.proxy.port, 5000);
+  assert.equal(load(file, { MCP_AUDIT_PROXY_PORT: "6000" }).config.proxy.port, 6000);
+  assert.equal(
+    load(file, { MCP_AUDIT_PROXY_PORT: "6000" }, {
+      "proxy.port": { flag: "--port", value: 7000 },
+    }).config.proxy.port,
+    7000,
+  );
+});
+
+Deno.test("loadConfig: AUDIT_SECRET overrides audit.secret from the file", () => {
+  const file = 'audit:\n  secret: "from-file-from-file-from-file-32b"\n';
+  assert.equal(load(file).config.audit.secret, "from-file-from-file-from-file-32b");
+  assert.equal(load(file, { AUDIT_SECRET: "from-env" }).config.audit.secret, "from-env");
+  assert.equal(
+    load(file, { AUDIT_SECRET: "a", MCP_AUDIT_SIGNING_SECRET: "b" }).config.audit.secret,
+    "b",
+  );
+  assert.equal(load(file, { MCP_AUDIT_AUDIT_SECRET: "c" }).config.audit.secret, "c");
+});
+
+Deno.test("loadConfig parses MCP_AUDIT_ variables by the key's type", () => {
+  const { config } = load(undefined, {
+    MCP_AUDIT_METRICS_ENABLED: "false",
+    MCP_AUDIT_DASHBOARD_ENABLED: "0",
+    MCP_AUDIT_PROXY_FORWARD_HEADERS: "Authorization, X-Trace",
+    MCP_AUDIT_OTEL_HEADERS: '{"Authorization":"Bearer x"}',
+    MCP_AUDIT_AUDIT_DURABILITY: "entry",
+    MCP_AUDIT_POLICY_RULES: '[{"action":"deny","tool_name":"rm"}]',
+    PATH: "/usr/bin",
+  });
+  assert.equal(config.metrics.enabled, false);
+  assert.equal(config.dashboard.enabled, false);
+  assert.deepEqual(config.proxy.forward_headers, ["Authorization", "X-Trace"]);
+  assert.deepEqual(config.otel.headers, { Authorization: "Bearer x" });
+  assert.equal(config.audit.durability, "entry");
+  assert.equal(config.policy.rules[0]?.tool_name, "rm");
+});
+
+Deno.test("loadConfig names the variable when an MCP_AUDIT_ value is bad or unknown", () => {
+  fails("MCP_AUDIT_PROXY_PORT", undefined, { MCP_AUDIT_PROXY_PORT: "abc" });
+  fails("MCP_AUDIT_METRICS_ENABLED", undefined, { MCP_AUDIT_METRICS_ENABLED: "yes please" });
+  fails("MCP_AUDIT_OTEL_HEADERS", undefined, { MCP_AUDIT_OTEL_HEADERS: "{" });
+  fails("MCP_AUDIT_PROXY_PROT", undefined, { MCP_AUDIT_PROXY_PROT: "1" });
+});
+
+Deno.test("loadConfig refuses unknown keys by their full name", () => {
+  fails("proxy.prot", "proxy:\n  prot: 1\n");
+  fails("polcy", "polcy:\n  enabled: true\n");
+  fails("audit.rotation.max_size", "audit:\n  rotation:\n    max_size: 1\n");
+});
+
+Deno.test("loadConfig refuses values of the wrong type, naming the key", () => {
+  fails("proxy.port", 'proxy:\n  port: "abc"\n');
+  fails("proxy.port", "proxy:\n  port: 70000\n");
+  fails("proxy.port", "proxy:\n  port: 1.5\n");
+  fails("proxy", "proxy: 1\n");
+  fails("audit.sign", "audit:\n  sign: maybe\n");
+  fails("proxy.upstream", "proxy:\n  upstream: [a, b]\n");
+  fails("middleware.redact.patterns", "middleware:\n  redact:\n    patterns: token\n");
+  fails("middleware.redact.patterns[1]", "middleware:\n  redact:\n    patterns: [a, 2]\n");
+  fails("otel.headers.X-Team", "otel:\n  headers:\n    X-Team: 7\n");
+  fails("dashboard.bind_address", 'dashboard:\n  bind_address: " "\n');
+});
+
+Deno.test("loadConfig refuses values outside an enum, naming the key", () => {
+  fails("proxy.transport", "proxy:\n  transport: tcp\n");
+  fails("audit.storage", "audit:\n  storage: postgres\n");
+  fails("audit.durability", "audit:\n  durability: always\n");
+  fails("audit.rotation.interval", "audit:\n  rotation:\n    interval: weekly\n");
+  fails("policy.default_action", "policy:\n  default_action: block\n");
+  fails("policy.deny_as", "policy:\n  deny_as: silence\n");
+});
+
+Deno.test("loadConfig refuses bad policy rules, naming the rule and field", () => {
+  const rules = (body: string) => `policy:\n  rules:\n${body}`;
+  fails("policy.rules[1].action", rules("    - action: allow\n    - action: block\n"));
+  fails("policy.rules[0].action", rules("    - tool_name: rm\n"));
+  fails("policy.rules[0].tool", rules("    - action: deny\n      tool: rm\n"));
+  fails("policy.rules[0].tool_name", rules("    - action: deny\n      tool_name: [rm]\n"));
+  fails("policy.rules[0]", rules("    - deny\n"));
+  fails("policy.rules", "policy:\n  rules: deny\n");
+});
+
+Deno.test("loadConfig checks rules that span keys", () => {
+  fails("proxy.tls.client_cert_file", "proxy:\n  tls:\n    client_cert_file: a.pem\n");
+  fails("proxy.forward_headers", "proxy:\n  forward_headers: [Cookie]\n");
+  fails("proxy.forward_headers", 'proxy:\n  forward_headers: ["X Bad"]\n');
+  fails("metrics.path", "metrics:\n  path: metrics\n");
+  fails("audit.rotation", "audit:\n  storage: sqlite\n  rotation:\n    interval: daily\n");
+  fails("audit.key_id", 'audit:\n  key_id: "a:b"\n');
+  fails("dashboard.auth.token", 'dashboard:\n  auth:\n    token: "a b"\n');
+  fails(
+    "proxy.retry.initial_interval_ms",
+    "proxy:\n  retry:\n    initial_interval_ms: 5000\n    max_interval_ms: 100\n",
+  );
+});
+
+Deno.test("loadConfig names the file for YAML it cannot parse, including duplicate keys", () => {
+  fails("config.yaml", "proxy:\n  port: [\n");
+  fails("config.yaml", "proxy:\n  port: 1\n  port: 2\n");
+  fails("config", "- a\n- b\n");
+});
+
+Deno.test("loadConfig names the flag when a flag's value is bad", () => {
+  assert.throws(
+    () => load(undefined, {}, { "proxy.port": { flag: "--port", value: "abc" } }),
+    (e: unknown) => e instanceof ConfigError && e.key === "--port",
+  );
+  assert.throws(
+    () => load(undefined, {}, { "proxy.transport": { flag: "--transport", value: "udp" } }),
+    (e: unknown) => e instanceof ConfigError && e.key === "--transport",
+  );
+});
+
+/** The Go tool's shipped config.yaml, with the README's policy and other examples filled in. */
+const GO_EXAMPLE = `proxy:
+  transport: stdio
+  upstream: "npx @modelcontextprotocol/server-filesystem /tmp"
+  bind_address: "127.0.0.1"
+  port: 4422
+  upstream_timeout_ms: 30000
+  forward_headers:
+    - Authorization
+  http:
+    max_request_body_bytes: 10485760
+    max_header_bytes: 1048576
+    read_header_timeout: 10s
+    read_timeout: 30s
+    write_timeout: 30s
+    idle_timeout: 120s
+    allowed_origins: []
+    allowed_hosts:
+      - localhost
+      - 127.0.0.1
+      - "::1"
+  tls:
+    enabled: false
+    cert_file: ""
+    key_file: ""
+    ca_file: ""
+    server_name: ""
+    insecure_skip_verify: false
+    client_cert_file: ""
+    client_key_file: ""
+  retry:
+    max_retries: 0
+    initial_interval_ms: 200
+    max_interval_ms: 2000
+  client_id: "claude-desktop"
+  server_id: "filesystem"
+
+auth:
+  mode: none
+  static:
+    bearer_token: ""
+    subject: local
+  oidc:
+    issuer: ""
+    clock_skew: 30s
+
+audit:
+  storage: jsonl
+  path: ./audit.jsonl
+  sqlite_path: ./audit.db
+  sign: true
+  # Required when sign is true. Prefer MCP_AUDIT_SIGNING_SECRET in production.
+  secret: ""
+  signing:
+    key_id: "default"
+  async:
+    enabled: false
+    queue_size: 4096
+    batch_size: 128
+    flush_interval_ms: 1000
+  rotation:
+    max_size_bytes: 104857600
+    interval: daily
+    max_files: 10
+    max_age_days: 30
+
+middleware:
+  rate_limit:
+    enabled: true
+    requests_per_minute: 60
+  redact:
+    enabled: true
+    patterns:
+      - password
+      - token
+      - secret
+      - api_key
+      - bearer
+      - authorization
+
+policy:
+  enabled: true
+  default_action: allow
+  scope: all_operations
+  rules:
+    - action: deny
+      client_id: claude-desktop
+      server_id: filesystem
+      tool_name: delete_file
+      reason: "Destructive filesystem operations are blocked"
+    - action: allow
+      tool_name: "*"
+
+dashboard:
+  enabled: true
+  bind_address: 127.0.0.1
+  port: 9090
+  auth:
+    token: "replace-with-a-long-random-token"
+
+metrics:
+  enabled: true
+  port: 9091
+  path: /metrics
+  include_go_metrics: true
+  include_process_metrics: true
+  tool_labels: true
+
+otel:
+  enabled: true
+  endpoint: "http://localhost:4318"
+  service_name: "mcp-audit"
+  headers:
+    Authorization: "Bearer your-token"
+  timeout_ms: 5000
+  tls:
+    ca_file: ""
+    server_name: ""
+    insecure_skip_verify: false
+  retry:
+    max_retries: 3
+    initial_interval_ms: 200
+    max_interval_ms: 2000
+  queue_size: 1024
+  batch_size: 64
+  flush_interval_ms: 1000
+`;
+
+Deno.test("loadConfig loads the Go tool's example config unchanged", () => {
+  const { config, warnings, effective } = load(GO_EXAMPLE);
+  assert.deepEqual(config.policy.rules, [
+    {
+      action: "deny",
+      client_id: "claude-desktop",
+      server_id: "filesystem",
+      tool_name: "delete_file",
+      method: "",
+      reason: "Destructive filesystem operations are blocked",
+    },
+    { action: "allow", client_id: "", server_id: "", tool_name: "*", method: "", reason: "" },
+  ]);
+  assert.equal(config.policy.enabled, true);
+  assert.equal(config.proxy.upstream, "npx @modelcontextprotocol/server-filesystem /tmp");
+  assert.deepEqual(config.proxy.forward_headers, ["Authorization"]);
+  assert.deepEqual(config.proxy.http.allowed_hosts, ["localhost", "127.0.0.1", "::1"]);
+  assert.equal(config.audit.key_id, "default");
+  assert.deepEqual(config.audit.rotation, {
+    max_size_bytes: 104857600,
+    max_files: 10,
+    interval: "daily",
+    max_age_days: 30,
+  });
+  assert.equal(config.dashboard.auth.token, "replace-with-a-long-random-token");
+  assert.deepEqual(config.otel.headers, { Authorization: "Bearer your-token" });
+  assert.equal(effective["dashboard.auth.token"], "(set)");
+  assert.deepEqual(effective["otel.headers"], { Authorization: "(set)" });
+  assert.equal(effective["auth.mode"], undefined);
+
+  const ignored = [
+    "proxy.http.max_request_body_bytes",
+    "proxy.http.max_header_bytes",
+    "proxy.http.read_header_timeout",
+    "proxy.http.read_timeout",
+    "proxy.http.write_timeout",
+    "proxy.http.idle_timeout",
+    "proxy.tls.enabled",
+    "proxy.tls.cert_file",
+    "proxy.tls.key_file",
+    "auth.mode",
+    "auth.static",
+    "auth.oidc",
+    "policy.scope",
+  ];
+  for (const key of ignored) {
+    assert.ok(
+      warnings.some((w) => w.startsWith(`${key} `) && w.includes("ignored")),
+      `no warning for ${key}: ${warnings.join(" | ")}`,
+    );
+  }
+  assert.equal(warnings.length, ignored.length, warnings.join("\n"));
+});
+
+Deno.test("loadConfig treats empty sections and null values as not set", () => {
+  const { config } = load("proxy:\naudit:\n  path:\npolicy:\n  rules:\n");
+  assert.equal(config.proxy.port, 4422);
+  assert.equal(config.audit.path, "./audit.jsonl");
+  assert.deepEqual(config.policy.rules, []);
+  assert.equal(load("").config.proxy.port, 4422);
+  assert.equal(load("# only a comment\n").config.proxy.port, 4422);
+});
+
+Deno.test("loadConfig trims and lower-cases a rule's action like the Go tool", () => {
+  const { config } = load("policy:\n  rules:\n    - action: ' DENY '\n      tool_name: rm\n");
+  assert.equal(config.policy.rules[0]?.action, "deny");
+});
+
+Deno.test("loadConfig warns about a short HMAC secret and masks secrets in the digest input", () => {
+  const { warnings, effective } = load(undefined, { AUDIT_SECRET: "short" });
+  assert.ok(warnings.some((w) => w.includes("shorter than 32 bytes")));
+  assert.equal(effective["audit.secret"], "(set)");
+  assert.equal(load(undefined).effective["audit.secret"], "");
+});
+
+Deno.test("loadConfig passes the upstream argv from after -- through", () => {
+  const { config } = loadConfig({
+    env: {},
+    flags: new Map(),
+    upstreamArgv: ["npx", "-y", "pkg", "/tmp/my dir"],
+  });
+  assert.deepEqual(config.proxy.upstream_argv, ["npx", "-y", "pkg", "/tmp/my dir"]);
+});
+
+Deno.test("loadConfig reads an empty redact pattern list as the Go tool does: the defaults", () => {
+  // The Go tool's NewRedactor falls back to its default patterns when the list is empty; a
+  // config written for it must not silently turn redaction off here.
+  const { config } = load("middleware:\n  redact:\n    enabled: true\n    patterns: []\n");
+  assert.deepEqual(config.middleware.redact.patterns, [
+    "password",
+    "token",
+    "secret",
+    "api_key",
+    "bearer",
+    "authorization",
+  ]);
+});
+
+Deno.test("loadConfig reads policy.default_action case-insensitively like the Go tool", () => {
+  // The Go engine trims and lower-cases default_action, as it does each rule's action.
+  assert.equal(load("policy:\n  default_action: Deny\n").config.policy.default_action, "deny");
+});

@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import { Exchange } from "./exchange.ts";
+import { AuditLog } from "../audit/chain.ts";
+import { JsonlStore } from "../audit/storage/jsonl.ts";
+import { hmacSigner } from "../audit/signing.ts";
+import { Logger } from "../log.ts";
+import type { Frame } from "../streams/line_splitter.ts";
+
+const enc = new TextEncoder();
+
+function lineFrame(text: string): Extract<Frame, { kind: "line" }> {
+  const bytes = enc.encode(text + "\n");
+  return { kind: "line", bytes, contentLength: bytes.length - 1, terminated: true };
+}
+
+Deno.test("Exchange forwards and records a message whose number is beyond the double range", () => {
+  // 1e400 is valid JSON; a client may send it in tool arguments. It must neither stop the pump
+  // (an exception from receive ends the stdio read loop) nor go unrecorded.
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-exchange-" });
+  try {
+    const path = `${dir}/audit.jsonl`;
+    let n = 0;
+    const log = new AuditLog({
+      store: new JsonlStore(path, false),
+      signer: hmacSigner("0123456789abcdef0123456789abcdef"),
+      now: () => Date.UTC(2026, 0, 1),
+      newId: () => "01JD" + String(++n).padStart(22, "0"),
+      clientId: "c",
+      serverId: "s",
+      transport: "stdio",
+    });
+    const logs: string[] = [];
+    const exchange = new Exchange({
+      log,
+      transport: "stdio",
+      redactor: null,
+      mono: () => 0,
+      maxMessageBytes: 1 << 20,
+      logger: new Logger("debug", (line) => logs.push(line)),
+    }, "session-1");
+    const text =
+      '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"calc","arguments":{"x":1e400}}}';
+    const frame = lineFrame(text);
+    let out: ReturnType<Exchange["receive"]> = [];
+    assert.doesNotThrow(() => {
+      out = exchange.receive("client", frame);
+    });
+    assert.equal(out.length, 1);
+    assert.equal(out[0]!.to, "server");
+    assert.equal(out[0]!.bytes, frame.bytes, "the original bytes are forwarded");
+    log.close();
+    const stored = Deno.readTextFileSync(path).trim().split("\n");
+    assert.equal(stored.length, 1);
+    assert.ok(stored[0]!.includes('"method":"tools/call"'));
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
