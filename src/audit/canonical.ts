@@ -18,19 +18,52 @@ export type CanonicalInput =
   | readonly CanonicalInput[]
   | { readonly [key: string]: CanonicalInput };
 
-function compareKeys(a: string, b: string): number {
-  // RFC 8785 §3.2.3 orders member names by their UTF-16 code units, which is what `<` compares.
-  return a < b ? -1 : a > b ? 1 : 0;
+function number(value: number): string {
+  if (!Number.isFinite(value)) throw new CanonicalizationError(`not a JSON number: ${value}`);
+  // ECMAScript Number-to-String is exactly RFC 8785's number format; -0 becomes 0.
+  return Object.is(value, -0) ? "0" : String(value);
+}
+
+// Member names repeat from message to message; their quoted forms are worth keeping.
+const quotedKeys = new Map<string, string>();
+const QUOTED_KEYS_LIMIT = 8192;
+
+/** `JSON.stringify(key)`, cached. */
+export function quoteKey(key: string): string {
+  let quoted = quotedKeys.get(key);
+  if (quoted === undefined) {
+    quoted = JSON.stringify(key);
+    if (quotedKeys.size >= QUOTED_KEYS_LIMIT) quotedKeys.clear();
+    quotedKeys.set(key, quoted);
+  }
+  return quoted;
+}
+
+function object(value: { readonly [key: string]: CanonicalInput }): string {
+  const keys = Object.keys(value);
+  // RFC 8785 §3.2.3 orders member names by UTF-16 code units: the default sort order.
+  if (keys.length > 1) keys.sort();
+  let out = "{";
+  for (const key of keys) {
+    const member = value[key];
+    if (member === undefined) continue;
+    if (out.length > 1) out += ",";
+    out += quoteKey(key) + ":" + canonicalize(member);
+  }
+  return out + "}";
 }
 
 function isArray(value: CanonicalInput): value is readonly CanonicalInput[] {
   return Array.isArray(value);
 }
 
-function number(value: number): string {
-  if (!Number.isFinite(value)) throw new CanonicalizationError(`not a JSON number: ${value}`);
-  // ECMAScript Number-to-String is exactly RFC 8785's number format; -0 becomes 0.
-  return Object.is(value, -0) ? "0" : String(value);
+function array(value: readonly CanonicalInput[]): string {
+  let out = "[";
+  for (let i = 0; i < value.length; i++) {
+    if (i > 0) out += ",";
+    out += canonicalize(value[i]);
+  }
+  return out + "]";
 }
 
 /**
@@ -42,36 +75,21 @@ function number(value: number): string {
  * ```
  */
 export function canonicalize(value: CanonicalInput): string {
-  if (value === undefined) throw new CanonicalizationError("undefined is not a JSON value");
-  if (value === null) return "null";
   switch (typeof value) {
-    case "boolean":
-      return value ? "true" : "false";
-    case "number":
-      return number(value);
     case "string":
       // JSON.stringify's string escaping is the one RFC 8785 prescribes.
       return JSON.stringify(value);
+    case "number":
+      return number(value);
+    case "boolean":
+      return value ? "true" : "false";
+    case "undefined":
+      throw new CanonicalizationError("undefined is not a JSON value");
     case "object":
-      break;
+      if (value === null) return "null";
+      if (isArray(value)) return array(value);
+      if (isRawNumber(value)) return value.rawJSON;
+      return object(value);
   }
-  if (isArray(value)) return "[" + value.map(canonicalize).join(",") + "]";
-  if (isRawNumber(value)) return value.rawJSON;
-  return "{" + canonicalMembers(value as { readonly [key: string]: CanonicalInput }).join(",") +
-    "}";
-}
-
-/**
- * The canonical `"name":value` members of an object, in canonical order. Skips `undefined`.
- * Exposed so a signer can insert one more member without serializing the rest twice.
- */
-export function canonicalMembers(value: { readonly [key: string]: CanonicalInput }): string[] {
-  const keys = Object.keys(value).sort(compareKeys);
-  const out: string[] = [];
-  for (const key of keys) {
-    const member = value[key];
-    if (member === undefined) continue;
-    out.push(JSON.stringify(key) + ":" + canonicalize(member));
-  }
-  return out;
+  throw new CanonicalizationError(`not a JSON value: ${typeof value}`);
 }

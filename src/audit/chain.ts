@@ -3,8 +3,8 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
-import { canonicalMembers } from "./canonical.ts";
+import { hash } from "node:crypto";
+import { recordText } from "./record_text.ts";
 import {
   type AuditFields,
   type AuditRecord,
@@ -17,9 +17,9 @@ import type { Signer } from "./signing.ts";
 import type { RecordStore } from "./storage/store.ts";
 import type { JsonObject } from "../jsonrpc/json.ts";
 
-/** Hex SHA-256 of a string's UTF-8 bytes. */
-export function sha256Hex(text: string | Uint8Array): string {
-  return createHash("sha256").update(text).digest("hex");
+/** Hex SHA-256 of bytes, or of a string's UTF-8 bytes. */
+export function sha256Hex(data: string | Uint8Array): string {
+  return hash("sha256", data, "hex");
 }
 
 /** Raised when the existing log cannot be continued. */
@@ -38,24 +38,6 @@ export interface AuditLogOptions {
   clientId: string;
   serverId: string;
   transport: TransportName;
-}
-
-/** Builds the canonical text of a record with and without its signature in one pass. */
-function canonicalPair(
-  record: Omit<AuditRecord, "sig">,
-  sig: (unsigned: string) => string | null,
-): {
-  line: string;
-  sig: string | null;
-} {
-  const members = canonicalMembers(record);
-  const unsigned = "{" + members.join(",") + "}";
-  const value = sig(unsigned);
-  // "sig" sorts after "session" and before "tool_name"; find its slot among the sorted members.
-  let at = 0;
-  while (at < members.length && members[at]! < '"sig"') at++;
-  members.splice(at, 0, '"sig":' + (value === null ? "null" : JSON.stringify(value)));
-  return { line: "{" + members.join(",") + "}", sig: value };
 }
 
 /**
@@ -104,7 +86,7 @@ export class AuditLog {
     if (this.#closed) throw new ChainError("the audit log is closed");
     const o = this.#opts;
     const now = o.now();
-    const unsigned: Omit<AuditRecord, "sig"> = {
+    const record: AuditRecord = {
       v: 1,
       seq: this.#seq + 1,
       id: o.newId(now),
@@ -113,13 +95,11 @@ export class AuditLog {
       client_id: o.clientId,
       server_id: o.serverId,
       prev: this.#prev,
+      sig: null,
     };
-    const signer = o.signer;
-    const { line, sig } = canonicalPair(
-      unsigned,
-      (text) => signer === null ? null : signer.sign(text),
-    );
-    const record: AuditRecord = { ...unsigned, sig };
+    const text = recordText(record);
+    if (o.signer !== null) record.sig = o.signer.sign(text.unsigned);
+    const line = text.signed(record.sig);
     o.store.append(line, record);
     this.#seq += 1;
     this.#prev = sha256Hex(line);

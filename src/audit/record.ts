@@ -23,7 +23,7 @@ export type Decision = {
 };
 
 /** The fields a caller supplies; the log fills in the rest. */
-export interface AuditFields {
+export type AuditFields = {
   kind: RecordKind;
   direction: Direction;
   transport: TransportName;
@@ -39,10 +39,10 @@ export interface AuditFields {
   decision: Decision | null;
   client_info: JsonObject | null;
   wire_sha256: string | null;
-}
+};
 
 /** A complete stored record. */
-export interface AuditRecord extends AuditFields {
+export type AuditRecord = AuditFields & {
   v: 1;
   seq: number;
   id: string;
@@ -51,7 +51,7 @@ export interface AuditRecord extends AuditFields {
   server_id: string;
   prev: string;
   sig: string | null;
-}
+};
 
 /** Every field of a record, in the order SPEC §3 lists them. A golden test pins this list. */
 export const RECORD_FIELDS = [
