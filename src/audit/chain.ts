@@ -121,6 +121,11 @@ export class AuditLog {
     if (!this.#closed) this.#opts.store.sync();
   }
 
+  /** Hands every record so far to the operating system and starts an fsync in the background. */
+  syncSoon(): void {
+    if (!this.#closed) this.#opts.store.syncSoon();
+  }
+
   /** Closes the store. Write `audit/stop` first. */
   close(): void {
     if (this.#closed) return;

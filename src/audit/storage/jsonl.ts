@@ -106,6 +106,10 @@ export class JsonlStore implements RecordStore {
   #file: Deno.FsFile | undefined;
   #dirty = false;
   #syncEach: boolean;
+  /** A background fsync in flight, and whether more was written since it started. */
+  #syncing: Promise<void> | undefined;
+  #syncAgain = false;
+  #syncFailure: StorageError | undefined;
   /** Lines appended but not yet written: one write per forwarded batch, not one per record. */
   #buffer: string[] = [];
   #buffered = 0;
@@ -142,6 +146,7 @@ export class JsonlStore implements RecordStore {
   }
 
   flush(): void {
+    if (this.#syncFailure !== undefined) throw this.#syncFailure;
     if (this.#buffer.length === 0) return;
     const text = this.#buffer.join("");
     this.#buffer = [];
@@ -165,6 +170,33 @@ export class JsonlStore implements RecordStore {
       throw new StorageError(`cannot sync the audit log: ${(e as Error).message}`, { cause: e });
     }
     this.#dirty = false;
+  }
+
+  syncSoon(): void {
+    this.flush();
+    if (!this.#dirty || this.#file === undefined) return;
+    if (this.#syncing !== undefined) {
+      this.#syncAgain = true;
+      return;
+    }
+    const file = this.#file;
+    this.#dirty = false;
+    this.#syncing = file.syncData().then(
+      () => {
+        this.#syncing = undefined;
+        if (this.#syncAgain) {
+          this.#syncAgain = false;
+          this.#dirty = true;
+          if (this.#file !== undefined) this.syncSoon();
+        }
+      },
+      (e) => {
+        this.#syncing = undefined;
+        this.#syncFailure = new StorageError(`cannot sync the audit log: ${(e as Error).message}`, {
+          cause: e,
+        });
+      },
+    );
   }
 
   close(): void {

@@ -36,8 +36,13 @@ export interface RecordStore {
   append(line: string, record: AuditRecord): void;
   /** Hands everything appended so far to the operating system. */
   flush(): void;
-  /** Flushes, then makes everything appended so far durable. */
+  /** Flushes, then makes everything appended so far durable before returning. */
   sync(): void;
+  /**
+   * Flushes, then starts making it durable in the background (one fsync at a time; a failure
+   * is thrown by the next `flush`).
+   */
+  syncSoon(): void;
   /** Syncs and releases the store. Idempotent. */
   close(): void;
 }
