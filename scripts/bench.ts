@@ -4,26 +4,27 @@
  * redaction and JSONL storage on, and compares:
  *
  * - lockstep: one `tools/call` at a time, p50/p99 round trip;
- * - pipelined: many requests written as fast as the pipe takes them while the answers are read,
- *   in messages per second.
+ * - pipelined: requests written as fast as the pipe takes them while the answers are read, in
+ *   messages per second.
  *
  * The proxy runs with the default durability (`batch`: the log is fsynced before each batch is
- * forwarded) and again with `none`, for comparison. Its log goes to `.bench/` in the repository (on
- * the repository's disk, which a tmpfs `/tmp` may not be) and is checked with `main.ts verify` at
+ * forwarded) and again with `none`, for comparison. Its logs go to `.bench/` in the repository (on
+ * the repository's disk, which a tmpfs `/tmp` may not be) and are checked with `main.ts verify` at
  * the end. The targets of issue 2 are reported, not asserted: the exit code is 0 unless the bench
  * itself could not run.
- *
- * Usage: `deno task bench [--quick] [--json] [--keep]`
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 
-const USAGE = `usage: deno task bench [--quick] [--json] [--keep]
-  --quick   a short run (a few seconds), for a smoke test
-  --json    print the results as one JSON object on stdout (progress still goes to stderr)
-  --keep    keep the audit logs in .bench/ instead of deleting them after verification`;
+const USAGE = `usage: deno task bench [--quick] [--json] [--keep] [--profile]
+  --quick     a short run (about 10 s), for a smoke test
+  --json      print the results as one JSON object on stdout (progress still goes to stderr)
+  --keep      keep the audit logs in .bench/ instead of deleting them after verification
+  --profile   also run one more proxy (durability=batch) under the V8 CPU profiler during a
+              pipelined run; saves .bench/profile-*.cpuprofile (open it in Chrome DevTools) and
+              prints where the time went; the measured numbers above are from unprofiled runs`;
 
 /** The targets of issue 2, item 10. */
 const TARGET = {
@@ -33,36 +34,47 @@ const TARGET = {
   maxAddedP50Us: 150,
 } as const;
 
-/** How much work one run does. */
+/** How much work one configuration gets. */
 interface Plan {
   warmupLockstep: number;
   warmupPipelined: number;
   lockstep: number;
   /** Lockstep stops early after this long, so that a slow configuration keeps the run short. */
   lockstepBudgetMs: number;
-  pipelined: number;
   pipelinedRepeats: number;
+  /**
+   * Each pipelined run sends about this many seconds' worth of requests, at the rate the warm-up
+   * showed, within the bounds below: a fast configuration gets enough messages to be timed, a slow
+   * one does not stretch the run (nor the log that `verify` reads afterwards).
+   */
+  pipelinedSeconds: number;
+  pipelinedMin: number;
+  pipelinedMax: number;
   /** Bytes of requests per write in the pipelined phase. */
   chunkBytes: number;
 }
 
 const FULL: Plan = {
-  warmupLockstep: 500,
-  warmupPipelined: 20_000,
+  warmupLockstep: 300,
+  warmupPipelined: 5_000,
   lockstep: 5_000,
-  lockstepBudgetMs: 6_000,
-  pipelined: 50_000,
-  pipelinedRepeats: 3,
+  lockstepBudgetMs: 4_000,
+  pipelinedRepeats: 5,
+  pipelinedSeconds: 2,
+  pipelinedMin: 5_000,
+  pipelinedMax: 100_000,
   chunkBytes: 64 << 10,
 };
 
 const QUICK: Plan = {
-  warmupLockstep: 200,
-  warmupPipelined: 5_000,
+  warmupLockstep: 100,
+  warmupPipelined: 2_000,
   lockstep: 1_000,
-  lockstepBudgetMs: 1_500,
-  pipelined: 10_000,
+  lockstepBudgetMs: 1_000,
   pipelinedRepeats: 1,
+  pipelinedSeconds: 1,
+  pipelinedMin: 2_000,
+  pipelinedMax: 50_000,
   chunkBytes: 64 << 10,
 };
 
@@ -70,8 +82,10 @@ const QUICK: Plan = {
 const SECRET = "bench-secret-0123456789abcdef0123456789abcdef";
 const LF = 0x0a;
 const STDERR_KEEP = 16 << 10;
-/** How long a peer gets to exit after its stdin closes, and again after SIGTERM. */
+/** How long a process gets to exit after its stdin closes, and again after SIGTERM. */
 const EXIT_GRACE_MS = 10_000;
+/** V8's CPU profiler interval under `--profile`, in µs. */
+const PROFILE_INTERVAL_US = 100;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -81,6 +95,7 @@ function path(relative: string): string {
 }
 
 const REPO = path("../");
+const REPO_URL = new URL("../", import.meta.url).href;
 const MAIN = path("../main.ts");
 const UPSTREAM = path("./bench_upstream.ts");
 
@@ -141,6 +156,15 @@ function median(values: number[]): number {
   return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
+/** Resolves with `promise`'s value, or with `undefined` after `ms`. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  const timeout = AbortSignal.timeout(ms);
+  const expired = new Promise<undefined>((resolve) => {
+    timeout.addEventListener("abort", () => resolve(undefined), { once: true });
+  });
+  return await Promise.race([promise, expired]);
+}
+
 /** A process spoken to over its stdin and stdout, one JSON-RPC message a line. */
 class Peer {
   readonly label: string;
@@ -151,12 +175,14 @@ class Peer {
   #unclaimed = 0;
   #stderr = "";
   #stderrDone: Promise<void>;
-  #status: Deno.CommandStatus | undefined;
+  #stderrWaiters: (() => void)[] = [];
+  #closing: Promise<Deno.CommandStatus> | undefined;
 
   constructor(label: string, argv: string[], env: Record<string, string>, cwd: string) {
     this.label = label;
     const [command, ...args] = argv;
-    this.#child = new Deno.Command(command!, {
+    if (command === undefined) throw new Error(`${label}: empty command`);
+    this.#child = new Deno.Command(command, {
       args,
       env,
       clearEnv: true,
@@ -170,12 +196,14 @@ class Peer {
     this.#stderrDone = this.#child.stderr.pipeTo(
       new WritableStream({
         write: (chunk) => {
-          this.#stderr = (this.#stderr + decoder.decode(chunk, { stream: true })).slice(
-            -STDERR_KEEP,
-          );
+          const text = this.#stderr + decoder.decode(chunk, { stream: true });
+          this.#stderr = text.slice(-STDERR_KEEP);
+          for (const wake of this.#stderrWaiters.splice(0)) wake();
         },
       }),
-    ).catch(() => {});
+    ).catch(() => {}).finally(() => {
+      for (const wake of this.#stderrWaiters.splice(0)) wake();
+    });
   }
 
   /** What the process wrote to stderr (the last part of it). */
@@ -183,9 +211,16 @@ class Peer {
     return this.#stderr;
   }
 
-  /** How the process ended, once it has. */
-  get status(): Deno.CommandStatus | undefined {
-    return this.#status;
+  /** Resolves with the first match of `pattern` in stderr, waiting for it to be written. */
+  async stderrMatch(pattern: RegExp): Promise<RegExpMatchArray> {
+    let ended = false;
+    void this.#stderrDone.then(() => ended = true);
+    while (true) {
+      const match = this.#stderr.match(pattern);
+      if (match) return match;
+      if (ended) throw new Error(`${this.label} never wrote ${pattern} to stderr`);
+      await new Promise<void>((resolve) => this.#stderrWaiters.push(resolve));
+    }
   }
 
   /** Resolves when `count` more lines have been read. */
@@ -221,17 +256,14 @@ class Peer {
   async lockstep(first: number, count: number, deadline: number): Promise<Float64Array> {
     const samples = new Float64Array(count);
     let n = 0;
-    for (; n < count; n++) {
+    while (n < count) {
       const bytes = encoder.encode(toolCall(first + n));
       const t0 = performance.now();
       await this.#writer.write(bytes);
       await this.#lines(1);
       const t1 = performance.now();
-      samples[n] = (t1 - t0) * 1000;
-      if (t1 > deadline) {
-        n++;
-        break;
-      }
+      samples[n++] = (t1 - t0) * 1000;
+      if (t1 > deadline) break;
     }
     return samples.subarray(0, n);
   }
@@ -255,19 +287,23 @@ class Peer {
     return t1 - t0;
   }
 
-  /** Closes stdin and waits for the exit; signals the process if it does not go. */
-  async close(): Promise<Deno.CommandStatus> {
-    if (this.#status) return this.#status;
+  /** Closes stdin and waits for the exit, signalling the process if it does not go. */
+  close(): Promise<Deno.CommandStatus> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<Deno.CommandStatus> {
     await this.#writer.close().catch(() => {});
     const drained = (async () => {
       while (!(await this.#reader.read()).done) {
         // Whatever else it writes is not ours to count.
       }
     })().catch(() => {});
-    let status = await this.#exit(EXIT_GRACE_MS);
+    let status = await within(this.#child.status, EXIT_GRACE_MS);
     if (status === undefined) {
       this.kill("SIGTERM");
-      status = await this.#exit(EXIT_GRACE_MS);
+      status = await within(this.#child.status, EXIT_GRACE_MS);
     }
     if (status === undefined) {
       this.kill("SIGKILL");
@@ -275,7 +311,6 @@ class Peer {
     }
     await drained;
     await this.#stderrDone;
-    this.#status = status;
     return status;
   }
 
@@ -288,22 +323,16 @@ class Peer {
     }
   }
 
-  async #exit(ms: number): Promise<Deno.CommandStatus | undefined> {
-    const timeout = AbortSignal.timeout(ms);
-    const expired = new Promise<undefined>((resolve) => {
-      timeout.addEventListener("abort", () => resolve(undefined), { once: true });
-    });
-    return await Promise.race([this.#child.status, expired]);
-  }
-
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
 }
 
+type TargetKey = "direct" | "batch" | "none";
+
 /** One configuration measured. */
 interface TargetSpec {
-  key: "direct" | "batch" | "none";
+  key: TargetKey;
   label: string;
   argv: string[];
   env: Record<string, string>;
@@ -319,35 +348,108 @@ interface LockstepResult {
 }
 
 interface PipelinedResult {
+  /** Requests per run. */
   messages: number;
-  /** Messages per second of each repeat. */
+  /** Messages per second of each run. */
   runs: number[];
   /** The median of the runs. */
   perSecond: number;
 }
 
 interface TargetResult {
-  key: TargetSpec["key"];
+  key: TargetKey;
   label: string;
   lockstep: LockstepResult;
   pipelined: PipelinedResult;
-  /** Requests sent in all, warm-up included. */
+  /** Requests sent in all, warm-up and initialize included. */
   requests: number;
   exitCode: number;
 }
 
 interface VerifyResult {
-  key: TargetSpec["key"];
+  key: TargetKey;
   exitCode: number;
   /** The first line `verify` printed: its summary. */
   summary: string;
   /** Every line it printed. */
   output: string[];
-  /** Records the log should hold at least: each request and its answer, plus start and stop. */
+  /**
+   * Records the log holds at least: each request and its answer, the `initialized` notification,
+   * `audit/start` and `audit/stop`.
+   */
   expectedRecords: number;
 }
 
-/** Runs one configuration through warm-up, lockstep and pipelined phases. */
+/** Where one function's share of the profile's samples. */
+interface ProfileEntry {
+  function: string;
+  percent: number;
+}
+
+interface ProfileResult {
+  file: string;
+  samples: number;
+  /** The pipelined rate while profiled (the profiler slows it down). */
+  perSecond: number;
+  /** Time spent in the function itself. */
+  self: ProfileEntry[];
+  /** Time spent in the function and what it called. */
+  inclusive: ProfileEntry[];
+}
+
+/** The phases every configuration goes through: warm-up, lockstep, pipelined. */
+async function drive(
+  peer: Peer,
+  plan: Plan,
+  progress: (text: string) => void,
+): Promise<Omit<TargetResult, "key" | "label" | "exitCode">> {
+  // Waiting for the answer to initialize is waiting for the process to be ready.
+  await peer.call(INITIALIZE);
+  await peer.notify(INITIALIZED);
+  let id = 1;
+  progress(`${peer.label}: warming up`);
+  await peer.lockstep(id, plan.warmupLockstep, Infinity);
+  id += plan.warmupLockstep;
+  const warmMs = await peer.pipelined(
+    pipelinedChunks(id, plan.warmupPipelined, plan.chunkBytes),
+    plan.warmupPipelined,
+  );
+  id += plan.warmupPipelined;
+
+  progress(`${peer.label}: lockstep`);
+  const samples = await peer.lockstep(id, plan.lockstep, performance.now() + plan.lockstepBudgetMs);
+  id += samples.length;
+  const sorted = samples.slice().sort();
+  const lockstep: LockstepResult = {
+    n: sorted.length,
+    p50Us: percentile(sorted, 50),
+    p99Us: percentile(sorted, 99),
+    meanUs: sorted.reduce((a, b) => a + b, 0) / sorted.length,
+  };
+
+  const messages = pipelinedCount(plan, plan.warmupPipelined / (warmMs / 1000));
+  const runs: number[] = [];
+  for (let r = 0; r < plan.pipelinedRepeats; r++) {
+    progress(`${peer.label}: pipelined ${r + 1}/${plan.pipelinedRepeats} (${int(messages)})`);
+    const chunks = pipelinedChunks(id, messages, plan.chunkBytes);
+    const ms = await peer.pipelined(chunks, messages);
+    id += messages;
+    runs.push(messages / (ms / 1000));
+  }
+  return {
+    lockstep,
+    pipelined: { messages, runs, perSecond: median(runs) },
+    // The ids used, plus initialize.
+    requests: id,
+  };
+}
+
+function pipelinedCount(plan: Plan, perSecond: number): number {
+  const wanted = Math.round(perSecond * plan.pipelinedSeconds / 1000) * 1000;
+  return Math.min(plan.pipelinedMax, Math.max(plan.pipelinedMin, wanted));
+}
+
+/** Runs one configuration in a fresh process. */
 async function measure(
   spec: TargetSpec,
   plan: Plan,
@@ -358,67 +460,190 @@ async function measure(
   const peer = new Peer(spec.label, spec.argv, spec.env, cwd);
   live.add(peer);
   try {
-    // Waiting for the answer to initialize is waiting for the process to be ready.
-    await peer.call(INITIALIZE);
-    await peer.notify(INITIALIZED);
-    let id = 1;
-    progress(`${spec.label}: warming up`);
-    await peer.lockstep(id, plan.warmupLockstep, Infinity);
-    id += plan.warmupLockstep;
-    await peer.pipelined(
-      pipelinedChunks(id, plan.warmupPipelined, plan.chunkBytes),
-      plan.warmupPipelined,
-    );
-    id += plan.warmupPipelined;
-
-    progress(`${spec.label}: lockstep`);
-    const samples = await peer.lockstep(
-      id,
-      plan.lockstep,
-      performance.now() + plan.lockstepBudgetMs,
-    );
-    id += samples.length;
-    const sorted = samples.slice().sort();
-    const lockstep: LockstepResult = {
-      n: sorted.length,
-      p50Us: percentile(sorted, 50),
-      p99Us: percentile(sorted, 99),
-      meanUs: sorted.reduce((a, b) => a + b, 0) / sorted.length,
-    };
-
-    const runs: number[] = [];
-    for (let r = 0; r < plan.pipelinedRepeats; r++) {
-      progress(`${spec.label}: pipelined ${r + 1}/${plan.pipelinedRepeats}`);
-      const chunks = pipelinedChunks(id, plan.pipelined, plan.chunkBytes);
-      const ms = await peer.pipelined(chunks, plan.pipelined);
-      id += plan.pipelined;
-      runs.push(plan.pipelined / (ms / 1000));
-    }
+    const result = await drive(peer, plan, progress);
     const status = await peer.close();
-    return {
-      key: spec.key,
-      label: spec.label,
-      lockstep,
-      pipelined: { messages: plan.pipelined, runs, perSecond: median(runs) },
-      // The ids used, plus initialize.
-      requests: id,
-      exitCode: status.code,
-    };
+    return { key: spec.key, label: spec.label, ...result, exitCode: status.code };
   } finally {
     await peer.close();
     live.delete(peer);
   }
 }
 
+/** The parts of a V8 CPU profile (`Profiler.stop`) that the summary reads. */
+interface CpuProfile {
+  nodes: {
+    id: number;
+    callFrame: { functionName: string; url: string; lineNumber: number };
+    children?: number[];
+  }[];
+  samples: number[];
+}
+
+function isCpuProfile(value: unknown): value is CpuProfile {
+  return typeof value === "object" && value !== null && "nodes" in value &&
+    Array.isArray(value.nodes) && "samples" in value && Array.isArray(value.samples);
+}
+
+/** A minimal Chrome DevTools Protocol client over the inspector's WebSocket. */
+class Inspector {
+  #socket: WebSocket;
+  #next = 1;
+  #waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+
+  private constructor(socket: WebSocket) {
+    this.#socket = socket;
+    socket.addEventListener("message", (event) => {
+      const message: unknown = JSON.parse(String(event.data));
+      if (typeof message !== "object" || message === null || !("id" in message)) return;
+      const waiter = this.#waiting.get(Number(message.id));
+      if (waiter === undefined) return;
+      this.#waiting.delete(Number(message.id));
+      if ("error" in message) waiter.reject(new Error(JSON.stringify(message.error)));
+      else waiter.resolve("result" in message ? message.result : undefined);
+    });
+    socket.addEventListener("close", () => {
+      for (const w of this.#waiting.values()) w.reject(new Error("inspector connection closed"));
+      this.#waiting.clear();
+    });
+  }
+
+  static async connect(url: string): Promise<Inspector> {
+    const socket = new WebSocket(url);
+    await new Promise<void>((resolve, reject) => {
+      socket.addEventListener("open", () => resolve(), { once: true });
+      socket.addEventListener("error", () => reject(new Error(`cannot connect to ${url}`)), {
+        once: true,
+      });
+    });
+    return new Inspector(socket);
+  }
+
+  send(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#waiting.set(id, { resolve, reject });
+      this.#socket.send(JSON.stringify({ id, method, params }));
+    });
+  }
+
+  close(): void {
+    this.#socket.close();
+  }
+}
+
+/** A script's URL relative to the repository, or as `npm:package/…`. */
+function shortUrl(url: string): string {
+  if (url.startsWith(REPO_URL)) return url.slice(REPO_URL.length);
+  return url.replace(/^.*\/(node_modules|registry\.npmjs\.org)\//, "npm:");
+}
+
+/** Self and inclusive sample shares per function, largest first. */
+function summarize(profile: CpuProfile, top: number): Pick<ProfileResult, "self" | "inclusive"> {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const name = (id: number): string => {
+    const f = byId.get(id)!.callFrame;
+    const where = f.url === "" ? "" : ` ${shortUrl(f.url)}:${f.lineNumber + 1}`;
+    return `${f.functionName || "(anonymous)"}${where}`;
+  };
+  const hits = new Map<number, number>();
+  for (const s of profile.samples) hits.set(s, (hits.get(s) ?? 0) + 1);
+  const self = new Map<string, number>();
+  const inclusive = new Map<string, number>();
+  for (const [id, count] of hits) {
+    const own = name(id);
+    self.set(own, (self.get(own) ?? 0) + count);
+    // A recursive function counts once per sample.
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const n = name(at);
+      if (n === "(root)" || seen.has(n)) continue;
+      seen.add(n);
+      inclusive.set(n, (inclusive.get(n) ?? 0) + count);
+    }
+  }
+  const total = profile.samples.length;
+  const rank = (m: Map<string, number>): ProfileEntry[] =>
+    [...m].sort((a, b) => b[1] - a[1]).slice(0, top).map(([fn, count]) => ({
+      function: fn,
+      percent: (100 * count) / total,
+    }));
+  return { self: rank(self), inclusive: rank(inclusive) };
+}
+
+/** Runs the proxy under the V8 CPU profiler for one pipelined run, after a warm-up. */
+async function profileProxy(
+  spec: TargetSpec,
+  plan: Plan,
+  cwd: string,
+  live: Set<Peer>,
+  progress: (text: string) => void,
+): Promise<ProfileResult> {
+  // `deno run --inspect=127.0.0.1:0 …`: any free port, read back from the banner on stderr.
+  const argv = [spec.argv[0]!, spec.argv[1]!, "--inspect=127.0.0.1:0", ...spec.argv.slice(2)];
+  const peer = new Peer(`${spec.label} (profiled)`, argv, spec.env, cwd);
+  live.add(peer);
+  try {
+    const [, url] = await peer.stderrMatch(/Debugger listening on (ws:\/\/\S+)/);
+    await peer.call(INITIALIZE);
+    await peer.notify(INITIALIZED);
+    progress(`${peer.label}: warming up`);
+    const warmMs = await peer.pipelined(
+      pipelinedChunks(1, plan.warmupPipelined, plan.chunkBytes),
+      plan.warmupPipelined,
+    );
+    const messages = pipelinedCount(plan, plan.warmupPipelined / (warmMs / 1000));
+    const chunks = pipelinedChunks(1 + plan.warmupPipelined, messages, plan.chunkBytes);
+    const inspector = await Inspector.connect(url!);
+    try {
+      await inspector.send("Profiler.enable");
+      await inspector.send("Profiler.setSamplingInterval", { interval: PROFILE_INTERVAL_US });
+      await inspector.send("Profiler.start");
+      progress(`${peer.label}: pipelined (${int(messages)})`);
+      const ms = await peer.pipelined(chunks, messages);
+      const stopped = await inspector.send("Profiler.stop");
+      const profile = typeof stopped === "object" && stopped !== null && "profile" in stopped
+        ? stopped.profile
+        : undefined;
+      if (!isCpuProfile(profile)) throw new Error("the inspector returned no CPU profile");
+      const file = `${REPO}.bench/profile-${Date.now()}.cpuprofile`;
+      await Deno.writeTextFile(file, JSON.stringify(profile));
+      return {
+        file,
+        samples: profile.samples.length,
+        perSecond: messages / (ms / 1000),
+        ...summarize(profile, 25),
+      };
+    } finally {
+      inspector.close();
+    }
+  } finally {
+    await peer.close();
+    live.delete(peer);
+  }
+}
+
+/** Our environment without mcp-audit's settings or secrets. */
+function cleanEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(Deno.env.toObject())) {
+    if (name.startsWith("MCP_AUDIT_") || name === "AUDIT_SECRET") continue;
+    env[name] = value;
+  }
+  return env;
+}
+
 async function verify(
-  key: TargetSpec["key"],
+  key: TargetKey,
   logPath: string,
   requests: number,
   cwd: string,
 ): Promise<VerifyResult> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-read", "--allow-env", MAIN, "verify", logPath],
-    env: { AUDIT_SECRET: SECRET },
+    env: { ...cleanEnv(), AUDIT_SECRET: SECRET },
+    clearEnv: true,
     cwd,
     stdin: "null",
     stdout: "piped",
@@ -431,19 +656,14 @@ async function verify(
     exitCode: out.code,
     summary: output[0] ?? errors.split("\n")[0] ?? "(no output)",
     output,
-    expectedRecords: 2 * requests + 2,
+    expectedRecords: 2 * requests + 3,
   };
 }
 
 /** The environment of a proxy run: ours, minus any mcp-audit settings, plus the bench's. */
 function proxyEnv(logPath: string, durability: "batch" | "none"): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(Deno.env.toObject())) {
-    if (name.startsWith("MCP_AUDIT_") || name === "AUDIT_SECRET") continue;
-    env[name] = value;
-  }
   return {
-    ...env,
+    ...cleanEnv(),
     AUDIT_SECRET: SECRET,
     MCP_AUDIT_AUDIT_STORAGE: "jsonl",
     MCP_AUDIT_AUDIT_PATH: logPath,
@@ -472,9 +692,8 @@ function targets(dir: string): TargetSpec[] {
     "--",
     ...upstream,
   ];
-  const plainEnv = Deno.env.toObject();
   return [
-    { key: "direct", label: "direct", argv: upstream, env: plainEnv, logPath: null },
+    { key: "direct", label: "direct", argv: upstream, env: cleanEnv(), logPath: null },
     ...(["batch", "none"] as const).map((durability): TargetSpec => {
       const logPath = `${dir}/audit-${durability}.jsonl`;
       return {
@@ -491,9 +710,10 @@ function targets(dir: string): TargetSpec[] {
 const int = (n: number): string => Math.round(n).toLocaleString("en-US");
 const pct = (r: number): string => `${(r * 100).toFixed(1)}%`;
 const met = (ok: boolean): string => ok ? "met" : "NOT MET";
+const signed = (n: number): string => `${n < 0 ? "-" : "+"}${int(Math.abs(n))}`;
 
 interface Comparison {
-  key: "batch" | "none";
+  key: Exclude<TargetKey, "direct">;
   addedP50Us: number;
   addedP99Us: number;
   pipelinedRatio: number;
@@ -501,10 +721,8 @@ interface Comparison {
   lockstepMet: boolean;
 }
 
-function compare(
-  direct: TargetResult,
-  proxy: TargetResult & { key: "batch" | "none" },
-): Comparison {
+function compare(direct: TargetResult, proxy: TargetResult): Comparison | undefined {
+  if (proxy.key === "direct") return undefined;
   const addedP50Us = proxy.lockstep.p50Us - direct.lockstep.p50Us;
   const pipelinedRatio = proxy.pipelined.perSecond / direct.pipelined.perSecond;
   return {
@@ -517,27 +735,29 @@ function compare(
   };
 }
 
-function pad(cells: string[], widths: number[]): string {
-  return cells.map((c, i) => i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)).join("  ");
-}
-
 function table(rows: string[][]): string[] {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const lines = rows.map((r) => pad(r, widths));
+  const line = (cells: string[]): string =>
+    cells.map((c, i) => i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)).join("  ")
+      .trimEnd();
+  const lines = rows.map(line);
   lines.splice(1, 0, widths.map((w) => "-".repeat(w)).join("  "));
   return lines;
 }
 
-function report(
-  header: string,
-  results: TargetResult[],
-  comparisons: Comparison[],
-  verified: VerifyResult[],
-): string[] {
-  const direct = results[0]!;
+interface Results {
+  header: string;
+  results: TargetResult[];
+  comparisons: Comparison[];
+  verified: VerifyResult[];
+  profile: ProfileResult | undefined;
+}
+
+function report({ header, results, comparisons, verified, profile }: Results): string[] {
   const rows = [[
     "",
-    "lockstep p50",
+    "lockstep n",
+    "p50",
     "p99",
     "added p50",
     "added p99",
@@ -548,26 +768,21 @@ function report(
     const c = comparisons.find((x) => x.key === r.key);
     rows.push([
       r.label,
+      int(r.lockstep.n),
       `${int(r.lockstep.p50Us)} µs`,
       `${int(r.lockstep.p99Us)} µs`,
-      c ? `+${int(c.addedP50Us)} µs` : "",
-      c ? `+${int(c.addedP99Us)} µs` : "",
+      c ? `${signed(c.addedP50Us)} µs` : "",
+      c ? `${signed(c.addedP99Us)} µs` : "",
       int(r.pipelined.perSecond),
       c ? pct(c.pipelinedRatio) : "100%",
     ]);
   }
   const lines = [header, "", ...table(rows), ""];
   lines.push(
-    `lockstep: ${int(direct.lockstep.n)} round trips each (fewer if a run hit its time budget: ` +
-      results.filter((r) => r.lockstep.n < direct.lockstep.n).map((r) =>
-        `${r.label} ${int(r.lockstep.n)}`
-      ).join(", ") + (results.every((r) => r.lockstep.n === direct.lockstep.n) ? "none)" : ")"),
-  );
-  lines.push(
-    `pipelined: median of ${direct.pipelined.runs.length} run(s) of ${
-      int(direct.pipelined.messages)
-    } requests; runs (msg/s): ` +
-      results.map((r) => `${r.key} ${r.pipelined.runs.map(int).join("/")}`).join("; "),
+    "pipelined: median of the runs; msg/s of each run (requests per run): " +
+      results.map((r) =>
+        `${r.key} ${r.pipelined.runs.map(int).join(" / ")} (${int(r.pipelined.messages)})`
+      ).join("; "),
   );
   lines.push("");
   lines.push("targets (issue 2; the default durability, batch, is the one that counts):");
@@ -578,18 +793,33 @@ function report(
     );
     lines.push(
       `  [${c.key}] lockstep p50 added <= ${TARGET.maxAddedP50Us} µs: ` +
-        `+${int(c.addedP50Us)} µs  ${met(c.lockstepMet)}`,
+        `${signed(c.addedP50Us)} µs  ${met(c.lockstepMet)}`,
     );
   }
-  lines.push("  (the Go tool, same load: about 17% of direct and +190 µs)");
+  lines.push("  (the Go tool, same kind of load: about 17% of direct and +190 µs)");
   lines.push("");
   for (const v of verified) {
     lines.push(
-      `verify [${v.key}] (exit ${v.exitCode}, expected at least ${
-        int(v.expectedRecords)
-      } records): ${v.summary}`,
+      `verify [${v.key}] (exit ${v.exitCode}; at least ${int(v.expectedRecords)} records ` +
+        `expected): ${v.summary}`,
     );
     for (const extra of v.output.slice(1, 6)) lines.push(`    ${extra}`);
+  }
+  if (profile) {
+    lines.push("");
+    lines.push(
+      `profile of the proxy (batch) during one pipelined run at ${int(profile.perSecond)} msg/s, ${
+        int(profile.samples)
+      } samples: ${profile.file}`,
+    );
+    lines.push("  self time:");
+    for (const e of profile.self.slice(0, 15)) {
+      lines.push(`    ${e.percent.toFixed(1).padStart(5)}%  ${e.function}`);
+    }
+    lines.push("  inclusive time:");
+    for (const e of profile.inclusive.slice(0, 25)) {
+      lines.push(`    ${e.percent.toFixed(1).padStart(5)}%  ${e.function}`);
+    }
   }
   return lines;
 }
@@ -603,6 +833,7 @@ async function main(args: string[]): Promise<number> {
         quick: { type: "boolean" },
         json: { type: "boolean" },
         keep: { type: "boolean" },
+        profile: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -622,34 +853,44 @@ async function main(args: string[]): Promise<number> {
   const dir = `${REPO}.bench/run-${Date.now()}-${Deno.pid}`;
   await Deno.mkdir(dir, { recursive: true });
   const live = new Set<Peer>();
-  // Ctrl-C reaches the children too; wait for them to finish rather than leave them behind.
+  // Ctrl-C reaches the children as well; end them and let the run fail rather than leave them.
   const onSignal = (): void => {
+    progress("interrupted");
     for (const peer of live) peer.kill("SIGTERM");
   };
   Deno.addSignalListener("SIGINT", onSignal);
 
   const started = performance.now();
   try {
+    const specs = targets(dir);
     const results: TargetResult[] = [];
-    for (const spec of targets(dir)) {
-      results.push(await measure(spec, plan, dir, live, progress));
-    }
+    for (const spec of specs) results.push(await measure(spec, plan, dir, live, progress));
     const direct = results[0]!;
-    const comparisons = results.flatMap((r) =>
-      r.key === "direct" ? [] : [compare(direct, { ...r, key: r.key })]
-    );
+    const comparisons = results.flatMap((r) => compare(direct, r) ?? []);
+
     progress("verifying the audit logs");
-    const verified: VerifyResult[] = [];
-    for (const spec of targets(dir)) {
-      const result = results.find((r) => r.key === spec.key)!;
-      if (spec.logPath === null || spec.key === "direct") continue;
-      verified.push(await verify(spec.key, spec.logPath, result.requests, dir));
+    const verified = await Promise.all(specs.flatMap((spec) => {
+      const requests = results.find((r) => r.key === spec.key)?.requests ?? 0;
+      return spec.logPath === null ? [] : [verify(spec.key, spec.logPath, requests, dir)];
+    }));
+
+    let profile: ProfileResult | undefined;
+    if (flags.profile) {
+      const spec = specs.find((s) => s.key === "batch")!;
+      profile = await profileProxy(
+        { ...spec, env: proxyEnv(`${dir}/audit-profiled.jsonl`, "batch") },
+        plan,
+        dir,
+        live,
+        progress,
+      );
     }
+
     const seconds = (performance.now() - started) / 1000;
-    const header =
-      `mcp-audit stdio bench: deno ${Deno.version.deno}, ${Deno.build.os}/${Deno.build.arch}, ` +
-      `${navigator.hardwareConcurrency} CPUs, ${flags.quick ? "quick" : "full"} run, ` +
-      `${seconds.toFixed(1)} s; signing hmac-sha256, redaction on, JSONL in ${dir}`;
+    const header = `mcp-audit stdio bench: deno ${Deno.version.deno}, ` +
+      `${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} CPUs, ` +
+      `${flags.quick ? "quick" : "full"} run in ${seconds.toFixed(1)} s; ` +
+      `proxy with hmac-sha256 signing, redaction, JSONL under ${REPO}.bench/`;
     if (flags.json) {
       console.log(JSON.stringify(
         {
@@ -664,12 +905,13 @@ async function main(args: string[]): Promise<number> {
           results,
           comparisons,
           verify: verified,
+          profile: profile ?? null,
         },
         null,
         2,
       ));
     } else {
-      console.log(report(header, results, comparisons, verified).join("\n"));
+      console.log(report({ header, results, comparisons, verified, profile }).join("\n"));
     }
     for (const r of results) {
       if (r.exitCode !== 0) progress(`warning: ${r.label} exited with code ${r.exitCode}`);
@@ -680,9 +922,9 @@ async function main(args: string[]): Promise<number> {
     return 1;
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
-    for (const peer of live) await peer.close();
-    if (!flags.keep) await Deno.remove(dir, { recursive: true }).catch(() => {});
-    else progress(`kept the audit logs in ${dir}`);
+    await Promise.all([...live].map((peer) => peer.close()));
+    if (flags.keep) progress(`kept the audit logs in ${dir}`);
+    else await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
 

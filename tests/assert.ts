@@ -12,7 +12,11 @@ export function assert(condition: unknown, message = "assertion failed"): assert
 }
 
 /** Throws unless `actual` deeply and strictly equals `expected`. */
-export function assertEquals<T>(actual: unknown, expected: T, message?: string): asserts actual is T {
+export function assertEquals<T>(
+  actual: unknown,
+  expected: T,
+  message?: string,
+): asserts actual is T {
   try {
     deepStrictEqual(actual, expected);
   } catch (e) {

@@ -115,6 +115,8 @@ export async function tempDir(label: string): Promise<TempDir> {
   return {
     path,
     async [Symbol.asyncDispose]() {
+      // E2E_KEEP=1 keeps the directory (logs, recordings) for a look after a failure.
+      if (Deno.env.get("E2E_KEEP") === "1") return console.error(`kept ${path}`);
       await Deno.remove(path, { recursive: true }).catch(() => {});
     },
   };
@@ -137,8 +139,18 @@ export class Collector {
   /** Resolves at end of stream. */
   readonly done: Promise<void>;
 
-  constructor(stream: ReadableStream<Uint8Array>, options: { lines?: boolean } = {}) {
+  #context: () => string;
+
+  /**
+   * @param options.lines keep decoded lines (default true)
+   * @param options.context more to say when a wait fails, e.g. the process's stderr
+   */
+  constructor(
+    stream: ReadableStream<Uint8Array>,
+    options: { lines?: boolean; context?: () => string } = {},
+  ) {
     this.#keepLines = options.lines ?? true;
+    this.#context = options.context ?? (() => "");
     this.done = this.#run(stream);
   }
 
@@ -241,7 +253,9 @@ export class Collector {
 
   #tail(): string {
     const b = this.bytes();
-    return decoder.decode(b.subarray(Math.max(0, b.length - 2000)));
+    const context = this.#context();
+    return decoder.decode(b.subarray(Math.max(0, b.length - 2000))) +
+      (context === "" ? "" : `\n--- context ---\n${context}`);
   }
 }
 
@@ -340,7 +354,10 @@ export class ProxyProcess implements AsyncDisposable {
 
   /** Takes the proxy's stdout as raw collected bytes. */
   stdout(options: { lines?: boolean } = {}): Collector {
-    return new Collector(this.#takeStdout(), options);
+    return new Collector(this.#takeStdout(), {
+      ...options,
+      context: () => `proxy stderr:\n${this.#tail()}`,
+    });
   }
 
   /** Takes the proxy's stdout and stdin as an MCP SDK transport. */
@@ -712,11 +729,13 @@ export function pick(
 
 /**
  * The invariants every log must hold: schema v1 fields, `seq` 1..n without gaps, `prev` links,
- * HMAC signatures with the secret, `audit/start` first and `audit/stop` last.
+ * HMAC signatures with the secret, canonical storage, `audit/start` first and (unless
+ * `unfinished`) `audit/stop` last. Lines that are not records (torn lines kept after a crash)
+ * fail the check unless their indices are listed in `tornLines`; the chain runs over them.
  */
 export async function assertChain(
   file: AuditLogFile,
-  options: { secret?: string; sessions?: number } = {},
+  options: { secret?: string; tornLines?: readonly number[]; unfinished?: boolean } = {},
 ): Promise<void> {
   const secret = options.secret ?? SECRET;
   const key = await crypto.subtle.importKey(
@@ -728,14 +747,20 @@ export async function assertChain(
   );
   const keyId = (await sha256Hex(secret)).slice(0, 8);
   let prev = "0".repeat(64);
+  let seq = 0;
+  let lastOfRun: AuditRecord | undefined;
   const records = file.records;
   assert(records.length > 0, "the log has records");
   for (const [i, line] of file.lines.entries()) {
-    assert(line.terminated, `line ${i + 1} ends with a newline`);
     const r = line.record;
+    if (options.tornLines?.includes(i)) {
+      assert(r === undefined, `line ${i + 1} is a torn line, not a record`);
+      continue;
+    }
+    assert(line.terminated, `line ${i + 1} ends with a newline`);
     assert(r !== undefined, `line ${i + 1} is a record: ${line.text.slice(0, 200)}`);
     assertEquals(r.v, 1);
-    assertEquals(r.seq, i + 1, `seq of line ${i + 1}`);
+    assertEquals(r.seq, ++seq, `seq of line ${i + 1}`);
     assertEquals(r.prev, prev, `prev of seq ${r.seq}`);
     assert(/^[0-9A-HJKMNP-TV-Z]{26}$/.test(r.id), `seq ${r.seq} id is a ULID: ${r.id}`);
     assert(
@@ -754,11 +779,20 @@ export async function assertChain(
     assertEquals(sig, `hmac-sha256:${keyId}:${hex}`, `signature of seq ${r.seq}`);
     assertEquals(line.text, canonicalize(r as unknown as Json), `seq ${r.seq} is stored canonical`);
     prev = await sha256Hex(line.text);
+    // Within one run of the proxy, ids are monotonic ULIDs and time does not go back.
+    if (r.kind === "event" && r.method === "audit/start") lastOfRun = undefined;
+    if (lastOfRun !== undefined) {
+      assert(r.id > lastOfRun.id, `id of seq ${r.seq} sorts after the one before`);
+      assert(r.ts >= lastOfRun.ts, `ts of seq ${r.seq} is not before the one before`);
+    }
+    lastOfRun = r;
   }
   const first = records[0]!;
   const last = records.at(-1)!;
   assertEquals([first.kind, first.method, first.direction], ["event", "audit/start", "proxy"]);
-  assertEquals([last.kind, last.method, last.direction], ["event", "audit/stop", "proxy"]);
+  if (!options.unfinished) {
+    assertEquals([last.kind, last.method, last.direction], ["event", "audit/stop", "proxy"]);
+  }
 }
 
 /**
@@ -772,4 +806,105 @@ export function canonicalize(value: Json): string {
   if (Array.isArray(value)) return "[" + value.map(canonicalize).join(",") + "]";
   const keys = Object.keys(value).filter((k) => value[k] !== undefined).sort();
   return "{" + keys.map((k) => JSON.stringify(k) + ":" + canonicalize(value[k]!)).join(",") + "}";
+}
+
+/** The one record answering `request`: opposite direction, same id and method, after it. */
+export function answerTo(records: readonly AuditRecord[], request: AuditRecord): AuditRecord {
+  const opposite = request.direction === "client_to_server"
+    ? "server_to_client"
+    : "client_to_server";
+  const answers = records.filter((r) =>
+    (r.kind === "response" || r.kind === "error") && r.direction === opposite &&
+    r.jsonrpc_id === request.jsonrpc_id && r.seq > request.seq && r.method === request.method
+  );
+  assertEquals(
+    answers.length,
+    1,
+    `exactly one answer to ${request.method} id ${
+      JSON.stringify(request.jsonrpc_id)
+    } (seq ${request.seq})`,
+  );
+  return answers[0]!;
+}
+
+/**
+ * Checks one complete MCP session against the wire as the client saw it: one record per line in
+ * each direction, in order, hashing the exact bytes; `client_info` from `initialize` on every
+ * message; every request (either way) answered once, with its method, tool name and a duration.
+ */
+export async function assertConversation(
+  file: AuditLogFile,
+  wire: { sentLines: readonly string[]; receivedLines: readonly string[] },
+  clientInfo: { name: string; version: string },
+): Promise<void> {
+  const records = file.records;
+  const start = records[0]!;
+  const messages = records.filter((r) => r.kind !== "event");
+  assertEquals(pick(records, { kind: "invalid" }), [], "no message was classified invalid");
+  for (const r of messages) {
+    assertEquals(r.transport, "stdio");
+    assert(r.session !== null && r.session !== "", "stdio records have a session id");
+    assertEquals(r.session, start.session, `seq ${r.seq} carries the session of audit/start`);
+    assertEquals(r.client_info, clientInfo, `client_info of seq ${r.seq}`);
+  }
+  assertEquals(
+    pick(records, { direction: "client_to_server" }).map((r) => r.wire_sha256),
+    await Promise.all(wire.sentLines.map((l) => sha256Hex(l))),
+    "client_to_server records are the lines the client sent, in order, hashed as sent",
+  );
+  assertEquals(
+    pick(records, { direction: "server_to_client" }).map((r) => r.wire_sha256),
+    await Promise.all(wire.receivedLines.map((l) => sha256Hex(l))),
+    "server_to_client records are the lines the client received, in order, hashed as received",
+  );
+  const init = pick(records, { kind: "request", method: "initialize" });
+  assertEquals(init.map((r) => r.direction), ["client_to_server"], "one initialize request");
+  assertEquals(
+    pick(records, { kind: "notification", method: "notifications/initialized" }).map((r) =>
+      r.direction
+    ),
+    ["client_to_server"],
+  );
+  for (const request of pick(records, { kind: "request" })) {
+    assert(request.jsonrpc_id !== null, `request seq ${request.seq} has an id`);
+    const answer = answerTo(records, request);
+    assertEquals(answer.kind, "response", `${request.method} seq ${request.seq} got a result`);
+    assertEquals(typeof answer.jsonrpc_id, typeof request.jsonrpc_id, "the id type is kept");
+    assertEquals(answer.tool_name, request.tool_name, `tool_name copied onto seq ${answer.seq}`);
+    assert(
+      typeof answer.duration_ms === "number" && answer.duration_ms >= 0,
+      `duration_ms of seq ${answer.seq} is a number >= 0: ${answer.duration_ms}`,
+    );
+  }
+  for (const r of records) {
+    if (r.kind === "notification" || r.kind === "event") assertEquals(r.jsonrpc_id, null);
+    if (r.kind !== "response" && r.kind !== "error") {
+      assertEquals(r.duration_ms, null, `seq ${r.seq} (${r.kind}) has no duration`);
+    }
+    if (r.kind === "request" && r.method === "tools/call") {
+      assert(typeof r.tool_name === "string", `tools/call seq ${r.seq} names its tool`);
+    } else if (r.kind !== "response" && r.kind !== "error") {
+      assertEquals(r.tool_name, null, `seq ${r.seq} has no tool_name`);
+    }
+  }
+  const stop = records.at(-1)!;
+  assert(typeof stop.params === "object" && stop.params !== null && !Array.isArray(stop.params));
+  assertEquals(stop.params.exit_code, 0, "audit/stop records exit code 0");
+  assertEquals(stop.params.last_seq, stop.seq, "audit/stop names the last seq");
+  assertEquals(stop.params.pending, [], "audit/stop: nothing was left unanswered");
+}
+
+/**
+ * The recording fixture as an upstream: what it reads goes to `DIR/in.bin`, what it writes to
+ * `DIR/out.bin` (`inTAG.bin`, `outTAG.bin` with a tag); it answers `ping` and `big` requests.
+ */
+export function recordingUpstream(dir: string, tag = "", ...extra: string[]): string[] {
+  return fixture(
+    "recording_upstream.ts",
+    "--in",
+    `${dir}/in${tag}.bin`,
+    "--out",
+    `${dir}/out${tag}.bin`,
+    ...extra,
+  );
 }

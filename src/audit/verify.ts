@@ -226,11 +226,14 @@ export class ChainVerifier {
           `record cut short by a crash (${where}, byte ${u.offset})`,
         );
       } else {
+        // A damaged line between seq k and k+2 is seq k+1: name it, and do not call it missing.
+        const seq = u.afterSeq === null ? 1 : u.afterSeq + 1;
+        const known = this.#gaps.delete(seq);
         this.#add(
           "modified",
           u.file,
           u.line,
-          null,
+          known ? seq : null,
           `line is not a valid record (${where}, byte ${u.offset})`,
         );
       }
@@ -239,7 +242,15 @@ export class ChainVerifier {
     for (const seq of gaps) this.#add("missing", "", 0, seq, "record is missing");
     const endsClean = this.#lastKind === "event" &&
       (this.#lastMethod === EventMethod.Stop || this.#lastMethod === EventMethod.Checkpoint);
-    if (this.#records > 0 && !endsClean) {
+    if (this.#records === 0) {
+      this.#add(
+        "missing",
+        "",
+        0,
+        null,
+        "the log holds no records (an audit log starts with audit/start)",
+      );
+    } else if (!endsClean) {
       this.#add(
         "missing",
         "",

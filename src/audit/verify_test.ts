@@ -292,9 +292,9 @@ Deno.test("ChainVerifier notes a restart that had no clean audit/stop before it"
   assert.deepEqual(check(clean).notes, []);
 });
 
-Deno.test("ChainVerifier reports nothing but the empty state for an empty log", () => {
+Deno.test("ChainVerifier reports an empty log as missing its records", () => {
   const r = check([], KEY);
-  assert.deepEqual(r.problems, []);
+  assert.deepEqual(r.problems.map((p) => p.kind), ["missing"]);
   assert.equal(r.records, 0);
   assert.equal(r.firstSeq, null);
   assert.equal(r.lastSeq, null);
