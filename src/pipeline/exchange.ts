@@ -71,6 +71,18 @@ function clientInfoOf(params: JsonValue | undefined): JsonObject | null {
   return out;
 }
 
+/** Client info sent per request in `_meta` (the stateless 2026-07-28 revision). */
+function metaClientInfoOf(params: JsonValue | undefined): JsonObject | null {
+  const meta = paramsObject(params)?._meta;
+  if (!isJsonObject(meta)) return null;
+  for (const key of Object.keys(meta)) {
+    if (key === "io.modelcontextprotocol/clientInfo" || key === "clientInfo") {
+      return clientInfoOf({ clientInfo: meta[key] ?? null });
+    }
+  }
+  return null;
+}
+
 /**
  * The conversation between one client and one server (a stdio upstream process, or an HTTP
  * session). Every method records synchronously and returns the bytes to send; the caller sends
@@ -95,14 +107,27 @@ export class Exchange {
     return this.#session;
   }
 
+  /** Names the session once the server has assigned one (HTTP `Mcp-Session-Id`). */
+  set session(id: string | null) {
+    this.#session = id;
+  }
+
   /** Handles a frame read from `from`; returns what to send on. */
   receive(from: Side, frame: Frame): Outbound[] {
-    if (frame.kind === "oversized") return this.#oversized(from, frame);
-    const content = frame.bytes.subarray(0, frame.contentLength);
+    if (frame.kind === "oversized") return this.rejectOversized(from, frame);
+    this.record(from, frame.bytes.subarray(0, frame.contentLength));
+    return [{ to: other(from), bytes: frame.bytes }];
+  }
+
+  /**
+   * Records one message (or batch) exactly as it will be forwarded; returns what it held.
+   * `content` is the message's bytes without framing.
+   */
+  record(from: Side, content: Uint8Array): Message[] {
     const wire = sha256Hex(content);
     const { messages } = classifyLine(content);
     for (const message of messages) this.#record(from, message, wire);
-    return [{ to: other(from), bytes: frame.bytes }];
+    return messages;
   }
 
   /**
@@ -110,9 +135,18 @@ export class Exchange {
    * record each answer.
    */
   upstreamGone(reason: string): Outbound[] {
+    return this.failPending([...this.#pending.client.values()].map((p) => p.id), reason);
+  }
+
+  /**
+   * Answers the given client requests, those still waiting, with `-32603` and `data.reason`, and
+   * records each answer. For an upstream that failed while these requests were in flight.
+   */
+  failPending(ids: readonly JsonRpcId[], reason: string): Outbound[] {
     const out: Outbound[] = [];
-    const waiting = this.#pending.client;
-    for (const pending of waiting.values()) {
+    for (const id of ids) {
+      const pending = this.#settle("client", id);
+      if (pending === undefined) continue;
       const error: RpcError = {
         code: ErrorCode.InternalError,
         message: ErrorMessage.UpstreamUnavailable,
@@ -120,8 +154,36 @@ export class Exchange {
       };
       out.push(this.#synthesize("client", pending.id, error, pending));
     }
-    waiting.clear();
     return out;
+  }
+
+  /**
+   * Records that the answers to these client requests can no longer be delivered (the client
+   * went away mid-stream): an `error` record with `wire_sha256: null` and `data.delivered: false`
+   * for each one still waiting, so that no request ends silently.
+   */
+  undeliverable(ids: readonly JsonRpcId[], reason: string): void {
+    for (const id of ids) {
+      const pending = this.#settle("client", id);
+      if (pending === undefined) continue;
+      const f = this.#base("server", null);
+      f.kind = "error";
+      f.jsonrpc_id = pending.id;
+      f.method = pending.method;
+      f.tool_name = pending.toolName;
+      f.duration_ms = Math.round((this.#deps.mono() - pending.start) * 1000) / 1000;
+      f.error = {
+        code: ErrorCode.InternalError,
+        message: "answer not delivered",
+        data: { reason, delivered: false },
+      };
+      this.#deps.log.append(f);
+    }
+  }
+
+  /** True while `id`, sent by `side`, waits for an answer. */
+  isPending(side: Side, id: JsonRpcId): boolean {
+    return this.#pending[side].has(idKey(id));
   }
 
   /** A summary of requests still waiting for an answer, for the stop event. */
@@ -192,9 +254,14 @@ export class Exchange {
     const now = this.#deps.mono();
     switch (message.kind) {
       case "request": {
-        if (from === "client" && message.method === "initialize") {
-          this.#clientInfo = clientInfoOf(message.params) ?? this.#clientInfo;
-          f.client_info = this.#clientInfo;
+        if (from === "client") {
+          const info = message.method === "initialize"
+            ? clientInfoOf(message.params)
+            : metaClientInfoOf(message.params);
+          if (info !== null) {
+            this.#clientInfo = info;
+            f.client_info = info;
+          }
         }
         const toolName = toolNameOf(message.method, message.params);
         this.#remember(from, { id: message.id, method: message.method, toolName, start: now });
@@ -265,7 +332,14 @@ export class Exchange {
     return { to, bytes: encoder.encode(text + "\n") };
   }
 
-  #oversized(from: Side, frame: Extract<Frame, { kind: "oversized" }>): Outbound[] {
+  /**
+   * A message over the limit, from its size and first and last bytes: recorded as `invalid`,
+   * not forwarded, and answered with `-32600` when its id can be read.
+   */
+  rejectOversized(
+    from: Side,
+    frame: { size: number; head: Uint8Array; tail: Uint8Array },
+  ): Outbound[] {
     const limit = this.#deps.maxMessageBytes;
     const id = recoverId(frame.head, frame.tail);
     const f = this.#base(from, null);
