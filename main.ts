@@ -25,13 +25,18 @@ import type { Config } from "./src/config/config.ts";
 import { ConfigError, loadConfig, type Loaded } from "./src/config/load.ts";
 import type { JsonObject } from "./src/jsonrpc/json.ts";
 import { type Logger, stderrLogger } from "./src/log.ts";
-import { Exchange } from "./src/pipeline/exchange.ts";
+import { Exchange, type ExchangeDeps } from "./src/pipeline/exchange.ts";
+import { createProxyApp } from "./src/transport/http/proxy_app.ts";
+import { listen, ListenError } from "./src/transport/http/serve.ts";
+import { SessionRegistry } from "./src/transport/http/sessions.ts";
 import { CommandLineError, splitCommandLine, upstreamEnv } from "./src/transport/command_line.ts";
 import { runStdio } from "./src/transport/stdio.ts";
 import { VERSION } from "./src/version.ts";
 
 /** How long the upstream gets after its stdin closes, and again after SIGTERM. */
 const UPSTREAM_GRACE_MS = 3000;
+/** Most HTTP sessions correlated at once; the least recently used beyond it are forgotten. */
+const MAX_HTTP_SESSIONS = 10_000;
 
 const encoder = new TextEncoder();
 function printOut(line: string): void {
@@ -110,19 +115,135 @@ function upstreamArgv(config: Config): string[] {
   }
 }
 
+/** What both transports share: the open log, the signals, and how the run ends. */
+interface Run {
+  config: Config;
+  log: AuditLog;
+  logger: Logger;
+  newId: () => string;
+  shutdown: AbortSignal;
+  /** Called before bytes go out: records first. */
+  beforeWrite: () => void;
+  exchangeDeps: ExchangeDeps;
+}
+
+/** How a run ended, for `audit/stop` and the exit code. */
+interface Ending {
+  exitCode: 0 | 1;
+  reason: string;
+  details: JsonObject;
+}
+
+function isUrl(upstream: string): boolean {
+  return /^https?:\/\//i.test(upstream.trim());
+}
+
+async function runStdioProxy(run: Run, session: string, argv: string[]): Promise<Ending> {
+  const exchange = new Exchange(run.exchangeDeps, session);
+  const outcome = await runStdio({
+    argv,
+    env: upstreamEnv(Deno.env.toObject()),
+    client: { readable: Deno.stdin.readable, writable: Deno.stdout.writable },
+    exchange,
+    beforeWrite: run.beforeWrite,
+    maxMessageBytes: run.config.proxy.max_message_bytes,
+    logger: run.logger,
+    signal: run.shutdown,
+    graceMs: UPSTREAM_GRACE_MS,
+  });
+  return {
+    exitCode: outcome.exitCode,
+    reason: outcome.reason,
+    details: {
+      upstream_exit: outcome.upstream === null
+        ? null
+        : { code: outcome.upstream.code, signal: outcome.upstream.signal },
+      pending: exchange.pendingSummary(),
+    },
+  };
+}
+
+async function runHttpProxy(run: Run, upstream: URL): Promise<Ending> {
+  const { config, logger } = run;
+  const p = config.proxy;
+  const loopback = ["localhost", "127.0.0.1", "[::1]", "::1"];
+  const bound = ["0.0.0.0", "::", ""].includes(p.bind_address)
+    ? []
+    : [p.bind_address.toLowerCase()];
+  if (bound.length === 0 && p.http.allowed_hosts.length === 0) {
+    logger.warn(
+      "listening on all interfaces with no proxy.http.allowed_hosts: only loopback host names are accepted",
+    );
+  }
+  const sessions = new SessionRegistry(
+    (session) => new Exchange(run.exchangeDeps, session),
+    MAX_HTTP_SESSIONS,
+    (evicted) =>
+      logger.warn("too many sessions; forgetting the least recently used", {
+        session: evicted.session,
+      }),
+  );
+  const app = createProxyApp({
+    upstream,
+    fetch: (input, init) => fetch(input, init),
+    sessions,
+    logger,
+    maxMessageBytes: p.max_message_bytes,
+    upstreamTimeoutMs: p.upstream_timeout_ms,
+    forwardHeaders: new Set(p.forward_headers.map((h) => h.toLowerCase())),
+    allowedHosts: new Set([
+      ...loopback,
+      ...bound,
+      ...p.http.allowed_hosts.map((h) => h.toLowerCase()),
+    ]),
+    allowedOrigins: new Set(p.http.allowed_origins),
+    beforeWrite: run.beforeWrite,
+  });
+  const listener = listen(app, {
+    hostname: p.bind_address,
+    port: p.port,
+    signal: run.shutdown,
+    logger,
+    name: "proxy",
+  });
+  await listener.finished;
+  return {
+    exitCode: 0,
+    reason: "shutdown signal",
+    details: { pending: sessions.all().flatMap((e) => e.pendingSummary()).slice(0, 100) },
+  };
+}
+
 async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
   const { config } = loaded;
   for (const w of loaded.warnings) logger.warn(w);
-  if (config.proxy.transport === "http") {
-    throw new ConfigError("proxy.transport", "http is not available in this version; use stdio");
-  }
   if (config.audit.storage === "sqlite") {
     throw new ConfigError("audit.storage", "sqlite is not available in this version; use jsonl");
   }
-  const argv = upstreamArgv(config);
+  const http = config.proxy.transport === "http";
+  const upstreamIsUrl = isUrl(config.proxy.upstream) && config.proxy.upstream_argv.length === 0;
+  if (http && !upstreamIsUrl) {
+    throw new ConfigError("proxy.upstream", "with --transport http it must be an http(s):// URL");
+  }
+  if (!http && upstreamIsUrl) {
+    throw new ConfigError(
+      "proxy.upstream",
+      "a URL needs --transport http (a stdio client bridged to an HTTP server is not available in this version)",
+    );
+  }
+  let upstreamUrl: URL | undefined;
+  if (http) {
+    try {
+      upstreamUrl = new URL(config.proxy.upstream.trim());
+    } catch {
+      throw new ConfigError("proxy.upstream", `not a valid URL: ${config.proxy.upstream}`);
+    }
+  }
+  const argv = http ? [] : upstreamArgv(config);
   const signer = makeSigner(config, logger);
   const newUlid = monotonicFactory();
   const store = new JsonlStore(config.audit.path, config.audit.durability === "entry");
+  const transport = http ? "http" : "stdio";
   const log = new AuditLog({
     store,
     signer,
@@ -130,26 +251,26 @@ async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
     newId: (now) => newUlid(now),
     clientId: config.proxy.client_id,
     serverId: config.proxy.server_id,
-    transport: "stdio",
+    transport,
   });
-  const session = newUlid();
+  const session = http ? null : newUlid();
   const policy = canonicalize({
     enabled: config.policy.enabled,
     default_action: config.policy.default_action,
     deny_as: config.policy.deny_as,
     rules: config.policy.rules.map((r) => ({ ...r })),
   });
-  const start: JsonObject = {
+  log.event(EventMethod.Start, {
     version: VERSION,
     pid: Deno.pid,
-    upstream: argv,
+    transport,
+    upstream: http ? config.proxy.upstream : argv,
     storage: "jsonl",
     durability: config.audit.durability,
     signing: signer === null ? null : { scheme: signer.scheme, key_id: signer.keyId },
     config_digest: sha256Hex(canonicalize(loaded.effective)),
     policy_digest: sha256Hex(policy),
-  };
-  log.event(EventMethod.Start, start, session);
+  }, session);
   log.sync();
   logger.info("audit log open", {
     path: config.audit.path,
@@ -167,57 +288,53 @@ async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
     : ["SIGINT", "SIGTERM"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
 
-  const exchange = new Exchange({
+  const run: Run = {
+    config,
     log,
-    transport: "stdio",
-    redactor: config.middleware.redact.enabled
-      ? new KeyRedactor(config.middleware.redact.patterns)
-      : null,
-    mono: () => performance.now(),
-    maxMessageBytes: config.proxy.max_message_bytes,
     logger,
-  }, session);
-
-  let outcome;
-  try {
-    outcome = await runStdio({
-      argv,
-      env: upstreamEnv(Deno.env.toObject()),
-      client: { readable: Deno.stdin.readable, writable: Deno.stdout.writable },
-      exchange,
-      // Records first, then the bytes they describe. `batch` fsyncs each written batch in the
-      // background (a crash of the proxy loses nothing; a power cut the last milliseconds);
-      // `entry` has fsynced every record before it returned.
-      beforeWrite: config.audit.durability === "batch" ? () => log.syncSoon() : () => log.flush(),
+    newId: () => newUlid(),
+    shutdown: shutdown.signal,
+    // Records first, then the bytes they describe. `batch` fsyncs each written batch in the
+    // background (a crash of the proxy loses nothing; a power cut the last milliseconds);
+    // `entry` has fsynced every record before it returned.
+    beforeWrite: config.audit.durability === "batch" ? () => log.syncSoon() : () => log.flush(),
+    exchangeDeps: {
+      log,
+      transport,
+      redactor: config.middleware.redact.enabled
+        ? new KeyRedactor(config.middleware.redact.patterns)
+        : null,
+      mono: () => performance.now(),
       maxMessageBytes: config.proxy.max_message_bytes,
       logger,
-      signal: shutdown.signal,
-      graceMs: UPSTREAM_GRACE_MS,
-    });
+    },
+  };
+  let ending: Ending;
+  try {
+    ending = upstreamUrl !== undefined
+      ? await runHttpProxy(run, upstreamUrl)
+      : await runStdioProxy(run, session ?? newUlid(), argv);
+  } catch (e) {
+    if (!(e instanceof ListenError)) throw e;
+    logger.error(e.message);
+    ending = { exitCode: 1, reason: e.message, details: {} };
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
   }
   try {
     log.event(EventMethod.Stop, {
-      reason: outcome.reason,
-      exit_code: outcome.exitCode,
-      upstream_exit: outcome.upstream === null
-        ? null
-        : { code: outcome.upstream.code, signal: outcome.upstream.signal },
+      reason: ending.reason,
+      exit_code: ending.exitCode,
+      ...ending.details,
       last_seq: log.seq + 1,
-      pending: exchange.pendingSummary(),
     }, session);
     log.close();
   } catch (e) {
     logger.error("cannot write audit/stop", { error: (e as Error).message });
     return 1;
   }
-  logger.info("stopped", {
-    reason: outcome.reason,
-    exit_code: outcome.exitCode,
-    last_seq: log.seq,
-  });
-  return outcome.exitCode;
+  logger.info("stopped", { reason: ending.reason, exit_code: ending.exitCode, last_seq: log.seq });
+  return ending.exitCode;
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -1,0 +1,89 @@
+/**
+ * Header hygiene between the client and the upstream, both ways.
+ *
+ * @module
+ */
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1 and the usual extras): never forwarded. */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
+
+/** Headers that carry state for other components and never cross (the Go tool leaks `Cookie`). */
+const NEVER = new Set(["cookie", "set-cookie", "set-cookie2", "proxy-authorization"]);
+
+/** Names listed in a `Connection` header, lower-cased. */
+function connectionListed(headers: Headers): Set<string> {
+  const out = new Set<string>();
+  for (const token of (headers.get("connection") ?? "").split(",")) {
+    const name = token.trim().toLowerCase();
+    if (name !== "") out.add(name);
+  }
+  return out;
+}
+
+/** Options for the request direction. */
+export interface RequestHeaderOptions {
+  /** Headers (lower-case) allowed through that are stripped by default: `authorization`. */
+  forward: ReadonlySet<string>;
+  /** The client's address, appended to `X-Forwarded-For`. */
+  clientAddress: string | undefined;
+}
+
+/**
+ * The headers to send upstream: hop-by-hop and `Connection`-listed headers dropped, `Host` left to
+ * the upstream URL, `Authorization` only when configured, cookies never, and the client's address
+ * appended to `X-Forwarded-For`. `Accept-Encoding` is dropped so that bodies arrive as sent and can
+ * be audited and passed on byte for byte.
+ */
+export function upstreamRequestHeaders(incoming: Headers, opts: RequestHeaderOptions): Headers {
+  const listed = connectionListed(incoming);
+  const out = new Headers();
+  for (const [name, value] of incoming) {
+    if (HOP_BY_HOP.has(name) || NEVER.has(name) || listed.has(name)) continue;
+    if (name === "host" || name === "content-length" || name === "accept-encoding") continue;
+    if (name === "authorization" && !opts.forward.has("authorization")) continue;
+    out.append(name, value);
+  }
+  if (opts.clientAddress !== undefined) {
+    const prior = incoming.get("x-forwarded-for");
+    out.set("x-forwarded-for", prior ? `${prior}, ${opts.clientAddress}` : opts.clientAddress);
+  }
+  return out;
+}
+
+/** The headers to send back to the client: hop-by-hop, `Connection`-listed and cookies dropped. */
+export function clientResponseHeaders(upstream: Headers): Headers {
+  const listed = connectionListed(upstream);
+  const out = new Headers();
+  for (const [name, value] of upstream) {
+    if (HOP_BY_HOP.has(name) || NEVER.has(name) || listed.has(name)) continue;
+    // The body is re-framed by our server; its length and encoding are ours to state.
+    if (name === "content-length" || name === "content-encoding") continue;
+    out.append(name, value);
+  }
+  return out;
+}
+
+/** Where a request to the proxy goes upstream (the rule is in the README). */
+export function upstreamUrl(upstream: URL, requestUrl: URL): URL {
+  const base = upstream.pathname.replace(/\/+$/, "");
+  const path = requestUrl.pathname;
+  // The upstream's own path, when the client uses it, is not repeated: /mcp → /mcp.
+  const mapped = base === "" || path === base || path.startsWith(base + "/")
+    ? path
+    : path === "/"
+    ? upstream.pathname
+    : base + path;
+  const out = new URL(mapped, upstream);
+  out.search = requestUrl.search !== "" ? requestUrl.search : upstream.search;
+  return out;
+}

@@ -1,0 +1,381 @@
+/**
+ * The HTTP reverse proxy as a Hono app: every request is forwarded to the upstream MCP endpoint,
+ * and every JSON-RPC message in request bodies, JSON responses and SSE streams is recorded before
+ * it is passed on.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import type { MiddlewareHandler } from "hono";
+import type { Exchange, Outbound } from "../../pipeline/exchange.ts";
+import type { JsonRpcId, Message } from "../../jsonrpc/message.ts";
+import { ownBytes, readCapped } from "../../streams/read_capped.ts";
+import { SseTap } from "../../streams/sse_tap.ts";
+import type { Logger } from "../../log.ts";
+import { clientResponseHeaders, upstreamRequestHeaders, upstreamUrl } from "./headers.ts";
+import type { SessionRegistry } from "./sessions.ts";
+
+/** A `fetch` to reach the upstream with (plain, or with the configured TLS settings). */
+export type UpstreamFetch = (input: URL, init: RequestInit) => Promise<Response>;
+
+/** What the proxy app needs. */
+export interface HttpProxyOptions {
+  upstream: URL;
+  fetch: UpstreamFetch;
+  sessions: SessionRegistry;
+  logger: Logger;
+  maxMessageBytes: number;
+  /** Bounds the wait for response headers and every idle gap of a body; never a whole stream. */
+  upstreamTimeoutMs: number;
+  /** Lower-case names of headers allowed upstream that are stripped by default. */
+  forwardHeaders: ReadonlySet<string>;
+  /** Host names (lower-case, no port) our listener answers to. */
+  allowedHosts: ReadonlySet<string>;
+  /** Origins allowed besides loopback ones. */
+  allowedOrigins: ReadonlySet<string>;
+  /** Makes records written so far reach the log; called before any bytes go out. */
+  beforeWrite: () => void;
+}
+
+/** Values Deno.serve hands each request. */
+export interface ProxyBindings {
+  remote: string | undefined;
+}
+
+const encoder = new TextEncoder();
+const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
+const BODY_METHODS = new Set(["POST", "PUT", "PATCH"]);
+
+class UpstreamTimeout extends Error {
+  override name = "UpstreamTimeout";
+}
+class ClientGone extends Error {
+  override name = "ClientGone";
+}
+
+function hostname(hostHeader: string): string {
+  const h = hostHeader.trim().toLowerCase();
+  if (h.startsWith("[")) return h.slice(0, h.indexOf("]") + 1);
+  const colon = h.lastIndexOf(":");
+  return colon === -1 ? h : h.slice(0, colon);
+}
+
+/**
+ * Refuses requests for a host name we do not serve, and browser requests from a foreign origin:
+ * the upstream sees our `Host`, so its own DNS-rebinding checks no longer protect it.
+ */
+function hostOriginGuard(
+  hosts: ReadonlySet<string>,
+  origins: ReadonlySet<string>,
+): MiddlewareHandler {
+  return async function hostOriginGuard(c, next) {
+    const host = c.req.header("host");
+    if (host === undefined || !hosts.has(hostname(host))) {
+      return c.text("host not allowed\n", 403);
+    }
+    const origin = c.req.header("origin");
+    if (origin !== undefined && origin !== "null") {
+      let allowed = origins.has(origin);
+      try {
+        allowed ||= LOOPBACK.has(new URL(origin).hostname.toLowerCase());
+      } catch {
+        allowed = false;
+      }
+      if (!allowed) return c.text("origin not allowed\n", 403);
+    } else if (origin === "null") {
+      return c.text("origin not allowed\n", 403);
+    }
+    await next();
+    return undefined;
+  };
+}
+
+function requestIds(messages: Message[]): JsonRpcId[] {
+  return messages.flatMap((m) => m.kind === "request" ? [m.id] : []);
+}
+
+function isJson(contentType: string | null): boolean {
+  return contentType !== null && /^application\/([\w.+-]*\+)?json\b/i.test(contentType.trim());
+}
+
+/** The bytes of `outs` meant for the client, as one JSON body (a batch when several). */
+function jsonBody(outs: Outbound[]): Uint8Array<ArrayBuffer> | null {
+  const texts = outs.filter((o) => o.to === "client").map((o) =>
+    new TextDecoder().decode(o.bytes).trimEnd()
+  );
+  if (texts.length === 0) return null;
+  return encoder.encode(texts.length === 1 ? texts[0]! : `[${texts.join(",")}]`);
+}
+
+/** The bytes of `outs` meant for the client, as SSE events. */
+function sseEvents(outs: Outbound[]): Uint8Array | null {
+  const texts = outs.filter((o) => o.to === "client").map((o) =>
+    new TextDecoder().decode(o.bytes).trimEnd()
+  );
+  if (texts.length === 0) return null;
+  return encoder.encode(texts.map((t) => `event: message\ndata: ${t}\n\n`).join(""));
+}
+
+/** The JSON text of an SSE event's data, for id recovery: from the first `data:` on. */
+function afterData(head: Uint8Array): Uint8Array {
+  const text = new TextDecoder().decode(head.subarray(0, 256));
+  const at = text.indexOf("data:");
+  if (at === -1) return head;
+  const skip = encoder.encode(text.slice(0, at + 5)).length;
+  return head.subarray(head[skip] === 0x20 ? skip + 1 : skip);
+}
+
+/** Builds the app. */
+export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBindings }> {
+  const app = new Hono<{ Bindings: ProxyBindings }>();
+  const { logger } = opts;
+  app.use("*", hostOriginGuard(opts.allowedHosts, opts.allowedOrigins));
+
+  app.all("*", async function forward(c) {
+    const req = c.req.raw;
+    const target = upstreamUrl(opts.upstream, new URL(req.url));
+    const exchange: Exchange = opts.sessions.forRequest(req.headers.get("mcp-session-id"));
+    let ids: JsonRpcId[] = [];
+    let body: Uint8Array<ArrayBuffer> | undefined;
+
+    if (BODY_METHODS.has(req.method) && req.body !== null) {
+      const declared = Number(req.headers.get("content-length") ?? "NaN");
+      const read = declared > opts.maxMessageBytes
+        ? {
+          kind: "oversized" as const,
+          size: declared,
+          head: new Uint8Array(0),
+          tail: new Uint8Array(0),
+        }
+        : await readCapped(req.body, opts.maxMessageBytes);
+      if (read.kind === "oversized") {
+        if (declared > opts.maxMessageBytes) await req.body.cancel().catch(() => {});
+        const outs = exchange.rejectOversized("client", read);
+        opts.beforeWrite();
+        const reply = jsonBody(outs);
+        return new Response(reply ?? `request body over ${opts.maxMessageBytes} bytes\n`, {
+          status: 413,
+          headers: { "content-type": reply ? "application/json" : "text/plain" },
+        });
+      }
+      body = read.bytes;
+      if (body.length > 0) ids = requestIds(exchange.record("client", body));
+    }
+    opts.beforeWrite();
+
+    // One controller for the upstream request: the client leaving, or the upstream going quiet
+    // for longer than the timeout (waiting for headers, or between body chunks), aborts it.
+    const upstreamAbort = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => upstreamAbort.abort(new UpstreamTimeout()), opts.upstreamTimeoutMs);
+    };
+    const disarm = (): void => clearTimeout(timer);
+    const onClientGone = (): void => upstreamAbort.abort(new ClientGone());
+    req.signal.addEventListener("abort", onClientGone, { once: true });
+
+    let res: Response;
+    arm();
+    try {
+      res = await opts.fetch(target, {
+        method: req.method,
+        headers: upstreamRequestHeaders(req.headers, {
+          forward: opts.forwardHeaders,
+          clientAddress: c.env?.remote,
+        }),
+        body: body ?? null,
+        signal: upstreamAbort.signal,
+        redirect: "manual",
+      });
+    } catch (e) {
+      disarm();
+      req.signal.removeEventListener("abort", onClientGone);
+      const cause = upstreamAbort.signal.reason;
+      if (cause instanceof ClientGone) {
+        exchange.undeliverable(ids, "the client disconnected before the upstream answered");
+        opts.beforeWrite();
+        return new Response(null, { status: 499 });
+      }
+      const reason = cause instanceof UpstreamTimeout
+        ? `upstream sent no response headers within ${opts.upstreamTimeoutMs} ms`
+        : `upstream unreachable: ${(e as Error).message}`;
+      logger.warn("upstream request failed", { url: target.href, reason });
+      const reply = jsonBody(exchange.failPending(ids, reason));
+      opts.beforeWrite();
+      return new Response(reply ?? `${reason}\n`, {
+        status: 502,
+        headers: { "content-type": reply ? "application/json" : "text/plain" },
+      });
+    }
+
+    const session = res.headers.get("mcp-session-id");
+    if (session !== null && session !== exchange.session) opts.sessions.adopt(exchange, session);
+    const sent = req.headers.get("mcp-session-id");
+    if (req.method === "DELETE" && res.ok && sent !== null) opts.sessions.end(sent);
+    const headers = clientResponseHeaders(res.headers);
+
+    if (res.body === null) {
+      disarm();
+      req.signal.removeEventListener("abort", onClientGone);
+      if (res.status >= 400) {
+        exchange.undeliverable(
+          ids,
+          `upstream answered HTTP ${res.status} without a JSON-RPC response`,
+        );
+      }
+      opts.beforeWrite();
+      return new Response(null, { status: res.status, statusText: res.statusText, headers });
+    }
+
+    if ((res.headers.get("content-type") ?? "").toLowerCase().startsWith("text/event-stream")) {
+      headers.set("x-accel-buffering", "no");
+      return new Response(
+        streamEvents(res.body, exchange, ids, opts, {
+          arm,
+          disarm,
+          upstreamAbort,
+          req,
+          onClientGone,
+        }),
+        { status: res.status, statusText: res.statusText, headers },
+      );
+    }
+
+    let read;
+    try {
+      read = await readCapped(res.body, opts.maxMessageBytes, arm);
+    } catch (e) {
+      disarm();
+      req.signal.removeEventListener("abort", onClientGone);
+      const cause = upstreamAbort.signal.reason;
+      if (cause instanceof ClientGone) {
+        exchange.undeliverable(ids, "the client disconnected while the upstream answered");
+        opts.beforeWrite();
+        return new Response(null, { status: 499 });
+      }
+      const reason = cause instanceof UpstreamTimeout
+        ? `upstream went quiet for ${opts.upstreamTimeoutMs} ms mid-response`
+        : `upstream response failed: ${(e as Error).message}`;
+      const reply = jsonBody(exchange.failPending(ids, reason));
+      opts.beforeWrite();
+      return new Response(reply ?? `${reason}\n`, {
+        status: 502,
+        headers: { "content-type": reply ? "application/json" : "text/plain" },
+      });
+    }
+    disarm();
+    req.signal.removeEventListener("abort", onClientGone);
+    if (read.kind === "oversized") {
+      const reply = jsonBody(exchange.rejectOversized("server", read));
+      opts.beforeWrite();
+      return new Response(reply ?? `upstream response over ${opts.maxMessageBytes} bytes\n`, {
+        status: 502,
+        headers: { "content-type": reply ? "application/json" : "text/plain" },
+      });
+    }
+    const bytes = read.bytes;
+    if (bytes.length > 0 && (isJson(res.headers.get("content-type")) || res.ok)) {
+      exchange.record("server", bytes);
+    }
+    if (res.status >= 400) {
+      exchange.undeliverable(
+        ids,
+        `upstream answered HTTP ${res.status} without a JSON-RPC response`,
+      );
+    }
+    opts.beforeWrite();
+    return new Response(bytes, { status: res.status, statusText: res.statusText, headers });
+  });
+
+  return app;
+}
+
+interface StreamControl {
+  arm: () => void;
+  disarm: () => void;
+  upstreamAbort: AbortController;
+  req: Request;
+  onClientGone: () => void;
+}
+
+/**
+ * The upstream's SSE body, passed on event by event with each message recorded first. The idle
+ * timeout restarts with every chunk; the stream itself may last as long as it likes.
+ */
+function streamEvents(
+  body: ReadableStream<Uint8Array>,
+  exchange: Exchange,
+  ids: JsonRpcId[],
+  opts: HttpProxyOptions,
+  ctl: StreamControl,
+): ReadableStream<Uint8Array> {
+  const tap = new SseTap(opts.maxMessageBytes + 65536, {
+    onEvent(event) {
+      // Events without a message (a resumption primer's empty data, comments, retry hints) pass.
+      if (event.hasData && event.event === "message" && event.data.trim() !== "") {
+        exchange.record("server", encoder.encode(event.data));
+        opts.beforeWrite();
+      }
+      return undefined;
+    },
+    onOversized(size, head, tail) {
+      const outs = exchange.rejectOversized("server", { size, head: afterData(head), tail });
+      opts.beforeWrite();
+      const events = sseEvents(outs);
+      return events === null ? null : ownBytes(events);
+    },
+  });
+  const reader = body.getReader();
+  const out = tap.writable.getWriter();
+  let finished = false;
+  const finish = (): void => {
+    if (finished) return;
+    finished = true;
+    ctl.disarm();
+    ctl.req.signal.removeEventListener("abort", ctl.onClientGone);
+  };
+  (async () => {
+    try {
+      while (true) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        ctl.arm();
+        await out.write(value);
+      }
+      finish();
+      await out.close();
+    } catch (e) {
+      finish();
+      const cause = ctl.upstreamAbort.signal.reason;
+      if (cause instanceof ClientGone) {
+        exchange.undeliverable(ids, "the client disconnected mid-stream");
+        opts.beforeWrite();
+        await out.abort(cause).catch(() => {});
+        return;
+      }
+      const reason = cause instanceof UpstreamTimeout
+        ? `upstream stream went quiet for ${opts.upstreamTimeoutMs} ms`
+        : `upstream stream failed: ${(e as Error).message}`;
+      opts.logger.warn("upstream stream ended with an error", { reason });
+      // The requests of this POST that got no answer hear why before the stream closes.
+      const events = sseEvents(exchange.failPending(ids, reason));
+      opts.beforeWrite();
+      try {
+        if (events) await out.write(events);
+        await out.close();
+      } catch {
+        // The client is gone too.
+      }
+    }
+  })();
+  return tap.readable.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      cancel(reason) {
+        // The client went away: stop the upstream request; the pump records what is left.
+        ctl.upstreamAbort.abort(new ClientGone(String(reason)));
+        reader.cancel(reason).catch(() => {});
+      },
+    }),
+  );
+}

@@ -1,0 +1,76 @@
+/**
+ * One exchange per MCP session, so that requests and answers correlate within a session whatever
+ * HTTP request carries them. Bounded: idle sessions beyond the cap are forgotten, oldest first.
+ *
+ * @module
+ */
+import type { Exchange } from "../../pipeline/exchange.ts";
+
+/** Finds or creates the exchange of an HTTP request. */
+export class SessionRegistry {
+  #make: (session: string | null) => Exchange;
+  #byId = new Map<string, Exchange>();
+  #max: number;
+  #onEvict: (exchange: Exchange) => void;
+
+  /**
+   * @param make creates the exchange of a new session (or of a request without one)
+   * @param max most sessions kept
+   * @param onEvict told of each session forgotten to make room
+   */
+  constructor(
+    make: (session: string | null) => Exchange,
+    max: number,
+    onEvict: (exchange: Exchange) => void,
+  ) {
+    this.#make = make;
+    this.#max = max;
+    this.#onEvict = onEvict;
+  }
+
+  /**
+   * The exchange for `session`; a request without a session (the stateless revision, or an
+   * `initialize`) gets one of its own.
+   */
+  forRequest(session: string | null): Exchange {
+    if (session === null) return this.#make(null);
+    let exchange = this.#byId.get(session);
+    if (exchange === undefined) {
+      exchange = this.#make(session);
+      this.#add(session, exchange);
+    } else {
+      // Most recently used last, so that eviction takes the least recently used.
+      this.#byId.delete(session);
+      this.#byId.set(session, exchange);
+    }
+    return exchange;
+  }
+
+  /** The server named the session of `exchange` (an `initialize` answer). */
+  adopt(exchange: Exchange, session: string): void {
+    exchange.session = session;
+    const known = this.#byId.get(session);
+    if (known === exchange) return;
+    this.#add(session, exchange);
+  }
+
+  /** The session ended (DELETE). */
+  end(session: string): void {
+    this.#byId.delete(session);
+  }
+
+  /** Every live session's exchange. */
+  all(): Exchange[] {
+    return [...this.#byId.values()];
+  }
+
+  #add(session: string, exchange: Exchange): void {
+    this.#byId.set(session, exchange);
+    while (this.#byId.size > this.#max) {
+      const oldest = this.#byId.entries().next().value;
+      if (oldest === undefined) break;
+      this.#byId.delete(oldest[0]);
+      this.#onEvict(oldest[1]);
+    }
+  }
+}
