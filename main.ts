@@ -198,6 +198,11 @@ async function runHttpProxy(run: Run, upstream: URL): Promise<Ending> {
     ]),
     allowedOrigins: new Set(p.http.allowed_origins),
     beforeWrite: run.beforeWrite,
+    retry: {
+      maxRetries: p.retry.max_retries,
+      initialIntervalMs: p.retry.initial_interval_ms,
+      maxIntervalMs: p.retry.max_interval_ms,
+    },
   });
   const listener = listen(app, {
     hostname: p.bind_address,

@@ -14,6 +14,7 @@ import { SseTap } from "../../streams/sse_tap.ts";
 import type { Logger } from "../../log.ts";
 import { clientResponseHeaders, upstreamRequestHeaders, upstreamUrl } from "./headers.ts";
 import type { SessionRegistry } from "./sessions.ts";
+import { mayRetry, type RetryPolicy, withRetries } from "./retry.ts";
 
 /** A `fetch` to reach the upstream with (plain, or with the configured TLS settings). */
 export type UpstreamFetch = (input: URL, init: RequestInit) => Promise<Response>;
@@ -35,6 +36,8 @@ export interface HttpProxyOptions {
   allowedOrigins: ReadonlySet<string>;
   /** Makes records written so far reach the log; called before any bytes go out. */
   beforeWrite: () => void;
+  /** `proxy.retry.*`; `maxRetries: 0` turns retries off. */
+  retry: RetryPolicy;
 }
 
 /** Values Deno.serve hands each request. */
@@ -136,6 +139,7 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
     const target = upstreamUrl(opts.upstream, new URL(req.url));
     const exchange: Exchange = opts.sessions.forRequest(req.headers.get("mcp-session-id"));
     let ids: JsonRpcId[] = [];
+    let messages: Message[] = [];
     let body: Uint8Array<ArrayBuffer> | undefined;
 
     if (BODY_METHODS.has(req.method) && req.body !== null) {
@@ -159,7 +163,10 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
         });
       }
       body = read.bytes;
-      if (body.length > 0) ids = requestIds(exchange.record("client", body));
+      if (body.length > 0) {
+        messages = exchange.record("client", body);
+        ids = requestIds(messages);
+      }
     }
     opts.beforeWrite();
 
@@ -176,18 +183,27 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
     req.signal.addEventListener("abort", onClientGone, { once: true });
 
     let res: Response;
-    arm();
-    try {
-      res = await opts.fetch(target, {
+    const headers = upstreamRequestHeaders(req.headers, {
+      forward: opts.forwardHeaders,
+      clientAddress: c.env?.remote,
+    });
+    const send = (): Promise<Response> => {
+      arm();
+      return opts.fetch(target, {
         method: req.method,
-        headers: upstreamRequestHeaders(req.headers, {
-          forward: opts.forwardHeaders,
-          clientAddress: c.env?.remote,
-        }),
+        headers,
         body: body ?? null,
         signal: upstreamAbort.signal,
         redirect: "manual",
       });
+    };
+    try {
+      res = opts.retry.maxRetries > 0 && mayRetry(req.method, messages)
+        ? await withRetries(send, opts.retry, upstreamAbort.signal, (reason, delayMs) => {
+          disarm();
+          logger.warn("retrying upstream request", { reason, delay_ms: delayMs, url: target.href });
+        })
+        : await send();
     } catch (e) {
       disarm();
       req.signal.removeEventListener("abort", onClientGone);
@@ -213,7 +229,7 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
     if (session !== null && session !== exchange.session) opts.sessions.adopt(exchange, session);
     const sent = req.headers.get("mcp-session-id");
     if (req.method === "DELETE" && res.ok && sent !== null) opts.sessions.end(sent);
-    const headers = clientResponseHeaders(res.headers);
+    const answerHeaders = clientResponseHeaders(res.headers);
 
     if (res.body === null) {
       disarm();
@@ -225,11 +241,15 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
         );
       }
       opts.beforeWrite();
-      return new Response(null, { status: res.status, statusText: res.statusText, headers });
+      return new Response(null, {
+        status: res.status,
+        statusText: res.statusText,
+        headers: answerHeaders,
+      });
     }
 
     if ((res.headers.get("content-type") ?? "").toLowerCase().startsWith("text/event-stream")) {
-      headers.set("x-accel-buffering", "no");
+      answerHeaders.set("x-accel-buffering", "no");
       return new Response(
         streamEvents(res.body, exchange, ids, opts, {
           arm,
@@ -238,7 +258,7 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
           req,
           onClientGone,
         }),
-        { status: res.status, statusText: res.statusText, headers },
+        { status: res.status, statusText: res.statusText, headers: answerHeaders },
       );
     }
 
@@ -285,7 +305,11 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
       );
     }
     opts.beforeWrite();
-    return new Response(bytes, { status: res.status, statusText: res.statusText, headers });
+    return new Response(bytes, {
+      status: res.status,
+      statusText: res.statusText,
+      headers: answerHeaders,
+    });
   });
 
   return app;
