@@ -31,6 +31,7 @@ import { listen, ListenError } from "./src/transport/http/serve.ts";
 import { SessionRegistry } from "./src/transport/http/sessions.ts";
 import { CommandLineError, splitCommandLine, upstreamEnv } from "./src/transport/command_line.ts";
 import { runStdio } from "./src/transport/stdio.ts";
+import { runStdioToHttp } from "./src/transport/stdio_to_http.ts";
 import { VERSION } from "./src/version.ts";
 
 /** How long the upstream gets after its stdin closes, and again after SIGTERM. */
@@ -163,6 +164,22 @@ async function runStdioProxy(run: Run, session: string, argv: string[]): Promise
   };
 }
 
+async function runStdioToHttpBridge(run: Run, session: string, upstream: URL): Promise<Ending> {
+  const exchange = new Exchange(run.exchangeDeps, session);
+  const outcome = await runStdioToHttp({
+    upstream,
+    fetch: (input, init) => fetch(input, init),
+    client: { readable: Deno.stdin.readable, writable: Deno.stdout.writable },
+    exchange,
+    beforeWrite: run.beforeWrite,
+    maxMessageBytes: run.config.proxy.max_message_bytes,
+    upstreamTimeoutMs: run.config.proxy.upstream_timeout_ms,
+    logger: run.logger,
+    signal: run.shutdown,
+  });
+  return { ...outcome, details: { upstream: upstream.href, pending: exchange.pendingSummary() } };
+}
+
 async function runHttpProxy(run: Run, upstream: URL): Promise<Ending> {
   const { config, logger } = run;
   const p = config.proxy;
@@ -230,21 +247,15 @@ async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
   if (http && !upstreamIsUrl) {
     throw new ConfigError("proxy.upstream", "with --transport http it must be an http(s):// URL");
   }
-  if (!http && upstreamIsUrl) {
-    throw new ConfigError(
-      "proxy.upstream",
-      "a URL needs --transport http (a stdio client bridged to an HTTP server is not available in this version)",
-    );
-  }
   let upstreamUrl: URL | undefined;
-  if (http) {
+  if (upstreamIsUrl) {
     try {
       upstreamUrl = new URL(config.proxy.upstream.trim());
     } catch {
       throw new ConfigError("proxy.upstream", `not a valid URL: ${config.proxy.upstream}`);
     }
   }
-  const argv = http ? [] : upstreamArgv(config);
+  const argv = upstreamIsUrl ? [] : upstreamArgv(config);
   const signer = makeSigner(config, logger);
   const newUlid = monotonicFactory();
   const store = new JsonlStore(config.audit.path, config.audit.durability === "entry");
@@ -269,7 +280,7 @@ async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
     version: VERSION,
     pid: Deno.pid,
     transport,
-    upstream: http ? config.proxy.upstream : argv,
+    upstream: upstreamIsUrl ? config.proxy.upstream : argv,
     storage: "jsonl",
     durability: config.audit.durability,
     signing: signer === null ? null : { scheme: signer.scheme, key_id: signer.keyId },
@@ -316,9 +327,11 @@ async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
   };
   let ending: Ending;
   try {
-    ending = upstreamUrl !== undefined
+    ending = upstreamUrl === undefined
+      ? await runStdioProxy(run, session ?? newUlid(), argv)
+      : http
       ? await runHttpProxy(run, upstreamUrl)
-      : await runStdioProxy(run, session ?? newUlid(), argv);
+      : await runStdioToHttpBridge(run, session ?? newUlid(), upstreamUrl);
   } catch (e) {
     if (!(e instanceof ListenError)) throw e;
     logger.error(e.message);

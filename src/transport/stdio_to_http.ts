@@ -1,0 +1,267 @@
+/**
+ * The stdio-to-HTTP bridge: a stdio-only client (our stdin and stdout) reaches a remote
+ * Streamable HTTP server. Each line the client writes is recorded and POSTed; each message the
+ * server answers with, as JSON or as SSE events, is recorded and written to the client as a line.
+ *
+ * @module
+ */
+import type { Exchange } from "../pipeline/exchange.ts";
+import type { JsonRpcId, Message } from "../jsonrpc/message.ts";
+import { isJsonObject, parseLossless } from "../jsonrpc/json.ts";
+import { BatchWriter } from "../streams/batch_writer.ts";
+import { LineSplitter } from "../streams/line_splitter.ts";
+import { ownBytes, readCapped } from "../streams/read_capped.ts";
+import { SseTap } from "../streams/sse_tap.ts";
+import type { Logger } from "../log.ts";
+import type { UpstreamFetch } from "./http/proxy_app.ts";
+
+/** What the bridge needs. */
+export interface StdioToHttpOptions {
+  upstream: URL;
+  fetch: UpstreamFetch;
+  client: { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> };
+  exchange: Exchange;
+  beforeWrite: () => void;
+  maxMessageBytes: number;
+  upstreamTimeoutMs: number;
+  logger: Logger;
+  signal: AbortSignal;
+}
+
+/** How the bridge ended. */
+export interface BridgeOutcome {
+  exitCode: 0 | 1;
+  reason: string;
+}
+
+const encoder = new TextEncoder();
+const LF = 0x0a;
+const CR = 0x0d;
+
+/**
+ * One message as one line: raw CR and LF bytes in JSON can only be white space (inside strings
+ * they are escaped), so they become spaces; the message means the same and the framing holds.
+ */
+export function asLine(json: Uint8Array): Uint8Array {
+  let out: Uint8Array | undefined;
+  for (let i = 0; i < json.length; i++) {
+    if (json[i] === LF || json[i] === CR) {
+      out ??= json.slice();
+      out[i] = 0x20;
+    }
+  }
+  return out ?? json;
+}
+
+function withNewline(line: Uint8Array): Uint8Array {
+  const out = new Uint8Array(line.length + 1);
+  out.set(line);
+  out[line.length] = LF;
+  return out;
+}
+
+function requestIds(messages: Message[]): JsonRpcId[] {
+  return messages.flatMap((m) => m.kind === "request" ? [m.id] : []);
+}
+
+/** Runs the bridge until the client closes its input or a signal arrives. */
+export async function runStdioToHttp(opts: StdioToHttpOptions): Promise<BridgeOutcome> {
+  const { exchange, logger } = opts;
+  const toClient = new BatchWriter(opts.client.writable, { beforeWrite: opts.beforeWrite });
+  let session: string | null = null;
+  let protocolVersion: string | null = null;
+  let getStream: Promise<void> | undefined;
+  const inFlight = new Set<Promise<void>>();
+  const stop = new AbortController();
+  const aborted = AbortSignal.any([opts.signal, stop.signal]);
+
+  const deliver = (content: Uint8Array): void => {
+    const line = asLine(content);
+    exchange.record("server", line);
+    toClient.push(withNewline(line))?.catch(() => {});
+  };
+  const failAll = (ids: JsonRpcId[], reason: string): void => {
+    for (const out of exchange.failPending(ids, reason)) toClient.push(out.bytes)?.catch(() => {});
+  };
+
+  const headersFor = (accept: string): Headers => {
+    const h = new Headers({ accept });
+    if (session !== null) h.set("mcp-session-id", session);
+    if (protocolVersion !== null) h.set("mcp-protocol-version", protocolVersion);
+    return h;
+  };
+
+  /** Reads a response: JSON body, SSE events, or nothing; delivers every message in it. */
+  const consume = async (res: Response, signal: AbortSignal): Promise<void> => {
+    if (res.body === null) return;
+    const type = (res.headers.get("content-type") ?? "").toLowerCase();
+    if (type.startsWith("text/event-stream")) {
+      const tap = new SseTap(opts.maxMessageBytes + 65536, {
+        onEvent(event) {
+          if (event.hasData && event.event === "message" && event.data.trim() !== "") {
+            deliver(encoder.encode(event.data));
+          }
+          return null;
+        },
+        onOversized(size, head, tail) {
+          for (const out of exchange.rejectOversized("server", { size, head, tail })) {
+            if (out.to === "client") toClient.push(out.bytes)?.catch(() => {});
+          }
+          return null;
+        },
+      });
+      const reader = res.body.pipeThrough(tap).getReader();
+      const cancel = (): void => {
+        reader.cancel().catch(() => {});
+      };
+      signal.addEventListener("abort", cancel, { once: true });
+      try {
+        while (!(await reader.read()).done) { /* events are delivered by the tap */ }
+      } finally {
+        signal.removeEventListener("abort", cancel);
+      }
+      return;
+    }
+    const read = await readCapped(res.body, opts.maxMessageBytes);
+    if (read.kind === "oversized") {
+      for (const out of exchange.rejectOversized("server", read)) {
+        if (out.to === "client") toClient.push(out.bytes)?.catch(() => {});
+      }
+      return;
+    }
+    if (read.bytes.length > 0 && type.includes("json")) deliver(read.bytes);
+  };
+
+  /** The server's own stream (GET), for requests and notifications outside any POST. */
+  const openGetStream = (): void => {
+    getStream = (async () => {
+      try {
+        const res = await opts.fetch(opts.upstream, {
+          method: "GET",
+          headers: headersFor("text/event-stream"),
+          signal: aborted,
+        });
+        if (!res.ok) {
+          await res.body?.cancel();
+          logger.debug("the upstream offers no GET stream", { status: res.status });
+          return;
+        }
+        await consume(res, aborted);
+      } catch (e) {
+        if (!aborted.aborted) logger.warn("the upstream's GET stream failed", { error: String(e) });
+      }
+    })();
+  };
+
+  const post = async (line: Uint8Array, messages: Message[]): Promise<void> => {
+    const ids = requestIds(messages);
+    const timeout = AbortSignal.timeout(opts.upstreamTimeoutMs);
+    let res: Response;
+    try {
+      const h = headersFor("application/json, text/event-stream");
+      h.set("content-type", "application/json");
+      res = await opts.fetch(opts.upstream, {
+        method: "POST",
+        headers: h,
+        body: ownBytes(line),
+        signal: AbortSignal.any([aborted, timeout]),
+      });
+    } catch (e) {
+      const reason = timeout.aborted
+        ? `upstream sent no response headers within ${opts.upstreamTimeoutMs} ms`
+        : `upstream unreachable: ${(e as Error).message}`;
+      if (!aborted.aborted) logger.warn("upstream request failed", { reason });
+      failAll(ids, aborted.aborted ? "proxy shutting down" : reason);
+      return;
+    }
+    const assigned = res.headers.get("mcp-session-id");
+    if (assigned !== null && session === null) {
+      session = assigned;
+      // Records carry the server's session id from here on, as on the HTTP transport.
+      exchange.session = assigned;
+    }
+    try {
+      await consume(res, aborted);
+    } catch (e) {
+      if (!aborted.aborted) logger.warn("upstream response failed", { error: String(e) });
+    }
+    if (!res.ok) failAll(ids, `upstream answered HTTP ${res.status}`);
+    // The answer to initialize names the protocol version every later request must carry.
+    for (const m of messages) {
+      if (
+        m.kind === "request" && m.method === "initialize" && !exchange.isPending("client", m.id)
+      ) {
+        if (getStream === undefined) openGetStream();
+      }
+    }
+  };
+
+  const noteVersion = (line: Uint8Array, messages: Message[]): void => {
+    for (const m of messages) {
+      if (m.kind !== "request" || m.method !== "initialize") continue;
+      try {
+        const v = parseLossless(new TextDecoder().decode(line));
+        const params = isJsonObject(v) ? v.params : undefined;
+        const version = isJsonObject(params) ? params.protocolVersion : undefined;
+        if (typeof version === "string") protocolVersion = version;
+      } catch {
+        // Not JSON after all: nothing to note.
+      }
+    }
+  };
+
+  const reader = opts.client.readable.pipeThrough(new LineSplitter(opts.maxMessageBytes))
+    .getReader();
+  const cancel = (): void => {
+    reader.cancel().catch(() => {});
+  };
+  opts.signal.addEventListener("abort", cancel, { once: true });
+  let failure: string | undefined;
+  try {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      for (const frame of value) {
+        if (frame.kind === "oversized") {
+          for (const out of exchange.rejectOversized("client", frame)) {
+            if (out.to === "client") toClient.push(out.bytes)?.catch(() => {});
+          }
+          opts.beforeWrite();
+          continue;
+        }
+        const line = frame.bytes.subarray(0, frame.contentLength);
+        const messages = exchange.record("client", line);
+        noteVersion(line, messages);
+        opts.beforeWrite();
+        const p = post(line, messages).finally(() => inFlight.delete(p));
+        inFlight.add(p);
+      }
+    }
+  } catch (e) {
+    if (!opts.signal.aborted) failure = `reading from the client failed: ${String(e)}`;
+  } finally {
+    opts.signal.removeEventListener("abort", cancel);
+  }
+  // The client is done: let the answers it is owed arrive, then end the session.
+  await Promise.all(inFlight);
+  stop.abort();
+  if (getStream !== undefined) await getStream;
+  if (session !== null) {
+    try {
+      const res = await opts.fetch(opts.upstream, {
+        method: "DELETE",
+        headers: headersFor("application/json"),
+        signal: AbortSignal.timeout(opts.upstreamTimeoutMs),
+      });
+      await res.body?.cancel();
+    } catch (e) {
+      logger.debug("ending the upstream session failed", { error: String(e) });
+    }
+  }
+  await toClient.close();
+  if (failure !== undefined) return { exitCode: 1, reason: failure };
+  return {
+    exitCode: 0,
+    reason: opts.signal.aborted ? "shutdown signal" : "client closed its input",
+  };
+}
