@@ -8,7 +8,13 @@ import type { Exchange, Outbound, Side } from "../pipeline/exchange.ts";
 import { BatchWriter } from "../streams/batch_writer.ts";
 import { LineSplitter } from "../streams/line_splitter.ts";
 import type { Logger } from "../log.ts";
-import { groupAlive, signalTree } from "./process_group.ts";
+import {
+  awaitExitOrEnd,
+  reapGroup,
+  SpawnError,
+  spawnUpstream,
+  within,
+} from "./upstream_process.ts";
 
 /** What the stdio transport needs. */
 export interface StdioOptions {
@@ -38,42 +44,22 @@ export interface StdioOutcome {
   upstream: { code: number; signal: string | null } | null;
 }
 
-/** Resolves after `ms`, or when `promise` settles, whichever is first: true if it settled. */
-async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([promise.then(() => true, () => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** Runs one stdio session to its end. Never throws for upstream or client failures. */
 export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
   const { logger, exchange } = opts;
-  const [command, ...args] = opts.argv;
-  if (command === undefined) return { exitCode: 1, reason: "no upstream command", upstream: null };
   let child: Deno.ChildProcess;
   try {
-    child = new Deno.Command(command, {
-      args,
-      env: opts.env,
-      clearEnv: true,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-      // Its own process group, so that ending it also ends what it started.
-      detached: Deno.build.os !== "windows",
-    }).spawn();
+    child = spawnUpstream(opts.argv, opts.env);
   } catch (e) {
-    const reason = `cannot start upstream ${JSON.stringify(command)}: ${(e as Error).message}`;
-    logger.error(reason);
-    return { exitCode: 1, reason, upstream: null };
+    if (!(e instanceof SpawnError)) throw e;
+    logger.error(e.message);
+    return { exitCode: 1, reason: e.message, upstream: null };
   }
-  logger.info("upstream started", { pid: child.pid, command, session: exchange.session });
+  logger.info("upstream started", {
+    pid: child.pid,
+    command: opts.argv[0],
+    session: exchange.session,
+  });
 
   let stopping: Promise<void> | undefined;
   let escalated = false;
@@ -130,15 +116,7 @@ export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
     stopping ??= (async () => {
       logger.info("closing upstream stdin", { why });
       await writers.server.close();
-      if (await within(child.status, opts.graceMs)) return;
-      escalated = true;
-      logger.warn("upstream did not exit after its stdin closed; sending SIGTERM", {
-        grace_ms: opts.graceMs,
-      });
-      signalTree(child.pid, "SIGTERM");
-      if (await within(child.status, opts.graceMs)) return;
-      logger.warn("upstream ignored SIGTERM; sending SIGKILL");
-      signalTree(child.pid, "SIGKILL");
+      escalated = await awaitExitOrEnd(child, opts.graceMs, logger);
     })();
     return stopping;
   };
@@ -190,7 +168,7 @@ export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
   // What the upstream wrote before it died is still in the pipe: forward it before answering
   // the requests left waiting. A grandchild holding the pipe open gets a bounded wait.
   if (!(await within(serverPump, opts.graceMs))) serverDone.abort();
-  if (groupAlive(child.pid)) signalTree(child.pid, "SIGKILL");
+  reapGroup(child);
 
   const code = status.code;
   const reason = status.signal !== null
