@@ -29,6 +29,7 @@ import { Exchange, type ExchangeDeps } from "./src/pipeline/exchange.ts";
 import { createProxyApp } from "./src/transport/http/proxy_app.ts";
 import { listen, ListenError } from "./src/transport/http/serve.ts";
 import { SessionRegistry } from "./src/transport/http/sessions.ts";
+import { StdioSessions } from "./src/transport/http/stdio_sessions.ts";
 import { CommandLineError, splitCommandLine, upstreamEnv } from "./src/transport/command_line.ts";
 import { runStdio } from "./src/transport/stdio.ts";
 import { runStdioToHttp } from "./src/transport/stdio_to_http.ts";
@@ -38,6 +39,10 @@ import { VERSION } from "./src/version.ts";
 const UPSTREAM_GRACE_MS = 3000;
 /** Most HTTP sessions correlated at once; the least recently used beyond it are forgotten. */
 const MAX_HTTP_SESSIONS = 10_000;
+/** Most sessions (each an upstream process) when serving a stdio server over HTTP. */
+const BRIDGE_MAX_SESSIONS = 64;
+/** A bridged session with no request for this long is ended, and its process with it. */
+const BRIDGE_SESSION_IDLE_MS = 30 * 60_000;
 
 const encoder = new TextEncoder();
 function printOut(line: string): void {
@@ -180,18 +185,53 @@ async function runStdioToHttpBridge(run: Run, session: string, upstream: URL): P
   return { ...outcome, details: { upstream: upstream.href, pending: exchange.pendingSummary() } };
 }
 
-async function runHttpProxy(run: Run, upstream: URL): Promise<Ending> {
-  const { config, logger } = run;
-  const p = config.proxy;
+/** Host names our listener answers to: loopback, the bound address, and the configured ones. */
+function allowedHosts(run: Run): Set<string> {
+  const p = run.config.proxy;
   const loopback = ["localhost", "127.0.0.1", "[::1]", "::1"];
   const bound = ["0.0.0.0", "::", ""].includes(p.bind_address)
     ? []
     : [p.bind_address.toLowerCase()];
   if (bound.length === 0 && p.http.allowed_hosts.length === 0) {
-    logger.warn(
+    run.logger.warn(
       "listening on all interfaces with no proxy.http.allowed_hosts: only loopback host names are accepted",
     );
   }
+  return new Set([...loopback, ...bound, ...p.http.allowed_hosts.map((h) => h.toLowerCase())]);
+}
+
+async function runHttpToStdioBridge(run: Run, argv: string[]): Promise<Ending> {
+  const p = run.config.proxy;
+  const sessions = new StdioSessions({
+    argv,
+    env: upstreamEnv(Deno.env.toObject()),
+    newExchange: (session) => new Exchange(run.exchangeDeps, session === "" ? null : session),
+    newSessionId: run.newId,
+    beforeWrite: run.beforeWrite,
+    maxMessageBytes: p.max_message_bytes,
+    maxSessions: BRIDGE_MAX_SESSIONS,
+    idleMs: BRIDGE_SESSION_IDLE_MS,
+    graceMs: UPSTREAM_GRACE_MS,
+    logger: run.logger,
+    allowedHosts: allowedHosts(run),
+    allowedOrigins: new Set(p.http.allowed_origins),
+  });
+  const listener = listen(sessions.app(), {
+    hostname: p.bind_address,
+    port: p.port,
+    signal: run.shutdown,
+    logger: run.logger,
+    name: "proxy",
+  });
+  await listener.finished;
+  const pending = sessions.exchanges().flatMap((e) => e.pendingSummary()).slice(0, 100);
+  await sessions.close();
+  return { exitCode: 0, reason: "shutdown signal", details: { pending } };
+}
+
+async function runHttpProxy(run: Run, upstream: URL): Promise<Ending> {
+  const { config, logger } = run;
+  const p = config.proxy;
   const sessions = new SessionRegistry(
     (session) => new Exchange(run.exchangeDeps, session),
     MAX_HTTP_SESSIONS,
@@ -208,11 +248,7 @@ async function runHttpProxy(run: Run, upstream: URL): Promise<Ending> {
     maxMessageBytes: p.max_message_bytes,
     upstreamTimeoutMs: p.upstream_timeout_ms,
     forwardHeaders: new Set(p.forward_headers.map((h) => h.toLowerCase())),
-    allowedHosts: new Set([
-      ...loopback,
-      ...bound,
-      ...p.http.allowed_hosts.map((h) => h.toLowerCase()),
-    ]),
+    allowedHosts: allowedHosts(run),
     allowedOrigins: new Set(p.http.allowed_origins),
     beforeWrite: run.beforeWrite,
     retry: {
@@ -244,9 +280,6 @@ async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
   }
   const http = config.proxy.transport === "http";
   const upstreamIsUrl = isUrl(config.proxy.upstream) && config.proxy.upstream_argv.length === 0;
-  if (http && !upstreamIsUrl) {
-    throw new ConfigError("proxy.upstream", "with --transport http it must be an http(s):// URL");
-  }
   let upstreamUrl: URL | undefined;
   if (upstreamIsUrl) {
     try {
@@ -327,11 +360,13 @@ async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
   };
   let ending: Ending;
   try {
-    ending = upstreamUrl === undefined
-      ? await runStdioProxy(run, session ?? newUlid(), argv)
+    ending = upstreamUrl !== undefined
+      ? http
+        ? await runHttpProxy(run, upstreamUrl)
+        : await runStdioToHttpBridge(run, session ?? newUlid(), upstreamUrl)
       : http
-      ? await runHttpProxy(run, upstreamUrl)
-      : await runStdioToHttpBridge(run, session ?? newUlid(), upstreamUrl);
+      ? await runHttpToStdioBridge(run, argv)
+      : await runStdioProxy(run, session ?? newUlid(), argv);
   } catch (e) {
     if (!(e instanceof ListenError)) throw e;
     logger.error(e.message);

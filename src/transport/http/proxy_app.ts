@@ -6,7 +6,6 @@
  * @module
  */
 import { Hono } from "hono";
-import type { MiddlewareHandler } from "hono";
 import type { Exchange, Outbound } from "../../pipeline/exchange.ts";
 import type { JsonRpcId, Message } from "../../jsonrpc/message.ts";
 import { ownBytes, readCapped } from "../../streams/read_capped.ts";
@@ -15,6 +14,7 @@ import type { Logger } from "../../log.ts";
 import { clientResponseHeaders, upstreamRequestHeaders, upstreamUrl } from "./headers.ts";
 import type { SessionRegistry } from "./sessions.ts";
 import { mayRetry, type RetryPolicy, withRetries } from "./retry.ts";
+import { hostOriginGuard } from "./host_origin_guard.ts";
 
 /** A `fetch` to reach the upstream with (plain, or with the configured TLS settings). */
 export type UpstreamFetch = (input: URL, init: RequestInit) => Promise<Response>;
@@ -46,7 +46,6 @@ export interface ProxyBindings {
 }
 
 const encoder = new TextEncoder();
-const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
 const BODY_METHODS = new Set(["POST", "PUT", "PATCH"]);
 
 class UpstreamTimeout extends Error {
@@ -54,43 +53,6 @@ class UpstreamTimeout extends Error {
 }
 class ClientGone extends Error {
   override name = "ClientGone";
-}
-
-function hostname(hostHeader: string): string {
-  const h = hostHeader.trim().toLowerCase();
-  if (h.startsWith("[")) return h.slice(0, h.indexOf("]") + 1);
-  const colon = h.lastIndexOf(":");
-  return colon === -1 ? h : h.slice(0, colon);
-}
-
-/**
- * Refuses requests for a host name we do not serve, and browser requests from a foreign origin:
- * the upstream sees our `Host`, so its own DNS-rebinding checks no longer protect it.
- */
-function hostOriginGuard(
-  hosts: ReadonlySet<string>,
-  origins: ReadonlySet<string>,
-): MiddlewareHandler {
-  return async function hostOriginGuard(c, next) {
-    const host = c.req.header("host");
-    if (host === undefined || !hosts.has(hostname(host))) {
-      return c.text("host not allowed\n", 403);
-    }
-    const origin = c.req.header("origin");
-    if (origin !== undefined && origin !== "null") {
-      let allowed = origins.has(origin);
-      try {
-        allowed ||= LOOPBACK.has(new URL(origin).hostname.toLowerCase());
-      } catch {
-        allowed = false;
-      }
-      if (!allowed) return c.text("origin not allowed\n", 403);
-    } else if (origin === "null") {
-      return c.text("origin not allowed\n", 403);
-    }
-    await next();
-    return undefined;
-  };
 }
 
 function requestIds(messages: Message[]): JsonRpcId[] {

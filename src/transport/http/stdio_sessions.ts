@@ -1,0 +1,370 @@
+/**
+ * The HTTP-to-stdio bridge: a stdio MCP server served over Streamable HTTP, one upstream process
+ * per session. Every message is recorded as it crosses, exactly as on the other transports.
+ *
+ * Routing of what the server writes: an answer goes to the POST stream that carries its request;
+ * a message tied to a request by its progress token goes to that request's stream; anything else
+ * goes to the session's GET stream, or, without one, to the newest open POST stream, or waits
+ * (a bounded queue) for the next GET stream.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import { isJsonObject, type JsonValue, parseLossless } from "../../jsonrpc/json.ts";
+import { idKey, type JsonRpcId, type Message } from "../../jsonrpc/message.ts";
+import type { Exchange } from "../../pipeline/exchange.ts";
+import { BatchWriter } from "../../streams/batch_writer.ts";
+import { LineSplitter } from "../../streams/line_splitter.ts";
+import { ownBytes, readCapped } from "../../streams/read_capped.ts";
+import type { Logger } from "../../log.ts";
+import { asLine } from "../stdio_to_http.ts";
+import { awaitExitOrEnd, reapGroup, SpawnError, spawnUpstream } from "../upstream_process.ts";
+import type { ProxyBindings } from "./proxy_app.ts";
+import { hostOriginGuard } from "./host_origin_guard.ts";
+
+/** What the bridge needs. */
+export interface StdioSessionsOptions {
+  argv: string[];
+  env: Record<string, string>;
+  newExchange: (session: string) => Exchange;
+  newSessionId: () => string;
+  beforeWrite: () => void;
+  maxMessageBytes: number;
+  maxSessions: number;
+  /** A session with no request for this long is ended. */
+  idleMs: number;
+  graceMs: number;
+  logger: Logger;
+  allowedHosts: ReadonlySet<string>;
+  allowedOrigins: ReadonlySet<string>;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const MAX_QUEUED = 1000;
+
+function sseEvent(line: Uint8Array): Uint8Array {
+  return encoder.encode(`event: message\ndata: ${decoder.decode(line)}\n\n`);
+}
+
+function progressToken(params: JsonValue | undefined): string | undefined {
+  if (!isJsonObject(params)) return undefined;
+  const meta = params._meta;
+  const token = isJsonObject(meta) ? meta.progressToken : params.progressToken;
+  return typeof token === "string" || typeof token === "number" ? String(token) : undefined;
+}
+
+/** An SSE response body the session writes events into. */
+class EventStream {
+  readonly body: ReadableStream<Uint8Array>;
+  #controller!: ReadableStreamDefaultController<Uint8Array>;
+  #closed = false;
+  /** Requests whose answers this stream carries, by id key; it closes when all are answered. */
+  readonly awaiting = new Map<string, JsonRpcId>();
+  /** Progress tokens of those requests. */
+  readonly tokens = new Set<string>();
+
+  constructor(onCancel: () => void) {
+    this.body = new ReadableStream<Uint8Array>({
+      start: (c) => {
+        this.#controller = c;
+      },
+      cancel: () => {
+        this.#closed = true;
+        onCancel();
+      },
+    });
+  }
+  get closed(): boolean {
+    return this.#closed;
+  }
+  send(bytes: Uint8Array): void {
+    if (!this.#closed) this.#controller.enqueue(bytes);
+  }
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#controller.close();
+  }
+}
+
+/** One upstream process and its HTTP streams. */
+class StdioSession {
+  readonly id: string;
+  readonly exchange: Exchange;
+  readonly child: Deno.ChildProcess;
+  readonly #toServer: BatchWriter;
+  readonly #opts: StdioSessionsOptions;
+  readonly #posts: EventStream[] = [];
+  #get: EventStream | undefined;
+  #queue: Uint8Array[] = [];
+  lastActive = Date.now();
+  readonly ended: Promise<void>;
+
+  constructor(id: string, opts: StdioSessionsOptions, onEnd: (s: StdioSession) => void) {
+    this.id = id;
+    this.#opts = opts;
+    this.exchange = opts.newExchange(id);
+    this.child = spawnUpstream(opts.argv, opts.env);
+    this.#toServer = new BatchWriter(this.child.stdin, { beforeWrite: opts.beforeWrite });
+    opts.logger.info("session upstream started", { session: id, pid: this.child.pid });
+    this.ended = this.#pump().finally(() => onEnd(this));
+  }
+
+  /** Sends the client's message to the upstream and returns the stream for its answers, if any. */
+  send(line: Uint8Array, messages: Message[]): EventStream | undefined {
+    this.lastActive = Date.now();
+    const requests = messages.filter((m): m is Extract<Message, { kind: "request" }> =>
+      m.kind === "request"
+    );
+    let stream: EventStream | undefined;
+    if (requests.length > 0) {
+      stream = new EventStream(() => this.#dropPost(stream!));
+      for (const r of requests) {
+        stream.awaiting.set(idKey(r.id), r.id);
+        const token = progressToken(r.params);
+        if (token !== undefined) stream.tokens.add(token);
+      }
+      this.#posts.push(stream);
+    }
+    const out = new Uint8Array(line.length + 1);
+    out.set(line);
+    out[line.length] = 0x0a;
+    this.#toServer.push(out)?.catch(() => {});
+    return stream;
+  }
+
+  /** Opens the session's own stream; queued messages go out first. */
+  openGet(): EventStream | undefined {
+    if (this.#get !== undefined && !this.#get.closed) return undefined;
+    const stream = new EventStream(() => {
+      if (this.#get === stream) this.#get = undefined;
+    });
+    this.#get = stream;
+    for (const bytes of this.#queue) stream.send(bytes);
+    this.#queue = [];
+    return stream;
+  }
+
+  /** Ends the upstream: stdin closed, then signals if it lingers. */
+  async end(): Promise<void> {
+    await this.#toServer.close();
+    await awaitExitOrEnd(this.child, this.#opts.graceMs, this.#opts.logger);
+    await this.ended;
+  }
+
+  #dropPost(stream: EventStream): void {
+    const at = this.#posts.indexOf(stream);
+    if (at !== -1) this.#posts.splice(at, 1);
+    if (stream.awaiting.size > 0) {
+      this.exchange.undeliverable(
+        [...stream.awaiting.values()],
+        "the client closed the stream before the answer",
+      );
+      this.#opts.beforeWrite();
+    }
+  }
+
+  #route(line: Uint8Array, messages: Message[]): void {
+    const event = sseEvent(line);
+    for (const m of messages) {
+      if (m.kind === "response" || m.kind === "error") {
+        const key = idKey(m.id);
+        const stream = this.#posts.find((s) => s.awaiting.has(key));
+        if (stream) {
+          stream.send(event);
+          stream.awaiting.delete(key);
+          if (stream.awaiting.size === 0) {
+            stream.close();
+            this.#posts.splice(this.#posts.indexOf(stream), 1);
+          }
+          return;
+        }
+      } else if (m.kind === "notification" || m.kind === "request") {
+        const token = progressToken(m.params);
+        const stream = token === undefined
+          ? undefined
+          : this.#posts.find((s) => s.tokens.has(token));
+        if (stream) return stream.send(event);
+      }
+    }
+    if (this.#get !== undefined && !this.#get.closed) return this.#get.send(event);
+    const newest = this.#posts.at(-1);
+    if (newest) return newest.send(event);
+    if (this.#queue.length < MAX_QUEUED) this.#queue.push(event);
+    else {this.#opts.logger.warn(
+        "no stream to deliver a server message to; dropped (it is recorded)",
+      );}
+  }
+
+  async #pump(): Promise<void> {
+    const reader = this.child.stdout.pipeThrough(new LineSplitter(this.#opts.maxMessageBytes))
+      .getReader();
+    try {
+      while (true) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        for (const frame of value) {
+          if (frame.kind === "oversized") {
+            for (const out of this.exchange.rejectOversized("server", frame)) {
+              if (out.to === "server") this.#toServer.push(out.bytes)?.catch(() => {});
+              else this.#route(out.bytes.subarray(0, out.bytes.length - 1), []);
+            }
+            continue;
+          }
+          const line = frame.bytes.subarray(0, frame.contentLength);
+          const messages = this.exchange.record("server", line);
+          this.#opts.beforeWrite();
+          this.#route(line, messages);
+        }
+      }
+    } catch (e) {
+      this.#opts.logger.warn("reading the session's upstream failed", {
+        session: this.id,
+        error: String(e),
+      });
+    }
+    const status = await this.child.status;
+    reapGroup(this.child);
+    const reason = status.signal !== null
+      ? `upstream ended by ${status.signal}`
+      : `upstream exited with code ${status.code}`;
+    this.#opts.logger.info("session upstream ended", { session: this.id, reason });
+    for (const out of this.exchange.upstreamGone(reason)) {
+      this.#route(out.bytes.subarray(0, out.bytes.length - 1), []);
+    }
+    this.#opts.beforeWrite();
+    for (const s of this.#posts) s.close();
+    this.#get?.close();
+  }
+}
+
+/** The sessions of the bridge, and the Hono app that serves them. */
+export class StdioSessions {
+  #opts: StdioSessionsOptions;
+  #sessions = new Map<string, StdioSession>();
+  #reaper: ReturnType<typeof setInterval>;
+
+  constructor(opts: StdioSessionsOptions) {
+    this.#opts = opts;
+    this.#reaper = setInterval(() => this.#reap(), Math.max(1000, Math.min(opts.idleMs, 60_000)));
+    // Web timers are numbers in Deno; the Node types in scope widen the type.
+    Deno.unrefTimer(Number(this.#reaper));
+  }
+
+  /** Every session's exchange, for the stop record. */
+  exchanges(): Exchange[] {
+    return [...this.#sessions.values()].map((s) => s.exchange);
+  }
+
+  /** Ends every session and its upstream. */
+  async close(): Promise<void> {
+    clearInterval(this.#reaper);
+    await Promise.all([...this.#sessions.values()].map((s) => s.end()));
+  }
+
+  #reap(): void {
+    const now = Date.now();
+    for (const s of this.#sessions.values()) {
+      if (now - s.lastActive > this.#opts.idleMs) {
+        this.#opts.logger.info("ending idle session", { session: s.id });
+        s.end().catch(() => {});
+      }
+    }
+  }
+
+  /** The app: POST, GET and DELETE on any path. */
+  app(): Hono<{ Bindings: ProxyBindings }> {
+    const app = new Hono<{ Bindings: ProxyBindings }>();
+    const o = this.#opts;
+    app.use("*", hostOriginGuard(o.allowedHosts, o.allowedOrigins));
+    const sse = {
+      "content-type": "text/event-stream",
+      "cache-control": "no-cache",
+      "x-accel-buffering": "no",
+    };
+    const jsonError = (status: number, message: string) =>
+      new Response(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -32000, message } }), {
+        status,
+        headers: { "content-type": "application/json" },
+      });
+
+    app.post("*", async (c) => {
+      const req = c.req.raw;
+      if (req.body === null) return jsonError(400, "Bad Request: empty body");
+      const read = await readCapped(req.body, o.maxMessageBytes);
+      const sessionId = req.headers.get("mcp-session-id");
+      let session = sessionId === null ? undefined : this.#sessions.get(sessionId);
+      if (sessionId !== null && session === undefined) return jsonError(404, "Session not found");
+      if (read.kind === "oversized") {
+        // Recorded on the session when there is one; a stray oversized body still has a record.
+        const exchange = session?.exchange ?? o.newExchange("");
+        const outs = exchange.rejectOversized("client", read);
+        o.beforeWrite();
+        const reply = outs.find((x) => x.to === "client");
+        return new Response(reply ? ownBytes(reply.bytes) : null, {
+          status: 413,
+          headers: { "content-type": "application/json" },
+        });
+      }
+      const line = asLine(read.bytes);
+      let initialize = false;
+      try {
+        const v = parseLossless(decoder.decode(line));
+        initialize = isJsonObject(v) && v.method === "initialize";
+      } catch {
+        // Not JSON: recorded as invalid below and passed on; the upstream answers as it will.
+      }
+      if (session === undefined) {
+        if (!initialize) {
+          return jsonError(400, "Bad Request: no valid session id; send initialize first");
+        }
+        if (this.#sessions.size >= o.maxSessions) return jsonError(503, "too many sessions");
+        try {
+          session = new StdioSession(o.newSessionId(), o, (s) => this.#sessions.delete(s.id));
+        } catch (e) {
+          if (e instanceof SpawnError) {
+            o.logger.error(e.message);
+            return jsonError(502, "upstream could not be started");
+          }
+          throw e;
+        }
+        this.#sessions.set(session.id, session);
+      }
+      const messages = session.exchange.record("client", line);
+      const stream = session.send(line, messages);
+      const headers = new Headers(initialize ? { "mcp-session-id": session.id } : {});
+      if (stream === undefined) return new Response(null, { status: 202, headers });
+      for (const [k, v] of Object.entries(sse)) headers.set(k, v);
+      return new Response(stream.body, { status: 200, headers });
+    });
+
+    app.get("*", (c) => {
+      const sessionId = c.req.header("mcp-session-id");
+      const session = sessionId === undefined ? undefined : this.#sessions.get(sessionId);
+      if (session === undefined) {
+        return jsonError(sessionId === undefined ? 400 : 404, "Session not found");
+      }
+      session.lastActive = Date.now();
+      const stream = session.openGet();
+      if (stream === undefined) {
+        return jsonError(409, "Conflict: a stream is already open for this session");
+      }
+      return new Response(stream.body, { status: 200, headers: sse });
+    });
+
+    app.delete("*", async (c) => {
+      const sessionId = c.req.header("mcp-session-id");
+      const session = sessionId === undefined ? undefined : this.#sessions.get(sessionId);
+      if (session === undefined) return jsonError(404, "Session not found");
+      await session.end();
+      return new Response(null, { status: 200 });
+    });
+
+    app.all(
+      "*",
+      () => new Response(null, { status: 405, headers: { allow: "GET, POST, DELETE" } }),
+    );
+    return app;
+  }
+}
