@@ -62,7 +62,8 @@ const ignored: KeySpec = { type: { kind: "ignored" }, default: null };
 export const SCHEMA: Readonly<Record<string, KeySpec>> = {
   "proxy.transport": oneOf("stdio", "stdio", "http"),
   "proxy.upstream": str(),
-  "proxy.port": port(4422),
+  // 0 asks the system for a free port; the log line "proxy listening" names the one bound.
+  "proxy.port": int(4422, 0, 65535),
   "proxy.bind_address": str("127.0.0.1"),
   "proxy.upstream_timeout_ms": int(30000, 1),
   "proxy.forward_headers": list(),

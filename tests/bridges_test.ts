@@ -1,0 +1,206 @@
+/**
+ * The two bridges, with the SDK client at one end and the reference server at the other:
+ * a stdio client reaching a Streamable HTTP server, and a stdio server served over HTTP.
+ */
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+
+const root = new URL("..", import.meta.url).pathname;
+const deno = Deno.execPath();
+const SECRET = "bridges-test-secret-0123456789abcdef";
+const EVERYTHING = "npm:@modelcontextprotocol/server-everything@2026.8.31";
+
+/** Reads lines from a stream until one matches; returns the match. */
+async function lineMatching(lines: AsyncIterator<string>, re: RegExp): Promise<RegExpMatchArray> {
+  while (true) {
+    const next = await lines.next();
+    if (next.done) throw new Error(`stream ended before ${re}`);
+    const m = next.value.match(re);
+    if (m) return m;
+  }
+}
+
+async function* splitLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let pending = "";
+  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+    pending += text;
+    const parts = pending.split("\n");
+    pending = parts.pop() ?? "";
+    yield* parts;
+  }
+}
+
+async function drain(lines: AsyncIterator<string>): Promise<void> {
+  while (!(await lines.next()).done) { /* until the process closes stderr */ }
+}
+
+function records(log: string): Record<string, unknown>[] {
+  return Deno.readTextFileSync(log).trimEnd().split("\n").map((l) => JSON.parse(l));
+}
+
+async function verify(log: string): Promise<string> {
+  const out = await new Deno.Command(deno, {
+    args: ["run", "-A", `${root}main.ts`, "verify", log],
+    env: { AUDIT_SECRET: SECRET },
+    stdout: "piped",
+  }).output();
+  return new TextDecoder().decode(out.stdout);
+}
+
+function strays(marker: string): string[] {
+  const ps = new Deno.Command("ps", { args: ["-eo", "pid,args"], stdout: "piped" }).outputSync();
+  // Upstream processes only: the proxy's own command line names the marker too.
+  return new TextDecoder().decode(ps.stdout).split("\n").filter((l) =>
+    l.includes(marker) && !l.includes("main.ts")
+  );
+}
+
+Deno.test("a stdio client reaches a Streamable HTTP server through the bridge, fully audited", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-bridge-" });
+  const port = (() => {
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const p = l.addr.port;
+    l.close();
+    return p;
+  })();
+  const server = new Deno.Command(deno, {
+    args: ["run", "-A", EVERYTHING, "streamableHttp"],
+    env: { PORT: String(port) },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const serverLog = splitLines(server.stderr)[Symbol.asyncIterator]();
+  try {
+    await lineMatching(serverLog, /listening on port/);
+    const log = `${dir}/audit.jsonl`;
+    const transport = new StdioClientTransport({
+      command: deno,
+      args: ["run", "-A", `${root}main.ts`, "--upstream", `http://127.0.0.1:${port}/mcp`],
+      env: { ...Deno.env.toObject(), AUDIT_SECRET: SECRET, MCP_AUDIT_AUDIT_PATH: log },
+      stderr: "pipe",
+    });
+    const client = new Client({ name: "bridge-stdio-client", version: "1.0.0" });
+    await client.connect(transport);
+    const { tools } = await client.listTools();
+    assert(tools.some((t: { name: string }) => t.name === "echo"));
+    const echo = await client.callTool({
+      name: "echo",
+      arguments: { message: "over the bridge", token: "t0k" },
+    });
+    assertEquals(echo.content, [{ type: "text", text: "Echo: over the bridge" }]);
+    await client.callTool(
+      { name: "trigger-long-running-operation", arguments: { duration: 1, steps: 2 } },
+      undefined,
+      {
+        onprogress: () => {},
+      },
+    );
+    await client.close();
+
+    const recs = records(log);
+    assertEquals(recs[0]!.method, "audit/start");
+    assertEquals(recs.at(-1)!.method, "audit/stop");
+    const init = recs.find((r) => r.kind === "response" && r.method === "initialize")!;
+    assert(typeof init.session === "string" && init.session.length > 0, "session named");
+    const later = recs.filter((r) =>
+      r.kind !== "event" && r !== init && recs.indexOf(r) > recs.indexOf(init)
+    );
+    assert(
+      later.every((r) => r.session === init.session),
+      "records after initialize carry the server's Mcp-Session-Id",
+    );
+    const call = recs.find((r) => r.kind === "request" && r.tool_name === "echo")!;
+    assertEquals((call.params as { arguments: { token: string } }).arguments.token, "[REDACTED]");
+    assertEquals(recs.filter((r) => r.method === "notifications/progress").length, 2);
+    assert(
+      recs.some((r) => r.kind === "response" && r.tool_name === "trigger-long-running-operation"),
+    );
+    assert((await verify(log)).startsWith("OK:"), await verify(log));
+  } finally {
+    server.kill();
+    await server.status;
+    await drain(serverLog);
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a stdio server is served over HTTP, one process per session, none left behind", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-bridge-" });
+  const log = `${dir}/audit.jsonl`;
+  const marker = `${dir}/marker`;
+  const proxy = new Deno.Command(deno, {
+    args: [
+      "run",
+      "-A",
+      `${root}main.ts`,
+      "--transport",
+      "http",
+      "--port",
+      "0",
+      "--",
+      deno,
+      "run",
+      "-A",
+      EVERYTHING,
+      "stdio",
+      marker,
+    ],
+    env: { AUDIT_SECRET: SECRET, MCP_AUDIT_AUDIT_PATH: log },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const stderr = splitLines(proxy.stderr)[Symbol.asyncIterator]();
+  try {
+    const [, url] = await lineMatching(stderr, /"proxy listening","address":"([^"]+)"/);
+    const connect = async (name: string) => {
+      const transport = new StreamableHTTPClientTransport(new URL(`${url}/mcp`));
+      const client = new Client({ name, version: "1.0.0" });
+      await client.connect(transport);
+      return { client, transport };
+    };
+    const a = await connect("bridge-http-client-a");
+    const b = await connect("bridge-http-client-b");
+    assertEquals(
+      strays(marker).length,
+      2,
+      `one upstream process per session: ${strays(marker).join("\n")}`,
+    );
+    const echo = await a.client.callTool({ name: "echo", arguments: { message: "a" } });
+    assertEquals(echo.content, [{ type: "text", text: "Echo: a" }]);
+    let ticks = 0;
+    await b.client.callTool(
+      { name: "trigger-long-running-operation", arguments: { duration: 1, steps: 2 } },
+      undefined,
+      {
+        onprogress: () => ticks++,
+      },
+    );
+    assert(ticks >= 1, "progress reaches the client over the request's stream");
+    await a.transport.terminateSession();
+    await a.client.close();
+    assertEquals(strays(marker).length, 1, "DELETE ends that session's process");
+    proxy.kill("SIGTERM");
+    await drain(stderr);
+    assertEquals((await proxy.status).code, 0);
+    await b.client.close();
+    assertEquals(strays(marker), [], "shutdown ends every session's process");
+
+    const recs = records(log);
+    const sessions = new Set(recs.filter((r) => r.kind !== "event").map((r) => r.session));
+    assertEquals(sessions.size, 2, "each session's records carry its own id");
+    assert(
+      recs.some((r) => r.method === "notifications/progress" && r.direction === "server_to_client"),
+    );
+    assert((await verify(log)).startsWith("OK:"), await verify(log));
+  } finally {
+    try {
+      proxy.kill("SIGKILL");
+    } catch {
+      // Already ended.
+    }
+    await proxy.status;
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
