@@ -30,6 +30,12 @@ import { createProxyApp } from "./src/transport/http/proxy_app.ts";
 import { listen, ListenError } from "./src/transport/http/serve.ts";
 import { SessionRegistry } from "./src/transport/http/sessions.ts";
 import { StdioSessions } from "./src/transport/http/stdio_sessions.ts";
+import {
+  type UpstreamFetch,
+  type UpstreamTls,
+  upstreamTls,
+  UpstreamTlsError,
+} from "./src/transport/http/upstream_tls.ts";
 import { CommandLineError, splitCommandLine, upstreamEnv } from "./src/transport/command_line.ts";
 import { runStdio } from "./src/transport/stdio.ts";
 import { runStdioToHttp } from "./src/transport/stdio_to_http.ts";
@@ -130,6 +136,8 @@ interface Run {
   shutdown: AbortSignal;
   /** Called before bytes go out: records first. */
   beforeWrite: () => void;
+  /** Reaches an HTTP upstream, with the configured TLS settings. */
+  upstreamFetch: UpstreamFetch;
   exchangeDeps: ExchangeDeps;
 }
 
@@ -173,7 +181,7 @@ async function runStdioToHttpBridge(run: Run, session: string, upstream: URL): P
   const exchange = new Exchange(run.exchangeDeps, session);
   const outcome = await runStdioToHttp({
     upstream,
-    fetch: (input, init) => fetch(input, init),
+    fetch: run.upstreamFetch,
     client: { readable: Deno.stdin.readable, writable: Deno.stdout.writable },
     exchange,
     beforeWrite: run.beforeWrite,
@@ -242,7 +250,7 @@ async function runHttpProxy(run: Run, upstream: URL): Promise<Ending> {
   );
   const app = createProxyApp({
     upstream,
-    fetch: (input, init) => fetch(input, init),
+    fetch: run.upstreamFetch,
     sessions,
     logger,
     maxMessageBytes: p.max_message_bytes,
@@ -289,6 +297,18 @@ async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
     }
   }
   const argv = upstreamIsUrl ? [] : upstreamArgv(config);
+  let tls: UpstreamTls | undefined;
+  if (upstreamIsUrl) {
+    try {
+      tls = await upstreamTls(config.proxy.tls, {
+        warn: (msg, fields) => logger.warn(msg, fields),
+      });
+    } catch (e) {
+      if (e instanceof UpstreamTlsError) throw new ConfigError(e.key, e.problem);
+      throw e;
+    }
+  }
+  await using _tls = tls;
   const signer = makeSigner(config, logger);
   const newUlid = monotonicFactory();
   const store = new JsonlStore(config.audit.path, config.audit.durability === "entry");
@@ -347,6 +367,7 @@ async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
     // background (a crash of the proxy loses nothing; a power cut the last milliseconds);
     // `entry` has fsynced every record before it returned.
     beforeWrite: config.audit.durability === "batch" ? () => log.syncSoon() : () => log.flush(),
+    upstreamFetch: tls?.fetch ?? ((input, init) => fetch(input, init)),
     exchangeDeps: {
       log,
       transport,

@@ -13,7 +13,7 @@ import { LineSplitter } from "../streams/line_splitter.ts";
 import { ownBytes, readCapped } from "../streams/read_capped.ts";
 import { SseTap } from "../streams/sse_tap.ts";
 import type { Logger } from "../log.ts";
-import type { UpstreamFetch } from "./http/proxy_app.ts";
+import type { UpstreamFetch } from "./http/upstream_tls.ts";
 
 /** What the bridge needs. */
 export interface StdioToHttpOptions {

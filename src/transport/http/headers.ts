@@ -53,6 +53,8 @@ export function upstreamRequestHeaders(incoming: Headers, opts: RequestHeaderOpt
     if (name === "authorization" && !opts.forward.has("authorization")) continue;
     out.append(name, value);
   }
+  // Otherwise fetch asks for gzip itself and hands back decoded bytes under a gzip label.
+  out.set("accept-encoding", "identity");
   if (opts.clientAddress !== undefined) {
     const prior = incoming.get("x-forwarded-for");
     out.set("x-forwarded-for", prior ? `${prior}, ${opts.clientAddress}` : opts.clientAddress);

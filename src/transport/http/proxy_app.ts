@@ -13,11 +13,9 @@ import { SseTap } from "../../streams/sse_tap.ts";
 import type { Logger } from "../../log.ts";
 import { clientResponseHeaders, upstreamRequestHeaders, upstreamUrl } from "./headers.ts";
 import type { SessionRegistry } from "./sessions.ts";
+import type { UpstreamFetch } from "./upstream_tls.ts";
 import { mayRetry, type RetryPolicy, withRetries } from "./retry.ts";
 import { hostOriginGuard } from "./host_origin_guard.ts";
-
-/** A `fetch` to reach the upstream with (plain, or with the configured TLS settings). */
-export type UpstreamFetch = (input: URL, init: RequestInit) => Promise<Response>;
 
 /** What the proxy app needs. */
 export interface HttpProxyOptions {

@@ -1,0 +1,123 @@
+/**
+ * The HTTP proxy in front of a TLS upstream on loopback, with certificates the test makes:
+ * a custom CA, a server name override, and an unknown CA refused with a recorded 502.
+ */
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { makeCerts, NAMED_HOST } from "./fixtures/tls/make_certs.ts";
+
+const root = new URL("..", import.meta.url).pathname;
+const deno = Deno.execPath();
+
+async function* splitLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let pending = "";
+  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+    pending += text;
+    const parts = pending.split("\n");
+    pending = parts.pop() ?? "";
+    yield* parts;
+  }
+}
+
+/** Runs the proxy with `env`, sends one request, returns the answer and the records. */
+async function throughProxy(upstream: string, env: Record<string, string>) {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-tls-" });
+  const log = `${dir}/audit.jsonl`;
+  const proxy = new Deno.Command(deno, {
+    args: [
+      "run",
+      "-A",
+      `${root}main.ts`,
+      "--transport",
+      "http",
+      "--port",
+      "0",
+      "--upstream",
+      upstream,
+    ],
+    env: { AUDIT_SECRET: "tls-test-secret-0123456789abcdef", MCP_AUDIT_AUDIT_PATH: log, ...env },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines = splitLines(proxy.stderr)[Symbol.asyncIterator]();
+  const seen: string[] = [];
+  try {
+    let url: string | undefined;
+    while (url === undefined) {
+      const next = await lines.next();
+      if (next.done) throw new Error(`proxy ended: ${seen.join("\n")}`);
+      seen.push(next.value);
+      url = next.value.match(/"proxy listening","address":"([^"]+)"/)?.[1];
+    }
+    const res = await fetch(`${url}/mcp`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+      },
+      body: '{"jsonrpc":"2.0","id":7,"method":"ping"}',
+    });
+    const body = await res.text();
+    proxy.kill("SIGTERM");
+    while (!(await lines.next()).done) { /* to the end of its stderr */ }
+    await proxy.status;
+    const records = Deno.readTextFileSync(log).trimEnd().split("\n").map((l) => JSON.parse(l));
+    return { status: res.status, body, records, logs: seen };
+  } finally {
+    try {
+      proxy.kill("SIGKILL");
+    } catch {
+      // Already ended.
+    }
+    await proxy.status;
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+Deno.test("the HTTP proxy reaches TLS upstreams with a custom CA, a server name override, or not at all", async () => {
+  await using certs = await makeCerts();
+  const ac = new AbortController();
+  const answer = (req: Request) =>
+    req.json().then((m) => Response.json({ jsonrpc: "2.0", id: m.id, result: {} }));
+  const plain = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: certs.server.cert,
+    key: certs.server.key,
+    signal: ac.signal,
+    onListen: () => {},
+  }, answer);
+  const named = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: certs.named.cert,
+    key: certs.named.key,
+    signal: ac.signal,
+    onListen: () => {},
+  }, answer);
+  try {
+    const ok = await throughProxy(`https://127.0.0.1:${plain.addr.port}/mcp`, {
+      MCP_AUDIT_PROXY_TLS_CA_FILE: certs.ca.certFile,
+    });
+    assertEquals(ok.status, 200);
+    assertEquals(ok.body, '{"jsonrpc":"2.0","id":7,"result":{}}');
+    assert(ok.records.some((r) => r.kind === "response" && r.jsonrpc_id === 7));
+
+    const renamed = await throughProxy(`https://127.0.0.1:${named.addr.port}/mcp`, {
+      MCP_AUDIT_PROXY_TLS_CA_FILE: certs.ca.certFile,
+      MCP_AUDIT_PROXY_TLS_SERVER_NAME: NAMED_HOST,
+    });
+    assertEquals(renamed.status, 200);
+
+    const refused = await throughProxy(`https://127.0.0.1:${plain.addr.port}/mcp`, {
+      MCP_AUDIT_PROXY_TLS_CA_FILE: certs.otherCa.certFile,
+    });
+    assertEquals(refused.status, 502);
+    assertEquals(JSON.parse(refused.body).error.code, -32603);
+    const error = refused.records.find((r) => r.kind === "error");
+    assertEquals(error?.jsonrpc_id, 7);
+  } finally {
+    ac.abort();
+    await plain.finished;
+    await named.finished;
+  }
+});
