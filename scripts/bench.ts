@@ -13,18 +13,24 @@
  * the end. The targets of issue 2 are reported, not asserted: the exit code is 0 unless the bench
  * itself could not run.
  *
+ * Then the HTTP part, `scripts/bench_http.ts`: requests/s at 32 connections and p50/p99 at one,
+ * directly against `scripts/bench_http_upstream.ts` and through `main.ts --transport http`, with
+ * the targets of issue 3.
+ *
  * @module
  */
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
+import { type HttpBenchResult, httpReport, runHttpBench } from "./bench_http.ts";
 
 const USAGE = `usage: deno task bench [--quick] [--json] [--keep] [--profile]
-  --quick     a short run (about 10 s), for a smoke test
+  --quick     a short run (about 10 s, and 10 s more for HTTP), for a smoke test
   --json      print the results as one JSON object on stdout (progress still goes to stderr)
   --keep      keep the audit logs in .bench/ instead of deleting them after verification
   --profile   also run one more proxy (durability=batch) under the V8 CPU profiler during a
               pipelined run; saves .bench/profile-*.cpuprofile (open it in Chrome DevTools) and
-              prints where the time went; the measured numbers above are from unprofiled runs`;
+              prints where the time went; the measured numbers above are from unprofiled runs;
+              the same for the HTTP proxy during a 32-connection run`;
 
 /** The targets of issue 2, item 10. */
 const TARGET = {
@@ -887,6 +893,12 @@ async function main(args: string[]): Promise<number> {
     }
 
     const seconds = (performance.now() - started) / 1000;
+    const http: HttpBenchResult = await runHttpBench({
+      quick: flags.quick === true,
+      dir,
+      progress,
+      profile: flags.profile === true,
+    });
     const header = `mcp-audit stdio bench: deno ${Deno.version.deno}, ` +
       `${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} CPUs, ` +
       `${flags.quick ? "quick" : "full"} run in ${seconds.toFixed(1)} s; ` +
@@ -906,12 +918,16 @@ async function main(args: string[]): Promise<number> {
           comparisons,
           verify: verified,
           profile: profile ?? null,
+          http,
         },
         null,
         2,
       ));
     } else {
-      console.log(report({ header, results, comparisons, verified, profile }).join("\n"));
+      console.log(
+        [...report({ header, results, comparisons, verified, profile }), "", ...httpReport(http)]
+          .join("\n"),
+      );
     }
     for (const r of results) {
       if (r.exitCode !== 0) progress(`warning: ${r.label} exited with code ${r.exitCode}`);

@@ -181,6 +181,11 @@ export class Exchange {
     }
   }
 
+  /** True while any request, from either side, waits for an answer. */
+  hasPending(): boolean {
+    return this.#pending.client.size > 0 || this.#pending.server.size > 0;
+  }
+
   /** True while `id`, sent by `side`, waits for an answer. */
   isPending(side: Side, id: JsonRpcId): boolean {
     return this.#pending[side].has(idKey(id));

@@ -20,6 +20,31 @@ export type CappedRead =
 const KEEP = 4096;
 
 /**
+ * Reads a body whose length was declared: in one piece when it is within `cap` (far cheaper than
+ * chunk by chunk), else through {@link readCapped}, which also enforces the cap if the declared
+ * length was false.
+ */
+export async function readDeclared(
+  body: { bytes(): Promise<Uint8Array<ArrayBuffer>>; body: ReadableStream<Uint8Array> | null },
+  declared: number,
+  cap: number,
+  onChunk?: () => void,
+): Promise<CappedRead> {
+  if (Number.isSafeInteger(declared) && declared >= 0 && declared <= cap) {
+    const bytes = await body.bytes();
+    if (bytes.length <= cap) return { kind: "complete", bytes };
+    return {
+      kind: "oversized",
+      size: bytes.length,
+      head: bytes.slice(0, KEEP),
+      tail: bytes.slice(bytes.length - KEEP),
+    };
+  }
+  if (body.body === null) return { kind: "complete", bytes: new Uint8Array(0) };
+  return await readCapped(body.body, cap, onChunk);
+}
+
+/**
  * Reads `stream` to its end, or stops (and cancels it) once more than `cap` bytes have arrived.
  * Each read may be given a deadline by `onChunk`, called after every chunk.
  */

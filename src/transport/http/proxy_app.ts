@@ -8,7 +8,7 @@
 import { Hono } from "hono";
 import type { Exchange, Outbound } from "../../pipeline/exchange.ts";
 import type { JsonRpcId, Message } from "../../jsonrpc/message.ts";
-import { ownBytes, readCapped } from "../../streams/read_capped.ts";
+import { ownBytes, readCapped, readDeclared } from "../../streams/read_capped.ts";
 import { SseTap } from "../../streams/sse_tap.ts";
 import type { Logger } from "../../log.ts";
 import { clientResponseHeaders, upstreamRequestHeaders, upstreamUrl } from "./headers.ts";
@@ -45,6 +45,8 @@ export interface ProxyBindings {
 
 const encoder = new TextEncoder();
 const BODY_METHODS = new Set(["POST", "PUT", "PATCH"]);
+/** How much of a body declared too large is read, to recover its id from its first bytes. */
+const ID_SEARCH_BYTES = 4095;
 
 class UpstreamTimeout extends Error {
   override name = "UpstreamTimeout";
@@ -104,16 +106,17 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
 
     if (BODY_METHODS.has(req.method) && req.body !== null) {
       const declared = Number(req.headers.get("content-length") ?? "NaN");
+      // Over the limit by its own account: read only enough to find its id, never the rest.
       const read = declared > opts.maxMessageBytes
-        ? {
+        ? await readCapped(req.body, ID_SEARCH_BYTES).then((head) => ({
           kind: "oversized" as const,
           size: declared,
-          head: new Uint8Array(0),
+          head: head.kind === "oversized" ? head.head : head.bytes,
+          // Cut short, so its last bytes are not the message's end: no tail to misread.
           tail: new Uint8Array(0),
-        }
-        : await readCapped(req.body, opts.maxMessageBytes);
+        }))
+        : await readDeclared(req, declared, opts.maxMessageBytes);
       if (read.kind === "oversized") {
-        if (declared > opts.maxMessageBytes) await req.body.cancel().catch(() => {});
         const outs = exchange.rejectOversized("client", read);
         opts.beforeWrite();
         const reply = jsonBody(outs);
@@ -224,7 +227,12 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
 
     let read;
     try {
-      read = await readCapped(res.body, opts.maxMessageBytes, arm);
+      read = await readDeclared(
+        res,
+        Number(res.headers.get("content-length") ?? "NaN"),
+        opts.maxMessageBytes,
+        arm,
+      );
     } catch (e) {
       disarm();
       req.signal.removeEventListener("abort", onClientGone);
@@ -294,8 +302,12 @@ function streamEvents(
   opts: HttpProxyOptions,
   ctl: StreamControl,
 ): ReadableStream<Uint8Array> {
+  // A stream whose events carry ids can be resumed (GET with Last-Event-ID), so answers it did
+  // not bring may still come; one without ids cannot.
+  let resumable = false;
   const tap = new SseTap(opts.maxMessageBytes + 65536, {
     onEvent(event) {
+      if (event.id !== undefined && event.id !== "") resumable = true;
       // Events without a message (a resumption primer's empty data, comments, retry hints) pass.
       if (event.hasData && event.event === "message" && event.data.trim() !== "") {
         exchange.record("server", encoder.encode(event.data));
@@ -328,6 +340,13 @@ function streamEvents(
         await out.write(value);
       }
       finish();
+      if (!resumable) {
+        const events = sseEvents(
+          exchange.failPending(ids, "upstream ended the stream without answering"),
+        );
+        opts.beforeWrite();
+        if (events) await out.write(ownBytes(events));
+      }
       await out.close();
     } catch (e) {
       finish();

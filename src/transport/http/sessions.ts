@@ -10,6 +10,8 @@ import type { Exchange } from "../../pipeline/exchange.ts";
 export class SessionRegistry {
   #make: (session: string | null) => Exchange;
   #byId = new Map<string, Exchange>();
+  /** Exchanges of requests without a session, kept while they wait for answers (bounded). */
+  #loose = new Set<Exchange>();
   #max: number;
   #onEvict: (exchange: Exchange) => void;
 
@@ -33,7 +35,13 @@ export class SessionRegistry {
    * `initialize`) gets one of its own.
    */
   forRequest(session: string | null): Exchange {
-    if (session === null) return this.#make(null);
+    if (session === null) {
+      // Pruned only when full: a sweep per request would cost O(n) each time.
+      if (this.#loose.size >= this.#max) this.#prune();
+      const exchange = this.#make(null);
+      this.#loose.add(exchange);
+      return exchange;
+    }
     let exchange = this.#byId.get(session);
     if (exchange === undefined) {
       exchange = this.#make(session);
@@ -59,9 +67,21 @@ export class SessionRegistry {
     this.#byId.delete(session);
   }
 
-  /** Every live session's exchange. */
+  /** Every live session's exchange, and those of sessionless requests still waiting. */
   all(): Exchange[] {
-    return [...this.#byId.values()];
+    this.#prune();
+    return [...this.#byId.values(), ...this.#loose];
+  }
+
+  #prune(): void {
+    for (const e of this.#loose) {
+      if (!e.hasPending() || e.session !== null) this.#loose.delete(e);
+    }
+    while (this.#loose.size > this.#max) {
+      const oldest = this.#loose.values().next().value;
+      if (oldest === undefined) break;
+      this.#loose.delete(oldest);
+    }
   }
 
   #add(session: string, exchange: Exchange): void {

@@ -1,0 +1,139 @@
+/**
+ * The HTTP benchmark's upstream: a minimal Streamable-HTTP-shaped MCP endpoint on `Deno.serve`.
+ * Every POSTed JSON-RPC request gets an `application/json` answer with its id and a small
+ * `tools/call`-shaped result; a POST of notifications or responses only gets 202; `initialize`
+ * answers also name a session (`Mcp-Session-Id`); GET gets 405 (no server-initiated stream) and
+ * DELETE 204. Built to cost as little as possible, so that what `scripts/bench_http.ts` measures is
+ * the proxy: the id is found without a full parse when the body starts the usual way.
+ *
+ * Usage: `deno run --allow-net scripts/bench_http_upstream.ts [--port N] [--hostname H]`
+ * (defaults: 127.0.0.1, port 0 = any free port). Writes `listening on http://HOST:PORT/mcp` to
+ * stderr once it accepts connections; runs until killed.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const COMMA = 0x2c;
+const CLOSE_BRACE = 0x7d;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+const HEAD = encoder.encode('{"jsonrpc":"2.0","id":');
+const TAIL = encoder.encode(
+  ',"result":{"content":[{"type":"text","text":"3 open issues match: #12 crash on start, ' +
+    '#40 slow search, #41 docs typo"}],"isError":false}}',
+);
+const INITIALIZE_TAIL = encoder.encode(
+  ',"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},' +
+    '"serverInfo":{"name":"mcp-audit-bench-http-upstream","version":"1"}}}',
+);
+// What well-behaved clients put first: `{"jsonrpc":"2.0","id":`.
+const PREFIX = HEAD;
+const INITIALIZE_METHOD = encoder.encode('"method":"initialize"');
+
+const JSON_HEADERS = { "content-type": "application/json" };
+const SESSION = crypto.randomUUID();
+
+function startsWithPrefix(buf: Uint8Array): boolean {
+  if (buf.length < PREFIX.length) return false;
+  for (let i = 0; i < PREFIX.length; i++) {
+    if (buf[i] !== PREFIX[i]) return false;
+  }
+  return true;
+}
+
+function contains(buf: Uint8Array, needle: Uint8Array): boolean {
+  const first = needle[0];
+  for (let at = buf.indexOf(first!); at !== -1; at = buf.indexOf(first!, at + 1)) {
+    let i = 1;
+    while (i < needle.length && buf[at + i] === needle[i]) i++;
+    if (i === needle.length) return true;
+  }
+  return false;
+}
+
+interface Parsed {
+  /** The id's JSON bytes, or `undefined` for a body without a request (202). */
+  id: Uint8Array | undefined;
+  initialize: boolean;
+}
+
+/** The request id of a body holding one JSON-RPC message. */
+function parse(buf: Uint8Array): Parsed {
+  if (startsWithPrefix(buf)) {
+    const from = PREFIX.length;
+    let at = from;
+    if (buf[at] === QUOTE) {
+      // A string id: scan to the closing quote, skipping escapes.
+      at++;
+      while (at < buf.length && buf[at] !== QUOTE) at += buf[at] === BACKSLASH ? 2 : 1;
+      at++;
+    } else {
+      while (at < buf.length && buf[at] !== COMMA && buf[at] !== CLOSE_BRACE) at++;
+    }
+    const id = buf.subarray(from, at);
+    // `{"jsonrpc":"2.0","id":1,"result":…}` is a response: no answer.
+    const isRequest = buf[at] === COMMA && buf[at + 1] === QUOTE && buf[at + 2] === 0x6d; // "m
+    return isRequest
+      ? { id, initialize: contains(buf.subarray(at), INITIALIZE_METHOD) }
+      : { id: undefined, initialize: false };
+  }
+  // Anything else: parse it properly (a batch gets the answer of its first request only).
+  let value: unknown;
+  try {
+    value = JSON.parse(decoder.decode(buf));
+  } catch {
+    return { id: encoder.encode("null"), initialize: false };
+  }
+  if (Array.isArray(value)) value = value.find((m) => typeof m === "object" && m && "id" in m);
+  if (
+    typeof value !== "object" || value === null || !("id" in value) || !("method" in value)
+  ) {
+    return { id: undefined, initialize: false };
+  }
+  return {
+    id: encoder.encode(JSON.stringify(value.id)),
+    initialize: value.method === "initialize",
+  };
+}
+
+function answer(id: Uint8Array, tail: Uint8Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(HEAD.length + id.length + tail.length);
+  out.set(HEAD);
+  out.set(id, HEAD.length);
+  out.set(tail, HEAD.length + id.length);
+  return out;
+}
+
+async function handle(req: Request): Promise<Response> {
+  if (req.method === "GET") return new Response(null, { status: 405 });
+  if (req.method === "DELETE") return new Response(null, { status: 204 });
+  if (req.method !== "POST") return new Response(null, { status: 405 });
+  const { id, initialize } = parse(await req.bytes());
+  if (id === undefined) return new Response(null, { status: 202 });
+  if (initialize) {
+    return new Response(answer(id, INITIALIZE_TAIL), {
+      headers: { ...JSON_HEADERS, "mcp-session-id": SESSION },
+    });
+  }
+  return new Response(answer(id, TAIL), { headers: JSON_HEADERS });
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: { port: { type: "string" }, hostname: { type: "string" } },
+    strict: true,
+  });
+  Deno.serve({
+    hostname: values.hostname ?? "127.0.0.1",
+    port: Number(values.port ?? "0"),
+    onListen: ({ hostname, port }) => {
+      const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+      console.error(`listening on http://${host}:${port}/mcp`);
+    },
+  }, handle);
+}
