@@ -61,7 +61,7 @@ const bad: [string, string[], string | null, RegExp][] = [
     "a port out of range",
     ["--port", "70000"],
     null,
-    /^mcp-audit: config: --port: must be from 1 to 65535/,
+    /^mcp-audit: config: --port: must be from 0 to 65535/,
   ],
   ["a bad --log-level", ["--log-level", "loud"], null, /^mcp-audit: --log-level: must be one of/],
   ["no upstream", [], null, /^mcp-audit: config: proxy\.upstream: is required/],
