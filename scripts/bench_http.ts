@@ -331,7 +331,7 @@ function proxyEnv(logPath: string): Record<string, string> {
     AUDIT_SECRET: SECRET,
     MCP_AUDIT_AUDIT_STORAGE: "jsonl",
     MCP_AUDIT_AUDIT_PATH: logPath,
-    MCP_AUDIT_AUDIT_DURABILITY: "batch",
+    MCP_AUDIT_AUDIT_DURABILITY: Deno.env.get("BENCH_DURABILITY") ?? "batch",
     MCP_AUDIT_AUDIT_SIGN: "true",
     MCP_AUDIT_MIDDLEWARE_REDACT_ENABLED: "true",
     // The bench measures the audit path; a 60-a-minute limit would answer most calls itself.
