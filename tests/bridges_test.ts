@@ -6,35 +6,12 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { drainLines, lineMatching, LISTENING, splitLines } from "./lines.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const deno = Deno.execPath();
 const SECRET = "bridges-test-secret-0123456789abcdef";
 const EVERYTHING = "npm:@modelcontextprotocol/server-everything@2026.8.31";
-
-/** Reads lines from a stream until one matches; returns the match. */
-async function lineMatching(lines: AsyncIterator<string>, re: RegExp): Promise<RegExpMatchArray> {
-  while (true) {
-    const next = await lines.next();
-    if (next.done) throw new Error(`stream ended before ${re}`);
-    const m = next.value.match(re);
-    if (m) return m;
-  }
-}
-
-async function* splitLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let pending = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    pending += text;
-    const parts = pending.split("\n");
-    pending = parts.pop() ?? "";
-    yield* parts;
-  }
-}
-
-async function drain(lines: AsyncIterator<string>): Promise<void> {
-  while (!(await lines.next()).done) { /* until the process closes stderr */ }
-}
 
 function records(log: string): Record<string, unknown>[] {
   return Deno.readTextFileSync(log).trimEnd().split("\n").map((l) => JSON.parse(l));
@@ -121,7 +98,7 @@ Deno.test("a stdio client reaches a Streamable HTTP server through the bridge, f
   } finally {
     server.kill();
     await server.status;
-    await drain(serverLog);
+    await drainLines(serverLog);
     Deno.removeSync(dir, { recursive: true });
   }
 });
@@ -153,7 +130,7 @@ Deno.test("a stdio server is served over HTTP, one process per session, none lef
   }).spawn();
   const stderr = splitLines(proxy.stderr)[Symbol.asyncIterator]();
   try {
-    const [, url] = await lineMatching(stderr, /"proxy listening","address":"([^"]+)"/);
+    const [, url] = await lineMatching(stderr, LISTENING);
     const connect = async (name: string) => {
       const transport = new StreamableHTTPClientTransport(new URL(`${url}/mcp`));
       const client = new Client({ name, version: "1.0.0" });
@@ -182,7 +159,7 @@ Deno.test("a stdio server is served over HTTP, one process per session, none lef
     await a.client.close();
     assertEquals(strays(marker).length, 1, "DELETE ends that session's process");
     proxy.kill("SIGTERM");
-    await drain(stderr);
+    await drainLines(stderr);
     assertEquals((await proxy.status).code, 0);
     await b.client.close();
     assertEquals(strays(marker), [], "shutdown ends every session's process");

@@ -3,19 +3,10 @@
  * never is, and with retries off (the default) nothing is.
  */
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { drainLines, lineMatching, LISTENING, splitLines } from "./lines.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const deno = Deno.execPath();
-
-async function* splitLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let pending = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    pending += text;
-    const parts = pending.split("\n");
-    pending = parts.pop() ?? "";
-    yield* parts;
-  }
-}
 
 Deno.test("safe reads are retried on 503 and 429 until they succeed; tools/call never is", async () => {
   const attempts = new Map<string, number>();
@@ -58,12 +49,7 @@ Deno.test("safe reads are retried on 503 and 429 until they succeed; tools/call 
   }).spawn();
   const lines = splitLines(proxy.stderr)[Symbol.asyncIterator]();
   try {
-    let url: string | undefined;
-    while (url === undefined) {
-      const next = await lines.next();
-      if (next.done) throw new Error("proxy ended before listening");
-      url = next.value.match(/"proxy listening","address":"([^"]+)"/)?.[1];
-    }
+    const [, url] = await lineMatching(lines, LISTENING);
     const post = (body: string) =>
       fetch(`${url}/mcp`, {
         method: "POST",
@@ -86,7 +72,7 @@ Deno.test("safe reads are retried on 503 and 429 until they succeed; tools/call 
     assertEquals(attempts.get("initialize"), 1);
   } finally {
     proxy.kill("SIGTERM");
-    while (!(await lines.next()).done) { /* to the end of its stderr */ }
+    await drainLines(lines);
     await proxy.status;
     ac.abort();
     await upstream.finished;

@@ -4,19 +4,10 @@
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { makeCerts, NAMED_HOST } from "./fixtures/tls/make_certs.ts";
+import { drainLines, lineMatching, LISTENING, splitLines } from "./lines.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const deno = Deno.execPath();
-
-async function* splitLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let pending = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    pending += text;
-    const parts = pending.split("\n");
-    pending = parts.pop() ?? "";
-    yield* parts;
-  }
-}
 
 /** Runs the proxy with `env`, sends one request, returns the answer and the records. */
 async function throughProxy(upstream: string, env: Record<string, string>) {
@@ -39,15 +30,8 @@ async function throughProxy(upstream: string, env: Record<string, string>) {
     stderr: "piped",
   }).spawn();
   const lines = splitLines(proxy.stderr)[Symbol.asyncIterator]();
-  const seen: string[] = [];
   try {
-    let url: string | undefined;
-    while (url === undefined) {
-      const next = await lines.next();
-      if (next.done) throw new Error(`proxy ended: ${seen.join("\n")}`);
-      seen.push(next.value);
-      url = next.value.match(/"proxy listening","address":"([^"]+)"/)?.[1];
-    }
+    const [, url] = await lineMatching(lines, LISTENING);
     const res = await fetch(`${url}/mcp`, {
       method: "POST",
       headers: {
@@ -58,10 +42,10 @@ async function throughProxy(upstream: string, env: Record<string, string>) {
     });
     const body = await res.text();
     proxy.kill("SIGTERM");
-    while (!(await lines.next()).done) { /* to the end of its stderr */ }
+    await drainLines(lines);
     await proxy.status;
     const records = Deno.readTextFileSync(log).trimEnd().split("\n").map((l) => JSON.parse(l));
-    return { status: res.status, body, records, logs: seen };
+    return { status: res.status, body, records };
   } finally {
     try {
       proxy.kill("SIGKILL");

@@ -4,6 +4,7 @@
  * no process behind.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { drainLines, splitLines } from "./lines.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const deno = Deno.execPath();
@@ -16,17 +17,6 @@ interface Run {
   writer: WritableStreamDefaultWriter<Uint8Array>;
   lines: AsyncIterator<string>;
   stderrLines: AsyncIterator<string>;
-}
-
-async function* splitLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let pending = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    pending += text;
-    const parts = pending.split("\n");
-    pending = parts.pop() ?? "";
-    yield* parts;
-  }
-  if (pending !== "") yield pending;
 }
 
 function start(mode: string): Run {
@@ -69,15 +59,6 @@ async function stderrUntil(run: Run, text: string): Promise<string[]> {
     }
     seen.push(next.value);
     if (next.value.includes(text)) return seen;
-  }
-}
-
-async function drainStderr(run: Run): Promise<string[]> {
-  const rest: string[] = [];
-  while (true) {
-    const next = await run.stderrLines.next();
-    if (next.done) return rest;
-    rest.push(next.value);
   }
 }
 
@@ -124,7 +105,7 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
         assertEquals(reply.error.code, -32603);
         assertEquals(reply.error.data.reason, "proxy shutting down");
         const status = await run.proxy.status;
-        await drainStderr(run);
+        await drainLines(run.stderrLines);
         assertEquals(status.code, 0);
         const recs = records(run.log);
         const last = recs.at(-1)!;
@@ -156,7 +137,7 @@ Deno.test({
       assertEquals(reply.error.code, -32603);
       assertEquals(reply.error.data.reason, "upstream exited with code 3");
       const status = await run.proxy.status;
-      const logs = await drainStderr(run);
+      const logs = await drainLines(run.stderrLines);
       assertEquals(status.code, 1);
       assert(logs.some((l) => l.includes("upstream exited with code 3")), logs.join("\n"));
       const stop = records(run.log).at(-1)!;
@@ -185,7 +166,7 @@ Deno.test({
       const logs = await stderrUntil(run, "sending SIGKILL");
       assert(logs.some((l) => l.includes("sending SIGTERM")), logs.join("\n"));
       const status = await run.proxy.status;
-      await drainStderr(run);
+      await drainLines(run.stderrLines);
       assertEquals(status.code, 0);
       const stop = records(run.log).at(-1)!;
       assertEquals((stop.params as { upstream_exit: unknown }).upstream_exit, {
