@@ -72,6 +72,13 @@ function jsonBody(outs: Outbound[]): Uint8Array<ArrayBuffer> | null {
   return encoder.encode(texts.length === 1 ? texts[0]! : `[${texts.join(",")}]`);
 }
 
+/** An error answer: the JSON-RPC errors when there are ids to answer, else one line of text. */
+function failure(status: number, reply: Uint8Array<ArrayBuffer> | null, text: string): Response {
+  return reply === null
+    ? new Response(`${text}\n`, { status, headers: { "content-type": "text/plain" } })
+    : new Response(reply, { status, headers: { "content-type": "application/json" } });
+}
+
 /** The bytes of `outs` meant for the client, as SSE events. */
 function sseEvents(outs: Outbound[]): Uint8Array | null {
   const texts = outs.filter((o) => o.to === "client").map((o) =>
@@ -120,10 +127,7 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
         const outs = exchange.rejectOversized("client", read);
         opts.beforeWrite();
         const reply = jsonBody(outs);
-        return new Response(reply ?? `request body over ${opts.maxMessageBytes} bytes\n`, {
-          status: 413,
-          headers: { "content-type": reply ? "application/json" : "text/plain" },
-        });
+        return failure(413, reply, `request body over ${opts.maxMessageBytes} bytes`);
       }
       body = read.bytes;
       if (body.length > 0) {
@@ -182,10 +186,7 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
       logger.warn("upstream request failed", { url: target.href, reason });
       const reply = jsonBody(exchange.failPending(ids, reason));
       opts.beforeWrite();
-      return new Response(reply ?? `${reason}\n`, {
-        status: 502,
-        headers: { "content-type": reply ? "application/json" : "text/plain" },
-      });
+      return failure(502, reply, reason);
     }
 
     const session = res.headers.get("mcp-session-id");
@@ -247,20 +248,14 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
         : `upstream response failed: ${(e as Error).message}`;
       const reply = jsonBody(exchange.failPending(ids, reason));
       opts.beforeWrite();
-      return new Response(reply ?? `${reason}\n`, {
-        status: 502,
-        headers: { "content-type": reply ? "application/json" : "text/plain" },
-      });
+      return failure(502, reply, reason);
     }
     disarm();
     req.signal.removeEventListener("abort", onClientGone);
     if (read.kind === "oversized") {
       const reply = jsonBody(exchange.rejectOversized("server", read));
       opts.beforeWrite();
-      return new Response(reply ?? `upstream response over ${opts.maxMessageBytes} bytes\n`, {
-        status: 502,
-        headers: { "content-type": reply ? "application/json" : "text/plain" },
-      });
+      return failure(502, reply, `upstream response over ${opts.maxMessageBytes} bytes`);
     }
     const bytes = read.bytes;
     if (bytes.length > 0 && (isJson(res.headers.get("content-type")) || res.ok)) {
