@@ -429,7 +429,9 @@ Deno.test("paths map onto the upstream URL without doubling; 202 and DELETE pass
     ["/mcp?x=1&y=%20z", "/mcp?x=1&y=%20z"],
     ["/", "/mcp"],
     ["/mcp/sub", "/mcp/sub"],
-    ["/other", "/mcp/other"],
+    // Inside the upstream URL's folder ("/"): as it is, like a legacy SSE server's endpoint.
+    ["/other", "/other"],
+    ["/messages?sessionId=1", "/messages?sessionId=1"],
   ];
   const { records: recs } = await withProxy(
     "http-paths",

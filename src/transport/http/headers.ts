@@ -75,16 +75,22 @@ export function clientResponseHeaders(upstream: Headers): Headers {
   return out;
 }
 
-/** Where a request to the proxy goes upstream (the rule is in the README). */
+/**
+ * Where a request to the proxy goes upstream. The upstream URL's folder is its path up to the
+ * last `/` (`/` for `http://h/mcp`, `/tenant/` for `http://h/tenant/mcp`). A request path inside
+ * that folder is used as it is, so `/mcp` never becomes `/mcp/mcp` and a legacy SSE server's
+ * `/messages?sessionId=…` endpoint works; `/` maps to the upstream path itself; any other path is
+ * placed inside the folder. The query string is the request's, or else the upstream URL's.
+ */
 export function upstreamUrl(upstream: URL, requestUrl: URL): URL {
-  const base = upstream.pathname.replace(/\/+$/, "");
+  const base = upstream.pathname;
+  const folder = base.slice(0, base.lastIndexOf("/") + 1);
   const path = requestUrl.pathname;
-  // The upstream's own path, when the client uses it, is not repeated: /mcp → /mcp.
-  const mapped = base === "" || path === base || path.startsWith(base + "/")
+  const mapped = path === "/"
+    ? base
+    : path.startsWith(folder)
     ? path
-    : path === "/"
-    ? upstream.pathname
-    : base + path;
+    : folder + path.replace(/^\/+/, "");
   const out = new URL(mapped, upstream);
   out.search = requestUrl.search !== "" ? requestUrl.search : upstream.search;
   return out;

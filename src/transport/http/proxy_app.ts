@@ -72,6 +72,24 @@ function jsonBody(outs: Outbound[]): Uint8Array<ArrayBuffer> | null {
   return encoder.encode(texts.length === 1 ? texts[0]! : `[${texts.join(",")}]`);
 }
 
+/** Whether untyped bytes begin, after white space, with `{` or `[`. */
+function startsLikeJson(bytes: Uint8Array): boolean {
+  for (const b of bytes) {
+    if (b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d) continue;
+    return b === 0x7b || b === 0x5b;
+  }
+  return false;
+}
+
+/** The `sessionId` of a legacy `endpoint` event's URL, if it has one. */
+function legacySession(endpoint: string): string | null {
+  try {
+    return new URL(endpoint.trim(), "http://upstream").searchParams.get("sessionId");
+  } catch {
+    return null;
+  }
+}
+
 /** An error answer: the JSON-RPC errors when there are ids to answer, else one line of text. */
 function failure(status: number, reply: Uint8Array<ArrayBuffer> | null, text: string): Response {
   return reply === null
@@ -105,8 +123,12 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
 
   app.all("*", async function forward(c) {
     const req = c.req.raw;
-    const target = upstreamUrl(opts.upstream, new URL(req.url));
-    const exchange: Exchange = opts.sessions.forRequest(req.headers.get("mcp-session-id"));
+    const url = new URL(req.url);
+    const target = upstreamUrl(opts.upstream, url);
+    // The legacy HTTP+SSE transport names its session in the query of its message endpoint.
+    const exchange: Exchange = opts.sessions.forRequest(
+      req.headers.get("mcp-session-id") ?? url.searchParams.get("sessionId"),
+    );
     let ids: JsonRpcId[] = [];
     let messages: Message[] = [];
     let body: Uint8Array<ArrayBuffer> | undefined;
@@ -258,7 +280,10 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
       return failure(502, reply, `upstream response over ${opts.maxMessageBytes} bytes`);
     }
     const bytes = read.bytes;
-    if (bytes.length > 0 && (isJson(res.headers.get("content-type")) || res.ok)) {
+    // A JSON body (typed so, or untyped and shaped so) is a message; text such as a legacy
+    // server's "Accepted" is not, and an error status is recorded below as the request's end.
+    const type = res.headers.get("content-type");
+    if (bytes.length > 0 && (isJson(type) || (type === null && startsLikeJson(bytes)))) {
       exchange.record("server", bytes);
     }
     if (res.status >= 400) {
@@ -303,6 +328,12 @@ function streamEvents(
   const tap = new SseTap(opts.maxMessageBytes + 65536, {
     onEvent(event) {
       if (event.id !== undefined && event.id !== "") resumable = true;
+      if (event.event === "endpoint") {
+        // A legacy HTTP+SSE server names the session its later POSTs will carry.
+        const session = legacySession(event.data);
+        if (session !== null) opts.sessions.adopt(exchange, session);
+        return undefined;
+      }
       // Events without a message (a resumption primer's empty data, comments, retry hints) pass.
       if (event.hasData && event.event === "message" && event.data.trim() !== "") {
         exchange.record("server", encoder.encode(event.data));
