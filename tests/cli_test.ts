@@ -159,3 +159,31 @@ Deno.test("an upstream command that does not exist fails with exit 1 and a recor
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("a listen port that cannot be bound fails with exit 1 and says why", async () => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-cli-" });
+  try {
+    const r = await run(
+      [
+        "--transport",
+        "http",
+        "--port",
+        String(taken.addr.port),
+        "--upstream",
+        "http://127.0.0.1:1/mcp",
+      ],
+      { cwd: dir },
+    );
+    assertEquals(r.code, 1);
+    assertMatch(r.stderr, /cannot listen on 127\.0\.0\.1:\d+/);
+    const recs = Deno.readTextFileSync(`${dir}/audit.jsonl`).trimEnd().split("\n").map((l) =>
+      JSON.parse(l)
+    );
+    assertEquals(recs.at(-1).method, "audit/stop");
+    assertEquals(recs.at(-1).params.exit_code, 1);
+  } finally {
+    taken.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
