@@ -19,8 +19,33 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { fileURLToPath } from "node:url";
+import {
+  BenchProcess,
+  cleanEnv,
+  INITIALIZE,
+  INITIALIZED,
+  INSPECT_ARG,
+  INSPECTOR_LISTENING,
+  int,
+  MAIN,
+  median,
+  met,
+  parseBenchArgs,
+  pct,
+  percentile,
+  type ProfileEntry,
+  profileLines,
+  profileWhile,
+  type Progress,
+  proxyEnv,
+  REPO,
+  scriptPath,
+  signed,
+  summarizeProfile,
+  table,
+  toolCall,
+  verifyLog,
+} from "./bench_common.ts";
 import { type HttpBenchResult, httpReport, runHttpBench } from "./bench_http.ts";
 
 const USAGE = `usage: deno task bench [--quick] [--json] [--keep] [--profile]
@@ -84,41 +109,19 @@ const QUICK: Plan = {
   chunkBytes: 64 << 10,
 };
 
-// 32+ bytes, so the proxy does not warn about a short secret.
-const SECRET = "bench-secret-0123456789abcdef0123456789abcdef";
 const LF = 0x0a;
-const STDERR_KEEP = 16 << 10;
-/** How long a process gets to exit after its stdin closes, and again after SIGTERM. */
-const EXIT_GRACE_MS = 10_000;
-/** V8's CPU profiler interval under `--profile`, in µs. */
-const PROFILE_INTERVAL_US = 100;
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
-function path(relative: string): string {
-  return fileURLToPath(new URL(relative, import.meta.url));
+const UPSTREAM = scriptPath("./bench_upstream.ts");
+
+/** A `tools/call` with id `id` as a line of the stdio transport. */
+function toolCallLine(id: number): string {
+  return `${toolCall(id)}\n`;
 }
 
-const REPO = path("../");
-const REPO_URL = new URL("../", import.meta.url).href;
-const MAIN = path("../main.ts");
-const UPSTREAM = path("./bench_upstream.ts");
-
-/**
- * A realistic `tools/call` of about 200 bytes. `token` is one of the default redaction patterns,
- * so every request is redacted on its way into the log.
- */
-function toolCall(id: number): string {
-  return `{"jsonrpc":"2.0","id":${id},"method":"tools/call","params":{"name":"search_issues",` +
-    `"arguments":{"repo":"acme/widgets","query":"is:open label:bug sort:updated","limit":20,` +
-    `"token":"ghp_8f2Kd93LmQz0aXv7Rt1YbN4cWu6Hs5EjPo2g"}}}\n`;
-}
-
-const INITIALIZE = `{"jsonrpc":"2.0","id":"init","method":"initialize","params":{` +
-  `"protocolVersion":"2025-06-18","capabilities":{},` +
-  `"clientInfo":{"name":"mcp-audit-bench","version":"1"}}}\n`;
-const INITIALIZED = `{"jsonrpc":"2.0","method":"notifications/initialized"}\n`;
+const INITIALIZE_LINE = `${INITIALIZE}\n`;
+const INITIALIZED_LINE = `${INITIALIZED}\n`;
 
 /** Requests `first`…`first + count - 1`, joined into writes of about `chunkBytes`. */
 function pipelinedChunks(first: number, count: number, chunkBytes: number): Uint8Array[] {
@@ -126,7 +129,7 @@ function pipelinedChunks(first: number, count: number, chunkBytes: number): Uint
   let lines: string[] = [];
   let size = 0;
   for (let id = first; id < first + count; id++) {
-    const line = toolCall(id);
+    const line = toolCallLine(id);
     lines.push(line);
     size += line.length;
     if (size >= chunkBytes) {
@@ -149,84 +152,18 @@ function countLf(bytes: Uint8Array): number {
   return n;
 }
 
-/** Nearest-rank percentile of sorted samples. */
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return NaN;
-  const rank = Math.ceil((p / 100) * sorted.length);
-  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-/** Resolves with `promise`'s value, or with `undefined` after `ms`. */
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  const timeout = AbortSignal.timeout(ms);
-  const expired = new Promise<undefined>((resolve) => {
-    timeout.addEventListener("abort", () => resolve(undefined), { once: true });
-  });
-  return await Promise.race([promise, expired]);
-}
-
 /** A process spoken to over its stdin and stdout, one JSON-RPC message a line. */
-class Peer {
-  readonly label: string;
-  #child: Deno.ChildProcess;
+class Peer extends BenchProcess {
   #writer: WritableStreamDefaultWriter<Uint8Array>;
   #reader: ReadableStreamDefaultReader<Uint8Array>;
   /** Lines read but not yet claimed by a caller. */
   #unclaimed = 0;
-  #stderr = "";
-  #stderrDone: Promise<void>;
-  #stderrWaiters: (() => void)[] = [];
   #closing: Promise<Deno.CommandStatus> | undefined;
 
   constructor(label: string, argv: string[], env: Record<string, string>, cwd: string) {
-    this.label = label;
-    const [command, ...args] = argv;
-    if (command === undefined) throw new Error(`${label}: empty command`);
-    this.#child = new Deno.Command(command, {
-      args,
-      env,
-      clearEnv: true,
-      cwd,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.#writer = this.#child.stdin.getWriter();
-    this.#reader = this.#child.stdout.getReader();
-    this.#stderrDone = this.#child.stderr.pipeTo(
-      new WritableStream({
-        write: (chunk) => {
-          const text = this.#stderr + decoder.decode(chunk, { stream: true });
-          this.#stderr = text.slice(-STDERR_KEEP);
-          for (const wake of this.#stderrWaiters.splice(0)) wake();
-        },
-      }),
-    ).catch(() => {}).finally(() => {
-      for (const wake of this.#stderrWaiters.splice(0)) wake();
-    });
-  }
-
-  /** What the process wrote to stderr (the last part of it). */
-  get stderr(): string {
-    return this.#stderr;
-  }
-
-  /** Resolves with the first match of `pattern` in stderr, waiting for it to be written. */
-  async stderrMatch(pattern: RegExp): Promise<RegExpMatchArray> {
-    let ended = false;
-    void this.#stderrDone.then(() => ended = true);
-    while (true) {
-      const match = this.#stderr.match(pattern);
-      if (match) return match;
-      if (ended) throw new Error(`${this.label} never wrote ${pattern} to stderr`);
-      await new Promise<void>((resolve) => this.#stderrWaiters.push(resolve));
-    }
+    super(label, argv, env, cwd, true);
+    this.#writer = this.child.stdin.getWriter();
+    this.#reader = this.child.stdout.getReader();
   }
 
   /** Resolves when `count` more lines have been read. */
@@ -236,7 +173,7 @@ class Peer {
       if (done) {
         throw new Error(
           `${this.label} closed its stdout with ${count - this.#unclaimed} answers missing` +
-            (this.#stderr ? `; its stderr ends:\n${this.#stderr.slice(-2000)}` : ""),
+            (this.stderr ? `; its stderr ends:\n${this.stderr.slice(-2000)}` : ""),
         );
       }
       this.#unclaimed += countLf(value);
@@ -263,7 +200,7 @@ class Peer {
     const samples = new Float64Array(count);
     let n = 0;
     while (n < count) {
-      const bytes = encoder.encode(toolCall(first + n));
+      const bytes = encoder.encode(toolCallLine(first + n));
       const t0 = performance.now();
       await this.#writer.write(bytes);
       await this.#lines(1);
@@ -306,27 +243,9 @@ class Peer {
         // Whatever else it writes is not ours to count.
       }
     })().catch(() => {});
-    let status = await within(this.#child.status, EXIT_GRACE_MS);
-    if (status === undefined) {
-      this.kill("SIGTERM");
-      status = await within(this.#child.status, EXIT_GRACE_MS);
-    }
-    if (status === undefined) {
-      this.kill("SIGKILL");
-      status = await this.#child.status;
-    }
+    const status = await this.waitExit(["SIGTERM"]);
     await drained;
-    await this.#stderrDone;
     return status;
-  }
-
-  /** Sends `signal` to the process, if it is still running. */
-  kill(signal: Deno.Signal): void {
-    try {
-      this.#child.kill(signal);
-    } catch {
-      // It has exited already.
-    }
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -386,12 +305,6 @@ interface VerifyResult {
   expectedRecords: number;
 }
 
-/** Where one function's share of the profile's samples. */
-interface ProfileEntry {
-  function: string;
-  percent: number;
-}
-
 interface ProfileResult {
   file: string;
   samples: number;
@@ -407,11 +320,11 @@ interface ProfileResult {
 async function drive(
   peer: Peer,
   plan: Plan,
-  progress: (text: string) => void,
+  progress: Progress,
 ): Promise<Omit<TargetResult, "key" | "label" | "exitCode">> {
   // Waiting for the answer to initialize is waiting for the process to be ready.
-  await peer.call(INITIALIZE);
-  await peer.notify(INITIALIZED);
+  await peer.call(INITIALIZE_LINE);
+  await peer.notify(INITIALIZED_LINE);
   let id = 1;
   progress(`${peer.label}: warming up`);
   await peer.lockstep(id, plan.warmupLockstep, Infinity);
@@ -461,7 +374,7 @@ async function measure(
   plan: Plan,
   cwd: string,
   live: Set<Peer>,
-  progress: (text: string) => void,
+  progress: Progress,
 ): Promise<TargetResult> {
   const peer = new Peer(spec.label, spec.argv, spec.env, cwd);
   live.add(peer);
@@ -475,125 +388,22 @@ async function measure(
   }
 }
 
-/** The parts of a V8 CPU profile (`Profiler.stop`) that the summary reads. */
-interface CpuProfile {
-  nodes: {
-    id: number;
-    callFrame: { functionName: string; url: string; lineNumber: number };
-    children?: number[];
-  }[];
-  samples: number[];
-}
-
-function isCpuProfile(value: unknown): value is CpuProfile {
-  return typeof value === "object" && value !== null && "nodes" in value &&
-    Array.isArray(value.nodes) && "samples" in value && Array.isArray(value.samples);
-}
-
-/** A minimal Chrome DevTools Protocol client over the inspector's WebSocket. */
-class Inspector {
-  #socket: WebSocket;
-  #next = 1;
-  #waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-
-  private constructor(socket: WebSocket) {
-    this.#socket = socket;
-    socket.addEventListener("message", (event) => {
-      const message: unknown = JSON.parse(String(event.data));
-      if (typeof message !== "object" || message === null || !("id" in message)) return;
-      const waiter = this.#waiting.get(Number(message.id));
-      if (waiter === undefined) return;
-      this.#waiting.delete(Number(message.id));
-      if ("error" in message) waiter.reject(new Error(JSON.stringify(message.error)));
-      else waiter.resolve("result" in message ? message.result : undefined);
-    });
-    socket.addEventListener("close", () => {
-      for (const w of this.#waiting.values()) w.reject(new Error("inspector connection closed"));
-      this.#waiting.clear();
-    });
-  }
-
-  static async connect(url: string): Promise<Inspector> {
-    const socket = new WebSocket(url);
-    await new Promise<void>((resolve, reject) => {
-      socket.addEventListener("open", () => resolve(), { once: true });
-      socket.addEventListener("error", () => reject(new Error(`cannot connect to ${url}`)), {
-        once: true,
-      });
-    });
-    return new Inspector(socket);
-  }
-
-  send(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
-    const id = this.#next++;
-    return new Promise((resolve, reject) => {
-      this.#waiting.set(id, { resolve, reject });
-      this.#socket.send(JSON.stringify({ id, method, params }));
-    });
-  }
-
-  close(): void {
-    this.#socket.close();
-  }
-}
-
-/** A script's URL relative to the repository, or as `npm:package/…`. */
-function shortUrl(url: string): string {
-  if (url.startsWith(REPO_URL)) return url.slice(REPO_URL.length);
-  return url.replace(/^.*\/(node_modules|registry\.npmjs\.org)\//, "npm:");
-}
-
-/** Self and inclusive sample shares per function, largest first. */
-function summarize(profile: CpuProfile, top: number): Pick<ProfileResult, "self" | "inclusive"> {
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  const parent = new Map<number, number>();
-  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  const name = (id: number): string => {
-    const f = byId.get(id)!.callFrame;
-    const where = f.url === "" ? "" : ` ${shortUrl(f.url)}:${f.lineNumber + 1}`;
-    return `${f.functionName || "(anonymous)"}${where}`;
-  };
-  const hits = new Map<number, number>();
-  for (const s of profile.samples) hits.set(s, (hits.get(s) ?? 0) + 1);
-  const self = new Map<string, number>();
-  const inclusive = new Map<string, number>();
-  for (const [id, count] of hits) {
-    const own = name(id);
-    self.set(own, (self.get(own) ?? 0) + count);
-    // A recursive function counts once per sample.
-    const seen = new Set<string>();
-    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
-      const n = name(at);
-      if (n === "(root)" || seen.has(n)) continue;
-      seen.add(n);
-      inclusive.set(n, (inclusive.get(n) ?? 0) + count);
-    }
-  }
-  const total = profile.samples.length;
-  const rank = (m: Map<string, number>): ProfileEntry[] =>
-    [...m].sort((a, b) => b[1] - a[1]).slice(0, top).map(([fn, count]) => ({
-      function: fn,
-      percent: (100 * count) / total,
-    }));
-  return { self: rank(self), inclusive: rank(inclusive) };
-}
-
 /** Runs the proxy under the V8 CPU profiler for one pipelined run, after a warm-up. */
 async function profileProxy(
   spec: TargetSpec,
   plan: Plan,
   cwd: string,
   live: Set<Peer>,
-  progress: (text: string) => void,
+  progress: Progress,
 ): Promise<ProfileResult> {
   // `deno run --inspect=127.0.0.1:0 …`: any free port, read back from the banner on stderr.
-  const argv = [spec.argv[0]!, spec.argv[1]!, "--inspect=127.0.0.1:0", ...spec.argv.slice(2)];
+  const argv = [spec.argv[0]!, spec.argv[1]!, INSPECT_ARG, ...spec.argv.slice(2)];
   const peer = new Peer(`${spec.label} (profiled)`, argv, spec.env, cwd);
   live.add(peer);
   try {
-    const [, url] = await peer.stderrMatch(/Debugger listening on (ws:\/\/\S+)/);
-    await peer.call(INITIALIZE);
-    await peer.notify(INITIALIZED);
+    const [, url] = await peer.stderrMatch(INSPECTOR_LISTENING);
+    await peer.call(INITIALIZE_LINE);
+    await peer.notify(INITIALIZED_LINE);
     progress(`${peer.label}: warming up`);
     const warmMs = await peer.pipelined(
       pipelinedChunks(1, plan.warmupPipelined, plan.chunkBytes),
@@ -601,43 +411,22 @@ async function profileProxy(
     );
     const messages = pipelinedCount(plan, plan.warmupPipelined / (warmMs / 1000));
     const chunks = pipelinedChunks(1 + plan.warmupPipelined, messages, plan.chunkBytes);
-    const inspector = await Inspector.connect(url!);
-    try {
-      await inspector.send("Profiler.enable");
-      await inspector.send("Profiler.setSamplingInterval", { interval: PROFILE_INTERVAL_US });
-      await inspector.send("Profiler.start");
+    const { result: ms, profile, file } = await profileWhile(url!, "profile", () => {
       progress(`${peer.label}: pipelined (${int(messages)})`);
-      const ms = await peer.pipelined(chunks, messages);
-      const stopped = await inspector.send("Profiler.stop");
-      const profile = typeof stopped === "object" && stopped !== null && "profile" in stopped
-        ? stopped.profile
-        : undefined;
-      if (!isCpuProfile(profile)) throw new Error("the inspector returned no CPU profile");
-      const file = `${REPO}.bench/profile-${Date.now()}.cpuprofile`;
-      await Deno.writeTextFile(file, JSON.stringify(profile));
-      return {
-        file,
-        samples: profile.samples.length,
-        perSecond: messages / (ms / 1000),
-        ...summarize(profile, 25),
-      };
-    } finally {
-      inspector.close();
-    }
+      return peer.pipelined(chunks, messages);
+    });
+    const { self, inclusive } = summarizeProfile(profile, 25);
+    return {
+      file,
+      samples: profile.samples.length,
+      perSecond: messages / (ms / 1000),
+      self,
+      inclusive,
+    };
   } finally {
     await peer.close();
     live.delete(peer);
   }
-}
-
-/** Our environment without mcp-audit's settings or secrets. */
-function cleanEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(Deno.env.toObject())) {
-    if (name.startsWith("MCP_AUDIT_") || name === "AUDIT_SECRET") continue;
-    env[name] = value;
-  }
-  return env;
 }
 
 async function verify(
@@ -646,42 +435,7 @@ async function verify(
   requests: number,
   cwd: string,
 ): Promise<VerifyResult> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-env", MAIN, "verify", logPath],
-    env: { ...cleanEnv(), AUDIT_SECRET: SECRET },
-    clearEnv: true,
-    cwd,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const output = decoder.decode(out.stdout).split("\n").filter((l) => l !== "");
-  const errors = decoder.decode(out.stderr).trim();
-  return {
-    key,
-    exitCode: out.code,
-    summary: output[0] ?? errors.split("\n")[0] ?? "(no output)",
-    output,
-    expectedRecords: 2 * requests + 3,
-  };
-}
-
-/** The environment of a proxy run: ours, minus any mcp-audit settings, plus the bench's. */
-function proxyEnv(logPath: string, durability: "batch" | "none"): Record<string, string> {
-  return {
-    ...cleanEnv(),
-    AUDIT_SECRET: SECRET,
-    MCP_AUDIT_AUDIT_STORAGE: "jsonl",
-    MCP_AUDIT_AUDIT_PATH: logPath,
-    MCP_AUDIT_AUDIT_DURABILITY: durability,
-    MCP_AUDIT_AUDIT_SIGN: "true",
-    MCP_AUDIT_MIDDLEWARE_REDACT_ENABLED: "true",
-    // The bench measures the audit path; a 60-a-minute limit would answer most calls itself, and
-    // the dashboard and metrics would need --allow-net, which this command line does not give.
-    MCP_AUDIT_MIDDLEWARE_RATE_LIMIT_ENABLED: "false",
-    MCP_AUDIT_DASHBOARD_ENABLED: "false",
-    MCP_AUDIT_METRICS_ENABLED: "false",
-  };
+  return { key, ...await verifyLog(logPath, cwd), expectedRecords: 2 * requests + 3 };
 }
 
 function targets(dir: string): TargetSpec[] {
@@ -713,11 +467,6 @@ function targets(dir: string): TargetSpec[] {
   ];
 }
 
-const int = (n: number): string => Math.round(n).toLocaleString("en-US");
-const pct = (r: number): string => `${(r * 100).toFixed(1)}%`;
-const met = (ok: boolean): string => ok ? "met" : "NOT MET";
-const signed = (n: number): string => `${n < 0 ? "-" : "+"}${int(Math.abs(n))}`;
-
 interface Comparison {
   key: Exclude<TargetKey, "direct">;
   addedP50Us: number;
@@ -739,16 +488,6 @@ function compare(direct: TargetResult, proxy: TargetResult): Comparison | undefi
     pipelinedMet: pipelinedRatio >= TARGET.minPipelinedRatio,
     lockstepMet: addedP50Us <= TARGET.maxAddedP50Us,
   };
-}
-
-function table(rows: string[][]): string[] {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string =>
-    cells.map((c, i) => i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)).join("  ")
-      .trimEnd();
-  const lines = rows.map(line);
-  lines.splice(1, 0, widths.map((w) => "-".repeat(w)).join("  "));
-  return lines;
 }
 
 interface Results {
@@ -818,41 +557,14 @@ function report({ header, results, comparisons, verified, profile }: Results): s
         int(profile.samples)
       } samples: ${profile.file}`,
     );
-    lines.push("  self time:");
-    for (const e of profile.self.slice(0, 15)) {
-      lines.push(`    ${e.percent.toFixed(1).padStart(5)}%  ${e.function}`);
-    }
-    lines.push("  inclusive time:");
-    for (const e of profile.inclusive.slice(0, 25)) {
-      lines.push(`    ${e.percent.toFixed(1).padStart(5)}%  ${e.function}`);
-    }
+    lines.push(...profileLines(profile));
   }
   return lines;
 }
 
 async function main(args: string[]): Promise<number> {
-  let flags;
-  try {
-    flags = parseArgs({
-      args,
-      options: {
-        quick: { type: "boolean" },
-        json: { type: "boolean" },
-        keep: { type: "boolean" },
-        profile: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    console.error(`${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (flags.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  const flags = parseBenchArgs(args, USAGE, {});
+  if (typeof flags === "number") return flags;
   const plan = flags.quick ? QUICK : FULL;
   const progress = (text: string): void => console.error(`bench: ${text}`);
 

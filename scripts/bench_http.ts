@@ -19,8 +19,36 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { fileURLToPath } from "node:url";
+import {
+  BenchProcess,
+  CALL_HEAD,
+  CALL_TAIL,
+  cleanEnv,
+  INITIALIZE,
+  INITIALIZED,
+  INSPECT_ARG,
+  INSPECTOR_LISTENING,
+  int,
+  MAIN,
+  median,
+  met,
+  parseBenchArgs,
+  pct,
+  percentile,
+  type ProfileEntry,
+  profileLines,
+  profileWhile,
+  type Progress,
+  PROTOCOL_VERSION,
+  proxyEnv,
+  REPO,
+  scriptPath,
+  signed,
+  summarizeProfile,
+  table,
+  toolCall,
+  verifyLog,
+} from "./bench_common.ts";
 
 const USAGE =
   `usage: deno run --allow-all scripts/bench_http.ts [--quick] [--json] [--keep] [--profile]
@@ -73,41 +101,9 @@ const QUICK: HttpPlan = {
   latencySeconds: 1,
 };
 
-// 32+ bytes, so the proxy does not warn about a short secret.
-const SECRET = "bench-secret-0123456789abcdef0123456789abcdef";
-const STDERR_KEEP = 16 << 10;
-/** How long a process gets to exit after SIGTERM before it is killed. */
-const EXIT_GRACE_MS = 10_000;
-/** V8's CPU profiler interval under `--profile`, in µs. */
-const PROFILE_INTERVAL_US = 100;
-const PROTOCOL_VERSION = "2025-06-18";
-
 const decoder = new TextDecoder();
 
-function path(relative: string): string {
-  return fileURLToPath(new URL(relative, import.meta.url));
-}
-
-const REPO = path("../");
-const REPO_URL = new URL("../", import.meta.url).href;
-const MAIN = path("../main.ts");
-const UPSTREAM = path("./bench_http_upstream.ts");
-
-// A realistic `tools/call` of about 200 bytes, as in the stdio bench. `token` is one of the default
-// redaction patterns, so every request is redacted on its way into the log.
-const CALL_HEAD = `{"jsonrpc":"2.0","id":`;
-const CALL_TAIL = `,"method":"tools/call","params":{"name":"search_issues",` +
-  `"arguments":{"repo":"acme/widgets","query":"is:open label:bug sort:updated","limit":20,` +
-  `"token":"ghp_8f2Kd93LmQz0aXv7Rt1YbN4cWu6Hs5EjPo2g"}}}`;
-
-function toolCall(id: number): string {
-  return CALL_HEAD + id + CALL_TAIL;
-}
-
-const INITIALIZE = `{"jsonrpc":"2.0","id":"init","method":"initialize","params":{` +
-  `"protocolVersion":"${PROTOCOL_VERSION}","capabilities":{},` +
-  `"clientInfo":{"name":"mcp-audit-bench","version":"1"}}}`;
-const INITIALIZED = `{"jsonrpc":"2.0","method":"notifications/initialized"}`;
+const UPSTREAM = scriptPath("./bench_http_upstream.ts");
 
 /** The headers of every POST; `session` once the server named one. */
 function postHeaders(session: string | null): Record<string, string> {
@@ -161,107 +157,21 @@ end
 `;
 }
 
-/** Nearest-rank percentile of sorted samples. */
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return NaN;
-  const rank = Math.ceil((p / 100) * sorted.length);
-  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
-}
-
-function median(values: number[]): number {
-  if (values.length === 0) return NaN;
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-/** Resolves with `promise`'s value, or with `undefined` after `ms`. */
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  const timeout = AbortSignal.timeout(ms);
-  const expired = new Promise<undefined>((resolve) => {
-    timeout.addEventListener("abort", () => resolve(undefined), { once: true });
-  });
-  return await Promise.race([promise, expired]);
-}
-
-/** A child process whose stderr is kept (the last part of it) and can be waited on for a line. */
-class Child {
-  readonly label: string;
-  #child: Deno.ChildProcess;
-  #stderr = "";
-  #stderrDone: Promise<void>;
-  #stderrWaiters: (() => void)[] = [];
+/** A child process of the HTTP bench: stdin and stdout null, stopped with a signal. */
+class Child extends BenchProcess {
   #stopping: Promise<Deno.CommandStatus> | undefined;
 
   constructor(label: string, argv: string[], env: Record<string, string>, cwd: string) {
-    this.label = label;
-    const [command, ...args] = argv;
-    if (command === undefined) throw new Error(`${label}: empty command`);
-    this.#child = new Deno.Command(command, {
-      args,
-      env,
-      clearEnv: true,
-      cwd,
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    this.#stderrDone = this.#child.stderr.pipeTo(
-      new WritableStream({
-        write: (chunk) => {
-          const text = this.#stderr + decoder.decode(chunk, { stream: true });
-          this.#stderr = text.slice(-STDERR_KEEP);
-          for (const wake of this.#stderrWaiters.splice(0)) wake();
-        },
-      }),
-    ).catch(() => {}).finally(() => {
-      for (const wake of this.#stderrWaiters.splice(0)) wake();
-    });
-  }
-
-  get stderr(): string {
-    return this.#stderr;
-  }
-
-  /** Resolves with the first match of `pattern` in stderr, waiting for it to be written. */
-  async stderrMatch(pattern: RegExp): Promise<RegExpMatchArray> {
-    let ended = false;
-    void this.#stderrDone.then(() => ended = true);
-    while (true) {
-      const match = this.#stderr.match(pattern);
-      if (match) return match;
-      if (ended) {
-        throw new Error(
-          `${this.label} never wrote ${pattern} to stderr; it ends:\n${this.#stderr.slice(-2000)}`,
-        );
-      }
-      await new Promise<void>((resolve) => this.#stderrWaiters.push(resolve));
-    }
+    super(label, argv, env, cwd, false);
   }
 
   /** Sends `signal` and waits for the exit, killing the process if it does not go. */
   stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
-    this.#stopping ??= this.#stop(signal);
+    this.#stopping ??= (() => {
+      this.kill(signal);
+      return this.waitExit([]);
+    })();
     return this.#stopping;
-  }
-
-  async #stop(signal: Deno.Signal): Promise<Deno.CommandStatus> {
-    this.kill(signal);
-    let status = await within(this.#child.status, EXIT_GRACE_MS);
-    if (status === undefined) {
-      this.kill("SIGKILL");
-      status = await this.#child.status;
-    }
-    await this.#stderrDone;
-    return status;
-  }
-
-  kill(signal: Deno.Signal): void {
-    try {
-      this.#child.kill(signal);
-    } catch {
-      // It has exited already.
-    }
   }
 }
 
@@ -314,38 +224,11 @@ class Children {
   }
 }
 
-/** Our environment without mcp-audit's settings or secrets. */
-function cleanEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(Deno.env.toObject())) {
-    if (name.startsWith("MCP_AUDIT_") || name === "AUDIT_SECRET") continue;
-    env[name] = value;
-  }
-  return env;
-}
-
-/** The environment of the proxy: ours, minus any mcp-audit settings, plus the bench's. */
-function proxyEnv(logPath: string): Record<string, string> {
-  return {
-    ...cleanEnv(),
-    AUDIT_SECRET: SECRET,
-    MCP_AUDIT_AUDIT_STORAGE: "jsonl",
-    MCP_AUDIT_AUDIT_PATH: logPath,
-    MCP_AUDIT_AUDIT_DURABILITY: Deno.env.get("BENCH_DURABILITY") ?? "batch",
-    MCP_AUDIT_AUDIT_SIGN: "true",
-    MCP_AUDIT_MIDDLEWARE_REDACT_ENABLED: "true",
-    // The bench measures the audit path; a 60-a-minute limit would answer most calls itself.
-    MCP_AUDIT_MIDDLEWARE_RATE_LIMIT_ENABLED: "false",
-    MCP_AUDIT_DASHBOARD_ENABLED: "false",
-    MCP_AUDIT_METRICS_ENABLED: "false",
-  };
-}
-
 function proxyArgv(upstream: string, inspect: boolean): string[] {
   return [
     Deno.execPath(),
     "run",
-    ...(inspect ? ["--inspect=127.0.0.1:0"] : []),
+    ...(inspect ? [INSPECT_ARG] : []),
     "--allow-read",
     "--allow-write",
     "--allow-env",
@@ -370,10 +253,14 @@ async function startProxy(
   cwd: string,
   inspect: boolean,
 ): Promise<{ child: Child; url: string; inspector: string | null }> {
-  const child = children.spawn(label, proxyArgv(upstream, inspect), proxyEnv(logPath), cwd);
-  const inspector = inspect
-    ? (await child.stderrMatch(/Debugger listening on (ws:\/\/\S+)/))[1]!
-    : null;
+  const durability = Deno.env.get("BENCH_DURABILITY") ?? "batch";
+  const child = children.spawn(
+    label,
+    proxyArgv(upstream, inspect),
+    proxyEnv(logPath, durability),
+    cwd,
+  );
+  const inspector = inspect ? (await child.stderrMatch(INSPECTOR_LISTENING))[1]! : null;
   const [, address] = await child.stderrMatch(/"proxy listening".*?"address":"([^"]+)"/);
   return { child, url: `${address}/mcp`, inspector };
 }
@@ -657,10 +544,7 @@ export interface HttpVerifyResult {
 }
 
 /** Where one function's share of the profile's samples. */
-export interface HttpProfileEntry {
-  function: string;
-  percent: number;
-}
+export type HttpProfileEntry = ProfileEntry;
 
 export interface HttpProfileResult {
   file: string;
@@ -698,7 +582,7 @@ export interface HttpBenchOptions {
   quick: boolean;
   /** Where the logs, the wrk scripts and nginx's files go (it must exist). */
   dir: string;
-  progress: (text: string) => void;
+  progress: Progress;
   /** Default `auto`: wrk when installed. */
   generator?: "auto" | "wrk" | "fetch";
   /** Default true: measure nginx when it is installed. */
@@ -878,21 +762,10 @@ function compare(direct: HttpTargetResult, other: HttpTargetResult): HttpCompari
 }
 
 async function verify(logPath: string, requests: number, cwd: string): Promise<HttpVerifyResult> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-env", MAIN, "verify", logPath],
-    env: { ...cleanEnv(), AUDIT_SECRET: SECRET },
-    clearEnv: true,
-    cwd,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const output = decoder.decode(out.stdout).split("\n").filter((l) => l !== "");
-  const errors = decoder.decode(out.stderr).trim();
-  const summary = output[0] ?? errors.split("\n")[0] ?? "(no output)";
+  const { exitCode, summary, output } = await verifyLog(logPath, cwd);
   const records = summary.match(/(\d+) records/)?.[1];
   return {
-    exitCode: out.code,
+    exitCode,
     summary,
     output,
     records: records === undefined ? null : Number(records),
@@ -900,74 +773,6 @@ async function verify(logPath: string, requests: number, cwd: string): Promise<H
     // audit/start and audit/stop.
     expectedRecords: 2 * requests - 1 + 2,
   };
-}
-
-/** The parts of a V8 CPU profile (`Profiler.stop`) that the summary reads. */
-interface CpuProfile {
-  nodes: {
-    id: number;
-    callFrame: { functionName: string; url: string; lineNumber: number };
-    children?: number[];
-  }[];
-  samples: number[];
-}
-
-function isCpuProfile(value: unknown): value is CpuProfile {
-  return typeof value === "object" && value !== null && "nodes" in value &&
-    Array.isArray(value.nodes) && "samples" in value && Array.isArray(value.samples);
-}
-
-/** A minimal Chrome DevTools Protocol client over the inspector's WebSocket. */
-class Inspector {
-  #socket: WebSocket;
-  #next = 1;
-  #waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-
-  private constructor(socket: WebSocket) {
-    this.#socket = socket;
-    socket.addEventListener("message", (event) => {
-      const message: unknown = JSON.parse(String(event.data));
-      if (typeof message !== "object" || message === null || !("id" in message)) return;
-      const waiter = this.#waiting.get(Number(message.id));
-      if (waiter === undefined) return;
-      this.#waiting.delete(Number(message.id));
-      if ("error" in message) waiter.reject(new Error(JSON.stringify(message.error)));
-      else waiter.resolve("result" in message ? message.result : undefined);
-    });
-    socket.addEventListener("close", () => {
-      for (const w of this.#waiting.values()) w.reject(new Error("inspector connection closed"));
-      this.#waiting.clear();
-    });
-  }
-
-  static async connect(url: string): Promise<Inspector> {
-    const socket = new WebSocket(url);
-    await new Promise<void>((resolve, reject) => {
-      socket.addEventListener("open", () => resolve(), { once: true });
-      socket.addEventListener("error", () => reject(new Error(`cannot connect to ${url}`)), {
-        once: true,
-      });
-    });
-    return new Inspector(socket);
-  }
-
-  send(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
-    const id = this.#next++;
-    return new Promise((resolve, reject) => {
-      this.#waiting.set(id, { resolve, reject });
-      this.#socket.send(JSON.stringify({ id, method, params }));
-    });
-  }
-
-  close(): void {
-    this.#socket.close();
-  }
-}
-
-/** A script's URL relative to the repository, or as `npm:package/…`. */
-function shortUrl(url: string): string {
-  if (url.startsWith(REPO_URL)) return url.slice(REPO_URL.length);
-  return url.replace(/^.*\/(node_modules|registry\.npmjs\.org)\//, "npm:");
 }
 
 /**
@@ -978,48 +783,6 @@ function shortUrl(url: string): string {
 const INSPECTOR_ONLY =
   /inspector_network_bridge|^op_inspector_emit_protocol_event|^pull2Algorithm ext:deno_web\//;
 
-/** Self and inclusive sample shares per function, largest first. */
-function summarize(
-  profile: CpuProfile,
-  top: number,
-): Pick<HttpProfileResult, "self" | "inclusive" | "inspectorSamples"> {
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  const parent = new Map<number, number>();
-  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  const name = (id: number): string => {
-    const f = byId.get(id)!.callFrame;
-    const where = f.url === "" ? "" : ` ${shortUrl(f.url)}:${f.lineNumber + 1}`;
-    return `${f.functionName || "(anonymous)"}${where}`;
-  };
-  const hits = new Map<number, number>();
-  for (const s of profile.samples) hits.set(s, (hits.get(s) ?? 0) + 1);
-  const self = new Map<string, number>();
-  const inclusive = new Map<string, number>();
-  let inspectorSamples = 0;
-  for (const [id, count] of hits) {
-    const stack: string[] = [];
-    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
-      stack.push(name(at));
-    }
-    if (stack.some((n) => INSPECTOR_ONLY.test(n))) {
-      inspectorSamples += count;
-      continue;
-    }
-    self.set(stack[0]!, (self.get(stack[0]!) ?? 0) + count);
-    // A recursive function counts once per sample.
-    for (const n of new Set(stack)) {
-      if (n !== "(root)") inclusive.set(n, (inclusive.get(n) ?? 0) + count);
-    }
-  }
-  const total = profile.samples.length - inspectorSamples;
-  const rank = (m: Map<string, number>): HttpProfileEntry[] =>
-    [...m].sort((a, b) => b[1] - a[1]).slice(0, top).map(([fn, count]) => ({
-      function: fn,
-      percent: (100 * count) / total,
-    }));
-  return { self: rank(self), inclusive: rank(inclusive), inspectorSamples };
-}
-
 /** Runs one more proxy under the V8 CPU profiler for one throughput run, after a warm-up. */
 async function profileProxy(
   children: Children,
@@ -1028,7 +791,7 @@ async function profileProxy(
   dir: string,
   plan: HttpPlan,
   generate: Generator,
-  progress: (text: string) => void,
+  progress: Progress,
 ): Promise<HttpProfileResult> {
   const proxy = await startProxy(children, "proxy (profiled)", upstream, logPath, dir, true);
   try {
@@ -1039,47 +802,26 @@ async function profileProxy(
     );
     progress("http: proxy (profiled): warming up");
     await generate(target, plan.connections, plan.warmupSeconds);
-    const inspector = await Inspector.connect(proxy.inspector!);
-    try {
-      await inspector.send("Profiler.enable");
-      await inspector.send("Profiler.setSamplingInterval", { interval: PROFILE_INTERVAL_US });
-      await inspector.send("Profiler.start");
-      progress(`http: proxy (profiled): ${plan.connections} connections`);
-      const run = await generate(target, plan.connections, plan.throughputSeconds);
-      const stopped = await inspector.send("Profiler.stop");
-      const profile = typeof stopped === "object" && stopped !== null && "profile" in stopped
-        ? stopped.profile
-        : undefined;
-      if (!isCpuProfile(profile)) throw new Error("the inspector returned no CPU profile");
-      const file = `${REPO}.bench/profile-http-${Date.now()}.cpuprofile`;
-      await Deno.writeTextFile(file, JSON.stringify(profile));
-      return {
-        file,
-        samples: profile.samples.length,
-        perSecond: run.perSecond,
-        ...summarize(profile, 25),
-      };
-    } finally {
-      inspector.close();
-    }
+    const { result: run, profile, file } = await profileWhile(
+      proxy.inspector!,
+      "profile-http",
+      () => {
+        progress(`http: proxy (profiled): ${plan.connections} connections`);
+        return generate(target, plan.connections, plan.throughputSeconds);
+      },
+    );
+    const { self, inclusive, leftOut } = summarizeProfile(profile, 25, INSPECTOR_ONLY);
+    return {
+      file,
+      samples: profile.samples.length,
+      perSecond: run.perSecond,
+      self,
+      inclusive,
+      inspectorSamples: leftOut,
+    };
   } finally {
     await children.stop(proxy.child);
   }
-}
-
-const int = (n: number): string => Math.round(n).toLocaleString("en-US");
-const pct = (r: number): string => `${(r * 100).toFixed(1)}%`;
-const met = (ok: boolean): string => ok ? "met" : "NOT MET";
-const signed = (n: number): string => `${n < 0 ? "-" : "+"}${int(Math.abs(n))}`;
-
-function table(rows: string[][]): string[] {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string =>
-    cells.map((c, i) => i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)).join("  ")
-      .trimEnd();
-  const lines = rows.map(line);
-  lines.splice(1, 0, widths.map((w) => "-".repeat(w)).join("  "));
-  return lines;
 }
 
 /** The text report of an HTTP run. */
@@ -1167,43 +909,17 @@ export function httpReport(r: HttpBenchResult): string[] {
       `  (${int(p.inspectorSamples)} samples left out: Deno reporting each fetch, and a copy of ` +
         `its response body, to the attached inspector, which an unprofiled proxy does not do)`,
     );
-    lines.push("  self time:");
-    for (const e of p.self.slice(0, 15)) {
-      lines.push(`    ${e.percent.toFixed(1).padStart(5)}%  ${e.function}`);
-    }
-    lines.push("  inclusive time:");
-    for (const e of p.inclusive.slice(0, 25)) {
-      lines.push(`    ${e.percent.toFixed(1).padStart(5)}%  ${e.function}`);
-    }
+    lines.push(...profileLines(p));
   }
   return lines;
 }
 
 async function main(args: string[]): Promise<number> {
-  let flags;
-  try {
-    flags = parseArgs({
-      args,
-      options: {
-        quick: { type: "boolean" },
-        json: { type: "boolean" },
-        keep: { type: "boolean" },
-        profile: { type: "boolean" },
-        generator: { type: "string" },
-        "no-nginx": { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    console.error(`${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (flags.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  const flags = parseBenchArgs(args, USAGE, {
+    generator: { type: "string" },
+    "no-nginx": { type: "boolean" },
+  });
+  if (typeof flags === "number") return flags;
   const generator = flags.generator ?? "auto";
   if (generator !== "auto" && generator !== "wrk" && generator !== "fetch") {
     console.error(`--generator: auto, wrk or fetch, not ${generator}\n${USAGE}`);

@@ -13,37 +13,20 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { COMMA, HEAD, idEnd, QUOTE, RESULT, startsWithHead } from "./bench_upstream.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const COMMA = 0x2c;
-const CLOSE_BRACE = 0x7d;
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
 
-const HEAD = encoder.encode('{"jsonrpc":"2.0","id":');
-const TAIL = encoder.encode(
-  ',"result":{"content":[{"type":"text","text":"3 open issues match: #12 crash on start, ' +
-    '#40 slow search, #41 docs typo"}],"isError":false}}',
-);
+const TAIL = encoder.encode(RESULT);
 const INITIALIZE_TAIL = encoder.encode(
   ',"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},' +
     '"serverInfo":{"name":"mcp-audit-bench-http-upstream","version":"1"}}}',
 );
-// What well-behaved clients put first: `{"jsonrpc":"2.0","id":`.
-const PREFIX = HEAD;
 const INITIALIZE_METHOD = encoder.encode('"method":"initialize"');
 
 const JSON_HEADERS = { "content-type": "application/json" };
 const SESSION = crypto.randomUUID();
-
-function startsWithPrefix(buf: Uint8Array): boolean {
-  if (buf.length < PREFIX.length) return false;
-  for (let i = 0; i < PREFIX.length; i++) {
-    if (buf[i] !== PREFIX[i]) return false;
-  }
-  return true;
-}
 
 function contains(buf: Uint8Array, needle: Uint8Array): boolean {
   const first = needle[0];
@@ -63,17 +46,9 @@ interface Parsed {
 
 /** The request id of a body holding one JSON-RPC message. */
 function parse(buf: Uint8Array): Parsed {
-  if (startsWithPrefix(buf)) {
-    const from = PREFIX.length;
-    let at = from;
-    if (buf[at] === QUOTE) {
-      // A string id: scan to the closing quote, skipping escapes.
-      at++;
-      while (at < buf.length && buf[at] !== QUOTE) at += buf[at] === BACKSLASH ? 2 : 1;
-      at++;
-    } else {
-      while (at < buf.length && buf[at] !== COMMA && buf[at] !== CLOSE_BRACE) at++;
-    }
+  if (startsWithHead(buf, 0, buf.length)) {
+    const from = HEAD.length;
+    const at = idEnd(buf, from, buf.length);
     const id = buf.subarray(from, at);
     // `{"jsonrpc":"2.0","id":1,"result":…}` is a response: no answer.
     const isRequest = buf[at] === COMMA && buf[at + 1] === QUOTE && buf[at + 2] === 0x6d; // "m

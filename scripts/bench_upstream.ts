@@ -7,45 +7,59 @@
  *
  * Usage: `deno run scripts/bench_upstream.ts` (needs no permissions).
  *
+ * Its answer and its scan for the id are exported for `scripts/bench_http_upstream.ts`.
+ *
  * @module
  */
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const LF = 0x0a;
-const COMMA = 0x2c;
-const CLOSE_BRACE = 0x7d;
-const QUOTE = 0x22;
+export const COMMA = 0x2c;
+export const CLOSE_BRACE = 0x7d;
+export const QUOTE = 0x22;
+export const BACKSLASH = 0x5c;
 
-const HEAD = encoder.encode('{"jsonrpc":"2.0","id":');
-const TAIL = encoder.encode(
-  ',"result":{"content":[{"type":"text","text":"3 open issues match: #12 crash on start, ' +
-    '#40 slow search, #41 docs typo"}],"isError":false}}\n',
-);
-// What well-behaved clients put first on every line: `{"jsonrpc":"2.0","id":`.
-const PREFIX = HEAD;
+/**
+ * The start of every answer, up to its id. It is also what well-behaved clients put first in every
+ * message: `{"jsonrpc":"2.0","id":`.
+ */
+export const HEAD: Uint8Array = encoder.encode('{"jsonrpc":"2.0","id":');
+/** The rest of an answer after its id: a small `tools/call` result (without a line feed). */
+export const RESULT = ',"result":{"content":[{"type":"text","text":"3 open issues match: ' +
+  '#12 crash on start, #40 slow search, #41 docs typo"}],"isError":false}}';
+const TAIL = encoder.encode(`${RESULT}\n`);
 
-function startsWithPrefix(buf: Uint8Array, start: number, end: number): boolean {
-  if (end - start < PREFIX.length) return false;
-  for (let i = 0; i < PREFIX.length; i++) {
-    if (buf[start + i] !== PREFIX[i]) return false;
+/** Whether the message `buf[start, end)` begins with {@link HEAD}. */
+export function startsWithHead(buf: Uint8Array, start: number, end: number): boolean {
+  if (end - start < HEAD.length) return false;
+  for (let i = 0; i < HEAD.length; i++) {
+    if (buf[start + i] !== HEAD[i]) return false;
   }
   return true;
 }
 
+/**
+ * Where the JSON id that starts at `buf[from]` ends (the index just after it), looking no further
+ * than `end`: a string id ends after its closing quote, any other before the next `,` or `}`.
+ */
+export function idEnd(buf: Uint8Array, from: number, end: number): number {
+  let at = from;
+  if (buf[at] === QUOTE) {
+    // A string id: scan to the closing quote, skipping escapes.
+    at++;
+    while (at < end && buf[at] !== QUOTE) at += buf[at] === BACKSLASH ? 2 : 1;
+    return at + 1;
+  }
+  while (at < end && buf[at] !== COMMA && buf[at] !== CLOSE_BRACE) at++;
+  return at;
+}
+
 /** The id's JSON bytes for the line `buf[start, end)`, or `undefined` for a notification. */
 function idOf(buf: Uint8Array, start: number, end: number): Uint8Array | undefined {
-  if (startsWithPrefix(buf, start, end)) {
-    const from = start + PREFIX.length;
-    let at = from;
-    if (buf[at] === QUOTE) {
-      // A string id: scan to the closing quote, skipping escapes.
-      at++;
-      while (at < end && buf[at] !== QUOTE) at += buf[at] === 0x5c ? 2 : 1;
-      return buf.subarray(from, at + 1);
-    }
-    while (at < end && buf[at] !== COMMA && buf[at] !== CLOSE_BRACE) at++;
-    return buf.subarray(from, at);
+  if (startsWithHead(buf, start, end)) {
+    const from = start + HEAD.length;
+    return buf.subarray(from, idEnd(buf, from, end));
   }
   // Anything else: parse it properly.
   let value: unknown;
