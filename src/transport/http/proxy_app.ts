@@ -170,6 +170,30 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
     const disarm = (): void => clearTimeout(timer);
     const onClientGone = (): void => upstreamAbort.abort(new ClientGone());
     req.signal.addEventListener("abort", onClientGone, { once: true });
+    const done = (): void => {
+      disarm();
+      req.signal.removeEventListener("abort", onClientGone);
+    };
+    /**
+     * The upstream exchange failed: a client that left gets its requests recorded as undelivered;
+     * otherwise the client gets a 502 with a -32603 answer for each request, recorded.
+     */
+    const upstreamFailed = (e: unknown, gone: string, quiet: string, failed: string): Response => {
+      done();
+      const cause = upstreamAbort.signal.reason;
+      if (cause instanceof ClientGone) {
+        exchange.undeliverable(ids, gone);
+        opts.beforeWrite();
+        return new Response(null, { status: 499 });
+      }
+      const reason = cause instanceof UpstreamTimeout
+        ? quiet
+        : `${failed}: ${(e as Error).message}`;
+      logger.warn("upstream request failed", { url: target.href, reason });
+      const reply = jsonBody(exchange.failPending(ids, reason));
+      opts.beforeWrite();
+      return failure(502, reply, reason);
+    };
 
     let res: Response;
     const headers = upstreamRequestHeaders(req.headers, {
@@ -194,21 +218,12 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
         })
         : await send();
     } catch (e) {
-      disarm();
-      req.signal.removeEventListener("abort", onClientGone);
-      const cause = upstreamAbort.signal.reason;
-      if (cause instanceof ClientGone) {
-        exchange.undeliverable(ids, "the client disconnected before the upstream answered");
-        opts.beforeWrite();
-        return new Response(null, { status: 499 });
-      }
-      const reason = cause instanceof UpstreamTimeout
-        ? `upstream sent no response headers within ${opts.upstreamTimeoutMs} ms`
-        : `upstream unreachable: ${(e as Error).message}`;
-      logger.warn("upstream request failed", { url: target.href, reason });
-      const reply = jsonBody(exchange.failPending(ids, reason));
-      opts.beforeWrite();
-      return failure(502, reply, reason);
+      return upstreamFailed(
+        e,
+        "the client disconnected before the upstream answered",
+        `upstream sent no response headers within ${opts.upstreamTimeoutMs} ms`,
+        "upstream unreachable",
+      );
     }
 
     const session = res.headers.get("mcp-session-id");
@@ -218,8 +233,7 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
     const answerHeaders = clientResponseHeaders(res.headers);
 
     if (res.body === null) {
-      disarm();
-      req.signal.removeEventListener("abort", onClientGone);
+      done();
       if (res.status >= 400) {
         exchange.undeliverable(
           ids,
@@ -257,23 +271,14 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
         arm,
       );
     } catch (e) {
-      disarm();
-      req.signal.removeEventListener("abort", onClientGone);
-      const cause = upstreamAbort.signal.reason;
-      if (cause instanceof ClientGone) {
-        exchange.undeliverable(ids, "the client disconnected while the upstream answered");
-        opts.beforeWrite();
-        return new Response(null, { status: 499 });
-      }
-      const reason = cause instanceof UpstreamTimeout
-        ? `upstream went quiet for ${opts.upstreamTimeoutMs} ms mid-response`
-        : `upstream response failed: ${(e as Error).message}`;
-      const reply = jsonBody(exchange.failPending(ids, reason));
-      opts.beforeWrite();
-      return failure(502, reply, reason);
+      return upstreamFailed(
+        e,
+        "the client disconnected while the upstream answered",
+        `upstream went quiet for ${opts.upstreamTimeoutMs} ms mid-response`,
+        "upstream response failed",
+      );
     }
-    disarm();
-    req.signal.removeEventListener("abort", onClientGone);
+    done();
     if (read.kind === "oversized") {
       const reply = jsonBody(exchange.rejectOversized("server", read));
       opts.beforeWrite();
