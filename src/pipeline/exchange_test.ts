@@ -56,3 +56,91 @@ Deno.test("Exchange forwards and records a message whose number is beyond the do
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+function withExchange(
+  fn: (exchange: Exchange, records: () => Record<string, unknown>[]) => void,
+): void {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-exchange-" });
+  try {
+    const path = `${dir}/audit.jsonl`;
+    let n = 0;
+    let t = 0;
+    const log = new AuditLog({
+      store: new JsonlStore(path, false),
+      signer: null,
+      now: () => Date.UTC(2026, 0, 1),
+      newId: () => "01JD" + String(++n).padStart(22, "0"),
+      clientId: "c",
+      serverId: "s",
+      transport: "http",
+    });
+    const exchange = new Exchange({
+      log,
+      transport: "http",
+      redactor: null,
+      mono: () => (t += 5),
+      maxMessageBytes: 1 << 20,
+      logger: new Logger("error", () => {}),
+    }, null);
+    fn(exchange, () => {
+      log.flush();
+      return Deno.readTextFileSync(path).trim().split("\n").map((l) => JSON.parse(l));
+    });
+    log.close();
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+Deno.test("client info sent per request in _meta (the stateless revision) is recorded", () => {
+  withExchange((exchange, records) => {
+    exchange.record(
+      "client",
+      enc.encode(
+        '{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/clientInfo":{"name":"agent","version":"2"}}}}',
+      ),
+    );
+    assert.deepEqual(records()[0]!.client_info, { name: "agent", version: "2" });
+  });
+});
+
+Deno.test("server-to-client requests correlate with the client's answers, ids keeping their type", () => {
+  withExchange((exchange, records) => {
+    exchange.record(
+      "server",
+      enc.encode('{"jsonrpc":"2.0","id":"1","method":"sampling/createMessage","params":{}}'),
+    );
+    exchange.record("client", enc.encode('{"jsonrpc":"2.0","id":1,"result":{}}'));
+    exchange.record(
+      "client",
+      enc.encode('{"jsonrpc":"2.0","id":"1","result":{"role":"assistant"}}'),
+    );
+    const [, numeric, answer] = records();
+    assert.equal(numeric!.method, null, 'id 1 does not answer request "1"');
+    assert.equal(answer!.method, "sampling/createMessage");
+    assert.equal(answer!.direction, "client_to_server");
+    assert.equal(answer!.duration_ms, 10);
+  });
+});
+
+Deno.test("undeliverable answers are recorded once, with no wire hash, and end the wait", () => {
+  withExchange((exchange, records) => {
+    exchange.record(
+      "client",
+      enc.encode('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x"}}'),
+    );
+    assert.equal(exchange.hasPending(), true);
+    exchange.undeliverable([7, 8], "the client disconnected mid-stream");
+    assert.equal(exchange.hasPending(), false);
+    const rows = records();
+    assert.equal(rows.length, 2);
+    const end = rows[1]!;
+    assert.equal(end.kind, "error");
+    assert.equal(end.wire_sha256, null);
+    assert.equal(end.tool_name, "x");
+    assert.deepEqual((end.error as { data: unknown }).data, {
+      reason: "the client disconnected mid-stream",
+      delivered: false,
+    });
+  });
+});
