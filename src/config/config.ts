@@ -47,15 +47,35 @@ export interface Config {
     };
   };
   middleware: {
-    rate_limit: { enabled: boolean; requests_per_minute: number };
-    redact: { enabled: boolean; patterns: string[] };
+    rate_limit: {
+      enabled: boolean;
+      requests_per_minute: number;
+      burst: number;
+      /** Overrides by tool name or `*` pattern: `{requests_per_minute, burst}` each. */
+      tools: { readonly [name: string]: unknown };
+      /** Overrides by method or `*` pattern. */
+      methods: { readonly [name: string]: unknown };
+      max_buckets: number;
+      key: "caller" | "client_id";
+    };
+    redact: {
+      enabled: boolean;
+      patterns: string[];
+      detectors: string[];
+      /** `{name, pattern}` each. */
+      custom_patterns: readonly unknown[];
+    };
   };
   policy: {
     enabled: boolean;
     default_action: "allow" | "deny";
+    mode: "enforce" | "monitor";
+    scope: "tools_only" | "all_operations";
     rules: PolicyRule[];
     deny_as: "error" | "tool_result";
+    filter_tools: boolean;
   };
+  pinning: { enabled: boolean; mode: "warn" | "block"; path: string };
   dashboard: { enabled: boolean; bind_address: string; port: number; auth: { token: string } };
   metrics: {
     enabled: boolean;
@@ -78,6 +98,10 @@ export interface Config {
     flush_interval_ms: number;
     timeout_ms: number;
   };
+}
+
+function isTreeMap(v: ConfigValue): v is { readonly [name: string]: unknown } {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 /** Typed reads from checked flat values; a wrong type here is a bug in the schema table. */
@@ -122,10 +146,23 @@ export class FlatValues {
   }
   map(key: string): Record<string, string> {
     const v = this.#get(key);
-    if (typeof v !== "object" || v === null || Array.isArray(v)) {
-      throw new Error(`config key ${key} is not a map`);
+    if (!isTreeMap(v)) throw new Error(`config key ${key} is not a map`);
+    const out: Record<string, string> = {};
+    for (const [name, value] of Object.entries(v)) {
+      if (typeof value !== "string") throw new Error(`config key ${key}.${name} is not a string`);
+      out[name] = value;
     }
-    return { ...v };
+    return out;
+  }
+  treeMap(key: string): { readonly [name: string]: unknown } {
+    const v = this.#get(key);
+    if (!isTreeMap(v)) throw new Error(`config key ${key} is not a map`);
+    return v;
+  }
+  treeList(key: string): readonly unknown[] {
+    const v = this.#get(key);
+    if (!Array.isArray(v)) throw new Error(`config key ${key} is not a list`);
+    return v;
   }
   rules(key: string): PolicyRule[] {
     const v = this.#get(key);
@@ -194,17 +231,32 @@ export function buildConfig(f: FlatValues, upstreamArgv: string[]): Config {
       rate_limit: {
         enabled: f.bool("middleware.rate_limit.enabled"),
         requests_per_minute: f.int("middleware.rate_limit.requests_per_minute"),
+        burst: f.int("middleware.rate_limit.burst"),
+        tools: f.treeMap("middleware.rate_limit.tools"),
+        methods: f.treeMap("middleware.rate_limit.methods"),
+        max_buckets: f.int("middleware.rate_limit.max_buckets"),
+        key: f.oneOf("middleware.rate_limit.key", ["caller", "client_id"]),
       },
       redact: {
         enabled: f.bool("middleware.redact.enabled"),
         patterns: f.list("middleware.redact.patterns"),
+        detectors: f.list("middleware.redact.detectors"),
+        custom_patterns: f.treeList("middleware.redact.custom_patterns"),
       },
     },
     policy: {
       enabled: f.bool("policy.enabled"),
       default_action: f.oneOf("policy.default_action", ["allow", "deny"]),
+      mode: f.oneOf("policy.mode", ["enforce", "monitor"]),
+      scope: f.oneOf("policy.scope", ["tools_only", "all_operations"]),
       rules: f.rules("policy.rules"),
       deny_as: f.oneOf("policy.deny_as", ["error", "tool_result"]),
+      filter_tools: f.bool("policy.filter_tools"),
+    },
+    pinning: {
+      enabled: f.bool("pinning.enabled"),
+      mode: f.oneOf("pinning.mode", ["warn", "block"]),
+      path: f.str("pinning.path"),
     },
     dashboard: {
       enabled: f.bool("dashboard.enabled"),

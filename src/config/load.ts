@@ -6,7 +6,14 @@
  */
 import { parse as parseYaml } from "yaml";
 import { buildConfig, type Config, FlatValues } from "./config.ts";
-import { type ConfigValue, envName, type KeySpec, type PolicyRule, SCHEMA } from "./schema.ts";
+import {
+  type ConfigValue,
+  envName,
+  type KeySpec,
+  type PolicyRule,
+  SCHEMA,
+  type TreeValue,
+} from "./schema.ts";
 
 /** A configuration problem, naming the key (or flag, or variable) at fault. Exit code 2. */
 export class ConfigError extends Error {
@@ -37,7 +44,15 @@ export interface Loaded {
   effective: Record<string, ConfigValue>;
 }
 
-const RULE_FIELDS = ["action", "client_id", "server_id", "tool_name", "method", "reason"] as const;
+const RULE_FIELDS = [
+  "action",
+  "client_id",
+  "server_id",
+  "tool_name",
+  "method",
+  "reason",
+  "when",
+] as const;
 const SECRET_KEYS = new Set(["audit.secret", "dashboard.auth.token"]);
 
 function describe(value: unknown): string {
@@ -65,10 +80,15 @@ function checkRules(key: string, raw: unknown): PolicyRule[] {
         );
       }
       if (value === null || value === undefined) continue;
+      if (name === "when") continue;
       if (typeof value !== "string") {
         throw new ConfigError(`${where}.${name}`, `must be a string, got ${describe(value)}`);
       }
       fields.set(name, value.trim());
+    }
+    const when: unknown = (item as Record<string, unknown>)["when"] ?? [];
+    if (!Array.isArray(when)) {
+      throw new ConfigError(`${where}.when`, `must be a list of conditions, got ${describe(when)}`);
     }
     const action = (fields.get("action") ?? "").toLowerCase();
     if (action !== "allow" && action !== "deny") {
@@ -84,6 +104,7 @@ function checkRules(key: string, raw: unknown): PolicyRule[] {
       tool_name: fields.get("tool_name") ?? "",
       method: fields.get("method") ?? "",
       reason: fields.get("reason") ?? "",
+      when: [...when],
     };
   });
 }
@@ -146,6 +167,15 @@ function check(key: string, spec: KeySpec, raw: unknown): ConfigValue {
     }
     case "rules":
       return checkRules(key, raw);
+    case "tree": {
+      const value: TreeValue | undefined = t.shape === "list"
+        ? (Array.isArray(raw) ? raw : undefined)
+        : (isPlainMap(raw) ? raw : undefined);
+      if (value === undefined) {
+        throw new ConfigError(key, `must be a ${t.shape}, got ${describe(raw)}`);
+      }
+      return value;
+    }
     case "ignored":
       return null;
   }
@@ -169,6 +199,7 @@ function fromEnv(name: string, key: string, spec: KeySpec, text: string): Config
       break;
     case "map":
     case "rules":
+    case "tree":
       try {
         raw = JSON.parse(text);
       } catch {

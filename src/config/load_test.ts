@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { DETECTOR_NAMES } from "../audit/detectors.ts";
 import { ConfigError, loadConfig, type LoadInput } from "./load.ts";
 
 function load(
@@ -65,18 +66,32 @@ Deno.test("loadConfig with nothing set gives the Go tool's defaults", () => {
     rotation: { max_size_bytes: 0, max_files: 0, interval: "", max_age_days: 0 },
   });
   assert.deepEqual(config.middleware, {
-    rate_limit: { enabled: true, requests_per_minute: 60 },
+    rate_limit: {
+      enabled: true,
+      requests_per_minute: 60,
+      burst: 0,
+      tools: {},
+      methods: {},
+      max_buckets: 10000,
+      key: "caller",
+    },
     redact: {
       enabled: true,
       patterns: ["password", "token", "secret", "api_key", "bearer", "authorization"],
+      detectors: [...DETECTOR_NAMES],
+      custom_patterns: [],
     },
   });
   assert.deepEqual(config.policy, {
     enabled: false,
     default_action: "allow",
+    mode: "enforce",
+    scope: "tools_only",
     rules: [],
     deny_as: "error",
+    filter_tools: true,
   });
+  assert.deepEqual(config.pinning, { enabled: true, mode: "warn", path: "" });
   assert.deepEqual(config.dashboard, {
     enabled: true,
     bind_address: "127.0.0.1",
@@ -362,8 +377,17 @@ Deno.test("loadConfig loads the Go tool's example config unchanged", () => {
       tool_name: "delete_file",
       method: "",
       reason: "Destructive filesystem operations are blocked",
+      when: [],
     },
-    { action: "allow", client_id: "", server_id: "", tool_name: "*", method: "", reason: "" },
+    {
+      action: "allow",
+      client_id: "",
+      server_id: "",
+      tool_name: "*",
+      method: "",
+      reason: "",
+      when: [],
+    },
   ]);
   assert.equal(config.policy.enabled, true);
   assert.equal(config.proxy.upstream, "npx @modelcontextprotocol/server-filesystem /tmp");
@@ -395,7 +419,6 @@ Deno.test("loadConfig loads the Go tool's example config unchanged", () => {
     "auth.mode",
     "auth.static",
     "auth.oidc",
-    "policy.scope",
   ];
   for (const key of ignored) {
     assert.ok(
@@ -453,4 +476,57 @@ Deno.test("loadConfig reads an empty redact pattern list as the Go tool does: th
 Deno.test("loadConfig reads policy.default_action case-insensitively like the Go tool", () => {
   // The Go engine trims and lower-cases default_action, as it does each rule's action.
   assert.equal(load("policy:\n  default_action: Deny\n").config.policy.default_action, "deny");
+});
+
+Deno.test("loadConfig reads the guardrail keys and checks their shape", () => {
+  const { config } = load(`
+policy:
+  enabled: true
+  mode: Monitor
+  scope: all_operations
+  filter_tools: false
+  rules:
+    - action: deny
+      tool_name: write_file
+      when:
+        - { path: arguments.path, op: prefix, value: /srv/scratch/, negate: true }
+middleware:
+  rate_limit:
+    burst: 5
+    tools: { search: { requests_per_minute: 10 } }
+    methods: { "resources/read": { requests_per_minute: 100, burst: 10 } }
+    max_buckets: 500
+    key: client_id
+  redact:
+    detectors: [email, jwt]
+    custom_patterns:
+      - { name: ticket, pattern: "TCK-[0-9]{6}" }
+pinning:
+  mode: block
+  path: /var/lib/mcp-audit/pins.json
+`);
+  assert.equal(config.policy.mode, "monitor");
+  assert.equal(config.policy.scope, "all_operations");
+  assert.equal(config.policy.filter_tools, false);
+  assert.deepEqual(config.policy.rules[0]?.when, [
+    { path: "arguments.path", op: "prefix", value: "/srv/scratch/", negate: true },
+  ]);
+  assert.equal(config.middleware.rate_limit.burst, 5);
+  assert.deepEqual(config.middleware.rate_limit.tools, { search: { requests_per_minute: 10 } });
+  assert.equal(config.middleware.rate_limit.key, "client_id");
+  assert.deepEqual(config.middleware.redact.detectors, ["email", "jwt"]);
+  assert.deepEqual(config.middleware.redact.custom_patterns, [
+    { name: "ticket", pattern: "TCK-[0-9]{6}" },
+  ]);
+  assert.deepEqual(config.pinning, {
+    enabled: true,
+    mode: "block",
+    path: "/var/lib/mcp-audit/pins.json",
+  });
+
+  fails("policy.rules[0].when", "policy:\n  rules:\n    - action: deny\n      when: yes\n");
+  fails("policy.mode", "policy:\n  mode: audit\n");
+  fails("middleware.rate_limit.tools", "middleware:\n  rate_limit:\n    tools: [a]\n");
+  fails("middleware.redact.custom_patterns", "middleware:\n  redact:\n    custom_patterns: x\n");
+  fails("pinning.mode", "pinning:\n  mode: strict\n");
 });

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { DETECTOR_NAMES } from "../audit/detectors.ts";
 import { DEFAULT_KEY_PATTERNS } from "../audit/redact.ts";
 
 /** How a key's value is checked. */
@@ -15,6 +16,11 @@ export type KeyType =
   | { kind: "list" }
   | { kind: "map" }
   | { kind: "rules" }
+  /**
+   * A map or list whose content a guardrail checks when it is built (rate-limit overrides, custom
+   * redaction patterns); the loader checks only its shape.
+   */
+  | { kind: "tree"; shape: "map" | "list" }
   /** Keys of newer Go releases that this program accepts but does not act on (a warning says so). */
   | { kind: "ignored" };
 
@@ -26,7 +32,11 @@ export type ConfigValue =
   | string[]
   | Record<string, string>
   | PolicyRule[]
+  | TreeValue
   | null;
+
+/** A `tree` key's value: YAML (or JSON) as parsed, checked further by the guardrail using it. */
+export type TreeValue = { readonly [key: string]: unknown } | readonly unknown[];
 
 /** One policy rule as configured (Go-compatible fields). */
 export type PolicyRule = {
@@ -36,6 +46,8 @@ export type PolicyRule = {
   tool_name: string;
   method: string;
   reason: string;
+  /** Conditions on the request (`{path, op, value, negate}`), checked when the policy compiles. */
+  when: unknown[];
 };
 
 /** One row of the table. */
@@ -56,6 +68,10 @@ const oneOf = (d: string, ...values: string[]): KeySpec => ({
   default: d,
 });
 const list = (d: string[] = []): KeySpec => ({ type: { kind: "list" }, default: d });
+const tree = (shape: "map" | "list"): KeySpec => ({
+  type: { kind: "tree", shape },
+  default: shape === "map" ? {} : [],
+});
 const ignored: KeySpec = { type: { kind: "ignored" }, default: null };
 
 /** The configuration table. */
@@ -111,14 +127,30 @@ export const SCHEMA: Readonly<Record<string, KeySpec>> = {
 
   "middleware.rate_limit.enabled": bool(true),
   "middleware.rate_limit.requests_per_minute": int(60, 1),
+  // 0: as many as requests_per_minute (the Go tool's burst).
+  "middleware.rate_limit.burst": int(0),
+  "middleware.rate_limit.tools": tree("map"),
+  "middleware.rate_limit.methods": tree("map"),
+  "middleware.rate_limit.max_buckets": int(10_000, 1, 10_000_000),
+  // Whose budget a call spends: the session or client (caller), or the configured client_id (Go).
+  "middleware.rate_limit.key": oneOf("caller", "caller", "client_id"),
   "middleware.redact.enabled": bool(true),
   "middleware.redact.patterns": list([...DEFAULT_KEY_PATTERNS]),
+  "middleware.redact.detectors": list([...DETECTOR_NAMES]),
+  "middleware.redact.custom_patterns": tree("list"),
 
   "policy.enabled": bool(false),
   "policy.default_action": oneOf("allow", "allow", "deny"),
   "policy.rules": { type: { kind: "rules" }, default: [] },
   "policy.deny_as": oneOf("error", "error", "tool_result"),
-  "policy.scope": ignored,
+  "policy.scope": oneOf("tools_only", "tools_only", "all_operations"),
+  "policy.mode": oneOf("enforce", "enforce", "monitor"),
+  "policy.filter_tools": bool(true),
+
+  "pinning.enabled": bool(true),
+  "pinning.mode": oneOf("warn", "warn", "block"),
+  // Empty: beside the audit log, `<name>.pins.json`.
+  "pinning.path": str(),
 
   "auth.mode": ignored,
   "auth.static": ignored,

@@ -54,6 +54,7 @@ Deno.test("the Go README example denies delete_file for claude-desktop on filesy
     tool_name: "delete_file",
     method: "",
     reason: "Destructive filesystem operations are blocked",
+    when: [],
   }];
   const policy = compilePolicy(rules, { default_action: "allow" });
   const denied = decide(policy, call("delete_file", { path: "/tmp/x" }));

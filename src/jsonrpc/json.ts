@@ -81,3 +81,38 @@ export function isJsonObject(value: JsonValue | undefined): value is JsonObject 
   return typeof value === "object" && value !== null && !Array.isArray(value) &&
     !lossless.isRawJSON(value);
 }
+
+/**
+ * Narrows a value from elsewhere (parsed YAML, say) to JSON: the same value when it is JSON
+ * throughout, else undefined (a non-finite number, a function, a date, a cycle too deep).
+ */
+export function asJsonValue(value: unknown, depth = 0): JsonValue | undefined {
+  if (depth > 64) return undefined;
+  if (value === null || typeof value === "string" || typeof value === "boolean") return value;
+  if (typeof value === "number") return Number.isFinite(value) ? value : undefined;
+  if (isRawNumber(value)) return value;
+  if (Array.isArray(value)) {
+    const out: JsonValue[] = [];
+    for (const item of value) {
+      const v = asJsonValue(item, depth + 1);
+      if (v === undefined) return undefined;
+      out.push(v);
+    }
+    return out;
+  }
+  if (typeof value !== "object" || Object.getPrototypeOf(value) !== Object.prototype) {
+    return undefined;
+  }
+  const out: JsonObject = {};
+  for (const [key, item] of Object.entries(value)) {
+    const v = asJsonValue(item, depth + 1);
+    if (v === undefined) return undefined;
+    Object.defineProperty(out, key, {
+      value: v,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return out;
+}
