@@ -21,6 +21,7 @@ export type Command =
   | { kind: "verify"; args: string[] }
   | { kind: "export"; args: string[] }
   | { kind: "keygen"; args: string[] }
+  | { kind: "pins"; args: string[] }
   | {
     kind: "proxy";
     /** Config values set by flags, by key. */
@@ -45,7 +46,7 @@ function int(text: string): number | string {
  */
 export function parseCommand(argv: string[]): Command {
   const first = argv[0];
-  if (first === "verify" || first === "export" || first === "keygen") {
+  if (first === "verify" || first === "export" || first === "keygen" || first === "pins") {
     return { kind: first, args: argv.slice(1) };
   }
   const dashdash = argv.indexOf("--");
@@ -118,6 +119,7 @@ usage:
   mcp-audit verify [--public-key FILE] PATH      check a JSONL audit log (exit 0 intact, 1 problems, 2 unreadable)
   mcp-audit export [flags] PATH                  stream entries out in a SIEM format
   mcp-audit keygen [--out PREFIX]                create an Ed25519 signing key pair
+  mcp-audit pins list|approve [--all | TOOL...]  show pinned tool definitions and changes; approve changes
   mcp-audit --version | --help
 
 proxy flags:

@@ -118,4 +118,8 @@ Deno.test("parseCommand recognises help, version and the subcommands", () => {
   });
   assert.deepEqual(parseCommand(["export", "a.jsonl"]), { kind: "export", args: ["a.jsonl"] });
   assert.deepEqual(parseCommand(["keygen"]), { kind: "keygen", args: [] });
+  assert.deepEqual(parseCommand(["pins", "approve", "--all"]), {
+    kind: "pins",
+    args: ["approve", "--all"],
+  });
 });
