@@ -5,10 +5,8 @@
  * @module
  */
 import { monotonicFactory } from "ulid";
-import { AuditLog, ChainError, sha256Hex } from "./src/audit/chain.ts";
-import { canonicalize } from "./src/audit/canonical.ts";
+import { AuditLog, ChainError } from "./src/audit/chain.ts";
 import { EventMethod } from "./src/audit/record.ts";
-import { KeyRedactor } from "./src/audit/redact.ts";
 import {
   defaultKeyId,
   ed25519Signer,
@@ -26,6 +24,8 @@ import { ConfigError, loadConfig, type Loaded } from "./src/config/load.ts";
 import type { JsonObject } from "./src/jsonrpc/json.ts";
 import { type Logger, stderrLogger } from "./src/log.ts";
 import { Exchange, type ExchangeDeps } from "./src/pipeline/exchange.ts";
+import { pinsCommand } from "./src/cli/pins_command.ts";
+import { buildSettings, configDigest, liveSettings, pinsPath } from "./src/pipeline/settings.ts";
 import { createProxyApp } from "./src/transport/http/proxy_app.ts";
 import { listen, ListenError } from "./src/transport/http/serve.ts";
 import { SessionRegistry } from "./src/transport/http/sessions.ts";
@@ -40,6 +40,8 @@ import { CommandLineError, splitCommandLine, upstreamEnv } from "./src/transport
 import { runStdio } from "./src/transport/stdio.ts";
 import { runStdioToHttp } from "./src/transport/stdio_to_http.ts";
 import { VERSION } from "./src/version.ts";
+import { watchFile } from "./src/config/watch.ts";
+import { Reloader, type ReloadTrigger } from "./src/pipeline/reload.ts";
 
 /** How long the upstream gets after its stdin closes, and again after SIGTERM. */
 const UPSTREAM_GRACE_MS = 3000;
@@ -280,7 +282,47 @@ async function runHttpProxy(run: Run, upstream: URL): Promise<Ending> {
   };
 }
 
-async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
+/** How to load the configuration again, for reloads. */
+interface Reloading {
+  load: () => Loaded;
+  /** The configuration file read, if any: watched for changes. */
+  file: string | undefined;
+}
+
+/** Reloads on SIGHUP and when the configuration file changes, until `signal` aborts. */
+function startReloading(
+  reloader: Reloader,
+  file: string | undefined,
+  logger: Logger,
+  signal: AbortSignal,
+): () => void {
+  const safely = (trigger: ReloadTrigger) => () => {
+    try {
+      reloader.reload(trigger);
+    } catch (e) {
+      logger.error("configuration reload failed", { error: (e as Error).message });
+    }
+  };
+  const onHup = safely("signal");
+  if (Deno.build.os !== "windows") Deno.addSignalListener("SIGHUP", onHup);
+  if (file !== undefined) {
+    try {
+      watchFile(file, signal, safely("file")).catch((e) =>
+        logger.warn("stopped watching the configuration file", { error: (e as Error).message })
+      );
+    } catch (e) {
+      logger.warn("cannot watch the configuration file; reload with SIGHUP", {
+        path: file,
+        error: (e as Error).message,
+      });
+    }
+  }
+  return () => {
+    if (Deno.build.os !== "windows") Deno.removeSignalListener("SIGHUP", onHup);
+  };
+}
+
+async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): Promise<number> {
   const { config } = loaded;
   for (const w of loaded.warnings) logger.warn(w);
   if (config.audit.storage === "sqlite") {
@@ -309,6 +351,9 @@ async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
     }
   }
   await using _tls = tls;
+  const settingsDeps = { mono: () => performance.now(), now: () => new Date() };
+  const built = buildSettings(config, settingsDeps);
+  const live = liveSettings(built);
   const signer = makeSigner(config, logger);
   const newUlid = monotonicFactory();
   const store = new JsonlStore(config.audit.path, config.audit.durability === "entry");
@@ -323,12 +368,6 @@ async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
     transport,
   });
   const session = http ? null : newUlid();
-  const policy = canonicalize({
-    enabled: config.policy.enabled,
-    default_action: config.policy.default_action,
-    deny_as: config.policy.deny_as,
-    rules: config.policy.rules.map((r) => ({ ...r })),
-  });
   log.event(EventMethod.Start, {
     version: VERSION,
     pid: Deno.pid,
@@ -337,8 +376,8 @@ async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
     storage: "jsonl",
     durability: config.audit.durability,
     signing: signer === null ? null : { scheme: signer.scheme, key_id: signer.keyId },
-    config_digest: sha256Hex(canonicalize(loaded.effective)),
-    policy_digest: sha256Hex(policy),
+    config_digest: configDigest(loaded.effective),
+    policy_digest: built.policyDigest,
   }, session);
   log.sync();
   logger.info("audit log open", {
@@ -357,6 +396,19 @@ async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
     : ["SIGINT", "SIGTERM"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
 
+  const reloader = new Reloader({
+    load: reloading.load,
+    loaded,
+    built,
+    live,
+    settingsDeps,
+    log,
+    logger,
+    sync: () => log.sync(),
+    session,
+  });
+  const stopReloading = startReloading(reloader, reloading.file, logger, shutdown.signal);
+
   const run: Run = {
     config,
     log,
@@ -371,9 +423,7 @@ async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
     exchangeDeps: {
       log,
       transport,
-      redactor: config.middleware.redact.enabled
-        ? new KeyRedactor(config.middleware.redact.patterns)
-        : null,
+      live,
       mono: () => performance.now(),
       maxMessageBytes: config.proxy.max_message_bytes,
       logger,
@@ -394,6 +444,7 @@ async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
     ending = { exitCode: 1, reason: e.message, details: {} };
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    stopReloading();
   }
   try {
     log.event(EventMethod.Stop, {
@@ -412,7 +463,6 @@ async function runProxy(loaded: Loaded, logger: Logger): Promise<number> {
 }
 
 async function main(argv: string[]): Promise<number> {
-  let logger: Logger | undefined;
   try {
     const command = parseCommand(argv);
     switch (command.kind) {
@@ -432,18 +482,38 @@ async function main(argv: string[]): Promise<number> {
         });
       case "keygen":
         return keygenCommand(command.args, printOut);
+      case "pins":
+        return pinsCommand(command.args, {
+          out: printOut,
+          env: Deno.env.toObject(),
+          readConfig: (path) => {
+            const { config } = loadConfig({
+              file: readConfigFile(path, stderrLogger("warn")),
+              env: Deno.env.toObject(),
+              flags: new Map(),
+              upstreamArgv: [],
+            });
+            return { pinsPath: pinsPath(config), serverId: config.proxy.server_id };
+          },
+        });
       case "export":
         printErr("mcp-audit export: not available in this version");
         return 2;
       case "proxy": {
-        logger = stderrLogger(command.logLevel);
-        const loaded = loadConfig({
-          file: readConfigFile(command.configPath, logger),
-          env: Deno.env.toObject(),
-          flags: command.flags,
-          upstreamArgv: command.upstreamArgv,
-        });
-        return await runProxy(loaded, logger);
+        const log = stderrLogger(command.logLevel);
+        let file: string | undefined;
+        const load = (): Loaded => {
+          const read = readConfigFile(command.configPath, log);
+          file = read?.path;
+          return loadConfig({
+            file: read,
+            env: Deno.env.toObject(),
+            flags: command.flags,
+            upstreamArgv: command.upstreamArgv,
+          });
+        };
+        const loaded = load();
+        return await runProxy(loaded, log, { load, file });
       }
       default: {
         const never: never = command;

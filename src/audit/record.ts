@@ -15,11 +15,23 @@ export type Direction = "client_to_server" | "server_to_client" | "proxy";
 /** The transport a record was seen on. */
 export type TransportName = "stdio" | "http";
 
-/** What the guardrails decided about a request. */
+/**
+ * What the guardrails decided about a request (SPEC §3), or did to a `tools/list` answer
+ * (`filter`). Fields beyond the first three appear only when they say something.
+ */
 export type Decision = {
-  action: "allow" | "deny" | "rate_limited";
-  rule: number | string | null;
+  action: "allow" | "deny" | "rate_limited" | "filter";
+  /** The deciding policy rule's index; null for the default action and other guardrails. */
+  rule: number | null;
   reason: string;
+  /** `false`: monitor mode recorded a denial it did not carry out. */
+  enforced?: false;
+  /** The guardrail that refused, when it was not the policy (`pinning`). */
+  by?: "pinning";
+  /** For `filter`: the tools taken out, and why. */
+  hidden?: { name: string; reason: string }[];
+  /** For `filter`: the SHA-256 of the server's answer as it arrived, before filtering. */
+  upstream_sha256?: string;
 };
 
 /** The fields a caller supplies; the log fills in the rest. */
@@ -87,6 +99,10 @@ export const EventMethod = {
   Recover: "audit/recover",
   Checkpoint: "audit/checkpoint",
   Reload: "audit/reload",
+  /** The first `tools/list` of a server: its tools' definitions are pinned. */
+  ToolsPinned: "audit/tools_pinned",
+  /** A server's tool definitions differ from the pinned ones. */
+  ToolsChanged: "audit/tools_changed",
 } as const;
 
 /** `prev` of the first record. */

@@ -5,8 +5,15 @@
  * @module
  */
 import { type AuditLog, sha256Hex } from "../audit/chain.ts";
-import type { AuditFields, Direction, TransportName } from "../audit/record.ts";
-import type { KeyRedactor } from "../audit/redact.ts";
+import {
+  type AuditFields,
+  type Decision,
+  type Direction,
+  EventMethod,
+  type TransportName,
+} from "../audit/record.ts";
+import type { Answer, Guard, Verdict } from "../guardrails/guard.ts";
+import type { Observation } from "../guardrails/pins.ts";
 import { isJsonObject, type JsonObject, type JsonValue } from "../jsonrpc/json.ts";
 import { ErrorCode, ErrorMessage } from "../jsonrpc/errors.ts";
 import {
@@ -31,11 +38,37 @@ export interface Outbound {
   bytes: Uint8Array;
 }
 
+/** Makes the audit copy of a value: secrets replaced, and the paths of what was replaced. */
+export interface Redactor {
+  redact(value: JsonValue, path: string): { value: JsonValue; paths: string[] };
+}
+
+/** Settings a reload replaces; every exchange reads them afresh for each message. */
+export interface LiveSettings {
+  guard: Guard | null;
+  /** Applied in order to the audit copy of every message. */
+  redactors: readonly Redactor[];
+}
+
+/**
+ * What became of one message (or batch) passing through: what to send on, and what the proxy
+ * answers the sender itself.
+ */
+export interface Passage {
+  messages: Message[];
+  /** The bytes to send on: `content` itself when unchanged, other bytes when rewritten, or null. */
+  forward: Uint8Array | null;
+  /** Answers for the sender, one line each, for requests the guardrails refused. */
+  replies: Outbound[];
+  /** Whether the content was a batch (its answers then go back as one array over HTTP). */
+  batch: boolean;
+}
+
 /** What an exchange needs. */
 export interface ExchangeDeps {
   log: AuditLog;
   transport: TransportName;
-  redactor: KeyRedactor | null;
+  live: LiveSettings;
   /** Monotonic milliseconds, for durations. */
   mono: () => number;
   maxMessageBytes: number;
@@ -49,12 +82,56 @@ interface Pending {
   method: string;
   toolName: string | null;
   start: number;
+  /** For `tools/list`: whether the request asked for the first page (no cursor). */
+  firstPage: boolean;
+}
+
+/** A message's record, before it is appended, and what the message becomes on the wire. */
+interface Draft {
+  message: Message;
+  fields: AuditFields;
+  /** The request's awaited answer, for a response. */
+  answering: Pending | undefined;
+  /** The message rewritten (a filtered `tools/list` result), and the decision that did it. */
+  rewritten?: { message: JsonObject; decision: Decision };
+  observation?: Observation | null;
 }
 
 const encoder = new TextEncoder();
+const PASS: Verdict = { kind: "pass" };
+const REFUSED_WITH_BATCH = "refused with its batch: another request in it was refused";
 const other = (side: Side): Side => side === "client" ? "server" : "client";
 const directionFrom = (side: Side): Direction =>
   side === "client" ? "client_to_server" : "server_to_client";
+
+function withNewline(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(bytes.length + 1);
+  out.set(bytes);
+  out[bytes.length] = 0x0a;
+  return out;
+}
+
+/** A message as a JSON value again, to send it on inside a rebuilt batch. */
+function messageValue(m: Exclude<Message, { kind: "invalid" }>): JsonObject;
+function messageValue(m: Message): JsonObject;
+function messageValue(m: Message): JsonObject {
+  switch (m.kind) {
+    case "request":
+      return m.params === undefined
+        ? { jsonrpc: "2.0", id: m.id, method: m.method }
+        : { jsonrpc: "2.0", id: m.id, method: m.method, params: m.params };
+    case "notification":
+      return m.params === undefined
+        ? { jsonrpc: "2.0", method: m.method }
+        : { jsonrpc: "2.0", method: m.method, params: m.params };
+    case "response":
+      return { jsonrpc: "2.0", id: m.id, result: m.result };
+    case "error":
+      return { jsonrpc: "2.0", id: m.id, error: m.error };
+    case "invalid":
+      return {};
+  }
+}
 
 function toolNameOf(method: string, params: JsonValue | undefined): string | null {
   if (method !== "tools/call") return null;
@@ -112,22 +189,65 @@ export class Exchange {
     this.#session = id;
   }
 
-  /** Handles a frame read from `from`; returns what to send on. */
+  /** Handles a line-framed frame read from `from`; returns what to send, and to whom. */
   receive(from: Side, frame: Frame): Outbound[] {
     if (frame.kind === "oversized") return this.rejectOversized(from, frame);
-    this.record(from, frame.bytes.subarray(0, frame.contentLength));
-    return [{ to: other(from), bytes: frame.bytes }];
+    const content = frame.bytes.subarray(0, frame.contentLength);
+    const p = this.pass(from, content);
+    const out = p.replies;
+    if (p.forward === content) out.push({ to: other(from), bytes: frame.bytes });
+    else if (p.forward !== null) out.push({ to: other(from), bytes: withNewline(p.forward) });
+    return out;
   }
 
   /**
-   * Records one message (or batch) exactly as it will be forwarded; returns what it held.
-   * `content` is the message's bytes without framing.
+   * Judges, records and (rarely) rewrites one message or batch from `from`. `content` is the
+   * message's bytes without framing. The records are appended before this returns; send nothing
+   * before they are written.
+   *
+   * A client request the guardrails refuse is not sent on: the proxy answers it. A batch holding
+   * a refused request is refused whole — each of its requests answered, its other messages
+   * dropped — since forwarding part of a batch would be a batch the client never sent.
    */
-  record(from: Side, content: Uint8Array): Message[] {
+  pass(from: Side, content: Uint8Array): Passage {
     const wire = sha256Hex(content);
-    const { messages } = classifyLine(content);
-    for (const message of messages) this.#record(from, message, wire);
-    return messages;
+    const { messages, batch } = classifyLine(content);
+    const guard = this.#deps.live.guard;
+    const verdicts = from === "client" && guard !== null
+      ? messages.map((m) => this.#judge(guard, m))
+      : [];
+    if (verdicts.some((v) => v.kind === "refuse")) {
+      return this.#refuse(messages, verdicts, wire, batch);
+    }
+    const drafts: Draft[] = [];
+    let changed = false;
+    for (let i = 0; i < messages.length; i++) {
+      const draft = this.#draft(from, messages[i]!, wire, verdicts[i]);
+      if (from === "server" && guard !== null) this.#listing(guard, draft, wire);
+      if (draft.rewritten !== undefined) changed = true;
+      drafts.push(draft);
+    }
+    let forward: Uint8Array = content;
+    // A batch with a member that is not JSON-RPC cannot be rebuilt faithfully: it goes unfiltered.
+    if (changed && !(batch && messages.some((m) => m.kind === "invalid"))) {
+      const values = drafts.map((d) => d.rewritten?.message ?? messageValue(d.message));
+      forward = encoder.encode(JSON.stringify(batch ? values : values[0]));
+      const forwardWire = sha256Hex(forward);
+      for (const d of drafts) {
+        d.fields.wire_sha256 = forwardWire;
+        if (d.rewritten === undefined) continue;
+        // The record describes what the client received, and says what was taken out.
+        const redacted: string[] = [];
+        d.fields.result = this.#redact(d.rewritten.message.result ?? null, "result", redacted);
+        d.fields.redacted = redacted;
+        d.fields.decision = d.rewritten.decision;
+      }
+    }
+    for (const d of drafts) {
+      this.#deps.log.append(d.fields);
+      if (d.observation) this.#pinEvents(d.observation);
+    }
+    return { messages, forward, replies: [], batch };
   }
 
   /**
@@ -152,7 +272,7 @@ export class Exchange {
         message: ErrorMessage.UpstreamUnavailable,
         data: { reason },
       };
-      out.push(this.#synthesize("client", pending.id, error, pending));
+      out.push(this.#synthesize("client", pending.id, { kind: "error", error }, pending));
     }
     return out;
   }
@@ -224,11 +344,13 @@ export class Exchange {
   }
 
   #redact(value: JsonValue, root: string, paths: string[]): JsonValue {
-    const r = this.#deps.redactor;
-    if (r === null) return value;
-    const out = r.redact(value, root);
-    paths.push(...out.paths);
-    return out.value;
+    let out = value;
+    for (const r of this.#deps.live.redactors) {
+      const step = r.redact(out, root);
+      for (const p of step.paths) if (!paths.includes(p)) paths.push(p);
+      out = step.value;
+    }
+    return out;
   }
 
   #remember(side: Side, pending: Pending): void {
@@ -254,29 +376,39 @@ export class Exchange {
     return pending;
   }
 
-  #record(from: Side, message: Message, wire: string): void {
+  /** The guard's verdict on one message: only client requests are judged. */
+  #judge(guard: Guard, message: Message): Verdict {
+    if (message.kind !== "request") return PASS;
+    // `initialize` names the client before it is judged, so a rule or bucket can use the name.
+    this.#noteClientInfo(message);
+    return guard.judge(message.method, message.params, {
+      session: this.#session,
+      clientInfo: this.#clientInfo,
+    });
+  }
+
+  #noteClientInfo(message: Extract<Message, { kind: "request" }>): JsonObject | null {
+    const info = message.method === "initialize"
+      ? clientInfoOf(message.params)
+      : metaClientInfoOf(message.params);
+    if (info !== null) this.#clientInfo = info;
+    return info;
+  }
+
+  /** The record of one message; a request is remembered as awaiting its answer. */
+  #draft(from: Side, message: Message, wire: string, verdict: Verdict | undefined): Draft {
     const f = this.#base(from, wire);
     const now = this.#deps.mono();
+    let answering: Pending | undefined;
     switch (message.kind) {
       case "request": {
         if (from === "client") {
-          const info = message.method === "initialize"
-            ? clientInfoOf(message.params)
-            : metaClientInfoOf(message.params);
-          if (info !== null) {
-            this.#clientInfo = info;
-            f.client_info = info;
-          }
+          const info = this.#noteClientInfo(message);
+          if (info !== null) f.client_info = info;
         }
-        const toolName = toolNameOf(message.method, message.params);
-        this.#remember(from, { id: message.id, method: message.method, toolName, start: now });
-        f.kind = "request";
-        f.jsonrpc_id = message.id;
-        f.method = message.method;
-        f.tool_name = toolName;
-        if (message.params !== undefined) {
-          f.params = this.#redact(message.params, "params", f.redacted);
-        }
+        this.#remember(from, this.#pendingOf(message, now));
+        this.#requestFields(f, message);
+        if (verdict?.kind === "allow") f.decision = verdict.decision;
         break;
       }
       case "notification":
@@ -288,13 +420,13 @@ export class Exchange {
         break;
       case "response":
       case "error": {
-        const pending = this.#settle(other(from), message.id);
+        answering = this.#settle(other(from), message.id);
         f.kind = message.kind;
         f.jsonrpc_id = message.id;
-        if (pending) {
-          f.method = pending.method;
-          f.tool_name = pending.toolName;
-          f.duration_ms = Math.round((now - pending.start) * 1000) / 1000;
+        if (answering) {
+          f.method = answering.method;
+          f.tool_name = answering.toolName;
+          f.duration_ms = Math.round((now - answering.start) * 1000) / 1000;
         }
         if (message.kind === "response") {
           f.result = this.#redact(message.result, "result", f.redacted);
@@ -317,17 +449,148 @@ export class Exchange {
         throw new Error(`unknown message ${JSON.stringify(never)}`);
       }
     }
-    this.#deps.log.append(f);
+    return { message, fields: f, answering };
   }
 
-  /** Sends `error` for request `id` to `to`, recording it as an answer from the other side. */
-  #synthesize(to: Side, id: JsonRpcId, error: RpcError, pending: Pending | undefined): Outbound {
-    const text = errorResponse(id, error);
+  #pendingOf(message: Extract<Message, { kind: "request" }>, now: number): Pending {
+    return {
+      id: message.id,
+      method: message.method,
+      toolName: toolNameOf(message.method, message.params),
+      start: now,
+      firstPage: paramsObject(message.params)?.cursor === undefined,
+    };
+  }
+
+  #requestFields(f: AuditFields, message: Extract<Message, { kind: "request" }>): void {
+    f.kind = "request";
+    f.jsonrpc_id = message.id;
+    f.method = message.method;
+    f.tool_name = toolNameOf(message.method, message.params);
+    if (message.params !== undefined) {
+      f.params = this.#redact(message.params, "params", f.redacted);
+    }
+  }
+
+  /** A server's answer to `tools/list`: pinning looks at it, and the policy may filter it. */
+  #listing(guard: Guard, draft: Draft, wire: string): void {
+    const { message, answering } = draft;
+    if (message.kind !== "response" || answering?.method !== "tools/list") return;
+    const result = message.result;
+    const next = isJsonObject(result) ? result.nextCursor : undefined;
+    const listing = guard.toolsListed(result, {
+      first: answering.firstPage,
+      last: next === undefined || next === null || next === "",
+    });
+    draft.observation = listing.observation;
+    if (listing.result === null) return;
+    draft.rewritten = {
+      message: { jsonrpc: "2.0", id: message.id, result: listing.result },
+      decision: {
+        action: "filter",
+        rule: null,
+        reason: `${listing.hidden.length} of the server's tools hidden from this client`,
+        hidden: listing.hidden.map((h) => ({ name: h.name, reason: h.reason })),
+        upstream_sha256: wire,
+      },
+    };
+  }
+
+  /** Records what pinning saw of a server's tools as events, and warns of changes. */
+  #pinEvents(o: Observation): void {
+    const guard = this.#deps.live.guard;
+    if (guard === null) return;
+    const serverId = guard.parts.serverId;
+    if (o.error !== null) {
+      this.#deps.logger.error("cannot keep the tool pins file", { error: o.error.message });
+    }
+    if (o.firstPin && o.pinned.length > 0) {
+      this.#deps.log.event(EventMethod.ToolsPinned, {
+        server_id: serverId,
+        tools: o.pinned,
+      }, this.#session);
+    }
+    if (o.changes.length === 0) return;
+    const total = guard.countToolChanges(o.changes.length);
+    this.#deps.log.event(EventMethod.ToolsChanged, {
+      server_id: serverId,
+      mode: guard.parts.pinMode,
+      changes: o.changes.map((c) => ({
+        name: c.name,
+        change: c.change,
+        pinned: c.pinned,
+        seen: c.seen,
+      })),
+      changes_total: total,
+    }, this.#session);
+    this.#deps.logger.warn("a tool definition changed since it was pinned", {
+      server_id: serverId,
+      tools: o.changes.map((c) => `${c.name} (${c.change})`).join(", "),
+      mode: guard.parts.pinMode,
+    });
+  }
+
+  /**
+   * Refuses a message or batch holding a refused request: every message is recorded, nothing is
+   * sent on, and each request is answered.
+   */
+  #refuse(messages: Message[], verdicts: Verdict[], wire: string, batch: boolean): Passage {
+    const now = this.#deps.mono();
+    const replies: Outbound[] = [];
+    const answers: { pending: Pending; answer: Answer }[] = [];
+    for (let i = 0; i < messages.length; i++) {
+      const message = messages[i]!;
+      const verdict = verdicts[i]!;
+      if (message.kind !== "request") {
+        // Recorded as received; not sent on, since its batch is refused.
+        const d = this.#draft("client", message, wire, undefined);
+        d.fields.decision = { action: "deny", rule: null, reason: REFUSED_WITH_BATCH };
+        this.#deps.log.append(d.fields);
+        continue;
+      }
+      const f = this.#base("client", wire);
+      const info = this.#noteClientInfo(message);
+      if (info !== null) f.client_info = info;
+      this.#requestFields(f, message);
+      let answer: Answer;
+      if (verdict.kind === "refuse") {
+        f.decision = verdict.decision;
+        answer = verdict.answer;
+      } else {
+        f.decision = { action: "deny", rule: null, reason: REFUSED_WITH_BATCH };
+        answer = {
+          kind: "error",
+          error: {
+            code: ErrorCode.PolicyDenied,
+            message: ErrorMessage.PolicyDenied,
+            data: { action: "deny", reason: REFUSED_WITH_BATCH, rule_index: -1 },
+          },
+        };
+      }
+      this.#deps.log.append(f);
+      answers.push({ pending: this.#pendingOf(message, now), answer });
+    }
+    for (const { pending, answer } of answers) {
+      replies.push(this.#synthesize("client", pending.id, answer, pending));
+    }
+    return { messages, forward: null, replies, batch };
+  }
+
+  /** Sends `answer` to request `id` to `to`, recording it as an answer from the other side. */
+  #synthesize(to: Side, id: JsonRpcId, answer: Answer, pending: Pending | undefined): Outbound {
+    const text = answer.kind === "error"
+      ? errorResponse(id, answer.error)
+      : JSON.stringify({ jsonrpc: "2.0", id, result: answer.result });
     const content = encoder.encode(text);
     const f = this.#base(other(to), sha256Hex(content));
-    f.kind = "error";
     f.jsonrpc_id = id;
-    f.error = error;
+    if (answer.kind === "error") {
+      f.kind = "error";
+      f.error = answer.error;
+    } else {
+      f.kind = "response";
+      f.result = answer.result;
+    }
     if (pending) {
       f.method = pending.method;
       f.tool_name = pending.toolName;
@@ -369,7 +632,8 @@ export class Exchange {
     };
     // An answer to a request the other side is waiting for: that side gets the error instead.
     const answering = !looksLikeRequest(frame.head) ? this.#settle(other(from), id) : undefined;
-    if (answering) return [this.#synthesize(other(from), id, error, answering)];
-    return [this.#synthesize(from, id, error, undefined)];
+    const answer: Answer = { kind: "error", error };
+    if (answering) return [this.#synthesize(other(from), id, answer, answering)];
+    return [this.#synthesize(from, id, answer, undefined)];
   }
 }

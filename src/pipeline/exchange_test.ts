@@ -33,7 +33,7 @@ Deno.test("Exchange forwards and records a message whose number is beyond the do
     const exchange = new Exchange({
       log,
       transport: "stdio",
-      redactor: null,
+      live: { guard: null, redactors: [] },
       mono: () => 0,
       maxMessageBytes: 1 << 20,
       logger: new Logger("debug", (line) => logs.push(line)),
@@ -77,7 +77,7 @@ function withExchange(
     const exchange = new Exchange({
       log,
       transport: "http",
-      redactor: null,
+      live: { guard: null, redactors: [] },
       mono: () => (t += 5),
       maxMessageBytes: 1 << 20,
       logger: new Logger("error", () => {}),
@@ -94,7 +94,7 @@ function withExchange(
 
 Deno.test("client info sent per request in _meta (the stateless revision) is recorded", () => {
   withExchange((exchange, records) => {
-    exchange.record(
+    exchange.pass(
       "client",
       enc.encode(
         '{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/clientInfo":{"name":"agent","version":"2"}}}}',
@@ -106,12 +106,12 @@ Deno.test("client info sent per request in _meta (the stateless revision) is rec
 
 Deno.test("server-to-client requests correlate with the client's answers, ids keeping their type", () => {
   withExchange((exchange, records) => {
-    exchange.record(
+    exchange.pass(
       "server",
       enc.encode('{"jsonrpc":"2.0","id":"1","method":"sampling/createMessage","params":{}}'),
     );
-    exchange.record("client", enc.encode('{"jsonrpc":"2.0","id":1,"result":{}}'));
-    exchange.record(
+    exchange.pass("client", enc.encode('{"jsonrpc":"2.0","id":1,"result":{}}'));
+    exchange.pass(
       "client",
       enc.encode('{"jsonrpc":"2.0","id":"1","result":{"role":"assistant"}}'),
     );
@@ -125,7 +125,7 @@ Deno.test("server-to-client requests correlate with the client's answers, ids ke
 
 Deno.test("undeliverable answers are recorded once, with no wire hash, and end the wait", () => {
   withExchange((exchange, records) => {
-    exchange.record(
+    exchange.pass(
       "client",
       enc.encode('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x"}}'),
     );

@@ -77,8 +77,8 @@ export async function runStdioToHttp(opts: StdioToHttpOptions): Promise<BridgeOu
 
   const deliver = (content: Uint8Array): void => {
     const line = asLine(content);
-    exchange.record("server", line);
-    toClient.push(withNewline(line))?.catch(() => {});
+    const p = exchange.pass("server", line);
+    toClient.push(withNewline(p.forward ?? line))?.catch(() => {});
   };
   const failAll = (ids: JsonRpcId[], reason: string): void => {
     for (const out of exchange.failPending(ids, reason)) toClient.push(out.bytes)?.catch(() => {});
@@ -230,10 +230,12 @@ export async function runStdioToHttp(opts: StdioToHttpOptions): Promise<BridgeOu
           continue;
         }
         const line = frame.bytes.subarray(0, frame.contentLength);
-        const messages = exchange.record("client", line);
-        noteVersion(line, messages);
+        const passage = exchange.pass("client", line);
+        for (const out of passage.replies) toClient.push(out.bytes)?.catch(() => {});
+        if (passage.forward === null) continue;
+        noteVersion(line, passage.messages);
         opts.beforeWrite();
-        const p = post(line, messages).finally(() => inFlight.delete(p));
+        const p = post(line, passage.messages).finally(() => inFlight.delete(p));
         inFlight.add(p);
       }
     }

@@ -16,6 +16,7 @@ import type { SessionRegistry } from "./sessions.ts";
 import type { UpstreamFetch } from "./upstream_tls.ts";
 import { mayRetry, type RetryPolicy, withRetries } from "./retry.ts";
 import { hostOriginGuard } from "./host_origin_guard.ts";
+import { repliesBody } from "./replies.ts";
 
 /** What the proxy app needs. */
 export interface HttpProxyOptions {
@@ -63,15 +64,6 @@ function isJson(contentType: string | null): boolean {
   return contentType !== null && /^application\/([\w.+-]*\+)?json\b/i.test(contentType.trim());
 }
 
-/** The bytes of `outs` meant for the client, as one JSON body (a batch when several). */
-function jsonBody(outs: Outbound[]): Uint8Array<ArrayBuffer> | null {
-  const texts = outs.filter((o) => o.to === "client").map((o) =>
-    new TextDecoder().decode(o.bytes).trimEnd()
-  );
-  if (texts.length === 0) return null;
-  return encoder.encode(texts.length === 1 ? texts[0]! : `[${texts.join(",")}]`);
-}
-
 /** Whether untyped bytes begin, after white space, with `{` or `[`. */
 function startsLikeJson(bytes: Uint8Array): boolean {
   for (const b of bytes) {
@@ -104,6 +96,12 @@ function sseEvents(outs: Outbound[]): Uint8Array | null {
   );
   if (texts.length === 0) return null;
   return encoder.encode(texts.map((t) => `event: message\ndata: ${t}\n\n`).join(""));
+}
+
+/** One SSE `message` event carrying `json`, keeping the original event's id. */
+function sseEvent(json: Uint8Array, id: string | undefined): Uint8Array {
+  const head = id === undefined ? "" : `id: ${id}\n`;
+  return encoder.encode(`${head}event: message\ndata: ${new TextDecoder().decode(json)}\n\n`);
 }
 
 /** The JSON text of an SSE event's data, for id recovery: from the first `data:` on. */
@@ -148,12 +146,21 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
       if (read.kind === "oversized") {
         const outs = exchange.rejectOversized("client", read);
         opts.beforeWrite();
-        const reply = jsonBody(outs);
+        const reply = repliesBody(outs, false);
         return failure(413, reply, `request body over ${opts.maxMessageBytes} bytes`);
       }
       body = read.bytes;
       if (body.length > 0) {
-        messages = exchange.record("client", body);
+        const passage = exchange.pass("client", body);
+        messages = passage.messages;
+        if (passage.forward === null) {
+          // Refused by a guardrail: the proxy answers, and the upstream never sees it.
+          opts.beforeWrite();
+          return new Response(repliesBody(passage.replies, passage.batch), {
+            status: 200,
+            headers: { "content-type": "application/json" },
+          });
+        }
         ids = requestIds(messages);
       }
     }
@@ -190,7 +197,7 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
         ? quiet
         : `${failed}: ${(e as Error).message}`;
       logger.warn("upstream request failed", { url: target.href, reason });
-      const reply = jsonBody(exchange.failPending(ids, reason));
+      const reply = repliesBody(exchange.failPending(ids, reason), false);
       opts.beforeWrite();
       return failure(502, reply, reason);
     };
@@ -280,16 +287,17 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
     }
     done();
     if (read.kind === "oversized") {
-      const reply = jsonBody(exchange.rejectOversized("server", read));
+      const reply = repliesBody(exchange.rejectOversized("server", read), false);
       opts.beforeWrite();
       return failure(502, reply, `upstream response over ${opts.maxMessageBytes} bytes`);
     }
-    const bytes = read.bytes;
+    let bytes = read.bytes;
     // A JSON body (typed so, or untyped and shaped so) is a message; text such as a legacy
     // server's "Accepted" is not, and an error status is recorded below as the request's end.
     const type = res.headers.get("content-type");
     if (bytes.length > 0 && (isJson(type) || (type === null && startsLikeJson(bytes)))) {
-      exchange.record("server", bytes);
+      const forward = exchange.pass("server", bytes).forward;
+      if (forward !== null && forward !== bytes) bytes = ownBytes(forward);
     }
     if (res.status >= 400) {
       exchange.undeliverable(
@@ -341,8 +349,11 @@ function streamEvents(
       }
       // Events without a message (a resumption primer's empty data, comments, retry hints) pass.
       if (event.hasData && event.event === "message" && event.data.trim() !== "") {
-        exchange.record("server", encoder.encode(event.data));
+        const content = encoder.encode(event.data);
+        const forward = exchange.pass("server", content).forward;
         opts.beforeWrite();
+        // Rewritten (a filtered tools/list): the same event, with the new data.
+        if (forward !== null && forward !== content) return sseEvent(forward, event.id);
       }
       return undefined;
     },

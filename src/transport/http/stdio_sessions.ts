@@ -18,6 +18,7 @@ import { LineSplitter } from "../../streams/line_splitter.ts";
 import { ownBytes, readCapped } from "../../streams/read_capped.ts";
 import type { Logger } from "../../log.ts";
 import { asLine } from "../stdio_to_http.ts";
+import { repliesBody } from "./replies.ts";
 import { awaitExitOrEnd, reapGroup, SpawnError, spawnUpstream } from "../upstream_process.ts";
 import type { ProxyBindings } from "./proxy_app.ts";
 import { hostOriginGuard } from "./host_origin_guard.ts";
@@ -213,9 +214,9 @@ class StdioSession {
             continue;
           }
           const line = frame.bytes.subarray(0, frame.contentLength);
-          const messages = this.exchange.record("server", line);
+          const passage = this.exchange.pass("server", line);
           this.#opts.beforeWrite();
-          this.#route(line, messages);
+          this.#route(passage.forward ?? line, passage.messages);
         }
       }
     } catch (e) {
@@ -331,9 +332,15 @@ export class StdioSessions {
         }
         this.#sessions.set(session.id, session);
       }
-      const messages = session.exchange.record("client", line);
-      const stream = session.send(line, messages);
+      const passage = session.exchange.pass("client", line);
       const headers = new Headers(initialize ? { "mcp-session-id": session.id } : {});
+      if (passage.forward === null) {
+        // Refused by a guardrail: the proxy answers, and the upstream never sees it.
+        o.beforeWrite();
+        headers.set("content-type", "application/json");
+        return new Response(repliesBody(passage.replies, passage.batch), { status: 200, headers });
+      }
+      const stream = session.send(line, passage.messages);
       if (stream === undefined) return new Response(null, { status: 202, headers });
       for (const [k, v] of Object.entries(sse)) headers.set(k, v);
       return new Response(stream.body, { status: 200, headers });

@@ -1,0 +1,283 @@
+/**
+ * The guardrails in one fixed order, for one request at a time: the policy, then tool pinning,
+ * then the rate limit. The first refusal wins, and a refused request spends no rate budget. Each
+ * gate returns a value; nothing here does I/O except the pin store's file.
+ *
+ * The same guard serves every transport and every session. Its parts are swapped whole on a
+ * reload ({@linkcode Guard.replace}), so a request is judged by one consistent set of settings.
+ *
+ * @example
+ * ```ts
+ * import { Guard } from "./guard.ts";
+ * import { compilePolicy } from "./policy.ts";
+ *
+ * const guard = new Guard({
+ *   policy: compilePolicy([{ action: "deny", tool_name: "delete_*" }]),
+ *   denyAs: "error",
+ *   filterTools: true,
+ *   limiter: null,
+ *   limiterKey: "caller",
+ *   pins: null,
+ *   pinMode: "warn",
+ *   clientId: "claude-desktop",
+ *   serverId: "filesystem",
+ * });
+ * guard.judge("tools/call", { name: "delete_file" }, { session: "s1", clientInfo: null });
+ * // { kind: "refuse", decision: { action: "deny", rule: 0, reason: "blocked by policy" }, … }
+ * ```
+ *
+ * @module
+ */
+import type { Decision } from "../audit/record.ts";
+import { isJsonObject, type JsonObject, type JsonValue } from "../jsonrpc/json.ts";
+import { ErrorCode, ErrorMessage } from "../jsonrpc/errors.ts";
+import type { RpcError } from "../jsonrpc/message.ts";
+import type { Observation, PinStore } from "./pins.ts";
+import { type Policy, type PolicyDecision, policyErrorData } from "./policy.ts";
+import type { RateLimiter } from "./rate_limiter.ts";
+
+/** Everything a guard judges by. Swapped whole on reload. */
+export interface GuardParts {
+  /** Null when `policy.enabled` is false. */
+  readonly policy: Policy | null;
+  /** How a policy denial of a `tools/call` is answered. */
+  readonly denyAs: "error" | "tool_result";
+  /** Hide from `tools/list` the tools every call to which would be refused. */
+  readonly filterTools: boolean;
+  /** Null when `middleware.rate_limit.enabled` is false. */
+  readonly limiter: RateLimiter | null;
+  /** Whose budget a call spends. */
+  readonly limiterKey: "caller" | "client_id";
+  /** Null when `pinning.enabled` is false. */
+  readonly pins: PinStore | null;
+  readonly pinMode: "warn" | "block";
+  readonly clientId: string;
+  readonly serverId: string;
+}
+
+/** Who sends a request, as far as the exchange knows. */
+export interface Caller {
+  /** The stdio session or HTTP `Mcp-Session-Id`. */
+  readonly session: string | null;
+  /** `{name, version}` from `initialize` or per-request `_meta`. */
+  readonly clientInfo: JsonObject | null;
+}
+
+/** A request's `decision` in the audit record (SPEC §3). */
+export type AuditDecision = Decision;
+
+/** What the proxy answers in place of the server. */
+export type Answer =
+  | { readonly kind: "error"; readonly error: RpcError }
+  | { readonly kind: "result"; readonly result: JsonObject };
+
+/** The guard's verdict on one request. */
+export type Verdict =
+  /** Not judged by anything: forward it, record no decision. */
+  | { readonly kind: "pass" }
+  /** Forward it, and record the decision (an allow, or a deny that monitor mode let through). */
+  | { readonly kind: "allow"; readonly decision: AuditDecision }
+  /** Do not forward it: answer the caller and record the decision. */
+  | { readonly kind: "refuse"; readonly decision: AuditDecision; readonly answer: Answer };
+
+/** A tool taken out of a `tools/list` result, and why. */
+export interface HiddenTool {
+  readonly name: string;
+  readonly reason: string;
+}
+
+/** What a `tools/list` result became. */
+export interface ToolListing {
+  /** The result to forward, when it differs from the server's. */
+  readonly result: JsonObject | null;
+  readonly hidden: HiddenTool[];
+  /** What pinning saw, when pinning is on. */
+  readonly observation: Observation | null;
+}
+
+const PASS: Verdict = { kind: "pass" };
+const TOOLS_CALL = "tools/call";
+const NOT_APPROVED =
+  "tool definition differs from the pinned one; approve it with `mcp-audit pins approve`";
+const NOT_PINNED =
+  "tool was not in the pinned tools/list; approve it with `mcp-audit pins approve`";
+
+function decisionOf(d: PolicyDecision): AuditDecision {
+  return d.enforced
+    ? { action: d.action, rule: d.rule, reason: d.reason }
+    : { action: d.action, rule: d.rule, reason: d.reason, enforced: false };
+}
+
+function toolNameOf(params: JsonValue | undefined): string {
+  if (!isJsonObject(params)) return "";
+  if (typeof params.name === "string" && params.name !== "") return params.name;
+  return typeof params.tool_name === "string" ? params.tool_name : "";
+}
+
+/** The caller's rate bucket: the session, else the client's own name, else the configured id. */
+function callerKey(caller: Caller, parts: GuardParts): string {
+  if (parts.limiterKey === "client_id") return `id:${parts.clientId}`;
+  if (caller.session !== null) return `session:${caller.session}`;
+  const info = caller.clientInfo;
+  if (info !== null && typeof info.name === "string") {
+    return `client:${info.name}@${typeof info.version === "string" ? info.version : ""}`;
+  }
+  return `id:${parts.clientId}`;
+}
+
+/** The guardrails of one proxy. */
+export class Guard {
+  #parts: GuardParts;
+  #toolChanges = 0;
+
+  constructor(parts: GuardParts) {
+    this.#parts = parts;
+  }
+
+  /** The parts in force. */
+  get parts(): GuardParts {
+    return this.#parts;
+  }
+
+  /** Puts new settings in force for every request judged from now on. */
+  replace(parts: GuardParts): void {
+    this.#parts = parts;
+  }
+
+  /** Counts changed tool definitions seen; returns the total so far. */
+  countToolChanges(n: number): number {
+    this.#toolChanges += n;
+    return this.#toolChanges;
+  }
+
+  /** Judges one client request: policy, then pinning, then the rate limit. */
+  judge(method: string, params: JsonValue | undefined, caller: Caller): Verdict {
+    const parts = this.#parts;
+    let decision: AuditDecision | undefined;
+
+    // 1. Policy: a rule or the default decides; monitor mode records a deny and goes on.
+    if (parts.policy !== null) {
+      const outcome = parts.policy.evaluate({
+        client_id: parts.clientId,
+        server_id: parts.serverId,
+        method,
+        params,
+      });
+      if (outcome.kind === "decision") {
+        const d = outcome.decision;
+        decision = decisionOf(d);
+        if (d.action === "deny" && d.enforced) {
+          return { kind: "refuse", decision, answer: this.#denial(method, d) };
+        }
+      }
+    }
+
+    // 2. Pinning: in block mode, a tool whose latest definition nobody approved is not called.
+    if (method === TOOLS_CALL && parts.pins !== null && parts.pinMode === "block") {
+      const status = parts.pins.status(parts.serverId, toolNameOf(params));
+      if (status === "changed" || status === "unpinned") {
+        const reason = status === "changed" ? NOT_APPROVED : NOT_PINNED;
+        const refusal: AuditDecision = { action: "deny", rule: null, reason, by: "pinning" };
+        return {
+          kind: "refuse",
+          decision: refusal,
+          answer: {
+            kind: "error",
+            error: {
+              code: ErrorCode.PolicyDenied,
+              message: ErrorMessage.PolicyDenied,
+              data: { action: "deny", reason, rule_index: -1 },
+            },
+          },
+        };
+      }
+    }
+
+    // 3. Rate limit, last, so that a refused call spends nothing.
+    if (parts.limiter !== null) {
+      const tool = method === TOOLS_CALL ? toolNameOf(params) : null;
+      const outcome = parts.limiter.check(callerKey(caller, parts), method, tool);
+      if (!outcome.allowed) {
+        const limit = outcome.limit;
+        return {
+          kind: "refuse",
+          decision: {
+            action: "rate_limited",
+            rule: null,
+            reason:
+              `over ${limit.requests_per_minute} requests per minute (burst ${limit.burst}); retry after ${outcome.retryAfterMs} ms`,
+          },
+          answer: {
+            kind: "error",
+            error: {
+              code: ErrorCode.RateLimited,
+              message: ErrorMessage.RateLimited,
+              data: { retry_after_ms: outcome.retryAfterMs },
+            },
+          },
+        };
+      }
+    }
+    return decision === undefined ? PASS : { kind: "allow", decision };
+  }
+
+  #denial(method: string, d: PolicyDecision): Answer {
+    if (method === TOOLS_CALL && this.#parts.denyAs === "tool_result") {
+      // A result the model can read and act on, rather than an error its client may hide.
+      return {
+        kind: "result",
+        result: {
+          content: [{ type: "text", text: `policy denied: ${d.reason}` }],
+          isError: true,
+        },
+      };
+    }
+    return {
+      kind: "error",
+      error: {
+        code: ErrorCode.PolicyDenied,
+        message: ErrorMessage.PolicyDenied,
+        data: policyErrorData(d),
+      },
+    };
+  }
+
+  /**
+   * Looks at a server's `tools/list` result: pins or compares its definitions, and takes out the
+   * tools this caller could never call (policy) or must not (unapproved, in block mode).
+   * @param page whether the request had no cursor (`first`) and the result has no `nextCursor`
+   */
+  toolsListed(result: JsonValue, page: { first: boolean; last: boolean }): ToolListing {
+    const parts = this.#parts;
+    if (!isJsonObject(result) || !Array.isArray(result.tools)) {
+      return { result: null, hidden: [], observation: null };
+    }
+    const tools: JsonValue[] = result.tools;
+    const observation = parts.pins === null
+      ? null
+      : parts.pins.observe(parts.serverId, tools, page);
+    if (!parts.filterTools) return { result: null, hidden: [], observation };
+    const hidden: HiddenTool[] = [];
+    let visible = tools;
+    if (parts.policy !== null) {
+      const split = parts.policy.visibleTools(visible, {
+        client_id: parts.clientId,
+        server_id: parts.serverId,
+      });
+      visible = split.visible;
+      for (const name of split.hidden) hidden.push({ name, reason: "refused by policy" });
+    }
+    if (parts.pins !== null && parts.pinMode === "block") {
+      const pins = parts.pins;
+      visible = visible.filter((tool) => {
+        if (!isJsonObject(tool) || typeof tool.name !== "string") return true;
+        const status = pins.status(parts.serverId, tool.name);
+        if (status !== "changed" && status !== "unpinned") return true;
+        hidden.push({ name: tool.name, reason: status === "changed" ? NOT_APPROVED : NOT_PINNED });
+        return false;
+      });
+    }
+    if (hidden.length === 0) return { result: null, hidden, observation };
+    return { result: { ...result, tools: visible }, hidden, observation };
+  }
+}
