@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
-import { Exchange } from "./exchange.ts";
-import { AuditLog } from "../audit/chain.ts";
+import { Exchange, type LiveSettings } from "./exchange.ts";
+import { Guard, type GuardParts } from "../guardrails/guard.ts";
+import { compilePolicy } from "../guardrails/policy.ts";
+import { KeyRedactor } from "../audit/redact.ts";
+import { ValueRedactor } from "../audit/detectors.ts";
+import { AuditLog, sha256Hex } from "../audit/chain.ts";
 import { JsonlStore } from "../audit/storage/jsonl.ts";
 import { hmacSigner } from "../audit/signing.ts";
 import { Logger } from "../log.ts";
@@ -59,6 +63,7 @@ Deno.test("Exchange forwards and records a message whose number is beyond the do
 
 function withExchange(
   fn: (exchange: Exchange, records: () => Record<string, unknown>[]) => void,
+  live: LiveSettings = { guard: null, redactors: [] },
 ): void {
   const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-exchange-" });
   try {
@@ -77,7 +82,7 @@ function withExchange(
     const exchange = new Exchange({
       log,
       transport: "http",
-      live: { guard: null, redactors: [] },
+      live,
       mono: () => (t += 5),
       maxMessageBytes: 1 << 20,
       logger: new Logger("error", () => {}),
@@ -143,4 +148,121 @@ Deno.test("undeliverable answers are recorded once, with no wire hash, and end t
       delivered: false,
     });
   });
+});
+
+function guarded(over: Partial<GuardParts>): LiveSettings {
+  return {
+    guard: new Guard({
+      policy: null,
+      denyAs: "error",
+      filterTools: true,
+      limiter: null,
+      limiterKey: "caller",
+      pins: null,
+      pinMode: "warn",
+      clientId: "c",
+      serverId: "s",
+      ...over,
+    }),
+    redactors: [],
+  };
+}
+
+const dec = new TextDecoder();
+const DENY_RM = compilePolicy([{ action: "deny", tool_name: "rm", reason: "no" }]);
+
+Deno.test("a refused request is not forwarded: the proxy answers it and records both", () => {
+  withExchange((exchange, records) => {
+    const line = '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"rm"}}';
+    const out = exchange.receive("client", lineFrame(line));
+    assert.equal(out.length, 1);
+    assert.equal(out[0]!.to, "client");
+    assert.deepEqual(JSON.parse(dec.decode(out[0]!.bytes)), {
+      jsonrpc: "2.0",
+      id: 3,
+      error: {
+        code: -32030,
+        message: "policy denied",
+        data: { action: "deny", reason: "no", rule_index: 0 },
+      },
+    });
+    assert.equal(exchange.hasPending(), false, "nothing waits for the server");
+    const [request, answer] = records();
+    assert.deepEqual(request!.decision, { action: "deny", rule: 0, reason: "no" });
+    assert.equal(answer!.kind, "error");
+    assert.equal(answer!.method, "tools/call");
+    assert.equal(answer!.tool_name, "rm");
+  }, guarded({ policy: DENY_RM }));
+});
+
+Deno.test("a batch holding a refused request is refused whole, every request answered", () => {
+  withExchange((exchange, records) => {
+    const batch = "[" + [
+      '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ls"}}',
+      '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"rm"}}',
+      '{"jsonrpc":"2.0","method":"notifications/progress","params":{}}',
+    ].join(",") + "]";
+    const passage = exchange.pass("client", enc.encode(batch));
+    assert.equal(passage.forward, null);
+    assert.equal(passage.batch, true);
+    const answers = passage.replies.map((o) => JSON.parse(dec.decode(o.bytes)));
+    assert.deepEqual(answers.map((a) => [a.id, a.error.code]), [[1, -32030], [2, -32030]]);
+    assert.match(answers[0].error.data.reason, /batch/);
+    assert.equal(answers[1].error.data.reason, "no");
+    const rows = records();
+    assert.deepEqual(rows.map((r) => r.kind), [
+      "request",
+      "request",
+      "notification",
+      "error",
+      "error",
+    ]);
+  }, guarded({ policy: DENY_RM }));
+});
+
+Deno.test("a filtered tools/list answer is recorded as sent, with the hidden tools and the original digest", () => {
+  withExchange((exchange, records) => {
+    exchange.pass("client", enc.encode('{"jsonrpc":"2.0","id":9,"method":"tools/list"}'));
+    const answer = enc.encode(
+      '{"jsonrpc":"2.0","id":9,"result":{"tools":[{"name":"ls"},{"name":"rm"}],"n":12345678901234567890}}',
+    );
+    const passage = exchange.pass("server", answer);
+    assert.notEqual(passage.forward, answer);
+    const sent = dec.decode(passage.forward!);
+    assert.equal(
+      sent,
+      '{"jsonrpc":"2.0","id":9,"result":{"tools":[{"name":"ls"}],"n":12345678901234567890}}',
+      "other members and big numbers survive",
+    );
+    const record = records()[1]!;
+    assert.equal(record.wire_sha256, sha256Hex(passage.forward!));
+    assert.deepEqual(record.result, { tools: [{ name: "ls" }], n: 12345678901234567890 });
+    assert.deepEqual(record.decision, {
+      action: "filter",
+      rule: null,
+      reason: "1 of the server's tools hidden from this client",
+      hidden: [{ name: "rm", reason: "refused by policy" }],
+      upstream_sha256: sha256Hex(answer),
+    });
+  }, guarded({ policy: DENY_RM }));
+});
+
+Deno.test("key and value redaction both apply to the audit copy, paths listed once", () => {
+  const live: LiveSettings = {
+    guard: null,
+    redactors: [new KeyRedactor(["token"]), new ValueRedactor({ detectors: ["email"] })],
+  };
+  withExchange((exchange, records) => {
+    const content = enc.encode(
+      '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"mail","arguments":{"to":"ana@example.com","token":"t-1"}}}',
+    );
+    const passage = exchange.pass("client", content);
+    assert.equal(passage.forward, content, "the wire is untouched");
+    const record = records()[0]!;
+    assert.deepEqual(record.params, {
+      name: "mail",
+      arguments: { to: "[REDACTED:email]", token: "[REDACTED]" },
+    });
+    assert.deepEqual(record.redacted, ["params.arguments.token", "params.arguments.to"]);
+  }, live);
 });
