@@ -305,18 +305,7 @@ function startReloading(
   };
   const onHup = safely("signal");
   if (Deno.build.os !== "windows") Deno.addSignalListener("SIGHUP", onHup);
-  if (file !== undefined) {
-    try {
-      watchFile(file, signal, safely("file")).catch((e) =>
-        logger.warn("stopped watching the configuration file", { error: (e as Error).message })
-      );
-    } catch (e) {
-      logger.warn("cannot watch the configuration file; reload with SIGHUP", {
-        path: file,
-        error: (e as Error).message,
-      });
-    }
-  }
+  if (file !== undefined) watchFile(file, signal, safely("file"));
   return () => {
     if (Deno.build.os !== "windows") Deno.removeSignalListener("SIGHUP", onHup);
   };

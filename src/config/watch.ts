@@ -1,45 +1,52 @@
 /**
- * Watches the configuration file for changes. Editors save by writing in place or by renaming a
- * new file over the old one, so the file's directory is watched and events are matched by name;
- * a burst of events from one save becomes one call.
+ * Notices changes to the configuration file by looking at it twice a second. Looking beats
+ * filesystem events here: a save that renames a new file over the old one, a Kubernetes ConfigMap
+ * that swaps a symbolic link, and an editor that writes in place all change what `stat` says of
+ * the path; and events for the file's directory would wake the proxy for every write of an audit
+ * log kept beside it.
  *
  * @module
  */
 
-/** Calls `onChange` after the file at `path` changes, until `signal` aborts. */
+/** What `stat` says of a file, as far as a change goes. */
+function fingerprint(path: string): string {
+  try {
+    const s = Deno.statSync(path);
+    return `${s.mtime?.getTime() ?? 0}:${s.size}:${s.ino ?? 0}:${s.dev}`;
+  } catch (e) {
+    return e instanceof Deno.errors.NotFound ? "missing" : `error:${(e as Error).name}`;
+  }
+}
+
+/**
+ * Calls `onChange` when the file at `path` changes (content, replacement or removal), looking
+ * every `intervalMs`, until `signal` aborts. A change seen mid-write is seen again when the write
+ * ends, so the last call always follows the last change.
+ *
+ * @example
+ * ```ts
+ * import { watchFile } from "./watch.ts";
+ *
+ * const stop = new AbortController();
+ * watchFile("config.yaml", stop.signal, () => console.log("config.yaml changed"));
+ * stop.abort();
+ * ```
+ */
 export function watchFile(
   path: string,
   signal: AbortSignal,
   onChange: () => void,
-  settleMs = 50,
-): Promise<void> {
-  const absolute = absolutePath(path);
-  const cut = Math.max(absolute.lastIndexOf("/"), absolute.lastIndexOf("\\"));
-  const dir = absolute.slice(0, cut + 1) || ".";
-  const name = absolute.slice(cut + 1);
-  const watcher = Deno.watchFs(dir, { recursive: false });
-  const stop = (): void => watcher.close();
-  signal.addEventListener("abort", stop, { once: true });
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return (async () => {
-    try {
-      for await (const event of watcher) {
-        if (!event.paths.some((p) => p.endsWith(name) && baseName(p) === name)) continue;
-        clearTimeout(timer);
-        timer = setTimeout(onChange, settleMs);
-      }
-    } finally {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", stop);
-    }
-  })();
-}
-
-function baseName(p: string): string {
-  return p.slice(Math.max(p.lastIndexOf("/"), p.lastIndexOf("\\")) + 1);
-}
-
-function absolutePath(path: string): string {
-  if (path.startsWith("/") || /^[A-Za-z]:[\\/]/.test(path)) return path;
-  return `${Deno.cwd()}/${path}`;
+  intervalMs = 500,
+): void {
+  if (signal.aborted) return;
+  let last = fingerprint(path);
+  const timer = setInterval(() => {
+    const now = fingerprint(path);
+    if (now === last) return;
+    last = now;
+    onChange();
+  }, intervalMs);
+  // The timer must not keep a finished proxy alive.
+  Deno.unrefTimer(timer);
+  signal.addEventListener("abort", () => clearInterval(timer), { once: true });
 }
