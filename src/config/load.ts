@@ -5,6 +5,7 @@
  * @module
  */
 import { parse as parseYaml } from "yaml";
+import { RULE_FIELDS } from "../guardrails/policy.ts";
 import { buildConfig, type Config, FlatValues } from "./config.ts";
 import {
   type ConfigValue,
@@ -44,15 +45,6 @@ export interface Loaded {
   effective: Record<string, ConfigValue>;
 }
 
-const RULE_FIELDS = [
-  "action",
-  "client_id",
-  "server_id",
-  "tool_name",
-  "method",
-  "reason",
-  "when",
-] as const;
 const SECRET_KEYS = new Set(["audit.secret", "dashboard.auth.token"]);
 
 function describe(value: unknown): string {

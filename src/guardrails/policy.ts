@@ -205,7 +205,8 @@ export function policyErrorData(
 const BLOCKED_BY_POLICY = "blocked by policy";
 const BLOCKED_BY_DEFAULT = "blocked by default policy";
 const TOOLS_CALL = "tools/call";
-const RULE_FIELDS = [
+/** The fields a rule may have: the Go tool's, plus `method` and `when`. */
+export const RULE_FIELDS = [
   "action",
   "client_id",
   "server_id",
