@@ -46,11 +46,14 @@ export interface ReloaderDeps {
 /** Reloads settings on request. */
 export class Reloader {
   #deps: ReloaderDeps;
+  /** The configuration the proxy started with: what restart-only keys stay at. */
+  #started: Loaded;
   #loaded: Loaded;
   #built: BuiltSettings;
 
   constructor(deps: ReloaderDeps) {
     this.#deps = deps;
+    this.#started = deps.loaded;
     this.#loaded = deps.loaded;
     this.#built = deps.built;
   }
@@ -63,7 +66,11 @@ export class Reloader {
     let built: BuiltSettings;
     try {
       loaded = this.#deps.load();
-      built = buildSettings(loaded.config, this.#deps.settingsDeps, this.#built);
+      // Identities and paths stay as started: the log records the ids it started with, so the
+      // guardrails must judge by them too, and pins stay beside the log they started beside.
+      const running = this.#started.config;
+      const config = { ...loaded.config, proxy: running.proxy, audit: running.audit };
+      built = buildSettings(config, this.#deps.settingsDeps, this.#built);
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e;
       logger.error("configuration reload rejected; the previous settings stay in force", {
@@ -78,12 +85,16 @@ export class Reloader {
       this.#deps.sync();
       return "rejected";
     }
-    const before = this.#loaded.effective;
-    const changed = Object.keys(loaded.effective).filter((k) =>
-      configDigest({ v: loaded.effective[k] ?? null }) !== configDigest({ v: before[k] ?? null })
-    );
+    const differ = (a: Loaded, b: Loaded): string[] =>
+      Object.keys(b.effective).filter((k) =>
+        configDigest({ v: a.effective[k] ?? null }) !== configDigest({ v: b.effective[k] ?? null })
+      );
+    const changed = differ(this.#loaded, loaded);
     if (changed.length === 0 && trigger === "file") return "unchanged";
-    const restart = changed.filter((k) => !RELOADABLE.some((p) => k.startsWith(p)));
+    // Every key that differs from what the proxy started with and waits for a restart.
+    const restart = differ(this.#started, loaded).filter((k) =>
+      !RELOADABLE.some((p) => k.startsWith(p))
+    );
     applySettings(this.#deps.live, built);
     this.#loaded = loaded;
     this.#built = built;
