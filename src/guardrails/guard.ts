@@ -42,7 +42,7 @@ export interface GuardParts {
   readonly policy: Policy | null;
   /** How a policy denial of a `tools/call` is answered. */
   readonly denyAs: "error" | "tool_result";
-  /** Hide from `tools/list` the tools every call to which would be refused. */
+  /** Hide from `tools/list` the tools the policy would refuse every call to (pinning hides its own). */
   readonly filterTools: boolean;
   /** Null when `middleware.rate_limit.enabled` is false. */
   readonly limiter: RateLimiter | null;
@@ -84,6 +84,12 @@ export type Verdict =
 export interface HiddenTool {
   readonly name: string;
   readonly reason: string;
+}
+
+/** One request of a batch, as judged. */
+export interface JudgedRequest {
+  readonly method: string;
+  readonly params: JsonValue | undefined;
 }
 
 /** What a `tools/list` result became. */
@@ -152,9 +158,58 @@ export class Guard {
 
   /** Judges one client request: policy, then pinning, then the rate limit. */
   judge(method: string, params: JsonValue | undefined, caller: Caller): Verdict {
-    const parts = this.#parts;
-    let decision: AuditDecision | undefined;
+    return this.judgeAll([{ method, params }], caller)[0]!;
+  }
 
+  /**
+   * Judges the requests of one batch, which stand or fall together: the rate limit is charged
+   * only when no request is refused by the policy or pinning, and a batch that a rate limit
+   * refuses gets back the tokens its other requests took. Nothing refused spends budget.
+   */
+  judgeAll(requests: readonly JudgedRequest[], caller: Caller): Verdict[] {
+    const parts = this.#parts;
+    const admitted = requests.map((r) => this.#admit(parts, r.method, r.params));
+    if (admitted.some((v) => v.kind === "refuse") || parts.limiter === null) return admitted;
+    const limiter = parts.limiter;
+    const key = callerKey(caller, parts);
+    const charged: JudgedRequest[] = [];
+    for (let i = 0; i < requests.length; i++) {
+      const r = requests[i]!;
+      const tool = r.method === TOOLS_CALL ? toolNameOf(r.params) : null;
+      const outcome = limiter.check(key, r.method, tool);
+      if (outcome.allowed) {
+        charged.push(r);
+        continue;
+      }
+      for (const c of charged) {
+        limiter.refund(key, c.method, c.method === TOOLS_CALL ? toolNameOf(c.params) : null);
+      }
+      const limit = outcome.limit;
+      admitted[i] = {
+        kind: "refuse",
+        decision: {
+          action: "rate_limited",
+          rule: null,
+          reason:
+            `over ${limit.requests_per_minute} requests per minute (burst ${limit.burst}); retry after ${outcome.retryAfterMs} ms`,
+        },
+        answer: {
+          kind: "error",
+          error: {
+            code: ErrorCode.RateLimited,
+            message: ErrorMessage.RateLimited,
+            data: { retry_after_ms: outcome.retryAfterMs },
+          },
+        },
+      };
+      break;
+    }
+    return admitted;
+  }
+
+  /** The policy, then pinning: a refusal, or what to record of a request let through. */
+  #admit(parts: GuardParts, method: string, params: JsonValue | undefined): Verdict {
+    let verdict: Verdict = PASS;
     // 1. Policy: a rule or the default decides; monitor mode records a deny and goes on.
     if (parts.policy !== null) {
       const outcome = parts.policy.evaluate({
@@ -165,22 +220,21 @@ export class Guard {
       });
       if (outcome.kind === "decision") {
         const d = outcome.decision;
-        decision = decisionOf(d);
+        const decision = decisionOf(d);
         if (d.action === "deny" && d.enforced) {
           return { kind: "refuse", decision, answer: this.#denial(method, d) };
         }
+        verdict = { kind: "allow", decision };
       }
     }
-
     // 2. Pinning: in block mode, a tool whose latest definition nobody approved is not called.
     if (method === TOOLS_CALL && parts.pins !== null && parts.pinMode === "block") {
       const status = parts.pins.status(parts.serverId, toolNameOf(params));
       if (status === "changed" || status === "unpinned") {
         const reason = status === "changed" ? NOT_APPROVED : NOT_PINNED;
-        const refusal: AuditDecision = { action: "deny", rule: null, reason, by: "pinning" };
         return {
           kind: "refuse",
-          decision: refusal,
+          decision: { action: "deny", rule: null, reason, by: "pinning" },
           answer: {
             kind: "error",
             error: {
@@ -192,33 +246,8 @@ export class Guard {
         };
       }
     }
-
-    // 3. Rate limit, last, so that a refused call spends nothing.
-    if (parts.limiter !== null) {
-      const tool = method === TOOLS_CALL ? toolNameOf(params) : null;
-      const outcome = parts.limiter.check(callerKey(caller, parts), method, tool);
-      if (!outcome.allowed) {
-        const limit = outcome.limit;
-        return {
-          kind: "refuse",
-          decision: {
-            action: "rate_limited",
-            rule: null,
-            reason:
-              `over ${limit.requests_per_minute} requests per minute (burst ${limit.burst}); retry after ${outcome.retryAfterMs} ms`,
-          },
-          answer: {
-            kind: "error",
-            error: {
-              code: ErrorCode.RateLimited,
-              message: ErrorMessage.RateLimited,
-              data: { retry_after_ms: outcome.retryAfterMs },
-            },
-          },
-        };
-      }
-    }
-    return decision === undefined ? PASS : { kind: "allow", decision };
+    // 3. The rate limit comes last, in judgeAll, so that a refused request spends nothing.
+    return verdict;
   }
 
   #denial(method: string, d: PolicyDecision): Answer {
@@ -256,10 +285,9 @@ export class Guard {
     const observation = parts.pins === null
       ? null
       : parts.pins.observe(parts.serverId, tools, page);
-    if (!parts.filterTools) return { result: null, hidden: [], observation };
     const hidden: HiddenTool[] = [];
     let visible = tools;
-    if (parts.policy !== null) {
+    if (parts.policy !== null && parts.filterTools) {
       const split = parts.policy.visibleTools(visible, {
         client_id: parts.clientId,
         server_id: parts.serverId,

@@ -173,3 +173,44 @@ Deno.test("replace puts new settings in force for the next request", () => {
   guard.replace(parts({ policy: compilePolicy([{ action: "deny", tool_name: "rm" }]) }));
   assert.equal(guard.judge("tools/call", call("rm"), NOBODY).kind, "refuse");
 });
+
+Deno.test("a batch refused by one request's rate limit spends nothing: the others' tokens come back", () => {
+  const guard = new Guard(parts({ limiter: new RateLimiter({ requests_per_minute: 1 }, () => 0) }));
+  const batch = [
+    { method: "tools/call", params: call("echo") },
+    { method: "tools/call", params: call("add") },
+    { method: "tools/call", params: call("add") },
+  ];
+  const verdicts = guard.judgeAll(batch, NOBODY);
+  assert.deepEqual(verdicts.map((v) => v.kind), ["pass", "pass", "refuse"]);
+  // echo's and the first add's tokens were given back.
+  assert.equal(guard.judge("tools/call", call("echo"), NOBODY).kind, "pass");
+  assert.equal(guard.judge("tools/call", call("add"), NOBODY).kind, "pass");
+});
+
+Deno.test("a batch a policy refuses is not charged at all", () => {
+  const guard = new Guard(parts({
+    policy: compilePolicy([{ action: "deny", tool_name: "rm" }]),
+    limiter: new RateLimiter({ requests_per_minute: 1 }, () => 0),
+  }));
+  const verdicts = guard.judgeAll([
+    { method: "tools/call", params: call("echo") },
+    { method: "tools/call", params: call("rm") },
+  ], NOBODY);
+  assert.deepEqual(verdicts.map((v) => v.kind), ["allow", "refuse"]);
+  assert.equal(guard.judge("tools/call", call("echo"), NOBODY).kind, "allow");
+});
+
+Deno.test("block-mode pinning hides unapproved tools even when policy filtering is off", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-guard-" });
+  try {
+    const pins = PinStore.open(`${dir}/pins.json`, () => new Date(0));
+    const guard = new Guard(parts({ pins, pinMode: "block", filterTools: false }));
+    const page = { first: true, last: true };
+    guard.toolsListed({ tools: [{ name: "a" }] }, page);
+    const listing = guard.toolsListed({ tools: [{ name: "a" }, { name: "b" }] }, page);
+    assert.deepEqual(listing.result, { tools: [{ name: "a" }] });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

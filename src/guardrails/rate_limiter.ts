@@ -211,9 +211,7 @@ export class RateLimiter {
   check(caller: string, method: string, toolName?: string | null): RateOutcome {
     const limit = this.#limit(method, toolName);
     if (limit === undefined) return ALLOWED;
-    const scope = method === TOOLS_CALL ? `${TOOLS_CALL}\u0000${toolName || "unknown"}` : method;
-    // Length-prefixed, so no caller or tool name can forge another's key.
-    const key = `${caller.length}:${caller}${scope}`;
+    const key = bucketKey(caller, method, toolName);
     const now = this.#now();
     let bucket = this.#buckets.get(key);
     if (bucket === undefined) {
@@ -236,6 +234,15 @@ export class RateLimiter {
     }
     this.#dropIdle(now);
     return outcome;
+  }
+
+  /**
+   * Gives back the token a call took, when the call was refused after all (its batch was): up to
+   * the bucket's capacity, and nothing when the bucket is gone.
+   */
+  refund(caller: string, method: string, toolName?: string | null): void {
+    const bucket = this.#buckets.get(bucketKey(caller, method, toolName));
+    if (bucket !== undefined) bucket.units = Math.min(bucket.limit.capacity, bucket.units + UNIT);
   }
 
   /** Drops every bucket that has refilled to full. Returns how many were dropped. */
@@ -265,6 +272,12 @@ export class RateLimiter {
       return;
     }
   }
+}
+
+/** A bucket's key. Length-prefixed, so no caller or tool name can forge another's key. */
+function bucketKey(caller: string, method: string, toolName?: string | null): string {
+  const scope = method === TOOLS_CALL ? `${TOOLS_CALL}\u0000${toolName || "unknown"}` : method;
+  return `${caller.length}:${caller}${scope}`;
 }
 
 function refill(bucket: Bucket, now: number): void {

@@ -236,3 +236,18 @@ Deno.test("invalid limits are refused naming the key", () => {
     );
   }
 });
+
+Deno.test("refund gives back one token, never beyond the burst", () => {
+  const limiter = new RateLimiter({ requests_per_minute: 2 }, () => 0);
+  assert.equal(limiter.check("a", "tools/call", "x").allowed, true);
+  assert.equal(limiter.check("a", "tools/call", "x").allowed, true);
+  limiter.refund("a", "tools/call", "x");
+  assert.equal(limiter.check("a", "tools/call", "x").allowed, true);
+  assert.equal(limiter.check("a", "tools/call", "x").allowed, false);
+  limiter.refund("a", "tools/call", "x");
+  limiter.refund("a", "tools/call", "x");
+  limiter.refund("a", "tools/call", "x");
+  assert.equal(limiter.check("a", "tools/call", "x").allowed, true);
+  assert.equal(limiter.check("a", "tools/call", "x").allowed, true);
+  assert.equal(limiter.check("a", "tools/call", "x").allowed, false);
+});

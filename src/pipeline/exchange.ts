@@ -12,7 +12,7 @@ import {
   EventMethod,
   type TransportName,
 } from "../audit/record.ts";
-import type { Answer, Guard, Verdict } from "../guardrails/guard.ts";
+import type { Answer, Guard, JudgedRequest, Verdict } from "../guardrails/guard.ts";
 import type { Observation } from "../guardrails/pins.ts";
 import { isJsonObject, type JsonObject, type JsonValue } from "../jsonrpc/json.ts";
 import { ErrorCode, ErrorMessage } from "../jsonrpc/errors.ts";
@@ -98,6 +98,7 @@ interface Draft {
 }
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 const PASS: Verdict = { kind: "pass" };
 const REFUSED_WITH_BATCH = "refused with its batch: another request in it was refused";
 const other = (side: Side): Side => side === "client" ? "server" : "client";
@@ -213,9 +214,7 @@ export class Exchange {
     const wire = sha256Hex(content);
     const { messages, batch } = classifyLine(content);
     const guard = this.#deps.live.guard;
-    const verdicts = from === "client" && guard !== null
-      ? messages.map((m) => this.#judge(guard, m))
-      : [];
+    const verdicts = from === "client" && guard !== null ? this.#judge(guard, messages) : [];
     if (verdicts.some((v) => v.kind === "refuse")) {
       return this.#refuse(messages, verdicts, wire, batch);
     }
@@ -376,15 +375,22 @@ export class Exchange {
     return pending;
   }
 
-  /** The guard's verdict on one message: only client requests are judged. */
-  #judge(guard: Guard, message: Message): Verdict {
-    if (message.kind !== "request") return PASS;
-    // `initialize` names the client before it is judged, so a rule or bucket can use the name.
-    this.#noteClientInfo(message);
-    return guard.judge(message.method, message.params, {
+  /** The guard's verdicts on a message or batch, one per message: only requests are judged. */
+  #judge(guard: Guard, messages: readonly Message[]): Verdict[] {
+    const requests: JudgedRequest[] = [];
+    for (const m of messages) {
+      if (m.kind !== "request") continue;
+      // `initialize` names the client before it is judged, so a bucket can use the name.
+      this.#noteClientInfo(m);
+      requests.push({ method: m.method, params: m.params });
+    }
+    if (requests.length === 0) return [];
+    const judged = guard.judgeAll(requests, {
       session: this.#session,
       clientInfo: this.#clientInfo,
     });
+    let next = 0;
+    return messages.map((m) => m.kind === "request" ? judged[next++]! : PASS);
   }
 
   #noteClientInfo(message: Extract<Message, { kind: "request" }>): JsonObject | null {
@@ -572,6 +578,16 @@ export class Exchange {
     }
     for (const { pending, answer } of answers) {
       replies.push(this.#synthesize("client", pending.id, answer, pending));
+    }
+    // A batch is answered with one array (JSON-RPC 2.0 §6), its members recorded one by one.
+    if (batch && replies.length > 0) {
+      const members = replies.map((r) => decoder.decode(r.bytes).trimEnd());
+      return {
+        messages,
+        forward: null,
+        replies: [{ to: "client", bytes: encoder.encode(`[${members.join(",")}]\n`) }],
+        batch,
+      };
     }
     return { messages, forward: null, replies, batch };
   }

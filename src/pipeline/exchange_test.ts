@@ -205,8 +205,12 @@ Deno.test("a batch holding a refused request is refused whole, every request ans
     const passage = exchange.pass("client", enc.encode(batch));
     assert.equal(passage.forward, null);
     assert.equal(passage.batch, true);
-    const answers = passage.replies.map((o) => JSON.parse(dec.decode(o.bytes)));
-    assert.deepEqual(answers.map((a) => [a.id, a.error.code]), [[1, -32030], [2, -32030]]);
+    assert.equal(passage.replies.length, 1, "a batch is answered with one array");
+    const answers = JSON.parse(dec.decode(passage.replies[0]!.bytes));
+    assert.deepEqual(
+      answers.map((a: { id: number; error: { code: number } }) => [a.id, a.error.code]),
+      [[1, -32030], [2, -32030]],
+    );
     assert.match(answers[0].error.data.reason, /batch/);
     assert.equal(answers[1].error.data.reason, "no");
     const rows = records();

@@ -146,7 +146,7 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
       if (read.kind === "oversized") {
         const outs = exchange.rejectOversized("client", read);
         opts.beforeWrite();
-        const reply = repliesBody(outs, false);
+        const reply = repliesBody(outs);
         return failure(413, reply, `request body over ${opts.maxMessageBytes} bytes`);
       }
       body = read.bytes;
@@ -156,7 +156,7 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
         if (passage.forward === null) {
           // Refused by a guardrail: the proxy answers, and the upstream never sees it.
           opts.beforeWrite();
-          return new Response(repliesBody(passage.replies, passage.batch), {
+          return new Response(repliesBody(passage.replies), {
             status: 200,
             headers: { "content-type": "application/json" },
           });
@@ -197,7 +197,7 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
         ? quiet
         : `${failed}: ${(e as Error).message}`;
       logger.warn("upstream request failed", { url: target.href, reason });
-      const reply = repliesBody(exchange.failPending(ids, reason), false);
+      const reply = repliesBody(exchange.failPending(ids, reason));
       opts.beforeWrite();
       return failure(502, reply, reason);
     };
@@ -287,7 +287,7 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
     }
     done();
     if (read.kind === "oversized") {
-      const reply = repliesBody(exchange.rejectOversized("server", read), false);
+      const reply = repliesBody(exchange.rejectOversized("server", read));
       opts.beforeWrite();
       return failure(502, reply, `upstream response over ${opts.maxMessageBytes} bytes`);
     }

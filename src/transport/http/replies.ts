@@ -9,14 +9,11 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /**
- * The answers meant for the client as one JSON body: an array when they answer a batch (or are
- * several), else the single answer. Null when there is none.
+ * The answers meant for the client as one JSON body: the single answer, or an array of several.
+ * A refused batch comes as one answer that is already an array. Null when there is none.
  */
-export function repliesBody(
-  outs: readonly Outbound[],
-  batch: boolean,
-): Uint8Array<ArrayBuffer> | null {
+export function repliesBody(outs: readonly Outbound[]): Uint8Array<ArrayBuffer> | null {
   const texts = outs.filter((o) => o.to === "client").map((o) => decoder.decode(o.bytes).trimEnd());
   if (texts.length === 0) return null;
-  return encoder.encode(texts.length === 1 && !batch ? texts[0]! : `[${texts.join(",")}]`);
+  return encoder.encode(texts.length === 1 ? texts[0]! : `[${texts.join(",")}]`);
 }

@@ -338,7 +338,7 @@ export class StdioSessions {
         // Refused by a guardrail: the proxy answers, and the upstream never sees it.
         o.beforeWrite();
         headers.set("content-type", "application/json");
-        return new Response(repliesBody(passage.replies, passage.batch), { status: 200, headers });
+        return new Response(repliesBody(passage.replies), { status: 200, headers });
       }
       const stream = session.send(line, passage.messages);
       if (stream === undefined) return new Response(null, { status: 202, headers });
