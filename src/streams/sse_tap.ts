@@ -15,6 +15,8 @@ export interface SseEvent {
   id: string | undefined;
   /** Whether the event had any `data` line. */
   hasData: boolean;
+  /** The `retry` field, when the event had a valid one (ASCII digits). */
+  retry: string | undefined;
 }
 
 /** What the tap calls. */
@@ -70,6 +72,7 @@ export class SseTap extends TransformStream<Uint8Array, Uint8Array> {
     let data: string[] = [];
     let eventType = "";
     let id: string | undefined;
+    let retry: string | undefined;
     let oversized: { head: Uint8Array; tail: Uint8Array } | undefined;
 
     const reset = (): void => {
@@ -78,6 +81,7 @@ export class SseTap extends TransformStream<Uint8Array, Uint8Array> {
       data = [];
       eventType = "";
       id = undefined;
+      retry = undefined;
       oversized = undefined;
     };
 
@@ -111,6 +115,7 @@ export class SseTap extends TransformStream<Uint8Array, Uint8Array> {
       if (name === "data") data.push(value);
       else if (name === "event") eventType = value;
       else if (name === "id" && !value.includes("\0")) id = value;
+      else if (name === "retry" && /^\d+$/.test(value)) retry = value;
     };
 
     const emit = (controller: TransformStreamDefaultController<Uint8Array>): void => {
@@ -124,6 +129,7 @@ export class SseTap extends TransformStream<Uint8Array, Uint8Array> {
           event: eventType || "message",
           id,
           hasData: data.length > 0,
+          retry,
         });
         if (out === undefined) controller.enqueue(raw);
         else if (out !== null) controller.enqueue(out);

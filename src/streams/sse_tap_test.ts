@@ -82,3 +82,8 @@ Deno.test("SSE tap passes an unfinished last event on without showing it", async
   assert.equal(r.bytes, "data: done\n\ndata: cut");
   assert.deepEqual(r.events.map((e) => e.data), ["done"]);
 });
+
+Deno.test("SSE tap reports a valid retry field with its event, and ignores an invalid one", async () => {
+  const { events } = await run([enc.encode("retry: 100\ndata: a\n\nretry: soon\ndata: b\n\n")]);
+  assert.deepEqual(events.map((e) => [e.data, e.retry]), [["a", "100"], ["b", undefined]]);
+});

@@ -9,7 +9,7 @@ import { Hono } from "hono";
 import type { Exchange, Outbound } from "../../pipeline/exchange.ts";
 import type { JsonRpcId, Message } from "../../jsonrpc/message.ts";
 import { ownBytes, readCapped, readDeclared } from "../../streams/read_capped.ts";
-import { SseTap } from "../../streams/sse_tap.ts";
+import { type SseEvent, SseTap } from "../../streams/sse_tap.ts";
 import type { Logger } from "../../log.ts";
 import { clientResponseHeaders, upstreamRequestHeaders, upstreamUrl } from "./headers.ts";
 import type { SessionRegistry } from "./sessions.ts";
@@ -98,10 +98,12 @@ function sseEvents(outs: Outbound[]): Uint8Array | null {
   return encoder.encode(texts.map((t) => `event: message\ndata: ${t}\n\n`).join(""));
 }
 
-/** One SSE `message` event carrying `json`, keeping the original event's id. */
-function sseEvent(json: Uint8Array, id: string | undefined): Uint8Array {
-  const head = id === undefined ? "" : `id: ${id}\n`;
-  return encoder.encode(`${head}event: message\ndata: ${new TextDecoder().decode(json)}\n\n`);
+/** One SSE `message` event carrying `json`, keeping the original event's id and retry hint. */
+function sseEvent(json: Uint8Array, original: SseEvent): Uint8Array {
+  const retry = original.retry === undefined ? "" : `retry: ${original.retry}\n`;
+  const id = original.id === undefined ? "" : `id: ${original.id}\n`;
+  const data = new TextDecoder().decode(json);
+  return encoder.encode(`${retry}${id}event: message\ndata: ${data}\n\n`);
 }
 
 /** The JSON text of an SSE event's data, for id recovery: from the first `data:` on. */
@@ -353,7 +355,7 @@ function streamEvents(
         const forward = exchange.pass("server", content).forward;
         opts.beforeWrite();
         // Rewritten (a filtered tools/list): the same event, with the new data.
-        if (forward !== null && forward !== content) return sseEvent(forward, event.id);
+        if (forward !== null && forward !== content) return sseEvent(forward, event);
       }
       return undefined;
     },
