@@ -1,32 +1,44 @@
 /**
  * `deno task bench`: what the stdio proxy costs. A client in this process drives
- * `scripts/bench_upstream.ts` directly, then through `main.ts` run as a real process with signing,
- * redaction and JSONL storage on, and compares:
+ * `scripts/bench_upstream.ts` directly, and through `main.ts` run as a real process with signing,
+ * key redaction and JSONL storage on, and compares:
  *
  * - lockstep: one `tools/call` at a time, p50/p99 round trip;
  * - pipelined: requests written as fast as the pipe takes them while the answers are read, in
  *   messages per second.
  *
- * The proxy runs with the default durability (`batch`: the log is fsynced before each batch is
- * forwarded) and again with `none`, for comparison. Its logs go to `.bench/` in the repository (on
- * the repository's disk, which a tmpfs `/tmp` may not be) and are checked with `main.ts verify` at
- * the end. The targets of issue 2 are reported, not asserted: the exit code is 0 unless the bench
- * itself could not run.
+ * The proxy runs with the guardrails off and the default durability (`batch`: the log is fsynced
+ * before each batch is forwarded), off with durability `none`, for comparison, and with the
+ * guardrails on (`scripts/bench_guardrails_config.ts`: a 50-rule policy, every value detector and
+ * a custom pattern, pinning, a rate limit too high to refuse) and durability `batch`. All of them
+ * are up at once and measured in turns, round after round, so that a change in the machine's load
+ * hits each alike. Every call carries a few hundred bytes of prose for the detectors to read.
+ *
+ * Every answer is checked to be the server's result, as it is read; a call the proxy refused or
+ * failed ends the run. The logs go to `.bench/` in the repository (on the repository's disk, which
+ * a tmpfs `/tmp` may not be) and are checked at the end with `main.ts verify`, and read again to
+ * count what the guardrails decided. The targets of issue 2, and the guardrails' (within 10% of the
+ * figures without them), are reported, not asserted: the exit code is 0 unless the bench itself
+ * could not run or a call did not reach the server.
  *
  * Then the HTTP part, `scripts/bench_http.ts`: requests/s at 32 connections and p50/p99 at one,
- * directly against `scripts/bench_http_upstream.ts` and through `main.ts --transport http`, with
- * the targets of issue 3.
+ * directly against `scripts/bench_http_upstream.ts` and through `main.ts --transport http` with the
+ * guardrails off and on, with the targets of issue 3.
  *
  * @module
  */
 import {
   BenchProcess,
+  checkTally,
   cleanEnv,
+  GUARDRAIL_CODE,
+  GUARDRAIL_GROUPS,
   INITIALIZE,
   INITIALIZED,
   INSPECT_ARG,
   INSPECTOR_LISTENING,
   int,
+  type LogTally,
   MAIN,
   median,
   met,
@@ -43,19 +55,36 @@ import {
   signed,
   summarizeProfile,
   table,
+  tallyLine,
+  tallyLog,
   toolCall,
+  TOOLS_LIST,
+  TOOLS_LIST_ANSWER,
+  turnOrder,
   verifyLog,
 } from "./bench_common.ts";
+import {
+  ALLOWING_RULE,
+  describeGuardrails,
+  type Figures,
+  GUARDRAIL_TARGET,
+  type GuardrailCost,
+  guardrailCost,
+  guardrailCostLines,
+  type Guardrails,
+  writeGuardrailsConfig,
+} from "./bench_guardrails_config.ts";
 import { type HttpBenchResult, httpReport, runHttpBench } from "./bench_http.ts";
 
 const USAGE = `usage: deno task bench [--quick] [--json] [--keep] [--profile]
-  --quick     a short run (about 10 s, and 10 s more for HTTP), for a smoke test
+  --quick     a short run (about 15 s, and 15 s more for HTTP), for a smoke test
   --json      print the results as one JSON object on stdout (progress still goes to stderr)
-  --keep      keep the audit logs in .bench/ instead of deleting them after verification
-  --profile   also run one more proxy (durability=batch) under the V8 CPU profiler during a
-              pipelined run; saves .bench/profile-*.cpuprofile (open it in Chrome DevTools) and
-              prints where the time went; the measured numbers above are from unprofiled runs;
-              the same for the HTTP proxy during a 32-connection run`;
+  --keep      keep the audit logs and configuration files in .bench/ instead of deleting them
+  --profile   also run the proxy (durability=batch) with the guardrails off and on under the V8
+              CPU profiler during a pipelined run; saves .bench/profile-*.cpuprofile (open it in
+              Chrome DevTools) and prints where the time went, and the guardrails' share of it;
+              the measured numbers above are from unprofiled runs; the same for the HTTP proxy
+              during a 32-connection run`;
 
 /** The targets of issue 2, item 10. */
 const TARGET = {
@@ -65,14 +94,19 @@ const TARGET = {
   maxAddedP50Us: 150,
 } as const;
 
-/** How much work one configuration gets. */
+/** How much work each configuration gets. */
 interface Plan {
   warmupLockstep: number;
   warmupPipelined: number;
+  /** Rounds; each round runs lockstep then pipelined on every configuration in turn. */
+  rounds: number;
+  /** Lockstep requests in all the rounds together. */
   lockstep: number;
-  /** Lockstep stops early after this long, so that a slow configuration keeps the run short. */
+  /**
+   * Lockstep stops early after this long (in all the rounds together), so that a slow
+   * configuration keeps the run short.
+   */
   lockstepBudgetMs: number;
-  pipelinedRepeats: number;
   /**
    * Each pipelined run sends about this many seconds' worth of requests, at the rate the warm-up
    * showed, within the bounds below: a fast configuration gets enough messages to be timed, a slow
@@ -88,9 +122,9 @@ interface Plan {
 const FULL: Plan = {
   warmupLockstep: 300,
   warmupPipelined: 5_000,
+  rounds: 6,
   lockstep: 5_000,
   lockstepBudgetMs: 4_000,
-  pipelinedRepeats: 5,
   pipelinedSeconds: 2,
   pipelinedMin: 5_000,
   pipelinedMax: 100_000,
@@ -100,9 +134,9 @@ const FULL: Plan = {
 const QUICK: Plan = {
   warmupLockstep: 100,
   warmupPipelined: 2_000,
+  rounds: 1,
   lockstep: 1_000,
   lockstepBudgetMs: 1_000,
-  pipelinedRepeats: 1,
   pipelinedSeconds: 1,
   pipelinedMin: 2_000,
   pipelinedMax: 50_000,
@@ -115,6 +149,13 @@ const encoder = new TextEncoder();
 
 const UPSTREAM = scriptPath("./bench_upstream.ts");
 
+/**
+ * How every answer of the bench's upstream to a `tools/call` ends (`"isError":false}}`), and no
+ * answer of the proxy's own does (`-32029`, `-32030`, `-32603`, or a `tool_result` denial, which
+ * ends `"isError":true}}`).
+ */
+const RESULT_END = encoder.encode("se}}");
+
 /** A `tools/call` with id `id` as a line of the stdio transport. */
 function toolCallLine(id: number): string {
   return `${toolCall(id)}\n`;
@@ -122,6 +163,9 @@ function toolCallLine(id: number): string {
 
 const INITIALIZE_LINE = `${INITIALIZE}\n`;
 const INITIALIZED_LINE = `${INITIALIZED}\n`;
+const TOOLS_LIST_LINE = `${TOOLS_LIST}\n`;
+/** How the answer to `initialize` begins: the bench's upstream answers it like any request. */
+const INITIALIZE_ANSWER = `{"jsonrpc":"2.0","id":"init","result":`;
 
 /** Requests `first`…`first + count - 1`, joined into writes of about `chunkBytes`. */
 function pipelinedChunks(first: number, count: number, chunkBytes: number): Uint8Array[] {
@@ -142,22 +186,18 @@ function pipelinedChunks(first: number, count: number, chunkBytes: number): Uint
   return chunks;
 }
 
-function countLf(bytes: Uint8Array): number {
-  let n = 0;
-  let at = bytes.indexOf(LF);
-  while (at !== -1) {
-    n++;
-    at = bytes.indexOf(LF, at + 1);
-  }
-  return n;
-}
-
-/** A process spoken to over its stdin and stdout, one JSON-RPC message a line. */
+/**
+ * A process spoken to over its stdin and stdout, one JSON-RPC message a line. Every answer to a
+ * `tools/call` is checked, as it is counted, to end as the server's results do: a refusal or an
+ * error from the proxy throws.
+ */
 class Peer extends BenchProcess {
   #writer: WritableStreamDefaultWriter<Uint8Array>;
   #reader: ReadableStreamDefaultReader<Uint8Array>;
   /** Lines read but not yet claimed by a caller. */
   #unclaimed = 0;
+  /** The last bytes read, for an answer whose end spans two reads. */
+  #tail = new Uint8Array(0);
   #closing: Promise<Deno.CommandStatus> | undefined;
 
   constructor(label: string, argv: string[], env: Record<string, string>, cwd: string) {
@@ -166,25 +206,82 @@ class Peer extends BenchProcess {
     this.#reader = this.child.stdout.getReader();
   }
 
-  /** Resolves when `count` more lines have been read. */
-  async #lines(count: number): Promise<void> {
-    while (this.#unclaimed < count) {
-      const { value, done } = await this.#reader.read();
-      if (done) {
+  async #read(missing: number): Promise<Uint8Array> {
+    const { value, done } = await this.#reader.read();
+    if (done) {
+      throw new Error(
+        `${this.label} closed its stdout with ${missing} answers missing` +
+          (this.stderr ? `; its stderr ends:\n${this.stderr.slice(-2000)}` : ""),
+      );
+    }
+    return value;
+  }
+
+  #remember(bytes: Uint8Array): void {
+    const keep = RESULT_END.length;
+    if (bytes.length >= keep) {
+      this.#tail = bytes.slice(bytes.length - keep);
+    } else {
+      const joined = new Uint8Array(this.#tail.length + bytes.length);
+      joined.set(this.#tail);
+      joined.set(bytes, this.#tail.length);
+      this.#tail = joined.slice(-keep);
+    }
+  }
+
+  /** Whether the line that ends at `bytes[lf]` ends as the server's results do. */
+  #endsAsResult(bytes: Uint8Array, lf: number): boolean {
+    for (let k = 1; k <= RESULT_END.length; k++) {
+      const at = lf - k;
+      const byte = at >= 0 ? bytes[at] : this.#tail[this.#tail.length + at];
+      if (byte !== RESULT_END[RESULT_END.length - k]) return false;
+    }
+    return true;
+  }
+
+  /** Counts the answers that end in `bytes`, checking each. */
+  #answers(bytes: Uint8Array): number {
+    let n = 0;
+    for (let lf = bytes.indexOf(LF); lf !== -1; lf = bytes.indexOf(LF, lf + 1)) {
+      if (!this.#endsAsResult(bytes, lf)) {
+        const start = bytes.lastIndexOf(LF, lf - 1) + 1;
+        const line = new TextDecoder().decode(bytes.subarray(start, lf));
         throw new Error(
-          `${this.label} closed its stdout with ${count - this.#unclaimed} answers missing` +
-            (this.stderr ? `; its stderr ends:\n${this.stderr.slice(-2000)}` : ""),
+          `${this.label}: a call was answered by something other than the server's result ` +
+            `(refused by the proxy?): ${line.slice(0, 1000)}`,
         );
       }
-      this.#unclaimed += countLf(value);
+      n++;
+    }
+    this.#remember(bytes);
+    return n;
+  }
+
+  /** Resolves when `count` more answers have been read, each the server's result. */
+  async #lines(count: number): Promise<void> {
+    while (this.#unclaimed < count) {
+      this.#unclaimed += this.#answers(await this.#read(count - this.#unclaimed));
     }
     this.#unclaimed -= count;
   }
 
-  /** Sends `line` and waits for one line back. */
-  async call(line: string): Promise<void> {
+  /** Sends `line` and resolves with the one line of its answer (before any load is sent). */
+  async request(line: string): Promise<string> {
+    if (this.#unclaimed !== 0) throw new Error(`${this.label}: answers are still unread`);
     await this.#writer.write(encoder.encode(line));
-    await this.#lines(1);
+    const decoder = new TextDecoder();
+    let text = "";
+    while (true) {
+      const bytes = await this.#read(1);
+      this.#remember(bytes);
+      text += decoder.decode(bytes, { stream: true });
+      const lf = text.indexOf("\n");
+      if (lf === -1) continue;
+      if (lf !== text.length - 1) {
+        throw new Error(`${this.label}: more than one line answered one request: ${text}`);
+      }
+      return text.slice(0, lf);
+    }
   }
 
   /** Sends `line`, which gets no answer. */
@@ -253,7 +350,24 @@ class Peer extends BenchProcess {
   }
 }
 
-type TargetKey = "direct" | "batch" | "none";
+/** `initialize`, `notifications/initialized` and `tools/list`, each answer checked. */
+async function handshake(peer: Peer): Promise<void> {
+  // Waiting for the answer to initialize is waiting for the process to be ready.
+  const init = await peer.request(INITIALIZE_LINE);
+  if (!init.startsWith(INITIALIZE_ANSWER)) {
+    throw new Error(`${peer.label}: initialize was answered ${init.slice(0, 500)}`);
+  }
+  await peer.notify(INITIALIZED_LINE);
+  const list = await peer.request(TOOLS_LIST_LINE);
+  if (!list.startsWith(TOOLS_LIST_ANSWER)) {
+    throw new Error(`${peer.label}: tools/list was answered ${list.slice(0, 500)}`);
+  }
+}
+
+/** The requests of the handshake: `initialize` and `tools/list`. */
+const HANDSHAKE_REQUESTS = 2;
+
+type TargetKey = "direct" | "batch" | "none" | "guarded";
 
 /** One configuration measured. */
 interface TargetSpec {
@@ -263,6 +377,8 @@ interface TargetSpec {
   env: Record<string, string>;
   /** The audit log, for the proxy runs. */
   logPath: string | null;
+  /** The proxy's guardrails, for the proxy runs. */
+  guardrails: Guardrails | null;
 }
 
 interface LockstepResult {
@@ -284,9 +400,12 @@ interface PipelinedResult {
 interface TargetResult {
   key: TargetKey;
   label: string;
+  guardrails: Guardrails | null;
   lockstep: LockstepResult;
+  /** Each round's lockstep p50 and p99, in µs. */
+  lockstepRounds: { p50Us: number; p99Us: number }[];
   pipelined: PipelinedResult;
-  /** Requests sent in all, warm-up and initialize included. */
+  /** Requests sent in all, warm-up and handshake included. */
   requests: number;
   exitCode: number;
 }
@@ -303,64 +422,96 @@ interface VerifyResult {
    * `audit/start` and `audit/stop`.
    */
   expectedRecords: number;
+  /** What the log says the proxy did with the calls. */
+  tally: LogTally;
 }
 
 interface ProfileResult {
+  key: TargetKey;
+  label: string;
   file: string;
   samples: number;
   /** The pipelined rate while profiled (the profiler slows it down). */
   perSecond: number;
+  /** The guardrails' code, callees included. */
+  groups: ProfileEntry[];
+  /** The guardrails' functions, by own time and the built-ins they call. */
+  focused: ProfileEntry[];
   /** Time spent in the function itself. */
   self: ProfileEntry[];
   /** Time spent in the function and what it called. */
   inclusive: ProfileEntry[];
 }
 
-/** The phases every configuration goes through: warm-up, lockstep, pipelined. */
-async function drive(
-  peer: Peer,
-  plan: Plan,
-  progress: Progress,
-): Promise<Omit<TargetResult, "key" | "label" | "exitCode">> {
-  // Waiting for the answer to initialize is waiting for the process to be ready.
-  await peer.call(INITIALIZE_LINE);
-  await peer.notify(INITIALIZED_LINE);
-  let id = 1;
-  progress(`${peer.label}: warming up`);
-  await peer.lockstep(id, plan.warmupLockstep, Infinity);
-  id += plan.warmupLockstep;
-  const warmMs = await peer.pipelined(
-    pipelinedChunks(id, plan.warmupPipelined, plan.chunkBytes),
-    plan.warmupPipelined,
-  );
-  id += plan.warmupPipelined;
+/** A configuration's process, and what has been measured of it so far. */
+class Measured {
+  readonly spec: TargetSpec;
+  readonly peer: Peer;
+  /** The next request id. */
+  id = 1;
+  /** Requests per pipelined run, set by the warm-up. */
+  messages = 0;
+  readonly lockstep: Float64Array[] = [];
+  readonly runs: number[] = [];
 
-  progress(`${peer.label}: lockstep`);
-  const samples = await peer.lockstep(id, plan.lockstep, performance.now() + plan.lockstepBudgetMs);
-  id += samples.length;
-  const sorted = samples.slice().sort();
-  const lockstep: LockstepResult = {
-    n: sorted.length,
-    p50Us: percentile(sorted, 50),
-    p99Us: percentile(sorted, 99),
-    meanUs: sorted.reduce((a, b) => a + b, 0) / sorted.length,
-  };
-
-  const messages = pipelinedCount(plan, plan.warmupPipelined / (warmMs / 1000));
-  const runs: number[] = [];
-  for (let r = 0; r < plan.pipelinedRepeats; r++) {
-    progress(`${peer.label}: pipelined ${r + 1}/${plan.pipelinedRepeats} (${int(messages)})`);
-    const chunks = pipelinedChunks(id, messages, plan.chunkBytes);
-    const ms = await peer.pipelined(chunks, messages);
-    id += messages;
-    runs.push(messages / (ms / 1000));
+  constructor(spec: TargetSpec, cwd: string) {
+    this.spec = spec;
+    this.peer = new Peer(spec.label, spec.argv, spec.env, cwd);
   }
-  return {
-    lockstep,
-    pipelined: { messages, runs, perSecond: median(runs) },
-    // The ids used, plus initialize.
-    requests: id,
-  };
+
+  async warmUp(plan: Plan): Promise<void> {
+    await handshake(this.peer);
+    await this.peer.lockstep(this.id, plan.warmupLockstep, Infinity);
+    this.id += plan.warmupLockstep;
+    const chunks = pipelinedChunks(this.id, plan.warmupPipelined, plan.chunkBytes);
+    const warmMs = await this.peer.pipelined(chunks, plan.warmupPipelined);
+    this.id += plan.warmupPipelined;
+    this.messages = pipelinedCount(plan, plan.warmupPipelined / (warmMs / 1000));
+  }
+
+  async lockstepRound(plan: Plan): Promise<void> {
+    const count = Math.ceil(plan.lockstep / plan.rounds);
+    const budget = plan.lockstepBudgetMs / plan.rounds;
+    const samples = await this.peer.lockstep(this.id, count, performance.now() + budget);
+    this.id += samples.length;
+    this.lockstep.push(samples);
+  }
+
+  async pipelinedRound(plan: Plan): Promise<void> {
+    const chunks = pipelinedChunks(this.id, this.messages, plan.chunkBytes);
+    const ms = await this.peer.pipelined(chunks, this.messages);
+    this.id += this.messages;
+    this.runs.push(this.messages / (ms / 1000));
+  }
+
+  result(exitCode: number): TargetResult {
+    const all = new Float64Array(this.lockstep.reduce((n, s) => n + s.length, 0));
+    let at = 0;
+    for (const s of this.lockstep) {
+      all.set(s, at);
+      at += s.length;
+    }
+    const sorted = all.sort();
+    return {
+      key: this.spec.key,
+      label: this.spec.label,
+      guardrails: this.spec.guardrails,
+      lockstep: {
+        n: sorted.length,
+        p50Us: percentile(sorted, 50),
+        p99Us: percentile(sorted, 99),
+        meanUs: sorted.reduce((a, b) => a + b, 0) / sorted.length,
+      },
+      lockstepRounds: this.lockstep.map((samples) => {
+        const round = samples.slice().sort();
+        return { p50Us: percentile(round, 50), p99Us: percentile(round, 99) };
+      }),
+      pipelined: { messages: this.messages, runs: this.runs, perSecond: median(this.runs) },
+      // The tools/call ids used, plus the handshake's requests.
+      requests: this.id - 1 + HANDSHAKE_REQUESTS,
+      exitCode,
+    };
+  }
 }
 
 function pipelinedCount(plan: Plan, perSecond: number): number {
@@ -368,23 +519,48 @@ function pipelinedCount(plan: Plan, perSecond: number): number {
   return Math.min(plan.pipelinedMax, Math.max(plan.pipelinedMin, wanted));
 }
 
-/** Runs one configuration in a fresh process. */
-async function measure(
-  spec: TargetSpec,
+/**
+ * Runs every configuration at once, each in its own process: a warm-up each, then rounds of
+ * lockstep on each in turn and pipelined on each in turn.
+ */
+async function measureAll(
+  specs: TargetSpec[],
   plan: Plan,
   cwd: string,
   live: Set<Peer>,
   progress: Progress,
-): Promise<TargetResult> {
-  const peer = new Peer(spec.label, spec.argv, spec.env, cwd);
-  live.add(peer);
+): Promise<TargetResult[]> {
+  const measured: Measured[] = [];
   try {
-    const result = await drive(peer, plan, progress);
-    const status = await peer.close();
-    return { key: spec.key, label: spec.label, ...result, exitCode: status.code };
+    for (const spec of specs) {
+      const m = new Measured(spec, cwd);
+      measured.push(m);
+      live.add(m.peer);
+    }
+    for (const m of measured) {
+      progress(`${m.spec.label}: warming up`);
+      await m.warmUp(plan);
+    }
+    for (let round = 0; round < plan.rounds; round++) {
+      const turn = turnOrder(measured, round);
+      const of = `round ${round + 1}/${plan.rounds}`;
+      for (const m of turn) {
+        progress(`${m.spec.label}: lockstep, ${of}`);
+        await m.lockstepRound(plan);
+      }
+      for (const m of turn) {
+        progress(`${m.spec.label}: pipelined (${int(m.messages)}), ${of}`);
+        await m.pipelinedRound(plan);
+      }
+    }
+    const results: TargetResult[] = [];
+    for (const m of measured) results.push(m.result((await m.peer.close()).code));
+    return results;
   } finally {
-    await peer.close();
-    live.delete(peer);
+    for (const m of measured) {
+      await m.peer.close();
+      live.delete(m.peer);
+    }
   }
 }
 
@@ -402,8 +578,7 @@ async function profileProxy(
   live.add(peer);
   try {
     const [, url] = await peer.stderrMatch(INSPECTOR_LISTENING);
-    await peer.call(INITIALIZE_LINE);
-    await peer.notify(INITIALIZED_LINE);
+    await handshake(peer);
     progress(`${peer.label}: warming up`);
     const warmMs = await peer.pipelined(
       pipelinedChunks(1, plan.warmupPipelined, plan.chunkBytes),
@@ -411,15 +586,22 @@ async function profileProxy(
     );
     const messages = pipelinedCount(plan, plan.warmupPipelined / (warmMs / 1000));
     const chunks = pipelinedChunks(1 + plan.warmupPipelined, messages, plan.chunkBytes);
-    const { result: ms, profile, file } = await profileWhile(url!, "profile", () => {
+    const { result: ms, profile, file } = await profileWhile(url!, `profile-${spec.key}`, () => {
       progress(`${peer.label}: pipelined (${int(messages)})`);
       return peer.pipelined(chunks, messages);
     });
-    const { self, inclusive } = summarizeProfile(profile, 25);
+    const { self, inclusive, groups, focused } = summarizeProfile(profile, 25, {
+      groups: GUARDRAIL_GROUPS,
+      focus: GUARDRAIL_CODE,
+    });
     return {
+      key: spec.key,
+      label: spec.label,
       file,
       samples: profile.samples.length,
       perSecond: messages / (ms / 1000),
+      groups,
+      focused,
       self,
       inclusive,
     };
@@ -429,19 +611,22 @@ async function profileProxy(
   }
 }
 
-async function verify(
-  key: TargetKey,
-  logPath: string,
-  requests: number,
-  cwd: string,
-): Promise<VerifyResult> {
-  return { key, ...await verifyLog(logPath, cwd), expectedRecords: 2 * requests + 3 };
+/** Verifies a proxy's log, and checks that every call in it reached the server. */
+async function verify(spec: TargetSpec, requests: number, cwd: string): Promise<VerifyResult> {
+  const logPath = spec.logPath!;
+  const [verified, tally] = await Promise.all([verifyLog(logPath, cwd), tallyLog(logPath)]);
+  checkTally(
+    spec.label,
+    tally,
+    spec.guardrails === "on" ? `allow rule ${ALLOWING_RULE}` : "none",
+  );
+  return { key: spec.key, ...verified, expectedRecords: 2 * requests + 3, tally };
 }
 
-function targets(dir: string): TargetSpec[] {
+function targets(dir: string, configs: Record<Guardrails, string>): TargetSpec[] {
   const deno = Deno.execPath();
   const upstream = [deno, "run", UPSTREAM];
-  const proxy = [
+  const proxy = (guardrails: Guardrails): string[] => [
     deno,
     "run",
     "--allow-read",
@@ -449,21 +634,34 @@ function targets(dir: string): TargetSpec[] {
     "--allow-env",
     "--allow-run",
     MAIN,
+    "--config",
+    configs[guardrails],
     "--",
     ...upstream,
   ];
+  const spec = (key: TargetKey, durability: string, guardrails: Guardrails): TargetSpec => {
+    const logPath = `${dir}/audit-${key}.jsonl`;
+    return {
+      key,
+      label: `proxy, guardrails ${guardrails}, durability=${durability}`,
+      argv: proxy(guardrails),
+      env: proxyEnv(logPath, durability),
+      logPath,
+      guardrails,
+    };
+  };
   return [
-    { key: "direct", label: "direct", argv: upstream, env: cleanEnv(), logPath: null },
-    ...(["batch", "none"] as const).map((durability): TargetSpec => {
-      const logPath = `${dir}/audit-${durability}.jsonl`;
-      return {
-        key: durability,
-        label: `proxy, durability=${durability}`,
-        argv: proxy,
-        env: proxyEnv(logPath, durability),
-        logPath,
-      };
-    }),
+    {
+      key: "direct",
+      label: "direct",
+      argv: upstream,
+      env: cleanEnv(),
+      logPath: null,
+      guardrails: null,
+    },
+    spec("batch", "batch", "off"),
+    spec("guarded", "batch", "on"),
+    spec("none", "none", "off"),
   ];
 }
 
@@ -490,15 +688,43 @@ function compare(direct: TargetResult, proxy: TargetResult): Comparison | undefi
   };
 }
 
+/** A configuration's figures for {@link guardrailCost}. */
+function figures(r: TargetResult): Figures {
+  return { throughput: r.pipelined.perSecond, p50Us: r.lockstep.p50Us, p99Us: r.lockstep.p99Us };
+}
+
+/** A configuration's figures in each round. */
+function roundFigures(r: TargetResult): Figures[] {
+  return r.pipelined.runs.map((throughput, i) => ({ throughput, ...r.lockstepRounds[i]! }));
+}
+
+/** What the guardrails cost: the guarded proxy against the one without, both durability=batch. */
+function costOfGuardrails(
+  direct: TargetResult,
+  off: TargetResult,
+  on: TargetResult,
+): GuardrailCost {
+  const [d, f, n] = [roundFigures(direct), roundFigures(off), roundFigures(on)];
+  return guardrailCost(
+    figures(direct),
+    figures(off),
+    figures(on),
+    d.map((direct, i) => ({ direct, off: f[i]!, on: n[i]! })),
+  );
+}
+
 interface Results {
   header: string;
   results: TargetResult[];
   comparisons: Comparison[];
+  guardrails: GuardrailCost;
   verified: VerifyResult[];
-  profile: ProfileResult | undefined;
+  profiles: ProfileResult[];
 }
 
-function report({ header, results, comparisons, verified, profile }: Results): string[] {
+function report(
+  { header, results, comparisons, guardrails, verified, profiles }: Results,
+): string[] {
   const rows = [[
     "",
     "lockstep n",
@@ -529,6 +755,8 @@ function report({ header, results, comparisons, verified, profile }: Results): s
         `${r.key} ${r.pipelined.runs.map(int).join(" / ")} (${int(r.pipelined.messages)})`
       ).join("; "),
   );
+  lines.push(`guardrails off: ${describeGuardrails("off").replace(/^guardrails off: /, "")}`);
+  lines.push(`guardrails on: ${describeGuardrails("on").replace(/^guardrails on: /, "")}`);
   lines.push("");
   lines.push("targets (issue 2; the default durability, batch, is the one that counts):");
   for (const c of comparisons) {
@@ -543,21 +771,29 @@ function report({ header, results, comparisons, verified, profile }: Results): s
   }
   lines.push("  (the Go tool, same kind of load: about 17% of direct and +190 µs)");
   lines.push("");
+  lines.push(
+    `guardrails on vs off (durability=batch; target: within ` +
+      `${pct(1 - GUARDRAIL_TARGET.minThroughputRatio)} of the figures without them):`,
+  );
+  lines.push(
+    ...guardrailCostLines(guardrails, { throughput: "pipelined msg/s", latency: "lockstep" }),
+  );
+  lines.push("");
   for (const v of verified) {
     lines.push(
       `verify [${v.key}] (exit ${v.exitCode}; at least ${int(v.expectedRecords)} records ` +
         `expected): ${v.summary}`,
     );
     for (const extra of v.output.slice(1, 6)) lines.push(`    ${extra}`);
+    lines.push(`    log: ${tallyLine(v.tally)}`);
   }
-  if (profile) {
+  for (const p of profiles) {
     lines.push("");
     lines.push(
-      `profile of the proxy (batch) during one pipelined run at ${int(profile.perSecond)} msg/s, ${
-        int(profile.samples)
-      } samples: ${profile.file}`,
+      `profile of the ${p.label} during one pipelined run at ${int(p.perSecond)} msg/s, ` +
+        `${int(p.samples)} samples: ${p.file}`,
     );
-    lines.push(...profileLines(profile));
+    lines.push(...profileLines(p));
   }
   return lines;
 }
@@ -580,28 +816,31 @@ async function main(args: string[]): Promise<number> {
 
   const started = performance.now();
   try {
-    const specs = targets(dir);
-    const results: TargetResult[] = [];
-    for (const spec of specs) results.push(await measure(spec, plan, dir, live, progress));
-    const direct = results[0]!;
+    const configs: Record<Guardrails, string> = {
+      off: await writeGuardrailsConfig(dir, "off"),
+      on: await writeGuardrailsConfig(dir, "on"),
+    };
+    const specs = targets(dir, configs);
+    const results = await measureAll(specs, plan, dir, live, progress);
+    const byKey = (key: TargetKey): TargetResult => results.find((r) => r.key === key)!;
+    const direct = byKey("direct");
     const comparisons = results.flatMap((r) => compare(direct, r) ?? []);
+    const guardrails = costOfGuardrails(direct, byKey("batch"), byKey("guarded"));
 
     progress("verifying the audit logs");
-    const verified = await Promise.all(specs.flatMap((spec) => {
-      const requests = results.find((r) => r.key === spec.key)?.requests ?? 0;
-      return spec.logPath === null ? [] : [verify(spec.key, spec.logPath, requests, dir)];
-    }));
+    const verified = await Promise.all(
+      specs.flatMap((spec) =>
+        spec.logPath === null ? [] : [verify(spec, byKey(spec.key).requests, dir)]
+      ),
+    );
 
-    let profile: ProfileResult | undefined;
+    const profiles: ProfileResult[] = [];
     if (flags.profile) {
-      const spec = specs.find((s) => s.key === "batch")!;
-      profile = await profileProxy(
-        { ...spec, env: proxyEnv(`${dir}/audit-profiled.jsonl`, "batch") },
-        plan,
-        dir,
-        live,
-        progress,
-      );
+      for (const key of ["batch", "guarded"] as const) {
+        const spec = specs.find((s) => s.key === key)!;
+        const env = proxyEnv(`${dir}/audit-${key}-profiled.jsonl`, "batch");
+        profiles.push(await profileProxy({ ...spec, env }, plan, dir, live, progress));
+      }
     }
 
     const seconds = (performance.now() - started) / 1000;
@@ -610,11 +849,12 @@ async function main(args: string[]): Promise<number> {
       dir,
       progress,
       profile: flags.profile === true,
+      configs,
     });
     const header = `mcp-audit stdio bench: deno ${Deno.version.deno}, ` +
       `${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} CPUs, ` +
-      `${flags.quick ? "quick" : "full"} run in ${seconds.toFixed(1)} s; ` +
-      `proxy with hmac-sha256 signing, redaction, JSONL under ${REPO}.bench/`;
+      `${flags.quick ? "quick" : "full"} run in ${seconds.toFixed(1)} s, ${plan.rounds} ` +
+      `round(s); proxy with hmac-sha256 signing, key redaction, JSONL under ${REPO}.bench/`;
     if (flags.json) {
       console.log(JSON.stringify(
         {
@@ -626,10 +866,13 @@ async function main(args: string[]): Promise<number> {
           seconds,
           plan,
           targets: TARGET,
+          guardrailTarget: GUARDRAIL_TARGET,
+          configurations: { off: describeGuardrails("off"), on: describeGuardrails("on") },
           results,
           comparisons,
+          guardrails,
           verify: verified,
-          profile: profile ?? null,
+          profiles,
           http,
         },
         null,
@@ -637,8 +880,11 @@ async function main(args: string[]): Promise<number> {
       ));
     } else {
       console.log(
-        [...report({ header, results, comparisons, verified, profile }), "", ...httpReport(http)]
-          .join("\n"),
+        [
+          ...report({ header, results, comparisons, guardrails, verified, profiles }),
+          "",
+          ...httpReport(http),
+        ].join("\n"),
       );
     }
     for (const r of results) {

@@ -1,9 +1,10 @@
 /**
  * What the stdio bench (`scripts/bench.ts`) and the HTTP bench (`scripts/bench_http.ts`) share:
  * the repository's paths, the messages they send, the proxy's environment, child processes whose
- * stderr is kept, `main.ts verify`, the V8 CPU profiler over the inspector and the summary of its
- * profiles, statistics, the report's number and table formatting, and the command line's common
- * flags.
+ * stderr is kept, `main.ts verify` and the tally of what a log says happened to the calls, the V8
+ * CPU profiler over the inspector and the summary of its profiles, statistics and the order of
+ * the targets in a round, the report's number and table formatting, and the command line's
+ * common flags.
  *
  * @module
  */
@@ -36,16 +37,29 @@ const STDERR_KEEP = 16 << 10;
 /** Where a progress line goes (stderr, in both benches). */
 export type Progress = (text: string) => void;
 
-// A realistic `tools/call` of about 200 bytes, in two parts around its id. `token` is one of the
-// default redaction patterns, so every request is redacted on its way into the log.
+/**
+ * A few hundred bytes of prose in every call (`arguments.context`), as a model passes along what
+ * it was asked: text the value detectors and the policy's regular expressions must read through.
+ * It holds nothing any detector or custom pattern matches, so it reaches the log unchanged.
+ */
+export const PROSE = "Users report that the search page stalls when a filter combines several " +
+  "labels, and the spinner never clears until the tab is reloaded. The slowdown started after " +
+  "the index was rebuilt last week; before that, queries with three or four labels returned in " +
+  "well under a second. Please check whether the new ranking step runs once per label instead " +
+  "of once per query, and whether the cache key still includes the sort order. Steps to " +
+  "reproduce are in the linked thread, and the screenshots show the network panel with the " +
+  "request pending for about eight seconds.";
+
+// A realistic `tools/call` of about 750 bytes, in two parts around its id. `token` is one of the
+// default key patterns, so every request is redacted on its way into the log.
 /** The part of {@link toolCall} before the id. */
 export const CALL_HEAD = `{"jsonrpc":"2.0","id":`;
 /** The part of {@link toolCall} after the id. */
 export const CALL_TAIL = `,"method":"tools/call","params":{"name":"search_issues",` +
   `"arguments":{"repo":"acme/widgets","query":"is:open label:bug sort:updated","limit":20,` +
-  `"token":"ghp_8f2Kd93LmQz0aXv7Rt1YbN4cWu6Hs5EjPo2g"}}}`;
+  `"token":"ghp_8f2Kd93LmQz0aXv7Rt1YbN4cWu6Hs5EjPo2g","context":${JSON.stringify(PROSE)}}}}`;
 
-/** A realistic `tools/call` of about 200 bytes with id `id` (without a line feed). */
+/** A realistic `tools/call` with id `id` (without a line feed). */
 export function toolCall(id: number): string {
   return CALL_HEAD + id + CALL_TAIL;
 }
@@ -56,6 +70,22 @@ export const INITIALIZE = `{"jsonrpc":"2.0","id":"init","method":"initialize","p
   `"clientInfo":{"name":"mcp-audit-bench","version":"1"}}}`;
 /** The client's `notifications/initialized` (without a line feed). */
 export const INITIALIZED = `{"jsonrpc":"2.0","method":"notifications/initialized"}`;
+/**
+ * The client's `tools/list`, id `"list"` (without a line feed): once, after `initialize`, so that a
+ * guarded proxy pins the tools and filters the list.
+ */
+export const TOOLS_LIST = `{"jsonrpc":"2.0","id":"list","method":"tools/list","params":{}}`;
+/** How the answer to {@link TOOLS_LIST} begins, from a server or a proxy. */
+export const TOOLS_LIST_ANSWER = `{"jsonrpc":"2.0","id":"list","result":{"tools":[`;
+
+/**
+ * The order of the targets in round `round`: forwards, then backwards, and so on, so that
+ * a drift in the machine's speed, or the work one target leaves behind for the next, does
+ * not always favour the same one.
+ */
+export function turnOrder<T>(items: readonly T[], round: number): T[] {
+  return round % 2 === 0 ? [...items] : [...items].reverse();
+}
 
 /** Nearest-rank percentile of sorted samples. */
 export function percentile(sorted: Float64Array, p: number): number {
@@ -93,7 +123,9 @@ export function cleanEnv(): Record<string, string> {
 
 /**
  * The environment of a proxy run: ours, minus any mcp-audit settings, plus the bench's: JSONL
- * storage at `logPath` with `durability`, signing and redaction on.
+ * storage at `logPath` with `durability`, signing and key redaction on. The guardrails are set by
+ * the configuration file the proxy is given (`scripts/bench_guardrails_config.ts`); variables
+ * would override it, so none is set here.
  */
 export function proxyEnv(logPath: string, durability: string): Record<string, string> {
   return {
@@ -104,13 +136,154 @@ export function proxyEnv(logPath: string, durability: string): Record<string, st
     MCP_AUDIT_AUDIT_DURABILITY: durability,
     MCP_AUDIT_AUDIT_SIGN: "true",
     MCP_AUDIT_MIDDLEWARE_REDACT_ENABLED: "true",
-    // The bench measures the audit path; a 60-a-minute limit would answer most calls itself, and
-    // the dashboard and metrics would need --allow-net, which the stdio proxy's command line does
+    // The dashboard and metrics would need --allow-net, which the stdio proxy's command line does
     // not give.
-    MCP_AUDIT_MIDDLEWARE_RATE_LIMIT_ENABLED: "false",
     MCP_AUDIT_DASHBOARD_ENABLED: "false",
     MCP_AUDIT_METRICS_ENABLED: "false",
   };
+}
+
+/** What an audit log says the proxy did with the bench's calls, from {@link tallyLog}. */
+export interface LogTally {
+  records: number;
+  /** `tools/call` requests recorded. */
+  calls: number;
+  /** Answers to `tools/call` from the server (`kind: response`). */
+  answered: number;
+  /** `error` records: answers the proxy or the server gave instead of a result. */
+  errors: number;
+  /**
+   * Answers the client went away before (`error` records with `data.delivered: false`): the
+   * requests in flight when a load generator's run ended.
+   */
+  undelivered: number;
+  /** Requests the guardrails refused (a decision other than `allow`). */
+  refused: number;
+  /** The decisions on `tools/call` requests, counted: `none`, `allow rule 49`, `deny default`… */
+  decisions: Record<string, number>;
+  /** Tools the proxy hid from `tools/list` answers. */
+  hidden: string[];
+  /** Event records by method (`audit/start`, `audit/tools_pinned`…). */
+  events: Record<string, number>;
+  /** The first record that shows a refused or failed call, for the error message. */
+  firstProblem: string | null;
+}
+
+/** `value[key]` when `value` is an object that has it; `undefined` otherwise. */
+function member(value: unknown, key: string): unknown {
+  if (typeof value !== "object" || value === null || !Object.hasOwn(value, key)) return undefined;
+  return Reflect.get(value, key);
+}
+
+/** A decision as the tally names it: `none`, `allow rule 49`, `deny default`, `rate_limited`. */
+function decisionName(decision: unknown): string {
+  if (typeof decision !== "object" || decision === null) return "none";
+  const action = String(member(decision, "action"));
+  const rule = member(decision, "rule");
+  if (typeof rule === "number") return `${action} rule ${rule}`;
+  return action === "allow" || action === "deny" ? `${action} default` : action;
+}
+
+/**
+ * Reads the audit log at `path` and counts what happened to the calls: how many reached the server
+ * and were answered by it, how many the guardrails refused or the proxy answered with an error,
+ * and what the guardrails decided.
+ */
+export async function tallyLog(path: string): Promise<LogTally> {
+  const t: LogTally = {
+    records: 0,
+    calls: 0,
+    answered: 0,
+    errors: 0,
+    undelivered: 0,
+    refused: 0,
+    decisions: {},
+    hidden: [],
+    events: {},
+    firstProblem: null,
+  };
+  const add = (line: string): void => {
+    const r: unknown = JSON.parse(line);
+    const kind = member(r, "kind");
+    const method = member(r, "method");
+    const decision = member(r, "decision");
+    t.records++;
+    const problem = (): void => {
+      t.firstProblem ??= line.slice(0, 1000);
+    };
+    if (kind === "event") {
+      t.events[String(method)] = (t.events[String(method)] ?? 0) + 1;
+      return;
+    }
+    if (kind === "error" && member(member(member(r, "error"), "data"), "delivered") === false) {
+      t.undelivered++;
+    } else if (kind === "error") {
+      t.errors++;
+      problem();
+    }
+    const action = member(decision, "action");
+    if (kind === "request") {
+      if (action !== undefined && action !== "allow") {
+        t.refused++;
+        problem();
+      }
+      if (method === "tools/call") {
+        t.calls++;
+        const name = decisionName(decision);
+        t.decisions[name] = (t.decisions[name] ?? 0) + 1;
+      }
+    }
+    if (kind === "response" && method === "tools/call") t.answered++;
+    const hidden = member(decision, "hidden");
+    if (action === "filter" && Array.isArray(hidden)) {
+      for (const h of hidden) t.hidden.push(String(member(h, "name")));
+    }
+  };
+  using file = await Deno.open(path);
+  let rest = "";
+  for await (const text of file.readable.pipeThrough(new TextDecoderStream())) {
+    const lines = (rest + text).split("\n");
+    rest = lines.pop()!;
+    for (const line of lines) if (line !== "") add(line);
+  }
+  if (rest !== "") add(rest);
+  return t;
+}
+
+/**
+ * Checks a {@link tallyLog} result: every call reached the server and got its answer, none was
+ * refused or failed, and each was decided as `decision` (`none` with the guardrails off, `allow
+ * rule N` with them on). Throws, naming the log, when not.
+ */
+export function checkTally(label: string, t: LogTally, decision: string): void {
+  const problems: string[] = [];
+  if (t.refused > 0) problems.push(`${t.refused} requests refused by the guardrails`);
+  if (t.errors > 0) problems.push(`${t.errors} error records`);
+  const other = Object.entries(t.decisions).filter(([name]) => name !== decision);
+  if (other.length > 0) {
+    problems.push(
+      `calls decided otherwise than ${decision}: ` + other.map(([n, c]) => `${n} ×${c}`).join(", "),
+    );
+  }
+  if (problems.length > 0) {
+    throw new Error(
+      `${label}: the audit log shows calls that did not reach the server: ${problems.join("; ")}` +
+        (t.firstProblem === null ? "" : `; the first:\n${t.firstProblem}`),
+    );
+  }
+}
+
+/** A {@link LogTally} in one line, for the reports. */
+export function tallyLine(t: LogTally): string {
+  const decisions = Object.entries(t.decisions).map(([n, c]) => `${n} ×${int(c)}`).join(", ");
+  const events = Object.entries(t.events).filter(([m]) => m !== "audit/start" && m !== "audit/stop")
+    .map(([m, c]) => `${m} ×${c}`).join(", ");
+  return `${int(t.calls)} calls, ${int(t.answered)} answered by the server, ${t.refused} ` +
+    `refused, ${t.errors} errors` +
+    (t.undelivered > 0 ? ` (and ${t.undelivered} in flight when a run ended)` : "") +
+    `; decisions: ${decisions || "-"}` +
+    (t.hidden.length > 0 ? `; hidden from tools/list: ${t.hidden.join(", ")}` : "") +
+    (events !== "" ? `; events: ${events}` : "");
 }
 
 /**
@@ -362,24 +535,75 @@ export interface ProfileEntry {
   percent: number;
 }
 
+/** A part of the code whose share of a profile is reported: frames whose name matches. */
+export interface ProfileGroup {
+  name: string;
+  /** Tested against `function url:line`, the url as {@link shortUrl} gives it. */
+  pattern: RegExp;
+}
+
+/** The guardrails' code: frames whose name matches. */
+export const GUARDRAIL_CODE = / src\/guardrails\/| src\/audit\/detectors\.ts:/;
+
+/** The guardrails' code, for the share of a profile spent in it. */
+export const GUARDRAIL_GROUPS: readonly ProfileGroup[] = [
+  {
+    name: "guardrails in all (src/guardrails/*, src/audit/detectors.ts)",
+    pattern: GUARDRAIL_CODE,
+  },
+  {
+    name: "  judging requests (src/guardrails/guard.ts; policy and rate limit included)",
+    pattern: / src\/guardrails\/guard\.ts:/,
+  },
+  {
+    name: "  policy (src/guardrails/policy.ts, pattern.ts)",
+    pattern: / src\/guardrails\/(policy|pattern)\.ts:/,
+  },
+  {
+    name: "  rate limit (src/guardrails/rate_limiter.ts)",
+    pattern: / src\/guardrails\/rate_limiter\.ts:/,
+  },
+  { name: "  pinning (src/guardrails/pins.ts)", pattern: / src\/guardrails\/pins\.ts:/ },
+  { name: "  value detectors (src/audit/detectors.ts)", pattern: / src\/audit\/detectors\.ts:/ },
+  { name: "key redaction (src/audit/redact.ts)", pattern: / src\/audit\/redact\.ts:/ },
+];
+
 /** The shares of a profile's samples by function, from {@link summarizeProfile}. */
 export interface ProfileSummary {
   /** Time spent in the function itself. */
   self: ProfileEntry[];
   /** Time spent in the function and what it called. */
   inclusive: ProfileEntry[];
+  /** Time spent in each of the groups asked for, and what it called, in the groups' order. */
+  groups: ProfileEntry[];
+  /**
+   * The functions matching `focus` by their own time, counting as theirs the time of what they
+   * call that does not match (built-ins, `String.prototype.indexOf`, the regular expression
+   * engine…): the innermost matching frame of each sample.
+   */
+  focused: ProfileEntry[];
   /** Samples left out because a function on their stack matched `leaveOut`. */
   leftOut: number;
 }
 
+/** What {@link summarizeProfile} looks for besides the top functions. */
+export interface SummaryOptions {
+  /** Samples with a function matching this anywhere on their stack are left out. */
+  leaveOut?: RegExp;
+  groups?: readonly ProfileGroup[];
+  /** Functions to rank by their own time and what they call outside it. */
+  focus?: RegExp;
+}
+
 /**
- * Self and inclusive sample shares per function, largest first, `top` of each. Samples with a
- * function matching `leaveOut` anywhere on their stack are left out, of the shares' total too.
+ * Self and inclusive sample shares per function, largest first, `top` of each, the inclusive
+ * share of each of `groups`, and the `focus` functions' shares. Samples left out are left out of
+ * the shares' total too.
  */
 export function summarizeProfile(
   profile: CpuProfile,
   top: number,
-  leaveOut?: RegExp,
+  { leaveOut, groups = [], focus }: SummaryOptions = {},
 ): ProfileSummary {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
@@ -393,6 +617,8 @@ export function summarizeProfile(
   for (const s of profile.samples) hits.set(s, (hits.get(s) ?? 0) + 1);
   const self = new Map<string, number>();
   const inclusive = new Map<string, number>();
+  const grouped = groups.map(() => 0);
+  const focused = new Map<string, number>();
   let leftOut = 0;
   for (const [id, count] of hits) {
     const stack: string[] = [];
@@ -408,6 +634,11 @@ export function summarizeProfile(
     for (const n of new Set(stack)) {
       if (n !== "(root)") inclusive.set(n, (inclusive.get(n) ?? 0) + count);
     }
+    groups.forEach((g, i) => {
+      if (stack.some((n) => g.pattern.test(n))) grouped[i]! += count;
+    });
+    const inner = focus === undefined ? undefined : stack.find((n) => focus.test(n));
+    if (inner !== undefined) focused.set(inner, (focused.get(inner) ?? 0) + count);
   }
   const total = profile.samples.length - leftOut;
   const rank = (m: Map<string, number>): ProfileEntry[] =>
@@ -415,16 +646,41 @@ export function summarizeProfile(
       function: fn,
       percent: (100 * count) / total,
     }));
-  return { self: rank(self), inclusive: rank(inclusive), leftOut };
+  return {
+    self: rank(self),
+    inclusive: rank(inclusive),
+    groups: groups.map((g, i) => ({ function: g.name, percent: (100 * grouped[i]!) / total })),
+    focused: rank(focused),
+    leftOut,
+  };
 }
 
-/** The report's lines of a profile: the top 15 by self time and the top 25 by inclusive time. */
+/**
+ * The report's lines of a profile: the groups' shares and the top 15 focused functions, when there
+ * are any, the top 15 by self time and the top 25 by inclusive time.
+ */
 export function profileLines(
-  profile: { self: ProfileEntry[]; inclusive: ProfileEntry[] },
+  profile: {
+    self: ProfileEntry[];
+    inclusive: ProfileEntry[];
+    groups?: ProfileEntry[];
+    focused?: ProfileEntry[];
+  },
 ): string[] {
   const entry = (e: ProfileEntry): string =>
     `    ${e.percent.toFixed(1).padStart(5)}%  ${e.function}`;
+  const groups = profile.groups ?? [];
+  const focused = (profile.focused ?? []).filter((e) => e.percent >= 0.05);
   return [
+    ...(groups.length > 0
+      ? ["  share of the samples, callees included:", ...groups.map(entry)]
+      : []),
+    ...(focused.length > 0
+      ? [
+        "  guardrail functions, own time and the built-ins they call:",
+        ...focused.slice(0, 15).map(entry),
+      ]
+      : []),
     "  self time:",
     ...profile.self.slice(0, 15).map(entry),
     "  inclusive time:",

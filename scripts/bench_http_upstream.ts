@@ -1,9 +1,9 @@
 /**
  * The HTTP benchmark's upstream: a minimal Streamable-HTTP-shaped MCP endpoint on `Deno.serve`.
  * Every POSTed JSON-RPC request gets an `application/json` answer with its id and a small
- * `tools/call`-shaped result; a POST of notifications or responses only gets 202; `initialize`
- * answers also name a session (`Mcp-Session-Id`); GET gets 405 (no server-initiated stream) and
- * DELETE 204. Built to cost as little as possible, so that what `scripts/bench_http.ts` measures is
+ * `tools/call`-shaped result (`tools/list` gets a list of three tools); a POST of notifications or
+ * responses only gets 202; `initialize` answers also name a session (`Mcp-Session-Id`); GET gets
+ * 405 (no server-initiated stream) and DELETE 204. Built to cost as little as possible, so that what `scripts/bench_http.ts` measures is
  * the proxy: the id is found without a full parse when the body starts the usual way.
  *
  * Usage: `deno run --allow-net scripts/bench_http_upstream.ts [--port N] [--hostname H]`
@@ -13,12 +13,23 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { COMMA, HEAD, idEnd, QUOTE, RESULT, startsWithHead } from "./bench_upstream.ts";
+import {
+  bytesAt,
+  COMMA,
+  HEAD,
+  idEnd,
+  QUOTE,
+  RESULT,
+  startsWithHead,
+  TOOLS_LIST_METHOD,
+  TOOLS_LIST_RESULT,
+} from "./bench_upstream.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 const TAIL = encoder.encode(RESULT);
+const TOOLS_LIST_TAIL = encoder.encode(TOOLS_LIST_RESULT);
 const INITIALIZE_TAIL = encoder.encode(
   ',"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},' +
     '"serverInfo":{"name":"mcp-audit-bench-http-upstream","version":"1"}}}',
@@ -42,6 +53,7 @@ interface Parsed {
   /** The id's JSON bytes, or `undefined` for a body without a request (202). */
   id: Uint8Array | undefined;
   initialize: boolean;
+  toolsList: boolean;
 }
 
 /** The request id of a body holding one JSON-RPC message. */
@@ -53,25 +65,30 @@ function parse(buf: Uint8Array): Parsed {
     // `{"jsonrpc":"2.0","id":1,"result":…}` is a response: no answer.
     const isRequest = buf[at] === COMMA && buf[at + 1] === QUOTE && buf[at + 2] === 0x6d; // "m
     return isRequest
-      ? { id, initialize: contains(buf.subarray(at), INITIALIZE_METHOD) }
-      : { id: undefined, initialize: false };
+      ? {
+        id,
+        initialize: contains(buf.subarray(at), INITIALIZE_METHOD),
+        toolsList: bytesAt(buf, at, buf.length, TOOLS_LIST_METHOD),
+      }
+      : { id: undefined, initialize: false, toolsList: false };
   }
   // Anything else: parse it properly (a batch gets the answer of its first request only).
   let value: unknown;
   try {
     value = JSON.parse(decoder.decode(buf));
   } catch {
-    return { id: encoder.encode("null"), initialize: false };
+    return { id: encoder.encode("null"), initialize: false, toolsList: false };
   }
   if (Array.isArray(value)) value = value.find((m) => typeof m === "object" && m && "id" in m);
   if (
     typeof value !== "object" || value === null || !("id" in value) || !("method" in value)
   ) {
-    return { id: undefined, initialize: false };
+    return { id: undefined, initialize: false, toolsList: false };
   }
   return {
     id: encoder.encode(JSON.stringify(value.id)),
     initialize: value.method === "initialize",
+    toolsList: value.method === "tools/list",
   };
 }
 
@@ -87,14 +104,14 @@ async function handle(req: Request): Promise<Response> {
   if (req.method === "GET") return new Response(null, { status: 405 });
   if (req.method === "DELETE") return new Response(null, { status: 204 });
   if (req.method !== "POST") return new Response(null, { status: 405 });
-  const { id, initialize } = parse(await req.bytes());
+  const { id, initialize, toolsList } = parse(await req.bytes());
   if (id === undefined) return new Response(null, { status: 202 });
   if (initialize) {
     return new Response(answer(id, INITIALIZE_TAIL), {
       headers: { ...JSON_HEADERS, "mcp-session-id": SESSION },
     });
   }
-  return new Response(answer(id, TAIL), { headers: JSON_HEADERS });
+  return new Response(answer(id, toolsList ? TOOLS_LIST_TAIL : TAIL), { headers: JSON_HEADERS });
 }
 
 if (import.meta.main) {

@@ -1,13 +1,13 @@
 /**
  * The benchmark's upstream: a minimal stdio JSON-RPC server that answers every request with a
- * small `tools/call`-shaped result carrying the request's id, and ignores notifications. Built to
- * cost as little as possible, so that what `scripts/bench.ts` measures is the proxy: it reads raw
- * chunks, finds the id without a full parse when the line starts the usual way, and writes all the
- * answers to one chunk in one write.
+ * small `tools/call`-shaped result carrying the request's id — except `tools/list`, which gets a
+ * list of three tools — and ignores notifications. Built to cost as little as possible, so that
+ * what `scripts/bench.ts` measures is the proxy: it reads raw chunks, finds the id without a full
+ * parse when the line starts the usual way, and writes all the answers to one chunk in one write.
  *
  * Usage: `deno run scripts/bench_upstream.ts` (needs no permissions).
  *
- * Its answer and its scan for the id are exported for `scripts/bench_http_upstream.ts`.
+ * Its answers and its scan for the id are exported for `scripts/bench_http_upstream.ts`.
  *
  * @module
  */
@@ -29,14 +29,48 @@ export const HEAD: Uint8Array = encoder.encode('{"jsonrpc":"2.0","id":');
 export const RESULT = ',"result":{"content":[{"type":"text","text":"3 open issues match: ' +
   '#12 crash on start, #40 slow search, #41 docs typo"}],"isError":false}}';
 const TAIL = encoder.encode(`${RESULT}\n`);
+/** The rest of the answer to `tools/list` after its id (without a line feed). */
+export const TOOLS_LIST_RESULT = `,"result":{"tools":${
+  JSON.stringify([
+    tool("search_issues", "Search the issues of a repository.", {
+      repo: { type: "string" },
+      query: { type: "string" },
+      limit: { type: "integer" },
+    }),
+    tool("create_issue", "Open an issue in a repository.", {
+      repo: { type: "string" },
+      title: { type: "string" },
+      body: { type: "string" },
+    }),
+    tool("delete_repository", "Delete a repository and everything in it.", {
+      repo: { type: "string" },
+    }),
+  ])
+}}}`;
+const TOOLS_LIST_TAIL = encoder.encode(`${TOOLS_LIST_RESULT}\n`);
+/** `,"method":"tools/list"`, as it follows the id of a `tools/list` request. */
+export const TOOLS_LIST_METHOD: Uint8Array = encoder.encode(',"method":"tools/list"');
+
+function tool(name: string, description: string, properties: Record<string, unknown>): unknown {
+  return {
+    name,
+    description,
+    inputSchema: { type: "object", properties, required: ["repo"] },
+  };
+}
+
+/** Whether `needle` is at `buf[at]`, within `end`. */
+export function bytesAt(buf: Uint8Array, at: number, end: number, needle: Uint8Array): boolean {
+  if (end - at < needle.length) return false;
+  for (let i = 0; i < needle.length; i++) {
+    if (buf[at + i] !== needle[i]) return false;
+  }
+  return true;
+}
 
 /** Whether the message `buf[start, end)` begins with {@link HEAD}. */
 export function startsWithHead(buf: Uint8Array, start: number, end: number): boolean {
-  if (end - start < HEAD.length) return false;
-  for (let i = 0; i < HEAD.length; i++) {
-    if (buf[start + i] !== HEAD[i]) return false;
-  }
-  return true;
+  return bytesAt(buf, start, end, HEAD);
 }
 
 /**
@@ -55,25 +89,35 @@ export function idEnd(buf: Uint8Array, from: number, end: number): number {
   return at;
 }
 
-/** The id's JSON bytes for the line `buf[start, end)`, or `undefined` for a notification. */
-function idOf(buf: Uint8Array, start: number, end: number): Uint8Array | undefined {
+/** A request's id (its JSON bytes), and whether it is a `tools/list`. */
+interface Request {
+  id: Uint8Array;
+  toolsList: boolean;
+}
+
+/** The request on the line `buf[start, end)`, or `undefined` for a notification. */
+function requestOf(buf: Uint8Array, start: number, end: number): Request | undefined {
   if (startsWithHead(buf, start, end)) {
     const from = start + HEAD.length;
-    return buf.subarray(from, idEnd(buf, from, end));
+    const at = idEnd(buf, from, end);
+    return { id: buf.subarray(from, at), toolsList: bytesAt(buf, at, end, TOOLS_LIST_METHOD) };
   }
   // Anything else: parse it properly.
   let value: unknown;
   try {
     value = JSON.parse(decoder.decode(buf.subarray(start, end)));
   } catch {
-    return encoder.encode("null");
+    return { id: encoder.encode("null"), toolsList: false };
   }
   if (typeof value !== "object" || value === null || !("id" in value)) {
     return typeof value === "object" && value !== null && "method" in value
       ? undefined
-      : encoder.encode("null");
+      : { id: encoder.encode("null"), toolsList: false };
   }
-  return encoder.encode(JSON.stringify(value.id));
+  return {
+    id: encoder.encode(JSON.stringify(value.id)),
+    toolsList: "method" in value && value.method === "tools/list",
+  };
 }
 
 async function writeAll(bytes: Uint8Array): Promise<void> {
@@ -101,10 +145,12 @@ async function serve(): Promise<void> {
     while (true) {
       const nl = buf.indexOf(LF, start);
       if (nl === -1) break;
-      const id = idOf(buf, start, nl);
+      const request = requestOf(buf, start, nl);
       start = nl + 1;
-      if (id === undefined) continue;
-      const need = used + HEAD.length + id.length + TAIL.length;
+      if (request === undefined) continue;
+      const { id } = request;
+      const tail = request.toolsList ? TOOLS_LIST_TAIL : TAIL;
+      const need = used + HEAD.length + id.length + tail.length;
       if (need > out.length) {
         const bigger = new Uint8Array(Math.max(need, out.length * 2));
         bigger.set(out.subarray(0, used));
@@ -114,8 +160,8 @@ async function serve(): Promise<void> {
       used += HEAD.length;
       out.set(id, used);
       used += id.length;
-      out.set(TAIL, used);
-      used += TAIL.length;
+      out.set(tail, used);
+      used += tail.length;
     }
     carry = start < buf.length ? buf.slice(start) : new Uint8Array(0);
     if (used > 0) await writeAll(out.subarray(0, used));
