@@ -416,6 +416,13 @@ class Automaton {
   #stack: Int32Array;
   #cur: Int32Array;
   #next: Int32Array;
+  /**
+   * The code units a match can begin with (ASCII by table; any other unit when `other`), or null
+   * when a match can be empty. Lets a search skip what cannot begin a match.
+   */
+  #first: { ascii: Uint8Array; other: boolean } | null;
+  /** Whether every match must begin at position 0 (the program starts with `^`). */
+  #anchored: boolean;
 
   constructor(root: Node) {
     const op: number[] = [], x: number[] = [], y: number[] = [];
@@ -497,11 +504,57 @@ class Automaton {
       }
       return { ascii, ranges };
     });
+    this.#first = this.#firstUnits();
+    this.#anchored = this.#op[0] === OP_BOL;
     const size = op.length;
     this.#mark = new Int32Array(size);
     this.#stack = new Int32Array(size * 2 + 2);
     this.#cur = new Int32Array(size);
     this.#next = new Int32Array(size);
+  }
+
+  /** Units that can begin a match: the sets reachable from the start without consuming input. */
+  #firstUnits(): { ascii: Uint8Array; other: boolean } | null {
+    const ascii = new Uint8Array(128);
+    let other = false;
+    const seen = new Uint8Array(this.#op.length);
+    const stack = [0];
+    while (stack.length > 0) {
+      const p = stack.pop()!;
+      if (seen[p]) continue;
+      seen[p] = 1;
+      switch (this.#op[p]) {
+        case OP_SET: {
+          const set = this.#sets[this.#x[p]!]!;
+          for (let u = 0; u < 128; u++) ascii[u] ||= set.ascii[u]!;
+          const r = set.ranges;
+          if (r.length > 0 && r[r.length - 1]! > 127) other = true;
+          break;
+        }
+        case OP_MATCH:
+          return null;
+        case OP_JMP:
+          stack.push(this.#x[p]!);
+          break;
+        case OP_SPLIT:
+          stack.push(this.#x[p]!, this.#y[p]!);
+          break;
+        default:
+          // An assertion: passing it over can only add units, which is safe for skipping.
+          stack.push(p + 1);
+      }
+    }
+    return { ascii, other };
+  }
+
+  /** The first position from `from` on whose unit can begin a match; the end when none. */
+  #skip(input: string, from: number): number {
+    const first = this.#first!;
+    for (let i = from; i < input.length; i++) {
+      const u = input.charCodeAt(i);
+      if (u < 128 ? first.ascii[u] === 1 : first.other) return i;
+    }
+    return input.length;
   }
 
   #inSet(index: number, unit: number): boolean {
@@ -573,10 +626,12 @@ class Automaton {
   /** Whether the pattern matches somewhere in `input`. */
   test(input: string): boolean {
     let cur = this.#cur, next = this.#next;
+    const skipping = this.#first !== null;
+    let at = skipping ? this.#skip(input, 0) : 0;
     this.#nextGeneration();
-    let count = this.#add(cur, 0, 0, 0, input);
+    let count = this.#add(cur, 0, 0, at, input);
     if (count < 0) return true;
-    for (let at = 0; at < input.length; at++) {
+    for (; at < input.length; at++) {
       const unit = input.charCodeAt(at);
       this.#nextGeneration();
       let n = 0;
@@ -587,11 +642,18 @@ class Automaton {
           if (n < 0) return true;
         }
       }
-      // An unanchored search starts a new attempt at every position.
-      n = this.#add(next, n, 0, at + 1, input);
+      // Anchored at the start: once every attempt from position 0 has died, nothing can match.
+      if (n === 0 && this.#anchored) return false;
+      // An unanchored search starts a new attempt at every position; with no attempt alive, at
+      // the next position where one could match at all.
+      const start = n === 0 && skipping ? this.#skip(input, at + 1) : at + 1;
+      // Marks made at this position must not hide states from a start further on.
+      if (start !== at + 1) this.#nextGeneration();
+      n = this.#add(next, n, 0, start, input);
       if (n < 0) return true;
       [cur, next] = [next, cur];
       count = n;
+      at = start - 1;
     }
     return false;
   }

@@ -136,3 +136,46 @@ Deno.test("globs compile to whole-string matchers", () => {
   assert.equal(compileGlob("a\\*")("ab"), false);
   assert.equal(compileGlob("*.md")("x.md.bak"), false);
 });
+
+Deno.test("the linear engine agrees with RegExp on random patterns and inputs", () => {
+  // A small generator of patterns in the common subset, and inputs over a tiny alphabet, so that
+  // matches, near misses, anchors and word boundaries all occur often.
+  let seed = 12345;
+  const rand = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const atoms = [
+    "a",
+    "b",
+    "c",
+    "[ab]",
+    "[^a]",
+    ".",
+    "\\d",
+    "\\w",
+    " ",
+    "\\s",
+    "(a|bc)",
+    "(?:ab|c)",
+  ];
+  const suffixes = ["", "", "*", "+", "?", "{1,2}"];
+  const pattern = (): string => {
+    let p = rand(4) === 0 ? "^" : rand(4) === 0 ? "\\b" : "";
+    const n = 1 + rand(4);
+    for (let i = 0; i < n; i++) p += atoms[rand(atoms.length)]! + suffixes[rand(suffixes.length)]!;
+    return p + (rand(4) === 0 ? "$" : rand(5) === 0 ? "\\b" : "");
+  };
+  const alphabet = "abc 1_-é";
+  for (let t = 0; t < 400; t++) {
+    const source = pattern();
+    const linear = compileLinearRegex(source);
+    const native = new RegExp(source);
+    for (let k = 0; k < 20; k++) {
+      let input = "";
+      const len = rand(12);
+      for (let i = 0; i < len; i++) input += alphabet[rand(alphabet.length)];
+      assert.equal(linear(input), native.test(input), `/${source}/ on ${JSON.stringify(input)}`);
+    }
+  }
+});

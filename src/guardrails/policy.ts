@@ -203,6 +203,8 @@ export function policyErrorData(
 }
 
 const BLOCKED_BY_POLICY = "blocked by policy";
+/** Most caller, method and tool combinations whose matching rules are remembered. */
+const CANDIDATE_CACHE = 4096;
 const BLOCKED_BY_DEFAULT = "blocked by default policy";
 const TOOLS_CALL = "tools/call";
 /** The fields a rule may have: the Go tool's, plus `method` and `when`. */
@@ -234,6 +236,8 @@ type Test = (value: unknown) => Truth;
 interface Condition {
   /** Path segments under `params`; `*` is every element. */
   readonly segments: readonly string[];
+  /** Whether a segment is `*`, so the path may lead to several values. */
+  readonly spread: boolean;
   readonly test: Test;
   readonly negate: boolean;
 }
@@ -326,7 +330,25 @@ function negateTruth(t: Truth, negate: boolean): Truth {
  * A condition's truth for one request. Over several values (a `*` segment) a deny rule needs any
  * value to meet it, an allow rule every value: the reading that refuses more.
  */
+/** The value at a path without `*`: one value or none, found without building lists. */
+function resolveOne(root: unknown, segments: readonly string[]): unknown {
+  let value = root;
+  for (const segment of segments) {
+    if (typeof value !== "object" || value === null || isRawNumber(value)) return undefined;
+    if (Array.isArray(value)) {
+      if (!/^\d+$/.test(segment) || Number(segment) >= value.length) return undefined;
+      value = value[Number(segment)];
+    } else if (Object.hasOwn(value, segment)) {
+      value = (value as Record<string, unknown>)[segment];
+    } else {
+      return undefined;
+    }
+  }
+  return value;
+}
+
 function conditionTruth(c: Condition, params: unknown, every: boolean): Truth {
+  if (!c.spread) return negateTruth(c.test(resolveOne(params, c.segments)), c.negate);
   const values = resolve(params, c.segments);
   if (values.length === 0) return negateTruth(c.test(undefined), c.negate);
   let unknown = false;
@@ -496,7 +518,7 @@ function compileCondition(where: string, raw: unknown): Condition {
     default:
       return exhausted(op);
   }
-  return { segments, test, negate };
+  return { segments, spread: segments.includes("*"), test, negate };
 }
 
 function exhausted(value: never): never {
@@ -584,6 +606,7 @@ function fieldsMatch(
 /** A compiled policy. Build with {@linkcode compilePolicy}. */
 export class Policy {
   readonly #rules: readonly CompiledRule[];
+  readonly #matching = new Map<string, number[]>();
   readonly defaultAction: PolicyAction;
   readonly mode: PolicyMode;
   readonly scope: PolicyScope;
@@ -606,6 +629,24 @@ export class Policy {
     return this.#rules.length;
   }
 
+  /**
+   * The rules whose fields match this caller, method and tool, in order. Remembered, since a
+   * proxy sees few distinct combinations; the memory is bounded, as tool names come from clients.
+   */
+  #candidates(caller: PolicyCaller & { readonly method: string }, tool: string): number[] {
+    const key = `${caller.client_id.length}:${caller.client_id}${caller.server_id.length}:` +
+      `${caller.server_id}${caller.method.length}:${caller.method}${tool}`;
+    let found = this.#matching.get(key);
+    if (found !== undefined) return found;
+    found = [];
+    for (let i = 0; i < this.#rules.length; i++) {
+      if (fieldsMatch(this.#rules[i]!, caller, caller.method, tool)) found.push(i);
+    }
+    if (this.#matching.size >= CANDIDATE_CACHE) this.#matching.clear();
+    this.#matching.set(key, found);
+    return found;
+  }
+
   #governs(method: string): boolean {
     return this.scope === "all_operations" || method === TOOLS_CALL ||
       this.#rules.some((r) => r.namesMethod && r.method(method));
@@ -616,9 +657,8 @@ export class Policy {
     const enforced = this.mode === "enforce";
     const tool = toolNameOf(request.method, request.params);
     const rules = this.#rules;
-    for (let i = 0; i < rules.length; i++) {
+    for (const i of this.#candidates(request, tool)) {
       const r = rules[i]!;
-      if (!fieldsMatch(r, request, request.method, tool)) continue;
       if (r.conditions.length > 0) {
         const every = r.action === "allow";
         let truth = Truth.True;

@@ -165,6 +165,8 @@ export class RateLimiter {
   readonly #maxBuckets: number;
   /** Insertion order is recency: the first entries are the least recently used. */
   readonly #buckets = new Map<string, Bucket>();
+  /** The key last used, which is the last in `#buckets` while it is there. */
+  #newest: string | undefined;
 
   /**
    * @param options the limits
@@ -217,11 +219,16 @@ export class RateLimiter {
     if (bucket === undefined) {
       if (this.#buckets.size >= this.#maxBuckets) this.#evictOldest();
       bucket = { units: limit.capacity, at: now, limit };
+      this.#buckets.set(key, bucket);
     } else {
-      this.#buckets.delete(key);
       refill(bucket, now);
+      // Moved to the end, the most recently used, unless it is there already.
+      if (key !== this.#newest) {
+        this.#buckets.delete(key);
+        this.#buckets.set(key, bucket);
+      }
     }
-    this.#buckets.set(key, bucket);
+    this.#newest = key;
     let outcome: RateOutcome = ALLOWED;
     if (bucket.units >= UNIT) {
       bucket.units -= UNIT;
