@@ -289,13 +289,13 @@ interface Reloading {
   file: string | undefined;
 }
 
-/** Reloads on SIGHUP and when the configuration file changes, until `signal` aborts. */
+/** Reloads on SIGHUP and when the configuration file changes, until the returned stop is called. */
 function startReloading(
   reloader: Reloader,
   file: string | undefined,
   logger: Logger,
-  signal: AbortSignal,
 ): () => void {
+  const stop = new AbortController();
   const safely = (trigger: ReloadTrigger) => () => {
     try {
       reloader.reload(trigger);
@@ -305,8 +305,9 @@ function startReloading(
   };
   const onHup = safely("signal");
   if (Deno.build.os !== "windows") Deno.addSignalListener("SIGHUP", onHup);
-  if (file !== undefined) watchFile(file, signal, safely("file"));
+  if (file !== undefined) watchFile(file, stop.signal, safely("file"));
   return () => {
+    stop.abort();
     if (Deno.build.os !== "windows") Deno.removeSignalListener("SIGHUP", onHup);
   };
 }
@@ -396,7 +397,7 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
     sync: () => log.sync(),
     session,
   });
-  const stopReloading = startReloading(reloader, reloading.file, logger, shutdown.signal);
+  const stopReloading = startReloading(reloader, reloading.file, logger);
 
   const run: Run = {
     config,
