@@ -281,6 +281,10 @@ function numericTest(bound: number, accept: (sign: number) => boolean): Test {
   const b = toNumeric(bound)!;
   return (value) => {
     if (value === undefined) return Truth.False;
+    // Two doubles compare exactly as they are; digits beyond a double go the exact way below.
+    if (typeof value === "number") {
+      return accept(value < bound ? -1 : value > bound ? 1 : 0) ? Truth.True : Truth.False;
+    }
     const n = toNumeric(value);
     if (n === null) return Truth.Unknown;
     return accept(compare(n, b)) ? Truth.True : Truth.False;
