@@ -154,8 +154,15 @@ function isUrl(upstream: string): boolean {
   return /^https?:\/\//i.test(upstream.trim());
 }
 
-async function runStdioProxy(run: Run, session: string, argv: string[]): Promise<Ending> {
+/** An exchange for a session the proxy itself names. */
+function ownSession(run: Run, session: string | null): Exchange {
   const exchange = new Exchange(run.exchangeDeps, session);
+  exchange.vouch();
+  return exchange;
+}
+
+async function runStdioProxy(run: Run, session: string, argv: string[]): Promise<Ending> {
+  const exchange = ownSession(run, session);
   const outcome = await runStdio({
     argv,
     env: upstreamEnv(Deno.env.toObject()),
@@ -180,7 +187,7 @@ async function runStdioProxy(run: Run, session: string, argv: string[]): Promise
 }
 
 async function runStdioToHttpBridge(run: Run, session: string, upstream: URL): Promise<Ending> {
-  const exchange = new Exchange(run.exchangeDeps, session);
+  const exchange = ownSession(run, session);
   const outcome = await runStdioToHttp({
     upstream,
     fetch: run.upstreamFetch,
@@ -215,7 +222,7 @@ async function runHttpToStdioBridge(run: Run, argv: string[]): Promise<Ending> {
   const sessions = new StdioSessions({
     argv,
     env: upstreamEnv(Deno.env.toObject()),
-    newExchange: (session) => new Exchange(run.exchangeDeps, session === "" ? null : session),
+    newExchange: (session) => ownSession(run, session === "" ? null : session),
     newSessionId: run.newId,
     beforeWrite: run.beforeWrite,
     maxMessageBytes: p.max_message_bytes,
@@ -491,19 +498,26 @@ async function main(argv: string[]): Promise<number> {
         return 2;
       case "proxy": {
         const log = stderrLogger(command.logLevel);
-        let file: string | undefined;
-        const load = (): Loaded => {
-          const read = readConfigFile(command.configPath, log);
-          file = read?.path;
-          return loadConfig({
+        const env = Deno.env.toObject();
+        const load = (read: { path: string; text: string } | undefined): Loaded =>
+          loadConfig({
             file: read,
-            env: Deno.env.toObject(),
+            env,
             flags: command.flags,
             upstreamArgv: command.upstreamArgv,
           });
+        const first = readConfigFile(command.configPath, log);
+        const loaded = load(first);
+        // A reload must not fail open: a file that is gone or empty (an editor truncates before
+        // it writes) would otherwise mean every default, the policy off among them.
+        const reload = (): Loaded => {
+          const read = readConfigFile(first?.path ?? command.configPath, log);
+          if (first !== undefined && (read === undefined || read.text.trim() === "")) {
+            throw new ConfigError(first.path, "is missing or empty; keeping the settings in force");
+          }
+          return load(read);
         };
-        const loaded = load();
-        return await runProxy(loaded, log, { load, file });
+        return await runProxy(loaded, log, { load: reload, file: first?.path });
       }
       default: {
         const never: never = command;

@@ -313,7 +313,6 @@ for (const [name, yaml] of Object.entries(CONFIGS)) {
             // limit (60 a minute per caller and tool, as in Go) must not refuse the matrix.
             const verdict = guard.judge(method, tool === null ? {} : { name: tool }, {
               session: `s${++session}`,
-              clientInfo: null,
             });
             const actual = productOutcome(verdict);
             if (expected.judged) {
@@ -354,7 +353,7 @@ Deno.test("Go parity: rule_index is the rule's position and -1 for the default, 
       productGuard(yaml, who.client_id, who.server_id, dir.path).judge(
         "tools/call",
         { name: tool, arguments: {} },
-        { session: "s", clientInfo: null },
+        { session: "s" },
       ),
     );
   const deny = (reason: string, ruleIndex: number) => ({
@@ -396,7 +395,7 @@ Deno.test("globs are an addition: `*` inside a field matches here, while the Go 
   for (const tool of ["delete_file", "delete_*", "delete_", "remove_file", "xdelete_file"]) {
     const go = goDecide(policy, who, "tools/call", tool);
     const ours = productOutcome(
-      guard.judge("tools/call", { name: tool }, { session: tool, clientInfo: null }),
+      guard.judge("tools/call", { name: tool }, { session: tool }),
     );
     if (JSON.stringify(go) !== JSON.stringify(ours)) differs.push(tool);
   }

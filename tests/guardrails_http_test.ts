@@ -1019,10 +1019,11 @@ Deno.test("a JSON batch POST holding a denied request is refused whole: HTTP 200
     const answer = answerTo(records, requestWithId(records, id));
     assertEquals(answer.kind, "error");
     assertEquals(answer.session, null);
+    // Each answer's record carries the digest of the array the client got, as sent.
     assertEquals(
       answer.wire_sha256,
-      await sha256Hex(texts[i]!),
-      `answer ${id} as the client got it`,
+      await sha256Hex(reply.body),
+      `answer ${i} (${id}) is recorded with the bytes the client got`,
     );
   }
 });

@@ -22,7 +22,7 @@
  *   clientId: "claude-desktop",
  *   serverId: "filesystem",
  * });
- * guard.judge("tools/call", { name: "delete_file" }, { session: "s1", clientInfo: null });
+ * guard.judge("tools/call", { name: "delete_file" }, { session: "s1" });
  * // { kind: "refuse", decision: { action: "deny", rule: 0, reason: "blocked by policy" }, … }
  * ```
  *
@@ -55,12 +55,13 @@ export interface GuardParts {
   readonly serverId: string;
 }
 
-/** Who sends a request, as far as the exchange knows. */
+/** Who sends a request, as far as the proxy can vouch for it. */
 export interface Caller {
-  /** The stdio session or HTTP `Mcp-Session-Id`. */
+  /**
+   * A session the proxy or the upstream server named (the stdio session, an `Mcp-Session-Id`
+   * the server issued); null when the only word for it is the client's own.
+   */
   readonly session: string | null;
-  /** `{name, version}` from `initialize` or per-request `_meta`. */
-  readonly clientInfo: JsonObject | null;
 }
 
 /** A request's `decision` in the audit record (SPEC §3). */
@@ -120,14 +121,13 @@ function toolNameOf(params: JsonValue | undefined): string {
   return typeof params.tool_name === "string" ? params.tool_name : "";
 }
 
-/** The caller's rate bucket: the session, else the client's own name, else the configured id. */
+/**
+ * The caller's rate bucket: a vouched-for session, else the configured client id. Nothing the
+ * client merely claims (a session id the server never issued, a `clientInfo` name) picks a
+ * bucket: a client could claim a new one for every call.
+ */
 function callerKey(caller: Caller, parts: GuardParts): string {
-  if (parts.limiterKey === "client_id") return `id:${parts.clientId}`;
-  if (caller.session !== null) return `session:${caller.session}`;
-  const info = caller.clientInfo;
-  if (info !== null && typeof info.name === "string") {
-    return `client:${info.name}@${typeof info.version === "string" ? info.version : ""}`;
-  }
+  if (parts.limiterKey === "caller" && caller.session !== null) return `session:${caller.session}`;
   return `id:${parts.clientId}`;
 }
 
@@ -148,6 +148,16 @@ export class Guard {
   /** Puts new settings in force for every request judged from now on. */
   replace(parts: GuardParts): void {
     this.#parts = parts;
+  }
+
+  /**
+   * Whether a guardrail judges requests by what they say (the policy, or pinning in block mode).
+   * While one does, a message that cannot be read, or can be read two ways, must not be
+   * forwarded: the server might read it as a call the guardrail would refuse.
+   */
+  get judgesContent(): boolean {
+    const p = this.#parts;
+    return p.policy !== null || (p.pins !== null && p.pinMode === "block");
   }
 
   /** Counts changed tool definitions seen; returns the total so far. */

@@ -5,7 +5,7 @@ import { compilePolicy } from "./policy.ts";
 import { RateLimiter } from "./rate_limiter.ts";
 import type { JsonObject } from "../jsonrpc/json.ts";
 
-const NOBODY = { session: null, clientInfo: null };
+const NOBODY = { session: null };
 
 function parts(over: Partial<GuardParts>): GuardParts {
   return {
@@ -97,16 +97,16 @@ Deno.test("a rate-limited call is refused with -32029, retry_after_ms, and a rat
   });
 });
 
-Deno.test("callers are told apart by session, then client name, unless the key is client_id", () => {
+Deno.test("callers are told apart by vouched-for session, else share the client_id bucket", () => {
   const limiter = () => new RateLimiter({ requests_per_minute: 1 }, () => 0);
   const guard = new Guard(parts({ limiter: limiter() }));
-  const a = { session: "a", clientInfo: null };
-  const b = { session: "b", clientInfo: null };
-  const cursor = { session: null, clientInfo: { name: "cursor", version: "1" } };
-  for (const caller of [a, b, cursor, NOBODY]) {
+  const a = { session: "a" };
+  const b = { session: "b" };
+  for (const caller of [a, b, NOBODY]) {
     assert.equal(guard.judge("tools/call", call("echo"), caller).kind, "pass");
   }
   assert.equal(guard.judge("tools/call", call("echo"), a).kind, "refuse");
+  assert.equal(guard.judge("tools/call", call("echo"), NOBODY).kind, "refuse");
   const shared = new Guard(parts({ limiter: limiter(), limiterKey: "client_id" }));
   assert.equal(shared.judge("tools/call", call("echo"), a).kind, "pass");
   assert.equal(shared.judge("tools/call", call("echo"), b).kind, "refuse");

@@ -34,6 +34,8 @@ export type Message =
 export interface Classified {
   messages: Message[];
   batch: boolean;
+  /** The parsed value of each message (undefined where the text did not parse). */
+  values: (JsonValue | undefined)[];
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -109,24 +111,37 @@ export function classifyLine(line: Uint8Array): Classified {
     return {
       messages: [{ kind: "invalid", reason: "invalid UTF-8", id: undefined }],
       batch: false,
+      values: [undefined],
     };
   }
   if (text.trim() === "") {
-    return { messages: [{ kind: "invalid", reason: "blank line", id: undefined }], batch: false };
+    return {
+      messages: [{ kind: "invalid", reason: "blank line", id: undefined }],
+      batch: false,
+      values: [undefined],
+    };
   }
   let value: JsonValue;
   try {
     value = parseLossless(text);
   } catch {
-    return { messages: [{ kind: "invalid", reason: "not JSON", id: undefined }], batch: false };
+    return {
+      messages: [{ kind: "invalid", reason: "not JSON", id: undefined }],
+      batch: false,
+      values: [undefined],
+    };
   }
   if (Array.isArray(value)) {
     if (value.length === 0) {
-      return { messages: [{ kind: "invalid", reason: "empty batch", id: undefined }], batch: true };
+      return {
+        messages: [{ kind: "invalid", reason: "empty batch", id: undefined }],
+        batch: true,
+        values: [value],
+      };
     }
-    return { messages: value.map(classifyValue), batch: true };
+    return { messages: value.map(classifyValue), batch: true, values: value };
   }
-  return { messages: [classifyValue(value)], batch: false };
+  return { messages: [classifyValue(value)], batch: false, values: [value] };
 }
 
 /** A key that tells ids apart by type: `1` and `"1"` are different requests. */

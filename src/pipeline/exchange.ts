@@ -26,6 +26,7 @@ import {
   type RpcError,
 } from "../jsonrpc/message.ts";
 import { looksLikeRequest, recoverId } from "../jsonrpc/recover_id.ts";
+import { ambiguousMember } from "../jsonrpc/ambiguous.ts";
 import type { Frame } from "../streams/line_splitter.ts";
 import type { Logger } from "../log.ts";
 
@@ -98,7 +99,6 @@ interface Draft {
 }
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 const PASS: Verdict = { kind: "pass" };
 const REFUSED_WITH_BATCH = "refused with its batch: another request in it was refused";
 const other = (side: Side): Side => side === "client" ? "server" : "client";
@@ -134,10 +134,41 @@ function messageValue(m: Message): JsonObject {
   }
 }
 
+/** The tool a `tools/call` names, as the guardrails read it: `name`, else the Go tool's `tool_name`. */
 function toolNameOf(method: string, params: JsonValue | undefined): string | null {
   if (method !== "tools/call") return null;
-  const name = paramsObject(params)?.name;
-  return typeof name === "string" ? name : null;
+  const p = paramsObject(params);
+  if (typeof p?.name === "string" && p.name !== "") return p.name;
+  if (typeof p?.tool_name === "string") return p.tool_name;
+  return typeof p?.name === "string" ? p.name : null;
+}
+
+/** A method of the `notifications/` namespace, which carries no call. */
+function isNotificationMethod(method: string): boolean {
+  return method.startsWith("notifications/");
+}
+
+/** The JSON text of the proxy's answer to request `id`. */
+function answerText(id: JsonRpcId, answer: Answer): string {
+  return answer.kind === "error"
+    ? errorResponse(id, answer.error)
+    : JSON.stringify({ jsonrpc: "2.0", id, result: answer.result });
+}
+
+/** A refusal of a message no guardrail can judge. */
+function unjudgeable(reason: string): Verdict {
+  return {
+    kind: "refuse",
+    decision: { action: "deny", rule: null, reason: `cannot be judged: ${reason}` },
+    answer: {
+      kind: "error",
+      error: {
+        code: ErrorCode.InvalidRequest,
+        message: "invalid request",
+        data: { reason: `refused unread while guardrails are on: ${reason}` },
+      },
+    },
+  };
 }
 
 function clientInfoOf(params: JsonValue | undefined): JsonObject | null {
@@ -169,6 +200,8 @@ function metaClientInfoOf(params: JsonValue | undefined): JsonObject | null {
 export class Exchange {
   #deps: ExchangeDeps;
   #session: string | null;
+  /** Whether the session was named by the proxy or the server, not merely claimed by the client. */
+  #vouched = false;
   #clientInfo: JsonObject | null = null;
   /** Requests sent by each side that the other has not answered yet. */
   #pending: Record<Side, Map<string, Pending>> = { client: new Map(), server: new Map() };
@@ -188,6 +221,15 @@ export class Exchange {
   /** Names the session once the server has assigned one (HTTP `Mcp-Session-Id`). */
   set session(id: string | null) {
     this.#session = id;
+    this.#vouched = false;
+  }
+
+  /**
+   * Marks the session as named by the proxy or the upstream server. Only such a session picks
+   * the caller's rate budget; a session id a client merely sends could be new on every call.
+   */
+  vouch(): void {
+    this.#vouched = this.#session !== null;
   }
 
   /** Handles a line-framed frame read from `from`; returns what to send, and to whom. */
@@ -212,9 +254,11 @@ export class Exchange {
    */
   pass(from: Side, content: Uint8Array): Passage {
     const wire = sha256Hex(content);
-    const { messages, batch } = classifyLine(content);
+    const { messages, batch, values } = classifyLine(content);
     const guard = this.#deps.live.guard;
-    const verdicts = from === "client" && guard !== null ? this.#judge(guard, messages) : [];
+    const verdicts = from === "client" && guard !== null
+      ? this.#judge(guard, messages, values)
+      : [];
     if (verdicts.some((v) => v.kind === "refuse")) {
       return this.#refuse(messages, verdicts, wire, batch);
     }
@@ -366,6 +410,18 @@ export class Exchange {
     map.set(idKey(pending.id), pending);
   }
 
+  /**
+   * A server's answer whose id is the text of a client request's number (`"2"` for `2`): the
+   * TypeScript SDK's client takes it as that request's answer (it looks answers up by
+   * `Number(id)`), so the proxy must too — or a server could answer `tools/list` unseen by
+   * pinning and filtering.
+   */
+  #settleCoerced(id: JsonRpcId): Pending | undefined {
+    if (typeof id !== "string" || id.trim() === "") return undefined;
+    const n = Number(id);
+    return Number.isFinite(n) ? this.#settle("client", n) : undefined;
+  }
+
   #settle(side: Side, id: JsonRpcId): Pending | undefined {
     const key = idKey(id);
     const map = this.#pending[side];
@@ -375,22 +431,54 @@ export class Exchange {
     return pending;
   }
 
-  /** The guard's verdicts on a message or batch, one per message: only requests are judged. */
-  #judge(guard: Guard, messages: readonly Message[]): Verdict[] {
+  /**
+   * The guard's verdicts on a message or batch, one per message. Requests are judged, and so are
+   * notifications outside `notifications/` (a `tools/call` without an id is still a call to a
+   * server that acts on it). While a guardrail judges what requests say, a message that cannot be
+   * judged is refused: one that is not JSON-RPC, or whose member names a peer may read
+   * differently. With only the rate limit on, such a message is forwarded, as the proxy does
+   * without guardrails, but spends from the caller's budget for an unknown tool.
+   */
+  #judge(
+    guard: Guard,
+    messages: readonly Message[],
+    values: readonly (JsonValue | undefined)[],
+  ): Verdict[] {
+    const strict = guard.judgesContent;
+    const verdicts: Verdict[] = messages.map(() => PASS);
     const requests: JudgedRequest[] = [];
-    for (const m of messages) {
-      if (m.kind !== "request") continue;
-      // `initialize` names the client before it is judged, so a bucket can use the name.
-      this.#noteClientInfo(m);
+    const slots: number[] = [];
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i]!;
+      if (m.kind === "invalid") {
+        if (strict) {
+          verdicts[i] = unjudgeable(`not a JSON-RPC message: ${m.reason}`);
+        } else {
+          requests.push({ method: "tools/call", params: undefined });
+          slots.push(i);
+        }
+        continue;
+      }
+      if (m.kind !== "request" && (m.kind !== "notification" || isNotificationMethod(m.method))) {
+        continue;
+      }
+      const value = values[i];
+      const twice = strict && value !== undefined ? ambiguousMember(value) : null;
+      if (twice !== null) {
+        const where = twice.path === "" ? "the message" : twice.path;
+        verdicts[i] = unjudgeable(
+          `member names in ${where} differ only in case (${twice.names.join(", ")})`,
+        );
+        continue;
+      }
+      if (m.kind === "request") this.#noteClientInfo(m);
       requests.push({ method: m.method, params: m.params });
+      slots.push(i);
     }
-    if (requests.length === 0) return [];
-    const judged = guard.judgeAll(requests, {
-      session: this.#session,
-      clientInfo: this.#clientInfo,
-    });
-    let next = 0;
-    return messages.map((m) => m.kind === "request" ? judged[next++]! : PASS);
+    if (requests.length === 0 || verdicts.some((v) => v.kind === "refuse")) return verdicts;
+    const judged = guard.judgeAll(requests, { session: this.#vouched ? this.#session : null });
+    slots.forEach((slot, k) => (verdicts[slot] = judged[k]!));
+    return verdicts;
   }
 
   #noteClientInfo(message: Extract<Message, { kind: "request" }>): JsonObject | null {
@@ -420,13 +508,15 @@ export class Exchange {
       case "notification":
         f.kind = "notification";
         f.method = message.method;
+        if (verdict?.kind === "allow") f.decision = verdict.decision;
         if (message.params !== undefined) {
           f.params = this.#redact(message.params, "params", f.redacted);
         }
         break;
       case "response":
       case "error": {
-        answering = this.#settle(other(from), message.id);
+        answering = this.#settle(other(from), message.id) ??
+          (from === "server" ? this.#settleCoerced(message.id) : undefined);
         f.kind = message.kind;
         f.jsonrpc_id = message.id;
         if (answering) {
@@ -437,7 +527,12 @@ export class Exchange {
         if (message.kind === "response") {
           f.result = this.#redact(message.result, "result", f.redacted);
         } else {
-          const error: RpcError = { code: message.error.code, message: message.error.message };
+          // The message is text a server wrote, and may quote what it was given: redacted too.
+          const text = this.#redact(message.error.message, "error.message", f.redacted);
+          const error: RpcError = {
+            code: message.error.code,
+            message: typeof text === "string" ? text : message.error.message,
+          };
           if (message.error.data !== undefined) {
             error.data = this.#redact(message.error.data, "error.data", f.redacted);
           }
@@ -537,68 +632,80 @@ export class Exchange {
   }
 
   /**
-   * Refuses a message or batch holding a refused request: every message is recorded, nothing is
-   * sent on, and each request is answered.
+   * Refuses a message or batch holding a refused message: every message is recorded, nothing is
+   * sent on, and each request (and each unreadable message) is answered — a batch with one array,
+   * whose digest each answer's record carries. The client's answers to server requests inside a
+   * refused batch never reach the server, so those requests stay waiting.
    */
   #refuse(messages: Message[], verdicts: Verdict[], wire: string, batch: boolean): Passage {
     const now = this.#deps.mono();
-    const replies: Outbound[] = [];
-    const answers: { pending: Pending; answer: Answer }[] = [];
+    const answers: { id: JsonRpcId; answer: Answer; pending: Pending | undefined }[] = [];
+    const withBatch: Decision = { action: "deny", rule: null, reason: REFUSED_WITH_BATCH };
     for (let i = 0; i < messages.length; i++) {
       const message = messages[i]!;
       const verdict = verdicts[i]!;
+      const decision = verdict.kind === "refuse" ? verdict.decision : withBatch;
+      if (message.kind === "response" || message.kind === "error") {
+        const f = this.#base("client", wire);
+        f.kind = message.kind;
+        f.jsonrpc_id = message.id;
+        f.decision = decision;
+        this.#deps.log.append(f);
+        continue;
+      }
       if (message.kind !== "request") {
-        // Recorded as received; not sent on, since its batch is refused.
         const d = this.#draft("client", message, wire, undefined);
-        d.fields.decision = { action: "deny", rule: null, reason: REFUSED_WITH_BATCH };
+        d.fields.decision = decision;
         this.#deps.log.append(d.fields);
+        if (message.kind === "invalid" && verdict.kind === "refuse") {
+          answers.push({ id: message.id ?? null, answer: verdict.answer, pending: undefined });
+        }
         continue;
       }
       const f = this.#base("client", wire);
       const info = this.#noteClientInfo(message);
       if (info !== null) f.client_info = info;
       this.#requestFields(f, message);
-      let answer: Answer;
-      if (verdict.kind === "refuse") {
-        f.decision = verdict.decision;
-        answer = verdict.answer;
-      } else {
-        f.decision = { action: "deny", rule: null, reason: REFUSED_WITH_BATCH };
-        answer = {
-          kind: "error",
-          error: {
-            code: ErrorCode.PolicyDenied,
-            message: ErrorMessage.PolicyDenied,
-            data: { action: "deny", reason: REFUSED_WITH_BATCH, rule_index: -1 },
-          },
-        };
-      }
+      f.decision = decision;
       this.#deps.log.append(f);
-      answers.push({ pending: this.#pendingOf(message, now), answer });
-    }
-    for (const { pending, answer } of answers) {
-      replies.push(this.#synthesize("client", pending.id, answer, pending));
-    }
-    // A batch is answered with one array (JSON-RPC 2.0 §6), its members recorded one by one.
-    if (batch && replies.length > 0) {
-      const members = replies.map((r) => decoder.decode(r.bytes).trimEnd());
-      return {
-        messages,
-        forward: null,
-        replies: [{ to: "client", bytes: encoder.encode(`[${members.join(",")}]\n`) }],
-        batch,
+      const answer: Answer = verdict.kind === "refuse" ? verdict.answer : {
+        kind: "error",
+        error: {
+          code: ErrorCode.PolicyDenied,
+          message: ErrorMessage.PolicyDenied,
+          data: { action: "deny", reason: REFUSED_WITH_BATCH, rule_index: -1 },
+        },
       };
+      answers.push({ id: message.id, answer, pending: this.#pendingOf(message, now) });
     }
+    if (answers.length === 0) return { messages, forward: null, replies: [], batch };
+    const texts = answers.map((a) => answerText(a.id, a.answer));
+    // A batch is answered with one array (JSON-RPC 2.0 §6), its members recorded one by one.
+    const sent = batch ? [`[${texts.join(",")}]`] : texts;
+    const digest = batch ? sha256Hex(sent[0]!) : undefined;
+    answers.forEach((a, k) => {
+      this.#answerRecord("client", a.id, a.answer, a.pending, digest ?? sha256Hex(texts[k]!));
+    });
+    const replies = sent.map((t): Outbound => ({ to: "client", bytes: encoder.encode(t + "\n") }));
     return { messages, forward: null, replies, batch };
   }
 
   /** Sends `answer` to request `id` to `to`, recording it as an answer from the other side. */
   #synthesize(to: Side, id: JsonRpcId, answer: Answer, pending: Pending | undefined): Outbound {
-    const text = answer.kind === "error"
-      ? errorResponse(id, answer.error)
-      : JSON.stringify({ jsonrpc: "2.0", id, result: answer.result });
-    const content = encoder.encode(text);
-    const f = this.#base(other(to), sha256Hex(content));
+    const text = answerText(id, answer);
+    this.#answerRecord(to, id, answer, pending, sha256Hex(text));
+    return { to, bytes: encoder.encode(text + "\n") };
+  }
+
+  /** Records the proxy's `answer` to request `id`, sent to `to` in bytes of digest `wire`. */
+  #answerRecord(
+    to: Side,
+    id: JsonRpcId,
+    answer: Answer,
+    pending: Pending | undefined,
+    wire: string,
+  ): void {
+    const f = this.#base(other(to), wire);
     f.jsonrpc_id = id;
     if (answer.kind === "error") {
       f.kind = "error";
@@ -613,7 +720,6 @@ export class Exchange {
       f.duration_ms = Math.round((this.#deps.mono() - pending.start) * 1000) / 1000;
     }
     this.#deps.log.append(f);
-    return { to, bytes: encoder.encode(text + "\n") };
   }
 
   /**

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Exchange, type LiveSettings } from "./exchange.ts";
 import { Guard, type GuardParts } from "../guardrails/guard.ts";
 import { compilePolicy } from "../guardrails/policy.ts";
+import { RateLimiter } from "../guardrails/rate_limiter.ts";
 import { KeyRedactor } from "../audit/redact.ts";
 import { ValueRedactor } from "../audit/detectors.ts";
 import { AuditLog, sha256Hex } from "../audit/chain.ts";
@@ -269,4 +270,146 @@ Deno.test("key and value redaction both apply to the audit copy, paths listed on
     });
     assert.deepEqual(record.redacted, ["params.arguments.token", "params.arguments.to"]);
   }, live);
+});
+
+const bytes = (text: string) => enc.encode(text);
+const answersOf = (p: { replies: { bytes: Uint8Array }[] }) =>
+  p.replies.map((r) => JSON.parse(dec.decode(r.bytes)));
+
+Deno.test("with a policy on, a message that cannot be read is answered by the proxy, never forwarded", () => {
+  withExchange((exchange, records) => {
+    const line = new Uint8Array([
+      ...bytes(
+        '{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"rm","_meta":{"x":"',
+      ),
+      0xff,
+      ...bytes('"}}}'),
+    ]);
+    const passage = exchange.pass("client", line);
+    assert.equal(passage.forward, null);
+    const [answer] = answersOf(passage);
+    assert.equal(answer.error.code, -32600);
+    assert.match(answer.error.data.reason, /invalid UTF-8/);
+    const [record] = records();
+    assert.equal(record!.kind, "invalid");
+    assert.equal((record!.decision as { action: string }).action, "deny");
+  }, guarded({ policy: DENY_RM }));
+});
+
+Deno.test("with a policy on, member names that differ only in case are refused, at any depth", () => {
+  withExchange((exchange) => {
+    for (
+      const text of [
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ls","Name":"rm"}}',
+        '{"jsonrpc":"2.0","id":2,"method":"ping","Method":"tools/call","params":{"name":"rm"}}',
+        '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"ls","arguments":{"path":"/tmp","PATH":"/etc"}}}',
+      ]
+    ) {
+      const passage = exchange.pass("client", bytes(text));
+      assert.equal(passage.forward, null, text);
+      assert.match(answersOf(passage)[0].error.data.reason, /differ only in case/);
+    }
+    const fine = bytes('{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"ls"}}');
+    assert.equal(exchange.pass("client", fine).forward, fine);
+  }, guarded({ policy: DENY_RM }));
+});
+
+Deno.test("a tools/call sent as a notification is judged too, and dropped when refused", () => {
+  withExchange((exchange, records) => {
+    const passage = exchange.pass(
+      "client",
+      bytes('{"jsonrpc":"2.0","method":"tools/call","params":{"name":"rm"}}'),
+    );
+    assert.equal(passage.forward, null);
+    assert.equal(passage.replies.length, 0, "a notification gets no answer");
+    const [record] = records();
+    assert.equal(record!.kind, "notification");
+    assert.deepEqual(record!.decision, { action: "deny", rule: 0, reason: "no" });
+    const progress = bytes('{"jsonrpc":"2.0","method":"notifications/progress","params":{}}');
+    assert.equal(exchange.pass("client", progress).forward, progress);
+  }, guarded({ policy: DENY_RM }));
+});
+
+Deno.test("with only the rate limit on, an unreadable message is forwarded but spends budget", () => {
+  withExchange((exchange) => {
+    const junk = bytes("not json at all");
+    assert.equal(exchange.pass("client", junk).forward, junk);
+    const again = exchange.pass("client", bytes("still not json"));
+    assert.equal(again.forward, null);
+    assert.equal(answersOf(again)[0].error.code, -32029);
+  }, guarded({ limiter: new RateLimiter({ requests_per_minute: 1 }, () => 0) }));
+});
+
+Deno.test("a tools/list answer whose id is the request's number as text is still filtered", () => {
+  withExchange((exchange, records) => {
+    exchange.pass("client", bytes('{"jsonrpc":"2.0","id":2,"method":"tools/list"}'));
+    const passage = exchange.pass(
+      "server",
+      bytes('{"jsonrpc":"2.0","id":"2","result":{"tools":[{"name":"ls"},{"name":"rm"}]}}'),
+    );
+    assert.equal(
+      dec.decode(passage.forward!),
+      '{"jsonrpc":"2.0","id":"2","result":{"tools":[{"name":"ls"}]}}',
+    );
+    assert.equal(records()[1]!.method, "tools/list");
+    assert.equal(exchange.hasPending(), false);
+  }, guarded({ policy: DENY_RM }));
+});
+
+Deno.test("a client's answer inside a refused batch leaves the server's request waiting", () => {
+  withExchange((exchange) => {
+    exchange.pass(
+      "server",
+      bytes('{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{}}'),
+    );
+    const passage = exchange.pass(
+      "client",
+      bytes(
+        '[{"jsonrpc":"2.0","id":"s1","result":{}},{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"rm"}}]',
+      ),
+    );
+    assert.equal(passage.forward, null);
+    assert.ok(exchange.isPending("server", "s1"), "the server still waits, and the log says so");
+  }, guarded({ policy: DENY_RM }));
+});
+
+Deno.test("a server's error message is redacted in the record like its data", () => {
+  const live: LiveSettings = { guard: null, redactors: [new ValueRedactor({})] };
+  withExchange((exchange, records) => {
+    exchange.pass("client", bytes('{"jsonrpc":"2.0","id":1,"method":"ping"}'));
+    exchange.pass(
+      "server",
+      bytes('{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"bad mail ana@example.com"}}'),
+    );
+    const error = records()[1]!.error as { message: string };
+    assert.equal(error.message, "bad mail [REDACTED:email]");
+    assert.deepEqual(records()[1]!.redacted, ["error.message"]);
+  }, live);
+});
+
+Deno.test("the record's tool_name is the tool the guardrails judged, tool_name included", () => {
+  withExchange((exchange, records) => {
+    exchange.pass(
+      "client",
+      bytes('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"tool_name":"rm"}}'),
+    );
+    assert.equal(records()[0]!.tool_name, "rm");
+  }, guarded({ policy: DENY_RM }));
+});
+
+Deno.test("only a session the proxy or server vouched for gets a rate budget of its own", () => {
+  withExchange((exchange) => {
+    const call = (id: number) =>
+      exchange.pass(
+        "client",
+        bytes(`{"jsonrpc":"2.0","id":${id},"method":"tools/call","params":{"name":"echo"}}`),
+      ).forward !== null;
+    exchange.session = "claimed-by-the-client";
+    assert.equal(call(1), true, "the shared client_id bucket's one token");
+    exchange.session = "another-claim";
+    assert.equal(call(2), false, "a new claimed session is the same shared bucket");
+    exchange.vouch();
+    assert.equal(call(3), true, "a vouched session has its own bucket");
+    assert.equal(call(4), false);
+  }, guarded({ limiter: new RateLimiter({ requests_per_minute: 1 }, () => 0) }));
 });

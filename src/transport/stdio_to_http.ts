@@ -179,6 +179,7 @@ export async function runStdioToHttp(opts: StdioToHttpOptions): Promise<BridgeOu
       session = assigned;
       // Records carry the server's session id from here on, as on the HTTP transport.
       exchange.session = assigned;
+      exchange.vouch();
     }
     try {
       await consume(res, aborted);

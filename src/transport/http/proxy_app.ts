@@ -236,7 +236,9 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
     }
 
     const session = res.headers.get("mcp-session-id");
+    // A session the server names, or confirms by answering within it, is one we can vouch for.
     if (session !== null && session !== exchange.session) opts.sessions.adopt(exchange, session);
+    else if (session !== null && res.ok) exchange.vouch();
     const sent = req.headers.get("mcp-session-id");
     if (req.method === "DELETE" && res.ok && sent !== null) opts.sessions.end(sent);
     const answerHeaders = clientResponseHeaders(res.headers);

@@ -57,6 +57,7 @@ export class SessionRegistry {
   /** The server named the session of `exchange` (an `initialize` answer). */
   adopt(exchange: Exchange, session: string): void {
     exchange.session = session;
+    exchange.vouch();
     const known = this.#byId.get(session);
     if (known === exchange) return;
     this.#add(session, exchange);

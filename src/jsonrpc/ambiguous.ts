@@ -1,0 +1,65 @@
+/**
+ * Finds member names that a peer may read differently from us. JSON.parse keeps the last of two
+ * equal names, as most parsers do; but Go's encoding/json matches struct fields ignoring case
+ * (with Unicode folding: `ſ` is `s`, `K` is `k`) and takes the last match, so
+ * `{"name":"read_file","Name":"delete_file"}` is `read_file` to a guardrail and `delete_file` to a
+ * Go server. A message holding such names cannot be judged safely.
+ *
+ * @module
+ */
+import { isJsonObject, isRawNumber, type JsonValue } from "./json.ts";
+
+/** Names that need folding before they are compared: anything but ASCII lower case and digits. */
+const NEEDS_FOLDING = /[^a-z0-9_$.\-/]/;
+
+/** A name as Go's case-insensitive match sees it (near enough: simple Unicode folding). */
+function fold(name: string): string {
+  return name.toUpperCase().toLowerCase();
+}
+
+/**
+ * The path of the first object in `value` with two member names equal but for case, and the two
+ * names; null when there is none. Iterative, so deep nesting cannot exhaust the stack.
+ *
+ * @example
+ * ```ts
+ * import { ambiguousMember } from "./ambiguous.ts";
+ *
+ * ambiguousMember({ params: { name: "a", Name: "b" } });
+ * // { path: "params", names: ["name", "Name"] }
+ * ```
+ */
+export function ambiguousMember(
+  value: JsonValue,
+): { path: string; names: [string, string] } | null {
+  const stack: { value: JsonValue; path: string }[] = [{ value, path: "" }];
+  while (stack.length > 0) {
+    const { value: v, path } = stack.pop()!;
+    if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) {
+        const item = v[i]!;
+        if (typeof item === "object" && item !== null) stack.push({ value: item, path });
+      }
+      continue;
+    }
+    if (!isJsonObject(v) || isRawNumber(v)) continue;
+    const keys = Object.keys(v);
+    let seen: Map<string, string> | undefined;
+    if (keys.length > 1 && keys.some((k) => NEEDS_FOLDING.test(k))) {
+      seen = new Map();
+      for (const k of keys) {
+        const f = fold(k);
+        const other = seen.get(f);
+        if (other !== undefined) return { path, names: [other, k] };
+        seen.set(f, k);
+      }
+    }
+    for (const k of keys) {
+      const item = v[k]!;
+      if (typeof item === "object" && item !== null) {
+        stack.push({ value: item, path: path === "" ? k : `${path}.${k}` });
+      }
+    }
+  }
+  return null;
+}

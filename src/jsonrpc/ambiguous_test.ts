@@ -1,0 +1,47 @@
+import assert from "node:assert/strict";
+import { ambiguousMember } from "./ambiguous.ts";
+import { parseLossless } from "./json.ts";
+
+const parse = (text: string) => parseLossless(text);
+
+Deno.test("member names equal but for case are found, at any depth, with their path", () => {
+  assert.deepEqual(ambiguousMember(parse('{"method":"ping","Method":"tools/call"}')), {
+    path: "",
+    names: ["method", "Method"],
+  });
+  assert.deepEqual(
+    ambiguousMember(parse('{"params":{"arguments":{"path":"/tmp/a","PATH":"/etc/x"}}}')),
+    { path: "params.arguments", names: ["path", "PATH"] },
+  );
+  assert.deepEqual(ambiguousMember(parse('{"a":[{"b":{"k":1,"\\u212a":2}}]}'))?.names, [
+    "k",
+    "\u212a",
+  ], "the Kelvin sign folds to k");
+  assert.deepEqual(ambiguousMember(parse('{"params":1,"param\\u017f":2}'))?.names, [
+    "params",
+    "param\u017f",
+  ], "the long s folds to s");
+});
+
+Deno.test("ordinary messages, including upper-case names that differ, are not ambiguous", () => {
+  assert.equal(
+    ambiguousMember(
+      parse(
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"inputSchema":1,"URL":"u","Url2":2},"_meta":{"progressToken":3}}}',
+      ),
+    ),
+    null,
+  );
+  assert.equal(ambiguousMember(parse('{"n":12345678901234567890,"a":[[[]]]}')), null);
+});
+
+Deno.test("deep nesting does not exhaust the stack", () => {
+  const deep = "[".repeat(50_000) + "]".repeat(50_000);
+  let value;
+  try {
+    value = JSON.parse(deep);
+  } catch {
+    return; // The parser's own limit: nothing to walk.
+  }
+  assert.equal(ambiguousMember(value), null);
+});
