@@ -515,7 +515,14 @@ async function main(argv: string[]): Promise<number> {
           if (first !== undefined && (read === undefined || read.text.trim() === "")) {
             throw new ConfigError(first.path, "is missing or empty; keeping the settings in force");
           }
-          return load(read);
+          const next = load(read);
+          if (first !== undefined && loaded.fromFile.length > 0 && next.fromFile.length === 0) {
+            throw new ConfigError(
+              first.path,
+              "sets no keys now (a comment, an empty map, a half-written file?); keeping the settings in force — restart to go back to the defaults",
+            );
+          }
+          return next;
         };
         return await runProxy(loaded, log, { load: reload, file: first?.path });
       }

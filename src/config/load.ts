@@ -43,6 +43,8 @@ export interface Loaded {
   warnings: string[];
   /** Flat values with secrets masked, for the `audit/start` digest. */
   effective: Record<string, ConfigValue>;
+  /** The keys the configuration file set. */
+  fromFile: string[];
 }
 
 const SECRET_KEYS = new Set(["audit.secret", "dashboard.auth.token"]);
@@ -253,6 +255,7 @@ export function loadConfig(input: LoadInput): Loaded {
   const values = new Map<string, ConfigValue>();
   for (const [key, spec] of Object.entries(SCHEMA)) values.set(key, spec.default);
   const warnings: string[] = [];
+  const fromFile: string[] = [];
 
   if (input.file) {
     let tree: unknown;
@@ -264,6 +267,7 @@ export function loadConfig(input: LoadInput): Loaded {
     }
     const raw = new Map<string, unknown>();
     flattenFile(tree, raw);
+    fromFile.push(...raw.keys());
     for (const [key, value] of raw) {
       const spec = SCHEMA[key]!;
       if (spec.type.kind === "ignored") {
@@ -315,7 +319,7 @@ export function loadConfig(input: LoadInput): Loaded {
   }
   const headers = config.otel.headers;
   effective["otel.headers"] = Object.fromEntries(Object.keys(headers).map((h) => [h, "(set)"]));
-  return { config, warnings, effective };
+  return { config, warnings, effective, fromFile };
 }
 
 /** Rules that span keys. */

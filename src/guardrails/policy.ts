@@ -60,6 +60,7 @@
  *
  * @module
  */
+import { foldName } from "../jsonrpc/ambiguous.ts";
 import { isRawNumber } from "../jsonrpc/json.ts";
 import {
   compileGlob,
@@ -303,7 +304,7 @@ function equalsTest(expected: string | number | boolean | null): Test {
 }
 
 /** The values at `segments` under `root`; empty when the path is absent. */
-function resolve(root: unknown, segments: readonly string[]): unknown[] {
+function resolve(root: unknown, segments: readonly string[]): unknown[] | typeof CASE_VARIANT {
   let current: unknown[] = [root];
   for (const segment of segments) {
     const next: unknown[] = [];
@@ -317,12 +318,25 @@ function resolve(root: unknown, segments: readonly string[]): unknown[] {
         }
       } else if (Object.hasOwn(value, segment)) {
         next.push((value as Record<string, unknown>)[segment]);
+      } else if (hasOtherCase(value, segment)) {
+        return CASE_VARIANT;
       }
     }
     current = next;
     if (current.length === 0) break;
   }
   return current;
+}
+
+/**
+ * Stands for a path that is absent as written but present in another case (`PATH` for `path`):
+ * a server matching names without regard to case reads a value the condition cannot see.
+ */
+const CASE_VARIANT = Symbol("case variant");
+
+function hasOtherCase(object: object, segment: string): boolean {
+  const folded = foldName(segment);
+  return Object.keys(object).some((k) => foldName(k) === folded);
 }
 
 function negateTruth(t: Truth, negate: boolean): Truth {
@@ -345,15 +359,20 @@ function resolveOne(root: unknown, segments: readonly string[]): unknown {
     } else if (Object.hasOwn(value, segment)) {
       value = (value as Record<string, unknown>)[segment];
     } else {
-      return undefined;
+      return hasOtherCase(value, segment) ? CASE_VARIANT : undefined;
     }
   }
   return value;
 }
 
 function conditionTruth(c: Condition, params: unknown, every: boolean): Truth {
-  if (!c.spread) return negateTruth(c.test(resolveOne(params, c.segments)), c.negate);
+  if (!c.spread) {
+    const value = resolveOne(params, c.segments);
+    if (value === CASE_VARIANT) return Truth.Unknown;
+    return negateTruth(c.test(value), c.negate);
+  }
   const values = resolve(params, c.segments);
+  if (values === CASE_VARIANT) return Truth.Unknown;
   if (values.length === 0) return negateTruth(c.test(undefined), c.negate);
   let unknown = false;
   for (const value of values) {

@@ -762,3 +762,31 @@ Deno.test("null rule fields count as absent, as in the configuration loader", ()
   const policy = compilePolicy([{ action: "deny", tool_name: null, when: null }]);
   assert.equal(action(policy, call("anything")), "deny");
 });
+
+Deno.test("a condition's path present only in another case is undecidable: deny rules fire, allow rules do not", () => {
+  const deny = compilePolicy([{
+    action: "deny",
+    tool_name: "read_file",
+    when: [{ path: "arguments.path", op: "prefix", value: "/etc/" }],
+  }]);
+  const sneaky = { name: "read_file", arguments: { PATH: "/etc/shadow" } };
+  const outcome = deny.evaluate({
+    client_id: "c",
+    server_id: "s",
+    method: "tools/call",
+    params: sneaky,
+  });
+  assert.equal(outcome.kind === "decision" && outcome.decision.action, "deny");
+  const allow = compilePolicy([{
+    action: "allow",
+    tool_name: "read_file",
+    when: [{ path: "arguments.path", op: "prefix", value: "/srv/" }],
+  }], { default_action: "deny" });
+  const allowed = allow.evaluate({
+    client_id: "c",
+    server_id: "s",
+    method: "tools/call",
+    params: { name: "read_file", arguments: { Path: "/srv/x" } },
+  });
+  assert.equal(allowed.kind === "decision" && allowed.decision.rule, null, "the default decides");
+});

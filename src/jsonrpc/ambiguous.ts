@@ -13,13 +13,25 @@ import { isJsonObject, isRawNumber, type JsonValue } from "./json.ts";
 const NEEDS_FOLDING = /[^a-z0-9_$.\-/]/;
 
 /** A name as Go's case-insensitive match sees it (near enough: simple Unicode folding). */
-function fold(name: string): string {
+export function foldName(name: string): string {
   return name.toUpperCase().toLowerCase();
+}
+
+const fold = foldName;
+
+/** Members of a message, and of its `params`, whose meaning every peer must read alike. */
+const MESSAGE_MEMBERS = new Set(["jsonrpc", "id", "method", "params", "result", "error"]);
+const PARAMS_MEMBERS = new Set(["name", "arguments", "_meta", "uri", "cursor", "tool_name"]);
+
+/** A name that is one of `known` in another case (`Name` for `name`), or undefined. */
+function otherCase(keys: readonly string[], known: ReadonlySet<string>): string | undefined {
+  return keys.find((k) => !known.has(k) && NEEDS_FOLDING.test(k) && known.has(fold(k)));
 }
 
 /**
  * The path of the first object in `value` with two member names equal but for case, and the two
- * names; null when there is none. Iterative, so deep nesting cannot exhaust the stack.
+ * names — or with a protocol member (`method`, `params`, `params.name`, …) spelt in another case;
+ * null when there is none. Iterative, so deep nesting cannot exhaust the stack.
  *
  * @example
  * ```ts
@@ -32,6 +44,16 @@ function fold(name: string): string {
 export function ambiguousMember(
   value: JsonValue,
 ): { path: string; names: [string, string] } | null {
+  // A lone `Name` or `Params`: nothing for us to read, a call for a peer that ignores case.
+  if (isJsonObject(value)) {
+    const top = otherCase(Object.keys(value), MESSAGE_MEMBERS);
+    if (top !== undefined) return { path: "", names: [fold(top), top] };
+    const params = value.params;
+    if (isJsonObject(params)) {
+      const inner = otherCase(Object.keys(params), PARAMS_MEMBERS);
+      if (inner !== undefined) return { path: "params", names: [fold(inner), inner] };
+    }
+  }
   const stack: { value: JsonValue; path: string }[] = [{ value, path: "" }];
   while (stack.length > 0) {
     const { value: v, path } = stack.pop()!;

@@ -45,3 +45,18 @@ Deno.test("deep nesting does not exhaust the stack", () => {
   }
   assert.equal(ambiguousMember(value), null);
 });
+
+Deno.test("a protocol member spelt in another case is ambiguous even alone", () => {
+  assert.deepEqual(
+    ambiguousMember(parse('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"Name":"rm"}}')),
+    { path: "params", names: ["name", "Name"] },
+  );
+  assert.deepEqual(
+    ambiguousMember(parse('{"jsonrpc":"2.0","id":1,"method":"tools/call","Params":{"name":"rm"}}')),
+    { path: "", names: ["params", "Params"] },
+  );
+  assert.equal(
+    ambiguousMember(parse('{"jsonrpc":"2.0","id":1,"method":"x","params":{"Other":1}}')),
+    null,
+  );
+});

@@ -100,6 +100,8 @@ interface Draft {
 
 const encoder = new TextEncoder();
 const PASS: Verdict = { kind: "pass" };
+/** How much of an unreadable message's head and tail is searched for its id. */
+const ID_SEARCH = 4096;
 const REFUSED_WITH_BATCH = "refused with its batch: another request in it was refused";
 const other = (side: Side): Side => side === "client" ? "server" : "client";
 const directionFrom = (side: Side): Direction =>
@@ -260,7 +262,7 @@ export class Exchange {
       ? this.#judge(guard, messages, values)
       : [];
     if (verdicts.some((v) => v.kind === "refuse")) {
-      return this.#refuse(messages, verdicts, wire, batch);
+      return this.#refuse(messages, verdicts, wire, batch, content);
     }
     const drafts: Draft[] = [];
     let changed = false;
@@ -637,7 +639,13 @@ export class Exchange {
    * whose digest each answer's record carries. The client's answers to server requests inside a
    * refused batch never reach the server, so those requests stay waiting.
    */
-  #refuse(messages: Message[], verdicts: Verdict[], wire: string, batch: boolean): Passage {
+  #refuse(
+    messages: Message[],
+    verdicts: Verdict[],
+    wire: string,
+    batch: boolean,
+    content: Uint8Array,
+  ): Passage {
     const now = this.#deps.mono();
     const answers: { id: JsonRpcId; answer: Answer; pending: Pending | undefined }[] = [];
     const withBatch: Decision = { action: "deny", rule: null, reason: REFUSED_WITH_BATCH };
@@ -658,7 +666,13 @@ export class Exchange {
         d.fields.decision = decision;
         this.#deps.log.append(d.fields);
         if (message.kind === "invalid" && verdict.kind === "refuse") {
-          answers.push({ id: message.id ?? null, answer: verdict.answer, pending: undefined });
+          // Unreadable as a whole (bad UTF-8, say), its id may still be read from its bytes, so
+          // that the client hears the answer to the request it is waiting for.
+          const id = message.id ??
+            (batch
+              ? undefined
+              : recoverId(content.subarray(0, ID_SEARCH), content.subarray(-ID_SEARCH)));
+          answers.push({ id: id ?? null, answer: verdict.answer, pending: undefined });
         }
         continue;
       }

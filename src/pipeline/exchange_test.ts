@@ -289,6 +289,7 @@ Deno.test("with a policy on, a message that cannot be read is answered by the pr
     assert.equal(passage.forward, null);
     const [answer] = answersOf(passage);
     assert.equal(answer.error.code, -32600);
+    assert.equal(answer.id, 4, "the id is read from the bytes, so the client hears its answer");
     assert.match(answer.error.data.reason, /invalid UTF-8/);
     const [record] = records();
     assert.equal(record!.kind, "invalid");
@@ -303,6 +304,8 @@ Deno.test("with a policy on, member names that differ only in case are refused, 
         '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ls","Name":"rm"}}',
         '{"jsonrpc":"2.0","id":2,"method":"ping","Method":"tools/call","params":{"name":"rm"}}',
         '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"ls","arguments":{"path":"/tmp","PATH":"/etc"}}}',
+        '{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"Name":"rm"}}',
+        '{"jsonrpc":"2.0","id":6,"method":"tools/call","Params":{"name":"rm"}}',
       ]
     ) {
       const passage = exchange.pass("client", bytes(text));
