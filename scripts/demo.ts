@@ -40,7 +40,19 @@ const transport = new StdioClientTransport({
     "--allow-env",
     `${root}scripts/demo_server.ts`,
   ],
-  env: { ...Deno.env.toObject(), AUDIT_SECRET: secret, MCP_AUDIT_AUDIT_PATH: logPath },
+  env: {
+    ...Deno.env.toObject(),
+    AUDIT_SECRET: secret,
+    MCP_AUDIT_AUDIT_PATH: logPath,
+    // A guardrail to show: payroll reports are refused by the proxy; the server never sees them.
+    MCP_AUDIT_POLICY_ENABLED: "true",
+    MCP_AUDIT_POLICY_RULES: JSON.stringify([{
+      action: "deny",
+      tool_name: "fetch_report",
+      reason: "payroll reports need a human",
+      when: [{ path: "arguments.report", op: "equals", value: "payroll" }],
+    }]),
+  },
   stderr: "inherit",
 });
 const client = new Client({ name: "mcp-audit-demo-client", version: "1.0.0" });
@@ -55,6 +67,14 @@ const report = await client.callTool({
   arguments: { report: "weekly", api_token: "sk-live-123456789" },
 });
 console.log(`fetch_report  -> ${JSON.stringify(report.content)}`);
+try {
+  await client.callTool({
+    name: "fetch_report",
+    arguments: { report: "payroll", api_token: "sk-live-123456789", cc: "ana@example.com" },
+  });
+} catch (e) {
+  console.log(`fetch_report(payroll) -> refused by the proxy: ${(e as Error).message}`);
+}
 const counted = await client.callTool({ name: "slow_count", arguments: { n: 3 } }, undefined, {
   onprogress: () => {},
 });
@@ -66,17 +86,20 @@ const rows = Deno.readTextFileSync(logPath).trimEnd().split("\n").map((line) => 
 const pad = (s: unknown, n: number): string => String(s ?? "").padEnd(n);
 console.log(
   pad("seq", 4) + pad("kind", 13) + pad("direction", 17) + pad("method", 26) + pad("tool", 13) +
-    "redacted",
+    pad("decision", 10) + "redacted",
 );
 for (const r of rows) {
   console.log(
     pad(r.seq, 4) + pad(r.kind, 13) + pad(r.direction, 17) + pad(r.method, 26) +
-      pad(r.tool_name, 13) +
+      pad(r.tool_name, 13) + pad(r.decision?.action, 10) +
       (r.redacted as string[]).join(", "),
   );
 }
-const call = rows.find((r) => r.tool_name === "fetch_report" && r.kind === "request");
-console.log(`\nstored arguments of fetch_report: ${JSON.stringify(call?.params?.arguments)}`);
+const calls = rows.filter((r) => r.tool_name === "fetch_report" && r.kind === "request");
+for (const call of calls) {
+  console.log(`\nstored arguments of fetch_report: ${JSON.stringify(call.params?.arguments)}`);
+  console.log(`  decision: ${JSON.stringify(call.decision)}`);
+}
 
 console.log("\n== mcp-audit verify\n");
 const verify = await new Deno.Command(deno, {
