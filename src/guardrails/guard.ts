@@ -31,7 +31,7 @@
 import type { Decision } from "../audit/record.ts";
 import { isJsonObject, type JsonObject, type JsonValue } from "../jsonrpc/json.ts";
 import { ErrorCode, ErrorMessage } from "../jsonrpc/errors.ts";
-import type { RpcError } from "../jsonrpc/message.ts";
+import { calledTool, type RpcError } from "../jsonrpc/message.ts";
 import type { Observation, PinStore } from "./pins.ts";
 import { type Policy, type PolicyDecision, policyErrorData } from "./policy.ts";
 import type { RateLimiter } from "./rate_limiter.ts";
@@ -116,9 +116,7 @@ function decisionOf(d: PolicyDecision): AuditDecision {
 }
 
 function toolNameOf(params: JsonValue | undefined): string {
-  if (!isJsonObject(params)) return "";
-  if (typeof params.name === "string" && params.name !== "") return params.name;
-  return typeof params.tool_name === "string" ? params.tool_name : "";
+  return calledTool(params) ?? "";
 }
 
 /**

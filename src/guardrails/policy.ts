@@ -62,6 +62,7 @@
  */
 import { foldName } from "../jsonrpc/ambiguous.ts";
 import { isRawNumber } from "../jsonrpc/json.ts";
+import { calledTool } from "../jsonrpc/message.ts";
 import {
   compileGlob,
   compileLinearRegex,
@@ -611,9 +612,7 @@ function compileRule(where: string, raw: unknown, scope: PolicyScope): CompiledR
 
 /** The tool a `tools/call` names (`params.name`, or the Go tool's fallback `params.tool_name`). */
 function toolNameOf(method: string, params: unknown): string {
-  if (method !== TOOLS_CALL || !isMap(params)) return "";
-  if (typeof params.name === "string" && params.name !== "") return params.name;
-  return typeof params.tool_name === "string" ? params.tool_name : "";
+  return method === TOOLS_CALL ? calledTool(params) ?? "" : "";
 }
 
 function fieldsMatch(

@@ -161,3 +161,16 @@ export function errorResponse(id: JsonRpcId, error: RpcError): string {
 export function paramsObject(params: JsonValue | undefined): JsonObject | undefined {
   return isJsonObject(params) ? params : undefined;
 }
+
+/**
+ * The tool a `tools/call`'s `params` names: `name`, else the Go tool's fallback `tool_name`; null
+ * when it names none. The one reading the guardrails and the record share.
+ */
+export function calledTool(params: unknown): string | null {
+  if (typeof params !== "object" || params === null || Array.isArray(params)) return null;
+  const name: unknown = Reflect.get(params, "name");
+  const fallback: unknown = Reflect.get(params, "tool_name");
+  if (typeof name === "string" && name !== "") return name;
+  if (typeof fallback === "string") return fallback;
+  return typeof name === "string" ? name : null;
+}

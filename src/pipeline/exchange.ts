@@ -17,6 +17,7 @@ import type { Observation } from "../guardrails/pins.ts";
 import { isJsonObject, type JsonObject, type JsonValue } from "../jsonrpc/json.ts";
 import { ErrorCode, ErrorMessage } from "../jsonrpc/errors.ts";
 import {
+  calledTool,
   classifyLine,
   errorResponse,
   idKey,
@@ -138,11 +139,7 @@ function messageValue(m: Message): JsonObject {
 
 /** The tool a `tools/call` names, as the guardrails read it: `name`, else the Go tool's `tool_name`. */
 function toolNameOf(method: string, params: JsonValue | undefined): string | null {
-  if (method !== "tools/call") return null;
-  const p = paramsObject(params);
-  if (typeof p?.name === "string" && p.name !== "") return p.name;
-  if (typeof p?.tool_name === "string") return p.tool_name;
-  return typeof p?.name === "string" ? p.name : null;
+  return method === "tools/call" ? calledTool(params) : null;
 }
 
 /** A method of the `notifications/` namespace, which carries no call. */
@@ -473,7 +470,6 @@ export class Exchange {
         );
         continue;
       }
-      if (m.kind === "request") this.#noteClientInfo(m);
       requests.push({ method: m.method, params: m.params });
       slots.push(i);
     }
