@@ -17,6 +17,7 @@ export interface Config {
     upstream_timeout_ms: number;
     forward_headers: string[];
     max_message_bytes: number;
+    max_json_depth: number;
     tls: {
       ca_file: string;
       server_name: string;
@@ -27,11 +28,25 @@ export interface Config {
     retry: { max_retries: number; initial_interval_ms: number; max_interval_ms: number };
     client_id: string;
     server_id: string;
-    http: { allowed_origins: string[]; allowed_hosts: string[] };
+    http: {
+      allowed_origins: string[];
+      allowed_hosts: string[];
+      /** 0: as `max_message_bytes`. */
+      max_request_body_bytes: number;
+      max_header_bytes: number;
+      /** Milliseconds; 0 is off. */
+      read_header_timeout: number;
+      read_timeout: number;
+      write_timeout: number;
+      idle_timeout: number;
+      max_connections: number;
+    };
   };
   audit: {
     storage: "jsonl" | "sqlite";
     path: string;
+    follow_symlinks: boolean;
+    anchor: { path: string };
     sqlite_path: string;
     sign: boolean;
     secret: string;
@@ -183,6 +198,7 @@ export function buildConfig(f: FlatValues, upstreamArgv: string[]): Config {
       upstream_timeout_ms: f.int("proxy.upstream_timeout_ms"),
       forward_headers: f.list("proxy.forward_headers"),
       max_message_bytes: f.int("proxy.max_message_bytes"),
+      max_json_depth: f.int("proxy.max_json_depth"),
       tls: {
         ca_file: f.str("proxy.tls.ca_file"),
         server_name: f.str("proxy.tls.server_name"),
@@ -200,11 +216,20 @@ export function buildConfig(f: FlatValues, upstreamArgv: string[]): Config {
       http: {
         allowed_origins: f.list("proxy.http.allowed_origins"),
         allowed_hosts: f.list("proxy.http.allowed_hosts"),
+        max_request_body_bytes: f.int("proxy.http.max_request_body_bytes"),
+        max_header_bytes: f.int("proxy.http.max_header_bytes"),
+        read_header_timeout: f.int("proxy.http.read_header_timeout"),
+        read_timeout: f.int("proxy.http.read_timeout"),
+        write_timeout: f.int("proxy.http.write_timeout"),
+        idle_timeout: f.int("proxy.http.idle_timeout"),
+        max_connections: f.int("proxy.http.max_connections"),
       },
     },
     audit: {
       storage: f.oneOf("audit.storage", ["jsonl", "sqlite"]),
       path: f.str("audit.path"),
+      follow_symlinks: f.bool("audit.follow_symlinks"),
+      anchor: { path: f.str("audit.anchor.path") },
       sqlite_path: f.str("audit.sqlite_path"),
       sign: f.bool("audit.sign"),
       secret: f.str("audit.secret"),

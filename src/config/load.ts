@@ -103,6 +103,49 @@ function checkRules(key: string, raw: unknown): PolicyRule[] {
   });
 }
 
+const DURATION_UNITS: Readonly<Record<string, number>> = {
+  ns: 1e-6,
+  us: 1e-3,
+  "µs": 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
+
+/** A Go duration (`"1m30s"`, `"250ms"`) in milliseconds; `0` (number or text) is off. */
+function checkDuration(key: string, raw: unknown, maxMs: number): number {
+  if (raw === 0 || raw === "0") return 0;
+  if (typeof raw !== "string") {
+    throw new ConfigError(
+      key,
+      `must be a duration with a unit such as "10s" or "500ms" (or 0 for off), got ${
+        describe(raw)
+      }`,
+    );
+  }
+  const text = raw.trim();
+  const part = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/y;
+  let ms = 0;
+  let at = 0;
+  while (at < text.length) {
+    part.lastIndex = at;
+    const m = part.exec(text);
+    if (m === null) {
+      throw new ConfigError(
+        key,
+        `must be a duration such as "10s", "1m30s" or "500ms", got "${raw}"`,
+      );
+    }
+    ms += Number(m[1]) * (DURATION_UNITS[m[2]!] ?? 0);
+    at = part.lastIndex;
+  }
+  if (text === "") throw new ConfigError(key, 'must be a duration such as "10s", got ""');
+  ms = Math.ceil(ms);
+  if (ms > maxMs) throw new ConfigError(key, `must be at most ${maxMs / 1000}s, got "${raw}"`);
+  return ms;
+}
+
 /** Checks a value from the file (or a parsed environment value) against its key's type. */
 function check(key: string, spec: KeySpec, raw: unknown): ConfigValue {
   const t = spec.type;
@@ -121,6 +164,8 @@ function check(key: string, spec: KeySpec, raw: unknown): ConfigValue {
         throw new ConfigError(key, `must be from ${t.min} to ${t.max}, got ${raw}`);
       }
       return raw;
+    case "duration":
+      return checkDuration(key, raw, t.maxMs);
     case "bool":
       if (typeof raw !== "boolean") {
         throw new ConfigError(key, `must be true or false, got ${describe(raw)}`);
@@ -199,6 +244,9 @@ function fromEnv(name: string, key: string, spec: KeySpec, text: string): Config
       } catch {
         throw new ConfigError(name, "must be JSON");
       }
+      break;
+    case "duration":
+      raw = text.trim() === "0" ? 0 : text.trim();
       break;
     case "string":
     case "enum":

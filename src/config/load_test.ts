@@ -41,6 +41,7 @@ Deno.test("loadConfig with nothing set gives the Go tool's defaults", () => {
     upstream_timeout_ms: 30000,
     forward_headers: [],
     max_message_bytes: 16777216,
+    max_json_depth: 1000,
     tls: {
       ca_file: "",
       server_name: "",
@@ -51,11 +52,23 @@ Deno.test("loadConfig with nothing set gives the Go tool's defaults", () => {
     retry: { max_retries: 0, initial_interval_ms: 200, max_interval_ms: 2000 },
     client_id: "claude-desktop",
     server_id: "filesystem",
-    http: { allowed_origins: [], allowed_hosts: [] },
+    http: {
+      allowed_origins: [],
+      allowed_hosts: [],
+      max_request_body_bytes: 0,
+      max_header_bytes: 1048576,
+      read_header_timeout: 10_000,
+      read_timeout: 30_000,
+      write_timeout: 30_000,
+      idle_timeout: 120_000,
+      max_connections: 1024,
+    },
   });
   assert.deepEqual(config.audit, {
     storage: "jsonl",
     path: "./audit.jsonl",
+    follow_symlinks: false,
+    anchor: { path: "" },
     sqlite_path: "./audit.db",
     sign: true,
     secret: "",
@@ -406,13 +419,18 @@ Deno.test("loadConfig loads the Go tool's example config unchanged", () => {
   assert.deepEqual(effective["otel.headers"], { Authorization: "(set)" });
   assert.equal(effective["auth.mode"], undefined);
 
+  assert.deepEqual(
+    [
+      config.proxy.http.max_request_body_bytes,
+      config.proxy.http.max_header_bytes,
+      config.proxy.http.read_header_timeout,
+      config.proxy.http.read_timeout,
+      config.proxy.http.write_timeout,
+      config.proxy.http.idle_timeout,
+    ],
+    [10485760, 1048576, 10_000, 30_000, 30_000, 120_000],
+  );
   const ignored = [
-    "proxy.http.max_request_body_bytes",
-    "proxy.http.max_header_bytes",
-    "proxy.http.read_header_timeout",
-    "proxy.http.read_timeout",
-    "proxy.http.write_timeout",
-    "proxy.http.idle_timeout",
     "proxy.tls.enabled",
     "proxy.tls.cert_file",
     "proxy.tls.key_file",
@@ -529,4 +547,16 @@ pinning:
   fails("middleware.rate_limit.tools", "middleware:\n  rate_limit:\n    tools: [a]\n");
   fails("middleware.redact.custom_patterns", "middleware:\n  redact:\n    custom_patterns: x\n");
   fails("pinning.mode", "pinning:\n  mode: strict\n");
+});
+
+Deno.test("loadConfig reads Go durations and refuses a number without a unit", () => {
+  const at = (text: string) => load(`proxy:\n  http:\n    idle_timeout: ${text}\n`);
+  assert.equal(at('"1m30s"').config.proxy.http.idle_timeout, 90_000);
+  assert.equal(at("250ms").config.proxy.http.idle_timeout, 250);
+  assert.equal(at("1.5s").config.proxy.http.idle_timeout, 1500);
+  assert.equal(at("0").config.proxy.http.idle_timeout, 0);
+  assert.throws(() => at("30"), /proxy\.http\.idle_timeout.*unit/);
+  assert.throws(() => at("30 sec"), /proxy\.http\.idle_timeout.*duration/);
+  assert.throws(() => at('""'), /proxy\.http\.idle_timeout/);
+  assert.throws(() => at("48h"), /proxy\.http\.idle_timeout.*at most/);
 });

@@ -11,6 +11,11 @@ import { DEFAULT_KEY_PATTERNS } from "../audit/redact.ts";
 export type KeyType =
   | { kind: "string"; nonEmpty?: boolean }
   | { kind: "int"; min: number; max: number }
+  /**
+   * A Go duration (`"10s"`, `"1m30s"`, `"250ms"`), held as milliseconds; `0` turns it off. A bare
+   * number other than 0 is refused: Go would read it as nanoseconds, which no one means.
+   */
+  | { kind: "duration"; maxMs: number }
   | { kind: "bool" }
   | { kind: "enum"; values: readonly string[] }
   | { kind: "list" }
@@ -62,6 +67,11 @@ const int = (d: number, min = 0, max = Number.MAX_SAFE_INTEGER): KeySpec => ({
   default: d,
 });
 const port = (d: number): KeySpec => int(d, 1, 65535);
+/** A duration key; its default is in milliseconds. */
+const duration = (ms: number, maxMs = 24 * 3600_000): KeySpec => ({
+  type: { kind: "duration", maxMs },
+  default: ms,
+});
 const bool = (d: boolean): KeySpec => ({ type: { kind: "bool" }, default: d });
 const oneOf = (d: string, ...values: string[]): KeySpec => ({
   type: { kind: "enum", values },
@@ -84,6 +94,8 @@ export const SCHEMA: Readonly<Record<string, KeySpec>> = {
   "proxy.upstream_timeout_ms": int(30000, 1),
   "proxy.forward_headers": list(),
   "proxy.max_message_bytes": int(16777216, 1024, 1 << 30),
+  // Deepest nesting of arrays and objects a message may have; deeper ones are refused unread.
+  "proxy.max_json_depth": int(1000, 16, 4000),
   "proxy.tls.ca_file": str(),
   "proxy.tls.server_name": str(),
   "proxy.tls.insecure_skip_verify": bool(false),
@@ -96,18 +108,28 @@ export const SCHEMA: Readonly<Record<string, KeySpec>> = {
   "proxy.server_id": str("filesystem"),
   "proxy.http.allowed_origins": list(),
   "proxy.http.allowed_hosts": list(),
-  "proxy.http.max_request_body_bytes": ignored,
-  "proxy.http.max_header_bytes": ignored,
-  "proxy.http.read_header_timeout": ignored,
-  "proxy.http.read_timeout": ignored,
-  "proxy.http.write_timeout": ignored,
-  "proxy.http.idle_timeout": ignored,
+  // 0: proxy.max_message_bytes. A body is never reserved at its declared size, only as it arrives.
+  "proxy.http.max_request_body_bytes": int(0, 0, 1 << 30),
+  "proxy.http.max_header_bytes": int(1048576, 1024, 64 << 20),
+  // Time to receive a request's headers; then every idle gap of its body; of a client not
+  // reading an answer (never a whole stream's length); of a kept-alive connection between requests.
+  "proxy.http.read_header_timeout": duration(10_000),
+  "proxy.http.read_timeout": duration(30_000),
+  "proxy.http.write_timeout": duration(30_000),
+  "proxy.http.idle_timeout": duration(120_000),
+  // Most connections open at once on the proxy's listener; past it new ones are turned away.
+  "proxy.http.max_connections": int(1024, 1, 1_000_000),
   "proxy.tls.enabled": ignored,
   "proxy.tls.cert_file": ignored,
   "proxy.tls.key_file": ignored,
 
   "audit.storage": oneOf("jsonl", "jsonl", "sqlite"),
   "audit.path": str("./audit.jsonl"),
+  // A log path that is a symbolic link is refused unless this is true.
+  "audit.follow_symlinks": bool(false),
+  // A signed head file kept away from the log (another path or volume): `verify --anchor` then
+  // sees a log cut back to an earlier clean end. Empty: no anchor.
+  "audit.anchor.path": str(),
   "audit.sqlite_path": str("./audit.db"),
   "audit.sign": bool(true),
   "audit.secret": str(),
