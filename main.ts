@@ -155,8 +155,8 @@ function isUrl(upstream: string): boolean {
 }
 
 /** An exchange for a session the proxy itself names. */
-function ownSession(run: Run, session: string | null): Exchange {
-  const exchange = new Exchange(run.exchangeDeps, session);
+function ownSession(run: Run, session: string | null, upstream: URL | null = null): Exchange {
+  const exchange = new Exchange(run.exchangeDeps, session, upstream?.href ?? null);
   exchange.vouch();
   return exchange;
 }
@@ -187,7 +187,7 @@ async function runStdioProxy(run: Run, session: string, argv: string[]): Promise
 }
 
 async function runStdioToHttpBridge(run: Run, session: string, upstream: URL): Promise<Ending> {
-  const exchange = ownSession(run, session);
+  const exchange = ownSession(run, session, upstream);
   const outcome = await runStdioToHttp({
     upstream,
     fetch: run.upstreamFetch,
@@ -250,7 +250,7 @@ async function runHttpProxy(run: Run, upstream: URL): Promise<Ending> {
   const { config, logger } = run;
   const p = config.proxy;
   const sessions = new SessionRegistry(
-    (session) => new Exchange(run.exchangeDeps, session),
+    (session) => new Exchange(run.exchangeDeps, session, upstream.href),
     MAX_HTTP_SESSIONS,
     (evicted) =>
       logger.warn("too many sessions; forgetting the least recently used", {

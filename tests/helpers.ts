@@ -549,6 +549,7 @@ export interface AuditRecord {
   server_id: string;
   client_info: { name?: string; version?: string } | null;
   wire_sha256: string | null;
+  upstream: string | null;
   prev: string;
   sig: string | null;
 }

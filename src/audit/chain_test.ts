@@ -49,6 +49,7 @@ function request(params: JsonValue, id: number | string = 1): AuditFields {
     decision: { action: "allow", rule: null, reason: "" },
     client_info: { name: "test", version: "1" },
     wire_sha256: "ab".repeat(32),
+    upstream: null,
   };
 }
 

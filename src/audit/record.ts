@@ -51,6 +51,11 @@ export type AuditFields = {
   decision: Decision | null;
   client_info: JsonObject | null;
   wire_sha256: string | null;
+  /**
+   * The upstream URL the message was sent to or came from, for HTTP upstreams (the HTTP proxy and
+   * the stdio→HTTP bridge); null for a stdio upstream and for the proxy's own events.
+   */
+  upstream: string | null;
 };
 
 /** A complete stored record. */
@@ -74,6 +79,7 @@ export const RECORD_FIELDS = [
   "kind",
   "direction",
   "transport",
+  "upstream",
   "session",
   "jsonrpc_id",
   "method",
@@ -131,5 +137,6 @@ export function eventFields(
     decision: null,
     client_info: null,
     wire_sha256: null,
+    upstream: null,
   };
 }

@@ -39,6 +39,7 @@ export function recordText(r: Omit<AuditRecord, "sig">): RecordText {
   const tail = ',"tool_name":' + canonicalize(r.tool_name) +
     ',"transport":' + canonicalize(r.transport) +
     ',"ts":' + canonicalize(r.ts) +
+    ',"upstream":' + canonicalize(r.upstream) +
     ',"v":' + canonicalize(r.v) +
     ',"wire_sha256":' + canonicalize(r.wire_sha256) + "}";
   return {

@@ -32,6 +32,7 @@ function request(i: number): AuditFields {
     decision: null,
     client_info: null,
     wire_sha256: null,
+    upstream: null,
   };
 }
 

@@ -205,11 +205,32 @@ export class Exchange {
   /** Requests sent by each side that the other has not answered yet. */
   #pending: Record<Side, Map<string, Pending>> = { client: new Map(), server: new Map() };
   #maxPending: number;
+  /** The upstream URL records name by default (null for a stdio upstream). */
+  #upstream: string | null;
+  /** The upstream URL of the call in progress: records made during it name this one. */
+  #via: string | null;
 
-  constructor(deps: ExchangeDeps, session: string | null) {
+  /**
+   * @param upstream the HTTP upstream's URL, named on every record unless a call names the exact
+   *   URL it reached; null for a stdio upstream
+   */
+  constructor(deps: ExchangeDeps, session: string | null, upstream: string | null = null) {
     this.#deps = deps;
     this.#session = session;
     this.#maxPending = deps.maxPending ?? 65536;
+    this.#upstream = upstream;
+    this.#via = upstream;
+  }
+
+  /** Runs `fn` with records naming `via` as the upstream URL reached (when given). */
+  #through<T>(via: string | undefined, fn: () => T): T {
+    if (via === undefined) return fn();
+    this.#via = via;
+    try {
+      return fn();
+    } finally {
+      this.#via = this.#upstream;
+    }
   }
 
   /** The session id recorded on every record. */
@@ -251,7 +272,11 @@ export class Exchange {
    * a refused request is refused whole — each of its requests answered, its other messages
    * dropped — since forwarding part of a batch would be a batch the client never sent.
    */
-  pass(from: Side, content: Uint8Array): Passage {
+  pass(from: Side, content: Uint8Array, via?: string): Passage {
+    return this.#through(via, () => this.#pass(from, content));
+  }
+
+  #pass(from: Side, content: Uint8Array): Passage {
     const wire = sha256Hex(content);
     const { messages, batch, values } = classifyLine(content);
     const guard = this.#deps.live.guard;
@@ -304,7 +329,11 @@ export class Exchange {
    * Answers the given client requests, those still waiting, with `-32603` and `data.reason`, and
    * records each answer. For an upstream that failed while these requests were in flight.
    */
-  failPending(ids: readonly JsonRpcId[], reason: string): Outbound[] {
+  failPending(ids: readonly JsonRpcId[], reason: string, via?: string): Outbound[] {
+    return this.#through(via, () => this.#failPending(ids, reason));
+  }
+
+  #failPending(ids: readonly JsonRpcId[], reason: string): Outbound[] {
     const out: Outbound[] = [];
     for (const id of ids) {
       const pending = this.#settle("client", id);
@@ -324,7 +353,11 @@ export class Exchange {
    * went away mid-stream): an `error` record with `wire_sha256: null` and `data.delivered: false`
    * for each one still waiting, so that no request ends silently.
    */
-  undeliverable(ids: readonly JsonRpcId[], reason: string): void {
+  undeliverable(ids: readonly JsonRpcId[], reason: string, via?: string): void {
+    this.#through(via, () => this.#undeliverable(ids, reason));
+  }
+
+  #undeliverable(ids: readonly JsonRpcId[], reason: string): void {
     for (const id of ids) {
       const pending = this.#settle("client", id);
       if (pending === undefined) continue;
@@ -382,6 +415,7 @@ export class Exchange {
       decision: null,
       client_info: this.#clientInfo,
       wire_sha256: wire,
+      upstream: this.#via,
     };
   }
 
@@ -737,6 +771,14 @@ export class Exchange {
    * not forwarded, and answered with `-32600` when its id can be read.
    */
   rejectOversized(
+    from: Side,
+    frame: { size: number; head: Uint8Array; tail: Uint8Array },
+    via?: string,
+  ): Outbound[] {
+    return this.#through(via, () => this.#rejectOversized(from, frame));
+  }
+
+  #rejectOversized(
     from: Side,
     frame: { size: number; head: Uint8Array; tail: Uint8Array },
   ): Outbound[] {
