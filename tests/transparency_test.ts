@@ -291,11 +291,26 @@ Deno.test("bytes cross unchanged both ways: random chunks, CRLF, split character
         `${dir.path}/script.bin`,
         "--seed",
         `${SEED}`,
+        "--announce",
       ),
     });
     const out = proxy.stdout();
-    const writes = await writeChunked(proxy, out, client, random, signal, { close: true });
+    const writes = await writeChunked(proxy, out, client, random, signal, { close: false });
     assert(writes > 50, `the input went in many writes (${writes})`);
+    // The upstream's last script line and last answer are through before its input ends, so that
+    // it has nothing left to write then: the proxy gives an upstream only a grace period to exit
+    // after its stdin closes, and a slow machine must not turn that into lost bytes.
+    await out.waitFor(
+      (c) => c.lines.some((l) => isAnswer(l, 106)) && c.lines.some((l) => isAnswer(l, 7)),
+      "the upstream's answer 106 and the answer to ping 7",
+      signal,
+    );
+    await proxy.closeInput();
+    await proxy.stderr.waitFor(
+      (c) => c.lines.includes(`recording_upstream: end of input after ${sent.length} bytes`),
+      "the upstream to read all the client sent",
+      signal,
+    );
     exitCode = (await proxy.finished(signal)).code;
     await out.done;
     received = out.bytes();
@@ -452,16 +467,32 @@ Deno.test("an oversized message is not forwarded: the sender gets -32600 with li
   {
     await using proxy = new ProxyProcess({
       cwd: dir.path,
-      upstream: recordingUpstream(dir.path, "", "--script", `${dir.path}/script.bin`),
+      upstream: recordingUpstream(
+        dir.path,
+        "",
+        "--script",
+        `${dir.path}/script.bin`,
+        "--announce",
+      ),
       env: { MCP_AUDIT_PROXY_MAX_MESSAGE_BYTES: String(limit) },
     });
     const out = proxy.stdout();
     await writeChunked(proxy, out, client, random, signal, { close: false });
-    // The proxy handles each side in order and the upstream answers in order, so once the last
-    // ping's answer is back, every earlier answer (the proxy's errors included) is already out.
-    await out.waitFor((c) => c.lines.some((l) => isAnswer(l, 8)), "the answer to ping 8", signal);
-    for (const id of [1, 2, 3, 4, "tail-5", 6, 7]) {
-      assert(out.lines.some((l) => isAnswer(l, id)), `an answer for id ${id} came before ping 8's`);
+    // Each side's output is awaited for itself: the proxy's own errors and the upstream's answers
+    // come from different places, and nothing orders what the client reads against what the
+    // upstream reads.
+    const ids: (number | string)[] = [1, 2, 3, 4, "tail-5", 6, 7, 8];
+    await out.waitFor(
+      (c) => ids.every((id) => c.lines.some((l) => isAnswer(l, id))),
+      `an answer for each of the ids ${ids.join(", ")}`,
+      signal,
+    );
+    for (const id of ["srv-1", "srv-2"]) {
+      await proxy.stderr.waitFor(
+        (c) => c.lines.includes(`recording_upstream: answer to "${id}": error -32600`),
+        `the upstream to read the error for its request ${id}`,
+        signal,
+      );
     }
     await proxy.closeInput();
     exitCode = (await proxy.finished(signal)).code;
