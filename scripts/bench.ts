@@ -25,6 +25,9 @@
  * directly against `scripts/bench_http_upstream.ts` and through `main.ts --transport http` with the
  * guardrails off and on, with the targets of issue 3.
  *
+ * Last the detectors part, `scripts/bench_detectors.ts`: the value detectors on adversarial strings
+ * at 1 MiB and 2 MiB, the ratio of the two times (about 2 when linear), flagged when super-linear.
+ *
  * @module
  */
 import {
@@ -75,9 +78,11 @@ import {
   writeGuardrailsConfig,
 } from "./bench_guardrails_config.ts";
 import { type HttpBenchResult, httpReport, runHttpBench } from "./bench_http.ts";
+import { type DetectorBenchResult, detectorReport, runDetectorBench } from "./bench_detectors.ts";
 
 const USAGE = `usage: deno task bench [--quick] [--json] [--keep] [--profile]
-  --quick     a short run (about 15 s, and 15 s more for HTTP), for a smoke test
+  --quick     a short run (about 15 s, 15 s more for HTTP, 10 s for the detectors), for a smoke
+              test
   --json      print the results as one JSON object on stdout (progress still goes to stderr)
   --keep      keep the audit logs and configuration files in .bench/ instead of deleting them
   --profile   also run the proxy (durability=batch) with the guardrails off and on under the V8
@@ -851,6 +856,10 @@ async function main(args: string[]): Promise<number> {
       profile: flags.profile === true,
       configs,
     });
+    const detectors: DetectorBenchResult = await runDetectorBench({
+      quick: flags.quick === true,
+      progress,
+    });
     const header = `mcp-audit stdio bench: deno ${Deno.version.deno}, ` +
       `${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} CPUs, ` +
       `${flags.quick ? "quick" : "full"} run in ${seconds.toFixed(1)} s, ${plan.rounds} ` +
@@ -874,6 +883,7 @@ async function main(args: string[]): Promise<number> {
           verify: verified,
           profiles,
           http,
+          detectors,
         },
         null,
         2,
@@ -884,6 +894,8 @@ async function main(args: string[]): Promise<number> {
           ...report({ header, results, comparisons, guardrails, verified, profiles }),
           "",
           ...httpReport(http),
+          "",
+          ...detectorReport(detectors),
         ].join("\n"),
       );
     }
