@@ -1,6 +1,9 @@
 /**
- * RFC 8785 (JSON Canonicalization Scheme) with the one addition SPEC §3 makes: integers a double
- * cannot hold exactly are written as their original digits.
+ * RFC 8785 (JSON Canonicalization Scheme) with the one addition SPEC §3 makes: a number that a
+ * lossless parse kept as its text (a `RawNumber`: an integer a double cannot hold, and every
+ * number whose double would write back as another decimal value — `-0`, `1E-400`, `1e400`,
+ * `0.10000000000000000000000001`) is written as that text. So the record says what the message
+ * said, and a record read back with `parseLossless` canonicalizes to the same bytes.
  *
  * @module
  */

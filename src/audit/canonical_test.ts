@@ -32,7 +32,8 @@ Deno.test("canonicalize orders a supplementary-plane name before a high BMP name
 });
 
 Deno.test("canonicalize reproduces the RFC 8785 §3.2.2 example byte for byte", () => {
-  const input = parseLossless(
+  // Parsed into doubles, as RFC 8785 reads it; a lossless parse keeps 333333333.33333329 (below).
+  const input = JSON.parse(
     '{"numbers":[333333333.33333329,1E30,4.50,2e-3,0.000000000000000000000000001],' +
       '"string":"\\u20ac$\\u000F\\u000aA\'\\u0042\\u0022\\u005c\\\\\\"\\/",' +
       '"literals":[null,true,false]}',
@@ -72,6 +73,18 @@ Deno.test("canonicalize formats numbers as RFC 8785 Appendix B requires", () => 
     ["43143ff3c1cb0959", "1424953923781206.2"],
   ];
   for (const [bits, want] of vectors) assert.equal(canonicalize(fromBits(bits)), want, bits);
+});
+
+Deno.test("canonicalize writes the numbers a lossless parse kept as their text, -0 included", () => {
+  // SPEC §3 as extended: where the double would write back another decimal value, the original
+  // text stands, so the record says what the message said.
+  const text = '{"numbers":[333333333.33333329,1E30,4.50,2e-3,0.000000000000000000000000001,' +
+    "-0,-0.0e5,1E-400,0.10000000000000000000000001,12345678901234567890]}";
+  assert.equal(
+    canonicalize(parseLossless(text)),
+    '{"numbers":[333333333.33333329,1e+30,4.5,0.002,1e-27,' +
+      "-0,-0.0e5,1E-400,0.10000000000000000000000001,12345678901234567890]}",
+  );
 });
 
 Deno.test("canonicalize writes 1e21, 1e-7, -0 and 0.1 in ECMAScript form", () => {

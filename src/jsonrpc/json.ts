@@ -1,11 +1,14 @@
 /**
- * Lossless JSON: parsing that keeps integers a double cannot hold, and the value types used for
- * every audit copy of a message.
+ * Lossless JSON: parsing that keeps the text of every number a double would change, and the value
+ * types used for every audit copy of a message.
  *
  * @module
  */
 
-/** An integer literal kept as its original digits, serialized verbatim by `JSON.stringify`. */
+/**
+ * A number kept as its original text (see {@link changedByDouble}), serialized verbatim by
+ * `JSON.stringify` and by the canonical form.
+ */
 export interface RawNumber {
   readonly rawJSON: string;
 }
@@ -18,62 +21,229 @@ export interface JsonObject {
   [key: string]: JsonValue;
 }
 
-interface ParseContext {
-  source?: string;
-}
-
 interface LosslessJson {
   rawJSON(text: string): RawNumber;
   isRawJSON(value: unknown): value is RawNumber;
-  parse(
-    text: string,
-    reviver: (this: unknown, key: string, value: unknown, context: ParseContext) => unknown,
-  ): unknown;
 }
 
 const lossless = JSON as unknown as LosslessJson;
 
-/** True when `value` is an integer kept as its digits. */
+/** True when `value` is a number kept as its text. */
 export function isRawNumber(value: unknown): value is RawNumber {
   return lossless.isRawJSON(value);
 }
 
-/** Wraps integer digits so they serialize verbatim. */
-export function rawNumber(digits: string): RawNumber {
-  return lossless.rawJSON(digits);
-}
-
-// Any integer a double cannot hold has at least 16 digits, and any number beyond the double range
-// a three-digit exponent; most messages have neither, and for them the native parser without a
-// reviver is several times faster.
-const NEEDS_SOURCE = /\d{16}|[eE][+-]?\d{3}/;
-const INTEGER = /^-?\d+$/;
-
-function keepDigits(this: unknown, _key: string, value: unknown, context: ParseContext): unknown {
-  if (typeof value !== "number" || Number.isSafeInteger(value)) return value;
-  const source = context.source;
-  if (source === undefined) return value;
-  // Beyond the double range (1e400): JSON allows it, a double cannot hold it; keep the text.
-  if (!Number.isFinite(value)) return lossless.rawJSON(source);
-  if (!INTEGER.test(source)) return value;
-  if (BigInt(value) === BigInt(source)) return value;
-  return lossless.rawJSON(source);
+/** Wraps a JSON number's text so it serializes verbatim. */
+export function rawNumber(text: string): RawNumber {
+  return lossless.rawJSON(text);
 }
 
 /**
- * Parses JSON text, keeping every integer whose digits a double cannot hold, and every number
- * beyond the double range, as a {@link RawNumber}.
+ * Whether a number's text must be kept because a double would change it: writing the double back
+ * in canonical form (ECMAScript's shortest round trip, `-0` as `0`) would denote another decimal
+ * value (`-0`, `1E-400`, `1e400`, `0.10000000000000000000000001`), or the text is an integer
+ * written as plain digits that no double holds exactly (`100000000000000000000000`, as SPEC §3
+ * has always said). `1.50` and `1e20` are not kept: their doubles write back as `1.5` and
+ * `100000000000000000000`, the same values.
+ *
+ * `text` is a JSON number and `value` its double.
+ */
+export function changedByDouble(text: string, value: number): boolean {
+  if (!Number.isFinite(value)) return true;
+  // Zero in any spelling: negative zero writes back as `0`; nonzero digits underflowed.
+  if (value === 0) return text.charCodeAt(0) === MINUS || NONZERO_BEFORE_EXPONENT.test(text);
+  // Plain digits beyond 2^53 are kept unless the double is exactly them, even when it writes back
+  // as the same digits (-7000000001000001000 is no double).
+  if (!Number.isSafeInteger(value) && DIGITS.test(text) && BigInt(value) !== BigInt(text)) {
+    return true;
+  }
+  const shortest = String(value);
+  if (shortest === text) return false;
+  return decimal(text) !== decimal(shortest);
+}
+
+const MINUS = 0x2d;
+const NONZERO_BEFORE_EXPONENT = /^-?[0.]*[1-9]/;
+const DIGITS = /^-?\d+$/;
+const NUMBER_PARTS = /^(-?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/;
+
+/** A nonzero decimal's value as `<sign><digits>e<exponent>`, without leading or trailing zeros. */
+function decimal(text: string): string {
+  const m = NUMBER_PARTS.exec(text)!;
+  const fraction = m[3] ?? "";
+  let digits = (m[2] ?? "") + fraction;
+  // A finite nonzero double's text has an exponent far below 2^53, however many digits it has.
+  let exponent = Number(m[4] ?? "0") - fraction.length;
+  let end = digits.length;
+  while (end > 1 && digits.charCodeAt(end - 1) === 0x30) end--;
+  exponent += digits.length - end;
+  let start = 0;
+  while (start < end - 1 && digits.charCodeAt(start) === 0x30) start++;
+  digits = digits.slice(start, end);
+  return `${m[1]}${digits}e${exponent}`;
+}
+
+// A text holds no number `changedByDouble` keeps unless it has one of these, and most messages
+// have none; for them the native parser alone is several times faster. Why they suffice: a number
+// with at most 15 digits and an exponent of at most two digits has at most 15 significant digits
+// and lies between 1e-114 and 1e114, in the normal range, so its double writes back as the same
+// decimal (every decimal of 15 significant digits survives a double); and an integer no double
+// holds has at least 16 digits. Left are:
+// - 16 digits or more: from its first digit, the number has 16 characters of digits and `.`;
+// - an exponent of three digits or more (leading zeros count: they only cost a slower parse);
+// - negative zero, after the `[`, `,` or `:` that comes before any number inside a container (a
+//   number alone is the text's only value, and parseLossless looks at it directly).
+// Matches inside strings only cost a slower parse. Each branch begins with a character class, not
+// an empty-width alternative, which keeps the regular expression engine's scan fast.
+const NEEDS_SOURCE = /\d[\d.]{15}|[eE][+-]?\d{3}|[[:,]\s*-0(?:\.0+)?(?![.\d])/;
+
+/**
+ * Parses JSON text, keeping every number a double would change (see {@link changedByDouble}) as
+ * a {@link RawNumber} holding its text. Iterative: any depth the text has, the parse survives.
  * Throws `SyntaxError` on invalid JSON, like `JSON.parse`.
  *
  * @example
  * ```ts
- * const v = parseLossless('{"n":12345678901234567890}');
- * console.log(JSON.stringify(v)); // {"n":12345678901234567890}
+ * const v = parseLossless('{"n":12345678901234567890,"z":-0}');
+ * console.log(JSON.stringify(v)); // {"n":12345678901234567890,"z":-0}
  * ```
  */
 export function parseLossless(text: string): JsonValue {
-  if (!NEEDS_SOURCE.test(text)) return JSON.parse(text) as JsonValue;
-  return lossless.parse(text, keepDigits) as JsonValue;
+  // V8's parser is iterative and checks the syntax; its reviver would recurse, so it is not used.
+  const value = JSON.parse(text) as JsonValue;
+  if (typeof value === "number") {
+    const token = text.trim();
+    return changedByDouble(token, value) ? lossless.rawJSON(token) : value;
+  }
+  if (!NEEDS_SOURCE.test(text)) return value;
+  return keepsNumber(text) ? build(text) : value;
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const NUMBER = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
+const NUMBER_AT = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+
+/** The index of the quote that closes the string opened at `open`, in valid JSON. */
+function stringEnd(text: string, open: number): number {
+  let close = text.indexOf('"', open + 1);
+  for (;;) {
+    let slashes = 0;
+    while (text.charCodeAt(close - 1 - slashes) === BACKSLASH) slashes++;
+    if (slashes % 2 === 0) return close;
+    close = text.indexOf('"', close + 1);
+  }
+}
+
+/** Whether valid JSON `text` has a number, outside strings, that {@link changedByDouble} keeps. */
+function keepsNumber(text: string): boolean {
+  let from = 0;
+  for (;;) {
+    const open = text.indexOf('"', from);
+    const stop = open < 0 ? text.length : open;
+    NUMBER.lastIndex = from;
+    for (let m = NUMBER.exec(text); m !== null && m.index < stop; m = NUMBER.exec(text)) {
+      if (changedByDouble(m[0], Number(m[0]))) return true;
+    }
+    if (open < 0) return false;
+    from = stringEnd(text, open) + 1;
+  }
+}
+
+/**
+ * Builds the value of valid JSON `text` as `JSON.parse` would, but for the numbers a double would
+ * change, with an explicit stack rather than recursion.
+ */
+function build(text: string): JsonValue {
+  const parents: (JsonValue[] | JsonObject)[] = [];
+  const parentKeys: (string | undefined)[] = [];
+  let top: JsonValue[] | JsonObject | undefined;
+  // The member name read in `top` whose value comes next; undefined when a name comes next.
+  let key: string | undefined;
+  let root: JsonValue = null;
+  // The next backslash at or after the string being read: one forward search for all strings.
+  let backslash = -2;
+  const n = text.length;
+  let i = 0;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    let value: JsonValue;
+    switch (c) {
+      case 0x20: // space, tab, line feed, carriage return, comma, colon
+      case 0x09:
+      case 0x0a:
+      case 0x0d:
+      case 0x2c:
+      case 0x3a:
+        i++;
+        continue;
+      case 0x5b: // [
+      case 0x7b: // {
+        if (top !== undefined) {
+          parents.push(top);
+          parentKeys.push(key);
+        }
+        top = c === 0x5b ? [] : {};
+        key = undefined;
+        i++;
+        continue;
+      case 0x5d: // ]
+      case 0x7d: // }
+        value = top!;
+        top = parents.pop();
+        key = parentKeys.pop();
+        i++;
+        break;
+      case QUOTE: {
+        const close = stringEnd(text, i);
+        if (backslash !== -1 && backslash < i) backslash = text.indexOf("\\", i);
+        const s: string = backslash !== -1 && backslash < close
+          ? JSON.parse(text.slice(i, close + 1))
+          : text.slice(i + 1, close);
+        i = close + 1;
+        if (top !== undefined && key === undefined && !Array.isArray(top)) {
+          key = s;
+          continue;
+        }
+        value = s;
+        break;
+      }
+      case 0x74: // true
+        value = true;
+        i += 4;
+        break;
+      case 0x66: // false
+        value = false;
+        i += 5;
+        break;
+      case 0x6e: // null
+        value = null;
+        i += 4;
+        break;
+      default: {
+        NUMBER_AT.lastIndex = i;
+        const token = NUMBER_AT.exec(text)![0];
+        const number = Number(token);
+        value = changedByDouble(token, number) ? lossless.rawJSON(token) : number;
+        i += token.length;
+      }
+    }
+    if (top === undefined) root = value;
+    else if (Array.isArray(top)) top.push(value);
+    else {
+      // A plain assignment to "__proto__" would change the prototype, not add a member.
+      if (key === "__proto__") {
+        Object.defineProperty(top, key, {
+          value,
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+      } else top[key!] = value;
+      key = undefined;
+    }
+  }
+  return root;
 }
 
 /** True when `value` is a plain JSON object (not an array, not null, not a raw number). */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { isJsonObject, isRawNumber, parseLossless, rawNumber } from "./json.ts";
+import { changedByDouble, isJsonObject, isRawNumber, parseLossless, rawNumber } from "./json.ts";
 
 Deno.test("parseLossless keeps integers beyond 2^53 as their digits", () => {
   const v = parseLossless(
@@ -15,10 +15,10 @@ Deno.test("parseLossless keeps integers beyond 2^53 as their digits", () => {
 });
 
 Deno.test("parseLossless returns plain numbers for integers a double holds exactly", () => {
-  const v = parseLossless("[9007199254740991,9007199254740992,1000000000000000000000,-0,42]");
+  const v = parseLossless("[9007199254740991,9007199254740992,1000000000000000000000,0,42]");
   assert.ok(Array.isArray(v));
   for (const item of v) assert.equal(typeof item, "number");
-  assert.deepEqual(v, [9007199254740991, 9007199254740992, 1e21, -0, 42]);
+  assert.deepEqual(v, [9007199254740991, 9007199254740992, 1e21, 0, 42]);
 });
 
 Deno.test("parseLossless leaves strings and member names made of digits alone", () => {
@@ -26,9 +26,11 @@ Deno.test("parseLossless leaves strings and member names made of digits alone", 
   assert.deepEqual(v, { "12345678901234567890": "12345678901234567890" });
 });
 
-Deno.test("parseLossless keeps non-integers as doubles", () => {
-  const v = parseLossless("[12345678901234567890.5,1.2345678901234567e25,0.1]");
-  assert.deepEqual(v, [12345678901234567890.5, 1.2345678901234567e25, 0.1]);
+Deno.test("parseLossless keeps as doubles the numbers whose doubles write back the same value", () => {
+  const v = parseLossless(
+    "[0.1,1.50,1e20,1E+21,0.30000000000000004,5e-324,1.7976931348623157e308]",
+  );
+  assert.deepEqual(v, [0.1, 1.5, 1e20, 1e21, 0.30000000000000004, 5e-324, 1.7976931348623157e308]);
 });
 
 Deno.test("parseLossless throws SyntaxError on invalid JSON, with or without long digit runs", () => {
@@ -53,4 +55,242 @@ Deno.test("isJsonObject is false for arrays, null, scalars and raw numbers", () 
   assert.equal(isJsonObject(1), false);
   assert.equal(isJsonObject(undefined), false);
   assert.equal(isJsonObject(rawNumber("12345678901234567890")), false);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Numbers a double would change
+
+/** The family from the issue: each must come back as its own text. */
+const CHANGED = [
+  "-0",
+  "-0.0",
+  "-0e5",
+  "-0E-3",
+  "-0.000e+12",
+  "1E-400",
+  "-1e-400",
+  "0." + "0".repeat(400) + "1",
+  "2.4e-324",
+  "4.9e-324",
+  "0.10000000000000000000000001",
+  "1.00000000000000000001",
+  "1.2345678901234567e25",
+  "12345678901234567890.5",
+  "1234567.890123456789",
+  "1e400",
+  "-1.5E+999",
+  "12345678901234567890",
+  "100000000000000000000000",
+  "1180591620717411303424",
+];
+
+/** Numbers whose doubles write back as the same decimal value: plain numbers, as before. */
+const UNCHANGED: [string, number][] = [
+  ["0", 0],
+  ["0.0", 0],
+  ["0e-400", 0],
+  ["1.50", 1.5],
+  ["1e20", 1e20],
+  ["100000000000000000000", 1e20],
+  ["1e23", 1e23],
+  ["0.1", 0.1],
+  ["-0.5", -0.5],
+  ["5e-324", 5e-324],
+  ["0.30000000000000004", 0.30000000000000004],
+  ["1.2345678901234568e-7", 1.2345678901234568e-7],
+  ["1.0000000000000000e0", 1],
+];
+
+Deno.test("parseLossless keeps the text of every number a double would change", () => {
+  for (const text of CHANGED) {
+    for (
+      const doc of [
+        `[${text}]`,
+        `{"n":${text}}`,
+        ` ${text}\n`,
+        `[1, ${text}]`,
+        `{"a":[{"b":\t${text}}]}`,
+      ]
+    ) {
+      const v = JSON.stringify(parseLossless(doc));
+      assert.equal(
+        v,
+        JSON.stringify(JSON.parse(doc.replace(text, '"@"'))).replace('"@"', text),
+        doc,
+      );
+    }
+  }
+});
+
+Deno.test("parseLossless keeps as plain doubles the numbers a double writes back unchanged", () => {
+  for (const [text, value] of UNCHANGED) {
+    const v = parseLossless(`{"x":1,"n":[${text}],"big":12345678901234567890}`);
+    assert.ok(isJsonObject(v) && Array.isArray(v.n), text);
+    assert.ok(Object.is(v.n[0], value), text);
+    assert.ok(Object.is(parseLossless(text), value), text);
+  }
+});
+
+Deno.test("changedByDouble follows its rule on the family from the issue", () => {
+  for (const text of CHANGED) assert.equal(changedByDouble(text, Number(text)), true, text);
+  for (const [text] of UNCHANGED) assert.equal(changedByDouble(text, Number(text)), false, text);
+});
+
+/** mulberry32: seeded, so that a failure can be replayed. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Number spellings of every shape: zeros, long runs, exponents near and past the double range. */
+function numberText(r: () => number): string {
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(r() * items.length)]!;
+  const length = (): number =>
+    pick([0, 1, 2, 3, 5, 8, 12, 13, 14, 15, 16, 17, 18, 20, 25, 40, 310, 330, 420]);
+  const digits = (n: number): string => {
+    const style = r();
+    let out = "";
+    for (let i = 0; i < n; i++) {
+      out += style < 0.3
+        ? (r() < 0.9 ? "0" : "1")
+        : style < 0.4
+        ? "9"
+        : String(Math.floor(r() * 10));
+    }
+    return out;
+  };
+  let text = r() < 0.35 ? "-" : "";
+  text += r() < 0.35 ? "0" : String(1 + Math.floor(r() * 9)) + digits(length());
+  if (r() < 0.55) {
+    text += "." + digits(Math.max(1, length())) +
+      (r() < 0.3 ? String(1 + Math.floor(r() * 9)) : "");
+  }
+  if (r() < 0.5) {
+    text += pick(["e", "E"]) + pick(["", "+", "-"]);
+    const e = pick([
+      () => String(Math.floor(r() * 25)),
+      () => String(280 + Math.floor(r() * 50)),
+      () => "0".repeat(1 + Math.floor(r() * 3)) + String(Math.floor(r() * 30)),
+      () => String(Math.floor(r() * 100000)),
+    ])();
+    text += e;
+  }
+  return text;
+}
+
+/** The value of a JSON number as sign, digits and a power of ten, exactly. */
+function exact(text: string): { negative: boolean; digits: bigint; exponent: bigint } {
+  const m = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(text)!;
+  const fraction = m[3] ?? "";
+  return {
+    negative: m[1] === "-",
+    digits: BigInt(m[2]! + fraction),
+    exponent: BigInt(m[4] ?? "0") - BigInt(fraction.length),
+  };
+}
+
+/** A slow reference for the rule: exact decimal arithmetic, no shortcuts. */
+function changedReference(text: string): boolean {
+  const value = Number(text);
+  if (!Number.isFinite(value)) return true;
+  const written = exact(text);
+  // What the canonical form would write for the double: -0 as 0.
+  const back = exact(Object.is(value, -0) ? "0" : String(value).replace("e+", "e"));
+  if (written.digits === 0n || back.digits === 0n) {
+    return written.digits !== back.digits || written.negative !== back.negative;
+  }
+  if (written.negative !== back.negative) return true;
+  const low = written.exponent < back.exponent ? written.exponent : back.exponent;
+  const a = written.digits * 10n ** (written.exponent - low);
+  const b = back.digits * 10n ** (back.exponent - low);
+  if (a !== b) return true;
+  // Plain digits that a double does not hold exactly (SPEC §3), even when written back the same.
+  return /^-?\d+$/.test(text) && BigInt(text) !== BigInt(value);
+}
+
+Deno.test("parseLossless agrees with an exact reference on 20,000 number spellings, fast path included", () => {
+  const r = seeded(20261125);
+  let kept = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const text = numberText(r);
+    const want = changedReference(text);
+    assert.equal(changedByDouble(text, Number(text)), want, text);
+    // Every place a number can stand, so that the shortcut's pattern is tested, not just the rule.
+    const space = [" ", "", "\n", "\t", "\r\n  "][i % 5]!;
+    for (const doc of [`[${space}${text}]`, `{"k":${space}${text}}`, `[0,${space}${text}]`, text]) {
+      const v = parseLossless(doc);
+      const got = typeof v === "object" && v !== null && !isRawNumber(v)
+        ? (Array.isArray(v) ? v.at(-1) : v.k)
+        : v;
+      if (want) {
+        assert.ok(isRawNumber(got) && got.rawJSON === text, `${doc} keeps its text`);
+      } else {
+        assert.ok(Object.is(got, Number(text)), `${doc} is the double ${Number(text)}`);
+      }
+    }
+    if (want) kept++;
+  }
+  // The generator reaches both sides of the rule often.
+  assert.ok(kept > 4000 && kept < 16000, `kept ${kept}`);
+});
+
+/** Small documents with every JSON feature, and a number the slow path must keep. */
+function documentText(r: () => number, depth: number): string {
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(r() * items.length)]!;
+  const ws = (): string => pick(["", "", " ", "\n  ", "\t"]);
+  const scalar = (): string =>
+    pick([
+      () =>
+        JSON.stringify(
+          pick(["", "a", 'q"uo\\te', "\u2028", "é😀", "\ud800", "1234567890123456789"]),
+        ),
+      () => '"esc \\u0041\\n\\/\\\\\\""',
+      () => numberText(r),
+      () => pick(["true", "false", "null"]),
+    ])();
+  if (depth === 0 || r() < 0.3) return scalar();
+  const n = Math.floor(r() * 4);
+  const items: string[] = [];
+  if (r() < 0.5) {
+    for (let i = 0; i < n; i++) items.push(ws() + documentText(r, depth - 1) + ws());
+    return `[${items.join(",")}]`;
+  }
+  for (let i = 0; i < n; i++) {
+    const key = JSON.stringify(pick(["a", "b", "__proto__", "constructor", "1", "0", "", "k\\"]));
+    items.push(`${ws()}${key}${ws()}:${ws()}${documentText(r, depth - 1)}`);
+  }
+  return `{${items.join(",")}}`;
+}
+
+Deno.test("parseLossless builds what JSON.parse builds, keys, order and duplicates alike, but for kept numbers", () => {
+  const r = seeded(7);
+  // V8's reviver sees each number's source: a fine reference at this depth.
+  const reviver = (_key: string, value: unknown, context: { source?: string }): unknown =>
+    typeof value === "number" && context.source !== undefined &&
+      changedByDouble(context.source, value)
+      ? rawNumber(context.source)
+      : value;
+  const parse = JSON.parse as (
+    text: string,
+    reviver: (key: string, value: unknown, context: { source?: string }) => unknown,
+  ) => unknown;
+  for (let i = 0; i < 3000; i++) {
+    const text = `[-0,${documentText(r, 5)}]`;
+    const got = parseLossless(text);
+    const want = parse(text, reviver);
+    assert.equal(JSON.stringify(got), JSON.stringify(want), text);
+    assert.deepStrictEqual(got, want, text);
+  }
+});
+
+Deno.test("parseLossless throws SyntaxError for invalid JSON that holds numbers to keep", () => {
+  for (const bad of ["[-0,]", '{"a":-0', "[1E-400 1]", "[-00]", "[-0.]", "[.5, -0]", "-0 -0"]) {
+    assert.throws(() => parseLossless(bad), SyntaxError, bad);
+  }
 });
