@@ -30,6 +30,9 @@ export type Message =
   | { kind: "error"; id: JsonRpcId; error: RpcError }
   | { kind: "invalid"; reason: string; id: JsonRpcId | undefined };
 
+/** A message the proxy can read as JSON-RPC 2.0: the only kind it ever forwards. */
+export type WireMessage = Exclude<Message, { kind: "invalid" }>;
+
 /** What one framed line held: one message, or the members of a batch array. */
 export interface Classified {
   messages: Message[];
@@ -99,38 +102,51 @@ export function classifyValue(value: JsonValue): Message {
   };
 }
 
+/** Why bytes are not one JSON text, as {@link parseText} tells it. */
+export type Unreadable =
+  | { code: "invalid_utf8"; reason: "invalid UTF-8" }
+  | { code: "blank"; reason: "blank line" }
+  | { code: "not_json"; reason: "not JSON" }
+  | { code: "too_deep_to_parse"; reason: "nested too deep to parse" };
+
+/**
+ * Decodes strict UTF-8 and parses one JSON text, losslessly. Never throws: what cannot be read
+ * comes back as an {@link Unreadable} reason.
+ */
+export function parseText(bytes: Uint8Array): { value: JsonValue } | Unreadable {
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    return { code: "invalid_utf8", reason: "invalid UTF-8" };
+  }
+  if (text.trim() === "") return { code: "blank", reason: "blank line" };
+  try {
+    return { value: parseLossless(text) };
+  } catch (e) {
+    // V8's parse is iterative, but a JSON.parse reviver recurses: should any step of the parse
+    // ever recurse, input deeper than the stack is a reason, not a crash.
+    if (e instanceof RangeError) {
+      return { code: "too_deep_to_parse", reason: "nested too deep to parse" };
+    }
+    return { code: "not_json", reason: "not JSON" };
+  }
+}
+
 /**
  * Classifies one framed line (without its terminator). Never throws: bad UTF-8, bad JSON and
  * non-JSON-RPC values come back as `invalid` messages.
  */
 export function classifyLine(line: Uint8Array): Classified {
-  let text: string;
-  try {
-    text = utf8.decode(line);
-  } catch {
+  const parsed = parseText(line);
+  if (!("value" in parsed)) {
     return {
-      messages: [{ kind: "invalid", reason: "invalid UTF-8", id: undefined }],
+      messages: [{ kind: "invalid", reason: parsed.reason, id: undefined }],
       batch: false,
       values: [undefined],
     };
   }
-  if (text.trim() === "") {
-    return {
-      messages: [{ kind: "invalid", reason: "blank line", id: undefined }],
-      batch: false,
-      values: [undefined],
-    };
-  }
-  let value: JsonValue;
-  try {
-    value = parseLossless(text);
-  } catch {
-    return {
-      messages: [{ kind: "invalid", reason: "not JSON", id: undefined }],
-      batch: false,
-      values: [undefined],
-    };
-  }
+  const value = parsed.value;
   if (Array.isArray(value)) {
     if (value.length === 0) {
       return {
