@@ -423,6 +423,7 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
       live,
       mono: () => performance.now(),
       maxMessageBytes: config.proxy.max_message_bytes,
+      maxJsonDepth: config.proxy.max_json_depth,
       logger,
     },
   };

@@ -208,7 +208,9 @@ function field(value: Json | undefined, ...path: string[]): Json | undefined {
   return v;
 }
 
-Deno.test("bytes cross unchanged both ways: random chunks, CRLF, split characters, non-JSON, batches, 16 MiB", async () => {
+// Lines that are not one JSON-RPC message (non-JSON, blank, a last line without a newline) are
+// refused unread since the framing fix: tests/framing_smuggling_test.ts covers them.
+Deno.test("bytes cross unchanged both ways: random chunks, CRLF, split characters, batches, 16 MiB", async () => {
   await using dir = await tempDir("transparency");
   const signal = deadline(120_000);
   const random = seededRandom(SEED);
@@ -229,8 +231,6 @@ Deno.test("bytes cross unchanged both ways: random chunks, CRLF, split character
   const emojiByte = utf8(decoder.decode(multi).slice(0, emoji)).length;
   const multiAt = client.addSplit(902, multi, emojiByte + 2); // inside the four bytes of 😀
   for (const c of insideCharacters(multi, multiAt)) if (random() < 0.5) client.cuts.add(c);
-  client.add("not json at all ✗\n");
-  client.add("\n");
   client.add(`{"jsonrpc":"2.0","id":3,"method":"x","params":{"big":12345678901234567890}}\r\n`);
   client.add(`{"jsonrpc":"2.0","id":12345678901234567891,"method":"x/big-id"}\n`);
   client.add(
@@ -246,7 +246,7 @@ Deno.test("bytes cross unchanged both ways: random chunks, CRLF, split character
   );
   client.addSplit(903, big.line, big.euro + 1); // inside the "€", 8 MiB into the message
   client.add(ping(7));
-  client.add(`{"jsonrpc":"2.0","method":"notifications/tail"}`); // no newline: ends at EOF
+  client.add(`{"jsonrpc":"2.0","method":"notifications/tail"}\n`);
 
   // What the upstream sends, concurrently, line by line in random chunks. It starts before any
   // request arrives, so its answers use ids the client never sent (answers to unknown requests
@@ -256,7 +256,6 @@ Deno.test("bytes cross unchanged both ways: random chunks, CRLF, split character
   server.add(
     `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"starting ✓"}}\r\n`,
   );
-  server.add("debug: this server prints junk on stdout\n");
   server.add(
     `{"jsonrpc":"2.0","id":101,"result":{"protocolVersion":"2025-06-18","capabilities":{},` +
       `"serverInfo":{"name":"script","version":"1"}}}\n`,
@@ -383,12 +382,7 @@ Deno.test("bytes cross unchanged both ways: random chunks, CRLF, split character
     "naïve café — 日本語 😀👍🏽 𝄞",
     "split characters are stored whole",
   );
-  const junk = await sha256Hex("debug: this server prints junk on stdout");
-  assertEquals(
-    records.filter((r) => r.wire_sha256 === junk).map((r) => [r.kind, r.direction]),
-    [["invalid", "server_to_client"]],
-    "the server's non-JSON line is recorded as invalid",
-  );
+  assertEquals(pick(records, { kind: "invalid" }), [], "every line was one message");
   const batch = records.filter((r) =>
     r.direction === "client_to_server" &&
     (r.jsonrpc_id === 4 || r.method === "notifications/cancelled")

@@ -18,14 +18,20 @@ import { isJsonObject, type JsonObject, type JsonValue } from "../jsonrpc/json.t
 import { ErrorCode, ErrorMessage } from "../jsonrpc/errors.ts";
 import {
   calledTool,
-  classifyLine,
   errorResponse,
   idKey,
   type JsonRpcId,
-  type Message,
   paramsObject,
   type RpcError,
+  type WireMessage,
 } from "../jsonrpc/message.ts";
+import {
+  DEFAULT_MAX_JSON_DEPTH,
+  type Reading,
+  readWire,
+  type Violation,
+  type WireRules,
+} from "../jsonrpc/framing.ts";
 import { looksLikeRequest, recoverId } from "../jsonrpc/recover_id.ts";
 import { ambiguousMember } from "../jsonrpc/ambiguous.ts";
 import type { Frame } from "../streams/line_splitter.ts";
@@ -57,13 +63,19 @@ export interface LiveSettings {
  * answers the sender itself.
  */
 export interface Passage {
-  messages: Message[];
+  /** The messages read; none for a violation. */
+  messages: WireMessage[];
   /** The bytes to send on: `content` itself when unchanged, other bytes when rewritten, or null. */
   forward: Uint8Array | null;
-  /** Answers for the sender, one line each, for requests the guardrails refused. */
+  /**
+   * The proxy's own answers, one line each: to the sender for requests refused or unreadable, or
+   * to the other side when an unreadable message was the answer it awaits.
+   */
   replies: Outbound[];
   /** Whether the content was a batch (its answers then go back as one array over HTTP). */
   batch: boolean;
+  /** Why the content was refused unread, when it was: it is then never sent on. */
+  violation: Violation | null;
 }
 
 /** What an exchange needs. */
@@ -77,6 +89,8 @@ export interface ExchangeDeps {
   logger: Logger;
   /** Most requests awaiting an answer per direction; the oldest is forgotten past it. */
   maxPending?: number;
+  /** `proxy.max_json_depth`: deeper messages are refused before anything parses them. */
+  maxJsonDepth?: number;
 }
 
 interface Pending {
@@ -90,7 +104,7 @@ interface Pending {
 
 /** A message's record, before it is appended, and what the message becomes on the wire. */
 interface Draft {
-  message: Message;
+  message: WireMessage;
   fields: AuditFields;
   /** The request's awaited answer, for a response. */
   answering: Pending | undefined;
@@ -104,6 +118,8 @@ const PASS: Verdict = { kind: "pass" };
 /** How much of an unreadable message's head and tail is searched for its id. */
 const ID_SEARCH = 4096;
 const REFUSED_WITH_BATCH = "refused with its batch: another request in it was refused";
+/** The `error.message` of the proxy's answer to a message it cannot forward. */
+const INVALID_REQUEST = "invalid request";
 const other = (side: Side): Side => side === "client" ? "server" : "client";
 const directionFrom = (side: Side): Direction =>
   side === "client" ? "client_to_server" : "server_to_client";
@@ -116,9 +132,7 @@ function withNewline(bytes: Uint8Array): Uint8Array {
 }
 
 /** A message as a JSON value again, to send it on inside a rebuilt batch. */
-function messageValue(m: Exclude<Message, { kind: "invalid" }>): JsonObject;
-function messageValue(m: Message): JsonObject;
-function messageValue(m: Message): JsonObject {
+function messageValue(m: WireMessage): JsonObject {
   switch (m.kind) {
     case "request":
       return m.params === undefined
@@ -132,8 +146,6 @@ function messageValue(m: Message): JsonObject {
       return { jsonrpc: "2.0", id: m.id, result: m.result };
     case "error":
       return { jsonrpc: "2.0", id: m.id, error: m.error };
-    case "invalid":
-      return {};
   }
 }
 
@@ -256,7 +268,7 @@ export class Exchange {
   receive(from: Side, frame: Frame): Outbound[] {
     if (frame.kind === "oversized") return this.rejectOversized(from, frame);
     const content = frame.bytes.subarray(0, frame.contentLength);
-    const p = this.pass(from, content);
+    const p = this.#pass(from, content, this.#rules("line", frame.terminated));
     const out = p.replies;
     if (p.forward === content) out.push({ to: other(from), bytes: frame.bytes });
     else if (p.forward !== null) out.push({ to: other(from), bytes: withNewline(p.forward) });
@@ -264,27 +276,54 @@ export class Exchange {
   }
 
   /**
-   * Judges, records and (rarely) rewrites one message or batch from `from`. `content` is the
-   * message's bytes without framing. The records are appended before this returns; send nothing
-   * before they are written.
+   * Judges, records and (rarely) rewrites one message or batch from `from`. `content` is one
+   * whole HTTP body or SSE event's data. The records are appended before this returns; send
+   * nothing before they are written.
+   *
+   * Bytes that not every MCP SDK reads as the message the proxy reads (see `readWire`) are a
+   * violation: recorded as `invalid`, never sent on, and answered `-32600` when their id can be
+   * found — to the sender, or to the other side when they were the answer it awaits.
    *
    * A client request the guardrails refuse is not sent on: the proxy answers it. A batch holding
    * a refused request is refused whole — each of its requests answered, its other messages
    * dropped — since forwarding part of a batch would be a batch the client never sent.
    */
   pass(from: Side, content: Uint8Array, via?: string): Passage {
-    return this.#through(via, () => this.#pass(from, content));
+    return this.#through(via, () => this.#pass(from, content, this.#rules("body")));
   }
 
-  #pass(from: Side, content: Uint8Array): Passage {
+  /**
+   * As {@link pass}, for one stdio line without its terminator (a bridge's pump), held to the line
+   * rules too: no `\r` or `\n` inside it, nothing after the message, and a terminator.
+   */
+  passLine(from: Side, line: Uint8Array, terminated = true, via?: string): Passage {
+    return this.#through(via, () => this.#pass(from, line, this.#rules("line", terminated)));
+  }
+
+  /**
+   * How bytes would be read by {@link pass} (`body`) or {@link passLine} (`line`), without
+   * recording anything: for a transport that must know what a message is before it has an
+   * exchange to pass it through.
+   */
+  inspect(content: Uint8Array, framing: "line" | "body"): Reading {
+    return readWire(content, this.#rules(framing));
+  }
+
+  #rules(framing: "line" | "body", terminated = true): WireRules {
+    return { framing, terminated, maxDepth: this.#deps.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH };
+  }
+
+  #pass(from: Side, content: Uint8Array, rules: WireRules): Passage {
+    const reading = readWire(content, rules);
+    if (reading.kind === "violation") return this.#reject(from, content, reading.violation);
     const wire = sha256Hex(content);
-    const { messages, batch, values } = classifyLine(content);
+    const { messages, batch, values } = reading;
     const guard = this.#deps.live.guard;
     const verdicts = from === "client" && guard !== null
       ? this.#judge(guard, messages, values)
       : [];
     if (verdicts.some((v) => v.kind === "refuse")) {
-      return this.#refuse(messages, verdicts, wire, batch, content);
+      return this.#refuse(messages, verdicts, wire, batch);
     }
     const drafts: Draft[] = [];
     let changed = false;
@@ -295,8 +334,7 @@ export class Exchange {
       drafts.push(draft);
     }
     let forward: Uint8Array = content;
-    // A batch with a member that is not JSON-RPC cannot be rebuilt faithfully: it goes unfiltered.
-    if (changed && !(batch && messages.some((m) => m.kind === "invalid"))) {
+    if (changed) {
       const values = drafts.map((d) => d.rewritten?.message ?? messageValue(d.message));
       forward = encoder.encode(JSON.stringify(batch ? values : values[0]));
       const forwardWire = sha256Hex(forward);
@@ -314,7 +352,7 @@ export class Exchange {
       this.#deps.log.append(d.fields);
       if (d.observation) this.#pinEvents(d.observation);
     }
-    return { messages, forward, replies: [], batch };
+    return { messages, forward, replies: [], batch, violation: null };
   }
 
   /**
@@ -467,15 +505,14 @@ export class Exchange {
   /**
    * The guard's verdicts on a message or batch, one per message. Requests are judged, and so are
    * notifications outside `notifications/` (a `tools/call` without an id is still a call to a
-   * server that acts on it). While a guardrail judges what requests say, a message that cannot be
-   * judged is refused: one that is not JSON-RPC, or whose member names a peer may read
-   * differently. With only the rate limit on, such a message is forwarded, as the proxy does
-   * without guardrails, but spends from the caller's budget for an unknown tool.
+   * server that acts on it). While a guardrail judges what requests say, a message whose member
+   * names a peer may read differently cannot be judged, and is refused. (What is not JSON-RPC at
+   * all never gets here: it is a violation in every mode.)
    */
   #judge(
     guard: Guard,
-    messages: readonly Message[],
-    values: readonly (JsonValue | undefined)[],
+    messages: readonly WireMessage[],
+    values: readonly JsonValue[],
   ): Verdict[] {
     const strict = guard.judgesContent;
     const verdicts: Verdict[] = messages.map(() => PASS);
@@ -483,15 +520,6 @@ export class Exchange {
     const slots: number[] = [];
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i]!;
-      if (m.kind === "invalid") {
-        if (strict) {
-          verdicts[i] = unjudgeable(`not a JSON-RPC message: ${m.reason}`);
-        } else {
-          requests.push({ method: "tools/call", params: undefined });
-          slots.push(i);
-        }
-        continue;
-      }
       if (m.kind !== "request" && (m.kind !== "notification" || isNotificationMethod(m.method))) {
         continue;
       }
@@ -513,7 +541,7 @@ export class Exchange {
     return verdicts;
   }
 
-  #noteClientInfo(message: Extract<Message, { kind: "request" }>): JsonObject | null {
+  #noteClientInfo(message: Extract<WireMessage, { kind: "request" }>): JsonObject | null {
     const info = message.method === "initialize"
       ? clientInfoOf(message.params)
       : metaClientInfoOf(message.params);
@@ -522,7 +550,7 @@ export class Exchange {
   }
 
   /** The record of one message; a request is remembered as awaiting its answer. */
-  #draft(from: Side, message: Message, wire: string, verdict: Verdict | undefined): Draft {
+  #draft(from: Side, message: WireMessage, wire: string, verdict: Verdict | undefined): Draft {
     const f = this.#base(from, wire);
     const now = this.#deps.mono();
     let answering: Pending | undefined;
@@ -572,11 +600,6 @@ export class Exchange {
         }
         break;
       }
-      case "invalid":
-        f.kind = "invalid";
-        f.jsonrpc_id = message.id ?? null;
-        f.error = { code: ErrorCode.ParseError, message: message.reason };
-        break;
       default: {
         const never: never = message;
         throw new Error(`unknown message ${JSON.stringify(never)}`);
@@ -585,7 +608,7 @@ export class Exchange {
     return { message, fields: f, answering };
   }
 
-  #pendingOf(message: Extract<Message, { kind: "request" }>, now: number): Pending {
+  #pendingOf(message: Extract<WireMessage, { kind: "request" }>, now: number): Pending {
     return {
       id: message.id,
       method: message.method,
@@ -595,7 +618,7 @@ export class Exchange {
     };
   }
 
-  #requestFields(f: AuditFields, message: Extract<Message, { kind: "request" }>): void {
+  #requestFields(f: AuditFields, message: Extract<WireMessage, { kind: "request" }>): void {
     f.kind = "request";
     f.jsonrpc_id = message.id;
     f.method = message.method;
@@ -665,16 +688,15 @@ export class Exchange {
 
   /**
    * Refuses a message or batch holding a refused message: every message is recorded, nothing is
-   * sent on, and each request (and each unreadable message) is answered — a batch with one array,
+   * sent on, and each request is answered — a batch with one array,
    * whose digest each answer's record carries. The client's answers to server requests inside a
    * refused batch never reach the server, so those requests stay waiting.
    */
   #refuse(
-    messages: Message[],
+    messages: WireMessage[],
     verdicts: Verdict[],
     wire: string,
     batch: boolean,
-    content: Uint8Array,
   ): Passage {
     const now = this.#deps.mono();
     const answers: { id: JsonRpcId; answer: Answer; pending: Pending | undefined }[] = [];
@@ -695,15 +717,6 @@ export class Exchange {
         const d = this.#draft("client", message, wire, undefined);
         d.fields.decision = decision;
         this.#deps.log.append(d.fields);
-        if (message.kind === "invalid" && verdict.kind === "refuse") {
-          // Unreadable as a whole (bad UTF-8, say), its id may still be read from its bytes, so
-          // that the client hears the answer to the request it is waiting for.
-          const id = message.id ??
-            (batch
-              ? undefined
-              : recoverId(content.subarray(0, ID_SEARCH), content.subarray(-ID_SEARCH)));
-          answers.push({ id: id ?? null, answer: verdict.answer, pending: undefined });
-        }
         continue;
       }
       const f = this.#base("client", wire);
@@ -722,7 +735,9 @@ export class Exchange {
       };
       answers.push({ id: message.id, answer, pending: this.#pendingOf(message, now) });
     }
-    if (answers.length === 0) return { messages, forward: null, replies: [], batch };
+    if (answers.length === 0) {
+      return { messages, forward: null, replies: [], batch, violation: null };
+    }
     const texts = answers.map((a) => answerText(a.id, a.answer));
     // A batch is answered with one array (JSON-RPC 2.0 §6), its members recorded one by one.
     const sent = batch ? [`[${texts.join(",")}]`] : texts;
@@ -731,7 +746,7 @@ export class Exchange {
       this.#answerRecord("client", a.id, a.answer, a.pending, digest ?? sha256Hex(texts[k]!));
     });
     const replies = sent.map((t): Outbound => ({ to: "client", bytes: encoder.encode(t + "\n") }));
-    return { messages, forward: null, replies, batch };
+    return { messages, forward: null, replies, batch, violation: null };
   }
 
   /** Sends `answer` to request `id` to `to`, recording it as an answer from the other side. */
@@ -764,6 +779,66 @@ export class Exchange {
       f.duration_ms = Math.round((this.#deps.mono() - pending.start) * 1000) / 1000;
     }
     this.#deps.log.append(f);
+  }
+
+  /**
+   * A message that breaks the wire rules: one `invalid` record naming the violation, with the
+   * digest of the bytes received; nothing sent on. Its sender hears `-32600` when the message is a
+   * request (or may be one) whose id can be found; when it was the answer to a request the other
+   * side awaits, that side hears `-32600` for its request instead, so that nobody waits forever.
+   * A client's message whose id cannot be found is answered with id null.
+   */
+  #reject(from: Side, content: Uint8Array, violation: Violation): Passage {
+    // Read far enough to know its id, a message is not searched again; else its bytes are.
+    const unread = violation.id === undefined && violation.request === undefined;
+    const head = content.subarray(0, ID_SEARCH);
+    const id = unread ? recoverId(head, content.subarray(-ID_SEARCH)) : violation.id;
+    const request = unread ? (looksLikeRequest(head) || undefined) : violation.request;
+    const data: JsonObject = { violation: violation.code, reason: violation.reason };
+    if (violation.code === "max_json_depth") {
+      data.max_json_depth = this.#deps.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH;
+    }
+    const f = this.#base(from, sha256Hex(content));
+    f.jsonrpc_id = id ?? null;
+    f.error = {
+      code: ErrorCode.InvalidRequest,
+      message: INVALID_REQUEST,
+      data: { ...data, forwarded: false },
+    };
+    if (from === "client" && this.#deps.live.guard !== null) {
+      f.decision = { action: "deny", rule: null, reason: `cannot be judged: ${violation.reason}` };
+    }
+    this.#deps.log.append(f);
+    this.#deps.logger.warn("refused a message that is not safe to forward", {
+      from,
+      violation: violation.code,
+      id_found: id !== undefined,
+    });
+    const passage: Passage = { messages: [], forward: null, replies: [], batch: false, violation };
+    const answer: Answer = {
+      kind: "error",
+      error: {
+        code: ErrorCode.InvalidRequest,
+        message: INVALID_REQUEST,
+        data: { ...data, reason: `refused unread: ${violation.reason}` },
+      },
+    };
+    if (id === undefined) {
+      // JSON-RPC 2.0 answers a request whose id cannot be read with id null; an HTTP client needs
+      // the answer as its body. A blank line asked nothing, and a server is owed no such answer.
+      if (from === "client" && request !== false && violation.code !== "blank") {
+        passage.replies.push(this.#synthesize(from, null, answer, undefined));
+      }
+      return passage;
+    }
+    const answering = request === true ? undefined : this.#settle(other(from), id) ??
+      (from === "server" ? this.#settleCoerced(id) : undefined);
+    if (answering !== undefined) {
+      passage.replies.push(this.#synthesize(other(from), answering.id, answer, answering));
+    } else if (request !== false) {
+      passage.replies.push(this.#synthesize(from, id, answer, undefined));
+    }
+    return passage;
   }
 
   /**

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { Exchange, type LiveSettings } from "./exchange.ts";
+import { Exchange, type ExchangeDeps, type LiveSettings, type Side } from "./exchange.ts";
+import type { ViolationCode } from "../jsonrpc/framing.ts";
 import { Guard, type GuardParts } from "../guardrails/guard.ts";
 import { compilePolicy } from "../guardrails/policy.ts";
 import { RateLimiter } from "../guardrails/rate_limiter.ts";
@@ -65,6 +66,7 @@ Deno.test("Exchange forwards and records a message whose number is beyond the do
 function withExchange(
   fn: (exchange: Exchange, records: () => Record<string, unknown>[]) => void,
   live: LiveSettings = { guard: null, redactors: [] },
+  deps: Partial<ExchangeDeps> = {},
 ): void {
   const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-exchange-" });
   try {
@@ -87,6 +89,7 @@ function withExchange(
       mono: () => (t += 5),
       maxMessageBytes: 1 << 20,
       logger: new Logger("error", () => {}),
+      ...deps,
     }, null);
     fn(exchange, () => {
       log.flush();
@@ -333,13 +336,17 @@ Deno.test("a tools/call sent as a notification is judged too, and dropped when r
   }, guarded({ policy: DENY_RM }));
 });
 
-Deno.test("with only the rate limit on, an unreadable message is forwarded but spends budget", () => {
-  withExchange((exchange) => {
-    const junk = bytes("not json at all");
-    assert.equal(exchange.pass("client", junk).forward, junk);
-    const again = exchange.pass("client", bytes("still not json"));
-    assert.equal(again.forward, null);
-    assert.equal(answersOf(again)[0].error.code, -32029);
+Deno.test("with only the rate limit on, an unreadable message is refused unread and spends no budget", () => {
+  withExchange((exchange, records) => {
+    for (const junk of ["not json at all", "still not json"]) {
+      const passage = exchange.pass("client", bytes(junk));
+      assert.equal(passage.forward, null, junk);
+      assert.equal(passage.violation?.code, "not_json", junk);
+    }
+    const call = bytes('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ls"}}');
+    assert.equal(exchange.pass("client", call).forward, call, "the budget is still whole");
+    const decisions = records().map((r) => (r.decision as { reason?: string } | null)?.reason);
+    assert.match(String(decisions[0]), /cannot be judged: not JSON/);
   }, guarded({ limiter: new RateLimiter({ requests_per_minute: 1 }, () => 0) }));
 });
 
@@ -415,4 +422,181 @@ Deno.test("only a session the proxy or server vouched for gets a rate budget of 
     assert.equal(call(3), true, "a vouched session has its own bucket");
     assert.equal(call(4), false);
   }, guarded({ limiter: new RateLimiter({ requests_per_minute: 1 }, () => 0) }));
+});
+
+// The wire rules (src/jsonrpc/framing.ts): what not every MCP SDK reads as the message the proxy
+// reads is recorded, answered where an id can be found, and never forwarded, in every mode.
+
+/** The issue's line: one ping to a `\n` reader, a ping and a delete_file call to Python's. */
+const SMUGGLED = '{"jsonrpc":"2.0","id":2,"method":"ping","params":{"x":\r' +
+  '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"delete_file","arguments":{"path":"/x"}}}' +
+  "\r}}";
+
+for (
+  const [mode, live] of [
+    ["guardrails off", { guard: null, redactors: [] }],
+    ["a policy on", guarded({ policy: DENY_RM })],
+  ] as const
+) {
+  Deno.test(`with ${mode}, a line holding a bare \\r is refused: recorded invalid, answered -32600 for its id, not forwarded`, () => {
+    withExchange((exchange, records) => {
+      const out = exchange.receive("client", lineFrame(SMUGGLED));
+      assert.equal(out.length, 1, "only the proxy's answer goes out");
+      assert.equal(out[0]!.to, "client");
+      const answer = JSON.parse(dec.decode(out[0]!.bytes));
+      assert.equal(answer.id, 2);
+      assert.equal(answer.error.code, -32600);
+      assert.equal(answer.error.data.violation, "carriage_return");
+      const [record, reply] = records();
+      assert.equal(record!.kind, "invalid");
+      assert.equal(record!.direction, "client_to_server");
+      assert.equal(record!.jsonrpc_id, 2);
+      assert.equal(record!.wire_sha256, sha256Hex(enc.encode(SMUGGLED)));
+      assert.deepEqual((record!.error as { data: unknown }).data, {
+        violation: "carriage_return",
+        reason: "a \\r inside the line, which some MCP SDKs read as a line end",
+        forwarded: false,
+      });
+      assert.equal(record!.method, null, "no method is claimed for it");
+      assert.equal(
+        (record!.decision as { action?: string } | null)?.action,
+        live.guard === null ? undefined : "deny",
+      );
+      assert.equal(reply!.kind, "error");
+      assert.equal(reply!.direction, "server_to_client");
+      assert.equal(exchange.hasPending(), false, "nothing waits: the ping was never sent");
+    }, live);
+  });
+}
+
+Deno.test("a server's unreadable answer to a pending request is answered to the client in its place", () => {
+  withExchange((exchange, records) => {
+    const call = '{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"ls"}}';
+    assert.equal(exchange.receive("client", lineFrame(call)).length, 1);
+    const bad = '{"jsonrpc":"2.0","id":9,"result":{"content":[]}}\r{"jsonrpc":"2.0","id":10}';
+    const out = exchange.receive("server", lineFrame(bad));
+    assert.equal(out.length, 1);
+    assert.equal(out[0]!.to, "client", "the client that waits hears the error");
+    const answer = JSON.parse(dec.decode(out[0]!.bytes));
+    assert.deepEqual([answer.id, answer.error.code], [9, -32600]);
+    assert.equal(exchange.hasPending(), false);
+    const rows = records();
+    assert.deepEqual(rows.map((r) => [r.kind, r.direction]), [
+      ["request", "client_to_server"],
+      ["invalid", "server_to_client"],
+      ["error", "server_to_client"],
+    ]);
+    assert.equal(rows[2]!.method, "tools/call", "the proxy's answer names the request it ends");
+  });
+});
+
+Deno.test("a client's unreadable answer to a server request is answered to the server in its place", () => {
+  withExchange((exchange) => {
+    exchange.receive(
+      "server",
+      lineFrame('{"jsonrpc":"2.0","id":"s1","method":"roots/list"}'),
+    );
+    const out = exchange.receive("client", lineFrame('{"jsonrpc":"2.0","id":"s1","result":NaN}'));
+    assert.deepEqual(out.map((o) => o.to), ["server"]);
+    assert.equal(JSON.parse(dec.decode(out[0]!.bytes)).id, "s1");
+    assert.equal(exchange.isPending("server", "s1"), false);
+  });
+});
+
+Deno.test("a refused message whose id cannot be found: a client's is answered with id null, unless blank or an answer; a server's never", () => {
+  withExchange((exchange, records) => {
+    const cases: [Side, string, ViolationCode, number][] = [
+      ["client", "", "blank", 0],
+      ["client", "   ", "blank", 0],
+      [
+        "client",
+        '{"jsonrpc":"2.0","id":5,"result":{},"error":{"code":1,"message":"m"}}',
+        "not_jsonrpc",
+        0,
+      ],
+      ["client", "not json at all", "not_json", 1],
+      ["client", '{"jsonrpc":"2.0","method":"notifications/x"} ', "trailing_whitespace", 1],
+      [
+        "client",
+        '[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"1.0","id":2,"method":"ping"}]',
+        "not_jsonrpc",
+        1,
+      ],
+      ["server", "debug: a server printing to stdout", "not_json", 0],
+      ["server", '{"jsonrpc":"2.0","method":"notifications/x"} ', "trailing_whitespace", 0],
+    ];
+    for (const [from, text, code, answers] of cases) {
+      const p = exchange.passLine(from, enc.encode(text));
+      assert.deepEqual([p.forward, p.violation?.code], [null, code], text);
+      assert.equal(p.replies.length, answers, text);
+      for (const reply of p.replies) {
+        assert.equal(reply.to, from);
+        const answer = JSON.parse(dec.decode(reply.bytes));
+        assert.deepEqual([answer.id, answer.error.code], [null, -32600], text);
+      }
+    }
+    const invalid = records().filter((r) => r.kind === "invalid");
+    assert.equal(invalid.length, cases.length, "each is recorded once");
+  });
+});
+
+Deno.test('JSON without "jsonrpc", which the Java SDK reads as a call, is refused and its id answered', () => {
+  withExchange((exchange, records) => {
+    const p = exchange.pass(
+      "client",
+      bytes('{"id":3,"method":"tools/call","params":{"name":"delete_file"}}'),
+    );
+    assert.equal(p.forward, null);
+    assert.equal(answersOf(p)[0].id, 3);
+    assert.equal(records()[0]!.jsonrpc_id, 3);
+  });
+});
+
+Deno.test("an HTTP body may hold line breaks between tokens; a stdio line may not, nor end without one", () => {
+  withExchange((exchange) => {
+    const body = bytes('{"jsonrpc":"2.0",\r\n "id":1,\r\n "method":"ping"}\r\n');
+    assert.equal(exchange.pass("client", body).forward, body);
+    assert.equal(exchange.passLine("client", body).violation?.code, "carriage_return");
+    const ping = bytes('{"jsonrpc":"2.0","id":2,"method":"ping"}');
+    assert.equal(exchange.passLine("client", ping, false).violation?.code, "unterminated");
+    assert.equal(exchange.passLine("client", ping).forward, ping);
+  });
+});
+
+Deno.test("nesting past maxJsonDepth is refused before any parse; exactly the limit passes byte-exact", () => {
+  withExchange(
+    (exchange, records) => {
+      // Depth 1 is the message object, 2 params, 3 the arguments object, then the arrays.
+      const nested = (arrays: number) =>
+        bytes(
+          '{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"x","arguments":{"a":' +
+            "[".repeat(arrays) + "]".repeat(arrays) + "}}}",
+        );
+      const exact = nested(997);
+      assert.equal(exchange.pass("client", exact).forward, exact);
+      for (const arrays of [998, 5000, 100_000]) {
+        const p = exchange.pass("client", nested(arrays));
+        assert.equal(p.forward, null, `${arrays}`);
+        const answer = answersOf(p)[0];
+        assert.deepEqual([answer.id, answer.error.code], [4, -32600]);
+        assert.equal(answer.error.data.max_json_depth, 1000);
+      }
+      const rows = records();
+      assert.deepEqual(rows.map((r) => r.kind), [
+        "request",
+        "invalid",
+        "error",
+        "invalid",
+        "error",
+        "invalid",
+        "error",
+      ]);
+      assert.equal(
+        (rows[1]!.error as { data: { violation: string } }).data.violation,
+        "max_json_depth",
+      );
+    },
+    undefined,
+    { maxJsonDepth: 1000 },
+  );
 });

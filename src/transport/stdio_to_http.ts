@@ -5,9 +5,10 @@
  *
  * @module
  */
-import type { Exchange } from "../pipeline/exchange.ts";
+import type { Exchange, Outbound, Passage } from "../pipeline/exchange.ts";
 import type { JsonRpcId, Message } from "../jsonrpc/message.ts";
 import { isJsonObject, parseLossless } from "../jsonrpc/json.ts";
+import { toLine } from "../jsonrpc/framing.ts";
 import { BatchWriter } from "../streams/batch_writer.ts";
 import { LineSplitter } from "../streams/line_splitter.ts";
 import { ownBytes, readCapped } from "../streams/read_capped.ts";
@@ -36,22 +37,6 @@ export interface BridgeOutcome {
 
 const encoder = new TextEncoder();
 const LF = 0x0a;
-const CR = 0x0d;
-
-/**
- * One message as one line: raw CR and LF bytes in JSON can only be white space (inside strings
- * they are escaped), so they become spaces; the message means the same and the framing holds.
- */
-export function asLine(json: Uint8Array): Uint8Array {
-  let out: Uint8Array | undefined;
-  for (let i = 0; i < json.length; i++) {
-    if (json[i] === LF || json[i] === CR) {
-      out ??= json.slice();
-      out[i] = 0x20;
-    }
-  }
-  return out ?? json;
-}
 
 function withNewline(line: Uint8Array): Uint8Array {
   const out = new Uint8Array(line.length + 1);
@@ -75,10 +60,18 @@ export async function runStdioToHttp(opts: StdioToHttpOptions): Promise<BridgeOu
   const stop = new AbortController();
   const aborted = AbortSignal.any([opts.signal, stop.signal]);
 
+  /** Sends the proxy's own answers: to the client as lines, to the server as POSTs. */
+  const answer = (replies: readonly Outbound[]): void => {
+    for (const out of replies) {
+      if (out.to === "client") toClient.push(out.bytes)?.catch(() => {});
+      else sendOwn(out.bytes.subarray(0, out.bytes.length - 1));
+    }
+  };
+  /** A message from the server, written to the client as one line, or refused. */
   const deliver = (content: Uint8Array): void => {
-    const line = asLine(content);
-    const p = exchange.pass("server", line);
-    toClient.push(withNewline(p.forward ?? line))?.catch(() => {});
+    const p: Passage = exchange.passLine("server", toLine(content));
+    answer(p.replies);
+    if (p.forward !== null) toClient.push(withNewline(p.forward))?.catch(() => {});
   };
   const failAll = (ids: JsonRpcId[], reason: string): void => {
     for (const out of exchange.failPending(ids, reason)) toClient.push(out.bytes)?.catch(() => {});
@@ -197,6 +190,13 @@ export async function runStdioToHttp(opts: StdioToHttpOptions): Promise<BridgeOu
     }
   };
 
+  /** POSTs a message of the proxy's own (an answer to a server request) to the upstream. */
+  const sendOwn = (line: Uint8Array): void => {
+    opts.beforeWrite();
+    const p = post(line, []).finally(() => inFlight.delete(p));
+    inFlight.add(p);
+  };
+
   const noteVersion = (line: Uint8Array, messages: Message[]): void => {
     for (const m of messages) {
       if (m.kind !== "request" || m.method !== "initialize") continue;
@@ -231,9 +231,13 @@ export async function runStdioToHttp(opts: StdioToHttpOptions): Promise<BridgeOu
           continue;
         }
         const line = frame.bytes.subarray(0, frame.contentLength);
-        const passage = exchange.pass("client", line);
-        for (const out of passage.replies) toClient.push(out.bytes)?.catch(() => {});
-        if (passage.forward === null) continue;
+        const passage = exchange.passLine("client", line, frame.terminated);
+        answer(passage.replies);
+        if (passage.forward === null) {
+          // Records of what is sent nowhere (a refused line without an id) reach the file too.
+          if (passage.replies.length === 0) opts.beforeWrite();
+          continue;
+        }
         noteVersion(line, passage.messages);
         opts.beforeWrite();
         const p = post(line, passage.messages).finally(() => inFlight.delete(p));

@@ -10,14 +10,16 @@
  * @module
  */
 import { Hono } from "hono";
-import { isJsonObject, type JsonValue, parseLossless } from "../../jsonrpc/json.ts";
-import { idKey, type JsonRpcId, type Message } from "../../jsonrpc/message.ts";
-import type { Exchange } from "../../pipeline/exchange.ts";
+import { isJsonObject, type JsonValue } from "../../jsonrpc/json.ts";
+import { classifyLine, idKey, type JsonRpcId, type Message } from "../../jsonrpc/message.ts";
+import { toLine, type Violation } from "../../jsonrpc/framing.ts";
+import { ErrorCode } from "../../jsonrpc/errors.ts";
+import type { Exchange, Outbound } from "../../pipeline/exchange.ts";
 import { BatchWriter } from "../../streams/batch_writer.ts";
 import { LineSplitter } from "../../streams/line_splitter.ts";
 import { ownBytes, readCapped } from "../../streams/read_capped.ts";
+import { encodeSseEvent } from "../../streams/sse_encoder.ts";
 import type { Logger } from "../../log.ts";
-import { asLine } from "../stdio_to_http.ts";
 import { repliesBody } from "./replies.ts";
 import { awaitExitOrEnd, reapGroup, SpawnError, spawnUpstream } from "../upstream_process.ts";
 import type { ProxyBindings } from "./proxy_app.ts";
@@ -44,8 +46,27 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const MAX_QUEUED = 1000;
 
+/** One message as one SSE `message` event, written by the one encoder the proxy has. */
 function sseEvent(line: Uint8Array): Uint8Array {
-  return encoder.encode(`event: message\ndata: ${decoder.decode(line)}\n\n`);
+  return encoder.encode(encodeSseEvent({ event: "message", data: decoder.decode(line) }));
+}
+
+/** The messages of one of the proxy's own answers, to route it like the server's. */
+function ownMessages(out: Outbound): Message[] {
+  return classifyLine(out.bytes.subarray(0, out.bytes.length - 1)).messages;
+}
+
+/** A refused body that earns no JSON-RPC answer (no id could be read): why, for the client. */
+function refusedBody(violation: Violation): Uint8Array<ArrayBuffer> {
+  return encoder.encode(JSON.stringify({
+    jsonrpc: "2.0",
+    id: null,
+    error: {
+      code: ErrorCode.InvalidRequest,
+      message: "invalid request",
+      data: { violation: violation.code, reason: `refused unread: ${violation.reason}` },
+    },
+  }));
 }
 
 function progressToken(params: JsonValue | undefined): string | undefined {
@@ -135,6 +156,17 @@ class StdioSession {
     return stream;
   }
 
+  /**
+   * Delivers the proxy's own answers: to the upstream's stdin, or to the client on the stream
+   * that awaits them (the answer to a request routes like the server's answer would).
+   */
+  answer(outs: readonly Outbound[]): void {
+    for (const out of outs) {
+      if (out.to === "server") this.#toServer.push(out.bytes)?.catch(() => {});
+      else this.#route(out.bytes.subarray(0, out.bytes.length - 1), ownMessages(out));
+    }
+  }
+
   /** Opens the session's own stream; queued messages go out first. */
   openGet(): EventStream | undefined {
     if (this.#get !== undefined && !this.#get.closed) return undefined;
@@ -207,16 +239,15 @@ class StdioSession {
         if (done) break;
         for (const frame of value) {
           if (frame.kind === "oversized") {
-            for (const out of this.exchange.rejectOversized("server", frame)) {
-              if (out.to === "server") this.#toServer.push(out.bytes)?.catch(() => {});
-              else this.#route(out.bytes.subarray(0, out.bytes.length - 1), []);
-            }
+            this.answer(this.exchange.rejectOversized("server", frame));
+            this.#opts.beforeWrite();
             continue;
           }
           const line = frame.bytes.subarray(0, frame.contentLength);
-          const passage = this.exchange.pass("server", line);
+          const passage = this.exchange.passLine("server", line, frame.terminated);
           this.#opts.beforeWrite();
-          this.#route(passage.forward ?? line, passage.messages);
+          this.answer(passage.replies);
+          if (passage.forward !== null) this.#route(passage.forward, passage.messages);
         }
       }
     } catch (e) {
@@ -231,9 +262,7 @@ class StdioSession {
       ? `upstream ended by ${status.signal}`
       : `upstream exited with code ${status.code}`;
     this.#opts.logger.info("session upstream ended", { session: this.id, reason });
-    for (const out of this.exchange.upstreamGone(reason)) {
-      this.#route(out.bytes.subarray(0, out.bytes.length - 1), []);
-    }
+    this.answer(this.exchange.upstreamGone(reason));
     this.#opts.beforeWrite();
     for (const s of this.#posts) s.close();
     this.#get?.close();
@@ -274,6 +303,27 @@ export class StdioSessions {
     }
   }
 
+  /**
+   * The answer to a POST the proxy did not send on: the upstream never sees it. A request gets the
+   * proxy's JSON-RPC answer (refused by a guardrail, or unreadable with its id found) with 200; an
+   * unreadable body without an id gets 400 saying why. An answer owed to the upstream (the client
+   * answered one of its requests unreadably) goes to its stdin.
+   */
+  #refused(
+    passage: { replies: Outbound[]; violation: Violation | null },
+    session: StdioSession | null,
+    headers = new Headers(),
+  ): Response {
+    if (session !== null) session.answer(passage.replies.filter((out) => out.to === "server"));
+    this.#opts.beforeWrite();
+    headers.set("content-type", "application/json");
+    const body = repliesBody(passage.replies);
+    if (body === null && passage.violation !== null) {
+      return new Response(refusedBody(passage.violation), { status: 400, headers });
+    }
+    return new Response(body, { status: 200, headers });
+  }
+
   /** The app: POST, GET and DELETE on any path. */
   app(): Hono<{ Bindings: ProxyBindings }> {
     const app = new Hono<{ Bindings: ProxyBindings }>();
@@ -308,16 +358,17 @@ export class StdioSessions {
           headers: { "content-type": "application/json" },
         });
       }
-      const line = asLine(read.bytes);
-      let initialize = false;
-      try {
-        const v = parseLossless(decoder.decode(line));
-        initialize = isJsonObject(v) && v.method === "initialize";
-      } catch {
-        // Not JSON: recorded as invalid below and passed on; the upstream answers as it will.
-      }
+      // One body, one stdio line: the line rules then hold for what the upstream reads.
+      const line = toLine(read.bytes);
       if (session === undefined) {
-        if (!initialize) {
+        // Only an initialize starts a session. What it is must be known before a session (and its
+        // exchange) exists; a body that is no message is recorded on a stray exchange.
+        const stray = o.newExchange("");
+        const reading = stray.inspect(line, "line");
+        if (reading.kind === "violation") {
+          return this.#refused(stray.passLine("client", line), null);
+        }
+        if (!reading.messages.some((m) => m.kind === "request" && m.method === "initialize")) {
           return jsonError(400, "Bad Request: no valid session id; send initialize first");
         }
         if (this.#sessions.size >= o.maxSessions) return jsonError(503, "too many sessions");
@@ -332,14 +383,12 @@ export class StdioSessions {
         }
         this.#sessions.set(session.id, session);
       }
-      const passage = session.exchange.pass("client", line);
+      const passage = session.exchange.passLine("client", line);
+      const initialize = passage.messages.some((m) =>
+        m.kind === "request" && m.method === "initialize"
+      );
       const headers = new Headers(initialize ? { "mcp-session-id": session.id } : {});
-      if (passage.forward === null) {
-        // Refused by a guardrail: the proxy answers, and the upstream never sees it.
-        o.beforeWrite();
-        headers.set("content-type", "application/json");
-        return new Response(repliesBody(passage.replies), { status: 200, headers });
-      }
+      if (passage.forward === null) return this.#refused(passage, session, headers);
       const stream = session.send(line, passage.messages);
       if (stream === undefined) return new Response(null, { status: 202, headers });
       for (const [k, v] of Object.entries(sse)) headers.set(k, v);
