@@ -28,6 +28,7 @@ import {
   ProxyProcess,
   readLog,
   recordingUpstream,
+  rewriteInPlace,
   sha256Hex,
   tempDir,
   utf8,
@@ -536,7 +537,7 @@ Deno.test("a --config file truncated to empty, then holding only a comment, then
     outcomes.push(await getSum(client));
 
     // An editor's first write of a new version: a file that sets nothing at all.
-    await Deno.writeTextFile(configPath, "# being edited\n");
+    rewriteInPlace(configPath, "# being edited\n");
     await rejection(ends().length, "the reload of a file that sets no keys is rejected");
     outcomes.push(await getSum(client));
 

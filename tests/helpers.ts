@@ -909,3 +909,21 @@ export function recordingUpstream(dir: string, tag = "", ...extra: string[]): st
     ...extra,
   );
 }
+
+/**
+ * Rewrites the file at `path` in place (same inode) with `text`, in one write and without
+ * truncating it first, so that a process polling it never reads it empty or half written: the
+ * proxy rightly rejects a configuration it reads empty (an editor truncates before it writes), and
+ * that extra rejected reload would make what a test counts depend on when the proxy looked. The
+ * text is padded with newlines to one byte more than the file held, so its size always changes:
+ * a change of the modification time alone can fall within the file system's clock granularity.
+ */
+export function rewriteInPlace(path: string, text: string): void {
+  const old = Deno.statSync(path).size;
+  const bytes = encoder.encode(text);
+  const padded = new Uint8Array(Math.max(bytes.length, old + 1)).fill(0x0a);
+  padded.set(bytes);
+  using file = Deno.openSync(path, { write: true });
+  let at = 0;
+  while (at < padded.length) at += file.writeSync(padded.subarray(at));
+}

@@ -24,6 +24,7 @@ import {
   processTable,
   ProxyProcess,
   readLog,
+  rewriteInPlace,
   tempDir,
   verifyLog,
 } from "./helpers.ts";
@@ -197,7 +198,7 @@ const ECHO_DENIED = {
 Deno.test("rewriting config.yaml to deny a tool refuses the next call with -32030 and records audit/reload from the file", async () => {
   const records = await session("file", ALLOW_ECHO, async (s) => {
     assertEquals(await echo(s.client, "before"), "Echo: before");
-    await Deno.writeTextFile(s.configPath, DENY_ECHO);
+    rewriteInPlace(s.configPath, DENY_ECHO);
     const line = await reloaded(s, 1);
     assertEquals([line.trigger, line.outcome, line.changed], ["file", "applied", 1]);
     assertEquals(await refused(s.client, "echo", { message: "after" }), ECHO_DENIED);
@@ -270,19 +271,19 @@ Deno.test("an invalid config file is rejected naming the key, the old policy sta
   const records = await session("invalid", DENY_ECHO, async (s) => {
     assertEquals(await refused(s.client, "echo", { message: "0" }), ECHO_DENIED);
 
-    await Deno.writeTextFile(s.configPath, badAction);
+    rewriteInPlace(s.configPath, badAction);
     errors.push((await rejected(s, 1)).error);
     assertEquals(await refused(s.client, "echo", { message: "1" }), ECHO_DENIED);
 
-    await Deno.writeTextFile(s.configPath, badYaml);
+    rewriteInPlace(s.configPath, badYaml);
     errors.push((await rejected(s, 2)).error);
     assertEquals(await refused(s.client, "echo", { message: "2" }), ECHO_DENIED);
 
-    await Deno.writeTextFile(s.configPath, unknownKey);
+    rewriteInPlace(s.configPath, unknownKey);
     errors.push((await rejected(s, 3)).error);
     assertEquals(await refused(s.client, "echo", { message: "3" }), ECHO_DENIED);
 
-    await Deno.writeTextFile(s.configPath, fixed);
+    rewriteInPlace(s.configPath, fixed);
     const line = await reloaded(s, 1);
     assertEquals([line.trigger, line.outcome], ["file", "applied"]);
     assertEquals(await echo(s.client, "4"), "Echo: 4");
@@ -355,7 +356,7 @@ policy:
   let second: string | undefined;
   const records = await session("restart", yaml("alpha"), async (s) => {
     assertEquals(await echo(s.client, "as alpha"), "Echo: as alpha");
-    await Deno.writeTextFile(s.configPath, yaml("beta"));
+    rewriteInPlace(s.configPath, yaml("beta"));
     const line = await reloaded(s, 1);
     assertEquals([line.trigger, line.outcome, line.changed], ["file", "applied", 1]);
     const warning = s.proxy.logLines().find((l) =>
@@ -403,7 +404,7 @@ ${extraRule}`;
   const records = await session("buckets", yaml(""), async (s) => {
     assertEquals(await echo(s.client, "1"), "Echo: 1");
     assertEquals(await echo(s.client, "2"), "Echo: 2");
-    await Deno.writeTextFile(s.configPath, yaml("    - action: deny\n      tool_name: get-env\n"));
+    rewriteInPlace(s.configPath, yaml("    - action: deny\n      tool_name: get-env\n"));
     const line = await reloaded(s, 1);
     assertEquals([line.trigger, line.outcome, line.changed], ["file", "applied", 1]);
     const third = await refused(s.client, "echo", { message: "3" });
