@@ -233,6 +233,105 @@ Deno.test("AuditLog starts a new chain in an empty file and refuses appends once
 
 Deno.test("AuditLog refuses to continue a log whose last record has no valid seq", () => {
   using tmp = tempLog();
-  Deno.writeTextFileSync(tmp.path, '{"seq":"one","prev":"x"}\n');
+  const first = open(tmp.path);
+  first.append(request({}));
+  first.close();
+  Deno.writeTextFileSync(tmp.path, '{"seq":"one","prev":"x"}\n', { append: true });
   assert.throws(() => open(tmp.path), ChainError);
+});
+
+function eventOf(line: string | undefined): { method: unknown; seq: unknown; params: JsonObject } {
+  assert.ok(line !== undefined);
+  const r = record(line);
+  assert.equal(r.kind, "event");
+  assert.ok(isJsonObject(r.params));
+  return { method: r.method, seq: r.seq, params: r.params };
+}
+
+Deno.test({
+  name:
+    "AuditLog goes on in a new file when its log is deleted: audit/recover first, linked to the last record",
+  ignore: Deno.build.os === "windows",
+  fn() {
+    using tmp = tempLog();
+    const log = open(tmp.path);
+    log.append(request({}, 1));
+    log.append(request({}, 2));
+    log.flush();
+    const last = lines(tmp.path).at(-1)!;
+    Deno.removeSync(tmp.path);
+    log.append(request({}, 3));
+    log.close();
+    const [first, next] = lines(tmp.path);
+    const recover = eventOf(first);
+    assert.equal(recover.method, EventMethod.Recover);
+    assert.equal(recover.seq, 3);
+    assert.equal(record(first!).prev, sha256Hex(last));
+    assert.equal(recover.params.cause, "deleted");
+    assert.equal(recover.params.new_file, true);
+    assert.equal(recover.params.continues_after_seq, 2);
+    assert.equal(record(next!).seq, 4);
+    assert.equal(record(next!).prev, sha256Hex(first!));
+  },
+});
+
+Deno.test({
+  name:
+    "AuditLog ends a log moved away with audit/checkpoint and starts the new file with audit/recover",
+  ignore: Deno.build.os === "windows",
+  fn() {
+    using tmp = tempLog();
+    const log = open(tmp.path);
+    log.append(request({}, 1));
+    log.sync();
+    Deno.renameSync(tmp.path, `${tmp.path}.1`);
+    log.append(request({}, 2));
+    log.close();
+    const old = lines(`${tmp.path}.1`);
+    const checkpoint = eventOf(old.at(-1));
+    assert.equal(checkpoint.method, EventMethod.Checkpoint);
+    assert.deepEqual([checkpoint.seq, checkpoint.params.last_seq], [2, 2]);
+    const now = lines(tmp.path);
+    const recover = eventOf(now[0]);
+    assert.deepEqual([recover.method, recover.seq], [EventMethod.Recover, 3]);
+    assert.equal(recover.params.continues_after_seq, 2);
+    assert.equal(record(now[0]!).prev, sha256Hex(old.at(-1)!));
+    assert.equal(record(now[1]!).jsonrpc_id, 2, "the record that found the change follows");
+  },
+});
+
+Deno.test("AuditLog records a log cut short in the same file, and checks once per batch", () => {
+  using tmp = tempLog();
+  const log = open(tmp.path);
+  log.append(request({}, 1));
+  log.append(request({}, 2));
+  log.flush();
+  Deno.truncateSync(tmp.path, lines(tmp.path)[0]!.length + 1);
+  log.append(request({}, 3));
+  log.append(request({}, 4));
+  log.close();
+  const stored = lines(tmp.path);
+  assert.equal(stored.length, 4, "seq 1, the recover event, seq 4 and 5");
+  const recover = eventOf(stored[1]);
+  assert.deepEqual([recover.method, recover.seq], [EventMethod.Recover, 3]);
+  assert.equal(recover.params.cause, "truncated");
+  assert.equal(recover.params.new_file, false);
+  assert.equal(recover.params.continues_after_seq, 2);
+});
+
+Deno.test({
+  name: "AuditLog.stop names its own seq even when the log was moved just before",
+  ignore: Deno.build.os === "windows",
+  fn() {
+    using tmp = tempLog();
+    const log = open(tmp.path);
+    log.append(request({}, 1));
+    log.sync();
+    Deno.renameSync(tmp.path, `${tmp.path}.1`);
+    const stop = log.stop({ reason: "test" });
+    log.close();
+    assert.equal(stop.seq, 4, "seq 2 closes the old file, seq 3 opens the new one");
+    assert.ok(isJsonObject(stop.params));
+    assert.equal(stop.params.last_seq, 4);
+  },
 });
