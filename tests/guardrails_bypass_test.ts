@@ -143,16 +143,22 @@ Deno.test("with a policy denying write_file, a write_file call holding one inval
     await using proxy = new ProxyProcess({ cwd: dir.path, upstream: filesystemServer(data) });
     const out = proxy.stdout();
     await handshake(proxy, out, signal);
-    // A ping after it: the proxy answers a refused line as it reads it, before the ping's pong.
+    // A ping after it, to show the session goes on; each answer is awaited for itself, as the
+    // refusal comes from the proxy and the pong from the server.
     await proxy.write(concatBytes([line, utf8("\n" + rpc({ id: 8, method: "ping" }) + "\n")]));
+    refusal = await awaitMessage(
+      out,
+      (m) => errorCode(m) === INVALID_REQUEST,
+      "the proxy's -32600",
+      signal,
+    );
     await awaitMessage(out, withId(8), "the pong", signal);
-    refusal = messagesOut(out).find((m) => errorCode(m) === INVALID_REQUEST);
     // The server's stdout ends after the proxy's; an answer from it to id 7 would be among these.
     await proxy.closeInput();
     assertEquals((await proxy.finished(signal)).code, 0);
     messages = messagesOut(out);
   }
-  assert(refusal !== undefined, `a -32600 answer before the pong: ${JSON.stringify(messages)}`);
+  assert(refusal !== undefined, `a -32600 answer: ${JSON.stringify(messages)}`);
   // The id is read from the line's bytes, so the client hears the answer it waits for.
   assertEquals(refusal.id, 7, "the refusal answers the request's id");
   const error = asObject(refusal.error, "the refusal's error");
@@ -179,7 +185,7 @@ Deno.test("with a policy denying write_file, a write_file call holding one inval
   assertEquals(pick(records, { kind: "request", method: "tools/call" }), [], "no call was read");
 });
 
-Deno.test("control: without a policy or rate limit the same invalid-UTF-8 write_file line reaches server-filesystem, which answers it", async () => {
+Deno.test("without a policy or rate limit the same invalid-UTF-8 write_file line is refused all the same, recorded invalid and not forwarded, and server-filesystem never writes the file", async () => {
   await using dir = await tempDir("bypass-utf8-control");
   const signal = deadline(60_000);
   const data = `${dir.path}/data`;
@@ -190,26 +196,32 @@ Deno.test("control: without a policy or rate limit the same invalid-UTF-8 write_
     policy: { enabled: false },
     middleware: { rate_limit: { enabled: false } },
   });
-  let answer: Record<string, Json> | undefined;
+  let messages: Record<string, Json>[] = [];
+  let refusal: Record<string, Json>;
   {
     await using proxy = new ProxyProcess({ cwd: dir.path, upstream: filesystemServer(data) });
     const out = proxy.stdout();
     await handshake(proxy, out, signal);
-    await proxy.write(concatBytes([line, utf8("\n")]));
-    answer = await awaitMessage(out, withId(7), "server-filesystem's answer to id 7", signal);
+    await proxy.write(concatBytes([line, utf8("\n" + rpc({ id: 8, method: "ping" }) + "\n")]));
+    refusal = await awaitMessage(out, withId(7), "the answer to id 7", signal);
+    await awaitMessage(out, withId(8), "the pong", signal);
     await proxy.closeInput();
     assertEquals((await proxy.finished(signal)).code, 0);
+    messages = messagesOut(out);
   }
-  assert("result" in answer || "error" in answer, `an answer: ${JSON.stringify(answer)}`);
-  // What the bytes do when they get through: the write the policy exists to stop.
-  assertEquals(
-    await exists(target),
-    true,
-    `the server wrote the file; it answered ${JSON.stringify(answer)}`,
-  );
+  // Bytes that SDKs read differently are refused whatever the guardrails: invalid lines are no
+  // longer forwarded with the guardrails off.
+  assertEquals(errorCode(refusal), INVALID_REQUEST, `refused: ${JSON.stringify(refusal)}`);
+  assertEquals(messages.filter((m) => m.id === 7).length, 1, "one answer to id 7, the proxy's");
+  assertEquals(await exists(target), false, "server-filesystem did not write the file");
   const { records } = await checkedLog(`${dir.path}/audit.jsonl`);
   const invalid = pick(records, { kind: "invalid", direction: "client_to_server" });
-  assertEquals(invalid.map((r) => r.decision), [null], "recorded invalid, judged by nothing");
+  assertEquals(
+    invalid.map((r) => asObject(r.error?.data, "the invalid record's error.data").forwarded),
+    [false],
+    "recorded once, invalid and not forwarded",
+  );
+  assertEquals(pick(records, { kind: "request", method: "tools/call" }), [], "no call was read");
 });
 
 // ----------------------------------------------------------------------------------------------
