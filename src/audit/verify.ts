@@ -1,11 +1,18 @@
 /**
- * Checks a stored chain: signatures, `seq` continuity, `prev` links, torn lines and a clean end.
- * Fed one line at a time, so logs of any size take bounded memory.
+ * Checks a stored chain: signatures, `seq` continuity, `prev` links, torn lines and a clean end,
+ * and, given an anchor, that the log still reaches the record the anchor names. Fed one line at a
+ * time, so logs of any size take bounded memory.
+ *
+ * A log starts at seq 1, or mid-chain with an `audit/recover` event that says so (`new_file:
+ * true`, `continues_after_seq` one less than its own seq): the proxy writes one when it has to
+ * start a new file (the old one was deleted, moved or replaced), and that is the one way a file
+ * may start from a known head instead of the beginning.
  *
  * @module
  */
 import { canonicalize } from "./canonical.ts";
 import { sha256Hex } from "./chain.ts";
+import type { AnchorHead } from "./anchor.ts";
 import { EventMethod, GENESIS } from "./record.ts";
 import type { SignatureVerifier } from "./signing.ts";
 import { isJsonObject, type JsonObject, parseLossless } from "../jsonrpc/json.ts";
@@ -39,6 +46,15 @@ export interface Report {
   /** How the log ends: the last record's method when it is an event. */
   endsWith: string | null;
   signaturesChecked: boolean;
+  /** The seq the log continues after when it starts mid-chain (see the module doc), else null. */
+  continuesAfter: number | null;
+  /** Why it starts mid-chain: the recover event's `cause` (`deleted`, `moved`, `replaced`). */
+  continuesBecause: string | null;
+}
+
+/** An anchor to check the log against: its head, and where it was read from for messages. */
+export interface AnchorToCheck extends AnchorHead {
+  file: string;
 }
 
 const MAX_PROBLEMS = 1000;
@@ -72,9 +88,18 @@ export class ChainVerifier {
   #lastMethod: string | null = null;
   #lastKind: string | null = null;
   #lastSeqSeen: number | null = null;
+  #continuesAfter: number | null = null;
+  #continuesBecause: string | null = null;
+  #anchor: AnchorToCheck | undefined;
 
-  constructor(verifier: SignatureVerifier | null) {
+  /**
+   * @param verifier the key to check signatures with; `null` checks the structure alone (no
+   *   signature, present or missing, is looked at), which cannot vouch for the content
+   * @param options.anchor the head the log must still reach
+   */
+  constructor(verifier: SignatureVerifier | null, options: { anchor?: AnchorToCheck } = {}) {
     this.#verifier = verifier;
+    this.#anchor = options.anchor;
   }
 
   #add(kind: ProblemKind, file: string, line: number, seq: number | null, detail: string): void {
@@ -101,9 +126,19 @@ export class ChainVerifier {
 
   /**
    * Checks one line. `text` excludes the newline; `terminated` is false only for a last line
-   * that has none.
+   * that has none. Never throws: a line that cannot be checked is a problem on that line.
    */
   line(text: string, file: string, lineNo: number, offset: number, terminated: boolean): void {
+    try {
+      this.#line(text, file, lineNo, offset, terminated);
+    } catch (e) {
+      // A hostile line (nested too deep to canonicalize, say) must not end the check.
+      const why = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+      this.#add("modified", file, lineNo, null, `line cannot be checked (${why})`);
+    }
+  }
+
+  #line(text: string, file: string, lineNo: number, offset: number, terminated: boolean): void {
     let record: JsonObject;
     try {
       const value = parseLossless(text);
@@ -125,9 +160,20 @@ export class ChainVerifier {
       return;
     }
     this.#records++;
+    if (this.#firstSeq === null) this.#first(record, seq, file, lineNo);
     this.#firstSeq ??= seq;
     this.#lastSeqSeen = seq;
     const hash = sha256Hex(text);
+    const anchor = this.#anchor;
+    if (anchor !== undefined && seq === anchor.seq && hash !== anchor.hash) {
+      this.#add(
+        "modified",
+        file,
+        lineNo,
+        seq,
+        `its stored bytes do not match the anchor ${anchor.file} (written for seq ${seq} at ${anchor.ts})`,
+      );
+    }
 
     const { sig, ...unsigned } = record;
     if (sig !== null && typeof sig !== "string") {
@@ -149,8 +195,6 @@ export class ChainVerifier {
       } else if (check === "malformed") {
         this.#add("modified", file, lineNo, seq, "sig is malformed");
       }
-    } else if (sig === null) {
-      this.#add("unsigned", file, lineNo, seq, "record has no signature");
     }
 
     const expected = this.#maxSeq + 1;
@@ -213,6 +257,34 @@ export class ChainVerifier {
     this.#lastKind = typeof record.kind === "string" ? record.kind : null;
   }
 
+  /**
+   * The first record: seq 1, or an `audit/recover` event that opens a new file mid-chain. Any other
+   * start leaves seq 1 up to it missing.
+   */
+  #first(record: JsonObject, seq: number, file: string, lineNo: number): void {
+    if (seq === 1) return;
+    const params = record.params;
+    if (
+      record.kind !== "event" || record.method !== EventMethod.Recover || !isJsonObject(params) ||
+      params.new_file !== true || params.continues_after_seq !== seq - 1
+    ) {
+      return;
+    }
+    this.#maxSeq = seq - 1;
+    this.#continuesAfter = seq - 1;
+    this.#continuesBecause = typeof params.cause === "string" ? params.cause : null;
+    const anchor = this.#anchor;
+    if (anchor !== undefined && anchor.seq === seq - 1 && record.prev !== anchor.hash) {
+      this.#add(
+        "modified",
+        file,
+        lineNo,
+        seq,
+        `its prev is not the hash of seq ${anchor.seq} that the anchor ${anchor.file} names`,
+      );
+    }
+  }
+
   /** Ends the check. */
   finish(): Report {
     for (const u of this.#unparsed) {
@@ -259,7 +331,26 @@ export class ChainVerifier {
         `log ends at seq ${this.#maxSeq} without audit/stop or audit/checkpoint (proxy still running, crashed, or records removed from the end)`,
       );
     }
-    if (this.#verifier === null) this.#notes.push("signatures were not checked: no key was given");
+    this.#finishAnchor();
+    if (this.#continuesAfter !== null) {
+      const where = this.#continuesBecause === "deleted"
+        ? "a file that was deleted while the proxy ran (those records are gone unless a copy exists)"
+        : this.#continuesBecause === "moved"
+        ? "a file that was moved away while the proxy ran"
+        : this.#continuesBecause === "replaced"
+        ? "a file that something else replaced while the proxy ran"
+        : "an earlier file";
+      this.#notes.push(
+        `the log starts mid-chain: seq ${
+          this.#continuesAfter + 1
+        } continues after seq ${this.#continuesAfter} from ${where}`,
+      );
+    }
+    if (this.#verifier === null) {
+      this.#notes.push(
+        "signatures were not checked (--no-signatures): the chain's structure is intact, but anyone could have rewritten it",
+      );
+    }
     return {
       records: this.#records,
       firstSeq: this.#firstSeq,
@@ -269,6 +360,41 @@ export class ChainVerifier {
       notes: this.#notes,
       endsWith: this.#lastKind === "event" ? this.#lastMethod : null,
       signaturesChecked: this.#verifier !== null,
+      continuesAfter: this.#continuesAfter,
+      continuesBecause: this.#continuesBecause,
     };
+  }
+
+  /** The log must reach the anchored seq; a log that ends before it was cut back. */
+  #finishAnchor(): void {
+    const anchor = this.#anchor;
+    if (anchor === undefined) return;
+    const first = this.#continuesAfter !== null ? this.#continuesAfter + 1 : 1;
+    if (this.#records > 0 && anchor.seq < first - 1) {
+      this.#notes.push(
+        `the anchor ${anchor.file} names seq ${anchor.seq}, before this log's first record: not checked against it`,
+      );
+      return;
+    }
+    if (anchor.seq <= this.#maxSeq) {
+      this.#notes.push(`the log reaches seq ${anchor.seq}, which the anchor ${anchor.file} names`);
+      return;
+    }
+    const from = this.#maxSeq + 1;
+    const detail =
+      `the anchor ${anchor.file} names seq ${anchor.seq} (${anchor.ts}); the log ends before it`;
+    if (this.#problems.length >= MAX_PROBLEMS) {
+      this.#more++;
+      return;
+    }
+    // One run, however long: the records from the end of the log up to the anchored one.
+    this.#problems.push({
+      kind: "missing",
+      file: "",
+      line: 0,
+      seq: from,
+      seqEnd: anchor.seq,
+      detail,
+    });
   }
 }

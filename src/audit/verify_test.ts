@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { ChainVerifier, type Problem, type Report } from "./verify.ts";
+import { createHash } from "node:crypto";
+import { type AnchorToCheck, ChainVerifier, type Problem, type Report } from "./verify.ts";
 import { AuditLog } from "./chain.ts";
 import { JsonlStore } from "./storage/jsonl.ts";
 import { type AuditFields, EventMethod } from "./record.ts";
@@ -299,4 +300,176 @@ Deno.test("ChainVerifier reports an empty log as missing its records", () => {
   assert.equal(r.records, 0);
   assert.equal(r.firstSeq, null);
   assert.equal(r.lastSeq, null);
+});
+
+Deno.test("ChainVerifier with signatures left unchecked does not call unsigned records unsigned", () => {
+  const r = check(session(null), null);
+  assert.deepEqual(r.problems, []);
+  assert.equal(r.signaturesChecked, false);
+});
+
+Deno.test("ChainVerifier reports a log mixing unsigned and signed records by run", () => {
+  // A proxy run without a key, then one with it, on the same log.
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-verify-" });
+  try {
+    const path = `${dir}/audit.jsonl`;
+    let n = 0;
+    for (const signer of [null, KEY, null]) {
+      const log = new AuditLog({
+        store: new JsonlStore(path, false),
+        signer,
+        now: () => Date.UTC(2026, 0, 1) + n,
+        newId: () => "01JD" + String(++n).padStart(22, "0"),
+        clientId: "c",
+        serverId: "s",
+        transport: "stdio",
+      });
+      log.event(EventMethod.Start, {});
+      log.event(EventMethod.Stop, {});
+      log.close();
+    }
+    const lines = Deno.readTextFileSync(path).trimEnd().split("\n");
+    assert.deepEqual(check(lines).problems.map(brief), [
+      { kind: "unsigned", seq: 1, seqEnd: 2 },
+      { kind: "unsigned", seq: 5, seqEnd: 6 },
+    ]);
+    const other = generateEd25519();
+    assert.deepEqual(
+      check(lines, ed25519Verifier(other.publicPem)).problems.map(brief),
+      [
+        { kind: "unsigned", seq: 1, seqEnd: 2 },
+        { kind: "wrong key", seq: 3, seqEnd: 4 },
+        { kind: "unsigned", seq: 5, seqEnd: 6 },
+      ],
+      "an HMAC signature checked with an Ed25519 key is a wrong key, not a modification",
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+/** A log whose file was deleted after seq 2: the lines of the new file. */
+function continuedAfterDeletion(): string[] {
+  return build(KEY, (log, path) => {
+    log.event(EventMethod.Start, {});
+    log.append(request(2));
+    log.flush();
+    Deno.removeSync(path);
+    log.append(request(3));
+    log.stop({});
+  });
+}
+
+Deno.test({
+  name: "ChainVerifier accepts a log that starts mid-chain with the audit/recover of a new file",
+  ignore: Deno.build.os === "windows",
+  fn() {
+    const lines = continuedAfterDeletion();
+    assert.ok(lines[0]!.includes(EventMethod.Recover));
+    const r = check(lines);
+    assert.deepEqual(r.problems, []);
+    assert.equal(r.continuesAfter, 2);
+    assert.equal(r.continuesBecause, "deleted");
+    assert.equal(r.firstSeq, 3);
+    assert.ok(r.notes.some((n) => n.includes("starts mid-chain") && n.includes("deleted")));
+  },
+});
+
+Deno.test("ChainVerifier reports the records before a log that starts mid-chain without saying so", () => {
+  const r = check(session().slice(3));
+  assert.deepEqual(r.problems.map(brief), [{ kind: "missing", seq: 1, seqEnd: 3 }]);
+  assert.equal(r.continuesAfter, null);
+
+  // A recovery after a crash is not a new file: cutting the log there shows.
+  const lines = build(
+    KEY,
+    (log, path) => {
+      log.event(EventMethod.Start, {});
+      log.close();
+      Deno.writeTextFileSync(path, '{"client_id":"c","dir', { append: true });
+    },
+    (log) => log.event(EventMethod.Stop, {}),
+  );
+  const cut = lines.slice(2);
+  assert.ok(cut[0]!.includes(EventMethod.Recover));
+  assert.deepEqual(check(cut).problems.map(brief), [{ kind: "missing", seq: 1, seqEnd: 1 }]);
+});
+
+Deno.test("ChainVerifier reports a line it cannot check as a problem of that line and goes on", () => {
+  const lines = session();
+  const deep = "[".repeat(200_000) + "]".repeat(200_000);
+  lines.splice(3, 0, lines[3]!.replace('"arguments":{"i":4}', `"arguments":{"i":${deep}}`));
+  const r = check(lines);
+  assert.ok(r.problems.some((p) => p.line === 4), JSON.stringify(r.problems.map(brief)));
+  assert.equal(r.records >= 6, true, "the lines after it were checked");
+});
+
+/** An anchor naming the record stored as `text`. */
+function anchorOf(text: string): AnchorToCheck {
+  const p = JSON.parse(text);
+  return {
+    seq: p.seq,
+    hash: createHash("sha256").update(text).digest("hex"),
+    id: p.id,
+    ts: p.ts,
+    file: "audit.anchor",
+  };
+}
+
+function checkAgainst(lines: string[], anchor: AnchorToCheck): Report {
+  const v = new ChainVerifier(KEY, { anchor });
+  lines.forEach((l, i) => v.line(l, "audit.jsonl", i + 1, 0, true));
+  return v.finish();
+}
+
+Deno.test("ChainVerifier with an anchor reports a log cut back to an earlier clean stop", () => {
+  const two = build(
+    KEY,
+    (log) => {
+      log.event(EventMethod.Start, {});
+      log.event(EventMethod.Stop, {});
+    },
+    (log) => {
+      log.event(EventMethod.Start, {});
+      log.append(request(4));
+      log.event(EventMethod.Stop, {});
+    },
+  );
+  const anchor = anchorOf(two[4]!);
+  const whole = checkAgainst(two, anchor);
+  assert.deepEqual(whole.problems, []);
+  assert.ok(whole.notes.some((n) => n.includes("reaches seq 5")));
+
+  const cut = two.slice(0, 2);
+  assert.deepEqual(check(cut).problems, [], "the chain alone cannot see the cut");
+  const r = checkAgainst(cut, anchor);
+  assert.deepEqual(r.problems.map(brief), [{ kind: "missing", seq: 3, seqEnd: 5 }]);
+  assert.ok(r.problems[0]!.detail.includes("audit.anchor"));
+});
+
+Deno.test("ChainVerifier with an anchor reports another record at the anchored seq as modified", () => {
+  const other = build(KEY, (log) => {
+    log.event(EventMethod.Start, { version: "other" });
+    for (let i = 2; i <= 6; i++) log.append(request(i));
+    log.event(EventMethod.Stop, { last_seq: 7 });
+  });
+  const r = checkAgainst(session(), anchorOf(other[6]!));
+  assert.deepEqual(r.problems.map(brief), [{ kind: "modified", seq: 7, seqEnd: 7 }]);
+});
+
+Deno.test({
+  name: "ChainVerifier with an anchor checks the prev of a log that starts just after it",
+  ignore: Deno.build.os === "windows",
+  fn() {
+    const lines = continuedAfterDeletion();
+    const first = JSON.parse(lines[0]!);
+    const good = { seq: 2, hash: first.prev, id: "x", ts: "t", file: "audit.anchor" };
+    assert.deepEqual(checkAgainst(lines, good).problems, []);
+    const bad = { ...good, hash: "0".repeat(64) };
+    assert.deepEqual(checkAgainst(lines, bad).problems.map(brief), [
+      { kind: "modified", seq: 3, seqEnd: 3 },
+    ]);
+    const older = { ...good, seq: 1 };
+    assert.ok(checkAgainst(lines, older).notes.some((n) => n.includes("before this log's first")));
+  },
 });

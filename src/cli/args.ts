@@ -116,7 +116,10 @@ export const HELP = `mcp-audit: a security and audit proxy for MCP servers
 
 usage:
   mcp-audit [flags] [-- UPSTREAM_CMD ARGS...]   run the proxy (default)
-  mcp-audit verify [--public-key FILE] PATH      check a JSONL audit log (exit 0 intact, 1 problems, 2 unreadable)
+  mcp-audit verify [--public-key FILE] [--anchor FILE] [--no-signatures] PATH
+                                                 check a JSONL audit log: exit 0 intact and signed,
+                                                 1 problems, 2 unreadable or no key, 3 chain intact
+                                                 but --no-signatures (content not vouched for)
   mcp-audit export [flags] PATH                  stream entries out in a SIEM format
   mcp-audit keygen [--out PREFIX]                create an Ed25519 signing key pair
   mcp-audit pins list|approve [--all | TOOL...]  show pinned tool definitions and changes; approve changes

@@ -1,11 +1,21 @@
 /**
- * `mcp-audit verify [--public-key FILE] PATH`: checks a JSONL audit log. Exit 0 intact, 1
- * problems found, 2 could not read.
+ * `mcp-audit verify [--public-key FILE] [--anchor FILE] [--no-signatures] PATH`: checks a JSONL
+ * audit log.
+ *
+ * Exit codes (a script may rely on them):
+ * - 0: verified: every signature checked with the key given, the chain intact, a clean end (and the
+ *   anchor, when given, reached);
+ * - 1: problems found;
+ * - 2: could not check: the log or the anchor cannot be read, or no key was given (the one way
+ *   to check without a key is to ask for it with `--no-signatures`);
+ * - 3: `--no-signatures`: the chain's structure is intact, but without signatures nothing vouches
+ *   for the content, so this is never 0.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { ChainVerifier, type Problem, type Report } from "../audit/verify.ts";
+import { AnchorFormatError, checkAnchor, parseAnchor } from "../audit/anchor.ts";
+import { type AnchorToCheck, ChainVerifier, type Problem, type Report } from "../audit/verify.ts";
 import { ed25519Verifier, hmacSigner, KeyError, type SignatureVerifier } from "../audit/signing.ts";
 import { LineSplitter } from "../streams/line_splitter.ts";
 import { UsageError } from "./errors.ts";
@@ -18,7 +28,14 @@ export interface VerifyIo {
   progress: ((text: string) => void) | undefined;
 }
 
-const USAGE = "usage: mcp-audit verify [--public-key FILE] [--key-id ID] PATH";
+const USAGE =
+  "usage: mcp-audit verify [--public-key FILE] [--key-id ID] [--anchor FILE] [--no-signatures] PATH";
+
+/** Exit code 3: the chain's structure is intact, but no signature was checked. */
+export const EXIT_UNVOUCHED = 3;
+
+const NO_KEY = "mcp-audit verify: no key to check signatures with: set AUDIT_SECRET (HMAC) or " +
+  "give --public-key FILE (Ed25519); --no-signatures checks the chain alone (exit 3 at best)";
 // A stored line holds one message of up to proxy.max_message_bytes, escaped; far more than that
 // is not a line of ours.
 const MAX_LINE = 1 << 30;
@@ -50,7 +67,8 @@ function describe(p: Problem): string {
       : "",
   ]
     .filter((s) => s !== "").join(" ");
-  return `${where || "log"}: ${p.kind}: ${p.detail}`;
+  // A problem of no line in particular is the log's, or the anchor's when it names that file.
+  return `${where || (p.file !== "" && p.line === 0 ? p.file : "log")}: ${p.kind}: ${p.detail}`;
 }
 
 /** The summary line. */
@@ -59,13 +77,63 @@ export function summary(r: Report, key: SignatureVerifier | null): string {
     ? "no records"
     : `${r.records} records, seq ${r.firstSeq}-${r.lastSeq}`;
   const sigs = key === null
-    ? "signatures NOT checked (no key)"
+    ? "signatures NOT checked (--no-signatures)"
     : `signatures checked with ${key.scheme} key ${key.keyId}`;
-  if (r.problems.length === 0) {
-    return `OK: ${range}; chain intact; ${sigs}; ends with ${r.endsWith}`;
+  const start = r.continuesAfter === null
+    ? ""
+    : ` (continues after seq ${r.continuesAfter}${
+      r.continuesBecause === null ? "" : `, previous file ${r.continuesBecause}`
+    })`;
+  if (r.problems.length > 0) {
+    const n = r.problems.length + r.moreProblems;
+    return `FAILED: ${n} problem${n === 1 ? "" : "s"} in ${range}; ${sigs}`;
   }
-  const n = r.problems.length + r.moreProblems;
-  return `FAILED: ${n} problem${n === 1 ? "" : "s"} in ${range}; ${sigs}`;
+  if (key === null) {
+    return `UNVOUCHED: ${range}${start}; chain structure intact; ${sigs}, so the content is not vouched for; ends with ${r.endsWith}`;
+  }
+  return `OK: ${range}${start}; chain intact; ${sigs}; ends with ${r.endsWith}`;
+}
+
+/** Reads the anchor and checks its signature; a bad one is a problem of its own. */
+function readAnchorFile(
+  path: string,
+  key: SignatureVerifier | null,
+): { anchor: AnchorToCheck; problem: Problem | null } {
+  const anchor = parseAnchor(Deno.readTextFileSync(path));
+  const problem = (kind: Problem["kind"], detail: string): Problem => ({
+    kind,
+    file: path,
+    line: 0,
+    seq: null,
+    seqEnd: null,
+    detail,
+  });
+  if (key !== null) {
+    switch (checkAnchor(anchor, key)) {
+      case "ok":
+        break;
+      case "unsigned":
+        return {
+          anchor: { ...anchor, file: path },
+          problem: problem("unsigned", "the anchor has no signature"),
+        };
+      case "wrong key":
+        return {
+          anchor: { ...anchor, file: path },
+          problem: problem(
+            "wrong key",
+            `the anchor was signed with key id ${anchor.keyId}, checked with ${key.keyId}`,
+          ),
+        };
+      case "modified":
+      case "malformed":
+        return {
+          anchor: { ...anchor, file: path },
+          problem: problem("modified", "the anchor's signature does not match its content"),
+        };
+    }
+  }
+  return { anchor: { ...anchor, file: path }, problem: null };
 }
 
 /** Runs the command; returns the exit code. */
@@ -77,6 +145,8 @@ export async function verifyCommand(args: string[], io: VerifyIo): Promise<numbe
       options: {
         "public-key": { type: "string" },
         "key-id": { type: "string" },
+        anchor: { type: "string" },
+        "no-signatures": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       allowPositionals: true,
@@ -91,12 +161,35 @@ export async function verifyCommand(args: string[], io: VerifyIo): Promise<numbe
   }
   if (parsed.positionals.length !== 1) throw new UsageError(`verify: expected one PATH; ${USAGE}`);
   const path = parsed.positionals[0]!;
-  let key: SignatureVerifier | null;
-  try {
-    key = keyFor(parsed.values, io.env);
-  } catch (e) {
-    io.out(`mcp-audit verify: ${(e as Error).message}`);
-    return 2;
+  const noSignatures = parsed.values["no-signatures"] === true;
+  if (noSignatures && parsed.values["public-key"] !== undefined) {
+    throw new UsageError("verify: give --public-key or --no-signatures, not both");
+  }
+  let key: SignatureVerifier | null = null;
+  if (!noSignatures) {
+    try {
+      key = keyFor(parsed.values, io.env);
+    } catch (e) {
+      io.out(`mcp-audit verify: ${(e as Error).message}`);
+      return 2;
+    }
+    if (key === null) {
+      io.out(NO_KEY);
+      return 2;
+    }
+  }
+  let anchor: AnchorToCheck | undefined;
+  let anchorProblem: Problem | null = null;
+  if (parsed.values.anchor !== undefined) {
+    try {
+      ({ anchor, problem: anchorProblem } = readAnchorFile(parsed.values.anchor, key));
+    } catch (e) {
+      const why = e instanceof AnchorFormatError
+        ? `not an anchor: ${e.message}`
+        : (e as Error).message;
+      io.out(`mcp-audit verify: cannot read the anchor ${parsed.values.anchor}: ${why}`);
+      return 2;
+    }
   }
   let file: Deno.FsFile;
   let size: number;
@@ -107,7 +200,11 @@ export async function verifyCommand(args: string[], io: VerifyIo): Promise<numbe
     io.out(`mcp-audit verify: cannot read ${path}: ${(e as Error).message}`);
     return 2;
   }
-  const checker = new ChainVerifier(key);
+  // An anchor whose signature fails says nothing about the log: it is not checked against it.
+  const checker = new ChainVerifier(
+    key,
+    anchor !== undefined && anchorProblem === null ? { anchor } : {},
+  );
   const decoder = new TextDecoder();
   let lineNo = 0;
   let offset = 0;
@@ -139,9 +236,11 @@ export async function verifyCommand(args: string[], io: VerifyIo): Promise<numbe
   }
   if (showProgress) showProgress("\r\x1b[K");
   const report = checker.finish();
+  if (anchorProblem !== null) report.problems.unshift(anchorProblem);
   io.out(summary(report, key));
   for (const p of report.problems) io.out(describe(p));
   if (report.moreProblems > 0) io.out(`... and ${report.moreProblems} more problems`);
   for (const note of report.notes) io.out(`note: ${note}`);
-  return report.problems.length === 0 ? 0 : 1;
+  if (report.problems.length > 0) return 1;
+  return key === null ? EXIT_UNVOUCHED : 0;
 }
