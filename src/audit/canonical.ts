@@ -42,42 +42,23 @@ export function quoteKey(key: string): string {
   return quoted;
 }
 
-function object(value: { readonly [key: string]: CanonicalInput }): string {
-  const keys = Object.keys(value);
-  // RFC 8785 §3.2.3 orders member names by UTF-16 code units: the default sort order.
-  if (keys.length > 1) keys.sort();
-  let out = "{";
-  for (const key of keys) {
-    const member = value[key];
-    if (member === undefined) continue;
-    if (out.length > 1) out += ",";
-    out += quoteKey(key) + ":" + canonicalize(member);
-  }
-  return out + "}";
+type Container = readonly CanonicalInput[] | { readonly [key: string]: CanonicalInput };
+/**
+ * A container being written: its member names (null for an array), the position of its next
+ * member, and what goes before that member.
+ */
+interface Frame {
+  node: Container;
+  keys: string[] | null;
+  at: number;
+  separator: string;
 }
 
-function isArray(value: CanonicalInput): value is readonly CanonicalInput[] {
+function isArray(value: Container): value is readonly CanonicalInput[] {
   return Array.isArray(value);
 }
 
-function array(value: readonly CanonicalInput[]): string {
-  let out = "[";
-  for (let i = 0; i < value.length; i++) {
-    if (i > 0) out += ",";
-    out += canonicalize(value[i]);
-  }
-  return out + "]";
-}
-
-/**
- * Serializes `value` canonically.
- *
- * @example
- * ```ts
- * canonicalize({ b: 1, a: [true, null] }); // '{"a":[true,null],"b":1}'
- * ```
- */
-export function canonicalize(value: CanonicalInput): string {
+function scalar(value: CanonicalInput): string {
   switch (typeof value) {
     case "string":
       // JSON.stringify's string escaping is the one RFC 8785 prescribes.
@@ -90,9 +71,83 @@ export function canonicalize(value: CanonicalInput): string {
       throw new CanonicalizationError("undefined is not a JSON value");
     case "object":
       if (value === null) return "null";
-      if (isArray(value)) return array(value);
       if (isRawNumber(value)) return value.rawJSON;
-      return object(value);
   }
   throw new CanonicalizationError(`not a JSON value: ${typeof value}`);
+}
+
+function isContainer(value: CanonicalInput): value is Container {
+  return typeof value === "object" && value !== null && !isRawNumber(value);
+}
+
+/** The member names of an object in RFC 8785 §3.2.3 order: by UTF-16 code units, the default. */
+function sortedKeys(value: { readonly [key: string]: CanonicalInput }): string[] {
+  const keys = Object.keys(value);
+  if (keys.length > 1) keys.sort();
+  return keys;
+}
+
+/**
+ * Serializes `value` canonically. Iterative, with its own stack: a record read from a hostile log
+ * file, or any value, can be nested as deep as memory allows without overflowing the call stack.
+ *
+ * @example
+ * ```ts
+ * canonicalize({ b: 1, a: [true, null] }); // '{"a":[true,null],"b":1}'
+ * ```
+ */
+export function canonicalize(value: CanonicalInput): string {
+  if (!isContainer(value)) return scalar(value);
+  // The containers being written around the current one, outermost first; made when the first
+  // container nests in another.
+  let stack: Frame[] | undefined;
+  let node: Container = value;
+  let keys = isArray(node) ? null : sortedKeys(node);
+  let at = 0;
+  let separator = "";
+  let out = keys === null ? "[" : "{";
+  for (;;) {
+    // Scalars are written in place; the first container met is entered, else this one closes.
+    let child: Container | null = null;
+    if (isArray(node)) {
+      while (at < node.length) {
+        const item = node[at++];
+        out += separator;
+        separator = ",";
+        if (isContainer(item)) {
+          child = item;
+          break;
+        }
+        out += scalar(item);
+      }
+      if (child === null) out += "]";
+    } else {
+      const k = keys!;
+      while (at < k.length) {
+        const key = k[at++]!;
+        const member = node[key];
+        if (member === undefined) continue;
+        out += separator + quoteKey(key) + ":";
+        separator = ",";
+        if (isContainer(member)) {
+          child = member;
+          break;
+        }
+        out += scalar(member);
+      }
+      if (child === null) out += "}";
+    }
+    if (child !== null) {
+      (stack ??= []).push({ node, keys, at, separator });
+      node = child;
+      keys = isArray(node) ? null : sortedKeys(node);
+      at = 0;
+      separator = "";
+      out += keys === null ? "[" : "{";
+      continue;
+    }
+    const parent = stack?.pop();
+    if (parent === undefined) return out;
+    ({ node, keys, at, separator } = parent);
+  }
 }

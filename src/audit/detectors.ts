@@ -76,8 +76,16 @@
  *
  * @module
  */
-import { isJsonObject, type JsonObject, type JsonValue } from "../jsonrpc/json.ts";
-import { childPath } from "./redact.ts";
+import type { JsonValue } from "../jsonrpc/json.ts";
+import {
+  type Container,
+  enter,
+  framePath,
+  isContainer,
+  memberAt,
+  setMember,
+  type WalkFrame,
+} from "./redact.ts";
 
 /** The built-in detectors, in the order they run; the first of two overlapping matches wins. */
 export const DETECTOR_NAMES = [
@@ -817,61 +825,72 @@ export class ValueRedactor {
   /** Redacts every string in `value`, found at `path`. Returns the same object when nothing matched. */
   redact(value: JsonValue, path: string): RedactedValue {
     const paths: string[] = [];
-    return { value: this.#walk(value, { parent: null, key: path }, paths), paths };
+    return { value: this.#walk(value, path, paths), paths };
   }
 
-  /** `at` names the value's place; its path text is built only for a string that changes. */
-  #walk(value: JsonValue, at: Place, paths: string[]): JsonValue {
-    if (typeof value === "string") {
-      const { text } = this.redactString(value);
-      if (text === value) return value;
-      paths.push(placePath(at));
+  /**
+   * Iterative, with its own stack, so that no nesting overflows the call stack; strings are
+   * visited in the order a recursive walk would take, and a path is built only for a string that
+   * changes.
+   */
+  #walk(root: JsonValue, rootPath: string, paths: string[]): JsonValue {
+    if (typeof root === "string") {
+      const { text } = this.redactString(root);
+      if (text === root) return root;
+      paths.push(rootPath);
       return text;
     }
-    if (Array.isArray(value)) {
-      let copy: JsonValue[] | undefined;
-      for (let i = 0; i < value.length; i++) {
-        const item = value[i]!;
-        const next = this.#walk(item, { parent: at, key: i }, paths);
-        if (next !== item) {
-          copy ??= value.slice();
-          copy[i] = next;
+    if (!isContainer(root)) return root;
+    const stack: WalkFrame<null>[] = [];
+    let frame = enter(root, null);
+    for (;;) {
+      let child: Container | null = null;
+      const value = frame.value;
+      // Numbers, booleans, null, and numbers kept as text, which are no strings, are passed over.
+      if (Array.isArray(value)) {
+        while (child === null && frame.at < value.length) {
+          const i = frame.at++;
+          child = this.#member(value[i]!, i, frame, stack, rootPath, paths);
+        }
+      } else {
+        const keys = frame.keys!;
+        while (child === null && frame.at < keys.length) {
+          const key = keys[frame.at++]!;
+          child = this.#member(value[key]!, key, frame, stack, rootPath, paths);
         }
       }
-      return copy ?? value;
-    }
-    // Numbers, booleans, null, and big integers kept as digits, which are no strings.
-    if (!isJsonObject(value)) return value;
-    let copy: JsonObject | undefined;
-    for (const key of Object.keys(value)) {
-      const item = value[key]!;
-      if (typeof item !== "string" && (typeof item !== "object" || item === null)) continue;
-      const next = this.#walk(item, { parent: at, key }, paths);
-      if (next !== item) {
-        copy ??= { ...value };
-        // A plain assignment to "__proto__" would change the prototype, not add a member.
-        Object.defineProperty(copy, key, {
-          value: next,
-          enumerable: true,
-          writable: true,
-          configurable: true,
-        });
+      if (child !== null) {
+        stack.push(frame);
+        frame = enter(child, null);
+        continue;
       }
+      const done = frame.copy ?? frame.value;
+      const parent = stack.pop();
+      if (parent === undefined) return done;
+      if (done !== frame.value) setMember(parent, memberAt(parent), done);
+      frame = parent;
     }
-    return copy ?? value;
   }
-}
 
-/** Where a value sits: the root's path text, or a member name or index under a parent. */
-interface Place {
-  readonly parent: Place | null;
-  readonly key: string | number;
-}
-
-function placePath(at: Place): string {
-  if (at.parent === null) return String(at.key);
-  const parent = placePath(at.parent);
-  return typeof at.key === "number" ? `${parent}[${at.key}]` : childPath(parent, at.key);
+  /** Redacts a string member in place; returns a container member to descend into, else null. */
+  #member(
+    item: JsonValue,
+    key: string | number,
+    frame: WalkFrame<null>,
+    stack: readonly WalkFrame<null>[],
+    rootPath: string,
+    paths: string[],
+  ): Container | null {
+    if (typeof item === "string") {
+      const { text } = this.redactString(item);
+      if (text !== item) {
+        paths.push(framePath(rootPath, stack, key));
+        setMember(frame, key, text);
+      }
+      return null;
+    }
+    return isContainer(item) ? item : null;
+  }
 }
 
 const MARKERS = new Map<string, string>();

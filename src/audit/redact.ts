@@ -60,9 +60,17 @@ const enum Mode {
 // Only the tool definitions of a tools/list result; a call's arguments named `inputSchema` are data.
 const TOOL_DEFINITION = /^result\.tools\[\d+\]$/;
 
-function childMode(mode: Mode, key: string, path: string): Mode {
+/** The mode of member `key` of an object walked in `mode`, below `stack`. */
+function memberMode(
+  mode: Mode,
+  key: string,
+  rootPath: string,
+  stack: readonly WalkFrame<Mode>[],
+): Mode {
   if (mode === Mode.Data) {
-    return SCHEMA_KEYS.has(key) && TOOL_DEFINITION.test(path) ? Mode.Schema : Mode.Data;
+    return SCHEMA_KEYS.has(key) && TOOL_DEFINITION.test(framePath(rootPath, stack))
+      ? Mode.Schema
+      : Mode.Data;
   }
   if (mode === Mode.Schema) return key === "properties" ? Mode.SchemaProperties : Mode.Schema;
   return Mode.Schema;
@@ -110,51 +118,132 @@ export class KeyRedactor {
   /** Redacts `value`, found at `path`. Returns the same object when nothing matched. */
   redact(value: JsonValue, path: string): Redacted {
     const paths: string[] = [];
-    const out = this.#walk(value, path, paths, Mode.Data);
-    return { value: out, paths };
+    return { value: this.#walk(value, path, paths), paths };
   }
 
-  #walk(value: JsonValue, path: string, paths: string[], mode: Mode): JsonValue {
-    if (Array.isArray(value)) {
-      let copy: JsonValue[] | undefined;
-      for (let i = 0; i < value.length; i++) {
-        const item = value[i]!;
-        const next = this.#walk(
-          item,
-          `${path}[${i}]`,
-          paths,
-          mode === Mode.SchemaProperties ? Mode.Schema : mode,
-        );
-        if (next !== item) {
-          copy ??= value.slice();
-          copy[i] = next;
+  /**
+   * Iterative, with its own stack, so that no nesting overflows the call stack; members are
+   * visited in the order a recursive walk would take, so `paths` come out in that order.
+   */
+  #walk(root: JsonValue, rootPath: string, paths: string[]): JsonValue {
+    if (!isContainer(root)) return root;
+    const stack: WalkFrame<Mode>[] = [];
+    let frame = enter(root, Mode.Data);
+    for (;;) {
+      let child: Container | null = null;
+      let childMode = Mode.Data;
+      const value = frame.value;
+      if (Array.isArray(value)) {
+        while (frame.at < value.length) {
+          const item = value[frame.at++]!;
+          if (isContainer(item)) {
+            child = item;
+            childMode = frame.mode === Mode.SchemaProperties ? Mode.Schema : frame.mode;
+            break;
+          }
+        }
+      } else {
+        const keys = frame.keys!;
+        const mode = frame.mode;
+        while (frame.at < keys.length) {
+          const key = keys[frame.at++]!;
+          const item = value[key]!;
+          if (mode !== Mode.SchemaProperties && !PROTOCOL_KEYS.has(key) && this.sensitive(key)) {
+            paths.push(framePath(rootPath, stack, key));
+            if (item !== REDACTED) setMember(frame, key, REDACTED);
+          } else if (isContainer(item)) {
+            child = item;
+            childMode = memberMode(mode, key, rootPath, stack);
+            break;
+          }
         }
       }
-      return copy ?? value;
-    }
-    if (!isJsonObject(value)) return value;
-    let copy: JsonObject | undefined;
-    for (const key of Object.keys(value)) {
-      const item = value[key]!;
-      const here = childPath(path, key);
-      let next: JsonValue;
-      if (mode !== Mode.SchemaProperties && !PROTOCOL_KEYS.has(key) && this.sensitive(key)) {
-        next = REDACTED;
-        paths.push(here);
-      } else {
-        next = this.#walk(item, here, paths, childMode(mode, key, path));
+      if (child !== null) {
+        stack.push(frame);
+        frame = enter(child, childMode);
+        continue;
       }
-      if (next !== item) {
-        copy ??= { ...value };
-        // A plain assignment to "__proto__" would change the prototype, not add a member.
-        Object.defineProperty(copy, key, {
-          value: next,
-          enumerable: true,
-          writable: true,
-          configurable: true,
-        });
-      }
+      const done = frame.copy ?? frame.value;
+      const parent = stack.pop();
+      if (parent === undefined) return done;
+      if (done !== frame.value) setMember(parent, memberAt(parent), done);
+      frame = parent;
     }
-    return copy ?? value;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// An iterative walk that copies only what changes, shared with value redaction (detectors.ts).
+
+/** An array or object: what a walk descends into (a number kept as its text is neither). */
+export type Container = JsonValue[] | JsonObject;
+
+/** True for arrays and objects. */
+export function isContainer(value: JsonValue): value is Container {
+  return Array.isArray(value) || isJsonObject(value);
+}
+
+/** A container being walked: where its next member is, and its copy once a member changed. */
+export interface WalkFrame<M> {
+  readonly value: Container;
+  /** The member names of an object, in walking order; null for an array. */
+  readonly keys: string[] | null;
+  /** The position of the next member; the member being walked is the one before it. */
+  at: number;
+  copy: Container | undefined;
+  readonly mode: M;
+}
+
+/** A frame for walking `value`. */
+export function enter<M>(value: Container, mode: M): WalkFrame<M> {
+  return {
+    value,
+    keys: Array.isArray(value) ? null : Object.keys(value),
+    at: 0,
+    copy: undefined,
+    mode,
+  };
+}
+
+/** The index or name of the member a frame is walking. */
+export function memberAt(frame: WalkFrame<unknown>): string | number {
+  return frame.keys === null ? frame.at - 1 : frame.keys[frame.at - 1]!;
+}
+
+/** Sets a member in the frame's copy, making the copy first. */
+export function setMember(frame: WalkFrame<unknown>, key: string | number, next: JsonValue): void {
+  const value = frame.value;
+  if (Array.isArray(value)) {
+    const copy = (frame.copy ??= value.slice());
+    if (Array.isArray(copy) && typeof key === "number") copy[key] = next;
+    return;
+  }
+  const copy = (frame.copy ??= { ...value });
+  // A plain assignment to "__proto__" would change the prototype, not add a member.
+  Object.defineProperty(copy, key, {
+    value: next,
+    enumerable: true,
+    writable: true,
+    configurable: true,
+  });
+}
+
+/**
+ * The path of the container walked below `stack` (the frames around it, outermost first), from
+ * the root's `rootPath`; with `key`, the path of that member of it. Built only when needed: most
+ * walks need no path at all, and a path built for every member would cost time in the square of
+ * the depth.
+ */
+export function framePath(
+  rootPath: string,
+  stack: readonly WalkFrame<unknown>[],
+  key?: string | number,
+): string {
+  let path = rootPath;
+  for (const f of stack) path = memberPath(path, memberAt(f));
+  return key === undefined ? path : memberPath(path, key);
+}
+
+function memberPath(path: string, key: string | number): string {
+  return typeof key === "number" ? `${path}[${key}]` : childPath(path, key);
 }

@@ -312,7 +312,8 @@ function resolve(root: unknown, segments: readonly string[]): unknown[] | typeof
     for (const value of current) {
       if (typeof value !== "object" || value === null || isRawNumber(value)) continue;
       if (segment === "*") {
-        next.push(...(Array.isArray(value) ? value : Object.values(value)));
+        // One at a time: spread into push, an array of 200,000 items overflows the call stack.
+        for (const item of Array.isArray(value) ? value : Object.values(value)) next.push(item);
       } else if (Array.isArray(value)) {
         if (/^\d+$/.test(segment) && Number(segment) < value.length) {
           next.push(value[Number(segment)]);

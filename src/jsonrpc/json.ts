@@ -121,7 +121,6 @@ export function parseLossless(text: string): JsonValue {
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
-const NUMBER = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
 const NUMBER_AT = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 
 /** The index of the quote that closes the string opened at `open`, in valid JSON. */
@@ -135,19 +134,25 @@ function stringEnd(text: string, open: number): number {
   }
 }
 
+/** Where a string or a number may start: outside strings, a digit or `-` always starts a number. */
+const STRING_OR_NUMBER = /["\d-]/g;
+
 /** Whether valid JSON `text` has a number, outside strings, that {@link changedByDouble} keeps. */
 function keepsNumber(text: string): boolean {
-  let from = 0;
-  for (;;) {
-    const open = text.indexOf('"', from);
-    const stop = open < 0 ? text.length : open;
-    NUMBER.lastIndex = from;
-    for (let m = NUMBER.exec(text); m !== null && m.index < stop; m = NUMBER.exec(text)) {
-      if (changedByDouble(m[0], Number(m[0]))) return true;
+  const next = STRING_OR_NUMBER;
+  next.lastIndex = 0;
+  for (let m = next.exec(text); m !== null; m = next.exec(text)) {
+    const at = m.index;
+    if (text.charCodeAt(at) === QUOTE) {
+      next.lastIndex = stringEnd(text, at) + 1;
+      continue;
     }
-    if (open < 0) return false;
-    from = stringEnd(text, open) + 1;
+    NUMBER_AT.lastIndex = at;
+    const token = NUMBER_AT.exec(text)![0];
+    if (changedByDouble(token, Number(token))) return true;
+    next.lastIndex = at + token.length;
   }
+  return false;
 }
 
 /**
