@@ -4,9 +4,9 @@
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { drainLines, lineMatching, LISTENING, splitLines } from "./lines.ts";
+import { Collector, deadline, StdioCommand } from "./helpers.ts";
+import { LISTENING } from "./lines.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const deno = Deno.execPath();
@@ -34,32 +34,70 @@ function strays(marker: string): string[] {
   );
 }
 
+/** The environment without any mcp-audit settings of the machine running the tests. */
+function cleanEnv(): Record<string, string> {
+  const env = Deno.env.toObject();
+  for (const name of Object.keys(env)) {
+    if (name === "AUDIT_SECRET" || name.startsWith("MCP_AUDIT_")) delete env[name];
+  }
+  return env;
+}
+
+/** server-everything over Streamable HTTP, listening, with its stderr drained. */
+interface HttpEverything {
+  server: Deno.ChildProcess;
+  stderr: Collector;
+  port: number;
+}
+
+/**
+ * Starts server-everything over Streamable HTTP. It takes its port from `PORT` and cannot be told
+ * to pick one, so the port is found free first, and another process may take it before the server
+ * binds it: then the server exits without listening, and another port is tried.
+ */
+async function startHttpEverything(signal: AbortSignal): Promise<HttpEverything> {
+  const failures: string[] = [];
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = probe.addr.port;
+    probe.close();
+    const server = new Deno.Command(deno, {
+      args: ["run", "-A", EVERYTHING, "streamableHttp"],
+      env: { PORT: String(port) },
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const stderr = new Collector(server.stderr);
+    try {
+      await stderr.waitFor(
+        (c) => c.text().includes(`listening on port ${port}`),
+        "server-everything to listen",
+        signal,
+      );
+      return { server, stderr, port };
+    } catch (e) {
+      if (signal.aborted) throw e;
+      failures.push(`port ${port}: ${stderr.text().slice(-500)}`);
+      await server.status;
+    }
+  }
+  throw new Error(`server-everything did not listen:\n${failures.join("\n")}`);
+}
+
 Deno.test("a stdio client reaches a Streamable HTTP server through the bridge, fully audited", async () => {
   const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-bridge-" });
-  const port = (() => {
-    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    const p = l.addr.port;
-    l.close();
-    return p;
-  })();
-  const server = new Deno.Command(deno, {
-    args: ["run", "-A", EVERYTHING, "streamableHttp"],
-    env: { PORT: String(port) },
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const serverLog = splitLines(server.stderr)[Symbol.asyncIterator]();
+  const signal = deadline(60_000);
+  const { server, stderr: serverLog, port } = await startHttpEverything(signal);
   try {
-    await lineMatching(serverLog, /listening on port/);
     const log = `${dir}/audit.jsonl`;
-    const transport = new StdioClientTransport({
-      command: deno,
-      args: ["run", "-A", `${root}main.ts`, "--upstream", `http://127.0.0.1:${port}/mcp`],
-      env: { ...Deno.env.toObject(), AUDIT_SECRET: SECRET, MCP_AUDIT_AUDIT_PATH: log },
-      stderr: "pipe",
-    });
+    await using proxy = new StdioCommand(
+      deno,
+      ["run", "-A", `${root}main.ts`, "--upstream", `http://127.0.0.1:${port}/mcp`],
+      { env: { ...cleanEnv(), AUDIT_SECRET: SECRET, MCP_AUDIT_AUDIT_PATH: log } },
+    );
     const client = new Client({ name: "bridge-stdio-client", version: "1.0.0" });
-    await client.connect(transport);
+    await client.connect(proxy.transport());
     const { tools } = await client.listTools();
     assert(tools.some((t: { name: string }) => t.name === "echo"));
     const echo = await client.callTool({
@@ -75,6 +113,7 @@ Deno.test("a stdio client reaches a Streamable HTTP server through the bridge, f
       },
     );
     await client.close();
+    assertEquals((await proxy.finished(signal)).code, 0, proxy.stderr.text());
 
     const recs = records(log);
     assertEquals(recs[0]!.method, "audit/start");
@@ -94,11 +133,12 @@ Deno.test("a stdio client reaches a Streamable HTTP server through the bridge, f
     assert(
       recs.some((r) => r.kind === "response" && r.tool_name === "trigger-long-running-operation"),
     );
-    assert((await verify(log)).startsWith("OK:"), await verify(log));
+    const verified = await verify(log);
+    assert(verified.startsWith("OK:"), verified);
   } finally {
     server.kill();
     await server.status;
-    await drainLines(serverLog);
+    await serverLog.done;
     Deno.removeSync(dir, { recursive: true });
   }
 });
@@ -124,13 +164,18 @@ Deno.test("a stdio server is served over HTTP, one process per session, none lef
       "stdio",
       marker,
     ],
-    env: { AUDIT_SECRET: SECRET, MCP_AUDIT_AUDIT_PATH: log },
+    env: { ...cleanEnv(), AUDIT_SECRET: SECRET, MCP_AUDIT_AUDIT_PATH: log },
+    clearEnv: true,
+    stdin: "null",
     stdout: "null",
     stderr: "piped",
   }).spawn();
-  const stderr = splitLines(proxy.stderr)[Symbol.asyncIterator]();
+  // Read all along: a proxy whose stderr pipe is full stops.
+  const stderr = new Collector(proxy.stderr);
+  const signal = deadline(60_000);
   try {
-    const [, url] = await lineMatching(stderr, LISTENING);
+    await stderr.waitFor((c) => LISTENING.test(c.text()), "the proxy to listen", signal);
+    const url = LISTENING.exec(stderr.text())![1]!;
     const connect = async (name: string) => {
       const transport = new StreamableHTTPClientTransport(new URL(`${url}/mcp`));
       const client = new Client({ name, version: "1.0.0" });
@@ -159,8 +204,8 @@ Deno.test("a stdio server is served over HTTP, one process per session, none lef
     await a.client.close();
     assertEquals(strays(marker).length, 1, "DELETE ends that session's process");
     proxy.kill("SIGTERM");
-    await drainLines(stderr);
-    assertEquals((await proxy.status).code, 0);
+    await stderr.done;
+    assertEquals((await proxy.status).code, 0, stderr.text());
     await b.client.close();
     assertEquals(strays(marker), [], "shutdown ends every session's process");
 
@@ -170,7 +215,8 @@ Deno.test("a stdio server is served over HTTP, one process per session, none lef
     assert(
       recs.some((r) => r.method === "notifications/progress" && r.direction === "server_to_client"),
     );
-    assert((await verify(log)).startsWith("OK:"), await verify(log));
+    const verified = await verify(log);
+    assert(verified.startsWith("OK:"), verified);
   } finally {
     try {
       proxy.kill("SIGKILL");

@@ -927,3 +927,77 @@ export function rewriteInPlace(path: string, text: string): void {
   let at = 0;
   while (at < padded.length) at += file.writeSync(padded.subarray(at));
 }
+
+/**
+ * A command spoken to over its stdin and stdout (an MCP SDK transport from `transport()`), with
+ * its stderr collected. Unlike the SDK's `StdioClientTransport`, whose `close()` sends SIGTERM to
+ * a process that has not exited within two seconds and SIGKILL two seconds later, nothing here
+ * depends on how fast the machine is: `finished()` waits for the process itself.
+ */
+export class StdioCommand implements AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  readonly stderr: Collector;
+  readonly status: Promise<Deno.CommandStatus>;
+  #stdin: WritableStreamDefaultWriter<Uint8Array>;
+  #inputClosed = false;
+  #exited = false;
+
+  /** `env` is the whole environment of the command. */
+  constructor(
+    command: string,
+    args: string[],
+    options: { env: Record<string, string>; cwd?: string },
+  ) {
+    this.child = new Deno.Command(command, {
+      args,
+      env: options.env,
+      clearEnv: true,
+      ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#stdin = this.child.stdin.getWriter();
+    this.stderr = new Collector(this.child.stderr);
+    this.status = this.child.status.then((s) => {
+      this.#exited = true;
+      return s;
+    });
+  }
+
+  /** The command's stdin and stdout as an MCP SDK transport; its `close()` ends stdin. */
+  transport(): WireTransport {
+    return new WireTransport(this.child.stdout, this.#stdin, () => this.#closeInput());
+  }
+
+  async #closeInput(): Promise<void> {
+    if (this.#inputClosed) return;
+    this.#inputClosed = true;
+    await this.#stdin.close().catch(() => {});
+  }
+
+  /** Waits for the command to exit and for its stderr to end (every holder of it gone). */
+  async finished(signal: AbortSignal): Promise<Deno.CommandStatus> {
+    const tail = () => this.stderr.text().slice(-3000);
+    const status = await raceAbort(this.status, signal, "the command to exit", tail);
+    await raceAbort(this.stderr.done, signal, "the command's stderr to end", tail);
+    return status;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.#exited) {
+      try {
+        this.child.kill("SIGKILL");
+      } catch {
+        // Gone already.
+      }
+    }
+    await this.status;
+    await this.#closeInput();
+    this.#stdin.releaseLock();
+    await this.child.stdout.cancel().catch(() => {});
+    await raceAbort(this.stderr.done, deadline(5000), "stderr end", () => "").catch(() => {
+      this.child.stderr.cancel().catch(() => {});
+    });
+  }
+}

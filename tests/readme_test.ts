@@ -3,8 +3,8 @@
  * the standard-library Python verifier.
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { deadline, StdioCommand } from "./helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const readme = Deno.readTextFileSync(`${root}README.md`);
@@ -52,18 +52,17 @@ Deno.test("the README's Claude Desktop entry runs the proxy with exactly its per
     for (const [k, v] of Object.entries(entry.env)) {
       env[k] = v.replaceAll("/Users/you/mcp-audit", dir);
     }
-    const transport = new StdioClientTransport({
-      command: entry.command === "deno" ? deno : entry.command,
-      args,
+    // Claude Desktop gives the entry's env and little else, and starts it outside the repository.
+    await using proxy = new StdioCommand(entry.command === "deno" ? deno : entry.command, args, {
       env: { PATH: Deno.env.get("PATH") ?? "", HOME: Deno.env.get("HOME") ?? dir, ...env },
       cwd: "/",
-      stderr: "inherit",
     });
     const client = new Client({ name: "readme-test", version: "1.0.0" });
-    await client.connect(transport);
+    await client.connect(proxy.transport());
     const result = await client.callTool({ name: "add", arguments: { a: 1, b: 2 } });
     assertEquals(result.content, [{ type: "text", text: "3" }]);
     await client.close();
+    assertEquals((await proxy.finished(deadline(60_000))).code, 0, proxy.stderr.text());
     const log = Deno.readTextFileSync(`${dir}/audit.jsonl`).trimEnd().split("\n").map((l) =>
       JSON.parse(l)
     );
