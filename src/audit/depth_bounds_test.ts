@@ -16,11 +16,21 @@ import { KeyRedactor } from "./redact.ts";
 import { hmacSigner } from "./signing.ts";
 import { JsonlStore } from "./storage/jsonl.ts";
 import { ChainVerifier } from "./verify.ts";
+import { ConfigError, loadConfig } from "../config/load.ts";
 import { toolDigest } from "../guardrails/pins.ts";
 import { compileGlob, compileLinearRegex, REGEX_MAX_PATTERN } from "../guardrails/pattern.ts";
 import { compilePolicy } from "../guardrails/policy.ts";
 import { ambiguousMember } from "../jsonrpc/ambiguous.ts";
-import { isJsonObject, isRawNumber, type JsonValue, parseLossless } from "../jsonrpc/json.ts";
+import {
+  AS_JSON_MAX_DEPTH,
+  asJsonValue,
+  DepthError,
+  isJsonObject,
+  isRawNumber,
+  type JsonValue,
+  parseLossless,
+} from "../jsonrpc/json.ts";
+import { buildSettings } from "../pipeline/settings.ts";
 
 /** Far beyond the gate's largest `proxy.max_json_depth` (4,000) and the records around it. */
 const DEEP = 100_000;
@@ -180,6 +190,37 @@ Deno.test("a record nested 100,000 levels is written, signed and verified", () =
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
+});
+
+Deno.test("asJsonValue takes 64 levels and throws DepthError past them, and for a cycle", () => {
+  assert.equal(AS_JSON_MAX_DEPTH, 64);
+  const ok = arrays(AS_JSON_MAX_DEPTH, 1);
+  assert.deepEqual(asJsonValue(ok), ok);
+  assert.throws(() => asJsonValue(arrays(AS_JSON_MAX_DEPTH + 1, 1)), DepthError);
+  const cycle: Record<string, unknown> = {};
+  cycle.self = cycle;
+  assert.throws(() => asJsonValue(cycle), (e) => e instanceof DepthError && e.limit === 64);
+  // Not a depth problem: no error, no value.
+  assert.equal(asJsonValue({ when: new Date(0) }), undefined);
+});
+
+Deno.test("a configuration value nested past 64 levels is a ConfigError saying so", () => {
+  const deep = "{ a: ".repeat(AS_JSON_MAX_DEPTH + 2) + "1" + " }".repeat(AS_JSON_MAX_DEPTH + 2);
+  const config = loadConfig({
+    file: {
+      path: "config.yaml",
+      text: `pinning:\n  enabled: false\nmiddleware:\n  rate_limit:\n    tools: ${deep}\n`,
+    },
+    env: {},
+    flags: new Map(),
+    upstreamArgv: [],
+  }).config;
+  assert.throws(
+    () => buildSettings(config, { mono: () => 0, now: () => new Date(0) }),
+    (e) =>
+      e instanceof ConfigError && e.key === "middleware.rate_limit" &&
+      e.message.includes("nested deeper than 64 levels"),
+  );
 });
 
 Deno.test("patterns nest only as deep as their length allows, and compile without overflowing", () => {

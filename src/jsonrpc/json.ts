@@ -258,29 +258,55 @@ export function isJsonObject(value: JsonValue | undefined): value is JsonObject 
 }
 
 /**
- * Narrows a value from elsewhere (parsed YAML, say) to JSON: the same value when it is JSON
- * throughout, else undefined (a non-finite number, a function, a date, a cycle too deep).
+ * A value nested deeper than the walk over it allows. Typed, so a caller can name the problem:
+ * the engine's own `RangeError` for an exhausted stack says nothing useful, and leaves a half-done
+ * job behind. Only walks that recurse throw it, each with its own bound; the walks over messages
+ * and records (parsing, redaction, canonical form) are iterative and have none.
  */
-export function asJsonValue(value: unknown, depth = 0): JsonValue | undefined {
-  if (depth > 64) return undefined;
+export class DepthError extends Error {
+  override name = "DepthError";
+  constructor(
+    /** The deepest nesting allowed. */
+    readonly limit: number,
+  ) {
+    super(`nested deeper than ${limit} levels`);
+  }
+}
+
+/**
+ * How deep {@link asJsonValue} follows a value: far beyond any configuration, and a cycle (which
+ * YAML aliases can make) ends here too. 64 frames of recursion are nothing to the stack.
+ */
+export const AS_JSON_MAX_DEPTH = 64;
+
+/**
+ * Narrows a value from elsewhere (parsed YAML, say) to JSON: the same value when it is JSON
+ * throughout, else undefined (a non-finite number, a function, a date).
+ * @throws {DepthError} when it nests deeper than `limit`, or refers to itself
+ */
+export function asJsonValue(value: unknown, limit = AS_JSON_MAX_DEPTH): JsonValue | undefined {
+  return narrow(value, 0, limit);
+}
+
+function narrow(value: unknown, depth: number, limit: number): JsonValue | undefined {
   if (value === null || typeof value === "string" || typeof value === "boolean") return value;
   if (typeof value === "number") return Number.isFinite(value) ? value : undefined;
   if (isRawNumber(value)) return value;
+  if (typeof value !== "object") return undefined;
+  if (depth >= limit) throw new DepthError(limit);
   if (Array.isArray(value)) {
     const out: JsonValue[] = [];
     for (const item of value) {
-      const v = asJsonValue(item, depth + 1);
+      const v = narrow(item, depth + 1, limit);
       if (v === undefined) return undefined;
       out.push(v);
     }
     return out;
   }
-  if (typeof value !== "object" || Object.getPrototypeOf(value) !== Object.prototype) {
-    return undefined;
-  }
+  if (Object.getPrototypeOf(value) !== Object.prototype) return undefined;
   const out: JsonObject = {};
   for (const [key, item] of Object.entries(value)) {
-    const v = asJsonValue(item, depth + 1);
+    const v = narrow(item, depth + 1, limit);
     if (v === undefined) return undefined;
     Object.defineProperty(out, key, {
       value: v,

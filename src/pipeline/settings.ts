@@ -16,7 +16,7 @@ import { Guard, type GuardParts } from "../guardrails/guard.ts";
 import { defaultPinsPath, PinError, PinStore } from "../guardrails/pins.ts";
 import { compilePolicy, GuardrailConfigError } from "../guardrails/policy.ts";
 import { RateLimiter } from "../guardrails/rate_limiter.ts";
-import { asJsonValue, type JsonValue } from "../jsonrpc/json.ts";
+import { asJsonValue, DepthError, type JsonValue } from "../jsonrpc/json.ts";
 import type { LiveSettings, Redactor } from "./exchange.ts";
 
 /** What building needs besides the configuration. */
@@ -38,7 +38,13 @@ export interface BuiltSettings {
 }
 
 function json(key: string, value: unknown): JsonValue {
-  const v = asJsonValue(value);
+  let v: JsonValue | undefined;
+  try {
+    v = asJsonValue(value);
+  } catch (e) {
+    if (!(e instanceof DepthError)) throw e;
+    throw new ConfigError(key, `${e.message}, or refers to itself`);
+  }
   if (v === undefined) throw new ConfigError(key, "holds a value that is not plain JSON data");
   return v;
 }
