@@ -805,7 +805,8 @@ export class Exchange {
       message: INVALID_REQUEST,
       data: { ...data, forwarded: false },
     };
-    if (from === "client" && this.#deps.live.guard !== null) {
+    // While guardrails judge what requests say, the record says they could not judge this one.
+    if (from === "client" && this.#deps.live.guard?.judgesContent === true) {
       f.decision = { action: "deny", rule: null, reason: `cannot be judged: ${violation.reason}` };
     }
     this.#deps.log.append(f);
