@@ -11,17 +11,32 @@ import {
 const root = new URL("..", import.meta.url).pathname;
 const deno = Deno.execPath();
 
+/**
+ * Runs `main.ts ARGS` with `opts.env` and none of the machine's mcp-audit settings, in `opts.cwd`
+ * or else in a new empty directory: not in the repository, where a `config.yaml` or `audit.jsonl`
+ * someone left would change what the proxy reads or where it writes.
+ */
 async function run(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) {
-  const out = await new Deno.Command(deno, {
-    args: ["run", "-A", `${root}main.ts`, ...args],
-    cwd: opts.cwd ?? root,
-    env: opts.env ?? {},
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const d = new TextDecoder();
-  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+  const env = Deno.env.toObject();
+  for (const name of Object.keys(env)) {
+    if (name === "AUDIT_SECRET" || name.startsWith("MCP_AUDIT_")) delete env[name];
+  }
+  const cwd = opts.cwd ?? Deno.makeTempDirSync({ prefix: "mcp-audit-cli-" });
+  try {
+    const out = await new Deno.Command(deno, {
+      args: ["run", "-A", `${root}main.ts`, ...args],
+      cwd,
+      env: { ...env, ...opts.env },
+      clearEnv: true,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const d = new TextDecoder();
+    return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+  } finally {
+    if (opts.cwd === undefined) Deno.removeSync(cwd, { recursive: true });
+  }
 }
 
 Deno.test("--help lists every flag and subcommand; --version prints the version", async () => {

@@ -16,13 +16,24 @@ Deno.test({
       const deno = Deno.execPath();
       // Ignore SIGXFSZ so that a write past the limit fails with EFBIG instead of killing us.
       const script = `trap '' XFSZ; ulimit -f 64; exec "$0" run -A "$1" -- "$0" run "$2"`;
+      const env = Deno.env.toObject();
+      for (const name of Object.keys(env)) {
+        if (name === "AUDIT_SECRET" || name.startsWith("MCP_AUDIT_")) delete env[name];
+      }
       const proxy = new Deno.Command("bash", {
         args: ["-c", script, deno, `${root}main.ts`, `${root}tests/fixtures/echo_upstream.ts`],
-        env: { AUDIT_SECRET: "fail-closed-test-secret-0123456789", MCP_AUDIT_AUDIT_PATH: log },
+        env: {
+          ...env,
+          AUDIT_SECRET: "fail-closed-test-secret-0123456789",
+          MCP_AUDIT_AUDIT_PATH: log,
+        },
+        clearEnv: true,
         stdin: "piped",
         stdout: "piped",
         stderr: "piped",
       }).spawn();
+      // Read from the start: a proxy whose stderr pipe is full stops.
+      const stderrText = new Response(proxy.stderr).text();
       const w = proxy.stdin.getWriter();
       const pad = "x".repeat(300);
       const delivered: number[] = [];
@@ -61,7 +72,7 @@ Deno.test({
       await w.close().catch(() => {});
       for await (const _ of lines) { /* drain */ }
       const status = await proxy.status;
-      const stderr = new TextDecoder().decode(await new Response(proxy.stderr).arrayBuffer());
+      const stderr = await stderrText;
       assertEquals(status.code, 1, stderr);
       assert(stderr.includes("fail closed"), stderr);
       assert(delivered.length > 0 && delivered.length < 800, `delivered ${delivered.length}`);
