@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { rawNumber } from "./json.ts";
+import { changedByDouble, rawNumber } from "./json.ts";
 import type { JsonRpcId } from "./message.ts";
 
 /** One code unit per byte. (`TextDecoder("latin1")` is windows-1252 and remaps 0x80–0x9F.) */
@@ -16,7 +16,7 @@ function bytesToText(bytes: Uint8Array): string {
   }
   return out;
 }
-const VALUE = String.raw`(-?\d+|"(?:[^"\\]|\\.){0,256}")`;
+const VALUE = String.raw`(-?(?:0|[1-9]\d*)|"(?:[^"\\]|\\.){0,256}")`;
 const HEAD = new RegExp(
   String.raw`^\s*\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*` + VALUE + String.raw`\s*[,}]`,
 );
@@ -33,8 +33,9 @@ function toId(text: string): JsonRpcId | undefined {
       return undefined;
     }
   }
+  // As a lossless parse would have it: -0 and big integers keep their text.
   const n = Number(text);
-  return Number.isSafeInteger(n) ? n : rawNumber(text);
+  return changedByDouble(text, n) ? rawNumber(text) : n;
 }
 
 /** The id, when it can be found for certain; `undefined` otherwise. */

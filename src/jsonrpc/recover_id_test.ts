@@ -64,6 +64,18 @@ Deno.test("recoverId keeps a big-number id as its digits", () => {
   assert.equal(fromTail(',"id":9007199254740991}'), 9007199254740991);
 });
 
+Deno.test("recoverId keeps an id of -0 as its text, as parseLossless does", () => {
+  const id = fromHead('{"jsonrpc":"2.0","id":-0,"method":"m"');
+  assert.ok(isRawNumber(id));
+  assert.equal(JSON.stringify({ id }), '{"id":-0}');
+  assert.equal(fromTail(',"id":0}'), 0);
+});
+
+Deno.test("recoverId takes only JSON numbers: no leading zeros", () => {
+  assert.equal(fromHead('{"id":007,"method":"m"'), undefined);
+  assert.equal(fromTail(',"id":-01}'), undefined);
+});
+
 Deno.test("recoverId finds nothing in bytes that are not a JSON object", () => {
   assert.equal(recoverId(enc.encode("[1,2,3"), enc.encode("4,5]")), undefined);
   assert.equal(recoverId(none, none), undefined);
