@@ -107,6 +107,28 @@ Deno.test("value redaction finds a secret 100,000 levels down and names its path
   assert.equal(new ValueRedactor().redact(clean, "result").value, clean);
 });
 
+/** The gate's largest `proxy.max_json_depth`, and the levels a record adds around a message. */
+const GATE_DEEPEST = 4_000 + 100;
+
+Deno.test("redaction lists 20,000 secrets found 4,100 levels down, each path built once", () => {
+  // The recursive value walk overflowed here, inside the gate's bound; and a path built afresh
+  // for each secret would cost 20,000 times the depth.
+  const token = "ghp_" + "a1".repeat(18);
+  const many = Array.from({ length: 20_000 }, (_, i) => `#${i} ${token}`);
+  const value = objects(GATE_DEEPEST, "k", many);
+  const { value: out, paths } = new ValueRedactor().redact(value, "result");
+  const deep = bottom(out, GATE_DEEPEST);
+  assert.ok(Array.isArray(deep) && deep[19_999] === "#19999 [REDACTED:github_token]");
+  assert.equal(paths.length, 20_000);
+  assert.equal(paths[19_999], "result" + ".k".repeat(GATE_DEEPEST) + "[19999]");
+
+  const secrets: Record<string, string> = {};
+  for (let i = 0; i < 20_000; i++) secrets[`token_${i}`] = "s3cret";
+  const keyed = new KeyRedactor(["token"]).redact(arrays(GATE_DEEPEST, secrets), "params");
+  assert.equal(keyed.paths.length, 20_000);
+  assert.equal(keyed.paths[0], "params" + "[0]".repeat(GATE_DEEPEST) + ".token_0");
+});
+
 Deno.test("a tool whose inputSchema nests 100,000 levels still gets a digest", () => {
   const schema = objects(DEEP, "items", { type: "string" });
   const digest = toolDigest({ name: "deep", inputSchema: schema });

@@ -842,7 +842,7 @@ export class ValueRedactor {
     }
     if (!isContainer(root)) return root;
     const stack: WalkFrame<null>[] = [];
-    let frame = enter(root, null);
+    let frame = enter(root, null, rootPath);
     for (;;) {
       let child: Container | null = null;
       const value = frame.value;
@@ -850,13 +850,13 @@ export class ValueRedactor {
       if (Array.isArray(value)) {
         while (child === null && frame.at < value.length) {
           const i = frame.at++;
-          child = this.#member(value[i]!, i, frame, stack, rootPath, paths);
+          child = this.#member(value[i]!, i, frame, stack, paths);
         }
       } else {
         const keys = frame.keys!;
         while (child === null && frame.at < keys.length) {
           const key = keys[frame.at++]!;
-          child = this.#member(value[key]!, key, frame, stack, rootPath, paths);
+          child = this.#member(value[key]!, key, frame, stack, paths);
         }
       }
       if (child !== null) {
@@ -878,13 +878,12 @@ export class ValueRedactor {
     key: string | number,
     frame: WalkFrame<null>,
     stack: readonly WalkFrame<null>[],
-    rootPath: string,
     paths: string[],
   ): Container | null {
     if (typeof item === "string") {
       const { text } = this.redactString(item);
       if (text !== item) {
-        paths.push(framePath(rootPath, stack, key));
+        paths.push(framePath(stack, frame, key));
         setMember(frame, key, text);
       }
       return null;

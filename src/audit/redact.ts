@@ -60,15 +60,15 @@ const enum Mode {
 // Only the tool definitions of a tools/list result; a call's arguments named `inputSchema` are data.
 const TOOL_DEFINITION = /^result\.tools\[\d+\]$/;
 
-/** The mode of member `key` of an object walked in `mode`, below `stack`. */
+/** The mode of member `key` of the object `frame` walks in `mode`, below `stack`. */
 function memberMode(
   mode: Mode,
   key: string,
-  rootPath: string,
   stack: readonly WalkFrame<Mode>[],
+  frame: WalkFrame<Mode>,
 ): Mode {
   if (mode === Mode.Data) {
-    return SCHEMA_KEYS.has(key) && TOOL_DEFINITION.test(framePath(rootPath, stack))
+    return SCHEMA_KEYS.has(key) && TOOL_DEFINITION.test(framePath(stack, frame))
       ? Mode.Schema
       : Mode.Data;
   }
@@ -128,7 +128,7 @@ export class KeyRedactor {
   #walk(root: JsonValue, rootPath: string, paths: string[]): JsonValue {
     if (!isContainer(root)) return root;
     const stack: WalkFrame<Mode>[] = [];
-    let frame = enter(root, Mode.Data);
+    let frame = enter(root, Mode.Data, rootPath);
     for (;;) {
       let child: Container | null = null;
       let childMode = Mode.Data;
@@ -149,11 +149,11 @@ export class KeyRedactor {
           const key = keys[frame.at++]!;
           const item = value[key]!;
           if (mode !== Mode.SchemaProperties && !PROTOCOL_KEYS.has(key) && this.sensitive(key)) {
-            paths.push(framePath(rootPath, stack, key));
+            paths.push(framePath(stack, frame, key));
             if (item !== REDACTED) setMember(frame, key, REDACTED);
           } else if (isContainer(item)) {
             child = item;
-            childMode = memberMode(mode, key, rootPath, stack);
+            childMode = memberMode(mode, key, stack, frame);
             break;
           }
         }
@@ -192,16 +192,19 @@ export interface WalkFrame<M> {
   at: number;
   copy: Container | undefined;
   readonly mode: M;
+  /** The container's path: given for the root, worked out for the others when first needed. */
+  path: string | undefined;
 }
 
-/** A frame for walking `value`. */
-export function enter<M>(value: Container, mode: M): WalkFrame<M> {
+/** A frame for walking `value`; `path` for the root only. */
+export function enter<M>(value: Container, mode: M, path?: string): WalkFrame<M> {
   return {
     value,
     keys: Array.isArray(value) ? null : Object.keys(value),
     at: 0,
     copy: undefined,
     mode,
+    path,
   };
 }
 
@@ -229,19 +232,26 @@ export function setMember(frame: WalkFrame<unknown>, key: string | number, next:
 }
 
 /**
- * The path of the container walked below `stack` (the frames around it, outermost first), from
- * the root's `rootPath`; with `key`, the path of that member of it. Built only when needed: most
- * walks need no path at all, and a path built for every member would cost time in the square of
- * the depth.
+ * The path of the container `frame` walks (below `stack`, its enclosing frames, outermost first,
+ * the root's path given); with `key`, the path of that member of it. Worked out only when needed,
+ * since most walks need no path at all, and kept in the frames: a path built afresh for each of
+ * many members deep down would cost time in the depth times their number.
  */
 export function framePath(
-  rootPath: string,
   stack: readonly WalkFrame<unknown>[],
+  frame: WalkFrame<unknown>,
   key?: string | number,
 ): string {
-  let path = rootPath;
-  for (const f of stack) path = memberPath(path, memberAt(f));
-  return key === undefined ? path : memberPath(path, key);
+  if (frame.path === undefined) {
+    let i = stack.length - 1;
+    while (stack[i]!.path === undefined) i--;
+    for (; i < stack.length; i++) {
+      const parent = stack[i]!;
+      const child = i + 1 < stack.length ? stack[i + 1]! : frame;
+      child.path = memberPath(parent.path!, memberAt(parent));
+    }
+  }
+  return key === undefined ? frame.path! : memberPath(frame.path!, key);
 }
 
 function memberPath(path: string, key: string | number): string {
