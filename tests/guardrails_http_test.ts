@@ -185,7 +185,7 @@ class SdkSession implements AsyncDisposable {
     await this.client.close();
     await raceAbort(
       Promise.all(this.wire.exchanges.map((e) => e.done)),
-      deadline(10_000),
+      deadline(45_000),
       "the client's responses to end",
       () => "",
     );
