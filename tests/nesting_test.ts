@@ -265,25 +265,18 @@ Deno.test("over the HTTP proxy, 5,000 nested arrays in the upstream's answer are
   assertEquals(violations(run.records, "server_to_client"), [[1, "max_json_depth", LIMIT]]);
 });
 
-Deno.test({
-  name:
-    "over the HTTP proxy, the client waiting for an answer 5,000 arrays deep gets -32600 in its place",
-  // The exchange refuses the body and hands back the answer (Passage.forward null, replies), but
-  // src/transport/http/proxy_app.ts still sends a refused upstream body or SSE event on as it came.
-  ignore: true,
-  async fn() {
-    await using upstream = answeringUpstream((m) => deepResult(JSON.stringify(m.id), TOO_DEEP[0]!));
-    await withProxy("nesting-http-server-answer", upstream.url, {}, async (proxy, client) => {
-      const res = await fetch(proxy.endpoint, {
-        method: "POST",
-        client,
-        headers: POST_HEADERS,
-        body: rpc({ id: 1, method: "tools/list" }),
-      });
-      const answer = JSON.parse(await res.text()) as Message;
-      assertEquals([answer.id, refusalOf(answer)], [1, { code: INVALID_REQUEST, depth: LIMIT }]);
+Deno.test("over the HTTP proxy, the client waiting for an answer 5,000 arrays deep gets -32600 in its place", async () => {
+  await using upstream = answeringUpstream((m) => deepResult(JSON.stringify(m.id), TOO_DEEP[0]!));
+  await withProxy("nesting-http-server-answer", upstream.url, {}, async (proxy, client) => {
+    const res = await fetch(proxy.endpoint, {
+      method: "POST",
+      client,
+      headers: POST_HEADERS,
+      body: rpc({ id: 1, method: "tools/list" }),
     });
-  },
+    const answer = JSON.parse(await res.text()) as Message;
+    assertEquals([answer.id, refusalOf(answer)], [1, { code: INVALID_REQUEST, depth: LIMIT }]);
+  });
 });
 
 Deno.test("over the HTTP-to-stdio bridge, nested arrays past the limit are refused from the client's body and from the server's line, and the session goes on", async () => {

@@ -65,12 +65,13 @@ export interface LiveSettings {
 export interface Passage {
   /** The messages read; none for a violation. */
   messages: WireMessage[];
-  /** The bytes to send on: `content` itself when unchanged, other bytes when rewritten, or null. */
-  forward: Uint8Array | null;
   /**
-   * The proxy's own answers, one line each: to the sender for requests refused or unreadable, or
-   * to the other side when an unreadable message was the answer it awaits.
+   * The bytes to send on, without framing: `content` itself when unchanged; other bytes when
+   * rewritten (a filtered `tools/list` answer, or, for a refused answer, the proxy's `-32600` to
+   * the request it answered, which the other side awaits in its place); or null.
    */
+  forward: Uint8Array | null;
+  /** The proxy's own answers to the sender, one line each, for what it refused of its requests. */
   replies: Outbound[];
   /** Whether the content was a batch (its answers then go back as one array over HTTP). */
   batch: boolean;
@@ -783,9 +784,10 @@ export class Exchange {
 
   /**
    * A message that breaks the wire rules: one `invalid` record naming the violation, with the
-   * digest of the bytes received; nothing sent on. Its sender hears `-32600` when the message is a
-   * request (or may be one) whose id can be found; when it was the answer to a request the other
-   * side awaits, that side hears `-32600` for its request instead, so that nobody waits forever.
+   * digest of the bytes received; it is never sent on. Its sender hears `-32600` when the message
+   * is a request (or may be one) whose id can be found; when it was the answer to a request the
+   * other side awaits, that side gets `-32600` for its request in its place (as `forward`), so
+   * that nobody waits forever.
    * A client's message whose id cannot be found is answered with id null.
    */
   #reject(from: Side, content: Uint8Array, violation: Violation): Passage {
@@ -835,7 +837,10 @@ export class Exchange {
     const answering = request === true ? undefined : this.#settle(other(from), id) ??
       (from === "server" ? this.#settleCoerced(id) : undefined);
     if (answering !== undefined) {
-      passage.replies.push(this.#synthesize(other(from), answering.id, answer, answering));
+      // Sent on in the refused answer's place: where it would have gone (an HTTP response, an
+      // SSE event, a line) the waiting side finds the answer to its request.
+      const out = this.#synthesize(other(from), answering.id, answer, answering);
+      passage.forward = out.bytes.subarray(0, out.bytes.length - 1);
     } else if (request !== false) {
       passage.replies.push(this.#synthesize(from, id, answer, undefined));
     }

@@ -599,3 +599,17 @@ Deno.test("nesting past maxJsonDepth is refused before any parse; exactly the li
     { maxJsonDepth: 1000 },
   );
 });
+
+Deno.test("a refused answer from an HTTP upstream comes back as forward: the proxy's -32600 for the request, sent on in its place", () => {
+  withExchange((exchange, records) => {
+    exchange.pass("client", bytes('{"jsonrpc":"2.0","id":"a","method":"tools/list"}'));
+    const p = exchange.pass("server", bytes('{"jsonrpc":"2.0","id":"a","result":{"n":NaN}}'));
+    assert.equal(p.violation?.code, "not_json");
+    assert.deepEqual(p.replies, [], "nothing goes back to the server");
+    const answer = JSON.parse(dec.decode(p.forward!));
+    assert.deepEqual([answer.id, answer.error.code], ["a", -32600]);
+    const sent = records().at(-1)!;
+    assert.equal(sent.wire_sha256, sha256Hex(p.forward!), "the record hashes what is sent on");
+    assert.equal(sent.method, "tools/list");
+  });
+});

@@ -238,9 +238,12 @@ export async function runStdioToHttp(opts: StdioToHttpOptions): Promise<BridgeOu
           if (passage.replies.length === 0) opts.beforeWrite();
           continue;
         }
-        noteVersion(line, passage.messages);
+        // What goes on: the line itself, or in place of a refused answer to one of the server's
+        // requests, the proxy's error for that request.
+        const forward = passage.forward;
+        noteVersion(forward, passage.messages);
         opts.beforeWrite();
-        const p = post(line, passage.messages).finally(() => inFlight.delete(p));
+        const p = post(forward, passage.messages).finally(() => inFlight.delete(p));
         inFlight.add(p);
       }
     }

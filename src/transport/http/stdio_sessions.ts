@@ -247,7 +247,12 @@ class StdioSession {
           const passage = this.exchange.passLine("server", line, frame.terminated);
           this.#opts.beforeWrite();
           this.answer(passage.replies);
-          if (passage.forward !== null) this.#route(passage.forward, passage.messages);
+          if (passage.forward === null) continue;
+          // A refused answer goes on as the proxy's error for the request it answered.
+          const messages = passage.violation === null
+            ? passage.messages
+            : classifyLine(passage.forward).messages;
+          this.#route(passage.forward, messages);
         }
       }
     } catch (e) {
@@ -388,8 +393,12 @@ export class StdioSessions {
         m.kind === "request" && m.method === "initialize"
       );
       const headers = new Headers(initialize ? { "mcp-session-id": session.id } : {});
-      if (passage.forward === null) return this.#refused(passage, session, headers);
-      const stream = session.send(line, passage.messages);
+      if (passage.violation !== null || passage.forward === null) {
+        // A refused answer to one of the server's requests: the server gets the proxy's error.
+        if (passage.forward !== null) session.send(passage.forward, []);
+        return this.#refused(passage, session, headers);
+      }
+      const stream = session.send(passage.forward, passage.messages);
       if (stream === undefined) return new Response(null, { status: 202, headers });
       for (const [k, v] of Object.entries(sse)) headers.set(k, v);
       return new Response(stream.body, { status: 200, headers });
