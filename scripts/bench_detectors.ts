@@ -267,19 +267,40 @@ export function detectorReport(r: DetectorBenchResult): string[] {
     `${Deno.build.os}/${Deno.build.arch}, ${r.quick ? "quick" : "full"} run in ` +
     `${r.seconds.toFixed(1)} s; time per redaction of one adversarial string, fastest of ` +
     `${r.plan.batches} batches of at least ${r.plan.batchMs} ms`;
+  const row = (t: DetectorTiming, label: string): string[] => [
+    label,
+    t.group,
+    showSize(t.size),
+    showMs(t.ms),
+    showMs(t.ms2x),
+    t.ratio.toFixed(2),
+    t.superLinear ? "SUPER-LINEAR" : t.attempts > 1 ? `${t.attempts} attempts` : "",
+  ];
   const rows = [["", "detectors", "size", "ms", "ms at 2x", "2x / 1x", "flag"]];
   for (const t of r.timings) {
-    rows.push([
-      t.label,
-      t.group,
-      showSize(t.size),
-      showMs(t.ms),
-      showMs(t.ms2x),
-      t.ratio.toFixed(2),
-      t.superLinear ? "SUPER-LINEAR" : t.attempts > 1 ? `${t.attempts} attempts` : "",
-    ]);
+    if (t.group === "all" || t.group === "custom") rows.push(row(t, t.label));
   }
   const lines = [header, "", ...table(rows), ""];
+  // Each detector alone: its family with the highest ratio stands for it (all are in --json).
+  const alone = new Map<string, DetectorTiming>();
+  for (const t of r.timings) {
+    if (t.group === "all" || t.group === "custom") continue;
+    const worst = alone.get(t.group);
+    if (worst === undefined || t.ratio > worst.ratio) alone.set(t.group, t);
+  }
+  if (alone.size > 0) {
+    const aloneRows = [[
+      "each detector alone: its highest ratio",
+      "detector",
+      "size",
+      "ms",
+      "ms at 2x",
+      "2x / 1x",
+      "flag",
+    ]];
+    for (const t of alone.values()) aloneRows.push(row(t, t.label));
+    lines.push(...table(aloneRows), "");
+  }
   const ratios = r.timings.map((t) => t.ratio);
   lines.push(
     `2x / 1x: about 2 is linear, about 4 quadratic; flagged above ${r.superLinearRatio}; ` +
