@@ -46,6 +46,7 @@
  */
 import {
   classifyValue,
+  decodeText,
   type JsonRpcId,
   type Message,
   parseText,
@@ -106,9 +107,12 @@ const OPEN_OBJECT = 0x7b;
 const CLOSE_ARRAY = 0x5d;
 const CLOSE_OBJECT = 0x7d;
 
-/** True when `bytes` hold only spaces and tabs (a line holds no `\r` or `\n` by now). */
-function isBlank(bytes: Uint8Array): boolean {
-  for (const b of bytes) if (b !== SPACE && b !== TAB) return false;
+/** True when `text` holds only spaces and tabs (a line holds no `\r` or `\n` by then). */
+function isBlank(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c !== SPACE && c !== TAB) return false;
+  }
   return true;
 }
 
@@ -117,77 +121,69 @@ function violation(code: ViolationCode, reason: string): Violation {
 }
 
 /**
- * The deepest nesting of `bytes` as JSON, counting only brackets outside strings, or -1 as soon
+ * The deepest nesting of `text` as JSON, counting only brackets outside strings, or -1 as soon
  * as it passes `limit`. One pass, no allocation, no recursion: it runs before anything parses or
- * walks the message. String contents are skipped with the native `indexOf`, so a large payload
- * costs little; the bytes need not be valid JSON (a parse after it says whether they are).
+ * walks the message. String contents, most of a typical message, are skipped with the string's
+ * native `indexOf`; the text need not be valid JSON (the parse after it says whether it is).
  *
  * @example
  * ```ts
- * const b = new TextEncoder().encode('{"a":[["]]]"]]}');
- * jsonDepth(b, 10); // 3
- * jsonDepth(b, 2); // -1
+ * jsonDepth('{"a":[["]]]"]]}', 10); // 3
+ * jsonDepth('{"a":[["]]]"]]}', 2); // -1
  * ```
  */
-export function jsonDepth(bytes: Uint8Array, limit: number): number {
+export function jsonDepth(text: string, limit: number): number {
   let depth = 0;
   let deepest = 0;
-  const n = bytes.length;
-  let i = 0;
-  while (i < n) {
-    const b = bytes[i]!;
-    if (b === QUOTE) {
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
       // To the closing quote: the next quote not escaped by an odd run of backslashes.
       let j = i;
       while (true) {
-        j = bytes.indexOf(QUOTE, j + 1);
+        j = text.indexOf('"', j + 1);
         if (j === -1) return deepest;
         let k = j - 1;
-        while (bytes[k] === BACKSLASH) k--;
+        while (text.charCodeAt(k) === BACKSLASH) k--;
         if (((j - 1 - k) & 1) === 0) break;
       }
-      i = j + 1;
-      continue;
-    }
-    if (b === OPEN_ARRAY || b === OPEN_OBJECT) {
+      i = j;
+    } else if (c === OPEN_ARRAY || c === OPEN_OBJECT) {
       if (++depth > deepest) {
         if (depth > limit) return -1;
         deepest = depth;
       }
-    } else if (b === CLOSE_ARRAY || b === CLOSE_OBJECT) {
+    } else if (c === CLOSE_ARRAY || c === CLOSE_OBJECT) {
       depth--;
     }
-    i++;
   }
   return deepest;
 }
 
 /**
- * The rules checked on the raw bytes, before they are decoded or parsed: framing (for a line) and
- * depth. Cheap where it can be: `\r` and `\n` are found natively, and a message no longer than the
- * depth limit cannot be nested deeper than it.
+ * The rules checked on the text before it is parsed: framing (for a line) and depth. Cheap where
+ * it can be: `\r` and `\n` are found by the string's native search, and a message no longer than
+ * the depth limit cannot be nested deeper than it.
  */
-function checkBytes(bytes: Uint8Array, rules: WireRules): Violation | null {
+function checkText(text: string, rules: WireRules): Violation | null {
   if (rules.framing === "line") {
-    if (rules.terminated === false) {
-      return violation("unterminated", "the input ended before the line's \\n");
-    }
-    if (bytes.indexOf(CR) !== -1) {
+    if (text.includes("\r")) {
       return violation(
         "carriage_return",
         "a \\r inside the line, which some MCP SDKs read as a line end",
       );
     }
-    if (bytes.indexOf(LF) !== -1) return violation("line_feed", "a \\n inside the message");
-    const last = bytes[bytes.length - 1];
-    if ((last === SPACE || last === TAB) && !isBlank(bytes)) {
+    if (text.includes("\n")) return violation("line_feed", "a \\n inside the message");
+    const last = text.charCodeAt(text.length - 1);
+    if ((last === SPACE || last === TAB) && !isBlank(text)) {
       return violation(
         "trailing_whitespace",
         "white space after the message, which the Go SDK reads as trailing data",
       );
     }
   }
-  if (bytes.length > rules.maxDepth && jsonDepth(bytes, rules.maxDepth) === -1) {
+  if (text.length > rules.maxDepth && jsonDepth(text, rules.maxDepth) === -1) {
     return violation(
       "max_json_depth",
       `nested deeper than proxy.max_json_depth (${rules.maxDepth})`,
@@ -210,8 +206,9 @@ function notJsonRpc(invalid: Extract<Message, { kind: "invalid" }>, value: JsonV
 
 /**
  * Reads bytes as the proxy forwards them: one JSON-RPC message or batch that every official MCP
- * SDK reads alike, or the {@link Violation} that says why they must not go on. Never throws. The
- * byte checks (framing, depth) run first, so deep input never reaches the parser.
+ * SDK reads alike, or the {@link Violation} that says why they must not go on. Never throws. Strict
+ * UTF-8 decoding comes first, then the framing and depth checks on the text, so that deep input
+ * never reaches the parser.
  *
  * @example
  * ```ts
@@ -222,9 +219,19 @@ function notJsonRpc(invalid: Extract<Message, { kind: "invalid" }>, value: JsonV
  * ```
  */
 export function readWire(bytes: Uint8Array, rules: WireRules): Reading {
-  const broken = checkBytes(bytes, rules);
+  if (rules.framing === "line" && rules.terminated === false) {
+    return {
+      kind: "violation",
+      violation: violation("unterminated", "the input ended before the line's \\n"),
+    };
+  }
+  const text = decodeText(bytes);
+  if (text === null) {
+    return { kind: "violation", violation: violation("invalid_utf8", "invalid UTF-8") };
+  }
+  const broken = checkText(text, rules);
   if (broken !== null) return { kind: "violation", violation: broken };
-  const parsed = parseText(bytes);
+  const parsed = parseText(text);
   if (!("value" in parsed)) {
     return { kind: "violation", violation: violation(parsed.code, parsed.reason) };
   }

@@ -102,24 +102,27 @@ export function classifyValue(value: JsonValue): Message {
   };
 }
 
-/** Why bytes are not one JSON text, as {@link parseText} tells it. */
+/** Why bytes are not one JSON text, as {@link decodeText} and {@link parseText} tell it. */
 export type Unreadable =
   | { code: "invalid_utf8"; reason: "invalid UTF-8" }
   | { code: "blank"; reason: "blank line" }
   | { code: "not_json"; reason: "not JSON" }
   | { code: "too_deep_to_parse"; reason: "nested too deep to parse" };
 
-/**
- * Decodes strict UTF-8 and parses one JSON text, losslessly. Never throws: what cannot be read
- * comes back as an {@link Unreadable} reason.
- */
-export function parseText(bytes: Uint8Array): { value: JsonValue } | Unreadable {
-  let text: string;
+/** Strict UTF-8 (a BOM kept as a character), or null where the bytes are not UTF-8. */
+export function decodeText(bytes: Uint8Array): string | null {
   try {
-    text = utf8.decode(bytes);
+    return utf8.decode(bytes);
   } catch {
-    return { code: "invalid_utf8", reason: "invalid UTF-8" };
+    return null;
   }
+}
+
+/**
+ * Parses one JSON text, losslessly. Never throws: what cannot be read comes back as an
+ * {@link Unreadable} reason.
+ */
+export function parseText(text: string): { value: JsonValue } | Unreadable {
   if (text.trim() === "") return { code: "blank", reason: "blank line" };
   try {
     return { value: parseLossless(text) };
@@ -138,7 +141,10 @@ export function parseText(bytes: Uint8Array): { value: JsonValue } | Unreadable 
  * non-JSON-RPC values come back as `invalid` messages.
  */
 export function classifyLine(line: Uint8Array): Classified {
-  const parsed = parseText(line);
+  const text = decodeText(line);
+  const parsed: { value: JsonValue } | Unreadable = text === null
+    ? { code: "invalid_utf8", reason: "invalid UTF-8" }
+    : parseText(text);
   if (!("value" in parsed)) {
     return {
       messages: [{ kind: "invalid", reason: parsed.reason, id: undefined }],
