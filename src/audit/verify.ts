@@ -58,6 +58,15 @@ export interface AnchorToCheck extends AnchorHead {
 }
 
 const MAX_PROBLEMS = 1000;
+
+/** What the `cause` of an `audit/recover` event the proxy wrote at run time means. */
+const CAUSES: Readonly<Record<string, string>> = {
+  deleted: "deleted",
+  moved: "moved away",
+  replaced: "replaced by something it did not create",
+  truncated: "cut short (records at its end removed)",
+  extended: "written into by another program",
+};
 // How many recent record hashes are kept to check `prev` links of records that come late.
 const HASH_WINDOW = 4096;
 
@@ -251,7 +260,12 @@ export class ChainVerifier {
           if (isJsonObject(t) && typeof t.offset === "number") this.#tornListed.add(t.offset);
         }
       }
-      this.#notes.push(`seq ${seq}: recovery after a crash (torn line(s) kept in place)`);
+      const cause = isJsonObject(params) ? params.cause : undefined;
+      this.#notes.push(
+        typeof cause === "string"
+          ? `seq ${seq}: the proxy found its log ${CAUSES[cause] ?? cause} while it ran`
+          : `seq ${seq}: recovery after a crash (torn line(s) kept in place)`,
+      );
     }
     this.#lastMethod = method;
     this.#lastKind = typeof record.kind === "string" ? record.kind : null;

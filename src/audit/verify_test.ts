@@ -473,3 +473,23 @@ Deno.test({
     assert.ok(checkAgainst(lines, older).notes.some((n) => n.includes("before this log's first")));
   },
 });
+
+Deno.test("ChainVerifier notes what a run-time audit/recover says happened, not a crash", () => {
+  const lines = build(KEY, (log, path) => {
+    log.event(EventMethod.Start, {});
+    log.append(request(2));
+    log.flush();
+    Deno.writeTextFileSync(path, "junk\n", { append: true });
+    log.append(request(3));
+    log.stop({});
+  });
+  const r = check(lines);
+  assert.deepEqual(r.problems.map((p) => [p.kind, p.line]), [["modified", 3]], "the junk line");
+  assert.ok(
+    r.notes.some((n) =>
+      n === "seq 3: the proxy found its log written into by another program while it ran"
+    ),
+    r.notes.join("\n"),
+  );
+  assert.ok(!r.notes.some((n) => n.includes("crash")));
+});

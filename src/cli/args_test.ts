@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type Command, parseCommand } from "./args.ts";
+import { type Command, HELP, parseCommand } from "./args.ts";
 import { UsageError } from "./errors.ts";
 import { ConfigError, loadConfig } from "../config/load.ts";
 
@@ -122,4 +122,15 @@ Deno.test("parseCommand recognises help, version and the subcommands", () => {
     kind: "pins",
     args: ["approve", "--all"],
   });
+});
+
+Deno.test("--help gives verify's flags and every exit code it uses", () => {
+  const verify = HELP.slice(HELP.indexOf("mcp-audit verify"), HELP.indexOf("mcp-audit export"));
+  for (const flag of ["--public-key FILE", "--anchor FILE", "--no-signatures"]) {
+    assert.ok(verify.includes(flag), `verify's usage names ${flag}`);
+  }
+  assert.match(
+    verify.replace(/\s+/g, " "),
+    /exit 0 intact and signed, 1 problems, 2 unreadable or no key, 3 chain intact but --no-signatures/,
+  );
 });
