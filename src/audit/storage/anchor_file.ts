@@ -39,6 +39,7 @@ export class AnchorFile {
   #running: Promise<void> | undefined;
   #failure: StorageError | undefined;
   #temps = 0;
+  #written = false;
 
   /**
    * @param path the anchor's path (`audit.anchor.path`)
@@ -67,7 +68,21 @@ export class AnchorFile {
         `${this.path} is ${stat.isSymlink ? "a symbolic link" : "not a regular file"}`,
       );
     }
+    let dir: Deno.FileInfo | undefined;
+    try {
+      dir = Deno.statSync(this.#dir);
+    } catch {
+      dir = undefined;
+    }
+    if (dir === undefined || !dir.isDirectory) {
+      throw new RefusedPathError("audit.anchor.path", `its directory ${this.#dir} does not exist`);
+    }
     this.#removeStaleTemps();
+  }
+
+  /** Whether an anchor was written in this run: until then, writes are made synchronously. */
+  get written(): boolean {
+    return this.#written;
   }
 
   /**
@@ -191,6 +206,7 @@ export class AnchorFile {
         Deno.renameSync(temp, this.path);
         this.#placed = head.seq;
       }
+      this.#written = true;
       // Also when an earlier background write placed it: its directory sync may still be pending.
       if (posix) {
         using dir = Deno.openSync(this.#dir, { read: true });
@@ -239,6 +255,7 @@ export class AnchorFile {
     }
     Deno.renameSync(temp, this.path);
     this.#placed = head.seq;
+    this.#written = true;
     if (posix) {
       using dir = await Deno.open(this.#dir, { read: true });
       await dir.sync();

@@ -139,3 +139,24 @@ Deno.test("a restart refuses an anchor signed with another key, edited, or for a
   Deno.writeTextFileSync(anchorPath, text);
   open().close();
 });
+
+Deno.test("an anchor whose directory is missing is refused at once", () => {
+  using tmp = tempDir();
+  assert.throws(
+    () => new AnchorFile(`${tmp.dir}/nowhere/audit.anchor`, `${tmp.dir}/audit.jsonl`, KEY),
+    (e: unknown) => e instanceof RefusedPathError && e.key === "audit.anchor.path",
+  );
+});
+
+Deno.test("the run's first anchor is written before sync returns, so a failure stops the start", () => {
+  using tmp = tempDir();
+  Deno.mkdirSync(`${tmp.dir}/anchors`);
+  const log = `${tmp.dir}/audit.jsonl`;
+  const store = new JsonlStore(log, false, {
+    anchor: new AnchorFile(`${tmp.dir}/anchors/audit.anchor`, log, KEY),
+  });
+  Deno.removeSync(`${tmp.dir}/anchors`);
+  store.append(line(1), rec(1));
+  assert.throws(() => store.sync(), /cannot update the anchor/);
+  assert.throws(() => store.append(line(2), rec(2)), /cannot update the anchor/, "fail closed");
+});

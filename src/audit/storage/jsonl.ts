@@ -379,7 +379,18 @@ export class JsonlStore implements RecordStore {
   }
 
   sync(): void {
-    if (this.#syncNow()) this.#anchorSoon(this.#tail);
+    if (!this.#syncNow()) return;
+    const anchor = this.#anchor;
+    if (anchor === undefined || this.#tail === undefined) return;
+    // The run's first anchor (after audit/start) is written before going on, so that an anchor
+    // path that cannot be written stops the start, not the first message.
+    if (anchor.written) return anchor.writeSoon(this.#head(this.#tail));
+    try {
+      anchor.writeNow(this.#head(this.#tail));
+    } catch (e) {
+      if (e instanceof StorageError) this.#failure ??= e;
+      throw e;
+    }
   }
 
   /** Flushes and fsyncs; true when there was something to sync. */
