@@ -1,7 +1,7 @@
 /**
  * How a stdio session ends: shutdown signals, an upstream that crashes, and one that will not
  * exit. Each answers pending requests, records everything, exits with the right code and leaves
- * no process behind.
+ * no process behind, with all permissions and with the README's narrow ones.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { drainLines, splitLines } from "./lines.ts";
@@ -19,20 +19,20 @@ interface Run {
   stderrLines: AsyncIterator<string>;
 }
 
-function start(mode: string): Run {
+/**
+ * Starts the proxy in front of `stubborn_upstream.ts MODE`, or of `upstream` when given. `permissions`
+ * are the proxy's Deno flags (all by default); `{dir}` in them is the run's directory.
+ */
+function start(mode: string, permissions = ["-A"], upstream?: string[]): Run {
   const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-lifecycle-" });
   const log = `${dir}/audit.jsonl`;
   const proxy = new Deno.Command(deno, {
     args: [
       "run",
-      "-A",
+      ...permissions.map((p) => p.replaceAll("{dir}", dir)),
       `${root}main.ts`,
       "--",
-      deno,
-      "run",
-      "-A",
-      `${root}tests/fixtures/stubborn_upstream.ts`,
-      mode,
+      ...(upstream ?? [deno, "run", "-A", `${root}tests/fixtures/stubborn_upstream.ts`, mode]),
     ],
     env: { AUDIT_SECRET: SECRET, MCP_AUDIT_AUDIT_PATH: log },
     stdin: "piped",
@@ -179,3 +179,145 @@ Deno.test({
     }
   },
 });
+
+/** The README's Claude Desktop flags, with `deno` (and more) where it names `npx`. */
+function readmePermissions(...run: string[]): string[] {
+  return [
+    "--allow-read={dir}",
+    "--allow-write={dir}",
+    "--allow-env",
+    `--allow-run=${[deno, ...run].join(",")}`,
+  ];
+}
+
+/** Waits (up to 10 s) for the proxy's exit; kills it and fails if it hangs. */
+async function exited(run: Run): Promise<Deno.CommandStatus> {
+  const timer = setTimeout(() => run.proxy.kill("SIGKILL"), 10_000);
+  try {
+    const status = await run.proxy.status;
+    assert(status.signal !== "SIGKILL", "the proxy hung after the session ended");
+    return status;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The proxy's log lines that have `field`. */
+function logLinesWith(logs: string[], field: string): Record<string, unknown>[] {
+  return logs.flatMap((l) => {
+    try {
+      const v = JSON.parse(l);
+      return typeof v === "object" && v !== null && field in v ? [v] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+Deno.test({
+  name:
+    "with the README's permission flags, an upstream that ignores stdin EOF and SIGTERM is still killed",
+  ignore: Deno.build.os === "windows",
+  fn: async () => {
+    // Deno.kill needs --allow-run without a list: each signal used to fail silently, and the
+    // proxy waited for the upstream for ever.
+    const run = start("stubborn", readmePermissions());
+    let upstream: number | undefined;
+    try {
+      upstream = upstreamPid(await stderrUntil(run, "ready"));
+      await run.writer.close();
+      const logs = await stderrUntil(run, "sending SIGKILL");
+      const status = await exited(run);
+      logs.push(...await drainLines(run.stderrLines));
+      assertEquals(status.code, 0);
+      const stop = records(run.log).at(-1)!;
+      assertEquals((stop.params as { upstream_exit: unknown }).upstream_exit, {
+        code: 137,
+        signal: "SIGKILL",
+      });
+      assertEquals(leftovers(run.dir), []);
+      // One warning says what cannot be done without more permissions.
+      const told = logLinesWith(logs, "containment");
+      assertEquals(told.length, 1, logs.join("\n"));
+      assertEquals(told[0]!.level, "warn");
+      if (Deno.build.os === "linux") assertEquals(told[0]!.containment, "group");
+      assert(String(told[0]!.signals).includes("--allow-run"), JSON.stringify(told[0]));
+    } finally {
+      await stop(run);
+      // A proxy that hung leaves its upstream behind.
+      if (upstream !== undefined) killGroup(upstream);
+      Deno.removeSync(run.dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "with kill named in --allow-run, what the upstream leaves in its process group is ended with it",
+  ignore: Deno.build.os === "windows",
+  fn: async () => {
+    const marker = `sidecar-${crypto.randomUUID()}`;
+    const run = start("", readmePermissions("kill"), [
+      deno,
+      "run",
+      "-A",
+      `${root}tests/fixtures/npx_like_wrapper.ts`,
+      "--sidecar",
+      marker,
+      "--",
+      deno,
+      "run",
+      `${root}tests/fixtures/echo_upstream.ts`,
+    ]);
+    try {
+      await stderrUntil(run, "npx_like_wrapper: child pid");
+      assertEquals(sidecars(marker).length, 1, "the sidecar runs before the session ends");
+      await run.writer.close();
+      const status = await exited(run);
+      const logs = await drainLines(run.stderrLines);
+      assertEquals(status.code, 0, logs.join("\n"));
+      assertEquals(sidecars(marker), [], "the sidecar is ended with the wrapper's group");
+      const told = logLinesWith(logs, "containment");
+      assertEquals(told.length, 1, logs.join("\n"));
+      assertEquals(told[0]!.signals, undefined, "the group can be signalled");
+    } finally {
+      for (const line of sidecars(marker)) Deno.kill(Number(line.trim().split(" ")[0]), "SIGKILL");
+      await stop(run);
+      Deno.removeSync(run.dir, { recursive: true });
+    }
+  },
+});
+
+/** The upstream's pid, from the proxy's "upstream started" line among `logs`. */
+function upstreamPid(logs: string[]): number | undefined {
+  const pid = logLinesWith(logs, "pid").find((l) => l.msg === "upstream started")?.pid;
+  return typeof pid === "number" ? pid : undefined;
+}
+
+/** SIGKILL to a process group that may be gone. */
+function killGroup(pgid: number): void {
+  try {
+    Deno.kill(-pgid, "SIGKILL");
+  } catch {
+    // Gone.
+  }
+}
+
+/** Kills the proxy if it is still running, and waits for it. */
+async function stop(run: Run): Promise<void> {
+  try {
+    run.proxy.kill("SIGKILL");
+  } catch {
+    // It has exited.
+  }
+  await run.proxy.status;
+}
+
+/** The live sidecar processes (`linger.ts MARKER`) in the process table. */
+function sidecars(marker: string): string[] {
+  const ps = new Deno.Command("ps", { args: ["-eo", "pid,stat,args"], stdout: "piped" })
+    .outputSync();
+  return new TextDecoder().decode(ps.stdout).split("\n").filter((l) =>
+    l.includes(`linger.ts ${marker}`) && !/^\s*\d+\s+Z/.test(l)
+  );
+}
