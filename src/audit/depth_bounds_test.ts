@@ -1,8 +1,8 @@
 /**
  * No walk over a message, a record or a pins file may overflow the call stack, however deep the
- * value: each is iterative (tested far past any bound: 100,000 levels, where the recursive walks
- * they replace threw the engine's RangeError at about 5,000), or recursive with a small explicit
- * bound and a typed error past it. The exchange refuses messages deeper than
+ * value: each is iterative (tested far past any bound: 100,000 levels; the recursive walks they
+ * replace threw the engine's RangeError at 4,100, within what the gate lets through), or recursive
+ * with a small explicit bound and a typed error past it. The exchange refuses messages deeper than
  * `proxy.max_json_depth` before any of this runs; these are the defence behind that gate, and the
  * only defence `verify` has against a hostile log file.
  */
