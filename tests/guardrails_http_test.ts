@@ -261,6 +261,21 @@ class ProxyChild implements AsyncDisposable {
 }
 
 /** What every run must leave: no process of it alive, an intact chain, `verify` exit 0. */
+/**
+ * server-everything over Streamable HTTP. It takes its port from `PORT` and cannot pick one, so the
+ * port is found free before it starts, and another process may take it first: the server then
+ * exits without listening, and it is started again on another port.
+ */
+async function startEverything(dir: string, signal: AbortSignal): Promise<EverythingHttpServer> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await EverythingHttpServer.start(dir, signal);
+    } catch (e) {
+      if (signal.aborted || attempt === 5) throw e;
+    }
+  }
+}
+
 async function checkedLog(dir: string, logPath: string): Promise<AuditRecord[]> {
   await assertNoStrays(dir);
   const file = await readLog(logPath);
@@ -335,7 +350,7 @@ function serverAnswersTo(records: readonly AuditRecord[], id: Json): AuditRecord
 Deno.test("an HTTP proxy answers a denied tools/call itself with -32030 (HTTP 200, JSON body) while an allowed call reaches server-everything, and the upstream never sees the denied one", async () => {
   await using dir = await tempDir("guard-http-deny");
   const signal = deadline(45_000);
-  await using server = await EverythingHttpServer.start(dir.path, signal);
+  await using server = await startEverything(dir.path, signal);
   await using relay = new Relay(server.url);
   let sessionId = "";
   let deniedPost: RecordedExchange | undefined;
@@ -453,7 +468,7 @@ Deno.test("an HTTP proxy answers a denied tools/call itself with -32030 (HTTP 20
 Deno.test("in monitor mode an HTTP proxy lets a call the policy would deny through to server-everything and records the deny with enforced:false", async () => {
   await using dir = await tempDir("guard-http-monitor");
   const signal = deadline(45_000);
-  await using server = await EverythingHttpServer.start(dir.path, signal);
+  await using server = await startEverything(dir.path, signal);
   await using relay = new Relay(server.url);
   let sumPost: RecordedExchange | undefined;
   let listed: string[] = [];
@@ -490,7 +505,7 @@ Deno.test("in monitor mode an HTTP proxy lets a call the policy would deny throu
 Deno.test("a tools/list answer streamed as SSE by server-everything reaches the client without the denied tools, in the same event with the same id, and the record names what was hidden", async () => {
   await using dir = await tempDir("guard-http-list-sse");
   const signal = deadline(45_000);
-  await using server = await EverythingHttpServer.start(dir.path, signal);
+  await using server = await startEverything(dir.path, signal);
   await using relay = new Relay(server.url);
   const env = {
     MCP_AUDIT_POLICY_ENABLED: "true",
@@ -680,7 +695,7 @@ function assertRateLimited(outcome: string | McpError | undefined, what: string)
 Deno.test("two HTTP sessions calling the same tool at 3 requests per minute each get 3 calls and then -32029: one client's exhaustion leaves the other's budget untouched", async () => {
   await using dir = await tempDir("guard-http-rate");
   const signal = deadline(45_000);
-  await using server = await EverythingHttpServer.start(dir.path, signal);
+  await using server = await startEverything(dir.path, signal);
   const sessions: string[] = [];
   let a: (string | McpError)[] = [];
   let b: (string | McpError)[] = [];
@@ -733,7 +748,7 @@ Deno.test("two HTTP sessions calling the same tool at 3 requests per minute each
 Deno.test("with middleware.rate_limit.key client_id two HTTP sessions share one bucket: client A's exhaustion refuses client B", async () => {
   await using dir = await tempDir("guard-http-rate-shared");
   const signal = deadline(45_000);
-  await using server = await EverythingHttpServer.start(dir.path, signal);
+  await using server = await startEverything(dir.path, signal);
   const env = { ...ECHO_3_PER_MINUTE, MCP_AUDIT_MIDDLEWARE_RATE_LIMIT_KEY: "client_id" };
   const sessions: string[] = [];
   let a: (string | McpError)[] = [];
@@ -863,7 +878,7 @@ Deno.test("over the stdio-to-HTTP bridge a denied tools/call is answered on stdo
   // The proxy's own directory, which marks the processes that must be gone when it has exited.
   await using dir = await tempDir("guard-stdio-http");
   const signal = deadline(45_000);
-  await using server = await EverythingHttpServer.start(serverDir.path, signal);
+  await using server = await startEverything(serverDir.path, signal);
   await using relay = new Relay(server.url);
   let transport: WireTransport | undefined;
   let code: number | undefined;
