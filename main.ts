@@ -14,7 +14,8 @@ import {
   KeyError,
   type Signer,
 } from "./src/audit/signing.ts";
-import { JsonlStore, StorageError } from "./src/audit/storage/jsonl.ts";
+import { StorageError } from "./src/audit/storage/jsonl.ts";
+import { openJsonlStore } from "./src/audit/storage/open.ts";
 import { HELP, parseCommand } from "./src/cli/args.ts";
 import { UsageError } from "./src/cli/errors.ts";
 import { keygenCommand } from "./src/cli/keygen_command.ts";
@@ -353,7 +354,7 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
   const live = liveSettings(built);
   const signer = makeSigner(config, logger);
   const newUlid = monotonicFactory();
-  const store = new JsonlStore(config.audit.path, config.audit.durability === "entry");
+  const store = openJsonlStore(config.audit, { signer, logger });
   const transport = http ? "http" : "stdio";
   const log = new AuditLog({
     store,
@@ -445,12 +446,7 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
     stopReloading();
   }
   try {
-    log.event(EventMethod.Stop, {
-      reason: ending.reason,
-      exit_code: ending.exitCode,
-      ...ending.details,
-      last_seq: log.seq + 1,
-    }, session);
+    log.stop({ reason: ending.reason, exit_code: ending.exitCode, ...ending.details }, session);
     log.close();
   } catch (e) {
     logger.error("cannot write audit/stop", { error: (e as Error).message });
