@@ -32,7 +32,8 @@ function start(mode: string, permissions = ["-A"], upstream?: string[]): Run {
       ...permissions.map((p) => p.replaceAll("{dir}", dir)),
       `${root}main.ts`,
       "--",
-      ...(upstream ?? [deno, "run", "-A", `${root}tests/fixtures/stubborn_upstream.ts`, mode]),
+      // The directory, an argument the fixture ignores, marks its processes as this run's.
+      ...(upstream ?? [deno, "run", "-A", `${root}tests/fixtures/stubborn_upstream.ts`, mode, dir]),
     ],
     env: { AUDIT_SECRET: SECRET, MCP_AUDIT_AUDIT_PATH: log },
     stdin: "piped",
@@ -75,10 +76,12 @@ async function verify(log: string): Promise<number> {
   return out.code;
 }
 
+/** This run's live processes (other runs of these tests may be going on at the same time). */
 function leftovers(dir: string): string[] {
-  const ps = new Deno.Command("ps", { args: ["-eo", "pid,args"], stdout: "piped" }).outputSync();
+  const ps = new Deno.Command("ps", { args: ["-eo", "pid,stat,args"], stdout: "piped" })
+    .outputSync();
   return new TextDecoder().decode(ps.stdout).split("\n").filter((l) =>
-    l.includes("stubborn_upstream.ts") || l.includes(dir)
+    l.includes(dir) && !/^\s*\d+\s+Z/.test(l)
   );
 }
 

@@ -51,6 +51,9 @@ function unescapeMount(text: string): string {
   );
 }
 
+/** Never notified: `Atomics.wait` on it is a synchronous pause. */
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
 function moveTo(dir: string, pid: number): void {
   Deno.writeTextFileSync(`${dir}/cgroup.procs`, String(pid));
 }
@@ -210,10 +213,15 @@ export class Cgroup {
     return this.#removeNow();
   }
 
-  /** One attempt to remove the cgroup now; for when waiting is no longer possible. */
-  removeSync(): boolean {
+  /**
+   * Kills what is left and removes the cgroup without giving up the thread: for when this process
+   * is exiting and nothing can be awaited. Blocks up to `ms` for the killed to finish exiting.
+   */
+  removeSync(ms = 0): boolean {
     if (this.#removed) return true;
     this.kill();
+    const until = Date.now() + ms;
+    while (this.populated() && Date.now() < until) Atomics.wait(pause, 0, 0, 5);
     return this.#removeNow();
   }
 

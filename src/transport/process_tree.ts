@@ -233,10 +233,13 @@ export class UpstreamTree {
     return groupAlive(this.#route, this.child.pid);
   }
 
-  /** For when the process is exiting and nothing can be awaited: kill all, try to clean up. */
+  /**
+   * For when the process is exiting and nothing can be awaited: kills all and removes the cgroup,
+   * blocking up to a second for the killed to be gone (a caller may not have awaited the reap).
+   */
   abandon(): void {
     this.kill();
-    this.#cgroup?.removeSync();
+    this.#cgroup?.removeSync(1000);
   }
 
   #signalChild(signal: "SIGTERM" | "SIGKILL"): void {
