@@ -20,6 +20,8 @@ export const ErrorCode = {
 
 /** Messages paired with the codes above. */
 export const ErrorMessage = {
+  /** A message refused unread: not one message every MCP SDK reads alike, or too deep. */
+  InvalidRequest: "invalid request",
   PolicyDenied: "policy denied",
   RateLimited: "rate limit exceeded",
   TooLarge: "message too large",

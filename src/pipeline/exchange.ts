@@ -119,8 +119,6 @@ const PASS: Verdict = { kind: "pass" };
 /** How much of an unreadable message's head and tail is searched for its id. */
 const ID_SEARCH = 4096;
 const REFUSED_WITH_BATCH = "refused with its batch: another request in it was refused";
-/** The `error.message` of the proxy's answer to a message it cannot forward. */
-const INVALID_REQUEST = "invalid request";
 const other = (side: Side): Side => side === "client" ? "server" : "client";
 const directionFrom = (side: Side): Direction =>
   side === "client" ? "client_to_server" : "server_to_client";
@@ -176,7 +174,7 @@ function unjudgeable(reason: string): Verdict {
       kind: "error",
       error: {
         code: ErrorCode.InvalidRequest,
-        message: "invalid request",
+        message: ErrorMessage.InvalidRequest,
         data: { reason: `refused unread while guardrails are on: ${reason}` },
       },
     },
@@ -804,7 +802,7 @@ export class Exchange {
     f.jsonrpc_id = id ?? null;
     f.error = {
       code: ErrorCode.InvalidRequest,
-      message: INVALID_REQUEST,
+      message: ErrorMessage.InvalidRequest,
       data: { ...data, forwarded: false },
     };
     // While guardrails judge what requests say, the record says they could not judge this one.
@@ -822,7 +820,7 @@ export class Exchange {
       kind: "error",
       error: {
         code: ErrorCode.InvalidRequest,
-        message: INVALID_REQUEST,
+        message: ErrorMessage.InvalidRequest,
         data: { ...data, reason: `refused unread: ${violation.reason}` },
       },
     };

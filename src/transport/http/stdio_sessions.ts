@@ -13,7 +13,7 @@ import { Hono } from "hono";
 import { isJsonObject, type JsonValue } from "../../jsonrpc/json.ts";
 import { classifyLine, idKey, type JsonRpcId, type Message } from "../../jsonrpc/message.ts";
 import { toLine, type Violation } from "../../jsonrpc/framing.ts";
-import { ErrorCode } from "../../jsonrpc/errors.ts";
+import { ErrorCode, ErrorMessage } from "../../jsonrpc/errors.ts";
 import type { Exchange, Outbound } from "../../pipeline/exchange.ts";
 import { BatchWriter } from "../../streams/batch_writer.ts";
 import { LineSplitter } from "../../streams/line_splitter.ts";
@@ -63,7 +63,7 @@ function refusedBody(violation: Violation): Uint8Array<ArrayBuffer> {
     id: null,
     error: {
       code: ErrorCode.InvalidRequest,
-      message: "invalid request",
+      message: ErrorMessage.InvalidRequest,
       data: { violation: violation.code, reason: `refused unread: ${violation.reason}` },
     },
   }));
