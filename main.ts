@@ -264,6 +264,9 @@ async function runHttpProxy(run: Run, upstream: URL): Promise<Ending> {
     sessions,
     logger,
     maxMessageBytes: p.max_message_bytes,
+    maxRequestBodyBytes: p.http.max_request_body_bytes === 0
+      ? p.max_message_bytes
+      : Math.min(p.http.max_request_body_bytes, p.max_message_bytes),
     upstreamTimeoutMs: p.upstream_timeout_ms,
     forwardHeaders: new Set(p.forward_headers.map((h) => h.toLowerCase())),
     allowedHosts: allowedHosts(run),

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { TargetError } from "./request_target.ts";
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1 and the usual extras): never forwarded. */
 const HOP_BY_HOP = new Set([
@@ -76,22 +77,38 @@ export function clientResponseHeaders(upstream: Headers): Headers {
 }
 
 /**
- * Where a request to the proxy goes upstream. The upstream URL's folder is its path up to the
- * last `/` (`/` for `http://h/mcp`, `/tenant/` for `http://h/tenant/mcp`). A request path inside
- * that folder is used as it is, so `/mcp` never becomes `/mcp/mcp` and a legacy SSE server's
- * `/messages?sessionId=…` endpoint works; `/` maps to the upstream path itself; any other path is
- * placed inside the folder. The query string is the request's, or else the upstream URL's.
+ * Where a request to the proxy goes upstream: always the configured upstream's scheme, host and
+ * port, whatever the path holds. The upstream URL's folder is its path up to the last `/` (`/` for
+ * `http://h/mcp`, `/tenant/` for `http://h/tenant/mcp`). A request path inside that folder is used
+ * as it is, so `/mcp` never becomes `/mcp/mcp` and a legacy SSE server's `/messages?sessionId=…`
+ * endpoint works; `/` maps to the upstream path itself; any other path is placed inside the
+ * folder. The query string is the request's, or else the upstream URL's.
+ *
+ * The URL is built as text from the upstream's origin, never resolved against it: resolving reads
+ * `//other-host/x` as a URL of its own. The result is checked again (the origin, and the path
+ * exactly as built) so that a reading this function did not foresee is refused, not forwarded.
+ * @param target a path and query already checked by `parseTarget`
+ * @throws {TargetError} when the URL built would not be on the upstream's origin
+ *
+ * @example
+ * ```ts
+ * upstreamUrl(new URL("http://h/tenant/mcp"), { path: "/mcp", query: "" }).href; // "http://h/tenant/mcp"
+ * ```
  */
-export function upstreamUrl(upstream: URL, requestUrl: URL): URL {
+export function upstreamUrl(upstream: URL, target: { path: string; query: string }): URL {
   const base = upstream.pathname;
   const folder = base.slice(0, base.lastIndexOf("/") + 1);
-  const path = requestUrl.pathname;
-  const mapped = path === "/"
-    ? base
-    : path.startsWith(folder)
-    ? path
-    : folder + path.replace(/^\/+/, "");
-  const out = new URL(mapped, upstream);
-  out.search = requestUrl.search !== "" ? requestUrl.search : upstream.search;
+  const path = target.path;
+  const mapped = path === "/" ? base : path.startsWith(folder) ? path : folder + path.slice(1);
+  const search = target.query !== "" && target.query !== "?" ? target.query : upstream.search;
+  let out: URL;
+  try {
+    out = new URL(upstream.origin + mapped + search);
+  } catch {
+    throw new TargetError("the upstream URL built from the request is not a URL");
+  }
+  if (out.origin !== upstream.origin || out.pathname !== mapped) {
+    throw new TargetError(`the request would leave the upstream ${upstream.origin}${base}`);
+  }
   return out;
 }

@@ -1,46 +1,106 @@
 /**
- * Host and Origin checks for our own listeners. The upstream sees the `Host` we send, so its own
- * DNS-rebinding protection no longer covers the client's request: we check instead.
+ * Host, request-target and Origin checks for our own listeners. The upstream sees the `Host` we
+ * send, so its own DNS-rebinding protection no longer covers the client's request: we check
+ * instead. A malformed value is a 400 (the request is not one we can read); a well-formed one we do
+ * not serve is a 403.
  *
  * @module
  */
 import type { MiddlewareHandler } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { type Authority, AuthorityError, parseAuthority, parseOrigin } from "./authority.ts";
+import { parseTarget, TargetError } from "./request_target.ts";
 
-const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]", "::1"]);
+const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]"]);
 
-function hostname(hostHeader: string): string {
-  const h = hostHeader.trim().toLowerCase();
-  if (h.startsWith("[")) return h.slice(0, h.indexOf("]") + 1);
-  const colon = h.lastIndexOf(":");
-  return colon === -1 ? h : h.slice(0, colon);
+/** What the listener knows of a request beyond the `Request` itself. */
+export interface RequestInfo {
+  /** The client's address. */
+  remote?: string | undefined;
+  /** The request target exactly as the client sent it (`/path?query`, or absolute-form). */
+  target?: string | undefined;
+}
+
+/** The target as sent, or (in-process tests without a listener) the path and query of the URL. */
+export function rawTarget(env: RequestInfo | undefined, url: string): string {
+  if (env?.target !== undefined) return env.target;
+  const at = url.indexOf("/", url.indexOf("//") + 2);
+  return at === -1 ? "/" : url.slice(at);
 }
 
 /**
- * Refuses requests for a host name not in `hosts` (403), and browser requests whose `Origin` is
- * neither loopback nor in `origins` (403). Requests without an `Origin` (non-browser clients) pass.
+ * A configured host in the form the parser gives a `Host` (lower case, IPv6 in brackets, no port):
+ * `::1` and `[::1]` are the same host, and `example.com:443` names `example.com`.
+ */
+function hostName(configured: string): string {
+  for (const text of [configured, `[${configured}]`]) {
+    try {
+      return parseAuthority(text).host;
+    } catch {
+      // Not in this form.
+    }
+  }
+  return configured.toLowerCase();
+}
+
+function badRequest(message: string): HTTPException {
+  return new HTTPException(400, { message });
+}
+
+function samePort(a: Authority, b: Authority): boolean {
+  return (a.port ?? 80) === (b.port ?? 80);
+}
+
+/**
+ * Refuses, in this order: a missing, repeated or malformed `Host` (400); a host name not in
+ * `hosts` (403); a request target that is not a plain path, or an absolute-form target naming
+ * another authority than `Host` (400); a malformed `Origin` (400); a browser request whose
+ * `Origin` is `null`, or neither loopback nor in `origins` (403). Requests without an `Origin`
+ * (non-browser clients) pass. Refusals are thrown as `HTTPException`s for the app's one `onError`.
  */
 export function hostOriginGuard(
   hosts: ReadonlySet<string>,
   origins: ReadonlySet<string>,
-): MiddlewareHandler {
+): MiddlewareHandler<{ Bindings: RequestInfo }> {
+  const allowed = new Set([...hosts].map(hostName));
   return async function hostOriginGuard(c, next) {
-    const host = c.req.header("host");
-    if (host === undefined || !hosts.has(hostname(host))) {
-      return c.text("host not allowed\n", 403);
+    const hostHeader = c.req.raw.headers.get("host");
+    if (hostHeader === null) throw badRequest("missing Host header");
+    let host: Authority;
+    try {
+      host = parseAuthority(hostHeader);
+    } catch (e) {
+      if (e instanceof AuthorityError) throw badRequest(`malformed Host header: ${e.message}`);
+      throw e;
     }
-    const origin = c.req.header("origin");
-    if (origin !== undefined && origin !== "null") {
-      let allowed = origins.has(origin);
-      try {
-        allowed ||= LOOPBACK.has(new URL(origin).hostname.toLowerCase());
-      } catch {
-        allowed = false;
+    if (!allowed.has(host.host)) throw new HTTPException(403, { message: "host not allowed" });
+    let target;
+    try {
+      target = parseTarget(rawTarget(c.env, c.req.raw.url));
+    } catch (e) {
+      if (e instanceof TargetError) {
+        throw new HTTPException(e.status, { message: `request target refused: ${e.message}` });
       }
-      if (!allowed) return c.text("origin not allowed\n", 403);
-    } else if (origin === "null") {
-      return c.text("origin not allowed\n", 403);
+      throw e;
+    }
+    const named = target.authority;
+    if (named !== null && (named.host !== host.host || !samePort(named, host))) {
+      throw badRequest("the request target names another host than the Host header");
+    }
+    const origin = c.req.raw.headers.get("origin");
+    if (origin === "null") throw new HTTPException(403, { message: "origin not allowed" });
+    if (origin !== null) {
+      let parsed;
+      try {
+        parsed = parseOrigin(origin);
+      } catch (e) {
+        if (e instanceof AuthorityError) throw badRequest(`malformed Origin header: ${e.message}`);
+        throw e;
+      }
+      if (!origins.has(origin) && !LOOPBACK.has(parsed.host)) {
+        throw new HTTPException(403, { message: "origin not allowed" });
+      }
     }
     await next();
-    return undefined;
   };
 }

@@ -6,16 +6,20 @@
  * @module
  */
 import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
 import type { Exchange, Outbound } from "../../pipeline/exchange.ts";
 import type { JsonRpcId, Message } from "../../jsonrpc/message.ts";
 import { ownBytes, readCapped, readDeclared } from "../../streams/read_capped.ts";
 import { type SseEvent, SseTap } from "../../streams/sse_tap.ts";
+import { encodeSseEvent } from "../../streams/sse_encoder.ts";
 import type { Logger } from "../../log.ts";
 import { clientResponseHeaders, upstreamRequestHeaders, upstreamUrl } from "./headers.ts";
 import type { SessionRegistry } from "./sessions.ts";
 import type { UpstreamFetch } from "./upstream_tls.ts";
 import { mayRetry, type RetryPolicy, withRetries } from "./retry.ts";
-import { hostOriginGuard } from "./host_origin_guard.ts";
+import { hostOriginGuard, rawTarget, type RequestInfo } from "./host_origin_guard.ts";
+import { httpErrorHandler } from "./http_errors.ts";
+import { parseTarget, TargetError } from "./request_target.ts";
 import { repliesBody } from "./replies.ts";
 
 /** What the proxy app needs. */
@@ -25,6 +29,8 @@ export interface HttpProxyOptions {
   sessions: SessionRegistry;
   logger: Logger;
   maxMessageBytes: number;
+  /** Largest request body read (`proxy.http.max_request_body_bytes`, at most `maxMessageBytes`). */
+  maxRequestBodyBytes: number;
   /** Bounds the wait for response headers and every idle gap of a body; never a whole stream. */
   upstreamTimeoutMs: number;
   /** Lower-case names of headers allowed upstream that are stripped by default. */
@@ -39,12 +45,11 @@ export interface HttpProxyOptions {
   retry: RetryPolicy;
 }
 
-/** Values Deno.serve hands each request. */
-export interface ProxyBindings {
-  remote: string | undefined;
-}
+/** What the listener hands each request: the client's address and the target as sent. */
+export type ProxyBindings = RequestInfo;
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 const BODY_METHODS = new Set(["POST", "PUT", "PATCH"]);
 /** How much of a body declared too large is read, to recover its id from its first bytes. */
 const ID_SEARCH_BYTES = 4095;
@@ -73,13 +78,28 @@ function startsLikeJson(bytes: Uint8Array): boolean {
   return false;
 }
 
-/** The `sessionId` of a legacy `endpoint` event's URL, if it has one. */
-function legacySession(endpoint: string): string | null {
+/**
+ * A legacy HTTP+SSE server's `endpoint` event, read against the upstream URL: where its client is
+ * to POST, and the session that names. An endpoint on another origin than the upstream's is null:
+ * the client would take its messages there, past the proxy and the log.
+ */
+function legacyEndpoint(
+  data: string,
+  upstream: URL,
+): { path: string; session: string | null; absolute: boolean } | null {
+  let url: URL;
   try {
-    return new URL(endpoint.trim(), "http://upstream").searchParams.get("sessionId");
+    url = new URL(data.trim(), upstream);
   } catch {
     return null;
   }
+  if (url.origin !== upstream.origin) return null;
+  return {
+    path: url.pathname + url.search,
+    session: url.searchParams.get("sessionId"),
+    // Written with an authority (`http://h/…`, `//h/…`): the client would go there directly.
+    absolute: /^\s*(?:[a-z][a-z0-9+.-]*:)?\/\//i.test(data),
+  };
 }
 
 /** An error answer: the JSON-RPC errors when there are ids to answer, else one line of text. */
@@ -92,18 +112,19 @@ function failure(status: number, reply: Uint8Array<ArrayBuffer> | null, text: st
 /** The bytes of `outs` meant for the client, as SSE events. */
 function sseEvents(outs: Outbound[]): Uint8Array | null {
   const texts = outs.filter((o) => o.to === "client").map((o) =>
-    new TextDecoder().decode(o.bytes).trimEnd()
+    encodeSseEvent({ event: "message", data: decoder.decode(o.bytes).trimEnd() })
   );
-  if (texts.length === 0) return null;
-  return encoder.encode(texts.map((t) => `event: message\ndata: ${t}\n\n`).join(""));
+  return texts.length === 0 ? null : encoder.encode(texts.join(""));
 }
 
 /** One SSE `message` event carrying `json`, keeping the original event's id and retry hint. */
 function sseEvent(json: Uint8Array, original: SseEvent): Uint8Array {
-  const retry = original.retry === undefined ? "" : `retry: ${original.retry}\n`;
-  const id = original.id === undefined ? "" : `id: ${original.id}\n`;
-  const data = new TextDecoder().decode(json);
-  return encoder.encode(`${retry}${id}event: message\ndata: ${data}\n\n`);
+  return encoder.encode(encodeSseEvent({
+    event: "message",
+    data: decoder.decode(json),
+    ...(original.id === undefined ? {} : { id: original.id }),
+    ...(original.retry === undefined ? {} : { retry: String(original.retry) }),
+  }));
 }
 
 /** The JSON text of an SSE event's data, for id recovery: from the first `data:` on. */
@@ -115,19 +136,62 @@ function afterData(head: Uint8Array): Uint8Array {
   return head.subarray(head[skip] === 0x20 ? skip + 1 : skip);
 }
 
+/** A long value from a peer, cut for a log line. */
+function shown(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+}
+
+/**
+ * The upstream's `Location`, made to keep the client with the proxy: one on the upstream's origin
+ * becomes its path (the client then asks the proxy, which asks the upstream); one elsewhere is
+ * dropped, since following it would take the client's messages past the log. The proxy itself
+ * never follows a redirect.
+ */
+function keepLocation(headers: Headers, upstream: URL, logger: Logger): void {
+  const location = headers.get("location");
+  if (location === null) return;
+  let url: URL | null;
+  try {
+    url = new URL(location, upstream);
+  } catch {
+    url = null;
+  }
+  if (url !== null && url.origin === upstream.origin) {
+    headers.set("location", url.pathname + url.search + url.hash);
+    return;
+  }
+  headers.delete("location");
+  logger.warn("dropped a redirect to another origin than the upstream's", {
+    location: shown(location),
+    upstream: upstream.origin,
+  });
+}
+
 /** Builds the app. */
 export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBindings }> {
   const app = new Hono<{ Bindings: ProxyBindings }>();
   const { logger } = opts;
+  app.onError(httpErrorHandler(logger));
   app.use("*", hostOriginGuard(opts.allowedHosts, opts.allowedOrigins));
 
   app.all("*", async function forward(c) {
     const req = c.req.raw;
-    const url = new URL(req.url);
-    const target = upstreamUrl(opts.upstream, url);
+    let target: URL;
+    let query: string;
+    try {
+      const sent = parseTarget(rawTarget(c.env, req.url));
+      query = sent.query;
+      target = upstreamUrl(opts.upstream, sent);
+    } catch (e) {
+      if (!(e instanceof TargetError)) throw e;
+      throw new HTTPException(e.status, { message: `request target refused: ${e.message}` });
+    }
+    // Every record of this exchange names the URL it reached.
+    const via = target.href;
     // The legacy HTTP+SSE transport names its session in the query of its message endpoint.
     const exchange: Exchange = opts.sessions.forRequest(
-      req.headers.get("mcp-session-id") ?? url.searchParams.get("sessionId"),
+      req.headers.get("mcp-session-id") ??
+        (query.includes("sessionId") ? new URLSearchParams(query).get("sessionId") : null),
     );
     let ids: JsonRpcId[] = [];
     let messages: Message[] = [];
@@ -135,28 +199,37 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
 
     if (BODY_METHODS.has(req.method) && req.body !== null) {
       const declared = Number(req.headers.get("content-length") ?? "NaN");
-      // Over the limit by its own account: read only enough to find its id, never the rest.
-      const read = declared > opts.maxMessageBytes
-        ? await readCapped(req.body, ID_SEARCH_BYTES).then((head) => ({
-          kind: "oversized" as const,
-          size: declared,
-          head: head.kind === "oversized" ? head.head : head.bytes,
-          // Cut short, so its last bytes are not the message's end: no tail to misread.
-          tail: new Uint8Array(0),
-        }))
-        : await readDeclared(req, declared, opts.maxMessageBytes);
+      let read;
+      try {
+        // Over the limit by its own account: read only enough to find its id, never the rest.
+        read = declared > opts.maxRequestBodyBytes
+          ? await readCapped(req.body, ID_SEARCH_BYTES).then((head) => ({
+            kind: "oversized" as const,
+            size: declared,
+            head: head.kind === "oversized" ? head.head : head.bytes,
+            // Cut short, so its last bytes are not the message's end: no tail to misread.
+            tail: new Uint8Array(0),
+          }))
+          : await readDeclared(req, declared, opts.maxRequestBodyBytes);
+      } catch {
+        // The client left, or stopped sending (proxy.http.read_timeout), before the body was
+        // whole: there is no message to record, and no one to answer.
+        throw new HTTPException(400, { message: "the request body did not arrive whole" });
+      }
       if (read.kind === "oversized") {
-        const outs = exchange.rejectOversized("client", read);
+        const outs = exchange.rejectOversized("client", read, via);
+        opts.sessions.settle(exchange);
         opts.beforeWrite();
         const reply = repliesBody(outs);
-        return failure(413, reply, `request body over ${opts.maxMessageBytes} bytes`);
+        return failure(413, reply, `request body over ${opts.maxRequestBodyBytes} bytes`);
       }
       body = read.bytes;
       if (body.length > 0) {
-        const passage = exchange.pass("client", body);
+        const passage = exchange.pass("client", body, via);
         messages = passage.messages;
         if (passage.forward === null) {
           // Refused by a guardrail: the proxy answers, and the upstream never sees it.
+          opts.sessions.settle(exchange);
           opts.beforeWrite();
           return new Response(repliesBody(passage.replies), {
             status: 200,
@@ -191,15 +264,17 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
       done();
       const cause = upstreamAbort.signal.reason;
       if (cause instanceof ClientGone) {
-        exchange.undeliverable(ids, gone);
+        exchange.undeliverable(ids, gone, via);
+        opts.sessions.settle(exchange);
         opts.beforeWrite();
         return new Response(null, { status: 499 });
       }
       const reason = cause instanceof UpstreamTimeout
         ? quiet
-        : `${failed}: ${(e as Error).message}`;
-      logger.warn("upstream request failed", { url: target.href, reason });
-      const reply = repliesBody(exchange.failPending(ids, reason));
+        : `${failed}: ${e instanceof Error ? e.message : String(e)}`;
+      logger.warn("upstream request failed", { url: via, reason });
+      const reply = repliesBody(exchange.failPending(ids, reason, via));
+      opts.sessions.settle(exchange);
       opts.beforeWrite();
       return failure(502, reply, reason);
     };
@@ -216,6 +291,7 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
         headers,
         body: body ?? null,
         signal: upstreamAbort.signal,
+        // A redirect is passed to the client (its Location kept on the upstream), never followed.
         redirect: "manual",
       });
     };
@@ -223,7 +299,7 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
       res = opts.retry.maxRetries > 0 && mayRetry(req.method, messages)
         ? await withRetries(send, opts.retry, upstreamAbort.signal, (reason, delayMs) => {
           disarm();
-          logger.warn("retrying upstream request", { reason, delay_ms: delayMs, url: target.href });
+          logger.warn("retrying upstream request", { reason, delay_ms: delayMs, url: via });
         })
         : await send();
     } catch (e) {
@@ -242,15 +318,16 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
     const sent = req.headers.get("mcp-session-id");
     if (req.method === "DELETE" && res.ok && sent !== null) opts.sessions.end(sent);
     const answerHeaders = clientResponseHeaders(res.headers);
+    if (res.status >= 300 && res.status < 400) keepLocation(answerHeaders, opts.upstream, logger);
+    // An answer that is not a success and carries no JSON-RPC answer ends the requests it leaves.
+    const unanswered = res.status >= 300
+      ? `upstream answered HTTP ${res.status} without a JSON-RPC response`
+      : null;
 
     if (res.body === null) {
       done();
-      if (res.status >= 400) {
-        exchange.undeliverable(
-          ids,
-          `upstream answered HTTP ${res.status} without a JSON-RPC response`,
-        );
-      }
+      if (unanswered !== null) exchange.undeliverable(ids, unanswered, via);
+      opts.sessions.settle(exchange);
       opts.beforeWrite();
       return new Response(null, {
         status: res.status,
@@ -268,6 +345,7 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
           upstreamAbort,
           req,
           onClientGone,
+          via,
         }),
         { status: res.status, statusText: res.statusText, headers: answerHeaders },
       );
@@ -291,7 +369,8 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
     }
     done();
     if (read.kind === "oversized") {
-      const reply = repliesBody(exchange.rejectOversized("server", read));
+      const reply = repliesBody(exchange.rejectOversized("server", read, via));
+      opts.sessions.settle(exchange);
       opts.beforeWrite();
       return failure(502, reply, `upstream response over ${opts.maxMessageBytes} bytes`);
     }
@@ -300,16 +379,13 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
     // server's "Accepted" is not, and an error status is recorded below as the request's end.
     const type = res.headers.get("content-type");
     if (bytes.length > 0 && (isJson(type) || (type === null && startsLikeJson(bytes)))) {
-      const forward = exchange.pass("server", bytes).forward;
+      const forward = exchange.pass("server", bytes, via).forward;
       if (forward !== null && forward !== bytes) bytes = ownBytes(forward);
     }
-    if (res.status >= 400) {
-      exchange.undeliverable(
-        ids,
-        `upstream answered HTTP ${res.status} without a JSON-RPC response`,
-      );
-    }
+    if (unanswered !== null) exchange.undeliverable(ids, unanswered, via);
+    opts.sessions.settle(exchange);
     opts.beforeWrite();
+    answerHeaders.set("content-length", String(bytes.length));
     return new Response(bytes, {
       status: res.status,
       statusText: res.statusText,
@@ -326,6 +402,8 @@ interface StreamControl {
   upstreamAbort: AbortController;
   req: Request;
   onClientGone: () => void;
+  /** The upstream URL the stream comes from, named on its records. */
+  via: string;
 }
 
 /**
@@ -339,6 +417,7 @@ function streamEvents(
   opts: HttpProxyOptions,
   ctl: StreamControl,
 ): ReadableStream<Uint8Array> {
+  const { via } = ctl;
   // A stream whose events carry ids can be resumed (GET with Last-Event-ID), so answers it did
   // not bring may still come; one without ids cannot.
   let resumable = false;
@@ -346,15 +425,30 @@ function streamEvents(
     onEvent(event) {
       if (event.id !== undefined && event.id !== "") resumable = true;
       if (event.event === "endpoint") {
-        // A legacy HTTP+SSE server names the session its later POSTs will carry.
-        const session = legacySession(event.data);
-        if (session !== null) opts.sessions.adopt(exchange, session);
-        return undefined;
+        // A legacy HTTP+SSE server names where its client is to POST, and so the session.
+        const endpoint = legacyEndpoint(event.data, opts.upstream);
+        if (endpoint === null) {
+          opts.logger.warn("dropped a legacy endpoint event naming another origin", {
+            endpoint: shown(event.data),
+            upstream: opts.upstream.origin,
+          });
+          return null;
+        }
+        if (endpoint.session !== null) opts.sessions.adopt(exchange, endpoint.session);
+        if (!endpoint.absolute) return undefined;
+        // Named with its host: the client would POST there, past the proxy. Its path keeps the
+        // client with us.
+        return encoder.encode(encodeSseEvent({
+          event: "endpoint",
+          data: endpoint.path,
+          ...(event.id === undefined ? {} : { id: event.id }),
+          ...(event.retry === undefined ? {} : { retry: event.retry }),
+        }));
       }
       // Events without a message (a resumption primer's empty data, comments, retry hints) pass.
       if (event.hasData && event.event === "message" && event.data.trim() !== "") {
         const content = encoder.encode(event.data);
-        const forward = exchange.pass("server", content).forward;
+        const forward = exchange.pass("server", content, via).forward;
         opts.beforeWrite();
         // Rewritten (a filtered tools/list): the same event, with the new data.
         if (forward !== null && forward !== content) return sseEvent(forward, event);
@@ -362,7 +456,7 @@ function streamEvents(
       return undefined;
     },
     onOversized(size, head, tail) {
-      const outs = exchange.rejectOversized("server", { size, head: afterData(head), tail });
+      const outs = exchange.rejectOversized("server", { size, head: afterData(head), tail }, via);
       opts.beforeWrite();
       const events = sseEvents(outs);
       return events === null ? null : ownBytes(events);
@@ -388,7 +482,7 @@ function streamEvents(
       finish();
       if (!resumable) {
         const events = sseEvents(
-          exchange.failPending(ids, "upstream ended the stream without answering"),
+          exchange.failPending(ids, "upstream ended the stream without answering", via),
         );
         opts.beforeWrite();
         if (events) await out.write(ownBytes(events));
@@ -398,17 +492,17 @@ function streamEvents(
       finish();
       const cause = ctl.upstreamAbort.signal.reason;
       if (cause instanceof ClientGone) {
-        exchange.undeliverable(ids, "the client disconnected mid-stream");
+        exchange.undeliverable(ids, "the client disconnected mid-stream", via);
         opts.beforeWrite();
         await out.abort(cause).catch(() => {});
         return;
       }
       const reason = cause instanceof UpstreamTimeout
         ? `upstream stream went quiet for ${opts.upstreamTimeoutMs} ms`
-        : `upstream stream failed: ${(e as Error).message}`;
-      opts.logger.warn("upstream stream ended with an error", { reason });
+        : `upstream stream failed: ${e instanceof Error ? e.message : String(e)}`;
+      opts.logger.warn("upstream stream ended with an error", { url: via, reason });
       // The requests of this POST that got no answer hear why before the stream closes.
-      const events = sseEvents(exchange.failPending(ids, reason));
+      const events = sseEvents(exchange.failPending(ids, reason, via));
       opts.beforeWrite();
       try {
         if (events) await out.write(events);
@@ -416,6 +510,8 @@ function streamEvents(
       } catch {
         // The client is gone too.
       }
+    } finally {
+      opts.sessions.settle(exchange);
     }
   })();
   return tap.readable.pipeThrough(

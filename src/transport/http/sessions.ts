@@ -56,11 +56,22 @@ export class SessionRegistry {
 
   /** The server named the session of `exchange` (an `initialize` answer). */
   adopt(exchange: Exchange, session: string): void {
+    // Kept by its session from now on: a sessionless exchange left in `#loose` after its session
+    // ended would be held until the set next filled up, ten thousand of them.
+    this.#loose.delete(exchange);
     exchange.session = session;
     exchange.vouch();
     const known = this.#byId.get(session);
     if (known === exchange) return;
     this.#add(session, exchange);
+  }
+
+  /**
+   * An HTTP request of `exchange` is over: a sessionless exchange with nothing left to answer is
+   * forgotten at once (in the stateless revision every request has one).
+   */
+  settle(exchange: Exchange): void {
+    if (exchange.session === null && !exchange.hasPending()) this.#loose.delete(exchange);
   }
 
   /** The session ended (DELETE). */

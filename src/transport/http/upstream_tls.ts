@@ -165,7 +165,9 @@ class DenoFetchUpstream implements UpstreamTls {
   constructor(client: Deno.HttpClient) {
     this.#client = client;
     this.fetch = function upstreamFetch(input, init) {
-      return fetch(input, { ...init, client });
+      // A redirect is an answer to pass on, never a place to go: following one could take the
+      // request (and its Authorization) to another host.
+      return fetch(input, { ...init, client, redirect: "manual" });
     };
   }
 
@@ -186,7 +188,7 @@ class NodeHttpsUpstream implements UpstreamTls {
     this.fetch = function upstreamFetch(input, init) {
       const url = new URL(input instanceof Request ? input.url : input);
       // TLS settings have nothing to say about a plain-HTTP upstream.
-      if (url.protocol !== "https:") return fetch(input, init);
+      if (url.protocol !== "https:") return fetch(input, { ...init, redirect: "manual" });
       return nodeFetch(agent, url, new Request(input, init), init);
     };
   }
