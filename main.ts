@@ -28,7 +28,7 @@ import { Exchange, type ExchangeDeps } from "./src/pipeline/exchange.ts";
 import { pinsCommand } from "./src/cli/pins_command.ts";
 import { buildSettings, configDigest, liveSettings, pinsPath } from "./src/pipeline/settings.ts";
 import { createProxyApp } from "./src/transport/http/proxy_app.ts";
-import { listen, ListenError } from "./src/transport/http/serve.ts";
+import { listen, ListenError, serveLimits } from "./src/transport/http/serve.ts";
 import { SessionRegistry } from "./src/transport/http/sessions.ts";
 import { StdioSessions } from "./src/transport/http/stdio_sessions.ts";
 import {
@@ -234,12 +234,13 @@ async function runHttpToStdioBridge(run: Run, argv: string[]): Promise<Ending> {
     allowedHosts: allowedHosts(run),
     allowedOrigins: new Set(p.http.allowed_origins),
   });
-  const listener = listen(sessions.app(), {
+  const listener = await listen(sessions.app(), {
     hostname: p.bind_address,
     port: p.port,
     signal: run.shutdown,
     logger: run.logger,
     name: "proxy",
+    limits: serveLimits(p.http),
   });
   await listener.finished;
   const pending = sessions.exchanges().flatMap((e) => e.pendingSummary()).slice(0, 100);
@@ -278,12 +279,13 @@ async function runHttpProxy(run: Run, upstream: URL): Promise<Ending> {
       maxIntervalMs: p.retry.max_interval_ms,
     },
   });
-  const listener = listen(app, {
+  const listener = await listen(app, {
     hostname: p.bind_address,
     port: p.port,
     signal: run.shutdown,
     logger,
     name: "proxy",
+    limits: serveLimits(p.http),
   });
   await listener.finished;
   return {

@@ -1,11 +1,26 @@
 /**
- * The HTTP proxy's listener: Hono on `Deno.serve`, until a signal ends it.
+ * The HTTP listeners of the proxy and the bridge: a Hono app served by `node:http`, until a signal
+ * ends it.
+ *
+ * Why `node:http` and not `Deno.serve`: measured with raw sockets on Deno 2.9.6, `Deno.serve` keeps
+ * a connection that sends nothing, or half a request head, or nothing after a keep-alive answer, for
+ * as long as the client likes, accepts any number of them, and fixes the header limit at 64 KiB; it
+ * has no option for any of these. Deno's `node:http` is Node's HTTP server: it enforces the time to
+ * receive a request head (`headersTimeout`), the idle time of a kept-alive connection
+ * (`keepAliveTimeout`) and the header size (`maxHeaderSize`). What neither offers — a cap on open
+ * connections that says why it refuses, a deadline on each gap of a request body and on a client
+ * that stops reading — is kept here, by {@link ConnectionWatch}.
  *
  * @module
  */
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
 import type { Hono } from "hono";
 import type { Logger } from "../../log.ts";
-import type { ProxyBindings } from "./proxy_app.ts";
+import { ConnectionWatch, sweepInterval } from "./connection_watch.ts";
+import type { RequestInfo } from "./host_origin_guard.ts";
+import { httpErrorHandler } from "./http_errors.ts";
+import { nodeHandler } from "./node_adapter.ts";
 
 /** Raised when the listen address cannot be bound. */
 export class ListenError extends Error {
@@ -20,34 +35,209 @@ export interface Listener {
   finished: Promise<void>;
 }
 
+/** `proxy.http.*`: what one client may hold of the listener. Times in ms; 0 turns one off. */
+export interface ServeLimits {
+  /** Largest request head (request line and headers); larger ones get 431. */
+  maxHeaderBytes: number;
+  /** Time from a connection's first byte (or a kept-alive connection's next) to a whole head. */
+  readHeaderTimeoutMs: number;
+  /** Longest gap between bytes of a request body. */
+  readTimeoutMs: number;
+  /** Longest time a client takes nothing of what is waiting for it. */
+  writeTimeoutMs: number;
+  /** Longest time a kept-alive connection waits for its next request. */
+  idleTimeoutMs: number;
+  /** Most connections open at once; more are answered 503 and closed. */
+  maxConnections: number;
+}
+
 /**
- * Serves `app` on `hostname:port` until `signal` aborts; connections in flight are then closed.
+ * The limits from the `proxy.http` configuration keys (their shape, so that the transport needs
+ * nothing of the configuration module).
+ */
+export function serveLimits(http: {
+  max_header_bytes: number;
+  read_header_timeout: number;
+  read_timeout: number;
+  write_timeout: number;
+  idle_timeout: number;
+  max_connections: number;
+}): ServeLimits {
+  return {
+    maxHeaderBytes: http.max_header_bytes,
+    readHeaderTimeoutMs: http.read_header_timeout,
+    readTimeoutMs: http.read_timeout,
+    writeTimeoutMs: http.write_timeout,
+    idleTimeoutMs: http.idle_timeout,
+    maxConnections: http.max_connections,
+  };
+}
+
+/** How to listen. */
+export interface ListenOptions {
+  hostname: string;
+  port: number;
+  signal: AbortSignal;
+  logger: Logger;
+  name: string;
+  limits: ServeLimits;
+}
+
+/**
+ * Counts an event that may come in floods (refused connections, malformed requests) and logs the
+ * first, then at most one summary line each 10 s: an attacker must not be able to fill the log.
+ */
+class Throttled {
+  #last = -Infinity;
+  #missed = 0;
+  constructor(readonly logger: Logger, readonly msg: string) {}
+
+  note(fields: Record<string, string | number>): void {
+    const now = performance.now();
+    if (now - this.#last < 10_000) {
+      this.#missed++;
+      return;
+    }
+    this.logger.warn(this.msg, { ...fields, not_logged_since_last: this.#missed });
+    this.#last = now;
+    this.#missed = 0;
+  }
+}
+
+const STATUS_TEXT: Readonly<Record<number, string>> = {
+  400: "Bad Request",
+  408: "Request Timeout",
+  431: "Request Header Fields Too Large",
+  503: "Service Unavailable",
+};
+
+/** A whole response written straight to a socket, for refusals made before any request exists. */
+function rawResponse(status: number, text: string): string {
+  return `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ""}\r\nContent-Type: text/plain\r\n` +
+    `Content-Length: ${text.length + 1}\r\nConnection: close\r\n\r\n${text}\n`;
+}
+
+/** The status for an error `node:http` raised while reading a request. */
+function clientErrorStatus(code: string): number {
+  if (code === "HPE_HEADER_OVERFLOW") return 431;
+  if (code === "ERR_HTTP_REQUEST_TIMEOUT") return 408;
+  return 400;
+}
+
+/**
+ * Serves `app` on `hostname:port` until `signal` aborts; open connections, streams included, are
+ * then closed. Every app served here maps errors through the one {@link httpErrorHandler}.
  * @throws {ListenError} when the address cannot be bound
  */
-export function listen(
-  app: Hono<{ Bindings: ProxyBindings }>,
-  opts: { hostname: string; port: number; signal: AbortSignal; logger: Logger; name: string },
-): Listener {
-  let server: Deno.HttpServer<Deno.NetAddr>;
+export async function listen(
+  app: Hono<{ Bindings: RequestInfo }>,
+  opts: ListenOptions,
+): Promise<Listener> {
+  const { logger, limits } = opts;
+  app.onError(httpErrorHandler(logger));
+  const stalls = new Throttled(logger, "closed a connection that stopped");
+  const watch = new ConnectionWatch({
+    readTimeoutMs: limits.readTimeoutMs,
+    writeTimeoutMs: limits.writeTimeoutMs,
+    onStall: (stall) =>
+      stalls.note({
+        reason: stall === "read"
+          ? `a request body sent nothing for ${limits.readTimeoutMs} ms (proxy.http.read_timeout)`
+          : `the client took nothing of its answer for ${limits.writeTimeoutMs} ms (proxy.http.write_timeout)`,
+      }),
+  });
+  const server = createServer({
+    maxHeaderSize: limits.maxHeaderBytes,
+    // Node checks the head deadline on this interval (30 s by default, far too coarse).
+    connectionsCheckingInterval: sweepInterval(limits.readHeaderTimeoutMs),
+    // A missing Host is refused by the app's guard, with the same answer and log line as a bad one.
+    requireHostHeader: false,
+  });
+  server.headersTimeout = limits.readHeaderTimeoutMs;
+  // No deadline on a whole request: a body may take long while it keeps coming (read_timeout).
+  server.requestTimeout = 0;
+  server.keepAliveTimeout = limits.idleTimeoutMs;
+  server.timeout = 0;
+
+  // The connection cap is kept here rather than by `server.maxConnections`, which closes the
+  // connections past it without a word to the client or the log. The HTTP server's own
+  // `connection` listener is called only for connections within the cap.
+  const refused = new Throttled(logger, "refused a connection: proxy.http.max_connections reached");
+  const [serveConnection] = server.listeners("connection");
+  server.removeAllListeners("connection");
+  server.on("connection", function admit(socket: Socket) {
+    if (watch.size >= limits.maxConnections) {
+      refused.note({ max_connections: limits.maxConnections });
+      socket.end(rawResponse(503, "too many connections"), () => socket.destroy());
+      return;
+    }
+    watch.track(socket);
+    serveConnection?.call(server, socket);
+  });
+  // Connections with an answer under way: a parse error there must not write into its middle.
+  const busy = new WeakSet<Socket>();
+  const malformed = new Throttled(logger, "refused a malformed or slow HTTP request");
+  server.on("clientError", (err: Error & { code?: string }, socket: Socket) => {
+    const code = err.code ?? "";
+    if (code === "ECONNRESET" || !socket.writable || busy.has(socket)) {
+      socket.destroy();
+      return;
+    }
+    const status = clientErrorStatus(code);
+    malformed.note({ status, code });
+    const text = status === 431
+      ? "request head too large"
+      : status === 408
+      ? "request head not received in time"
+      : "malformed request";
+    socket.end(rawResponse(status, text), () => socket.destroy());
+  });
+
+  const handler = nodeHandler((req, info) => app.fetch(req, info), {
+    watch,
+    logger,
+    // Never the client's Host: the guard has not read it yet when the Request is built.
+    origin: "http://mcp-audit.invalid",
+  });
+  server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    busy.add(req.socket);
+    res.once("close", () => busy.delete(req.socket));
+    handler(req, res);
+  });
+
   try {
-    server = Deno.serve(
-      {
-        hostname: opts.hostname,
-        port: opts.port,
-        signal: opts.signal,
-        onListen: () => {},
-      },
-      (req, info) => app.fetch(req, { remote: info.remoteAddr.hostname }),
-    );
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(opts.port, opts.hostname, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
   } catch (e) {
     throw new ListenError(
-      `cannot listen on ${opts.hostname}:${opts.port}: ${(e as Error).message}`,
+      `cannot listen on ${opts.hostname}:${opts.port}: ${e instanceof Error ? e.message : e}`,
     );
   }
-  opts.logger.info(`${opts.name} listening`, {
+  const bound: AddressInfo | string | null = server.address();
+  if (bound === null || typeof bound === "string") {
+    throw new ListenError(`cannot listen on ${opts.hostname}:${opts.port}: no TCP address`);
+  }
+  watch.start(sweepInterval(limits.readTimeoutMs, limits.writeTimeoutMs));
+  const finished = new Promise<void>((resolve) => server.once("close", () => resolve()));
+  const stop = (): void => {
+    watch.stop();
+    server.close();
+    // Streams never end on their own: every connection goes, as with `Deno.serve`'s signal.
+    server.closeAllConnections();
+  };
+  if (opts.signal.aborted) stop();
+  else opts.signal.addEventListener("abort", stop, { once: true });
+
+  const addr: Deno.NetAddr = { transport: "tcp", hostname: bound.address, port: bound.port };
+  logger.info(`${opts.name} listening`, {
     address: `http://${
-      server.addr.hostname.includes(":") ? `[${server.addr.hostname}]` : server.addr.hostname
-    }:${server.addr.port}`,
+      addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname
+    }:${addr.port}`,
   });
-  return { addr: server.addr, finished: server.finished };
+  return { addr, finished };
 }
