@@ -227,9 +227,11 @@ Deno.test({
     const run = start("stubborn", readmePermissions());
     let upstream: number | undefined;
     try {
-      upstream = upstreamPid(await stderrUntil(run, "ready"));
+      // The containment line comes when the upstream starts, before it is ready.
+      const early = await stderrUntil(run, "ready");
+      upstream = upstreamPid(early);
       await run.writer.close();
-      const logs = await stderrUntil(run, "sending SIGKILL");
+      const logs = [...early, ...await stderrUntil(run, "sending SIGKILL")];
       const status = await exited(run);
       logs.push(...await drainLines(run.stderrLines));
       assertEquals(status.code, 0);
@@ -273,11 +275,11 @@ Deno.test({
       `${root}tests/fixtures/echo_upstream.ts`,
     ]);
     try {
-      await stderrUntil(run, "npx_like_wrapper: child pid");
+      const early = await stderrUntil(run, "npx_like_wrapper: child pid");
       assertEquals(sidecars(marker).length, 1, "the sidecar runs before the session ends");
       await run.writer.close();
       const status = await exited(run);
-      const logs = await drainLines(run.stderrLines);
+      const logs = [...early, ...await drainLines(run.stderrLines)];
       assertEquals(status.code, 0, logs.join("\n"));
       assertEquals(sidecars(marker), [], "the sidecar is ended with the wrapper's group");
       const told = logLinesWith(logs, "containment");

@@ -49,7 +49,7 @@ export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
   const { logger, exchange } = opts;
   let child: Deno.ChildProcess;
   try {
-    child = spawnUpstream(opts.argv, opts.env);
+    child = spawnUpstream(opts.argv, opts.env, { logger, graceMs: opts.graceMs });
   } catch (e) {
     if (!(e instanceof SpawnError)) throw e;
     logger.error(e.message);
@@ -168,7 +168,6 @@ export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
   // What the upstream wrote before it died is still in the pipe: forward it before answering
   // the requests left waiting. A grandchild holding the pipe open gets a bounded wait.
   if (!(await within(serverPump, opts.graceMs))) serverDone.abort();
-  reapGroup(child);
 
   const code = status.code;
   const reason = status.signal !== null
@@ -184,6 +183,8 @@ export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
     }
   }
   await writers.client.flush().catch(() => {});
+  // Whatever the upstream left running ends now; the client has had its answers first.
+  await reapGroup(child);
   if (stopping === undefined) {
     // The upstream went first: stop reading the client too.
     await writers.server.close();

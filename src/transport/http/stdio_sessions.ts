@@ -127,7 +127,7 @@ class StdioSession {
     this.id = id;
     this.#opts = opts;
     this.exchange = opts.newExchange(id);
-    this.child = spawnUpstream(opts.argv, opts.env);
+    this.child = spawnUpstream(opts.argv, opts.env, { logger: opts.logger, graceMs: opts.graceMs });
     this.#toServer = new BatchWriter(this.child.stdin, { beforeWrite: opts.beforeWrite });
     opts.logger.info("session upstream started", { session: id, pid: this.child.pid });
     this.ended = this.#pump().finally(() => onEnd(this));
@@ -262,7 +262,7 @@ class StdioSession {
       });
     }
     const status = await this.child.status;
-    reapGroup(this.child);
+    await reapGroup(this.child);
     const reason = status.signal !== null
       ? `upstream ended by ${status.signal}`
       : `upstream exited with code ${status.code}`;
