@@ -1,19 +1,23 @@
 /**
- * The detectors part of `deno task bench`: how the value detectors' time grows with the length of
- * adversarial strings. The tests check what the detectors find in these strings
- * (`src/audit/detectors_test.ts`); whether they take linear time is a timing claim, so it is
+ * The detectors part of `deno task bench`: how the time of the value detectors, and of the policy's
+ * regex engine, grows with the length of adversarial strings. The tests check what the detectors
+ * find in these strings (`src/audit/detectors_test.ts`) and what the patterns match
+ * (`src/guardrails/pattern_test.ts`); whether they take linear time is a timing claim, so it is
  * measured here, on the same inputs (`src/audit/testdata/adversarial_inputs.ts`), where a busy
  * machine makes a number noisy rather than a test fail.
  *
  * Each family is redacted at 1 MiB and at 2 MiB (`--quick`: 256 KiB and 512 KiB; a custom pattern
- * that the backtracking engine would take quadratically, searched in windows, at an eighth): the time per call is the
- * fastest of several batches, each of enough calls to last a few milliseconds, the two sizes taken
- * in turns so that a change in the machine's load hits both. The report gives the ratio of the
- * time at twice the size to the time at the size: about 2 is linear, about 4 quadratic; a ratio
- * above {@link SUPER_LINEAR_RATIO} is flagged. With every detector on, then (unless `--quick`)
- * each detector alone on the strings aimed at it, then custom patterns, the last one on V8's
- * linear-time engine (`--enable-experimental-regexp-engine`) in a child process: `(a+)+$`, which
- * the backtracking engine would not finish.
+ * that the backtracking engine would take quadratically, searched in windows, at an eighth): the
+ * time per call is the fastest of several batches, each of enough calls to last a few
+ * milliseconds, the two sizes taken in turns so that a change in the machine's load hits both. The
+ * time is this process's CPU time, which other processes on a busy machine do not inflate. The
+ * report gives the ratio of the time at twice the size to the time at the size: about 2 is linear,
+ * about 4 quadratic; a ratio above {@link SUPER_LINEAR_RATIO} is measured again, and flagged if it
+ * stays there. With every detector on, then (unless `--quick`) each detector alone on the strings
+ * aimed at it, then custom patterns, the last one on V8's linear-time engine
+ * (`--enable-experimental-regexp-engine`) in a child process: `(a+)+$`, which the backtracking
+ * engine would not finish; then the policy's regex engine on patterns that would take a
+ * backtracking engine hours.
  *
  * Flags are reported, not asserted: the exit code is 0 unless the bench could not run.
  *
@@ -23,6 +27,8 @@
  * @module
  */
 import { DETECTOR_NAMES, ValueRedactor } from "../src/audit/detectors.ts";
+import { compileLinearRegex } from "../src/guardrails/pattern.ts";
+import process from "node:process";
 import {
   ADVERSARIAL_CUSTOM,
   ADVERSARIAL_INPUTS,
@@ -63,7 +69,7 @@ const QUICK: DetectorPlan = { batches: 5, batchMs: 10, alone: false, size: 256 *
 
 /** One family measured. */
 export interface DetectorTiming {
-  /** `all`, a detector's name, or `custom`. */
+  /** `all`, a detector's name, `custom`, or `policy` (the policy's regex engine). */
   group: string;
   label: string;
   /** The smaller size, in characters; the larger is twice as long. */
@@ -95,11 +101,21 @@ export interface DetectorBenchOptions {
   progress: Progress;
 }
 
-/** Milliseconds per call of `run`, over one batch of at least `batchMs` (and `calls` calls). */
+/**
+ * This process's CPU time in milliseconds. CPU time rather than the clock: on a busy machine the
+ * clock also counts the time other processes had the core, which would make one size look slower
+ * than the other by chance.
+ */
+function cpuMs(): number {
+  const used = process.cpuUsage();
+  return (used.user + used.system) / 1000;
+}
+
+/** CPU milliseconds per call of `run`, over one batch of `calls` calls. */
 function batch(run: () => void, calls: number): number {
-  const t0 = performance.now();
+  const t0 = cpuMs();
   for (let i = 0; i < calls; i++) run();
-  return (performance.now() - t0) / calls;
+  return (cpuMs() - t0) / calls;
 }
 
 /** How many calls of about `ms` each fill `batchMs`. */
@@ -172,6 +188,18 @@ function isLinearEngineOutput(value: unknown): value is LinearEngineOutput {
   return typeof value === "object" && value !== null && "linear" in value &&
     typeof value.linear === "boolean";
 }
+
+/**
+ * Patterns a backtracking engine takes hours on for 1 MiB of `a`, with whether they match it: the
+ * cases of `src/guardrails/pattern_test.ts`, whose time is measured here.
+ */
+const POLICY_REGEX_CASES: readonly [string, boolean][] = [
+  [".*a.*b.*c", false],
+  ["(a+)+$", true],
+  ["(a|a)*b", false],
+  ["(a|aa)+c", false],
+  ["^(a?){30}a{30}$", false],
+];
 
 const CATASTROPHIC = { label: "custom (a+)+$ on the linear engine: a run of a, then !" } as const;
 
@@ -247,6 +275,14 @@ export async function runDetectorBench(opts: DetectorBenchOptions): Promise<Dete
   }
   const engine = await runLinearEngineCase(opts.quick);
   if (engine.timing !== undefined) timings.push(engine.timing);
+  opts.progress("detectors: the policy's regex engine");
+  for (const [pattern, expected] of POLICY_REGEX_CASES) {
+    const test = compileLinearRegex(pattern);
+    const make = (n: number): string => "a".repeat(n);
+    const label = `policy regex /${pattern}/ on a run of a`;
+    if (test(make(64)) !== expected) throw new Error(`${label}: expected ${expected}`);
+    timings.push(measure("policy", label, test, make, plan.size, plan));
+  }
   return {
     quick: opts.quick,
     seconds: (performance.now() - started) / 1000,
@@ -265,7 +301,7 @@ const showMs = (n: number): string => n >= 10 ? n.toFixed(0) : n >= 1 ? n.toFixe
 export function detectorReport(r: DetectorBenchResult): string[] {
   const header = `mcp-audit detectors bench: deno ${Deno.version.deno}, ` +
     `${Deno.build.os}/${Deno.build.arch}, ${r.quick ? "quick" : "full"} run in ` +
-    `${r.seconds.toFixed(1)} s; time per redaction of one adversarial string, fastest of ` +
+    `${r.seconds.toFixed(1)} s; CPU time per call on one adversarial string, fastest of ` +
     `${r.plan.batches} batches of at least ${r.plan.batchMs} ms`;
   const row = (t: DetectorTiming, label: string): string[] => [
     label,
@@ -277,18 +313,17 @@ export function detectorReport(r: DetectorBenchResult): string[] {
     t.superLinear ? "SUPER-LINEAR" : t.attempts > 1 ? `${t.attempts} attempts` : "",
   ];
   const rows = [["", "detectors", "size", "ms", "ms at 2x", "2x / 1x", "flag"]];
-  for (const t of r.timings) {
-    if (t.group === "all" || t.group === "custom") rows.push(row(t, t.label));
-  }
+  const alone = (t: DetectorTiming): boolean => !["all", "custom", "policy"].includes(t.group);
+  for (const t of r.timings) if (!alone(t)) rows.push(row(t, t.label));
   const lines = [header, "", ...table(rows), ""];
   // Each detector alone: its family with the highest ratio stands for it (all are in --json).
-  const alone = new Map<string, DetectorTiming>();
+  const worst = new Map<string, DetectorTiming>();
   for (const t of r.timings) {
-    if (t.group === "all" || t.group === "custom") continue;
-    const worst = alone.get(t.group);
-    if (worst === undefined || t.ratio > worst.ratio) alone.set(t.group, t);
+    if (!alone(t)) continue;
+    const w = worst.get(t.group);
+    if (w === undefined || t.ratio > w.ratio) worst.set(t.group, t);
   }
-  if (alone.size > 0) {
+  if (worst.size > 0) {
     const aloneRows = [[
       "each detector alone: its highest ratio",
       "detector",
@@ -298,7 +333,7 @@ export function detectorReport(r: DetectorBenchResult): string[] {
       "2x / 1x",
       "flag",
     ]];
-    for (const t of alone.values()) aloneRows.push(row(t, t.label));
+    for (const t of worst.values()) aloneRows.push(row(t, t.label));
     lines.push(...table(aloneRows), "");
   }
   const ratios = r.timings.map((t) => t.ratio);
