@@ -40,6 +40,8 @@ export interface ConnectionWatchOptions {
 interface Watched {
   /** A request body is still expected on this connection. */
   reading: boolean;
+  /** An answer is being made or written on this connection. */
+  answering: boolean;
   /** `bytesRead` when last seen to move, and when. */
   read: number;
   readSince: number;
@@ -88,6 +90,7 @@ export class ConnectionWatch {
     const now = this.#now();
     this.#open.set(socket, {
       reading: false,
+      answering: false,
       read: socket.bytesRead,
       readSince: now,
       written: 0,
@@ -103,6 +106,17 @@ export class ConnectionWatch {
     w.reading = expected;
     w.read = socket.bytesRead;
     w.readSince = this.#now();
+  }
+
+  /** Whether an answer is being made or written on `socket` (set when a request starts). */
+  answering(socket: WatchedSocket, answering: boolean): void {
+    const w = this.#open.get(socket);
+    if (w !== undefined) w.answering = answering;
+  }
+
+  /** Whether an answer is under way on `socket`: a parse error then must not write into it. */
+  isAnswering(socket: WatchedSocket): boolean {
+    return this.#open.get(socket)?.answering ?? false;
   }
 
   /** Checks every connection once; called by the timer, and by tests. */

@@ -1,13 +1,18 @@
 /**
  * A fetch-style handler (a Hono app's `fetch`) served by `node:http`: each `IncomingMessage`
- * becomes a `Request` whose body streams with backpressure and whose signal aborts when the client
- * goes, and each `Response` is written back chunk by chunk, waiting for the client to take each one.
- * Nothing is gathered whole here: the app decides how much of a body it reads.
+ * becomes a `Request` whose signal aborts when the client goes, and each `Response` is written
+ * back, waiting for the client to take each chunk of a stream.
+ *
+ * A small body with a declared length (at most {@link EAGER_READ_BYTES}) is gathered here and
+ * handed over in one piece, as the app would read it anyway; any other body streams with
+ * backpressure, and the app decides how much of it to read. Nothing is ever reserved at a declared
+ * size: bytes are held as they arrive.
  *
  * @module
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "../../log.ts";
+import { EAGER_READ_BYTES } from "../../streams/read_capped.ts";
 import type { ConnectionWatch } from "./connection_watch.ts";
 import type { RequestInfo } from "./host_origin_guard.ts";
 
@@ -22,6 +27,9 @@ class ClientClosed extends Error {
 const NO_BODY_METHODS = new Set(["GET", "HEAD"]);
 /** Most bytes of a body the app stopped reading that are read and dropped before closing. */
 const DISCARD_BYTES = 1 << 20;
+/** Answers at most this long with a `Content-Length` are written in one piece. */
+const ONE_PIECE_BYTES = 1 << 20;
+const TEXT = { "content-type": "text/plain; charset=utf-8", connection: "close" };
 
 /** The request body as a stream that reads from the socket only as fast as it is consumed. */
 function bodyStream(req: IncomingMessage, done: () => void): ReadableStream<Uint8Array> {
@@ -70,8 +78,42 @@ function bodyStream(req: IncomingMessage, done: () => void): ReadableStream<Uint
   });
 }
 
+/** The whole of a small body: its chunks as they arrive, joined once at the end. */
+function wholeBody(req: IncomingMessage): Promise<Uint8Array<ArrayBuffer>> {
+  return new Promise((resolve, reject) => {
+    const parts: Uint8Array[] = [];
+    let size = 0;
+    let ended = false;
+    req.on("data", (chunk: Uint8Array) => {
+      parts.push(chunk);
+      size += chunk.byteLength;
+    });
+    req.once("end", () => {
+      ended = true;
+      const first = parts[0];
+      if (parts.length === 1 && first !== undefined && first.buffer instanceof ArrayBuffer) {
+        resolve(new Uint8Array(first.buffer, first.byteOffset, first.byteLength));
+        return;
+      }
+      const out = new Uint8Array(size);
+      let at = 0;
+      for (const p of parts) {
+        out.set(p, at);
+        at += p.byteLength;
+      }
+      resolve(out);
+    });
+    req.once("error", reject);
+    // Destroyed without an error (the connection closed under it): no body will come.
+    req.once("close", () => {
+      if (!ended) reject(new ClientClosed());
+    });
+  });
+}
+
 /** Resolves when `res` can take more, rejects when the connection closes first. */
 function drained(res: ServerResponse): Promise<void> {
+  if (res.destroyed) return Promise.reject(new ClientClosed());
   return new Promise((resolve, reject) => {
     const onDrain = (): void => {
       res.off("close", onClose);
@@ -86,28 +128,31 @@ function drained(res: ServerResponse): Promise<void> {
   });
 }
 
-/** Copies a `Response`'s status and headers onto `res` (without sending them yet). */
+/** The status and headers of `response` onto `res`, sent with the first body bytes. */
 function head(res: ServerResponse, response: Response): void {
-  res.statusCode = response.status;
-  if (response.statusText !== "") res.statusMessage = response.statusText;
-  for (const [name, value] of response.headers) {
-    const prior = res.getHeader(name);
-    if (prior === undefined) res.setHeader(name, value);
-    else res.setHeader(name, [prior, value].flat().map(String));
-  }
+  const headers: Record<string, string> = {};
+  // `forEach` rather than the iterator: this runs for every answer.
+  response.headers.forEach((value, name) => {
+    headers[name] = value;
+  });
   // Our own `Connection` keeps node:http from adding `Keep-Alive: timeout=…`, which a client
   // would take for the upstream's hop-by-hop header having crossed.
-  if (res.shouldKeepAlive && !res.hasHeader("connection")) {
-    res.setHeader("connection", "keep-alive");
-  }
+  if (res.shouldKeepAlive && headers.connection === undefined) headers.connection = "keep-alive";
+  if (response.statusText !== "") res.statusMessage = response.statusText;
+  res.writeHead(response.status, headers);
 }
 
 /**
- * Writes `response` to `res`. A body of known length (the header, or one that ends within its first
- * two chunks) goes with `Content-Length`; an event stream has its headers sent at once, so that a
- * client sees the stream open before the first event; anything else is sent chunked.
+ * Writes `response` to `res`. A body whose length is declared and small goes in one write; an
+ * event stream has its headers sent at once, so that a client sees the stream open before the first
+ * event; anything else is sent chunk by chunk as it comes.
  */
-async function write(res: ServerResponse, response: Response, method: string): Promise<void> {
+async function write(
+  res: ServerResponse,
+  response: Response,
+  method: string,
+  onClose: (cancel: () => void) => void,
+): Promise<void> {
   head(res, response);
   const body = response.body;
   if (body === null || method === "HEAD") {
@@ -115,31 +160,20 @@ async function write(res: ServerResponse, response: Response, method: string): P
     res.end();
     return;
   }
+  const length = Number(response.headers.get("content-length") ?? "NaN");
+  if (length <= ONE_PIECE_BYTES) {
+    res.end(await response.bytes());
+    return;
+  }
   const reader = body.getReader();
-  const onClose = (): void => {
+  const cancel = (): void => {
     reader.cancel(new ClientClosed()).catch(() => {});
   };
-  res.once("close", onClose);
+  // Gone while the answer was being made: nothing will read it.
+  if (res.destroyed) return cancel();
+  onClose(cancel);
   try {
-    const known = response.headers.has("content-length");
-    const events = (response.headers.get("content-type") ?? "").startsWith("text/event-stream");
-    if (!known && !events) {
-      // Most answers are one piece: send them with their length rather than chunked.
-      const first = await reader.read();
-      if (first.done) {
-        res.setHeader("content-length", "0");
-        res.end();
-        return;
-      }
-      const second = await reader.read();
-      if (second.done) {
-        res.setHeader("content-length", String(first.value.byteLength));
-        res.end(first.value);
-        return;
-      }
-      res.write(first.value);
-      if (!res.write(second.value)) await drained(res);
-    } else if (events) {
+    if ((response.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
       res.flushHeaders();
     }
     while (true) {
@@ -151,14 +185,13 @@ async function write(res: ServerResponse, response: Response, method: string): P
   } catch (e) {
     reader.cancel(e).catch(() => {});
     if (!(e instanceof ClientClosed)) throw e;
-  } finally {
-    res.off("close", onClose);
   }
 }
 
 /**
  * Builds the `request` listener of a `node:http` server that hands every request to `fetch`.
- * `watch` is told while a request body is expected, for `proxy.http.read_timeout`.
+ * `watch` is told while a request body is expected (for `proxy.http.read_timeout`) and while an
+ * answer is being written (so that a parse error then does not write into its middle).
  */
 export function nodeHandler(
   fetch: FetchHandler,
@@ -171,34 +204,54 @@ export function nodeHandler(
     const method = req.method ?? "GET";
     const target = req.url ?? "/";
     const gone = new AbortController();
+    let cancelBody: (() => void) | undefined;
+    watch.answering(socket, true);
     res.once("close", () => {
-      if (!res.writableFinished) gone.abort(new ClientClosed());
+      watch.answering(socket, false);
+      if (res.writableFinished) return;
+      gone.abort(new ClientClosed());
+      cancelBody?.();
     });
-    const headers = new Headers();
+    let body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null = null;
+    const length = req.headers["content-length"];
+    const chunked = req.headers["transfer-encoding"] !== undefined;
+    if (!NO_BODY_METHODS.has(method) && (chunked || (length !== undefined && length !== "0"))) {
+      watch.reading(socket, true);
+      if (!chunked && Number(length) <= EAGER_READ_BYTES) {
+        try {
+          body = await wholeBody(req);
+        } catch {
+          // The client left, or stopped sending (read_timeout), before the body was whole.
+          return;
+        } finally {
+          watch.reading(socket, false);
+        }
+      } else {
+        body = bodyStream(req, () => watch.reading(socket, false));
+      }
+    }
+    // The URL is ours, not the client's: `Host` may be anything until the app has checked it, and
+    // the app reads the target as sent from `info.target`.
+    const request = new Request(origin + (target.startsWith("/") ? target : "/"), {
+      method,
+      body,
+      signal: gone.signal,
+    });
+    // Filled in place: handing `new Request` a Headers object copies it, at four times the cost.
+    const headers = request.headers;
     const raw = req.rawHeaders;
     try {
       for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
     } catch {
       // A header node:http reads but the Fetch standard does not (a NUL in a value, say).
-      res.writeHead(400, { "content-type": "text/plain; charset=utf-8", connection: "close" });
+      await request.body?.cancel();
+      res.writeHead(400, TEXT);
       res.end("malformed header\n");
       logger.warn("request refused", { status: 400, reason: "malformed header" });
       return;
     }
-    const hasBody = !NO_BODY_METHODS.has(method) &&
-      (req.headers["transfer-encoding"] !== undefined ||
-        (req.headers["content-length"] !== undefined && req.headers["content-length"] !== "0"));
-    if (hasBody) watch.reading(socket, true);
-    // The URL is ours, not the client's: `Host` may be anything until the app has checked it, and
-    // the app reads the target as sent from `info.target`.
-    const request = new Request(origin + (target.startsWith("/") ? target : "/"), {
-      method,
-      headers,
-      body: hasBody ? bodyStream(req, () => watch.reading(socket, false)) : null,
-      signal: gone.signal,
-    });
     const response = await fetch(request, { remote: socket.remoteAddress, target });
-    await write(res, response, method);
+    await write(res, response, method, (cancel) => cancelBody = cancel);
   }
 
   return function handle(req, res) {
@@ -207,7 +260,7 @@ export function nodeHandler(
         error: e instanceof Error ? `${e.name}: ${e.message}` : String(e),
       });
       if (!res.headersSent) {
-        res.writeHead(500, { "content-type": "text/plain; charset=utf-8", connection: "close" });
+        res.writeHead(500, TEXT);
         res.end("internal error\n");
       } else {
         res.destroy();

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import type { Hono } from "hono";
 import type { Logger } from "../../log.ts";
@@ -174,12 +174,11 @@ export async function listen(
     watch.track(socket);
     serveConnection?.call(server, socket);
   });
-  // Connections with an answer under way: a parse error there must not write into its middle.
-  const busy = new WeakSet<Socket>();
   const malformed = new Throttled(logger, "refused a malformed or slow HTTP request");
   server.on("clientError", (err: Error & { code?: string }, socket: Socket) => {
     const code = err.code ?? "";
-    if (code === "ECONNRESET" || !socket.writable || busy.has(socket)) {
+    // With an answer under way, a refusal written now would land in its middle.
+    if (code === "ECONNRESET" || !socket.writable || watch.isAnswering(socket)) {
       socket.destroy();
       return;
     }
@@ -199,11 +198,7 @@ export async function listen(
     // Never the client's Host: the guard has not read it yet when the Request is built.
     origin: "http://mcp-audit.invalid",
   });
-  server.on("request", (req: IncomingMessage, res: ServerResponse) => {
-    busy.add(req.socket);
-    res.once("close", () => busy.delete(req.socket));
-    handler(req, res);
-  });
+  server.on("request", handler);
 
   try {
     await new Promise<void>((resolve, reject) => {
