@@ -13,8 +13,9 @@
  * time is this process's CPU time, which other processes on a busy machine do not inflate. The
  * report gives the ratio of the time at twice the size to the time at the size: about 2 is linear,
  * about 4 quadratic; a ratio above {@link SUPER_LINEAR_RATIO} is measured again, and flagged if it
- * stays there. With every detector on, then (unless `--quick`) each detector alone on the strings
- * aimed at it, then custom patterns, the last one on V8's linear-time engine
+ * stays there, unless the time is that of a scan of memory ({@link MEMORY_BOUND_NS_PER_CHAR}).
+ * With every detector on, then (unless `--quick`) each detector alone on the strings aimed at it,
+ * then custom patterns, the last one on V8's linear-time engine
  * (`--enable-experimental-regexp-engine`) in a child process: `(a+)+$`, which the backtracking
  * engine would not finish; then the policy's regex engine on patterns that would take a
  * backtracking engine hours.
@@ -45,6 +46,12 @@ const MiB = 1024 * KiB;
 
 /** Time at twice the size over time at the size above which a family is flagged. */
 export const SUPER_LINEAR_RATIO = 2.6;
+/**
+ * Nanoseconds per character at twice the size under which a family is not flagged whatever its
+ * ratio: that is the speed of a scan for a character that is not there, which at 2 MiB leaves the
+ * processor's cache and slows for that alone; super-linear work on megabytes takes far longer.
+ */
+export const MEMORY_BOUND_NS_PER_CHAR = 0.5;
 /**
  * Measurements of a family at most: one over the ratio is measured again, and the lowest ratio
  * counts. A busy machine can slow one size in every batch of one measurement, rarely in three;
@@ -80,6 +87,8 @@ export interface DetectorTiming {
   /** `ms2x / ms`: about 2 when linear. */
   ratio: number;
   superLinear: boolean;
+  /** Under {@link MEMORY_BOUND_NS_PER_CHAR}: never flagged. */
+  memoryBound: boolean;
   /** Measurements taken: a family over the ratio is measured again, up to {@link ATTEMPTS}. */
   attempts: number;
 }
@@ -166,6 +175,7 @@ function measureOnce(
     ms2x = Math.min(ms2x, batch(() => redact(big), callsBig));
   }
   const ratio = ms2x / ms;
+  const memoryBound = (ms2x * 1e6) / (2 * size) < MEMORY_BOUND_NS_PER_CHAR;
   return {
     group,
     label,
@@ -173,7 +183,8 @@ function measureOnce(
     ms,
     ms2x,
     ratio,
-    superLinear: ratio > SUPER_LINEAR_RATIO,
+    superLinear: ratio > SUPER_LINEAR_RATIO && !memoryBound,
+    memoryBound,
     attempts: 1,
   };
 }
@@ -310,7 +321,13 @@ export function detectorReport(r: DetectorBenchResult): string[] {
     showMs(t.ms),
     showMs(t.ms2x),
     t.ratio.toFixed(2),
-    t.superLinear ? "SUPER-LINEAR" : t.attempts > 1 ? `${t.attempts} attempts` : "",
+    t.superLinear
+      ? "SUPER-LINEAR"
+      : t.memoryBound && t.ratio > SUPER_LINEAR_RATIO
+      ? "memory-bound"
+      : t.attempts > 1
+      ? `${t.attempts} attempts`
+      : "",
   ];
   const rows = [["", "detectors", "size", "ms", "ms at 2x", "2x / 1x", "flag"]];
   const alone = (t: DetectorTiming): boolean => !["all", "custom", "policy"].includes(t.group);
@@ -338,7 +355,8 @@ export function detectorReport(r: DetectorBenchResult): string[] {
   }
   const ratios = r.timings.map((t) => t.ratio);
   lines.push(
-    `2x / 1x: about 2 is linear, about 4 quadratic; flagged above ${r.superLinearRatio}; ` +
+    `2x / 1x: about 2 is linear, about 4 quadratic; flagged above ${r.superLinearRatio} ` +
+      `unless under ${MEMORY_BOUND_NS_PER_CHAR} ns a character at 2x (memory-bound); ` +
       `from ${Math.min(...ratios).toFixed(2)} to ${Math.max(...ratios).toFixed(2)} here`,
   );
   if (r.linearEngine !== "") lines.push(`linear-engine case not measured: ${r.linearEngine}`);
