@@ -17,6 +17,12 @@ export interface SseEvent {
   hasData: boolean;
   /** The `retry` field, when the event had a valid one (ASCII digits). */
   retry: string | undefined;
+  /**
+   * The `data` lines' bytes joined with `\n`, only when they are not valid UTF-8: `data` then holds
+   * U+FFFD where a decoder that does not refuse them would put it, and a reader that does refuse
+   * them reads no message at all. A caller that must know what every reader takes looks here.
+   */
+  invalidData: Uint8Array | undefined;
 }
 
 /** What the tap calls. */
@@ -37,6 +43,7 @@ const LF = 0x0a;
 const CR = 0x0d;
 const KEEP = 4096;
 const decoder = new TextDecoder();
+const strict = new TextDecoder("utf-8", { fatal: true });
 
 function join(parts: Uint8Array[], size: number): Uint8Array {
   if (parts.length === 1) return parts[0]!;
@@ -46,6 +53,29 @@ function join(parts: Uint8Array[], size: number): Uint8Array {
     out.set(p, at);
     at += p.length;
   }
+  return out;
+}
+
+const encoder = new TextEncoder();
+
+/** A `data:` line's value as bytes: after the colon and one optional space. */
+function rawValue(line: Uint8Array): Uint8Array {
+  const colon = line.indexOf(0x3a);
+  if (colon === -1) return new Uint8Array(0);
+  const start = line[colon + 1] === 0x20 ? colon + 2 : colon + 1;
+  return line.slice(start);
+}
+
+/** Lines joined with `\n`, as the standard joins data lines. */
+function joinLines(lines: Uint8Array[]): Uint8Array {
+  const size = lines.reduce((n, l) => n + l.length, 0) + Math.max(0, lines.length - 1);
+  const out = new Uint8Array(size);
+  let at = 0;
+  lines.forEach((l, i) => {
+    if (i > 0) out[at++] = LF;
+    out.set(l, at);
+    at += l.length;
+  });
   return out;
 }
 
@@ -70,6 +100,8 @@ export class SseTap extends TransformStream<Uint8Array, Uint8Array> {
     let sawCR = false;
     let endAfterCR = false;
     let data: string[] = [];
+    /** Each data line's raw value, kept from the first line that is not valid UTF-8 on. */
+    let rawData: Uint8Array[] | undefined;
     let eventType = "";
     let id: string | undefined;
     let retry: string | undefined;
@@ -79,6 +111,7 @@ export class SseTap extends TransformStream<Uint8Array, Uint8Array> {
       eventParts = [];
       eventSize = 0;
       data = [];
+      rawData = undefined;
       eventType = "";
       id = undefined;
       retry = undefined;
@@ -107,13 +140,23 @@ export class SseTap extends TransformStream<Uint8Array, Uint8Array> {
 
     const field = (line: Uint8Array): void => {
       if (oversized || line.length === 0 || line[0] === 0x3a) return;
-      const text = decoder.decode(line);
+      let valid = true;
+      let text: string;
+      try {
+        text = strict.decode(line);
+      } catch {
+        valid = false;
+        text = decoder.decode(line);
+      }
       const colon = text.indexOf(":");
       const name = colon === -1 ? text : text.slice(0, colon);
       let value = colon === -1 ? "" : text.slice(colon + 1);
       if (value.startsWith(" ")) value = value.slice(1);
-      if (name === "data") data.push(value);
-      else if (name === "event") eventType = value;
+      if (name === "data") {
+        if (!valid && rawData === undefined) rawData = data.map((d) => encoder.encode(d));
+        if (rawData !== undefined) rawData.push(rawValue(line));
+        data.push(value);
+      } else if (name === "event") eventType = value;
       else if (name === "id" && !value.includes("\0")) id = value;
       else if (name === "retry" && /^\d+$/.test(value)) retry = value;
     };
@@ -130,6 +173,7 @@ export class SseTap extends TransformStream<Uint8Array, Uint8Array> {
           id,
           hasData: data.length > 0,
           retry,
+          invalidData: rawData === undefined ? undefined : joinLines(rawData),
         });
         if (out === undefined) controller.enqueue(raw);
         else if (out !== null) controller.enqueue(out);

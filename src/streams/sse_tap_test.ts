@@ -87,3 +87,39 @@ Deno.test("SSE tap reports a valid retry field with its event, and ignores an in
   const { events } = await run([enc.encode("retry: 100\ndata: a\n\nretry: soon\ndata: b\n\n")]);
   assert.deepEqual(events.map((e) => [e.data, e.retry]), [["a", "100"], ["b", undefined]]);
 });
+
+Deno.test("an event whose data is not UTF-8 carries its raw bytes, and a valid one does not", async () => {
+  const seen: SseEvent[] = [];
+  const tap = new SseTap(1 << 20, {
+    onEvent: (e) => {
+      seen.push(e);
+      return undefined;
+    },
+    onOversized: () => null,
+  });
+  const bytes = new Uint8Array([
+    ...new TextEncoder().encode('data: {"a":"ok"}\n\ndata: {"a":"'),
+    0xff,
+    0xc0,
+    0x8a,
+    ...new TextEncoder().encode('"}\ndata:  x\n\n'),
+  ]);
+  const out = ReadableStream.from([bytes]).pipeThrough(tap);
+  const passed: number[] = [];
+  for await (const chunk of out) passed.push(...chunk);
+  assert.deepEqual(passed, [...bytes], "the bytes pass unchanged");
+  assert.deepEqual(seen.length, 2);
+  assert.deepEqual(seen[0]!.invalidData, undefined);
+  const raw = seen[1]!.invalidData;
+  assert.deepEqual(
+    raw === undefined ? undefined : [...raw],
+    [
+      ...new TextEncoder().encode('{"a":"'),
+      0xff,
+      0xc0,
+      0x8a,
+      ...new TextEncoder().encode('"}\n x'),
+    ],
+  );
+  assert.deepEqual(seen[1]!.data.includes("\uFFFD"), true);
+});

@@ -92,7 +92,8 @@ export async function runStdioToHttp(opts: StdioToHttpOptions): Promise<BridgeOu
       const tap = new SseTap(opts.maxMessageBytes + 65536, {
         onEvent(event) {
           if (event.hasData && event.event === "message" && event.data.trim() !== "") {
-            deliver(encoder.encode(event.data));
+            // Bytes that are not UTF-8 reach the gate as they came, to be refused there.
+            deliver(event.invalidData ?? encoder.encode(event.data));
           }
           return null;
         },
