@@ -23,6 +23,7 @@ import {
   deadline,
   EVERYTHING,
   filesystemServer,
+  idNumber,
   type Json,
   pick,
   ProxyProcess,
@@ -640,7 +641,12 @@ for await (const chunk of Deno.stdin.readable) {
         serverInfo: { name: "string-id-server", version: "1.0.0" },
       } });
     } else if (m.method === "tools/list") {
-      await send({ jsonrpc: "2.0", id: String(m.id), result: { tools } });
+      // The id as text ("2"), or as number text that a double reads as the request's number.
+      const id = Deno.args[0] === "string" ? JSON.stringify(String(m.id)) : String(m.id) + Deno.args[0];
+      const line = '{"jsonrpc":"2.0","id":' + id + ',"result":' + JSON.stringify({ tools }) + "}\\n";
+      const bytes = encoder.encode(line);
+      let at = 0;
+      while (at < bytes.length) at += await Deno.stdout.write(bytes.subarray(at));
     } else {
       await send({ jsonrpc: "2.0", id: m.id, result: {} });
     }
@@ -648,48 +654,62 @@ for await (const chunk of Deno.stdin.readable) {
 }
 `;
 
-Deno.test('a server answering tools/list with id "2" for request 2 still has the denied tool filtered out, and the record names tools/list and the filter', async () => {
-  await using dir = await tempDir("bypass-string-id");
-  const signal = deadline(60_000);
-  const server = `${dir.path}/string_id_server.js`;
-  await Deno.writeTextFile(server, STRING_ID_SERVER);
-  await writeConfig(dir.path, {
-    policy: { enabled: true, rules: [{ action: "deny", tool_name: "danger" }] },
-  });
-  const list = rpc({ id: 2, method: "tools/list" });
-  let answer: Record<string, Json> | undefined;
-  let answerLine = "";
-  {
-    await using proxy = new ProxyProcess({
-      cwd: dir.path,
-      upstream: ["deno", "run", "-A", server],
+for (
+  const [spelling, arg] of <[string, string][]> [
+    ['"2"', "string"],
+    ["2.0000000000000000000001", ".0000000000000000000001"],
+    ["2.0", ".0"],
+  ]
+) {
+  Deno.test(`a server answering tools/list with id ${spelling} for request 2 still has the denied tool filtered out, and the record names tools/list and the filter`, async () => {
+    await using dir = await tempDir("bypass-string-id");
+    const signal = deadline(60_000);
+    const server = `${dir.path}/string_id_server.js`;
+    await Deno.writeTextFile(server, STRING_ID_SERVER);
+    await writeConfig(dir.path, {
+      policy: { enabled: true, rules: [{ action: "deny", tool_name: "danger" }] },
     });
-    const out = proxy.stdout();
-    await handshake(proxy, out, signal);
-    await proxy.write(utf8(list + "\n"));
-    answer = await awaitMessage(out, (m) => m.id === "2", 'the tools/list answer (id "2")', signal);
-    answerLine = out.lines.find((l) => JSON.parse(l).id === "2")!;
-    await proxy.closeInput();
-    assertEquals((await proxy.finished(signal)).code, 0);
-  }
-  const tools = asObject(answer.result, "the tools/list result").tools;
-  assert(Array.isArray(tools), `a tools array: ${JSON.stringify(answer)}`);
-  assertEquals(
-    tools.map((t) => asObject(t, "tool").name),
-    ["safe"],
-    "the client got the listing without the denied tool",
-  );
+    const list = rpc({ id: 2, method: "tools/list" });
+    let answer: Record<string, Json> | undefined;
+    let answerLine = "";
+    {
+      await using proxy = new ProxyProcess({
+        cwd: dir.path,
+        upstream: ["deno", "run", "-A", server, arg],
+      });
+      const out = proxy.stdout();
+      await handshake(proxy, out, signal);
+      await proxy.write(utf8(list + "\n"));
+      // The SDK clients look answers up by Number(id): each spelling is the answer to request 2.
+      const isAnswer = (m: Record<string, Json>) => m.result !== undefined && Number(m.id) === 2;
+      answer = await awaitMessage(out, isAnswer, `the tools/list answer (id ${spelling})`, signal);
+      answerLine = out.lines.find((l) => isAnswer(JSON.parse(l)))!;
+      await proxy.closeInput();
+      assertEquals((await proxy.finished(signal)).code, 0);
+    }
+    const tools = asObject(answer.result, "the tools/list result").tools;
+    assert(Array.isArray(tools), `a tools array: ${JSON.stringify(answer)}`);
+    assertEquals(
+      tools.map((t) => asObject(t, "tool").name),
+      ["safe"],
+      "the client got the listing without the denied tool",
+    );
 
-  const { records } = await checkedLog(`${dir.path}/audit.jsonl`);
-  const responses = pick(records, { kind: "response", direction: "server_to_client" }).filter((
-    r,
-  ) => r.jsonrpc_id === "2");
-  assertEquals(responses.length, 1, "one record of the listing");
-  const record: AuditRecord = responses[0]!;
-  assertEquals(record.method, "tools/list", "the answer is correlated with its request");
-  const decision = asObject(record.decision, "the listing's decision");
-  assertEquals(decision.action, "filter");
-  assertEquals(decision.hidden, [{ name: "danger", reason: "refused by policy" }]);
-  assertEquals(record.wire_sha256, await sha256Hex(answerLine), "the record hashes what was sent");
-  assert(typeof record.duration_ms === "number", "the answer is timed against its request");
-});
+    const { records } = await checkedLog(`${dir.path}/audit.jsonl`);
+    const responses = pick(records, { kind: "response", direction: "server_to_client" }).filter((
+      r,
+    ) => idNumber(r.jsonrpc_id) === 2);
+    assertEquals(responses.length, 1, "one record of the listing");
+    const record: AuditRecord = responses[0]!;
+    assertEquals(record.method, "tools/list", "the answer is correlated with its request");
+    const decision = asObject(record.decision, "the listing's decision");
+    assertEquals(decision.action, "filter");
+    assertEquals(decision.hidden, [{ name: "danger", reason: "refused by policy" }]);
+    assertEquals(
+      record.wire_sha256,
+      await sha256Hex(answerLine),
+      "the record hashes what was sent",
+    );
+    assert(typeof record.duration_ms === "number", "the answer is timed against its request");
+  });
+}

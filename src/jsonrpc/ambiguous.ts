@@ -12,9 +12,15 @@ import { isJsonObject, isRawNumber, type JsonValue } from "./json.ts";
 /** Names that need folding before they are compared: anything but ASCII lower case and digits. */
 const NEEDS_FOLDING = /[^a-z0-9_$.\-/]/;
 
-/** A name as Go's case-insensitive match sees it (near enough: simple Unicode folding). */
+/**
+ * A name as Go's case-insensitive match sees it, in lower case. Go folds each character as
+ * upper case of its lower case, with the one-character (simple) mappings. JavaScript's are the full
+ * ones, which for lower case differ only at `İ` (U+0130): `i̇` in full, `i` in Go, so `urİ` is `uri`
+ * to a Go server. Where an upper-case mapping grows (`ß` to `SS`) Go keeps the character: folding it
+ * here makes the check refuse more, never less.
+ */
 export function foldName(name: string): string {
-  return name.toUpperCase().toLowerCase();
+  return name.replaceAll("\u0130", "i").toLowerCase().toUpperCase().toLowerCase();
 }
 
 const fold = foldName;

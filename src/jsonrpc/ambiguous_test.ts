@@ -60,3 +60,18 @@ Deno.test("a protocol member spelt in another case is ambiguous even alone", () 
     null,
   );
 });
+
+Deno.test("a dotted capital I is the i Go folds it to: uri and urİ, id and İd, file and fİle", () => {
+  // Go folds each character as the upper case of its simple lower case: U+0130 is "i" there,
+  // where JavaScript's full lower case is "i̇" (two characters).
+  assert.deepEqual(
+    ambiguousMember(parse('{"params":{"uri":"file:///tmp/ok","ur\\u0130":"file:///etc/shadow"}}'))
+      ?.names.map((n) => n.normalize()),
+    ["uri", "ur\u0130"],
+  );
+  assert.notEqual(ambiguousMember(parse('{"\\u0130d":1,"jsonrpc":"2.0","method":"ping"}')), null);
+  assert.notEqual(
+    ambiguousMember(parse('{"params":{"arguments":{"file":"a","f\\u0130le":"b"}}}')),
+    null,
+  );
+});

@@ -14,7 +14,7 @@ import {
 } from "../audit/record.ts";
 import type { Answer, Guard, JudgedRequest, Verdict } from "../guardrails/guard.ts";
 import type { Observation } from "../guardrails/pins.ts";
-import { isJsonObject, type JsonObject, type JsonValue } from "../jsonrpc/json.ts";
+import { isJsonObject, isRawNumber, type JsonObject, type JsonValue } from "../jsonrpc/json.ts";
 import { ErrorCode, ErrorMessage } from "../jsonrpc/errors.ts";
 import {
   calledTool,
@@ -487,8 +487,12 @@ export class Exchange {
    * pinning and filtering.
    */
   #settleCoerced(id: JsonRpcId): Pending | undefined {
-    if (typeof id !== "string" || id.trim() === "") return undefined;
-    const n = Number(id);
+    // Number text that a double reads as another number (`1.0000000000000000000001`, `-0`) is kept
+    // as written, and so keyed apart from the client's `1` or `0`; `Number()` makes them one, as
+    // the SDK clients do.
+    const text = isRawNumber(id) ? id.rawJSON : id;
+    if (typeof text !== "string" || text.trim() === "") return undefined;
+    const n = Number(text);
     return Number.isFinite(n) ? this.#settle("client", n) : undefined;
   }
 
