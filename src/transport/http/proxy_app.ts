@@ -123,7 +123,7 @@ function sseEvent(json: Uint8Array, original: SseEvent): Uint8Array {
     event: "message",
     data: decoder.decode(json),
     ...(original.id === undefined ? {} : { id: original.id }),
-    ...(original.retry === undefined ? {} : { retry: String(original.retry) }),
+    ...(original.retry === undefined ? {} : { retry: original.retry }),
   }));
 }
 
@@ -228,10 +228,17 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
         const passage = exchange.pass("client", body, via);
         messages = passage.messages;
         if (passage.forward === null) {
-          // Refused by a guardrail: the proxy answers, and the upstream never sees it.
+          // Refused by a guardrail or the wire rules: the proxy answers, and the upstream never
+          // sees it.
           opts.sessions.settle(exchange);
           opts.beforeWrite();
-          return new Response(repliesBody(passage.replies), {
+          const reply = repliesBody(passage.replies);
+          if (reply === null) {
+            // Nothing to answer (no id could be read): say why in plain words.
+            const why = passage.violation?.reason ?? "refused";
+            return failure(400, null, `request body not forwarded: ${why}`);
+          }
+          return new Response(reply, {
             status: 200,
             headers: { "content-type": "application/json" },
           });
@@ -380,7 +387,17 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
     const type = res.headers.get("content-type");
     if (bytes.length > 0 && (isJson(type) || (type === null && startsLikeJson(bytes)))) {
       const forward = exchange.pass("server", bytes, via).forward;
-      if (forward !== null && forward !== bytes) bytes = ownBytes(forward);
+      if (forward === null) {
+        // Refused unread, and no request of this client's to answer in its place: nothing of it
+        // reaches the client; what the client still waits for fails as from a broken upstream.
+        const reply = repliesBody(
+          exchange.failPending(ids, "the upstream's answer was refused: not safe to forward", via),
+        );
+        opts.sessions.settle(exchange);
+        opts.beforeWrite();
+        return failure(502, reply, "upstream answer refused: not safe to forward");
+      }
+      if (forward !== bytes) bytes = ownBytes(forward);
     }
     if (unanswered !== null) exchange.undeliverable(ids, unanswered, via);
     opts.sessions.settle(exchange);
@@ -447,11 +464,13 @@ function streamEvents(
       }
       // Events without a message (a resumption primer's empty data, comments, retry hints) pass.
       if (event.hasData && event.event === "message" && event.data.trim() !== "") {
-        const content = encoder.encode(event.data);
+        const content = event.invalidData ?? encoder.encode(event.data);
         const forward = exchange.pass("server", content, via).forward;
         opts.beforeWrite();
-        // Rewritten (a filtered tools/list): the same event, with the new data.
-        if (forward !== null && forward !== content) return sseEvent(forward, event);
+        // Refused unread, with no waiting request to answer in its place: the event is dropped.
+        if (forward === null) return null;
+        // Rewritten (a filtered tools/list, a refused answer): the same event, with the new data.
+        if (forward !== content) return sseEvent(forward, event);
       }
       return undefined;
     },
