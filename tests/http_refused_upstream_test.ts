@@ -111,3 +111,28 @@ Deno.test("a client body of white space only is a 400 naming why, and never reac
     assertEquals(upstream.requests.length, 0);
   });
 });
+
+Deno.test("an upstream body that is not JSON-RPC, answering the POST of a notification, is taken as accepted: 202 without it", async () => {
+  await using upstream = new ScriptedUpstream(() =>
+    new Response('{"ok":true}', { status: 200, headers: { "content-type": "application/json" } })
+  );
+  const run = await withProxy(
+    "http-refused-notify",
+    upstream.url,
+    {},
+    async (proxy, client, signal) => {
+      const res = await fetch(proxy.endpoint, {
+        method: "POST",
+        headers: JSON_HEADERS,
+        body: rpc({ method: "notifications/initialized" }),
+        client,
+        signal,
+      });
+      assertEquals(res.status, 202);
+      assertEquals(await res.text(), "");
+      assertEquals(upstream.requests.length, 1, "the notification reached the upstream");
+    },
+  );
+  const refused = pick(run.records, { kind: "invalid", direction: "server_to_client" });
+  assertEquals(refused.map((r) => dig(r.error as Json, "data", "violation")), ["not_jsonrpc"]);
+});

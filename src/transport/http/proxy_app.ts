@@ -387,6 +387,14 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
     const type = res.headers.get("content-type");
     if (bytes.length > 0 && (isJson(type) || (type === null && startsLikeJson(bytes)))) {
       const forward = exchange.pass("server", bytes, via).forward;
+      if (forward === null && ids.length === 0) {
+        // Refused unread, on the POST of a notification or an answer, which nobody awaits: the
+        // upstream took what was sent, and its body, which no one reads, goes no further.
+        opts.sessions.settle(exchange);
+        opts.beforeWrite();
+        answerHeaders.delete("content-type");
+        return new Response(null, { status: 202, headers: answerHeaders });
+      }
       if (forward === null) {
         // Refused unread, and no request of this client's to answer in its place: nothing of it
         // reaches the client; what the client still waits for fails as from a broken upstream.
