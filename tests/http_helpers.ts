@@ -805,3 +805,95 @@ export function dig(value: Json | undefined, ...path: (string | number)[]): Json
   }
   return at;
 }
+
+/** A process's resident memory now (`VmRSS`) and at its peak (`VmHWM`), in MB (Linux). */
+export function memoryMb(pid: number): { rss: number; peak: number } {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const kb = (field: string): number => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status);
+    assert(m !== null, `/proc/${pid}/status has ${field}`);
+    return Number(m[1]) / 1024;
+  };
+  return { rss: kb("VmRSS"), peak: kb("VmHWM") };
+}
+
+/**
+ * A raw TCP connection to the proxy, for requests that stop halfway, clients that read nothing, and
+ * waiting for the proxy to close the connection. Reads only when asked.
+ */
+export class RawConnection implements Disposable {
+  readonly conn: Deno.TcpConn;
+  #closed = false;
+
+  private constructor(conn: Deno.TcpConn) {
+    this.conn = conn;
+  }
+
+  static async open(port: number): Promise<RawConnection> {
+    return new RawConnection(await Deno.connect({ hostname: "127.0.0.1", port }));
+  }
+
+  /** Writes all of `data`. */
+  async write(data: string | Uint8Array): Promise<void> {
+    const bytes = typeof data === "string" ? encoder.encode(data) : data;
+    let at = 0;
+    while (at < bytes.length) at += await this.conn.write(bytes.subarray(at));
+  }
+
+  /**
+   * Reads until the proxy closes the connection (end of stream or reset) and returns what came;
+   * rejects when `signal` aborts first.
+   */
+  async untilClosed(signal: AbortSignal): Promise<string> {
+    const parts: Uint8Array[] = [];
+    const onAbort = (): void => this[Symbol.dispose]();
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      const buf = new Uint8Array(65536);
+      while (true) {
+        let n: number | null;
+        try {
+          n = await this.conn.read(buf);
+        } catch (e) {
+          if (signal.aborted) throw new Error("timed out waiting for the proxy to close");
+          if (e instanceof Deno.errors.ConnectionReset) break;
+          throw e;
+        }
+        if (n === null) break;
+        parts.push(buf.slice(0, n));
+      }
+      if (signal.aborted) throw new Error("timed out waiting for the proxy to close");
+      return decoder.decode(concatBytes(parts));
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** Reads until `text` holds `pattern`, and returns all read; rejects if the connection ends. */
+  async until(pattern: RegExp, signal: AbortSignal): Promise<string> {
+    let text = "";
+    const buf = new Uint8Array(65536);
+    const onAbort = (): void => this[Symbol.dispose]();
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      while (!pattern.test(text)) {
+        const n = await this.conn.read(buf);
+        if (n === null) throw new Error(`connection closed before ${pattern}: ${text}`);
+        text += decoder.decode(buf.subarray(0, n));
+      }
+      return text;
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  [Symbol.dispose](): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.conn.close();
+    } catch {
+      // Closed by the proxy.
+    }
+  }
+}
