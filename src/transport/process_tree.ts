@@ -193,7 +193,19 @@ export class UpstreamTree {
       try {
         this.#tracker?.killAll();
         if (this.#cgroup !== undefined) await this.#cgroup.remove();
-        else if (this.#tracker === undefined) signalGroup(this.#route, this.child.pid, "SIGKILL");
+        else if (this.#tracker === undefined) {
+          signalGroup(this.#route, this.child.pid, "SIGKILL");
+          // A group's SIGKILL lands asynchronously: wait (briefly) until its members are gone, as
+          // the cgroup path waits for its cgroup to empty, so that "ended" means ended.
+          const until = Date.now() + 1000;
+          for (
+            let wait = 5;
+            groupAlive(this.#route, this.child.pid) && Date.now() < until;
+            wait *= 2
+          ) {
+            await new Promise((resolve) => setTimeout(resolve, Math.min(wait, 100)));
+          }
+        }
       } catch {
         // Best effort: what could be killed was.
       }
