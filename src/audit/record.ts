@@ -104,6 +104,13 @@ export const EventMethod = {
   Stop: "audit/stop",
   Recover: "audit/recover",
   Checkpoint: "audit/checkpoint",
+  /**
+   * The first record of a new active file after rotation: names the archive the previous records
+   * went to, the seq it continues after, and archives retention deleted.
+   */
+  Rotate: "audit/rotate",
+  /** Archives deleted by retention (`max_files`, `max_age_days`) outside a rotation: at start. */
+  Retention: "audit/retention",
   Reload: "audit/reload",
   /** The first `tools/list` of a server: its tools' definitions are pinned. */
   ToolsPinned: "audit/tools_pinned",

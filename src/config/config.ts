@@ -59,7 +59,10 @@ export interface Config {
       max_files: number;
       interval: "" | "hourly" | "daily";
       max_age_days: number;
+      compress: "" | "gzip";
     };
+    checkpoint: { every_records: number; every_seconds: number };
+    sqlite_busy_timeout_ms: number;
   };
   middleware: {
     rate_limit: {
@@ -250,7 +253,13 @@ export function buildConfig(f: FlatValues, upstreamArgv: string[]): Config {
         max_files: f.int("audit.rotation.max_files"),
         interval: f.oneOf("audit.rotation.interval", ["", "hourly", "daily"]),
         max_age_days: f.int("audit.rotation.max_age_days"),
+        compress: f.oneOf("audit.rotation.compress", ["", "gzip"]),
       },
+      checkpoint: {
+        every_records: f.int("audit.checkpoint.every_records"),
+        every_seconds: f.int("audit.checkpoint.every_seconds"),
+      },
+      sqlite_busy_timeout_ms: f.int("audit.sqlite_busy_timeout_ms"),
     },
     middleware: {
       rate_limit: {

@@ -415,7 +415,8 @@ function validate(c: Config, warnings: string[]): void {
   if (c.audit.key_id.includes(":")) {
     throw new ConfigError("audit.key_id", "must not contain whitespace or colons");
   }
-  if (c.audit.rotation.interval !== "" || c.audit.rotation.max_size_bytes > 0) {
+  const r = c.audit.rotation;
+  if (r.interval !== "" || r.max_size_bytes > 0 || r.compress !== "") {
     if (c.audit.storage !== "jsonl") {
       throw new ConfigError("audit.rotation", "is only supported with jsonl storage");
     }

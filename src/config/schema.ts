@@ -146,6 +146,14 @@ export const SCHEMA: Readonly<Record<string, KeySpec>> = {
   "audit.rotation.max_files": int(0),
   "audit.rotation.interval": oneOf("", "", "hourly", "daily"),
   "audit.rotation.max_age_days": int(0),
+  // Closed archives are gzip-compressed (`audit.jsonl.<time>.gz`); "" keeps them as they are.
+  "audit.rotation.compress": oneOf("", "", "gzip"),
+  // A signed audit/checkpoint event naming the chain head after this many records / seconds
+  // (0: never), so that a log still being written verifies up to its last checkpoint.
+  "audit.checkpoint.every_records": int(0, 0),
+  "audit.checkpoint.every_seconds": int(0, 0),
+  // How long a writer waits for another process holding the SQLite database's write lock.
+  "audit.sqlite_busy_timeout_ms": int(5000, 0, 600_000),
 
   "middleware.rate_limit.enabled": bool(true),
   "middleware.rate_limit.requests_per_minute": int(60, 1),

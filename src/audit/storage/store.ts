@@ -1,86 +1,120 @@
 /**
- * The interface every audit storage backend implements.
+ * The interface every audit storage backend implements for writing.
+ *
+ * Several proxy processes may write one log. Each batch of records is written inside
+ * `begin()`…`commit()`, which holds the store's cross-process lock (JSONL: an advisory lock on
+ * `<log>.lock`; SQLite: `BEGIN IMMEDIATE`). `begin()` reads the chain head again when another
+ * writer wrote since, so the chain numbers and links the batch from what is really stored.
  *
  * @module
  */
 import type { AuditRecord } from "../record.ts";
 import type { JsonObject } from "../../jsonrpc/json.ts";
 
-/** A line that was cut short by a crash and kept where it was. */
-export interface TornLine {
-  /** Byte offset of the line's first byte in its file. */
-  offset: number;
-  /** Its length in bytes. */
-  length: number;
-  /** The file it is in. */
-  file: string;
-}
-
-/** What a store found when it opened. */
-export interface OpenState {
-  /** The stored text of the last complete record, when there is one. */
-  last: string | undefined;
-  /** Lines after the last complete record that were torn and have been closed. */
-  torn: TornLine[];
+/** The last stored record: its `seq` and the SHA-256 (hex) of its stored line. */
+export interface StoredHead {
+  seq: number;
+  hash: string;
 }
 
 /**
- * What a store found when it checked, before a batch, that it still writes where it should.
+ * What a store found at the start of a batch that the chain must record before the batch's
+ * records, as an `audit/recover` event (or `audit/rotate` for `rotated`).
  *
- * - `deleted`: the path names nothing and the file written so far has no name left;
- * - `moved`: the path names nothing, the file lives on under another name;
- * - `replaced`: something the store did not create sits at the path (a file, a symlink…);
- * - `truncated` / `extended`: the file is still ours, but shorter or longer than what was written.
- *
- * The first three leave the store waiting for {@link RecordStore.startNewFile}; the last two are
- * already dealt with (a partial line closed) and only need recording.
+ * - `torn`: lines at the end of the log that are not complete records (a writer killed mid-write,
+ *   a crash) were closed with a newline and kept where they are; `details.torn` lists them;
+ * - `truncated` / `extended`: the log is shorter than what was written, or holds bytes no writer
+ *   of ours wrote (a partial line was closed);
+ * - `deleted` / `moved` / `replaced`: the path no longer names the log. The chain writes an
+ *   `audit/checkpoint` into the old file when `oldFileLinked`, then calls
+ *   {@link RecordStore.startNewFile} and writes `audit/recover` as the new file's first record;
+ * - `rotated`: the store archived the active file (size or time) and opened a new one; the chain
+ *   writes `audit/rotate` as its first record (`details`: `archive` name, `cause` `size` or
+ *   `interval`, `deleted_archives` as {@link DeletedArchive}s);
+ * - `retention`: archives deleted by retention outside a rotation (at start); the chain writes
+ *   `audit/retention` (`details.deleted_archives`).
  */
-export type TargetChange =
+export type StoreChange =
   | {
     kind: "deleted" | "moved" | "replaced";
     /** True when the old file still has a name, so a closing record written to it is kept. */
     oldFileLinked: boolean;
-    /** One sentence for the log and the `audit/recover` event. */
+    /** One sentence for the log and the event. */
     reason: string;
   }
   | {
-    kind: "truncated" | "extended";
+    kind: "torn" | "truncated" | "extended" | "rotated" | "retention";
     reason: string;
-    /** Facts for the `audit/recover` event: sizes, the line closed. */
+    /** Facts for the event: sizes, lines closed, the archive's name. */
     details: JsonObject;
   };
 
-/** Durable, append-only storage of canonical record lines. */
+/** One archive deleted by retention, as the `audit/rotate` and `audit/retention` events list it. */
+export interface DeletedArchive {
+  /** The archive's file name (no directory). */
+  name: string;
+  /** `max_files` or `max_age_days`. */
+  rule: "max_files" | "max_age_days";
+  /** The seq of its first and last records, as read before deleting it (null when unreadable). */
+  first_seq: number | null;
+  last_seq: number | null;
+}
+
+/** What `begin` found. */
+export interface BatchStart {
+  /**
+   * The chain head as stored now, when it may differ from what this store last wrote (the first
+   * batch, or another writer wrote since); `null` when the log holds no record; `undefined` when
+   * nothing changed since this store's own last commit.
+   */
+  head: StoredHead | null | undefined;
+  /** What to record, in this order, before the batch's records. */
+  changes: StoreChange[];
+}
+
+/** One record of a batch: its canonical stored line (no newline) and the record itself. */
+export interface StoredRecord {
+  line: string;
+  record: AuditRecord;
+}
+
+/** Durable, append-only, multi-writer storage of canonical record lines. */
 export interface RecordStore {
   /** The backend's name, as metrics label it. */
   readonly backend: "jsonl" | "sqlite";
-  /** What the store found at open. */
-  readonly opened: OpenState;
+  /** The file written (after following allowed symlinks), for messages. */
+  readonly path: string;
   /**
-   * Appends one record; `line` is its canonical text (no newline). In order; it may wait in a
-   * bounded buffer until the next `flush`, which the transport calls before forwarding anything.
+   * Starts a batch: takes the cross-process write lock (waiting for other writers), checks that
+   * the store still writes where it should, and reads the head. Every `begin` is followed by
+   * exactly one `commit` or `abort`.
+   * @throws {StorageError} when the log cannot be used; no lock is held then
    */
-  append(line: string, record: AuditRecord): void;
-  /** Hands everything appended so far to the operating system. */
-  flush(): void;
-  /** Flushes, then makes everything appended so far durable before returning. */
-  sync(): void;
+  begin(): BatchStart;
+  /** Adds one record to the open batch, in order. */
+  write(entry: StoredRecord): void;
   /**
-   * Flushes, then starts making it durable in the background (one fsync at a time; a failure
-   * is thrown by the next `flush`).
-   */
-  syncSoon(): void;
-  /**
-   * Called by the chain before the first record of each batch: is the store still writing to
-   * the file its path names? `null` when it is. Throws when it cannot go on.
-   */
-  checkTarget(): TargetChange | null;
-  /**
-   * After `checkTarget` reported the path taken (`deleted`, `moved`, `replaced`): makes the old
-   * file durable, moves any stranger at the path aside, and creates a new file there for the next
-   * records. Returns facts for the `audit/recover` event that must be the new file's first record.
+   * Inside a batch, after `begin` reported `deleted`/`moved`/`replaced` (and the chain wrote its
+   * closing checkpoint): makes what was written to the old file durable, moves a stranger at the
+   * path aside, and opens a new file there. Returns facts for the `audit/recover` event that must
+   * be the new file's first record.
    */
   startNewFile(): JsonObject;
+  /**
+   * Ends the batch: its records are stored (JSONL: handed to the operating system; SQLite:
+   * committed) and the lock released. Durability follows `audit.durability`: `entry` makes them
+   * durable before returning, `batch` starts an fsync in the background (a failure is thrown by a
+   * later call), `none` leaves it to the operating system.
+   * @throws {StorageError} when they could not be stored; the lock is released, and the next
+   *   `begin` looks at the log afresh (a partial write is then found as `torn`)
+   */
+  commit(): void;
+  /** Ends a batch that failed before `commit` (nothing of it is stored on purpose). Never throws. */
+  abort(): void;
+  /** Makes everything committed so far durable before returning. */
+  sync(): void;
+  /** Resolves when no background fsync or anchor update is left (a failure is kept for later). */
+  settled(): Promise<void>;
   /** Syncs and releases the store. Idempotent. */
   close(): void;
 }
