@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { isJsonObject } from "../../jsonrpc/json.ts";
 import type { AuditRecord, Direction, RecordKind } from "../record.ts";
 
 /** Which records. Every field is optional; the ones given must all match. */
@@ -97,9 +98,7 @@ export interface RecordQuery {
 /** True when the record is an error: `error` set, or a tool result with `isError: true`. */
 export function isErrorRecord(r: AuditRecord): boolean {
   if (r.error !== null) return true;
-  const result = r.result;
-  return typeof result === "object" && result !== null && !Array.isArray(result) &&
-    result.isError === true;
+  return isJsonObject(r.result) && r.result.isError === true;
 }
 
 /**
