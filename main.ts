@@ -14,8 +14,9 @@ import {
   KeyError,
   type Signer,
 } from "./src/audit/signing.ts";
-import { StorageError } from "./src/audit/storage/jsonl.ts";
-import { openJsonlStore } from "./src/audit/storage/open.ts";
+import { StorageError } from "./src/audit/storage/errors.ts";
+import { asyncOptions, checkpointOptions, openStore, storePath } from "./src/audit/storage/open.ts";
+import { writerIdentity } from "./src/audit/writer_identity.ts";
 import { HELP, parseCommand } from "./src/cli/args.ts";
 import { UsageError } from "./src/cli/errors.ts";
 import { keygenCommand } from "./src/cli/keygen_command.ts";
@@ -328,9 +329,6 @@ function startReloading(
 async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): Promise<number> {
   const { config } = loaded;
   for (const w of loaded.warnings) logger.warn(w);
-  if (config.audit.storage === "sqlite") {
-    throw new ConfigError("audit.storage", "sqlite is not available in this version; use jsonl");
-  }
   const http = config.proxy.transport === "http";
   const upstreamIsUrl = isUrl(config.proxy.upstream) && config.proxy.upstream_argv.length === 0;
   let upstreamUrl: URL | undefined;
@@ -359,8 +357,11 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
   const live = liveSettings(built);
   const signer = makeSigner(config, logger);
   const newUlid = monotonicFactory();
-  const store = openJsonlStore(config.audit, { signer, logger });
+  const store = openStore(config.audit, { signer, logger });
+  const batching = asyncOptions(config.audit);
   const transport = http ? "http" : "stdio";
+  const shutdown = new AbortController();
+  let storeFailure: StorageError | undefined;
   const log = new AuditLog({
     store,
     signer,
@@ -369,27 +370,37 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
     clientId: config.proxy.client_id,
     serverId: config.proxy.server_id,
     transport,
+    ...(batching === undefined ? {} : { async: batching }),
+    checkpoint: checkpointOptions(config.audit),
+    // Records that can no longer be stored end the run: nothing passes unrecorded.
+    onFailure: (e) => {
+      storeFailure = e;
+      shutdown.abort();
+    },
+    logger,
   });
   const session = http ? null : newUlid();
   log.event(EventMethod.Start, {
     version: VERSION,
+    writer: writerIdentity(),
     pid: Deno.pid,
     transport,
     upstream: upstreamIsUrl ? config.proxy.upstream : argv,
-    storage: "jsonl",
+    storage: store.backend,
     durability: config.audit.durability,
+    async: config.audit.async.enabled,
     signing: signer === null ? null : { scheme: signer.scheme, key_id: signer.keyId },
     config_digest: configDigest(loaded.effective),
     policy_digest: built.policyDigest,
   }, session);
   log.sync();
   logger.info("audit log open", {
-    path: config.audit.path,
+    storage: store.backend,
+    path: storePath(config.audit),
     seq: log.seq,
     signing: signer?.scheme ?? "off",
   });
 
-  const shutdown = new AbortController();
   const onSignal = (): void => {
     logger.info("shutdown signal received");
     shutdown.abort();
@@ -418,10 +429,8 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
     logger,
     newId: () => newUlid(),
     shutdown: shutdown.signal,
-    // Records first, then the bytes they describe. `batch` fsyncs each written batch in the
-    // background (a crash of the proxy loses nothing; a power cut the last milliseconds);
-    // `entry` has fsynced every record before it returned.
-    beforeWrite: config.audit.durability === "batch" ? () => log.syncSoon() : () => log.flush(),
+    // Records first, then the bytes they describe (async: once the queue is full).
+    beforeWrite: () => log.beforeForward(),
     upstreamFetch: tls?.fetch ?? ((input, init) => fetch(input, init)),
     exchangeDeps: {
       log,
@@ -443,22 +452,41 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
       ? await runHttpToStdioBridge(run, argv)
       : await runStdioProxy(run, session ?? newUlid(), argv);
   } catch (e) {
-    if (!(e instanceof ListenError)) throw e;
-    logger.error(e.message);
-    ending = { exitCode: 1, reason: e.message, details: {} };
+    // Whatever ended the run, what is queued is stored and the log is closed with audit/stop.
+    const why = e instanceof Error ? e.message : String(e);
+    logger.error(e instanceof ListenError ? why : "fatal error", { error: why });
+    ending = {
+      exitCode: 1,
+      reason: e instanceof ListenError ? why : `fatal error: ${why}`,
+      details: {},
+    };
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
     stopReloading();
   }
+  if (storeFailure !== undefined) {
+    ending = {
+      exitCode: 1,
+      reason: `the audit log cannot be written: ${storeFailure.message}`,
+      details: { queued_records: log.queued },
+    };
+  }
+  let exitCode = ending.exitCode;
   try {
     log.stop({ reason: ending.reason, exit_code: ending.exitCode, ...ending.details }, session);
-    log.close();
   } catch (e) {
-    logger.error("cannot write audit/stop", { error: (e as Error).message });
-    return 1;
+    logger.error("cannot write audit/stop", { error: (e as Error).message, queued: log.queued });
+    exitCode = 1;
+  } finally {
+    try {
+      log.close();
+    } catch (e) {
+      logger.error("cannot close the audit log", { error: (e as Error).message });
+      exitCode = 1;
+    }
   }
-  logger.info("stopped", { reason: ending.reason, exit_code: ending.exitCode, last_seq: log.seq });
-  return ending.exitCode;
+  logger.info("stopped", { reason: ending.reason, exit_code: exitCode, last_seq: log.seq });
+  return exitCode;
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -1,9 +1,24 @@
 /**
- * The hash chain: numbers, links, signs and stores records, one at a time and in order.
+ * The hash chain: numbers, links, signs and stores records, in order, in batches.
+ *
+ * A record's content, `id` and `ts` are fixed when the message passes (`append`); its `seq`,
+ * `prev` and signature are given when its batch is stored, under the store's cross-process lock,
+ * from the head as stored — so any number of proxy processes writing one log make one chain.
+ *
+ * - **sync** (default): the transport calls {@link AuditLog.beforeForward} before it forwards
+ *   any bytes; every record appended so far is stored first (durable per `audit.durability`).
+ * - **async** (`audit.async.enabled`): records wait in a bounded queue and are stored in batches
+ *   of `batch_size`, every `flush_interval_ms`, and on every way out (`close`). When the queue
+ *   holds `queue_size` records, forwarding waits until they are stored; a store that stays
+ *   unwritable ends the run (fail closed). What a `kill -9` can lose is the queue.
+ *
+ * After each stored batch, observers (telemetry, the dashboard's live feed) are called with its
+ * records, off the hot path; an observer that throws is counted, never fails the write.
  *
  * @module
  */
 import { hash } from "node:crypto";
+import { clearInterval, setImmediate, setInterval } from "node:timers";
 import { recordText } from "./record_text.ts";
 import {
   type AuditFields,
@@ -14,17 +29,32 @@ import {
   type TransportName,
 } from "./record.ts";
 import type { Signer } from "./signing.ts";
-import type { RecordStore, TargetChange } from "./storage/store.ts";
+import { StorageError } from "./storage/errors.ts";
+import type { RecordStore, StoreChange, StoredRecord } from "./storage/store.ts";
 import type { JsonObject } from "../jsonrpc/json.ts";
+import type { Logger } from "../log.ts";
 
 /** Hex SHA-256 of bytes, or of a string's UTF-8 bytes. */
 export function sha256Hex(data: string | Uint8Array): string {
   return hash("sha256", data, "hex");
 }
 
-/** Raised when the existing log cannot be continued. */
+/** Raised when the log cannot be used as asked (closed, or a stored head that makes no sense). */
 export class ChainError extends Error {
   override name = "ChainError";
+}
+
+/** `audit.async.*`: batched writing. */
+export interface AsyncOptions {
+  batchSize: number;
+  queueSize: number;
+  flushIntervalMs: number;
+}
+
+/** `audit.checkpoint.*`: signed checkpoints naming the chain head. 0 turns a trigger off. */
+export interface CheckpointOptions {
+  everyRecords: number;
+  everySeconds: number;
 }
 
 /** What the log needs from outside. */
@@ -38,68 +68,253 @@ export interface AuditLogOptions {
   clientId: string;
   serverId: string;
   transport: TransportName;
+  /** Batched writing; absent: every record is stored before the bytes it describes pass. */
+  async?: AsyncOptions;
+  checkpoint?: CheckpointOptions;
+  /**
+   * Called once when records can no longer be stored outside a caller's own call (an async
+   * batch kept failing, a timer's write failed): the run must end. Calls that store records
+   * throw the error themselves.
+   */
+  onFailure?: (error: StorageError) => void;
+  logger?: Pick<Logger, "warn" | "error">;
 }
 
-/**
- * The audit log. Appends are synchronous and in order; a record reaches the file at the latest
- * on the next `flush` or `sync`, which the transport calls before it forwards any bytes.
- *
- * Before the first record of each batch (the records between two flushes) the store checks that
- * it still writes where it should. When the log was deleted, moved or replaced, the chain goes on
- * in a new file whose first record is an `audit/recover` event naming the seq it continues after
- * (its `prev` is that record's hash); when the file was cut short or written into, the event
- * follows in the same file.
- */
+/** Called with each stored batch, in order. */
+export type RecordObserver = (batch: readonly StoredRecord[]) => void;
+
+/** A record waiting for its batch: everything but seq, prev and sig is fixed. */
+interface Pending {
+  id: string;
+  ts: string;
+  /** The fields, or how to make them from the seq the record gets (`audit/stop`). */
+  fields: AuditFields | ((seq: number) => AuditFields);
+}
+
+// An async store failing this many times in a row (a flush interval apart) ends the run.
+const MAX_ASYNC_ATTEMPTS = 5;
+
+/** The audit log. */
 export class AuditLog {
   #opts: AuditLogOptions;
-  #seq: number;
-  #prev: string;
+  #seq = 0;
+  #prev = GENESIS;
   #closed = false;
-  /** Records were appended since the last flush: the store has checked its target for them. */
-  #inBatch = false;
+  #failure: StorageError | undefined;
+  #pending: Pending[] = [];
+  #observers: RecordObserver[] = [];
+  #observerFailures = 0;
+  #toObserve: StoredRecord[][] = [];
+  #observing = false;
+  #sinceCheckpoint = 0;
+  #failedAttempts = 0;
+  #timers: ReturnType<typeof setInterval>[] = [];
 
   constructor(opts: AuditLogOptions) {
     this.#opts = opts;
-    const { last, torn } = opts.store.opened;
-    if (last === undefined) {
-      this.#seq = 0;
-      this.#prev = GENESIS;
-    } else {
-      const parsed: unknown = JSON.parse(last);
-      const seq = typeof parsed === "object" && parsed !== null && "seq" in parsed
-        ? parsed.seq
-        : undefined;
-      if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1) {
-        throw new ChainError("the last record of the existing log has no valid seq");
+    const a = opts.async;
+    if (a !== undefined) {
+      if (a.batchSize < 1 || a.queueSize < a.batchSize || a.flushIntervalMs < 1) {
+        throw new ChainError(
+          "async: need 1 <= batch_size <= queue_size and flush_interval_ms >= 1",
+        );
       }
-      this.#seq = seq;
-      this.#prev = sha256Hex(last);
+      this.#every(a.flushIntervalMs, () => this.#storeInBackground());
     }
-    if (torn.length > 0) {
-      this.event(EventMethod.Recover, {
-        reason: "torn record(s) found at start; kept in place and closed with a newline",
-        torn: torn.map((t) => ({ file: t.file, offset: t.offset, length: t.length })),
-        continues_after_seq: this.#seq,
+    const seconds = opts.checkpoint?.everySeconds ?? 0;
+    if (seconds > 0) {
+      this.#every(seconds * 1000, () => {
+        if (this.#sinceCheckpoint > 0 || this.#pending.length > 0) {
+          this.#storeInBackground(true);
+        }
       });
     }
   }
 
-  /** The seq of the last record written (0 when none). */
+  /** The seq of the last record stored by this process (0 before the first). */
   get seq(): number {
     return this.#seq;
   }
 
-  /** Number, link, sign and store a record. */
-  append(fields: AuditFields): AuditRecord {
+  /** Records appended and not yet stored. */
+  get queued(): number {
+    return this.#pending.length;
+  }
+
+  /** How many times an observer threw. */
+  get observerFailures(): number {
+    return this.#observerFailures;
+  }
+
+  /** Calls `observer` with every batch stored from now on. Returns a function that stops it. */
+  observe(observer: RecordObserver): () => void {
+    this.#observers.push(observer);
+    return () => {
+      this.#observers = this.#observers.filter((o) => o !== observer);
+    };
+  }
+
+  /** Queues a record; it is numbered, linked, signed and stored with its batch. */
+  append(fields: AuditFields): void {
+    this.#queue(fields);
+  }
+
+  /** Queues a proxy event. */
+  event(method: string, details: JsonObject, session: string | null = null): void {
+    this.#queue(eventFields(method, details, this.#opts.transport, session));
+  }
+
+  /**
+   * Stores `audit/stop` (with `last_seq` set to its own seq) and everything before it, durably.
+   * @throws {StorageError} when it cannot be stored
+   */
+  stop(details: JsonObject, session: string | null = null): void {
+    const transport = this.#opts.transport;
+    this.#queue((seq) =>
+      eventFields(EventMethod.Stop, { ...details, last_seq: seq }, transport, session)
+    );
+    this.sync();
+  }
+
+  /**
+   * Called by a transport before it forwards bytes. Sync: stores every queued record. Async:
+   * stores them only when the queue is full (forwarding waits for that).
+   * @throws {StorageError} when records that must be stored first cannot be
+   */
+  beforeForward(): void {
+    if (this.#failure !== undefined) throw this.#failure;
+    const a = this.#opts.async;
+    if (a === undefined || this.#pending.length >= a.queueSize) this.flush();
+  }
+
+  /**
+   * Stores every queued record now.
+   * @throws {StorageError} when they cannot be stored (sync mode: the log is then failed)
+   */
+  flush(): void {
+    if (this.#failure !== undefined) throw this.#failure;
+    if (this.#closed) return;
+    this.#store(false);
+  }
+
+  /** Stores every queued record and makes everything stored durable. */
+  sync(): void {
+    this.flush();
+    this.#opts.store.sync();
+  }
+
+  /**
+   * Stores what is queued, delivers what observers have not seen, and closes the store. Write
+   * `audit/stop` first. Idempotent.
+   */
+  close(): void {
+    if (this.#closed) return;
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+    try {
+      if (this.#failure === undefined) this.#store(false);
+    } finally {
+      this.#closed = true;
+      this.#deliver();
+      this.#opts.store.close();
+    }
+  }
+
+  #queue(fields: AuditFields | ((seq: number) => AuditFields)): void {
     if (this.#closed) throw new ChainError("the audit log is closed");
-    this.#beginBatch();
+    const now = this.#opts.now();
+    this.#pending.push({ id: this.#opts.newId(now), ts: new Date(now).toISOString(), fields });
+    const a = this.#opts.async;
+    if (a !== undefined && this.#pending.length % a.batchSize === 0 && this.#failedAttempts === 0) {
+      this.#storeInBackground();
+    }
+  }
+
+  #every(ms: number, run: () => void): void {
+    this.#timers.push(setInterval(run, ms).unref());
+  }
+
+  /**
+   * Stores queued records outside any caller that could act on a failure (a full async batch,
+   * a timer): a failure is retried on the next interval, and ends the run after a few in a row
+   * or at once in sync mode.
+   */
+  #storeInBackground(checkpoint = false): void {
+    if (this.#closed || this.#failure !== undefined) return;
+    try {
+      this.#store(checkpoint);
+      this.#failedAttempts = 0;
+    } catch (e) {
+      const error = e instanceof StorageError
+        ? e
+        : new StorageError(`cannot store audit records: ${(e as Error).message}`, { cause: e });
+      this.#failedAttempts++;
+      const retry = this.#opts.async !== undefined && this.#failedAttempts < MAX_ASYNC_ATTEMPTS;
+      this.#opts.logger?.error(
+        retry
+          ? "cannot store audit records; keeping them queued and retrying"
+          : "cannot store audit records; stopping",
+        { error: error.message, queued: this.#pending.length, attempt: this.#failedAttempts },
+      );
+      if (!retry) {
+        this.#failure = error;
+        this.#opts.onFailure?.(error);
+      }
+    }
+  }
+
+  /** One batch: everything queued, after what the store found, under the store's lock. */
+  #store(checkpoint: boolean): void {
+    if (this.#pending.length === 0 && !checkpoint) return;
+    const store = this.#opts.store;
+    const start = store.begin();
+    // Another writer's records move the head on. A head behind this writer's own last record
+    // means records were removed: the chain goes on after its own (the store reports the cut).
+    if (start.head !== undefined && (start.head?.seq ?? 0) >= this.#seq) {
+      this.#seq = start.head === null ? 0 : start.head.seq;
+      this.#prev = start.head === null ? GENESIS : start.head.hash;
+    }
+    const base = { seq: this.#seq, prev: this.#prev };
+    const batch: StoredRecord[] = [];
+    try {
+      for (const change of start.changes) this.#recordChange(change, batch);
+      for (const p of this.#pending) this.#write(p, batch);
+      const every = this.#opts.checkpoint?.everyRecords ?? 0;
+      if (checkpoint || (every > 0 && this.#sinceCheckpoint >= every)) this.#checkpoint(batch);
+    } catch (e) {
+      this.#seq = base.seq;
+      this.#prev = base.prev;
+      this.#sinceCheckpoint -= batch.length;
+      store.abort();
+      throw e;
+    }
+    try {
+      store.commit();
+    } catch (e) {
+      this.#seq = base.seq;
+      this.#prev = base.prev;
+      this.#sinceCheckpoint -= batch.length;
+      store.abort();
+      if (this.#opts.async === undefined) {
+        this.#failure = e instanceof StorageError
+          ? e
+          : new StorageError(`cannot store audit records: ${(e as Error).message}`, { cause: e });
+      }
+      throw e;
+    }
+    this.#pending = [];
+    this.#observed(batch);
+  }
+
+  #write(p: Pending, batch: StoredRecord[]): void {
     const o = this.#opts;
-    const now = o.now();
+    const seq = this.#seq + 1;
+    const fields = typeof p.fields === "function" ? p.fields(seq) : p.fields;
     const record: AuditRecord = {
       v: 1,
-      seq: this.#seq + 1,
-      id: o.newId(now),
-      ts: new Date(now).toISOString(),
+      seq,
+      id: p.id,
+      ts: p.ts,
       ...fields,
       client_id: o.clientId,
       server_id: o.serverId,
@@ -109,101 +324,110 @@ export class AuditLog {
     const text = recordText(record);
     if (o.signer !== null) record.sig = o.signer.sign(text.unsigned);
     const line = text.signed(record.sig);
-    o.store.append(line, record);
-    this.#seq += 1;
+    this.#opts.store.write({ line, record });
+    batch.push({ line, record });
+    this.#seq = seq;
     this.#prev = sha256Hex(line);
-    return record;
+    this.#sinceCheckpoint++;
   }
 
-  /** Appends a proxy event. */
-  event(method: string, details: JsonObject, session: string | null = null): AuditRecord {
-    return this.append(eventFields(method, details, this.#opts.transport, session));
+  #writeEvent(method: string, details: JsonObject, batch: StoredRecord[]): void {
+    const now = this.#opts.now();
+    this.#write({
+      id: this.#opts.newId(now),
+      ts: new Date(now).toISOString(),
+      fields: eventFields(method, details, this.#opts.transport, null),
+    }, batch);
   }
 
-  /**
-   * Appends `audit/stop` with `last_seq` set to its own seq, which is known only once any
-   * recovery events the store's check calls for are written.
-   */
-  stop(details: JsonObject, session: string | null = null): AuditRecord {
-    if (this.#closed) throw new ChainError("the audit log is closed");
-    this.#beginBatch();
-    return this.event(EventMethod.Stop, { ...details, last_seq: this.#seq + 1 }, session);
-  }
-
-  /** Hands every record so far to the operating system. Call before forwarding anything. */
-  flush(): void {
-    if (this.#closed) return;
-    this.#opts.store.flush();
-    this.#inBatch = false;
-  }
-
-  /** Makes every record so far durable. */
-  sync(): void {
-    if (this.#closed) return;
-    this.#opts.store.sync();
-    this.#inBatch = false;
-  }
-
-  /** Hands every record so far to the operating system and starts an fsync in the background. */
-  syncSoon(): void {
-    if (this.#closed) return;
-    this.#opts.store.syncSoon();
-    this.#inBatch = false;
-  }
-
-  #beginBatch(): void {
-    if (this.#inBatch) return;
-    this.#inBatch = true;
-    const change = this.#opts.store.checkTarget();
-    if (change !== null) this.#recover(change);
+  #checkpoint(batch: StoredRecord[]): void {
+    this.#writeEvent(EventMethod.Checkpoint, {
+      reason: "periodic",
+      head_seq: this.#seq,
+      head_hash: this.#prev,
+      records_since_last: this.#sinceCheckpoint,
+    }, batch);
+    this.#sinceCheckpoint = 0;
   }
 
   /** Records what the store found, in the file the next records go to. */
-  #recover(change: TargetChange): void {
-    const store = this.#opts.store;
+  #recordChange(change: StoreChange, batch: StoredRecord[]): void {
+    const after = () => this.#seq;
     switch (change.kind) {
+      case "torn":
       case "truncated":
       case "extended":
-        this.event(EventMethod.Recover, {
+        this.#writeEvent(EventMethod.Recover, {
           reason: change.reason,
           cause: change.kind,
           ...change.details,
-          continues_after_seq: this.#seq,
+          continues_after_seq: after(),
           new_file: false,
-        });
+        }, batch);
+        return;
+      case "rotated":
+        this.#writeEvent(EventMethod.Rotate, {
+          reason: change.reason,
+          ...change.details,
+          continues_after_seq: after(),
+          new_file: true,
+        }, batch);
+        return;
+      case "retention":
+        this.#writeEvent(EventMethod.Retention, {
+          reason: change.reason,
+          ...change.details,
+        }, batch);
         return;
       case "deleted":
       case "moved":
       case "replaced": {
         if (change.oldFileLinked) {
           // The old file lives on (an archive now): it ends cleanly, saying where the chain went.
-          this.event(EventMethod.Checkpoint, {
+          this.#writeEvent(EventMethod.Checkpoint, {
             reason: change.reason,
             cause: change.kind,
             last_seq: this.#seq + 1,
-          });
+          }, batch);
         }
-        const details = store.startNewFile();
-        this.event(EventMethod.Recover, {
+        const details = this.#opts.store.startNewFile();
+        this.#writeEvent(EventMethod.Recover, {
           reason: change.reason,
           cause: change.kind,
           ...details,
-          continues_after_seq: this.#seq,
+          continues_after_seq: after(),
           new_file: true,
-        });
+        }, batch);
         return;
       }
       default: {
         const never: never = change;
-        throw new ChainError(`unknown target change ${JSON.stringify(never)}`);
+        throw new ChainError(`unknown store change ${JSON.stringify(never)}`);
       }
     }
   }
 
-  /** Closes the store. Write `audit/stop` first. */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#opts.store.close();
+  /** Hands a stored batch to the observers at the end of the current turn of the event loop. */
+  #observed(batch: StoredRecord[]): void {
+    if (this.#observers.length === 0 || batch.length === 0) return;
+    this.#toObserve.push(batch);
+    if (this.#observing) return;
+    this.#observing = true;
+    setImmediate(() => this.#deliver());
+  }
+
+  #deliver(): void {
+    this.#observing = false;
+    const batches = this.#toObserve;
+    this.#toObserve = [];
+    for (const batch of batches) {
+      for (const observer of this.#observers) {
+        try {
+          observer(batch);
+        } catch {
+          this.#observerFailures++;
+        }
+      }
+    }
   }
 }

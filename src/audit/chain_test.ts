@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { createHash, createHmac } from "node:crypto";
-import { AuditLog, ChainError, sha256Hex } from "./chain.ts";
+import { AuditLog, type AuditLogOptions, ChainError, sha256Hex } from "./chain.ts";
 import { JsonlStore } from "./storage/jsonl.ts";
+import { StorageError } from "./storage/errors.ts";
+import type { BatchStart, RecordStore, StoredRecord } from "./storage/store.ts";
 import { type AuditFields, EventMethod, GENESIS, RECORD_FIELDS } from "./record.ts";
 import { hmacSigner, type Signer } from "./signing.ts";
 import { canonicalize } from "./canonical.ts";
@@ -20,10 +22,15 @@ function tempLog(): { path: string; [Symbol.dispose](): void } {
 let clock = Date.UTC(2026, 10, 25, 3, 49, 36, 219);
 let ids = 0;
 
-function open(path: string, signer: Signer | null = hmacSigner(SECRET)): AuditLog {
+function open(
+  path: string,
+  signer: Signer | null = hmacSigner(SECRET),
+  more: Partial<AuditLogOptions> = {},
+): AuditLog {
   return new AuditLog({
-    store: new JsonlStore(path, false),
+    store: new JsonlStore(path, { durability: "none" }),
     signer,
+    ...more,
     now: () => clock++,
     newId: () => "01JD" + String(++ids).padStart(22, "0"),
     clientId: "claude-desktop",
@@ -87,20 +94,18 @@ Deno.test("AuditLog links each record to the SHA-256 of the previous stored line
 Deno.test("AuditLog stores each record as exactly its canonical JSON, signature included", () => {
   using tmp = tempLog();
   const log = open(tmp.path);
-  const returned = [
-    log.append(request(parseLossless('{"name":"read_file","arguments":{"z":1,"a":"é\\u2028"}}'))),
-    log.event(EventMethod.Stop, { last_seq: 1 }),
-  ];
+  const observed: string[] = [];
+  log.observe((batch) =>
+    observed.push(...batch.map((b) => canonicalize(record(JSON.stringify(b.record)))))
+  );
+  log.append(request(parseLossless('{"name":"read_file","arguments":{"z":1,"a":"é\\u2028"}}')));
+  log.event(EventMethod.Stop, { last_seq: 1 });
   log.close();
   const stored = lines(tmp.path);
-  stored.forEach((line, i) => {
+  assert.deepEqual(observed, stored, "observers see the stored records");
+  stored.forEach((line) => {
     const r = record(line);
     assert.equal(canonicalize(r), line);
-    assert.equal(
-      canonicalize(record(JSON.stringify(returned[i]))),
-      line,
-      "append returns the stored record",
-    );
     assert.deepEqual(Object.keys(r).sort(), [...RECORD_FIELDS].sort());
     assert.equal(r.v, 1);
     assert.equal(r.client_id, "claude-desktop");
@@ -150,14 +155,14 @@ Deno.test("AuditLog continues seq and prev from the existing log after a reopen"
   first.close();
 
   const second = open(tmp.path);
-  assert.equal(second.seq, 3);
-  const r = second.append(request({}, 4));
+  second.append(request({}, 4));
+  second.flush();
+  assert.equal(second.seq, 4);
   second.close();
   const stored = lines(tmp.path);
   assert.equal(stored.length, 4);
-  assert.equal(r.seq, 4);
-  assert.equal(r.prev, sha256Hex(stored[2]!));
   assert.equal(record(stored[3]!).seq, 4);
+  assert.equal(record(stored[3]!).prev, sha256Hex(stored[2]!));
 });
 
 Deno.test("AuditLog keeps a torn last line, closes it and names its byte offset in audit/recover", () => {
@@ -171,7 +176,6 @@ Deno.test("AuditLog keeps a torn last line, closes it and names its byte offset 
   Deno.writeFileSync(tmp.path, torn, { append: true });
 
   const second = open(tmp.path);
-  assert.equal(second.seq, 3, "the recover event is seq 3");
   second.append(request({}, 3));
   second.close();
 
@@ -223,10 +227,10 @@ Deno.test("AuditLog starts a new chain in an empty file and refuses appends once
   Deno.writeFileSync(tmp.path, new Uint8Array(0));
   const log = open(tmp.path);
   assert.equal(log.seq, 0);
-  const r = log.append(request({}));
-  assert.equal(r.seq, 1);
-  assert.equal(r.prev, GENESIS);
+  log.append(request({}));
   log.close();
+  assert.equal(record(lines(tmp.path)[0]!).seq, 1);
+  assert.equal(record(lines(tmp.path)[0]!).prev, GENESIS);
   log.close();
   assert.throws(() => log.append(request({})), ChainError);
 });
@@ -237,7 +241,9 @@ Deno.test("AuditLog refuses to continue a log whose last record has no valid seq
   first.append(request({}));
   first.close();
   Deno.writeTextFileSync(tmp.path, '{"seq":"one","prev":"x"}\n', { append: true });
-  assert.throws(() => open(tmp.path), ChainError);
+  const second = open(tmp.path);
+  second.append(request({}));
+  assert.throws(() => second.flush(), StorageError);
 });
 
 function eventOf(line: string | undefined): { method: unknown; seq: unknown; params: JsonObject } {
@@ -328,10 +334,229 @@ Deno.test({
     log.append(request({}, 1));
     log.sync();
     Deno.renameSync(tmp.path, `${tmp.path}.1`);
-    const stop = log.stop({ reason: "test" });
+    log.stop({ reason: "test" });
     log.close();
+    const stop = eventOf(lines(tmp.path).at(-1));
     assert.equal(stop.seq, 4, "seq 2 closes the old file, seq 3 opens the new one");
-    assert.ok(isJsonObject(stop.params));
     assert.equal(stop.params.last_seq, 4);
   },
+});
+
+/** The real JSONL store, whose commits fail while `failures` is above zero: a full disk. */
+class FullDisk implements RecordStore {
+  readonly backend = "jsonl" as const;
+  failures: number;
+  commits = 0;
+  #inner: JsonlStore;
+  constructor(path: string, failures: number) {
+    this.#inner = new JsonlStore(path, { durability: "none" });
+    this.failures = failures;
+  }
+  get path(): string {
+    return this.#inner.path;
+  }
+  begin(): BatchStart {
+    return this.#inner.begin();
+  }
+  write(entry: StoredRecord): void {
+    this.#inner.write(entry);
+  }
+  startNewFile(): JsonObject {
+    return this.#inner.startNewFile();
+  }
+  commit(): void {
+    this.commits++;
+    if (this.failures > 0) {
+      this.failures--;
+      this.#inner.abort();
+      throw new StorageError(
+        "cannot append to the audit log: No space left on device (os error 28)",
+      );
+    }
+    this.#inner.commit();
+  }
+  abort(): void {
+    this.#inner.abort();
+  }
+  sync(): void {
+    this.#inner.sync();
+  }
+  settled(): Promise<void> {
+    return this.#inner.settled();
+  }
+  close(): void {
+    this.#inner.close();
+  }
+}
+
+function stored(path: string): number {
+  try {
+    return lines(path).length;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return 0;
+    if (e instanceof assert.AssertionError) return 0;
+    throw e;
+  }
+}
+
+Deno.test("AuditLog async: records wait for a full batch, forwarding waits only for a full queue", () => {
+  using tmp = tempLog();
+  const log = open(tmp.path, hmacSigner(SECRET), {
+    async: { batchSize: 4, queueSize: 8, flushIntervalMs: 3_600_000 },
+  });
+  for (let i = 1; i <= 3; i++) log.append(request({}, i));
+  log.beforeForward();
+  assert.equal(stored(tmp.path), 0, "three records are still queued");
+  assert.equal(log.queued, 3);
+  log.append(request({}, 4));
+  assert.equal(stored(tmp.path), 4, "the fourth made a batch");
+  log.append(request({}, 5));
+  log.stop({ reason: "test" });
+  log.close();
+  const seqs = lines(tmp.path).map((l) => record(l).seq);
+  assert.deepEqual(seqs, [1, 2, 3, 4, 5, 6], "drained on close, in order");
+});
+
+Deno.test("AuditLog async: a failed batch stays queued and is retried until it is stored", async () => {
+  using tmp = tempLog();
+  const store = new FullDisk(tmp.path, 2);
+  const { promise: done, resolve } = Promise.withResolvers<void>();
+  const log = new AuditLog({
+    store,
+    signer: hmacSigner(SECRET),
+    now: () => clock++,
+    newId: () => "01JD" + String(++ids).padStart(22, "0"),
+    clientId: "claude-desktop",
+    serverId: "filesystem",
+    transport: "stdio",
+    async: { batchSize: 2, queueSize: 100, flushIntervalMs: 5 },
+  });
+  log.observe(() => resolve());
+  log.append(request({}, 1));
+  log.append(request({}, 2));
+  assert.equal(log.queued, 2, "the first attempt failed; nothing was dropped");
+  await done;
+  assert.equal(store.commits, 3, "two failures, then stored");
+  log.close();
+  assert.deepEqual(lines(tmp.path).map((l) => record(l).jsonrpc_id), [1, 2]);
+  assert.deepEqual(lines(tmp.path).map((l) => record(l).seq), [1, 2], "no seq was spent");
+});
+
+Deno.test("AuditLog async: a log that stays unwritable ends the run, and forwarding stops", async () => {
+  using tmp = tempLog();
+  const store = new FullDisk(tmp.path, Infinity);
+  const { promise: failed, resolve } = Promise.withResolvers<StorageError>();
+  const log = new AuditLog({
+    store,
+    signer: null,
+    now: () => clock++,
+    newId: () => "01JD" + String(++ids).padStart(22, "0"),
+    clientId: "c",
+    serverId: "s",
+    transport: "stdio",
+    async: { batchSize: 1, queueSize: 10, flushIntervalMs: 1 },
+    onFailure: resolve,
+  });
+  log.append(request({}, 1));
+  const error = await failed;
+  assert.match(error.message, /No space left/);
+  assert.throws(() => log.beforeForward(), StorageError);
+  assert.equal(log.queued, 1, "the record is still held, reported by the caller");
+  store.failures = 0;
+  log.close();
+});
+
+Deno.test("AuditLog async: a full queue makes forwarding wait for a write, and fail when it fails", () => {
+  using tmp = tempLog();
+  const store = new FullDisk(tmp.path, 1);
+  const log = new AuditLog({
+    store,
+    signer: null,
+    now: () => clock++,
+    newId: () => "01JD" + String(++ids).padStart(22, "0"),
+    clientId: "c",
+    serverId: "s",
+    transport: "stdio",
+    async: { batchSize: 2, queueSize: 4, flushIntervalMs: 3_600_000 },
+  });
+  log.append(request({}, 1));
+  log.append(request({}, 2)); // the batch fails: queued
+  log.append(request({}, 3));
+  log.append(request({}, 4));
+  assert.equal(log.queued, 4);
+  log.beforeForward(); // full: written now (the disk has room again)
+  assert.equal(log.queued, 0);
+  assert.equal(stored(tmp.path), 4);
+  store.failures = 1;
+  for (let i = 5; i <= 8; i++) log.append(request({}, i));
+  assert.throws(() => log.beforeForward(), StorageError, "full and unwritable: nothing passes");
+  log.close();
+  assert.equal(stored(tmp.path), 8, "the queue was drained at close");
+});
+
+Deno.test("AuditLog sync: a failed write fails every later forward (fail closed)", () => {
+  using tmp = tempLog();
+  const store = new FullDisk(tmp.path, 1);
+  const log = new AuditLog({
+    store,
+    signer: null,
+    now: () => clock++,
+    newId: () => "01JD" + String(++ids).padStart(22, "0"),
+    clientId: "c",
+    serverId: "s",
+    transport: "stdio",
+  });
+  log.append(request({}, 1));
+  assert.throws(() => log.beforeForward(), StorageError);
+  assert.throws(() => log.beforeForward(), StorageError, "still refused once the disk has room");
+  log.close();
+});
+
+Deno.test("AuditLog observers: called after the write with each batch; one that throws is counted", async () => {
+  using tmp = tempLog();
+  const log = open(tmp.path);
+  const seen: number[] = [];
+  const { promise: twice, resolve } = Promise.withResolvers<void>();
+  log.observe(() => {
+    throw new Error("observer bug");
+  });
+  log.observe((batch) => {
+    for (const b of batch) {
+      assert.ok(stored(tmp.path) >= b.record.seq, "stored before observed");
+      seen.push(b.record.seq);
+    }
+    if (seen.length === 3) resolve();
+  });
+  log.append(request({}, 1));
+  log.append(request({}, 2));
+  log.flush();
+  log.append(request({}, 3));
+  log.flush();
+  await twice;
+  assert.deepEqual(seen, [1, 2, 3]);
+  assert.equal(log.observerFailures, 2, "two batches, the first observer threw on each");
+  log.close();
+  assert.equal(stored(tmp.path), 3, "the writes were not affected");
+});
+
+Deno.test("AuditLog checkpoints: a signed audit/checkpoint naming the head every N records", () => {
+  using tmp = tempLog();
+  const log = open(tmp.path, hmacSigner(SECRET), {
+    checkpoint: { everyRecords: 3, everySeconds: 0 },
+  });
+  for (let i = 1; i <= 7; i++) {
+    log.append(request({}, i));
+    log.flush();
+  }
+  log.close();
+  const all = lines(tmp.path);
+  const checkpoints = all.map(record).filter((r) => r.method === EventMethod.Checkpoint);
+  assert.equal(checkpoints.length, 2);
+  for (const c of checkpoints) {
+    assert.ok(isJsonObject(c.params));
+    const headSeq = c.params.head_seq;
+    assert.equal(headSeq, Number(c.seq) - 1);
+    assert.equal(c.params.head_hash, sha256Hex(all[Number(headSeq) - 1]!));
+    assert.equal(c.prev, c.params.head_hash);
+  }
 });

@@ -169,7 +169,7 @@ Deno.test("a record nested 100,000 levels is written, signed and verified", () =
     let t = Date.UTC(2026, 0, 1);
     let n = 0;
     const log = new AuditLog({
-      store: new JsonlStore(path, false),
+      store: new JsonlStore(path, { durability: "none" }),
       signer: hmacSigner(secret),
       now: () => t++,
       newId: () => "01JD" + String(++n).padStart(22, "0"),

@@ -65,7 +65,7 @@ Deno.test("a record keeps -0, 1E-400 and 0.1000…01 as sent, and verify and the
     let t = Date.UTC(2026, 0, 1);
     let n = 0;
     const log = new AuditLog({
-      store: new JsonlStore(path, false),
+      store: new JsonlStore(path, { durability: "none" }),
       signer: hmacSigner(SECRET),
       now: () => t++,
       newId: () => "01JD" + String(++n).padStart(22, "0"),

@@ -27,7 +27,7 @@ Deno.test("Exchange forwards and records a message whose number is beyond the do
     const path = `${dir}/audit.jsonl`;
     let n = 0;
     const log = new AuditLog({
-      store: new JsonlStore(path, false),
+      store: new JsonlStore(path, { durability: "none" }),
       signer: hmacSigner("0123456789abcdef0123456789abcdef"),
       now: () => Date.UTC(2026, 0, 1),
       newId: () => "01JD" + String(++n).padStart(22, "0"),
@@ -74,7 +74,7 @@ function withExchange(
     let n = 0;
     let t = 0;
     const log = new AuditLog({
-      store: new JsonlStore(path, false),
+      store: new JsonlStore(path, { durability: "none" }),
       signer: null,
       now: () => Date.UTC(2026, 0, 1),
       newId: () => "01JD" + String(++n).padStart(22, "0"),
