@@ -5,7 +5,14 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { Collector, deadline, StdioCommand } from "./helpers.ts";
+import {
+  auditEnv,
+  type AuditRecord,
+  Collector,
+  deadline,
+  readLog,
+  StdioCommand,
+} from "./helpers.ts";
 import { LISTENING } from "./lines.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -13,8 +20,8 @@ const deno = Deno.execPath();
 const SECRET = "bridges-test-secret-0123456789abcdef";
 const EVERYTHING = "npm:@modelcontextprotocol/server-everything@2026.8.31";
 
-function records(log: string): Record<string, unknown>[] {
-  return Deno.readTextFileSync(log).trimEnd().split("\n").map((l) => JSON.parse(l));
+async function records(log: string): Promise<AuditRecord[]> {
+  return (await readLog(log)).records;
 }
 
 async function verify(log: string): Promise<string> {
@@ -94,7 +101,7 @@ Deno.test("a stdio client reaches a Streamable HTTP server through the bridge, f
     await using proxy = new StdioCommand(
       deno,
       ["run", "-A", `${root}main.ts`, "--upstream", `http://127.0.0.1:${port}/mcp`],
-      { env: { ...cleanEnv(), AUDIT_SECRET: SECRET, MCP_AUDIT_AUDIT_PATH: log } },
+      { env: { ...cleanEnv(), AUDIT_SECRET: SECRET, ...auditEnv(log) } },
     );
     const client = new Client({ name: "bridge-stdio-client", version: "1.0.0" });
     await client.connect(proxy.transport());
@@ -115,7 +122,7 @@ Deno.test("a stdio client reaches a Streamable HTTP server through the bridge, f
     await client.close();
     assertEquals((await proxy.finished(signal)).code, 0, proxy.stderr.text());
 
-    const recs = records(log);
+    const recs = await records(log);
     assertEquals(recs[0]!.method, "audit/start");
     assertEquals(recs.at(-1)!.method, "audit/stop");
     const init = recs.find((r) => r.kind === "response" && r.method === "initialize")!;
@@ -164,7 +171,7 @@ Deno.test("a stdio server is served over HTTP, one process per session, none lef
       "stdio",
       marker,
     ],
-    env: { ...cleanEnv(), AUDIT_SECRET: SECRET, MCP_AUDIT_AUDIT_PATH: log },
+    env: { ...cleanEnv(), AUDIT_SECRET: SECRET, ...auditEnv(log) },
     clearEnv: true,
     stdin: "null",
     stdout: "null",
@@ -209,7 +216,7 @@ Deno.test("a stdio server is served over HTTP, one process per session, none lef
     await b.client.close();
     assertEquals(strays(marker), [], "shutdown ends every session's process");
 
-    const recs = records(log);
+    const recs = await records(log);
     const sessions = new Set(recs.filter((r) => r.kind !== "event").map((r) => r.session));
     assertEquals(sessions.size, 2, "each session's records carry its own id");
     assert(

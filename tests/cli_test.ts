@@ -7,6 +7,7 @@ import {
   match as assertMatch,
   ok as assert,
 } from "node:assert/strict";
+import { auditEnv, readLog, STORAGE } from "./helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const deno = Deno.execPath();
@@ -118,15 +119,15 @@ for (const [what, args, yaml, message] of bad) {
     const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-cli-" });
     try {
       if (yaml !== null) Deno.writeTextFileSync(`${dir}/config.yaml`, yaml);
-      const r = await run(args, { cwd: dir });
+      const r = await run(args, { cwd: dir, env: auditEnv(`${dir}/audit.jsonl`) });
       assertEquals(r.code, 2, r.stderr);
       assertEquals(r.stdout, "");
       const lines = r.stderr.trimEnd().split("\n");
       assertEquals(lines.length, 1, r.stderr);
       assertMatch(lines[0]!, message);
       assert(
-        !Deno.readDirSync(dir).some((e) => e.name === "audit.jsonl"),
-        "no log is written on bad input",
+        !Deno.readDirSync(dir).some((e) => e.name.startsWith("audit.jsonl")),
+        "no log (nor a lock, a journal or an archive of one) is written on bad input",
       );
     } finally {
       Deno.removeSync(dir, { recursive: true });
@@ -143,18 +144,20 @@ Deno.test("an environment variable with a bad value exits 2 naming the variable"
 Deno.test("flags override the environment, which overrides the file", async () => {
   const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-cli-" });
   try {
+    // The file names the log, for the backend under test.
+    const log = STORAGE === "sqlite" ? "storage: sqlite\n  sqlite_path" : "path";
     Deno.writeTextFileSync(
       `${dir}/config.yaml`,
-      `audit:\n  path: ${dir}/from-file.jsonl\nproxy:\n  client_id: from-file\n  server_id: from-file\n`,
+      `audit:\n  ${log}: ${dir}/from-file.jsonl\nproxy:\n  client_id: from-file\n  server_id: from-file\n`,
     );
     const r = await run(["--upstream", `${deno} run ${root}tests/fixtures/echo_upstream.ts`], {
       cwd: dir,
       env: { MCP_AUDIT_PROXY_CLIENT_ID: "from-env" },
     });
     assertEquals(r.code, 0, r.stderr);
-    const first = JSON.parse(Deno.readTextFileSync(`${dir}/from-file.jsonl`).split("\n")[0]!);
-    assertEquals(first.client_id, "from-env");
-    assertEquals(first.server_id, "from-file");
+    const first = (await readLog(`${dir}/from-file.jsonl`)).records[0];
+    assertEquals(first?.client_id, "from-env");
+    assertEquals(first?.server_id, "from-file");
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
@@ -163,12 +166,11 @@ Deno.test("flags override the environment, which overrides the file", async () =
 Deno.test("an upstream command that does not exist fails with exit 1 and a recorded stop", async () => {
   const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-cli-" });
   try {
-    const r = await run(["--", "/nonexistent/mcp-server"], { cwd: dir });
+    const log = `${dir}/audit.jsonl`;
+    const r = await run(["--", "/nonexistent/mcp-server"], { cwd: dir, env: auditEnv(log) });
     assertEquals(r.code, 1);
     assertMatch(r.stderr, /cannot start upstream/);
-    const recs = Deno.readTextFileSync(`${dir}/audit.jsonl`).trimEnd().split("\n").map((l) =>
-      JSON.parse(l)
-    );
+    const recs = (await readLog(log)).records;
     assertEquals(recs.map((x) => x.method), ["audit/start", "audit/stop"]);
   } finally {
     Deno.removeSync(dir, { recursive: true });
@@ -188,15 +190,13 @@ Deno.test("a listen port that cannot be bound fails with exit 1 and says why", a
         "--upstream",
         "http://127.0.0.1:1/mcp",
       ],
-      { cwd: dir },
+      { cwd: dir, env: auditEnv(`${dir}/audit.jsonl`) },
     );
     assertEquals(r.code, 1);
     assertMatch(r.stderr, /cannot listen on 127\.0\.0\.1:\d+/);
-    const recs = Deno.readTextFileSync(`${dir}/audit.jsonl`).trimEnd().split("\n").map((l) =>
-      JSON.parse(l)
-    );
-    assertEquals(recs.at(-1).method, "audit/stop");
-    assertEquals(recs.at(-1).params.exit_code, 1);
+    const stop = (await readLog(`${dir}/audit.jsonl`)).records.at(-1);
+    assertEquals(stop?.method, "audit/stop");
+    assertEquals((stop?.params as { exit_code?: number } | undefined)?.exit_code, 1);
   } finally {
     taken.close();
     Deno.removeSync(dir, { recursive: true });

@@ -21,6 +21,7 @@ import {
   readLog,
   recordingUpstream,
   sha256Hex,
+  STORAGE,
   tempDir,
   utf8,
   verifyLog,
@@ -150,8 +151,8 @@ Deno.test("kill -9 under load, then a restart: earlier records intact, chain con
   }
   await assertNoStrays(dir.path, family);
 
-  const before = await Deno.readFile(logPath);
   const crashed = await readLog(logPath);
+  const before = crashed.bytes;
   const torn = crashed.lines.at(-1)?.terminated === false;
   await assertChain(crashed, {
     unfinished: true,
@@ -174,7 +175,12 @@ Deno.test("kill -9 under load, then a restart: earlier records intact, chain con
   }
 });
 
-Deno.test("a record torn by a crash mid-write is kept, closed, named by audit/recover and reported as torn", async () => {
+Deno.test({
+  name:
+    "a record torn by a crash mid-write is kept, closed, named by audit/recover and reported as torn",
+  // JSONL by nature: the torn line is made by cutting the file's bytes.
+  ignore: STORAGE === "sqlite",
+}, async () => {
   await using dir = await tempDir("torn");
   const signal = deadline(60_000);
   let logPath = "";

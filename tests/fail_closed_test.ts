@@ -3,6 +3,7 @@
  * and exits 1. The disk filling up is simulated with a file size limit (RLIMIT_FSIZE).
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { auditEnv, readLog } from "./helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 
@@ -25,7 +26,7 @@ Deno.test({
         env: {
           ...env,
           AUDIT_SECRET: "fail-closed-test-secret-0123456789",
-          MCP_AUDIT_AUDIT_PATH: log,
+          ...auditEnv(log),
         },
         clearEnv: true,
         stdin: "piped",
@@ -76,13 +77,8 @@ Deno.test({
       assertEquals(status.code, 1, stderr);
       assert(stderr.includes("fail closed"), stderr);
       assert(delivered.length > 0 && delivered.length < 800, `delivered ${delivered.length}`);
-      const records = Deno.readTextFileSync(log).split("\n").flatMap((l) => {
-        try {
-          return [JSON.parse(l)];
-        } catch {
-          return [];
-        }
-      });
+      // Lines that are not records (one cut short by the failed write) are not counted.
+      const { records } = await readLog(log);
       const recordedResponses = new Set(
         records.filter((r) => r.kind === "response").map((r) => r.jsonrpc_id),
       );

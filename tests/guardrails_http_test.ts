@@ -20,6 +20,7 @@ import {
   assertChain,
   assertEquals,
   assertNoStrays,
+  auditEnv,
   type AuditRecord,
   Collector,
   concatBytes,
@@ -211,7 +212,7 @@ class ProxyChild implements AsyncDisposable {
     this.child = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", "--config", DENO_JSON, MAIN, "--no-dashboard", "--no-metrics", ...args],
       cwd,
-      env: { ...cleanEnv(), AUDIT_SECRET: SECRET, MCP_AUDIT_AUDIT_PATH: this.logPath, ...env },
+      env: { ...cleanEnv(), AUDIT_SECRET: SECRET, ...auditEnv(this.logPath), ...env },
       clearEnv: true,
       stdin: stdio,
       stdout: stdio,

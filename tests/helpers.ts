@@ -12,6 +12,7 @@ import { assert, assertEquals, assertMatch } from "./assert.ts";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { deserializeMessage, serializeMessage } from "@modelcontextprotocol/sdk/shared/stdio.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
+import { DatabaseSync } from "node:sqlite";
 
 export { assert, assertEquals, assertMatch };
 
@@ -25,6 +26,31 @@ export const DENO_JSON = `${REPO}deno.json`;
 export const FIXTURES = `${REPO}tests/fixtures/`;
 /** The HMAC secret every test proxy signs with. */
 export const SECRET = "e2e-secret-0f3c9a71d2b84e6a5c1f0e9d8b7a6c5d";
+/**
+ * The storage backend every proxy of the end-to-end tests writes: `TEST_STORAGE=jsonl` (the
+ * default) or `TEST_STORAGE=sqlite`. Not an `MCP_AUDIT_` name: those are taken out of the proxy's
+ * environment, and this one chooses what the tests put in.
+ */
+export const STORAGE: "jsonl" | "sqlite" = testStorage();
+
+function testStorage(): "jsonl" | "sqlite" {
+  const value = Deno.env.get("TEST_STORAGE") ?? "jsonl";
+  if (value === "jsonl" || value === "sqlite") return value;
+  throw new Error(`TEST_STORAGE must be jsonl or sqlite, not ${JSON.stringify(value)}`);
+}
+
+/**
+ * The environment that makes a proxy write its audit log at `path` with the backend under test
+ * ({@link STORAGE}): `MCP_AUDIT_AUDIT_PATH`, or `MCP_AUDIT_AUDIT_STORAGE=sqlite` and
+ * `MCP_AUDIT_AUDIT_SQLITE_PATH`. The path is the same for both, so that a test names its log
+ * once; {@link readLog} and `verify` tell the two apart by content.
+ */
+export function auditEnv(path: string): Record<string, string> {
+  return STORAGE === "sqlite"
+    ? { MCP_AUDIT_AUDIT_STORAGE: "sqlite", MCP_AUDIT_AUDIT_SQLITE_PATH: path }
+    : { MCP_AUDIT_AUDIT_PATH: path };
+}
+
 /** The MCP reference server with every feature, over stdio. */
 export const EVERYTHING = [
   "deno",
@@ -274,7 +300,7 @@ export interface ProxyOptions {
   cwd: string;
   /** The upstream argv, given after `--`. */
   upstream: string[];
-  /** Audit log path; default `audit.jsonl` in `cwd`, passed as `MCP_AUDIT_AUDIT_PATH`. */
+  /** Audit log path; default `audit.jsonl` in `cwd`, passed as {@link auditEnv} gives it. */
   logPath?: string;
   /** HMAC secret; `null` for none. */
   secret?: string | null;
@@ -299,7 +325,7 @@ export class ProxyProcess implements AsyncDisposable {
     this.logPath = opts.logPath ?? `${opts.cwd}/audit.jsonl`;
     const env: Record<string, string> = {
       ...cleanEnv(),
-      MCP_AUDIT_AUDIT_PATH: this.logPath,
+      ...auditEnv(this.logPath),
       ...opts.env,
     };
     const secret = opts.secret === undefined ? SECRET : opts.secret;
@@ -554,7 +580,7 @@ export interface AuditRecord {
   sig: string | null;
 }
 
-/** One line of the log file. */
+/** One line of the log file (of a SQLite log: one row, as if it were a line of a file). */
 export interface LogLine {
   /** The line without its `\n`. */
   text: string;
@@ -573,9 +599,49 @@ export interface AuditLogFile {
   records: AuditRecord[];
 }
 
-/** Reads a JSONL audit log. */
+/** The first 16 bytes of every SQLite database file. */
+const SQLITE_MAGIC = encoder.encode("SQLite format 3\0");
+
+/**
+ * Reads an audit log, JSONL or SQLite (told apart by content, as `verify` does). A SQLite log
+ * reads as the JSONL file holding the same lines would: its rows' stored lines in `seq` order,
+ * each terminated, `bytes` their UTF-8 with a `\n` after each, offsets counted in those bytes.
+ */
 export async function readLog(path: string): Promise<AuditLogFile> {
   const bytes = await Deno.readFile(path);
+  const sqlite = bytes.length >= SQLITE_MAGIC.length &&
+    SQLITE_MAGIC.every((b, i) => bytes[i] === b);
+  return parseLog(sqlite ? encoder.encode(sqliteLines(path).map((l) => l + "\n").join("")) : bytes);
+}
+
+/**
+ * The stored lines of a SQLite log in `seq` order, read with `node:sqlite` on a read-only
+ * connection, from the one table that has `seq` and `line` columns. Independent of the store's
+ * code, so that what the tests check is what is in the file.
+ */
+function sqliteLines(path: string): string[] {
+  const db = new DatabaseSync(path, { readOnly: true });
+  try {
+    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all()
+      .map((row) => String(row.name))
+      .filter((name) => {
+        const columns = db.prepare("SELECT name FROM pragma_table_info(?)").all(name)
+          .map((row) => row.name);
+        return columns.includes("seq") && columns.includes("line");
+      });
+    assertEquals(tables.length, 1, `one table of records (seq, line) in ${path}: ${tables}`);
+    const table = `"${tables[0]!.replaceAll('"', '""')}"`;
+    return db.prepare(`SELECT line FROM ${table} ORDER BY seq`).all().map((row, i) => {
+      assert(typeof row.line === "string", `row ${i + 1} of ${path} holds its line as text`);
+      return row.line;
+    });
+  } finally {
+    db.close();
+  }
+}
+
+/** Splits a JSONL log's bytes into lines and parses the records. */
+function parseLog(bytes: Uint8Array): AuditLogFile {
   const lines: LogLine[] = [];
   let start = 0;
   while (start < bytes.length) {

@@ -15,6 +15,7 @@ import {
   assertChain,
   assertEquals,
   assertNoStrays,
+  auditEnv,
   type AuditRecord,
   Collector,
   concatBytes,
@@ -114,7 +115,7 @@ export class HttpProxy implements AsyncDisposable {
       env: {
         ...cleanEnv(),
         AUDIT_SECRET: SECRET,
-        MCP_AUDIT_AUDIT_PATH: this.logPath,
+        ...auditEnv(this.logPath),
         ...opts.env,
       },
       clearEnv: true,

@@ -5,6 +5,7 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
+import { auditEnv, readLog } from "./helpers.ts";
 import { drainLines, lineMatching, LISTENING, splitLines } from "./lines.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -35,7 +36,7 @@ Deno.test("a legacy HTTP+SSE server works through the proxy, and its messages ar
       `http://127.0.0.1:${port}/sse`,
     ],
     env: {
-      MCP_AUDIT_AUDIT_PATH: `${dir}/audit.jsonl`,
+      ...auditEnv(`${dir}/audit.jsonl`),
       AUDIT_SECRET: "legacy-sse-secret-0123456789abcdef",
     },
     stdout: "null",
@@ -53,9 +54,7 @@ Deno.test("a legacy HTTP+SSE server works through the proxy, and its messages ar
     proxy.kill("SIGTERM");
     await drainLines(proxyErr);
     assertEquals((await proxy.status).code, 0);
-    const recs = Deno.readTextFileSync(`${dir}/audit.jsonl`).trimEnd().split("\n").map((l) =>
-      JSON.parse(l)
-    );
+    const recs = (await readLog(`${dir}/audit.jsonl`)).records;
     const answer = recs.find((r) => r.kind === "response" && r.tool_name === "echo");
     assert(
       answer !== undefined,

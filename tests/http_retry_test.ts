@@ -3,6 +3,7 @@
  * never is, and with retries off (the default) nothing is.
  */
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { auditEnv } from "./helpers.ts";
 import { drainLines, lineMatching, LISTENING, splitLines } from "./lines.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -39,7 +40,7 @@ Deno.test("safe reads are retried on 503 and 429 until they succeed; tools/call 
       `http://127.0.0.1:${upstream.addr.port}/mcp`,
     ],
     env: {
-      MCP_AUDIT_AUDIT_PATH: `${dir}/audit.jsonl`,
+      ...auditEnv(`${dir}/audit.jsonl`),
       MCP_AUDIT_PROXY_RETRY_MAX_RETRIES: "3",
       MCP_AUDIT_PROXY_RETRY_INITIAL_INTERVAL_MS: "1",
       MCP_AUDIT_PROXY_RETRY_MAX_INTERVAL_MS: "5",

@@ -4,6 +4,7 @@
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { makeCerts, NAMED_HOST } from "./fixtures/tls/make_certs.ts";
+import { auditEnv, readLog } from "./helpers.ts";
 import { drainLines, lineMatching, LISTENING, splitLines } from "./lines.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -25,7 +26,7 @@ async function throughProxy(upstream: string, env: Record<string, string>) {
       "--upstream",
       upstream,
     ],
-    env: { AUDIT_SECRET: "tls-test-secret-0123456789abcdef", MCP_AUDIT_AUDIT_PATH: log, ...env },
+    env: { AUDIT_SECRET: "tls-test-secret-0123456789abcdef", ...auditEnv(log), ...env },
     stdout: "null",
     stderr: "piped",
   }).spawn();
@@ -44,7 +45,7 @@ async function throughProxy(upstream: string, env: Record<string, string>) {
     proxy.kill("SIGTERM");
     await drainLines(lines);
     await proxy.status;
-    const records = Deno.readTextFileSync(log).trimEnd().split("\n").map((l) => JSON.parse(l));
+    const { records } = await readLog(log);
     return { status: res.status, body, records };
   } finally {
     try {

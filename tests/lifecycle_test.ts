@@ -4,6 +4,7 @@
  * no process behind, with all permissions and with the README's narrow ones.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { auditEnv, type AuditRecord, readLog } from "./helpers.ts";
 import { drainLines, splitLines } from "./lines.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -35,7 +36,7 @@ function start(mode: string, permissions = ["-A"], upstream?: string[]): Run {
       // The directory, an argument the fixture ignores, marks its processes as this run's.
       ...(upstream ?? [deno, "run", "-A", `${root}tests/fixtures/stubborn_upstream.ts`, mode, dir]),
     ],
-    env: { AUDIT_SECRET: SECRET, MCP_AUDIT_AUDIT_PATH: log },
+    env: { AUDIT_SECRET: SECRET, ...auditEnv(log) },
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
@@ -63,8 +64,8 @@ async function stderrUntil(run: Run, text: string): Promise<string[]> {
   }
 }
 
-function records(log: string): Record<string, unknown>[] {
-  return Deno.readTextFileSync(log).trimEnd().split("\n").map((l) => JSON.parse(l));
+async function records(log: string): Promise<AuditRecord[]> {
+  return (await readLog(log)).records;
 }
 
 async function verify(log: string): Promise<number> {
@@ -110,7 +111,7 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
         const status = await run.proxy.status;
         await drainLines(run.stderrLines);
         assertEquals(status.code, 0);
-        const recs = records(run.log);
+        const recs = await records(run.log);
         const last = recs.at(-1)!;
         assertEquals(last.method, "audit/stop");
         assertEquals((last.params as { reason: string }).reason, "shutdown signal");
@@ -143,7 +144,7 @@ Deno.test({
       const logs = await drainLines(run.stderrLines);
       assertEquals(status.code, 1);
       assert(logs.some((l) => l.includes("upstream exited with code 3")), logs.join("\n"));
-      const stop = records(run.log).at(-1)!;
+      const stop = (await records(run.log)).at(-1)!;
       assertEquals(stop.method, "audit/stop");
       assertEquals((stop.params as { upstream_exit: unknown }).upstream_exit, {
         code: 3,
@@ -171,7 +172,7 @@ Deno.test({
       const status = await run.proxy.status;
       await drainLines(run.stderrLines);
       assertEquals(status.code, 0);
-      const stop = records(run.log).at(-1)!;
+      const stop = (await records(run.log)).at(-1)!;
       assertEquals((stop.params as { upstream_exit: unknown }).upstream_exit, {
         code: 137,
         signal: "SIGKILL",
@@ -235,7 +236,7 @@ Deno.test({
       const status = await exited(run);
       logs.push(...await drainLines(run.stderrLines));
       assertEquals(status.code, 0);
-      const stop = records(run.log).at(-1)!;
+      const stop = (await records(run.log)).at(-1)!;
       assertEquals((stop.params as { upstream_exit: unknown }).upstream_exit, {
         code: 137,
         signal: "SIGKILL",

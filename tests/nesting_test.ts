@@ -10,6 +10,7 @@
 import {
   assert,
   assertEquals,
+  auditEnv,
   type AuditRecord,
   Collector,
   deadline,
@@ -381,7 +382,7 @@ Deno.test("over the stdio-to-HTTP bridge, an HTTP upstream's answer 100,000 arra
       upstream.url,
     ],
     cwd: dir.path,
-    env: { ...cleanEnv(), AUDIT_SECRET: SECRET, MCP_AUDIT_AUDIT_PATH: `${dir.path}/audit.jsonl` },
+    env: { ...cleanEnv(), AUDIT_SECRET: SECRET, ...auditEnv(`${dir.path}/audit.jsonl`) },
     clearEnv: true,
     stdin: "piped",
     stdout: "piped",
