@@ -1,20 +1,29 @@
 /**
  * Checks a stored chain: signatures, `seq` continuity, `prev` links, torn lines and a clean end,
  * and, given an anchor, that the log still reaches the record the anchor names. Fed one line at a
- * time, so logs of any size take bounded memory.
+ * time, file after file, so logs of any size take bounded memory.
  *
- * A log starts at seq 1, or mid-chain with an `audit/recover` event that says so (`new_file:
- * true`, `continues_after_seq` one less than its own seq): the proxy writes one when it has to
- * start a new file (the old one was deleted, moved or replaced), and that is the one way a file
- * may start from a known head instead of the beginning.
+ * A log starts at seq 1. A file may start mid-chain only with an event that says so, with
+ * `continues_after_seq` one less than its own seq:
+ * - `audit/recover` with `new_file: true`: the proxy had to start a new file (the old one was
+ *   deleted, moved or replaced while it ran);
+ * - `audit/rotate`: the first record of a file after rotation; `archive` names the file before.
+ *
+ * When the lines are the whole log (the active file and every archive, or a database), its first
+ * file may start with `audit/rotate` only when `audit/rotate` or `audit/retention` events
+ * (`deleted_archives`) say retention deleted the archives that held the records before it; any
+ * other start after seq 1 leaves those records `missing`. Between files the chain must run on: a
+ * gap is `missing` (an archive deleted), a step back `reordered` (archives renamed out of order).
  *
  * @module
  */
+import { hash } from "node:crypto";
+import { basename } from "node:path";
 import { canonicalize } from "./canonical.ts";
-import { sha256Hex } from "./chain.ts";
 import type { AnchorHead } from "./anchor.ts";
+import { KeyRing } from "./key_file.ts";
 import { EventMethod, GENESIS } from "./record.ts";
-import type { SignatureVerifier } from "./signing.ts";
+import type { Scheme, SignatureVerifier } from "./signing.ts";
 import { isJsonObject, type JsonObject, parseLossless } from "../jsonrpc/json.ts";
 
 /** The kinds of problem `verify` names. */
@@ -23,8 +32,9 @@ export type ProblemKind = "modified" | "missing" | "reordered" | "torn" | "unsig
 /** One problem, or a run of the same problem over consecutive records. */
 export interface Problem {
   kind: ProblemKind;
-  /** 1-based line number in its file (of the first record of a run). */
+  /** 1-based line number in its file (of the first record of a run); 0 for none. */
   line: number;
+  /** The file the line is in; `""` for a problem of no file in particular. */
   file: string;
   /** The seq concerned (first of a run), or null when it cannot be known. */
   seq: number | null;
@@ -33,9 +43,23 @@ export interface Problem {
   detail: string;
 }
 
+/** A key that checked signatures, and how many. */
+export interface KeyUse {
+  scheme: Scheme;
+  keyId: string;
+  records: number;
+}
+
+/** The last record that ends the log cleanly where it stands: `audit/stop` or a checkpoint. */
+export interface CleanPoint {
+  seq: number;
+  method: typeof EventMethod.Stop | typeof EventMethod.Checkpoint;
+}
+
 /** The outcome of a check. */
 export interface Report {
   records: number;
+  /** The lowest seq read (the first record's, unless records stand out of order). */
   firstSeq: number | null;
   lastSeq: number | null;
   problems: Problem[];
@@ -46,10 +70,24 @@ export interface Report {
   /** How the log ends: the last record's method when it is an event. */
   endsWith: string | null;
   signaturesChecked: boolean;
+  /** The keys that checked at least one signature, in the order first used. */
+  keysUsed: KeyUse[];
   /** The seq the log continues after when it starts mid-chain (see the module doc), else null. */
   continuesAfter: number | null;
-  /** Why it starts mid-chain: the recover event's `cause` (`deleted`, `moved`, `replaced`). */
+  /**
+   * Why it starts mid-chain: the recover event's `cause` (`deleted`, `moved`, `replaced`),
+   * `retention` (the archives before it were deleted by retention), `rotated` (a file after a
+   * rotation, checked alone), or null.
+   */
   continuesBecause: string | null;
+  /** The last record is `audit/stop` or `audit/checkpoint`. */
+  endsClean: boolean;
+  /** The last `audit/stop` or `audit/checkpoint`: the log is covered up to there. */
+  lastClean: CleanPoint | null;
+  /** Records after {@link lastClean} (every record when there is none). */
+  uncovered: number;
+  /** How many files the records were read from. */
+  files: number;
 }
 
 /** An anchor to check the log against: its head, and where it was read from for messages. */
@@ -57,7 +95,32 @@ export interface AnchorToCheck extends AnchorHead {
   file: string;
 }
 
+/** What a {@link ChainVerifier} is told about the lines it is fed. */
+export interface ChainVerifierOptions {
+  /** The head the log must still reach. */
+  anchor?: AnchorToCheck;
+  /**
+   * What the lines are:
+   * - `log`: the whole log (every archive and the active file, or a database): a first file that
+   *   starts with `audit/rotate` after seq 1 must be explained by retention (module doc);
+   * - `file` (the default): one file checked alone: such a start is a note, like that of a new
+   *   file's `audit/recover`;
+   * - `archive`: one archive checked alone: as `file`, and it may end mid-chain too (rotation
+   *   ended it; the file after it continues the chain), which is a note.
+   */
+  scope?: "log" | "file" | "archive";
+  /**
+   * The file that may be being written (a JSONL log's active file): a line with no newline at
+   * the very end of it, the last line fed, is a writer mid-write (a note), not a torn record.
+   */
+  live?: string;
+}
+
 const MAX_PROBLEMS = 1000;
+// Gaps are kept as ranges; past this many, new ones are reported at once (a hostile log).
+const MAX_GAPS = 100_000;
+// Retention's deleted archives kept to explain a log that starts after seq 1.
+const MAX_DELETED = 100_000;
 
 /** What the `cause` of an `audit/recover` event the proxy wrote at run time means. */
 const CAUSES: Readonly<Record<string, string>> = {
@@ -69,6 +132,8 @@ const CAUSES: Readonly<Record<string, string>> = {
 };
 // How many recent record hashes are kept to check `prev` links of records that come late.
 const HASH_WINDOW = 4096;
+// Marks the gap before a whole log's first file that retention may explain.
+const BEFORE_FIRST_FILE = "";
 
 interface Unparsed {
   file: string;
@@ -76,39 +141,145 @@ interface Unparsed {
   offset: number;
   afterSeq: number | null;
   final: boolean;
+  /** Its position among all lines fed. */
+  index: number;
 }
+
+interface Linked {
+  hash: string;
+  prev: unknown;
+  file: string;
+  line: number;
+}
+
+interface Gap {
+  from: number;
+  to: number;
+  why: string;
+}
+
+/** Seqs not seen yet, as sorted disjoint ranges: a whole deleted archive is one entry. */
+class Gaps {
+  #list: Gap[] = [];
+
+  get full(): boolean {
+    return this.#list.length >= MAX_GAPS;
+  }
+
+  get ranges(): readonly Gap[] {
+    return this.#list;
+  }
+
+  /** Adds `from`-`to`, above every range held (seqs only grow past the highest seen). */
+  add(from: number, to: number, why: string): void {
+    const i = this.#list.findLastIndex((g) => g.to < from);
+    this.#list.splice(i + 1, 0, { from, to, why });
+  }
+
+  /** Removes one seq; true when it was in a gap. */
+  delete(seq: number): boolean {
+    let lo = 0;
+    let hi = this.#list.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const g = this.#list[mid]!;
+      if (seq < g.from) hi = mid - 1;
+      else if (seq > g.to) lo = mid + 1;
+      else {
+        if (g.from === g.to) this.#list.splice(mid, 1);
+        else if (seq === g.from) g.from++;
+        else if (seq === g.to) g.to--;
+        else {
+          this.#list.splice(mid + 1, 0, { from: seq + 1, to: g.to, why: g.why });
+          g.to = seq - 1;
+        }
+        return true;
+      }
+    }
+    return false;
+  }
+}
+
+/** The seq ranges of `from`-`to` that none of `cover` holds, and those it does. */
+function subtract(
+  from: number,
+  to: number,
+  cover: readonly { from: number; to: number }[],
+): { left: [number, number][]; covered: [number, number][] } {
+  const sorted = [...cover].sort((a, b) => a.from - b.from);
+  const left: [number, number][] = [];
+  const covered: [number, number][] = [];
+  let at = from;
+  for (const c of sorted) {
+    if (c.to < at) continue;
+    if (c.from > to) break;
+    if (c.from > at) left.push([at, c.from - 1]);
+    const end = Math.min(c.to, to);
+    covered.push([Math.max(at, c.from), end]);
+    at = end + 1;
+    if (at > to) break;
+  }
+  if (at <= to) left.push([at, to]);
+  return { left, covered };
+}
+
+const range = (a: number, b: number) => a === b ? `seq ${a}` : `seq ${a}-${b}`;
 
 /** Checks records line by line; call {@link ChainVerifier.finish} at the end. */
 export class ChainVerifier {
-  #verifier: SignatureVerifier | null;
+  #keys: KeyRing | null;
+  #scope: "log" | "file" | "archive";
+  #live: string | undefined;
   #problems: Problem[] = [];
   #more = 0;
   #notes: string[] = [];
   #records = 0;
+  #lines = 0;
   #firstSeq: number | null = null;
+  #minSeq: number | null = null;
   #maxSeq = 0;
-  /** Recent records by seq: the hash of their stored bytes, and where they stand. */
-  #hashes = new Map<number, { hash: string; file: string; line: number }>();
-  #gaps = new Set<number>();
+  /** Recent records by seq: the hash of their stored bytes, their prev, and where they stand. */
+  #hashes = new Map<number, Linked>();
+  #gaps = new Gaps();
   #flagged = new Set<string>();
   #unparsed: Unparsed[] = [];
-  /** Byte offsets of torn lines that recovery events name. */
-  #tornListed = new Set<number>();
+  /** Torn lines that recovery events name, as `file:offset` and `*:offset`. */
+  #tornListed = new Set<string>();
+  /** The last event that is not rotation's or retention's bookkeeping, for the restart note. */
+  #lastRunMethod: string | null = null;
   #lastMethod: string | null = null;
   #lastKind: string | null = null;
   #lastSeqSeen: number | null = null;
   #continuesAfter: number | null = null;
   #continuesBecause: string | null = null;
   #anchor: AnchorToCheck | undefined;
+  #file: string | null = null;
+  #prevFile: string | null = null;
+  #files = 0;
+  #fileHasRecord = false;
+  #clean: CleanPoint | null = null;
+  #recordsAtClean = 0;
+  #used = new Map<string, KeyUse>();
+  /** What retention says it deleted: seq ranges, and names for the note. */
+  #deleted: { from: number; to: number; name: string; rule: string; at: number }[] = [];
 
   /**
-   * @param verifier the key to check signatures with; `null` checks the structure alone (no
-   *   signature, present or missing, is looked at), which cannot vouch for the content
-   * @param options.anchor the head the log must still reach
+   * @param keys the key or keys to check signatures with (each record's signature names its key
+   *   id); `null` checks the structure alone (no signature, present or missing, is looked at),
+   *   which cannot vouch for the content
    */
-  constructor(verifier: SignatureVerifier | null, options: { anchor?: AnchorToCheck } = {}) {
-    this.#verifier = verifier;
+  constructor(
+    keys: SignatureVerifier | KeyRing | null,
+    options: ChainVerifierOptions = {},
+  ) {
+    this.#keys = keys === null || keys instanceof KeyRing ? keys : new KeyRing([{
+      verifier: keys,
+      source: "the key given",
+      fingerprint: "",
+    }]);
     this.#anchor = options.anchor;
+    this.#scope = options.scope ?? "file";
+    this.#live = options.live;
   }
 
   #add(kind: ProblemKind, file: string, line: number, seq: number | null, detail: string): void {
@@ -126,18 +297,30 @@ export class ChainVerifier {
       last.seqEnd = seq;
       return;
     }
+    this.#push({ kind, file, line, seq, seqEnd: seq, detail });
+  }
+
+  #push(p: Problem): void {
     if (this.#problems.length >= MAX_PROBLEMS) {
       this.#more++;
       return;
     }
-    this.#problems.push({ kind, file, line, seq, seqEnd: seq, detail });
+    this.#problems.push(p);
   }
 
   /**
    * Checks one line. `text` excludes the newline; `terminated` is false only for a last line
-   * that has none. Never throws: a line that cannot be checked is a problem on that line.
+   * that has none. Lines come file after file, in the chain's order; a new `file` starts a new
+   * file. Never throws: a line that cannot be checked is a problem on that line.
    */
   line(text: string, file: string, lineNo: number, offset: number, terminated: boolean): void {
+    this.#lines++;
+    if (file !== this.#file) {
+      this.#prevFile = this.#fileHasRecord ? this.#file : this.#prevFile;
+      this.#file = file;
+      this.#files++;
+      this.#fileHasRecord = false;
+    }
     try {
       this.#line(text, file, lineNo, offset, terminated);
     } catch (e) {
@@ -145,6 +328,14 @@ export class ChainVerifier {
       const why = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
       this.#add("modified", file, lineNo, null, `line cannot be checked (${why})`);
     }
+  }
+
+  /**
+   * A stored row whose indexed columns disagree with its stored line (SQLite): someone edited the
+   * row, not through the proxy. `modified` at that seq.
+   */
+  disagrees(file: string, lineNo: number, seq: number, detail: string): void {
+    this.#add("modified", file, lineNo, seq, `a column disagrees with the stored line (${detail})`);
   }
 
   #line(text: string, file: string, lineNo: number, offset: number, terminated: boolean): void {
@@ -160,6 +351,7 @@ export class ChainVerifier {
         offset,
         afterSeq: this.#lastSeqSeen,
         final: !terminated,
+        index: this.#lines,
       });
       return;
     }
@@ -169,12 +361,17 @@ export class ChainVerifier {
       return;
     }
     this.#records++;
+    const firstOfFile = !this.#fileHasRecord;
+    this.#fileHasRecord = true;
     if (this.#firstSeq === null) this.#first(record, seq, file, lineNo);
+    else if (firstOfFile) this.#boundary(record, seq, file);
     this.#firstSeq ??= seq;
+    this.#minSeq = Math.min(this.#minSeq ?? seq, seq);
+    const previous = this.#lastSeqSeen;
     this.#lastSeqSeen = seq;
-    const hash = sha256Hex(text);
+    const hashed = hash("sha256", text, "hex");
     const anchor = this.#anchor;
-    if (anchor !== undefined && seq === anchor.seq && hash !== anchor.hash) {
+    if (anchor !== undefined && seq === anchor.seq && hashed !== anchor.hash) {
       this.#add(
         "modified",
         file,
@@ -187,28 +384,18 @@ export class ChainVerifier {
     const { sig, ...unsigned } = record;
     if (sig !== null && typeof sig !== "string") {
       this.#add("modified", file, lineNo, seq, "sig is not a string");
-    } else if (this.#verifier !== null) {
-      const check = this.#verifier.check(canonicalize(unsigned), sig);
-      if (check === "unsigned") this.#add("unsigned", file, lineNo, seq, "record has no signature");
-      else if (check === "wrong key") {
-        const id = typeof sig === "string" ? sig.split(":")[1] : "";
-        this.#add(
-          "wrong key",
-          file,
-          lineNo,
-          seq,
-          `signed with key id ${id}, checked with ${this.#verifier.keyId}`,
-        );
-      } else if (check === "modified") {
-        this.#add("modified", file, lineNo, seq, "signature does not match the record");
-      } else if (check === "malformed") {
-        this.#add("modified", file, lineNo, seq, "sig is malformed");
-      }
+    } else if (this.#keys !== null) {
+      this.#signature(this.#keys, canonicalize(unsigned), sig, file, lineNo, seq);
     }
 
     const expected = this.#maxSeq + 1;
     if (seq > expected) {
-      for (let s = expected; s < seq && this.#gaps.size < 1_000_000; s++) this.#gaps.add(s);
+      const why = firstOfFile && this.#prevFile !== null
+        ? `record is missing (${basename(this.#prevFile)} ends before it and ${
+          basename(file)
+        } starts after it: a file of the log deleted?)`
+        : "record is missing";
+      this.#gap(expected, seq - 1, why);
       this.#maxSeq = seq;
     } else if (seq < expected) {
       if (this.#gaps.delete(seq)) {
@@ -220,6 +407,60 @@ export class ChainVerifier {
       this.#maxSeq = seq;
     }
 
+    this.#links(record, seq, hashed, file, lineNo);
+    this.#event(record, seq, previous);
+  }
+
+  #gap(from: number, to: number, why: string): void {
+    if (this.#gaps.full) {
+      this.#push({ kind: "missing", file: "", line: 0, seq: from, seqEnd: to, detail: why });
+    } else {
+      this.#gaps.add(from, to, why);
+    }
+  }
+
+  #signature(
+    keys: KeyRing,
+    canonical: string,
+    sig: string | null,
+    file: string,
+    lineNo: number,
+    seq: number,
+  ): void {
+    const check = keys.check(canonical, sig);
+    const by = check === "ok" ? keys.verifierFor(sig) : undefined;
+    if (by !== undefined) {
+      const name = `${by.scheme}:${by.keyId}`;
+      const use = this.#used.get(name);
+      if (use === undefined) {
+        this.#used.set(name, { scheme: by.scheme, keyId: by.keyId, records: 1 });
+      } else use.records++;
+    } else if (check === "unsigned") {
+      this.#add("unsigned", file, lineNo, seq, "record has no signature");
+    } else if (check === "wrong key") {
+      const [scheme, id] = typeof sig === "string" ? sig.split(":") : [];
+      const only = keys.size === 1 ? keys.keys[0] : undefined;
+      this.#add(
+        "wrong key",
+        file,
+        lineNo,
+        seq,
+        only !== undefined
+          ? `signed with key id ${id}, checked with ${only.keyId}`
+          : `signed with ${scheme} key id ${id}, which none of the keys given has (${keys.describe()})`,
+      );
+    } else if (check === "modified") {
+      this.#add("modified", file, lineNo, seq, "signature does not match the record");
+    } else if (check === "malformed") {
+      this.#add("modified", file, lineNo, seq, "sig is malformed");
+    }
+  }
+
+  /**
+   * `prev` links, both ways: to the record before, and from the record after when it came first
+   * (archives out of order), so every link in the window is checked whatever the order.
+   */
+  #links(record: JsonObject, seq: number, hashed: string, file: string, lineNo: number): void {
     const prev = record.prev;
     if (seq === 1) {
       if (prev !== GENESIS) {
@@ -237,56 +478,134 @@ export class ChainVerifier {
         );
       }
     }
-    if (!this.#hashes.has(seq)) this.#hashes.set(seq, { hash, file, line: lineNo });
+    const after = this.#hashes.get(seq + 1);
+    if (after !== undefined && after.prev !== hashed) {
+      this.#add(
+        "modified",
+        file,
+        lineNo,
+        seq,
+        "its stored bytes do not match the next record's prev",
+      );
+    }
+    if (!this.#hashes.has(seq)) this.#hashes.set(seq, { hash: hashed, prev, file, line: lineNo });
     if (this.#hashes.size > HASH_WINDOW) {
       const oldest = this.#hashes.keys().next().value;
       if (oldest !== undefined) this.#hashes.delete(oldest);
     }
+  }
 
+  /** What the proxy's own events say: restarts, recoveries, clean points, retention. */
+  #event(record: JsonObject, seq: number, previous: number | null): void {
     const method = typeof record.method === "string" ? record.method : null;
-    if (record.kind === "event" && method === EventMethod.Start && this.#records > 1) {
-      if (
-        this.#lastKind !== "event" ||
-        (this.#lastMethod !== EventMethod.Stop && this.#lastMethod !== EventMethod.Recover)
-      ) {
-        this.#notes.push(`seq ${seq}: the proxy restarted without a clean audit/stop before it`);
+    const event = record.kind === "event";
+    const params = isJsonObject(record.params) ? record.params : {};
+    // Only where the chain runs straight on: out of order, the record before says nothing.
+    if (event && method === EventMethod.Start && previous !== null && previous === seq - 1) {
+      if (this.#lastRunMethod !== EventMethod.Stop && this.#lastRunMethod !== EventMethod.Recover) {
+        this.#notes.push(
+          `seq ${seq}: audit/start while an earlier run had written no audit/stop (a proxy that crashed, or several sharing the log)`,
+        );
       }
     }
-    if (record.kind === "event" && method === EventMethod.Recover) {
-      const params = record.params;
-      const torn = isJsonObject(params) ? params.torn : undefined;
+    if (event && method === EventMethod.Recover) {
+      const torn = params.torn;
       if (Array.isArray(torn)) {
         for (const t of torn) {
-          if (isJsonObject(t) && typeof t.offset === "number") this.#tornListed.add(t.offset);
+          if (!isJsonObject(t) || typeof t.offset !== "number") continue;
+          const where = typeof t.file === "string" ? basename(t.file) : "*";
+          this.#tornListed.add(`${where}:${t.offset}`);
         }
       }
-      const cause = isJsonObject(params) ? params.cause : undefined;
+      const cause = params.cause;
       this.#notes.push(
-        typeof cause === "string"
+        typeof cause === "string" && cause !== "torn"
           ? `seq ${seq}: the proxy found its log ${CAUSES[cause] ?? cause} while it ran`
           : `seq ${seq}: recovery after a crash (torn line(s) kept in place)`,
       );
+    }
+    if (event && (method === EventMethod.Rotate || method === EventMethod.Retention)) {
+      this.#retention(params.deleted_archives, seq);
+    }
+    if (event && method === EventMethod.Checkpoint) this.#checkpoint(record, params, seq);
+    if (event && (method === EventMethod.Stop || method === EventMethod.Checkpoint)) {
+      this.#clean = { seq, method };
+      this.#recordsAtClean = this.#records;
+    }
+    if (!event || (method !== EventMethod.Rotate && method !== EventMethod.Retention)) {
+      this.#lastRunMethod = event ? method : null;
     }
     this.#lastMethod = method;
     this.#lastKind = typeof record.kind === "string" ? record.kind : null;
   }
 
+  /** A periodic checkpoint names the head it follows: its own seq − 1 and its own prev. */
+  #checkpoint(record: JsonObject, params: JsonObject, seq: number): void {
+    const file = this.#file ?? "";
+    const headSeq = params.head_seq;
+    const headHash = params.head_hash;
+    if (headSeq !== undefined && headSeq !== seq - 1) {
+      this.#add(
+        "modified",
+        file,
+        0,
+        seq,
+        `the checkpoint names head seq ${JSON.stringify(headSeq)} but stands at seq ${seq}`,
+      );
+    } else if (headHash !== undefined && headHash !== record.prev) {
+      this.#add("modified", file, 0, seq, "the checkpoint's head_hash is not its own prev");
+    }
+  }
+
+  #retention(list: unknown, at: number): void {
+    if (!Array.isArray(list)) return;
+    for (const d of list) {
+      if (this.#deleted.length >= MAX_DELETED) return;
+      if (!isJsonObject(d)) continue;
+      const { first_seq: from, last_seq: to, name, rule } = d;
+      if (
+        typeof from !== "number" || typeof to !== "number" || !Number.isSafeInteger(from) ||
+        !Number.isSafeInteger(to) || from < 1 || to < from
+      ) {
+        continue;
+      }
+      this.#deleted.push({
+        from,
+        to,
+        name: typeof name === "string" ? name : "?",
+        rule: typeof rule === "string" ? rule : "?",
+        at,
+      });
+    }
+  }
+
   /**
-   * The first record: seq 1, or an `audit/recover` event that opens a new file mid-chain. Any other
+   * The first record: seq 1, or an event that opens a file mid-chain (module doc). Any other
    * start leaves seq 1 up to it missing.
    */
   #first(record: JsonObject, seq: number, file: string, lineNo: number): void {
     if (seq === 1) return;
     const params = record.params;
     if (
-      record.kind !== "event" || record.method !== EventMethod.Recover || !isJsonObject(params) ||
-      params.new_file !== true || params.continues_after_seq !== seq - 1
+      record.kind !== "event" || !isJsonObject(params) || params.continues_after_seq !== seq - 1
     ) {
+      return;
+    }
+    if (record.method === EventMethod.Recover && params.new_file === true) {
+      this.#continuesBecause = typeof params.cause === "string" ? params.cause : null;
+    } else if (record.method === EventMethod.Rotate) {
+      if (this.#scope === "log") {
+        // Retention may have deleted what came before; finish() decides once every event is read.
+        this.#gaps.add(1, seq - 1, BEFORE_FIRST_FILE);
+        this.#continuesBecause = "retention";
+      } else {
+        this.#continuesBecause = "rotated";
+      }
+    } else {
       return;
     }
     this.#maxSeq = seq - 1;
     this.#continuesAfter = seq - 1;
-    this.#continuesBecause = typeof params.cause === "string" ? params.cause : null;
     const anchor = this.#anchor;
     if (anchor !== undefined && anchor.seq === seq - 1 && record.prev !== anchor.hash) {
       this.#add(
@@ -299,11 +618,45 @@ export class ChainVerifier {
     }
   }
 
+  /** The first record of a later file, when it carries the chain on with no gap. */
+  #boundary(record: JsonObject, seq: number, file: string): void {
+    if (seq !== this.#maxSeq + 1 || this.#prevFile === null) return;
+    const params = isJsonObject(record.params) ? record.params : {};
+    const event = record.kind === "event";
+    const before = basename(this.#prevFile).replace(/\.gz$/, "");
+    if (event && record.method === EventMethod.Rotate) {
+      const archive = typeof params.archive === "string"
+        ? basename(params.archive).replace(/\.gz$/, "")
+        : null;
+      if (archive !== null && archive !== before) {
+        this.#notes.push(
+          `seq ${seq}: audit/rotate says the records before it went to ${archive}, but the file before ${
+            basename(file)
+          } is ${before} (renamed?)`,
+        );
+      }
+    } else if (!(event && record.method === EventMethod.Recover && params.new_file === true)) {
+      this.#notes.push(
+        `seq ${seq}: ${
+          basename(file)
+        } starts without an audit/rotate event, though the chain runs on from ${before}`,
+      );
+    }
+  }
+
   /** Ends the check. */
   finish(): Report {
     for (const u of this.#unparsed) {
       const where = u.afterSeq === null ? "before the first record" : `after seq ${u.afterSeq}`;
-      if (u.final || this.#tornListed.has(u.offset)) {
+      const listed = this.#tornListed.has(`${basename(u.file)}:${u.offset}`) ||
+        this.#tornListed.has(`*:${u.offset}`);
+      if (u.final && u.file === this.#live && u.index === this.#lines) {
+        this.#notes.push(
+          `last line incomplete (a writer may be mid-write): ${
+            basename(u.file)
+          } line ${u.line}, ${where}, byte ${u.offset}; not checked`,
+        );
+      } else if (u.final || listed) {
         this.#add(
           "torn",
           u.file,
@@ -324,10 +677,10 @@ export class ChainVerifier {
         );
       }
     }
-    const gaps = [...this.#gaps].sort((a, b) => a - b);
-    for (const seq of gaps) this.#add("missing", "", 0, seq, "record is missing");
+    this.#finishGaps();
     const endsClean = this.#lastKind === "event" &&
       (this.#lastMethod === EventMethod.Stop || this.#lastMethod === EventMethod.Checkpoint);
+    const uncovered = this.#records - this.#recordsAtClean;
     if (this.#records === 0) {
       this.#add(
         "missing",
@@ -336,13 +689,22 @@ export class ChainVerifier {
         null,
         "the log holds no records (an audit log starts with audit/start)",
       );
+    } else if (!endsClean && this.#scope === "archive") {
+      this.#notes.push(
+        `the archive ends at seq ${this.#maxSeq}, where rotation moved the chain on to the next file: its end is checked when the whole log is (give the active log's path)`,
+      );
     } else if (!endsClean) {
+      const clean = this.#clean;
       this.#add(
         "missing",
         "",
         0,
         null,
-        `log ends at seq ${this.#maxSeq} without audit/stop or audit/checkpoint (proxy still running, crashed, or records removed from the end)`,
+        clean === null
+          ? `log ends at seq ${this.#maxSeq} without audit/stop or audit/checkpoint (proxy still running, crashed, or records removed from the end)`
+          : `log ends at seq ${this.#maxSeq} without audit/stop or audit/checkpoint: the ${uncovered} record${
+            uncovered === 1 ? "" : "s"
+          } after the last ${clean.method} at seq ${clean.seq} are not yet covered (proxy still running, crashed, or records removed from the end)`,
       );
     }
     this.#finishAnchor();
@@ -353,6 +715,10 @@ export class ChainVerifier {
         ? "a file that was moved away while the proxy ran"
         : this.#continuesBecause === "replaced"
         ? "a file that something else replaced while the proxy ran"
+        : this.#continuesBecause === "retention"
+        ? "archives that are not here"
+        : this.#continuesBecause === "rotated"
+        ? "the archive before this one (give the active log's path to check them together)"
         : "an earlier file";
       this.#notes.push(
         `the log starts mid-chain: seq ${
@@ -360,23 +726,67 @@ export class ChainVerifier {
         } continues after seq ${this.#continuesAfter} from ${where}`,
       );
     }
-    if (this.#verifier === null) {
+    if (this.#keys === null) {
       this.#notes.push(
         "signatures were not checked (--no-signatures): the chain's structure is intact, but anyone could have rewritten it",
       );
     }
     return {
       records: this.#records,
-      firstSeq: this.#firstSeq,
+      firstSeq: this.#minSeq,
       lastSeq: this.#records > 0 ? this.#maxSeq : null,
       problems: this.#problems,
       moreProblems: this.#more,
       notes: this.#notes,
       endsWith: this.#lastKind === "event" ? this.#lastMethod : null,
-      signaturesChecked: this.#verifier !== null,
+      signaturesChecked: this.#keys !== null,
+      keysUsed: [...this.#used.values()],
       continuesAfter: this.#continuesAfter,
       continuesBecause: this.#continuesBecause,
+      endsClean,
+      lastClean: this.#clean,
+      uncovered,
+      files: this.#files,
     };
+  }
+
+  /**
+   * Seqs never seen are missing, but for those before a whole log's first file that retention
+   * says it deleted: those are a note.
+   */
+  #finishGaps(): void {
+    const explained: string[] = [];
+    const unexplained: Gap[] = [];
+    for (const g of this.#gaps.ranges) {
+      if (g.why !== BEFORE_FIRST_FILE) {
+        unexplained.push(g);
+        continue;
+      }
+      const { left, covered } = subtract(g.from, g.to, this.#deleted);
+      for (const [a, b] of covered) {
+        const by = this.#deleted.filter((d) => d.to >= a && d.from <= b);
+        const names = by.slice(0, 5).map((d) => `${d.name} (${d.rule}, at seq ${d.at})`);
+        if (by.length > 5) names.push(`${by.length - 5} more`);
+        explained.push(`${range(a, b)} were in archives retention deleted: ${names.join(", ")}`);
+      }
+      for (const [a, b] of left) {
+        unexplained.push({
+          from: a,
+          to: b,
+          why: "record is missing: the log's first file starts after it, and no audit/rotate or " +
+            "audit/retention event says retention deleted it",
+        });
+      }
+    }
+    if (explained.length === 0 && this.#continuesBecause === "retention") {
+      // Nothing retention deleted: what came before is missing or came later, not a start.
+      this.#continuesBecause = null;
+      this.#continuesAfter = null;
+    }
+    for (const g of unexplained) {
+      this.#push({ kind: "missing", file: "", line: 0, seq: g.from, seqEnd: g.to, detail: g.why });
+    }
+    for (const n of explained) this.#notes.push(n);
   }
 
   /** The log must reach the anchored seq; a log that ends before it was cut back. */
@@ -397,18 +807,7 @@ export class ChainVerifier {
     const from = this.#maxSeq + 1;
     const detail =
       `the anchor ${anchor.file} names seq ${anchor.seq} (${anchor.ts}); the log ends before it`;
-    if (this.#problems.length >= MAX_PROBLEMS) {
-      this.#more++;
-      return;
-    }
     // One run, however long: the records from the end of the log up to the anchored one.
-    this.#problems.push({
-      kind: "missing",
-      file: "",
-      line: 0,
-      seq: from,
-      seqEnd: anchor.seq,
-      detail,
-    });
+    this.#push({ kind: "missing", file: "", line: 0, seq: from, seqEnd: anchor.seq, detail });
   }
 }

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { type AnchorToCheck, ChainVerifier, type Problem, type Report } from "./verify.ts";
-import { AuditLog } from "./chain.ts";
-import { JsonlStore } from "./storage/jsonl.ts";
-import { type AuditFields, EventMethod } from "./record.ts";
+import { KeyRing, parseKeyFile } from "./key_file.ts";
+import { recordText } from "./record_text.ts";
+import { type AuditFields, eventFields, EventMethod, GENESIS } from "./record.ts";
 import {
   ed25519Signer,
   ed25519Verifier,
@@ -12,9 +12,11 @@ import {
   type SignatureVerifier,
   type Signer,
 } from "./signing.ts";
+import type { JsonObject } from "../jsonrpc/json.ts";
 
 const KEY = hmacSigner("0123456789abcdef0123456789abcdef");
 const enc = new TextEncoder();
+const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
 
 function request(i: number): AuditFields {
   return {
@@ -38,59 +40,92 @@ function request(i: number): AuditFields {
 }
 
 /**
- * Runs each step against a real JSONL log in a temp dir, reopening the log between steps (as a
- * restarted proxy would), and returns the stored lines.
+ * Writes a chain as the proxy stores it: numbered, linked, signed with the real `recordText` and
+ * signers. The signer may change between records (a key rotation).
  */
-function build(
-  signer: Signer | null,
-  ...steps: ((log: AuditLog, path: string) => void)[]
-): string[] {
-  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-verify-" });
-  try {
-    const path = `${dir}/audit.jsonl`;
-    let t = Date.UTC(2026, 0, 1);
-    let n = 0;
-    for (const step of steps) {
-      const log = new AuditLog({
-        store: new JsonlStore(path, false),
-        signer,
-        now: () => t++,
-        newId: () => "01JD" + String(++n).padStart(22, "0"),
-        clientId: "c",
-        serverId: "s",
-        transport: "stdio",
-      });
-      step(log, path);
-      log.close();
-    }
-    return Deno.readTextFileSync(path).replace(/\n$/, "").split("\n");
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
+class Chain {
+  seq = 0;
+  prev = GENESIS;
+  constructor(public signer: Signer | null = KEY) {}
+
+  record(fields: AuditFields): string {
+    const seq = ++this.seq;
+    const text = recordText({
+      v: 1,
+      seq,
+      id: "01JD" + String(seq).padStart(22, "0"),
+      ts: new Date(Date.UTC(2026, 0, 1) + seq).toISOString(),
+      ...fields,
+      client_id: "c",
+      server_id: "s",
+      prev: this.prev,
+    });
+    const line = text.signed(this.signer === null ? null : this.signer.sign(text.unsigned));
+    this.prev = sha256(line);
+    return line;
+  }
+
+  event(method: string, params: JsonObject = {}): string {
+    return this.record(eventFields(method, params, "stdio", null));
+  }
+
+  request(): string {
+    return this.record(request(this.seq + 1));
+  }
+
+  /** The first record of a file after rotation, as the chain writes it. */
+  rotate(archive: string, deleted: JsonObject[] = []): string {
+    return this.event(EventMethod.Rotate, {
+      reason: "size",
+      archive,
+      cause: "size",
+      deleted_archives: deleted,
+      continues_after_seq: this.seq,
+      new_file: true,
+    });
   }
 }
 
 /** start, five requests (seq 2-6), stop: seq n is on line n. */
 function session(signer: Signer | null = KEY): string[] {
-  return build(signer, (log) => {
-    log.event(EventMethod.Start, { version: "test" });
-    for (let i = 2; i <= 6; i++) log.append(request(i));
-    log.event(EventMethod.Stop, { last_seq: 7 });
-  });
+  const c = new Chain(signer);
+  const lines = [c.event(EventMethod.Start, { version: "test" })];
+  for (let i = 2; i <= 6; i++) lines.push(c.request());
+  lines.push(c.event(EventMethod.Stop, { last_seq: 7 }));
+  return lines;
+}
+
+interface FileLines {
+  name: string;
+  lines: string[];
+  /** The last line has a newline (default true). */
+  terminated?: boolean;
+}
+
+/** Feeds files, in order, as `verify` reads them. */
+function checkFiles(
+  files: FileLines[],
+  key: SignatureVerifier | KeyRing | null = KEY,
+  options: ConstructorParameters<typeof ChainVerifier>[1] = {},
+): Report {
+  const v = new ChainVerifier(key, options);
+  for (const f of files) {
+    let offset = 0;
+    f.lines.forEach((text, i) => {
+      const terminated = i < f.lines.length - 1 || (f.terminated ?? true);
+      v.line(text, f.name, i + 1, offset, terminated);
+      offset += enc.encode(text).length + (terminated ? 1 : 0);
+    });
+  }
+  return v.finish();
 }
 
 function check(
   lines: string[],
-  key: SignatureVerifier | null = KEY,
+  key: SignatureVerifier | KeyRing | null = KEY,
   lastTerminated = true,
 ): Report {
-  const v = new ChainVerifier(key);
-  let offset = 0;
-  lines.forEach((text, i) => {
-    const terminated = i < lines.length - 1 || lastTerminated;
-    v.line(text, "audit.jsonl", i + 1, offset, terminated);
-    offset += enc.encode(text).length + (terminated ? 1 : 0);
-  });
-  return v.finish();
+  return checkFiles([{ name: "audit.jsonl", lines, terminated: lastTerminated }], key);
 }
 
 const brief = (p: Problem) => ({ kind: p.kind, seq: p.seq, seqEnd: p.seqEnd });
@@ -107,9 +142,14 @@ Deno.test("ChainVerifier finds nothing wrong with an intact, signed chain", () =
   assert.equal(r.firstSeq, 1);
   assert.equal(r.lastSeq, 7);
   assert.equal(r.endsWith, EventMethod.Stop);
+  assert.equal(r.endsClean, true);
+  assert.deepEqual(r.lastClean, { seq: 7, method: EventMethod.Stop });
+  assert.equal(r.uncovered, 0);
   assert.equal(r.signaturesChecked, true);
+  assert.deepEqual(r.keysUsed, [{ scheme: "hmac-sha256", keyId: KEY.keyId, records: 7 }]);
   assert.deepEqual(r.notes, []);
   assert.equal(r.moreProblems, 0);
+  assert.equal(r.files, 1);
 });
 
 Deno.test("ChainVerifier checks Ed25519 signatures", () => {
@@ -142,15 +182,7 @@ Deno.test("ChainVerifier without a key finds a modified record through the next 
   lines[3] = modify(lines[3]!);
   const r = check(lines, null);
   assert.deepEqual(r.problems.map(brief), [{ kind: "modified", seq: 4, seqEnd: 4 }]);
-});
-
-Deno.test("ChainVerifier names the line of the record whose bytes changed, not the next one", () => {
-  const lines = session();
-  lines[3] = modify(lines[3]!);
-  const [p] = check(lines, null).problems;
-  assert.ok(p);
-  assert.equal(p.seq, 4);
-  assert.equal(p.line, 4, "seq 4 is on line 4");
+  assert.equal(r.problems[0]!.line, 4, "the line of the record whose bytes changed");
 });
 
 Deno.test("ChainVerifier reports a removed record as missing", () => {
@@ -158,6 +190,7 @@ Deno.test("ChainVerifier reports a removed record as missing", () => {
   lines.splice(3, 1);
   const r = check(lines);
   assert.deepEqual(r.problems.map(brief), [{ kind: "missing", seq: 4, seqEnd: 4 }]);
+  assert.equal(r.problems[0]!.detail, "record is missing");
 });
 
 Deno.test("ChainVerifier reports swapped records as reordered", () => {
@@ -176,6 +209,20 @@ Deno.test("ChainVerifier reports a repeated record as reordered", () => {
   assert.equal(r.problems[0]!.seq, 4);
 });
 
+Deno.test("ChainVerifier reports a record come back into the middle of a long gap, and the rest of the gap", () => {
+  const lines = session();
+  const four = lines[3]!;
+  lines.splice(2, 4); // seq 3-6 gone
+  lines.push(four); // seq 4 comes back at the end
+  const r = check(lines);
+  assert.deepEqual(r.problems.map(brief), [
+    { kind: "reordered", seq: 4, seqEnd: 4 },
+    { kind: "missing", seq: 3, seqEnd: 3 },
+    { kind: "missing", seq: 5, seqEnd: 6 },
+    { kind: "missing", seq: null, seqEnd: null },
+  ]);
+});
+
 Deno.test("ChainVerifier reports a torn last line and the missing clean end", () => {
   const lines = session().slice(0, 5);
   lines.push('{"client_id":"c","dir');
@@ -187,27 +234,56 @@ Deno.test("ChainVerifier reports a torn last line and the missing clean end", ()
   assert.ok(r.problems[0]!.detail.includes("after seq 5"));
 });
 
-Deno.test("ChainVerifier reports a recovered torn line as torn, with the recovery as a note", () => {
-  const lines = build(
-    KEY,
-    (log, path) => {
-      log.event(EventMethod.Start, {});
-      log.append(request(2));
-      log.append(request(3));
-      log.close();
-      Deno.writeTextFileSync(path, '{"client_id":"c","dir', { append: true });
-    },
-    // The restarted proxy writes audit/recover on open, then runs and stops cleanly.
-    (log) => {
-      log.event(EventMethod.Start, {});
-      log.event(EventMethod.Stop, {});
-    },
+Deno.test("ChainVerifier calls a live file's incomplete last line a writer mid-write, not torn", () => {
+  const lines = session();
+  lines.push('{"client_id":"c","dir');
+  const live = checkFiles([{ name: "audit.jsonl", lines, terminated: false }], KEY, {
+    live: "audit.jsonl",
+  });
+  assert.deepEqual(live.problems, [], "the log ends cleanly with the stop before it");
+  assert.ok(
+    live.notes.some((n) => n.startsWith("last line incomplete (a writer may be mid-write)")),
+    live.notes.join("\n"),
   );
-  assert.equal(lines.length, 7);
-  assert.ok(lines[4]!.includes(EventMethod.Recover));
+  assert.ok(live.notes.some((n) => n.includes("after seq 7")), live.notes.join("\n"));
+
+  // Not the live file, or not its end: torn.
+  const other = checkFiles([{ name: "audit.jsonl", lines, terminated: false }], KEY, {
+    live: "another.jsonl",
+  });
+  assert.deepEqual(other.problems.map((p) => p.kind), ["torn"]);
+  const c = new Chain();
+  const first = [c.event(EventMethod.Start), c.request(), '{"client_id":"c","dir'];
+  const second = [c.rotate("audit.jsonl.1"), c.event(EventMethod.Stop)];
+  const archive = checkFiles(
+    [{ name: "audit.jsonl.1", lines: first, terminated: false }, {
+      name: "audit.jsonl",
+      lines: second,
+    }],
+    KEY,
+    { live: "audit.jsonl", scope: "log" },
+  );
+  assert.deepEqual(archive.problems.map((p) => [p.kind, p.file, p.line]), [
+    ["torn", "audit.jsonl.1", 3],
+  ]);
+});
+
+Deno.test("ChainVerifier reports a recovered torn line as torn, with the recovery as a note", () => {
+  const c = new Chain();
+  const lines = [c.event(EventMethod.Start), c.request(), c.request()];
+  const offset = lines.reduce((n, l) => n + enc.encode(l).length + 1, 0);
+  lines.push('{"client_id":"c","dir');
+  lines.push(c.event(EventMethod.Recover, {
+    reason: "torn record(s) found at start; kept in place and closed with a newline",
+    cause: "torn",
+    torn: [{ file: "/var/log/audit.jsonl", offset, length: 21 }],
+    continues_after_seq: 3,
+    new_file: false,
+  }));
+  lines.push(c.event(EventMethod.Start), c.event(EventMethod.Stop));
   const r = check(lines);
   assert.deepEqual(r.problems.map((p) => [p.kind, p.seq, p.line]), [["torn", null, 4]]);
-  assert.ok(r.notes.some((n) => n.includes("recovery")));
+  assert.ok(r.notes.some((n) => n.includes("recovery")), r.notes.join("\n"));
 });
 
 Deno.test("ChainVerifier reports an unlisted bad line in the middle as modified", () => {
@@ -231,18 +307,13 @@ Deno.test("ChainVerifier collapses consecutive modified or missing records into 
   const modified = session();
   for (const i of [2, 3, 4]) modified[i] = modify(modified[i]!);
   assert.deepEqual(check(modified).problems.map(brief), [{ kind: "modified", seq: 3, seqEnd: 5 }]);
+  assert.deepEqual(check(modified, null).problems.map(brief), [
+    { kind: "modified", seq: 3, seqEnd: 5 },
+  ]);
 
   const missing = session();
   missing.splice(2, 3);
   assert.deepEqual(check(missing).problems.map(brief), [{ kind: "missing", seq: 3, seqEnd: 5 }]);
-});
-
-Deno.test("ChainVerifier without a key collapses modified records found through prev links", () => {
-  const modified = session();
-  for (const i of [2, 3, 4]) modified[i] = modify(modified[i]!);
-  assert.deepEqual(check(modified, null).problems.map(brief), [
-    { kind: "modified", seq: 3, seqEnd: 5 },
-  ]);
 });
 
 Deno.test("ChainVerifier keeps separate runs apart", () => {
@@ -263,34 +334,75 @@ Deno.test("ChainVerifier reports a log that does not end in audit/stop or a chec
   assert.equal(r.problems[0]!.seq, null);
   assert.ok(r.problems[0]!.detail.includes("without audit/stop"), r.problems[0]!.detail);
   assert.equal(r.endsWith, null);
+  assert.equal(r.endsClean, false);
+  assert.equal(r.lastClean, null);
+  assert.equal(r.uncovered, 6);
 
-  const checkpoint = build(KEY, (log) => {
-    log.event(EventMethod.Start, {});
-    log.append(request(2));
-    log.event(EventMethod.Checkpoint, {});
-  });
-  const ok = check(checkpoint);
+  const c = new Chain();
+  const ok = check([c.event(EventMethod.Start), c.request(), c.event(EventMethod.Checkpoint)]);
   assert.deepEqual(ok.problems, []);
   assert.equal(ok.endsWith, EventMethod.Checkpoint);
 });
 
-Deno.test("ChainVerifier notes a restart that had no clean audit/stop before it", () => {
-  const lines = build(KEY, (log) => {
-    log.event(EventMethod.Start, {});
-    log.append(request(2));
-    log.event(EventMethod.Start, {});
-    log.event(EventMethod.Stop, {});
-  });
+Deno.test("ChainVerifier says how far a running log is covered: up to its last checkpoint", () => {
+  const c = new Chain();
+  const lines = [c.event(EventMethod.Start), c.request(), c.request()];
+  lines.push(c.event(EventMethod.Checkpoint, {
+    reason: "periodic",
+    head_seq: c.seq,
+    head_hash: c.prev,
+    records_since_last: 3,
+  }));
+  lines.push(c.request(), c.request());
+  const r = check(lines);
+  assert.deepEqual(r.lastClean, { seq: 4, method: EventMethod.Checkpoint });
+  assert.equal(r.uncovered, 2);
+  assert.deepEqual(r.problems.map(brief), [{ kind: "missing", seq: null, seqEnd: null }]);
+  assert.match(
+    r.problems[0]!.detail,
+    /^log ends at seq 6 without audit\/stop or audit\/checkpoint: the 2 records after the last audit\/checkpoint at seq 4 are not yet covered/,
+  );
+});
+
+Deno.test("ChainVerifier reports a checkpoint that names another head than the record before it", () => {
+  const c = new Chain();
+  const lines = [c.event(EventMethod.Start), c.request()];
+  lines.push(
+    c.event(EventMethod.Checkpoint, { reason: "periodic", head_seq: 5, head_hash: c.prev }),
+  );
+  const r = check(lines);
+  assert.deepEqual(r.problems.map(brief), [{ kind: "modified", seq: 3, seqEnd: 3 }]);
+  assert.match(r.problems[0]!.detail, /names head seq 5 but stands at seq 3/);
+
+  const d = new Chain();
+  const other = [d.event(EventMethod.Start), d.request()];
+  other.push(
+    d.event(EventMethod.Checkpoint, {
+      reason: "periodic",
+      head_seq: 2,
+      head_hash: "ab".repeat(32),
+    }),
+  );
+  assert.deepEqual(check(other).problems.map(brief), [{ kind: "modified", seq: 3, seqEnd: 3 }]);
+});
+
+Deno.test("ChainVerifier notes an audit/start with no audit/stop before it, but not after rotation's events", () => {
+  const c = new Chain();
+  const lines = [c.event(EventMethod.Start), c.request(), c.event(EventMethod.Start)];
+  lines.push(c.event(EventMethod.Stop), c.event(EventMethod.Stop));
   const r = check(lines);
   assert.deepEqual(r.problems, []);
-  assert.ok(r.notes.some((n) => n.startsWith("seq 3:") && n.includes("restarted")), r.notes.join());
+  assert.ok(
+    r.notes.some((n) =>
+      n.startsWith("seq 3: audit/start while an earlier run had written no audit/stop")
+    ),
+    r.notes.join("\n"),
+  );
 
-  const clean = build(KEY, (log) => {
-    log.event(EventMethod.Start, {});
-    log.event(EventMethod.Stop, {});
-    log.event(EventMethod.Start, {});
-    log.event(EventMethod.Stop, {});
-  });
+  const d = new Chain();
+  const clean = [d.event(EventMethod.Start), d.event(EventMethod.Stop)];
+  clean.push(d.event(EventMethod.Retention, { reason: "max_files", deleted_archives: [] }));
+  clean.push(d.event(EventMethod.Start), d.event(EventMethod.Stop));
   assert.deepEqual(check(clean).notes, []);
 });
 
@@ -309,70 +421,57 @@ Deno.test("ChainVerifier with signatures left unchecked does not call unsigned r
 });
 
 Deno.test("ChainVerifier reports a log mixing unsigned and signed records by run", () => {
-  // A proxy run without a key, then one with it, on the same log.
-  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-verify-" });
-  try {
-    const path = `${dir}/audit.jsonl`;
-    let n = 0;
-    for (const signer of [null, KEY, null]) {
-      const log = new AuditLog({
-        store: new JsonlStore(path, false),
-        signer,
-        now: () => Date.UTC(2026, 0, 1) + n,
-        newId: () => "01JD" + String(++n).padStart(22, "0"),
-        clientId: "c",
-        serverId: "s",
-        transport: "stdio",
-      });
-      log.event(EventMethod.Start, {});
-      log.event(EventMethod.Stop, {});
-      log.close();
-    }
-    const lines = Deno.readTextFileSync(path).trimEnd().split("\n");
-    assert.deepEqual(check(lines).problems.map(brief), [
-      { kind: "unsigned", seq: 1, seqEnd: 2 },
-      { kind: "unsigned", seq: 5, seqEnd: 6 },
-    ]);
-    const other = generateEd25519();
-    assert.deepEqual(
-      check(lines, ed25519Verifier(other.publicPem)).problems.map(brief),
-      [
-        { kind: "unsigned", seq: 1, seqEnd: 2 },
-        { kind: "wrong key", seq: 3, seqEnd: 4 },
-        { kind: "unsigned", seq: 5, seqEnd: 6 },
-      ],
-      "an HMAC signature checked with an Ed25519 key is a wrong key, not a modification",
-    );
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
+  // A proxy run without a key, then one with it, then one without, on the same log.
+  const c = new Chain(null);
+  const lines: string[] = [];
+  for (const signer of [null, KEY, null]) {
+    c.signer = signer;
+    lines.push(c.event(EventMethod.Start), c.event(EventMethod.Stop));
   }
+  assert.deepEqual(check(lines).problems.map(brief), [
+    { kind: "unsigned", seq: 1, seqEnd: 2 },
+    { kind: "unsigned", seq: 5, seqEnd: 6 },
+  ]);
+  const other = generateEd25519();
+  assert.deepEqual(
+    check(lines, ed25519Verifier(other.publicPem)).problems.map(brief),
+    [
+      { kind: "unsigned", seq: 1, seqEnd: 2 },
+      { kind: "wrong key", seq: 3, seqEnd: 4 },
+      { kind: "unsigned", seq: 5, seqEnd: 6 },
+    ],
+    "an HMAC signature checked with an Ed25519 key is a wrong key, not a modification",
+  );
 });
 
-/** A log whose file was deleted after seq 2: the lines of the new file. */
-function continuedAfterDeletion(): string[] {
-  return build(KEY, (log, path) => {
-    log.event(EventMethod.Start, {});
-    log.append(request(2));
-    log.flush();
-    Deno.removeSync(path);
-    log.append(request(3));
-    log.stop({});
-  });
+/** Lines of a file that the proxy started after the log was deleted at seq 2. */
+function continuedAfterDeletion(): { lines: string[]; before: string } {
+  const c = new Chain();
+  c.event(EventMethod.Start);
+  const before = c.request();
+  const lines = [
+    c.event(EventMethod.Recover, {
+      reason: "the audit log was deleted",
+      cause: "deleted",
+      continues_after_seq: 2,
+      new_file: true,
+    }),
+    c.request(),
+    c.event(EventMethod.Stop),
+  ];
+  return { lines, before };
 }
 
-Deno.test({
-  name: "ChainVerifier accepts a log that starts mid-chain with the audit/recover of a new file",
-  ignore: Deno.build.os === "windows",
-  fn() {
-    const lines = continuedAfterDeletion();
-    assert.ok(lines[0]!.includes(EventMethod.Recover));
-    const r = check(lines);
+Deno.test("ChainVerifier accepts a log that starts mid-chain with the audit/recover of a new file", () => {
+  const { lines } = continuedAfterDeletion();
+  for (const scope of ["file", "log"] as const) {
+    const r = checkFiles([{ name: "audit.jsonl", lines }], KEY, { scope });
     assert.deepEqual(r.problems, []);
     assert.equal(r.continuesAfter, 2);
     assert.equal(r.continuesBecause, "deleted");
     assert.equal(r.firstSeq, 3);
     assert.ok(r.notes.some((n) => n.includes("starts mid-chain") && n.includes("deleted")));
-  },
+  }
 });
 
 Deno.test("ChainVerifier reports the records before a log that starts mid-chain without saying so", () => {
@@ -381,17 +480,12 @@ Deno.test("ChainVerifier reports the records before a log that starts mid-chain 
   assert.equal(r.continuesAfter, null);
 
   // A recovery after a crash is not a new file: cutting the log there shows.
-  const lines = build(
-    KEY,
-    (log, path) => {
-      log.event(EventMethod.Start, {});
-      log.close();
-      Deno.writeTextFileSync(path, '{"client_id":"c","dir', { append: true });
-    },
-    (log) => log.event(EventMethod.Stop, {}),
-  );
-  const cut = lines.slice(2);
-  assert.ok(cut[0]!.includes(EventMethod.Recover));
+  const c = new Chain();
+  c.event(EventMethod.Start);
+  const cut = [
+    c.event(EventMethod.Recover, { cause: "torn", continues_after_seq: 1, new_file: false }),
+    c.event(EventMethod.Stop),
+  ];
   assert.deepEqual(check(cut).problems.map(brief), [{ kind: "missing", seq: 1, seqEnd: 1 }]);
 });
 
@@ -407,34 +501,17 @@ Deno.test("ChainVerifier reports a line it cannot check as a problem of that lin
 /** An anchor naming the record stored as `text`. */
 function anchorOf(text: string): AnchorToCheck {
   const p = JSON.parse(text);
-  return {
-    seq: p.seq,
-    hash: createHash("sha256").update(text).digest("hex"),
-    id: p.id,
-    ts: p.ts,
-    file: "audit.anchor",
-  };
+  return { seq: p.seq, hash: sha256(text), id: p.id, ts: p.ts, file: "audit.anchor" };
 }
 
 function checkAgainst(lines: string[], anchor: AnchorToCheck): Report {
-  const v = new ChainVerifier(KEY, { anchor });
-  lines.forEach((l, i) => v.line(l, "audit.jsonl", i + 1, 0, true));
-  return v.finish();
+  return checkFiles([{ name: "audit.jsonl", lines }], KEY, { anchor });
 }
 
 Deno.test("ChainVerifier with an anchor reports a log cut back to an earlier clean stop", () => {
-  const two = build(
-    KEY,
-    (log) => {
-      log.event(EventMethod.Start, {});
-      log.event(EventMethod.Stop, {});
-    },
-    (log) => {
-      log.event(EventMethod.Start, {});
-      log.append(request(4));
-      log.event(EventMethod.Stop, {});
-    },
-  );
+  const c = new Chain();
+  const two = [c.event(EventMethod.Start), c.event(EventMethod.Stop)];
+  two.push(c.event(EventMethod.Start), c.request(), c.event(EventMethod.Stop));
   const anchor = anchorOf(two[4]!);
   const whole = checkAgainst(two, anchor);
   assert.deepEqual(whole.problems, []);
@@ -448,41 +525,36 @@ Deno.test("ChainVerifier with an anchor reports a log cut back to an earlier cle
 });
 
 Deno.test("ChainVerifier with an anchor reports another record at the anchored seq as modified", () => {
-  const other = build(KEY, (log) => {
-    log.event(EventMethod.Start, { version: "other" });
-    for (let i = 2; i <= 6; i++) log.append(request(i));
-    log.event(EventMethod.Stop, { last_seq: 7 });
-  });
+  const c = new Chain();
+  const other = [c.event(EventMethod.Start, { version: "other" })];
+  for (let i = 2; i <= 6; i++) other.push(c.request());
+  other.push(c.event(EventMethod.Stop, { last_seq: 7 }));
   const r = checkAgainst(session(), anchorOf(other[6]!));
   assert.deepEqual(r.problems.map(brief), [{ kind: "modified", seq: 7, seqEnd: 7 }]);
 });
 
-Deno.test({
-  name: "ChainVerifier with an anchor checks the prev of a log that starts just after it",
-  ignore: Deno.build.os === "windows",
-  fn() {
-    const lines = continuedAfterDeletion();
-    const first = JSON.parse(lines[0]!);
-    const good = { seq: 2, hash: first.prev, id: "x", ts: "t", file: "audit.anchor" };
-    assert.deepEqual(checkAgainst(lines, good).problems, []);
-    const bad = { ...good, hash: "0".repeat(64) };
-    assert.deepEqual(checkAgainst(lines, bad).problems.map(brief), [
-      { kind: "modified", seq: 3, seqEnd: 3 },
-    ]);
-    const older = { ...good, seq: 1 };
-    assert.ok(checkAgainst(lines, older).notes.some((n) => n.includes("before this log's first")));
-  },
+Deno.test("ChainVerifier with an anchor checks the prev of a log that starts just after it", () => {
+  const { lines, before } = continuedAfterDeletion();
+  const good = { ...anchorOf(before), file: "audit.anchor" };
+  assert.deepEqual(checkAgainst(lines, good).problems, []);
+  const bad = { ...good, hash: "0".repeat(64) };
+  assert.deepEqual(checkAgainst(lines, bad).problems.map(brief), [
+    { kind: "modified", seq: 3, seqEnd: 3 },
+  ]);
+  const older = { ...good, seq: 1 };
+  assert.ok(checkAgainst(lines, older).notes.some((n) => n.includes("before this log's first")));
 });
 
 Deno.test("ChainVerifier notes what a run-time audit/recover says happened, not a crash", () => {
-  const lines = build(KEY, (log, path) => {
-    log.event(EventMethod.Start, {});
-    log.append(request(2));
-    log.flush();
-    Deno.writeTextFileSync(path, "junk\n", { append: true });
-    log.append(request(3));
-    log.stop({});
-  });
+  const c = new Chain();
+  const lines = [c.event(EventMethod.Start), c.request(), "junk"];
+  lines.push(c.event(EventMethod.Recover, {
+    reason: "bytes no writer of ours wrote",
+    cause: "extended",
+    continues_after_seq: 2,
+    new_file: false,
+  }));
+  lines.push(c.request(), c.event(EventMethod.Stop));
   const r = check(lines);
   assert.deepEqual(r.problems.map((p) => [p.kind, p.line]), [["modified", 3]], "the junk line");
   assert.ok(
@@ -492,4 +564,231 @@ Deno.test("ChainVerifier notes what a run-time audit/recover says happened, not 
     r.notes.join("\n"),
   );
   assert.ok(!r.notes.some((n) => n.includes("crash")));
+});
+
+// ---- files: archives and the active file as one chain ----
+
+/**
+ * A log rotated twice: archives A (seq 1-4) and B (seq 5-8, starting with audit/rotate), and the
+ * active file (seq 9-11, audit/rotate first, audit/stop last).
+ */
+function rotated(deletedAtSecond: JsonObject[] = []): FileLines[] {
+  const c = new Chain();
+  const a = [c.event(EventMethod.Start), c.request(), c.request(), c.request()];
+  const b = [c.rotate("audit.jsonl.20260101T000000Z"), c.request(), c.request(), c.request()];
+  const active = [
+    c.rotate("audit.jsonl.20260102T000000Z", deletedAtSecond),
+    c.request(),
+    c.event(EventMethod.Stop),
+  ];
+  return [
+    { name: "audit.jsonl.20260101T000000Z", lines: a },
+    { name: "audit.jsonl.20260102T000000Z", lines: b },
+    { name: "audit.jsonl", lines: active },
+  ];
+}
+
+const whole = { scope: "log" } as const;
+
+Deno.test("ChainVerifier checks archives and the active file as one chain", () => {
+  const r = checkFiles(rotated(), KEY, whole);
+  assert.deepEqual(r.problems, []);
+  assert.deepEqual(r.notes, []);
+  assert.equal(r.records, 11);
+  assert.equal(r.files, 3);
+  assert.equal(r.continuesAfter, null);
+});
+
+Deno.test("ChainVerifier names the file and line of a problem in an archive", () => {
+  const files = rotated();
+  files[1]!.lines[2] = modify(files[1]!.lines[2]!);
+  const r = checkFiles(files, KEY, whole);
+  assert.deepEqual(r.problems.map((p) => [p.kind, p.seq, p.file, p.line]), [
+    ["modified", 7, "audit.jsonl.20260102T000000Z", 3],
+  ]);
+});
+
+Deno.test("ChainVerifier reports a deleted middle archive as missing between the files around it", () => {
+  const files = rotated();
+  files.splice(1, 1);
+  const r = checkFiles(files, KEY, whole);
+  assert.deepEqual(r.problems.map(brief), [{ kind: "missing", seq: 5, seqEnd: 8 }]);
+  assert.match(
+    r.problems[0]!.detail,
+    /audit\.jsonl\.20260101T000000Z ends before it and audit\.jsonl starts after it/,
+  );
+});
+
+Deno.test("ChainVerifier reports archives read out of order as reordered, with every link checked", () => {
+  const files = rotated();
+  [files[0], files[1]] = [files[1]!, files[0]!];
+  const r = checkFiles(files, KEY, whole);
+  assert.deepEqual(r.problems.map(brief), [{ kind: "reordered", seq: 1, seqEnd: 4 }]);
+
+  // Without a key, the link from seq 5 back to seq 4 is checked though seq 5 came first.
+  const tampered = rotated();
+  tampered[0]!.lines[3] = modify(tampered[0]!.lines[3]!);
+  [tampered[0], tampered[1]] = [tampered[1]!, tampered[0]!];
+  const t = checkFiles(tampered, null, whole);
+  assert.deepEqual(t.problems.map(brief), [
+    { kind: "reordered", seq: 1, seqEnd: 4 },
+    { kind: "modified", seq: 4, seqEnd: 4 },
+  ]);
+});
+
+Deno.test("ChainVerifier in a whole log reports the first file starting with audit/rotate as missing what came before", () => {
+  const files = rotated().slice(1);
+  const r = checkFiles(files, KEY, whole);
+  assert.deepEqual(r.problems.map(brief), [{ kind: "missing", seq: 1, seqEnd: 4 }]);
+  assert.match(r.problems[0]!.detail, /no audit\/rotate or audit\/retention event says/);
+});
+
+Deno.test("ChainVerifier accepts the oldest archives deleted by retention, as its events list them", () => {
+  const deleted = [{
+    name: "audit.jsonl.20260101T000000Z",
+    rule: "max_files",
+    first_seq: 1,
+    last_seq: 4,
+  }];
+  const files = rotated(deleted).slice(1);
+  const r = checkFiles(files, KEY, whole);
+  assert.deepEqual(r.problems, []);
+  assert.equal(r.continuesAfter, 4);
+  assert.equal(r.continuesBecause, "retention");
+  assert.ok(
+    r.notes.some((n) =>
+      n.startsWith("seq 1-4 were in archives retention deleted: audit.jsonl.20260101T000000Z")
+    ),
+    r.notes.join("\n"),
+  );
+
+  // Retention deleted the first archive; someone deleted the second too: that one is missing.
+  const both = rotated(deleted).slice(2);
+  assert.deepEqual(checkFiles(both, KEY, whole).problems.map(brief), [
+    { kind: "missing", seq: 5, seqEnd: 8 },
+  ]);
+});
+
+Deno.test("ChainVerifier accepts what an audit/retention event says it deleted, wherever it stands", () => {
+  const c = new Chain();
+  for (let i = 0; i < 4; i++) c.request();
+  const files = [{
+    name: "audit.jsonl",
+    lines: [
+      c.rotate("audit.jsonl.20260101T000000Z"),
+      c.event(EventMethod.Retention, {
+        reason: "max_age_days",
+        deleted_archives: [{ name: "x", rule: "max_age_days", first_seq: 1, last_seq: 4 }],
+      }),
+      c.event(EventMethod.Start),
+      c.event(EventMethod.Stop),
+    ],
+  }];
+  assert.deepEqual(checkFiles(files, KEY, whole).problems, []);
+});
+
+Deno.test("ChainVerifier checks one archive alone: it may start and end mid-chain (notes)", () => {
+  const [, b] = rotated();
+  const r = checkFiles([b!], KEY, { scope: "archive" });
+  assert.deepEqual(r.problems, []);
+  assert.equal(r.continuesBecause, "rotated");
+  assert.ok(r.notes.some((n) => n.includes("starts mid-chain")), r.notes.join("\n"));
+  assert.ok(r.notes.some((n) => n.startsWith("the archive ends at seq 8")), r.notes.join("\n"));
+  // The same lines as a file of their own: the end is missing.
+  assert.deepEqual(
+    checkFiles([b!], KEY, { scope: "file" }).problems.map((p) => p.kind),
+    ["missing"],
+  );
+});
+
+Deno.test("ChainVerifier notes a file boundary the chain runs across without audit/rotate, or naming another archive", () => {
+  const files = rotated();
+  files[1]!.name = "audit.jsonl.20260103T000000Z";
+  // Split the active file in two by hand: the chain runs on, but no rotation made the second.
+  const active = files[2]!;
+  files.splice(2, 1, { name: "audit.jsonl.part", lines: active.lines.slice(0, 1) }, {
+    name: "audit.jsonl",
+    lines: active.lines.slice(1),
+  });
+  const r = checkFiles(files, KEY, whole);
+  assert.deepEqual(r.problems, []);
+  assert.ok(
+    r.notes.some((n) => n.startsWith("seq 10: audit.jsonl starts without an audit/rotate event")),
+    r.notes.join("\n"),
+  );
+  assert.ok(
+    r.notes.some((n) =>
+      n.startsWith(
+        "seq 9: audit/rotate says the records before it went to audit.jsonl.20260102T000000Z, " +
+          "but the file before audit.jsonl.part is audit.jsonl.20260103T000000Z",
+      )
+    ),
+    r.notes.join("\n"),
+  );
+});
+
+// ---- several keys ----
+
+Deno.test("ChainVerifier with a key ring checks a log that spans a key rotation", () => {
+  const first = hmacSigner("the first secret, of thirty-two bytes", "k1");
+  const second = hmacSigner("the second secret, of thirty-two bytes", "k2");
+  const c = new Chain(first);
+  const lines = [c.event(EventMethod.Start), c.request(), c.request()];
+  c.signer = second;
+  lines.push(c.request(), c.request(), c.event(EventMethod.Stop));
+  const ring = new KeyRing(parseKeyFile(
+    "# keys over time\nhmac k1 the first secret, of thirty-two bytes\n" +
+      "hmac k2 the second secret, of thirty-two bytes\n",
+    "keys.txt",
+  ));
+  const r = check(lines, ring);
+  assert.deepEqual(r.problems, []);
+  assert.deepEqual(r.keysUsed, [
+    { scheme: "hmac-sha256", keyId: "k1", records: 3 },
+    { scheme: "hmac-sha256", keyId: "k2", records: 3 },
+  ]);
+
+  const onlyFirst = new KeyRing(
+    parseKeyFile("hmac k1 the first secret, of thirty-two bytes\n", "keys.txt"),
+  );
+  const one = check(lines, onlyFirst);
+  assert.deepEqual(one.problems.map(brief), [{ kind: "wrong key", seq: 4, seqEnd: 6 }]);
+  assert.match(one.problems[0]!.detail, /signed with key id k2, checked with k1/);
+
+  const pair = generateEd25519();
+  const withEd = new KeyRing([
+    ...parseKeyFile("hmac k1 the first secret, of thirty-two bytes\n", "keys.txt"),
+    ...parseKeyFile(`ed25519 e1\n${pair.publicPem}`, "keys.txt"),
+  ]);
+  const two = check(lines, withEd);
+  assert.deepEqual(two.problems.map(brief), [{ kind: "wrong key", seq: 4, seqEnd: 6 }]);
+  assert.match(
+    two.problems[0]!.detail,
+    /signed with hmac-sha256 key id k2, which none of the keys/,
+  );
+
+  // A key that names k2 but is another secret: the signatures do not match.
+  const forged = new KeyRing(parseKeyFile(
+    "hmac k1 the first secret, of thirty-two bytes\nhmac k2 not the second secret at all\n",
+    "keys.txt",
+  ));
+  assert.deepEqual(check(lines, forged).problems.map(brief), [
+    { kind: "modified", seq: 4, seqEnd: 6 },
+  ]);
+});
+
+// ---- rows of a database ----
+
+Deno.test("ChainVerifier reports a row whose columns disagree with its line as modified at that seq", () => {
+  const lines = session();
+  const v = new ChainVerifier(KEY, { scope: "log" });
+  lines.forEach((text, i) => {
+    v.line(text, "audit.db", i + 1, 0, true);
+    if (i === 2) {
+      v.disagrees("audit.db", i + 1, i + 1, "tool_name is delete_all, the line says read_file");
+    }
+  });
+  const r = v.finish();
+  assert.deepEqual(r.problems.map(brief), [{ kind: "modified", seq: 3, seqEnd: 3 }]);
+  assert.match(r.problems[0]!.detail, /a column disagrees with the stored line \(tool_name/);
 });
