@@ -80,11 +80,78 @@ export type LogFile =
     kind: "active";
     path: string;
     /** Held open by the snapshot. */
-    file: Deno.FsFile;
+    file: FileReader;
   };
 
-function sameFile(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
-  return a.ino !== null && a.dev === b.dev && a.ino === b.ino;
+/**
+ * Reads of one open file at given offsets. Reads are serialized, as they share the file's
+ * position: several readers of one snapshot's active file (and a stream's read-ahead still under
+ * way after its reader stopped) never interleave a seek and a read.
+ */
+export class FileReader {
+  readonly #file: Deno.FsFile;
+  readonly #path: string;
+  #queue: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  constructor(file: Deno.FsFile, path: string) {
+    this.#file = file;
+    this.#path = path;
+  }
+
+  /** Up to `buf.length` bytes at `pos`; 0 at the end of the file. */
+  readAt(pos: number, buf: Uint8Array): Promise<number> {
+    const run = async () => {
+      this.#checkOpen();
+      try {
+        await this.#file.seek(pos, Deno.SeekMode.Start);
+        return (await this.#file.read(buf)) ?? 0;
+      } catch (e) {
+        this.#checkOpen();
+        throw new StorageError(`reading ${this.#path} failed: ${(e as Error).message}`);
+      }
+    };
+    const result = this.#queue.then(run, run);
+    this.#queue = result.catch(() => undefined);
+    return result;
+  }
+
+  /** The file's size now. */
+  async size(): Promise<number> {
+    this.#checkOpen();
+    try {
+      return (await this.#file.stat()).size;
+    } catch (e) {
+      this.#checkOpen();
+      throw new StorageError(`reading ${this.#path} failed: ${(e as Error).message}`);
+    }
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new StorageError(`${this.#path} was closed`);
+  }
+
+  /** Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#file.close();
+  }
+}
+
+const SNAPSHOT_ATTEMPTS = 5;
+
+function sameFile(a: Deno.FileInfo | null, b: Deno.FileInfo): boolean {
+  return a !== null && a.ino !== null && a.dev === b.dev && a.ino === b.ino;
+}
+
+/** The file's details, or null when it is gone or unreadable (passed over like a deleted one). */
+function statOrNull(path: string): Deno.FileInfo | null {
+  try {
+    return Deno.statSync(path);
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -98,11 +165,17 @@ function sameFile(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
  * ```
  */
 export class LogFiles implements Disposable {
-  #active: Deno.FsFile | null;
+  #active: FileReader | null;
+  readonly #activeInfo: Deno.FileInfo | null;
   readonly files: readonly LogFile[];
 
-  private constructor(active: Deno.FsFile | null, files: LogFile[]) {
+  private constructor(
+    active: FileReader | null,
+    files: LogFile[],
+    activeInfo: Deno.FileInfo | null,
+  ) {
     this.#active = active;
+    this.#activeInfo = activeInfo;
     this.files = files;
   }
 
@@ -113,6 +186,17 @@ export class LogFiles implements Disposable {
    * @throws {StorageError} when the path is not a regular file or cannot be read
    */
   static open(activePath: string): LogFiles {
+    // A rotation between opening the active file and listing the archives is seen when the path
+    // names another file afterwards: the archive it made may already be compressed (another
+    // inode), so the snapshot is taken again rather than read twice.
+    for (let attempt = 1;; attempt++) {
+      const snapshot = LogFiles.#take(activePath);
+      if (attempt >= SNAPSHOT_ATTEMPTS || snapshot.#stillActive(activePath)) return snapshot;
+      snapshot.close();
+    }
+  }
+
+  static #take(activePath: string): LogFiles {
     let active: Deno.FsFile | null = null;
     try {
       active = Deno.openSync(activePath, { read: true });
@@ -128,24 +212,29 @@ export class LogFiles implements Disposable {
       }
       const files: LogFile[] = [];
       for (const archive of listArchives(activePath)) {
-        if (activeInfo !== undefined) {
-          let info: Deno.FileInfo | undefined;
-          try {
-            info = Deno.statSync(archive.path);
-          } catch {
-            // Gone since the listing: passed over like one deleted while it is read.
-          }
-          if (info !== undefined && sameFile(info, activeInfo)) continue;
-        }
+        // The file held, renamed to an archive since it was opened, is read once: as the last.
+        if (activeInfo !== undefined && sameFile(statOrNull(archive.path), activeInfo)) continue;
         files.push({ kind: "archive", path: archive.path, archive });
       }
-      if (active !== null) files.push({ kind: "active", path: activePath, file: active });
-      if (files.length === 0) throw new LogNotFoundError(`no log at ${activePath}`);
-      return new LogFiles(active, files);
+      if (files.length === 0 && active === null) {
+        throw new LogNotFoundError(`no log at ${activePath}`);
+      }
+      const reader = active === null ? null : new FileReader(active, activePath);
+      if (reader !== null) files.push({ kind: "active", path: activePath, file: reader });
+      return new LogFiles(reader, files, activeInfo ?? null);
     } catch (e) {
       active?.close();
       throw e;
     }
+  }
+
+  /** Whether the path still names the file held (or still none). */
+  #stillActive(activePath: string): boolean {
+    const now = statOrNull(activePath);
+    if (this.#activeInfo === null) return now === null;
+    // No inode numbers on this system: nothing to compare.
+    if (this.#activeInfo.ino === null) return true;
+    return sameFile(now, this.#activeInfo);
   }
 
   /** Closes the active file. Idempotent. */
@@ -175,17 +264,16 @@ function concat(parts: Uint8Array[], length: number): Uint8Array {
  * backwards from any offset and at random (a `.gz` only forwards, from its start).
  */
 export class OpenedLogFile implements Disposable {
-  readonly #file: Deno.FsFile;
+  readonly #file: FileReader;
   readonly #owned: boolean;
   readonly #signal: AbortSignal | undefined;
   readonly #maxLine: number;
   readonly #onRead: ((bytes: number) => void) | undefined;
-  #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
   readonly #decoder = new TextDecoder();
 
   private constructor(
-    file: Deno.FsFile,
+    file: FileReader,
     owned: boolean,
     /** The path read: an archive's `.gz` when it was compressed since the listing. */
     readonly path: string,
@@ -207,7 +295,7 @@ export class OpenedLogFile implements Disposable {
    */
   static async open(f: LogFile, options: ReadLinesOptions = {}): Promise<OpenedLogFile | null> {
     if (f.kind === "active") {
-      const size = (await f.file.stat()).size;
+      const size = await f.file.size();
       return new OpenedLogFile(f.file, false, f.path, false, size, options);
     }
     const tries = f.archive.gzip ? [f.path] : [f.path, `${f.path}.gz`];
@@ -219,41 +307,33 @@ export class OpenedLogFile implements Disposable {
         if (e instanceof Deno.errors.NotFound) continue;
         throw new StorageError(`cannot read ${path}: ${(e as Error).message}`);
       }
+      const reader = new FileReader(file, path);
       try {
-        const size = (await file.stat()).size;
-        return new OpenedLogFile(file, true, path, path.endsWith(".gz"), size, options);
+        const size = await reader.size();
+        return new OpenedLogFile(reader, true, path, path.endsWith(".gz"), size, options);
       } catch (e) {
-        file.close();
+        reader.close();
         throw new StorageError(`cannot read ${path}: ${(e as Error).message}`);
       }
     }
     return null;
   }
 
-  /**
-   * Reads up to `buf.length` bytes at `pos` (0 at the end of the file). Reads of one file are
-   * serialized, as they share its position.
-   */
-  readAt(pos: number, buf: Uint8Array): Promise<number> {
-    const run = async () => {
-      this.#signal?.throwIfAborted();
-      if (this.#closed) throw new StorageError(`${this.path} was closed`);
-      await this.#file.seek(pos, Deno.SeekMode.Start);
-      const n = (await this.#file.read(buf)) ?? 0;
-      if (n > 0) this.#onRead?.(n);
-      return n;
-    };
-    const result = this.#queue.then(run, run);
-    this.#queue = result.catch(() => undefined);
-    return result;
+  /** Reads up to `buf.length` bytes at `pos` (0 at the end of the file). */
+  async readAt(pos: number, buf: Uint8Array): Promise<number> {
+    this.#signal?.throwIfAborted();
+    if (this.#closed) throw new StorageError(`${this.path} was closed`);
+    const n = await this.#file.readAt(pos, buf);
+    if (n > 0) this.#onRead?.(n);
+    return n;
   }
 
   /** The raw bytes from `from` to the end of the file as it grows. */
-  #bytes(from: number): ReadableStream<Uint8Array<ArrayBuffer>> {
+  #bytes(from: number, blockSize: number): ReadableStream<Uint8Array<ArrayBuffer>> {
     let pos = from;
     return new ReadableStream<Uint8Array<ArrayBuffer>>({
       pull: async (controller) => {
-        const buf = new Uint8Array(BLOCK);
+        const buf = new Uint8Array(blockSize);
         const n = await this.readAt(pos, buf);
         if (n === 0) {
           controller.close();
@@ -267,18 +347,19 @@ export class OpenedLogFile implements Disposable {
 
   /**
    * The lines from byte `from` (a line start; gunzipped bytes are read from their start only) to
-   * the end of the file as it is when the read gets there.
+   * the end of the file as it is when the read gets there. `blockSize`: the bytes each read asks
+   * for (less than 64 KiB to look at a line or two).
    * @throws {LineTooLongError} at a line over `maxLine`
    */
-  async *lines(from = 0): AsyncGenerator<LogLine> {
+  async *lines(from = 0, blockSize = BLOCK): AsyncGenerator<LogLine> {
     if (this.gzip && from !== 0) throw new RangeError("a .gz file is read from its start only");
-    const raw = this.#bytes(from);
+    const raw = this.#bytes(from, blockSize);
     const bytes = this.gzip ? raw.pipeThrough(new DecompressionStream("gzip")) : raw;
     let lineNo = 0;
     let offset = from;
     for await (const frames of bytes.pipeThrough(new LineSplitter(this.#maxLine))) {
-      this.#signal?.throwIfAborted();
       for (const frame of frames) {
+        this.#signal?.throwIfAborted();
         if (from === 0) lineNo++;
         if (frame.kind === "oversized") {
           throw new LineTooLongError(this.path, lineNo, offset, this.#maxLine);
@@ -298,10 +379,10 @@ export class OpenedLogFile implements Disposable {
   /**
    * The lines ending at or before byte `end` (a line start, or the end of the file), last first,
    * read in blocks from the end: the newest records of a large file cost only their own bytes.
-   * `lineNo` is 0. Plain files only.
+   * `lineNo` is 0. Plain files only. `blockSize` as for {@link lines}.
    * @throws {LineTooLongError} at a line over `maxLine`
    */
-  async *linesBackward(end = this.size): AsyncGenerator<LogLine> {
+  async *linesBackward(end = this.size, blockSize = BLOCK): AsyncGenerator<LogLine> {
     if (this.gzip) throw new RangeError("a .gz file cannot be read backwards");
     const max = this.#maxLine + 2; // content, `\r`, `\n`
     // The line being gathered: its bytes from the leftmost seen so far to its end, in order.
@@ -325,7 +406,7 @@ export class OpenedLogFile implements Disposable {
     };
     let pos = end;
     while (pos > 0) {
-      const start = Math.max(0, pos - BLOCK);
+      const start = Math.max(0, pos - blockSize);
       const block = await this.#readFully(start, pos - start);
       pos = start;
       // A line starts after each newline; the newline ends the line before it, so the search

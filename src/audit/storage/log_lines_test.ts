@@ -140,7 +140,9 @@ Deno.test("readLogLines stops with the signal's reason and counts the bytes it r
       if (++n === 10) controller.abort(new Error("enough"));
     }
   }, /enough/);
-  assert.ok(bytes > 0 && bytes <= 2 * 64 * 1024, `read ${bytes} bytes`);
+  assert.equal(n, 10);
+  // What the streams read ahead (a few 64 KiB blocks), not the whole file.
+  assert.ok(bytes > 0 && bytes <= 5 * 64 * 1024, `read ${bytes} bytes`);
   bytes = 0;
   await all(readLogLines(log, { onRead: (b) => bytes += b }));
   assert.equal(bytes, 500_000);
