@@ -143,8 +143,11 @@ export function listArchives(activePath: string): Archive[] {
   return [...byPlainName.values()].sort(compareArchives);
 }
 
-/** A file's bytes, opened on the first read and closed at the end, on an error or on cancel. */
-function fileBytes(path: string): ReadableStream<Uint8Array<ArrayBuffer>> {
+/**
+ * A file's bytes, read in 64 KiB chunks from `open()` (called on the first read), the file closed
+ * at the end, on an error or on cancel.
+ */
+function fileBytes(open: () => Promise<Deno.FsFile>): ReadableStream<Uint8Array<ArrayBuffer>> {
   let file: Deno.FsFile | undefined;
   let done = false;
   const release = () => {
@@ -156,7 +159,7 @@ function fileBytes(path: string): ReadableStream<Uint8Array<ArrayBuffer>> {
     async pull(controller) {
       if (done) return;
       try {
-        file ??= await Deno.open(path, { read: true });
+        file ??= await open();
         const buf = new Uint8Array(CHUNK);
         const n = await file.read(buf);
         if (n === null) {
@@ -176,15 +179,50 @@ function fileBytes(path: string): ReadableStream<Uint8Array<ArrayBuffer>> {
   });
 }
 
+function gunzip(bytes: ReadableStream<Uint8Array<ArrayBuffer>>): ReadableStream<Uint8Array> {
+  return bytes.pipeThrough(new DecompressionStream("gzip"));
+}
+
+/** An archive listed plain, read from its `.gz` when compression replaced it since. */
+function plainOrCompressed(path: string): ReadableStream<Uint8Array> {
+  let inner: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (inner === undefined) {
+        let plain: Deno.FsFile | undefined;
+        try {
+          plain = await Deno.open(path, { read: true });
+        } catch (e) {
+          if (!(e instanceof Deno.errors.NotFound)) throw e;
+        }
+        const opened = plain;
+        inner = (opened !== undefined
+          ? fileBytes(() =>
+            Promise.resolve(opened)
+          )
+          : gunzip(fileBytes(() => Deno.open(`${path}.gz`, { read: true })))).getReader();
+      }
+      const r = await inner.read();
+      if (r.done) controller.close();
+      else controller.enqueue(r.value);
+    },
+    async cancel(reason) {
+      await inner?.cancel(reason);
+    },
+  });
+}
+
 /**
  * The bytes of an archive, gunzipped when it is compressed, or of the file at a path (gunzipped
  * when the path ends in `.gz`, so an archive named by hand reads as one found by
- * {@link listArchives}). The file is opened on the first read and closed when the stream ends,
- * fails or is cancelled; an unreadable file or a corrupt `.gz` errors the stream.
+ * {@link listArchives}). An archive listed plain that was compressed since is read from its
+ * `.gz`. The file is opened on the first read and closed when the stream ends, fails or is
+ * cancelled; an unreadable file or a corrupt `.gz` errors the stream.
  */
 export function openArchiveLines(a: Archive | string): ReadableStream<Uint8Array> {
   const path = typeof a === "string" ? a : a.path;
   const gzip = typeof a === "string" ? path.endsWith(".gz") : a.gzip;
-  const bytes = fileBytes(path);
-  return gzip ? bytes.pipeThrough(new DecompressionStream("gzip")) : bytes;
+  if (typeof a !== "string" && !gzip) return plainOrCompressed(path);
+  const bytes = fileBytes(() => Deno.open(path, { read: true }));
+  return gzip ? gunzip(bytes) : bytes;
 }

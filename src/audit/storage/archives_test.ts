@@ -200,8 +200,32 @@ Deno.test({
       assert.equal(openFds(), before);
       await text(openArchiveLines(`${dir}/f`));
       assert.equal(openFds(), before);
+      // An archive listed plain, read through the stream that falls back to its .gz.
+      Deno.renameSync(`${dir}/f`, `${dir}/f.20260610T220000Z`);
+      const [archive] = listArchives(`${dir}/f`);
+      const again = openArchiveLines(archive!).getReader();
+      await again.read();
+      assert.equal(openFds(), before + 1);
+      await again.cancel();
+      assert.equal(openFds(), before);
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("openArchiveLines reads an archive compressed since it was listed from its .gz", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const plain = `${dir}/audit.jsonl.20260610T220000Z`;
+    Deno.writeTextFileSync(plain, "a\nb\n");
+    const [listed] = listArchives(`${dir}/audit.jsonl`);
+    Deno.writeFileSync(`${plain}.gz`, await gzip("a\nb\n"));
+    Deno.removeSync(plain);
+    assert.equal(await text(openArchiveLines(listed!)), "a\nb\n");
+    Deno.removeSync(`${plain}.gz`);
+    await assert.rejects(() => text(openArchiveLines(listed!)), Deno.errors.NotFound);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
