@@ -281,6 +281,15 @@ Deno.test("an output that fails is reported and exits 1", async () => {
   const failed = await run([log.path], { sink: failing });
   assert.equal(failed.code, 1);
   assert.match(failed.err[0]!, /cannot write standard output: no space left on device/);
+  // A reader that stopped reading (`| head`): exit 1 without a message.
+  const closed = new WritableStream<Uint8Array>({
+    write() {
+      throw new Deno.errors.BrokenPipe("Broken pipe (os error 32)");
+    },
+  });
+  const piped = await run([log.path], { sink: closed });
+  assert.equal(piped.code, 1);
+  assert.deepEqual(piped.err, []);
 });
 
 Deno.test("a log far larger than the writer's buffer streams out whole and in order", async () => {
@@ -311,6 +320,39 @@ Deno.test("a log far larger than the writer's buffer streams out whole and in or
     n++;
   }
   assert.equal(n, big.length);
+});
+
+Deno.test("an export stopped by its signal exits 1 saying how far it got", async () => {
+  await using log = await writeLog();
+  const last = log.records[log.records.length - 1]!;
+  const bulk = chain(
+    Array.from({ length: 5_000 }, (_, i) => ({
+      name: `bulk ${i}`,
+      fields: fields({ jsonrpc_id: i, method: "ping" }),
+    })),
+    { firstSeq: last.record.seq + 1, prev: sha256Hex(last.line) },
+  );
+  await Deno.writeTextFile(log.path, bulk.map((r) => r.line + "\n").join(""), { append: true });
+  const stop = new AbortController();
+  const errors: string[] = [];
+  let seen = 0;
+  const code = await exportCommand([log.path], {
+    openQuery: (path) => new JsonlQuery(path),
+    // Stopped as the first bytes arrive, as Ctrl-C would.
+    stdout: new WritableStream({
+      write: (chunk) => {
+        seen += chunk.length;
+        stop.abort();
+      },
+    }),
+    out: () => {},
+    err: (line) => void errors.push(line),
+    progress: undefined,
+    signal: stop.signal,
+  });
+  assert.equal(code, 1);
+  assert.match(errors.join("\n"), /stopped after \d+ records/);
+  assert.ok(seen > 0);
 });
 
 Deno.test("on a terminal the count is shown on stderr; elsewhere nothing is", async () => {

@@ -322,8 +322,11 @@ export async function exportCommand(args: string[], io: ExportIo): Promise<numbe
     failed = false;
   } catch (e) {
     if (e instanceof SinkClosedError) {
-      const cause = e.cause instanceof Error ? e.cause.message : String(e.cause);
-      io.err(`mcp-audit export: cannot write ${where}: ${cause}`);
+      // A reader that has seen enough (`| head`) closes the pipe: not worth a message.
+      if (!(output === undefined && e.cause instanceof Deno.errors.BrokenPipe)) {
+        const cause = e.cause instanceof Error ? e.cause.message : String(e.cause);
+        io.err(`mcp-audit export: cannot write ${where}: ${cause}`);
+      }
     } else if (e instanceof RecordMappingError) {
       io.err(`mcp-audit export: ${e.message}; ${records} records were exported before it`);
     } else if (e instanceof QueryError) {
