@@ -3,6 +3,11 @@
  * (temp file, fsync, rename, fsync of the directory), so that a crash leaves the old anchor or the
  * new one, never half of one.
  *
+ * Several proxies writing one log share its anchor. Each names its own records, and their heads
+ * reach the anchor out of order, so the anchor is only ever replaced by a later head: the compare
+ * with what is on disk and the rename happen under `<anchor>.lock`, never across an `await`. A
+ * writer whose head another has already passed has nothing to do, and that is no failure.
+ *
  * @module
  */
 import { hash } from "node:crypto";
@@ -16,12 +21,19 @@ import {
 } from "../anchor.ts";
 import type { Signer } from "../signing.ts";
 import { AnchorMismatchError, RefusedPathError, StorageError } from "./errors.ts";
+import { FileLock } from "./file_lock.ts";
 
 const encoder = new TextEncoder();
 const posix = Deno.build.os !== "windows";
 
 function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/** A temp file being written, flock-ed so that no other writer's clean-up removes it. */
+interface Temp {
+  path: string;
+  file: Deno.FsFile;
 }
 
 /** The anchor of one log. */
@@ -31,7 +43,9 @@ export class AnchorFile {
   readonly #dir: string;
   readonly #log: string;
   readonly #signer: Signer | null;
-  /** Seq of the anchor now in place; an older head never replaces it. */
+  /** Guards the compare-and-rename and the temp files, across processes. */
+  readonly #lock: FileLock;
+  /** Seq of the newest anchor this process knows to be in place; an older head never replaces it. */
   #placed = 0;
   /** The newest head waiting for the background writer. */
   #wanted: AnchorHead | undefined;
@@ -40,11 +54,12 @@ export class AnchorFile {
   #failure: StorageError | undefined;
   #temps = 0;
   #written = false;
+  #closed = false;
 
   /**
    * @param path the anchor's path (`audit.anchor.path`)
    * @param logPath the log it anchors; written into the anchor as an absolute path
-   * @throws {RefusedPathError} when the path names something other than a file
+   * @throws {RefusedPathError} when the path (or `<path>.lock`) names something other than a file
    */
   constructor(path: string, logPath: string, signer: Signer | null) {
     this.path = resolve(path);
@@ -77,6 +92,7 @@ export class AnchorFile {
     if (dir === undefined || !dir.isDirectory) {
       throw new RefusedPathError("audit.anchor.path", `its directory ${this.#dir} does not exist`);
     }
+    this.#lock = new FileLock(`${this.path}.lock`, "audit.anchor.path");
     this.#removeStaleTemps();
   }
 
@@ -87,20 +103,32 @@ export class AnchorFile {
 
   /**
    * A run that exited while a background write was in flight leaves its temp file behind (the
-   * final anchor was written synchronously, so nothing is lost). An anchor belongs to one log and
-   * one proxy, so the temps next to it are ours to remove.
+   * final anchor was written synchronously, so nothing is lost). A temp still locked is another
+   * live writer's, half written: it stays.
    */
   #removeStaleTemps(): void {
     const prefix = `.${basename(this.path)}.`;
-    try {
-      for (const entry of Deno.readDirSync(this.#dir)) {
-        if (entry.isFile && entry.name.startsWith(prefix) && entry.name.endsWith(".tmp")) {
-          Deno.removeSync(`${this.#dir}/${entry.name}`);
+    this.#locked(() => {
+      let entries: Deno.DirEntry[];
+      try {
+        entries = [...Deno.readDirSync(this.#dir)];
+      } catch {
+        // Leftovers are untidy, not dangerous: the anchor itself is only ever renamed into place.
+        return;
+      }
+      for (const entry of entries) {
+        if (!entry.isFile || !entry.name.startsWith(prefix) || !entry.name.endsWith(".tmp")) {
+          continue;
+        }
+        const temp = `${this.#dir}/${entry.name}`;
+        try {
+          using file = Deno.openSync(temp, { read: true, write: true });
+          if (file.tryLockSync(true)) Deno.removeSync(temp);
+        } catch {
+          // Gone meanwhile, or not ours to open: leave it.
         }
       }
-    } catch {
-      // Leftovers are untidy, not dangerous: the anchor itself is only ever renamed into place.
-    }
+    });
   }
 
   /**
@@ -161,7 +189,7 @@ export class AnchorFile {
           `names: the end of the log was rewritten. ${evidence}`,
       );
     }
-    this.#placed = anchor.seq;
+    this.#placed = Math.max(this.#placed, anchor.seq);
   }
 
   /** Raises a failure of the background writer. */
@@ -171,8 +199,8 @@ export class AnchorFile {
 
   /** Moves the anchor to `head` in the background; heads that arrive meanwhile are coalesced. */
   writeSoon(head: AnchorHead): void {
-    if (head.seq <= this.#placed || this.#failure !== undefined) return;
-    this.#wanted = head;
+    if (head.seq <= this.#placed || this.#failure !== undefined || this.#closed) return;
+    if (this.#wanted === undefined || head.seq > this.#wanted.seq) this.#wanted = head;
     this.#running ??= this.#drain();
   }
 
@@ -181,30 +209,25 @@ export class AnchorFile {
     await this.#running;
   }
 
-  /** Moves the anchor to `head` before returning (the last one of a run). */
+  /**
+   * Moves the anchor to `head` before returning (the last one of a run). When another writer has
+   * already moved it past `head`, there is nothing to do.
+   */
   writeNow(head: AnchorHead): void {
     this.check();
     try {
       if (head.seq > this.#placed) {
-        const temp = this.#tempName();
-        const file = Deno.openSync(temp, { write: true, createNew: true, mode: 0o600 });
+        const temp = this.#claim();
         try {
           const bytes = encoder.encode(anchorText(this.#log, head, this.#signer));
           let at = 0;
-          while (at < bytes.length) at += file.writeSync(bytes.subarray(at));
-          file.syncDataSync();
+          while (at < bytes.length) at += temp.file.writeSync(bytes.subarray(at));
+          temp.file.syncDataSync();
         } catch (e) {
-          file.close();
-          try {
-            Deno.removeSync(temp);
-          } catch {
-            // The write's failure is the one to report.
-          }
+          this.#abandon(temp);
           throw e;
         }
-        file.close();
-        Deno.renameSync(temp, this.path);
-        this.#placed = head.seq;
+        this.#place(temp, head);
       }
       this.#written = true;
       // Also when an earlier background write placed it: its directory sync may still be pending.
@@ -215,6 +238,16 @@ export class AnchorFile {
     } catch (e) {
       throw new StorageError(`cannot update the anchor ${this.path}: ${message(e)}`, { cause: e });
     }
+  }
+
+  /**
+   * Releases the lock file; a background write still in flight is dropped (write the last head
+   * with {@link writeNow} first). The anchor in place stays. Idempotent.
+   */
+  close(): void {
+    this.#closed = true;
+    this.#wanted = undefined;
+    this.#lock.close();
   }
 
   async #drain(): Promise<void> {
@@ -234,31 +267,103 @@ export class AnchorFile {
   }
 
   async #write(head: AnchorHead): Promise<void> {
-    const temp = this.#tempName();
-    const file = await Deno.open(temp, { write: true, createNew: true, mode: 0o600 });
+    const temp = this.#claim();
     try {
       const bytes = encoder.encode(anchorText(this.#log, head, this.#signer));
       let at = 0;
-      while (at < bytes.length) at += await file.write(bytes.subarray(at));
-      await file.syncData();
+      while (at < bytes.length) at += await temp.file.write(bytes.subarray(at));
+      await temp.file.syncData();
     } catch (e) {
-      file.close();
-      await Deno.remove(temp).catch(() => {});
+      this.#abandon(temp);
       throw e;
     }
-    file.close();
-    // `writeNow` may have placed a newer head meanwhile. The check and the rename are synchronous,
-    // so nothing runs between them and the anchor never goes back.
-    if (head.seq <= this.#placed) {
-      await Deno.remove(temp);
+    if (this.#closed) {
+      this.#abandon(temp);
       return;
     }
-    Deno.renameSync(temp, this.path);
-    this.#placed = head.seq;
+    // `writeNow`, or another process, may have placed a newer head meanwhile: #place compares
+    // and renames synchronously under the lock, so the anchor never goes back.
+    if (!this.#place(temp, head)) return;
     this.#written = true;
     if (posix) {
       using dir = await Deno.open(this.#dir, { read: true });
       await dir.sync();
+    }
+  }
+
+  /** Runs `fn` holding the anchor's lock. `fn` must be synchronous. */
+  #locked<T>(fn: () => T): T {
+    this.#lock.lock();
+    try {
+      return fn();
+    } finally {
+      this.#lock.unlock();
+    }
+  }
+
+  /** A new temp file, locked before any clean-up (which holds the same lock) can see it. */
+  #claim(): Temp {
+    return this.#locked(() => {
+      for (let attempt = 0;; attempt++) {
+        const path = this.#tempName();
+        let file: Deno.FsFile;
+        try {
+          file = Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
+        } catch (e) {
+          // A temp of an earlier process with this pid, still locked: take the next number.
+          if (e instanceof Deno.errors.AlreadyExists && attempt < 100) continue;
+          throw e;
+        }
+        try {
+          file.lockSync(true);
+        } catch (e) {
+          file.close();
+          Deno.removeSync(path);
+          throw e;
+        }
+        return { path, file };
+      }
+    });
+  }
+
+  /**
+   * Renames the temp over the anchor unless the anchor in place is already at `head` or later.
+   * @returns whether it was placed
+   */
+  #place(temp: Temp, head: AnchorHead): boolean {
+    try {
+      return this.#locked(() => {
+        const current = Math.max(this.#placed, this.#onDisk());
+        if (head.seq <= current) {
+          this.#placed = current;
+          Deno.removeSync(temp.path);
+          return false;
+        }
+        Deno.renameSync(temp.path, this.path);
+        this.#placed = head.seq;
+        return true;
+      });
+    } finally {
+      temp.file.close();
+    }
+  }
+
+  #abandon(temp: Temp): void {
+    temp.file.close();
+    try {
+      Deno.removeSync(temp.path);
+    } catch {
+      // The write's failure is the one to report.
+    }
+  }
+
+  /** The seq of the anchor in place now (0 when there is none, or it cannot be read as one). */
+  #onDisk(): number {
+    try {
+      return parseAnchor(Deno.readTextFileSync(this.path)).seq;
+    } catch {
+      // Missing or unreadable: any head of ours is newer. A bad anchor was refused at start.
+      return 0;
     }
   }
 
