@@ -109,11 +109,6 @@ export interface ChainVerifierOptions {
    *   ended it; the file after it continues the chain), which is a note.
    */
   scope?: "log" | "file" | "archive";
-  /**
-   * The file that may be being written (a JSONL log's active file): a line with no newline at
-   * the very end of it, the last line fed, is a writer mid-write (a note), not a torn record.
-   */
-  live?: string;
 }
 
 const MAX_PROBLEMS = 1000;
@@ -229,7 +224,8 @@ const range = (a: number, b: number) => a === b ? `seq ${a}` : `seq ${a}-${b}`;
 export class ChainVerifier {
   #keys: KeyRing | null;
   #scope: "log" | "file" | "archive";
-  #live: string | undefined;
+  /** The last line fed is a writer's, still being written (see {@link ChainVerifier.midWrite}). */
+  #midWrite = false;
   #problems: Problem[] = [];
   #more = 0;
   #notes: string[] = [];
@@ -279,7 +275,6 @@ export class ChainVerifier {
     }]);
     this.#anchor = options.anchor;
     this.#scope = options.scope ?? "file";
-    this.#live = options.live;
   }
 
   #add(kind: ProblemKind, file: string, line: number, seq: number | null, detail: string): void {
@@ -328,6 +323,15 @@ export class ChainVerifier {
       const why = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
       this.#add("modified", file, lineNo, null, `line cannot be checked (${why})`);
     }
+  }
+
+  /**
+   * Says that the last line fed, which has no newline, is a line a writer is still writing (its
+   * caller saw a writer hold the log's lock, or the line completed since it was read): a note, not
+   * a torn record. Call before {@link ChainVerifier.finish}.
+   */
+  midWrite(): void {
+    this.#midWrite = true;
   }
 
   /**
@@ -650,7 +654,7 @@ export class ChainVerifier {
       const where = u.afterSeq === null ? "before the first record" : `after seq ${u.afterSeq}`;
       const listed = this.#tornListed.has(`${basename(u.file)}:${u.offset}`) ||
         this.#tornListed.has(`*:${u.offset}`);
-      if (u.final && u.file === this.#live && u.index === this.#lines) {
+      if (u.final && this.#midWrite && u.index === this.#lines) {
         this.#notes.push(
           `last line incomplete (a writer may be mid-write): ${
             basename(u.file)

@@ -234,36 +234,42 @@ Deno.test("ChainVerifier reports a torn last line and the missing clean end", ()
   assert.ok(r.problems[0]!.detail.includes("after seq 5"));
 });
 
-Deno.test("ChainVerifier calls a live file's incomplete last line a writer mid-write, not torn", () => {
+Deno.test("ChainVerifier calls an incomplete last line a writer mid-write when told so, else torn", () => {
   const lines = session();
   lines.push('{"client_id":"c","dir');
-  const live = checkFiles([{ name: "audit.jsonl", lines, terminated: false }], KEY, {
-    live: "audit.jsonl",
-  });
-  assert.deepEqual(live.problems, [], "the log ends cleanly with the stop before it");
+  const feed = (v: ChainVerifier, files: FileLines[]) => {
+    for (const f of files) {
+      f.lines.forEach((text, i) => {
+        const terminated = i < f.lines.length - 1 || (f.terminated ?? true);
+        v.line(text, f.name, i + 1, 0, terminated);
+      });
+    }
+  };
+  const live = new ChainVerifier(KEY);
+  feed(live, [{ name: "audit.jsonl", lines, terminated: false }]);
+  live.midWrite();
+  const r = live.finish();
+  assert.deepEqual(r.problems, [], "the log ends cleanly with the stop before it");
   assert.ok(
-    live.notes.some((n) => n.startsWith("last line incomplete (a writer may be mid-write)")),
-    live.notes.join("\n"),
+    r.notes.some((n) => n.startsWith("last line incomplete (a writer may be mid-write)")),
+    r.notes.join("\n"),
   );
-  assert.ok(live.notes.some((n) => n.includes("after seq 7")), live.notes.join("\n"));
+  assert.ok(r.notes.some((n) => n.includes("after seq 7")), r.notes.join("\n"));
 
-  // Not the live file, or not its end: torn.
-  const other = checkFiles([{ name: "audit.jsonl", lines, terminated: false }], KEY, {
-    live: "another.jsonl",
-  });
-  assert.deepEqual(other.problems.map((p) => p.kind), ["torn"]);
+  // Not said to be mid-write: torn.
+  const torn = checkFiles([{ name: "audit.jsonl", lines, terminated: false }]);
+  assert.deepEqual(torn.problems.map((p) => p.kind), ["torn"]);
+  // Said so, but the incomplete line is not the last one fed (an archive's end): torn.
   const c = new Chain();
   const first = [c.event(EventMethod.Start), c.request(), '{"client_id":"c","dir'];
   const second = [c.rotate("audit.jsonl.1"), c.event(EventMethod.Stop)];
-  const archive = checkFiles(
-    [{ name: "audit.jsonl.1", lines: first, terminated: false }, {
-      name: "audit.jsonl",
-      lines: second,
-    }],
-    KEY,
-    { live: "audit.jsonl", scope: "log" },
-  );
-  assert.deepEqual(archive.problems.map((p) => [p.kind, p.file, p.line]), [
+  const archive = new ChainVerifier(KEY, { scope: "log" });
+  feed(archive, [{ name: "audit.jsonl.1", lines: first, terminated: false }, {
+    name: "audit.jsonl",
+    lines: second,
+  }]);
+  archive.midWrite();
+  assert.deepEqual(archive.finish().problems.map((p) => [p.kind, p.file, p.line]), [
     ["torn", "audit.jsonl.1", 3],
   ]);
 });
