@@ -1,10 +1,18 @@
 /**
  * `verify` and `keygen` from the command line: Ed25519 logs end to end, progress on a terminal,
  * exit code 2 when the log cannot be read or no key is given, 3 when only the structure was
- * checked, and the unsigned / wrong key family.
+ * checked, and the unsigned / wrong key family; a rotated log's archives (plain and gzipped) as one
+ * chain, deleted, reordered and retention-deleted archives; several keys from a key file; a log
+ * still being written; SQLite databases and their tampering.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { recordText } from "../src/audit/record_text.ts";
+import { type AuditRecord, eventFields, EventMethod, GENESIS } from "../src/audit/record.ts";
+import { SqliteStore } from "../src/audit/storage/sqlite.ts";
+import { DatabaseSync } from "node:sqlite";
+import { hmacSigner, type Signer } from "../src/audit/signing.ts";
+import type { JsonObject } from "../src/jsonrpc/json.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const deno = Deno.execPath();
@@ -207,6 +215,396 @@ Deno.test("verify with a key reports unsigned records, all of them or a run, and
     assertEquals(ed.code, 1, ed.stdout);
     assert(/: wrong key: /.test(ed.stdout), ed.stdout);
     assert(!ed.stdout.includes("modified"), ed.stdout);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+// ---- logs written record by record, with the real record text and signers ----
+
+/** A chain as the proxy writes it: numbered, linked, signed by whichever signer is set. */
+class Chain {
+  seq = 0;
+  prev = GENESIS;
+  constructor(public signer: Signer | null) {}
+
+  /** The next record and its stored line. */
+  entry(method: string, params: JsonObject = {}): { record: AuditRecord; line: string } {
+    const seq = ++this.seq;
+    const record: AuditRecord = {
+      v: 1,
+      seq,
+      id: "01JD" + String(seq).padStart(22, "0"),
+      ts: new Date(Date.UTC(2026, 0, 1) + seq * 1000).toISOString(),
+      ...eventFields(method, params, "stdio", null),
+      client_id: "c",
+      server_id: "s",
+      prev: this.prev,
+      sig: null,
+    };
+    const text = recordText(record);
+    record.sig = this.signer === null ? null : this.signer.sign(text.unsigned);
+    const line = text.signed(record.sig);
+    this.prev = createHash("sha256").update(line).digest("hex");
+    return { record, line };
+  }
+
+  event(method: string, params: JsonObject = {}): string {
+    return this.entry(method, params).line;
+  }
+
+  /** A record standing for traffic: an event with a number in it is enough for the chain. */
+  some(n: number): string[] {
+    return Array.from({ length: n }, () => this.event(EventMethod.Reload, { n: this.seq + 1 }));
+  }
+
+  rotate(archive: string, deleted: JsonObject[] = []): string {
+    return this.event(EventMethod.Rotate, {
+      reason: "audit.rotation.max_size_bytes reached",
+      archive,
+      cause: "size",
+      deleted_archives: deleted,
+      continues_after_seq: this.seq,
+      new_file: true,
+    });
+  }
+}
+
+const text = (lines: string[]) => lines.map((l) => l + "\n").join("");
+
+async function gzip(s: string): Promise<Uint8Array> {
+  const stream = new Blob([s]).stream().pipeThrough(new CompressionStream("gzip"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+const T1 = "audit.jsonl.20260101T000000Z";
+const T2 = "audit.jsonl.20260102T000000Z";
+const T3 = "audit.jsonl.20260102T000000Z.1";
+
+/**
+ * A log rotated three times: T1 (plain, seq 1-4), T2 (gzipped, seq 5-8), T3 (a clash, plain, seq
+ * 9-12), the active file (seq 13-15, ending with audit/stop).
+ */
+async function rotatedLog(dir: string, deleted: JsonObject[] = []): Promise<string> {
+  const c = new Chain(hmacSigner(SECRET));
+  Deno.writeTextFileSync(`${dir}/${T1}`, text([c.event(EventMethod.Start), ...c.some(3)]));
+  Deno.writeFileSync(`${dir}/${T2}.gz`, await gzip(text([c.rotate(T1), ...c.some(3)])));
+  Deno.writeTextFileSync(`${dir}/${T3}`, text([c.rotate(T2), ...c.some(3)]));
+  const active = [c.rotate(T3, deleted), ...c.some(1), c.event(EventMethod.Stop)];
+  Deno.writeTextFileSync(`${dir}/audit.jsonl`, text(active));
+  return `${dir}/audit.jsonl`;
+}
+
+const secretEnv = { AUDIT_SECRET: SECRET };
+
+Deno.test("verify checks the archives, plain and gzipped, then the active file, as one chain", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-archives-" });
+  try {
+    const log = await rotatedLog(dir);
+    const ok = await run(["verify", log], { env: secretEnv });
+    assertEquals(ok.code, 0, ok.stdout);
+    assert(ok.stdout.startsWith("OK: 15 records, seq 1-15 in 4 files; chain intact"), ok.stdout);
+
+    // One archive alone: checked by itself, its start and end mid-chain are notes.
+    const one = await run(["verify", `${dir}/${T2}.gz`], { env: secretEnv });
+    assertEquals(one.code, 0, one.stdout);
+    assert(one.stdout.startsWith("OK: 4 records, seq 5-8 (continues after seq 4"), one.stdout);
+    assert(one.stdout.includes("note: the archive ends at seq 8"), one.stdout);
+
+    // A record changed inside the gzipped archive: named by file and line.
+    const gz = new TextDecoder().decode(
+      new Uint8Array(
+        await new Response(
+          Deno.openSync(`${dir}/${T2}.gz`).readable.pipeThrough(new DecompressionStream("gzip")),
+        ).arrayBuffer(),
+      ),
+    ).trimEnd().split("\n");
+    gz[2] = gz[2]!.replace('"n":7', '"n":70');
+    Deno.writeFileSync(`${dir}/${T2}.gz`, await gzip(text(gz)));
+    const bad = await run(["verify", log], { env: secretEnv });
+    assertEquals(bad.code, 1, bad.stdout);
+    assert(bad.stdout.includes(`${dir}/${T2}.gz line 3 seq 7: modified: `), bad.stdout);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("verify reports a deleted middle archive as missing, and archives renamed out of order as reordered", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-archives-" });
+  try {
+    const log = await rotatedLog(dir);
+    const t2 = Deno.readFileSync(`${dir}/${T2}.gz`);
+    Deno.removeSync(`${dir}/${T2}.gz`);
+    const gap = await run(["verify", log], { env: secretEnv });
+    assertEquals(gap.code, 1, gap.stdout);
+    assert(gap.stdout.startsWith("FAILED: 1 problem in 11 records"), gap.stdout);
+    assert(gap.stdout.includes("seq 5-8: missing: record is missing"), gap.stdout);
+    Deno.writeFileSync(`${dir}/${T2}.gz`, t2);
+
+    // T1 and T3 swap names: T3's records come first, T1's after them.
+    Deno.renameSync(`${dir}/${T1}`, `${dir}/swap`);
+    Deno.renameSync(`${dir}/${T3}`, `${dir}/${T1}`);
+    Deno.renameSync(`${dir}/swap`, `${dir}/${T3}`);
+    const swapped = await run(["verify", log], { env: secretEnv });
+    assertEquals(swapped.code, 1, swapped.stdout);
+    assert(/seq \d+(-\d+)?: reordered: /.test(swapped.stdout), swapped.stdout);
+    assert(!swapped.stdout.includes(": missing: "), swapped.stdout);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("verify accepts the oldest archive deleted by retention as its rotation listed it; not one deleted by hand", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-retention-" });
+  try {
+    const log = await rotatedLog(dir, [{ name: T1, rule: "max_files", first_seq: 1, last_seq: 4 }]);
+    Deno.removeSync(`${dir}/${T1}`);
+    const ok = await run(["verify", log], { env: secretEnv });
+    assertEquals(ok.code, 0, ok.stdout);
+    assert(
+      ok.stdout.startsWith(
+        "OK: 11 records, seq 5-15 in 3 files (continues after seq 4, earlier archives deleted by retention)",
+      ),
+      ok.stdout,
+    );
+    assert(
+      ok.stdout.includes(`note: seq 1-4 were in archives retention deleted: ${T1} (max_files`),
+      ok.stdout,
+    );
+
+    Deno.removeSync(`${dir}/${T2}.gz`);
+    const gone = await run(["verify", log], { env: secretEnv });
+    assertEquals(gone.code, 1, gone.stdout);
+    assert(gone.stdout.includes("seq 5-8: missing: "), gone.stdout);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+/** A log signed by `k1` up to a key rotation, then by `k2`. */
+function rotatedKeys(dir: string): string {
+  const c = new Chain(hmacSigner("the first secret, thirty-two bytes", "k1"));
+  const lines = [c.event(EventMethod.Start), ...c.some(2), c.event(EventMethod.Stop)];
+  c.signer = hmacSigner("the second secret, thirty-two bytes", "k2");
+  lines.push(c.event(EventMethod.Start), ...c.some(2), c.event(EventMethod.Stop));
+  Deno.writeTextFileSync(`${dir}/audit.jsonl`, text(lines));
+  return `${dir}/audit.jsonl`;
+}
+
+Deno.test("verify --key-file checks a log across a key rotation; a key left out is a wrong key; a bad line exits 2", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-keyfile-" });
+  try {
+    const log = rotatedKeys(dir);
+    Deno.writeTextFileSync(
+      `${dir}/keys.txt`,
+      "# the log's keys over time\nhmac k1 the first secret, thirty-two bytes\n" +
+        "hmac k2 the second secret, thirty-two bytes\n",
+    );
+    const ok = await run(["verify", "--key-file", `${dir}/keys.txt`, log]);
+    assertEquals(ok.code, 0, ok.stdout);
+    assert(
+      ok.stdout.startsWith(
+        "OK: 8 records, seq 1-8; chain intact; signatures checked with 2 of 2 keys given: " +
+          "hmac-sha256 k1 (4 records), hmac-sha256 k2 (4 records)",
+      ),
+      ok.stdout,
+    );
+
+    // The old key in a file, the current one in AUDIT_SECRET, as a rotation leaves them.
+    Deno.writeTextFileSync(`${dir}/old.txt`, "hmac k1 the first secret, thirty-two bytes\n");
+    const combined = await run(["verify", "--key-file", `${dir}/old.txt`, "--key-id", "k2", log], {
+      env: { AUDIT_SECRET: "the second secret, thirty-two bytes" },
+    });
+    assertEquals(combined.code, 0, combined.stdout);
+
+    const missing = await run(["verify", "--key-file", `${dir}/old.txt`, log]);
+    assertEquals(missing.code, 1, missing.stdout);
+    assert(
+      missing.stdout.includes("seq 5-8: wrong key: signed with key id k2, checked with k1"),
+      missing.stdout,
+    );
+
+    Deno.writeTextFileSync(
+      `${dir}/bad.txt`,
+      "hmac k1 the first secret, thirty-two bytes\nhmac k2\n",
+    );
+    const bad = await run(["verify", "--key-file", `${dir}/bad.txt`, log]);
+    assertEquals(bad.code, 2, bad.stdout);
+    assertEquals(
+      bad.stdout,
+      `mcp-audit verify: ${dir}/bad.txt:2: hmac: no secret after the key id\n`,
+    );
+
+    const conflict = await run(["verify", "--key-file", `${dir}/old.txt`, "--key-id", "k1", log], {
+      env: { AUDIT_SECRET: "not the first secret at all, no" },
+    });
+    assertEquals(conflict.code, 2, conflict.stdout);
+    assert(conflict.stdout.includes("another hmac-sha256 key with key id k1"), conflict.stdout);
+
+    const both = await run(["verify", "--no-signatures", "--key-file", `${dir}/keys.txt`, log]);
+    assertEquals(both.code, 2, "keys and --no-signatures contradict each other");
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("verify on a log still being written: intact up to its last checkpoint; a line a writer is writing is a note, one nobody writes is torn", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-live-" });
+  try {
+    const c = new Chain(hmacSigner(SECRET));
+    const lines = [c.event(EventMethod.Start), ...c.some(3)];
+    lines.push(c.event(EventMethod.Checkpoint, {
+      reason: "periodic",
+      head_seq: c.seq,
+      head_hash: c.prev,
+      records_since_last: 4,
+    }));
+    const log = `${dir}/audit.jsonl`;
+    Deno.writeTextFileSync(log, text(lines));
+    const atCheckpoint = await run(["verify", log], { env: secretEnv });
+    assertEquals(atCheckpoint.code, 0, atCheckpoint.stdout);
+
+    const more = c.some(2);
+    Deno.writeTextFileSync(log, text(more), { append: true });
+    const running = await run(["verify", log], { env: secretEnv });
+    assertEquals(running.code, 1, running.stdout);
+    assert(
+      running.stdout.startsWith(
+        "INCOMPLETE: 7 records, seq 1-7; intact up to its last checkpoint at seq 5 (2 records after it not yet covered)",
+      ),
+      running.stdout,
+    );
+
+    const stop = c.event(EventMethod.Stop);
+    Deno.writeTextFileSync(log, stop + "\n", { append: true });
+    const stopped = await run(["verify", log], { env: secretEnv });
+    assertEquals(stopped.code, 0, stopped.stdout);
+
+    // Another run's first record, half written: while a writer holds the log's lock it is that
+    // writer's line in progress, a note; with nobody at work it is torn.
+    const start = c.event(EventMethod.Start);
+    Deno.writeTextFileSync(log, start.slice(0, 40), { append: true });
+    const noWriter = await run(["verify", log], { env: secretEnv });
+    assertEquals(noWriter.code, 1, noWriter.stdout);
+    assert(
+      /^line 9: torn: record cut short by a crash \(after seq 8,/m.test(noWriter.stdout),
+      noWriter.stdout,
+    );
+    {
+      using lock = Deno.openSync(`${log}.lock`, { read: true, write: true, create: true });
+      lock.lockSync(true);
+      const writing = await run(["verify", log], { env: secretEnv });
+      assertEquals(writing.code, 0, writing.stdout);
+      assert(!writing.stdout.includes("torn"), writing.stdout);
+      assert(
+        writing.stdout.includes(
+          "note: last line incomplete (a writer may be mid-write): audit.jsonl line 9, after seq 8",
+        ),
+        writing.stdout,
+      );
+      lock.unlockSync();
+    }
+    const released = await run(["verify", log], { env: secretEnv });
+    assertEquals(
+      released.code,
+      1,
+      `the lock free and the line still cut: torn\n${released.stdout}`,
+    );
+    assert(released.stdout.includes("torn"), released.stdout);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+/** A SQLite log written by the SQLite store: start, six records, stop. Returns its path. */
+function sqliteLog(dir: string): string {
+  const path = `${dir}/audit.db`;
+  const store = new SqliteStore(path, { durability: "entry", busyTimeoutMs: 5_000 });
+  try {
+    const start = store.begin();
+    assertEquals(start.changes, [], "a new database");
+    const c = new Chain(hmacSigner(SECRET));
+    store.write(c.entry(EventMethod.Start));
+    for (let i = 0; i < 6; i++) store.write(c.entry(EventMethod.Reload, { n: c.seq + 1 }));
+    store.write(c.entry(EventMethod.Stop));
+    store.commit();
+  } finally {
+    store.close();
+  }
+  return path;
+}
+
+/** Runs SQL on a copy of the log, past the triggers that keep rows append-only. */
+function tampered(path: string, sql: string): string {
+  const copy = `${path}.${createHash("sha256").update(sql).digest("hex").slice(0, 8)}.db`;
+  Deno.copyFileSync(path, copy);
+  const db = new DatabaseSync(copy);
+  try {
+    db.exec("DROP TRIGGER records_no_update; DROP TRIGGER records_no_delete;");
+    db.exec(sql);
+  } finally {
+    db.close();
+  }
+  return copy;
+}
+
+Deno.test("verify checks a SQLite log by its content, whatever its name, and catches every tamper kind", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-sqlite-" });
+  try {
+    const db = sqliteLog(dir);
+    const ok = await run(["verify", db], { env: secretEnv });
+    assertEquals(ok.code, 0, ok.stdout);
+    assert(ok.stdout.startsWith("OK: 8 records, seq 1-8; chain intact"), ok.stdout);
+    Deno.copyFileSync(db, `${dir}/named.jsonl`);
+    const named = await run(["verify", `${dir}/named.jsonl`], { env: secretEnv });
+    assertEquals(named.code, 0, `told by its content:\n${named.stdout}`);
+
+    // The line edited (its columns still agree): the signature no longer matches.
+    const line = tampered(
+      db,
+      `UPDATE records SET line = replace(line, '"n":4', '"n":40') WHERE seq = 4`,
+    );
+    const l = await run(["verify", line], { env: secretEnv });
+    assertEquals(l.code, 1, l.stdout);
+    assert(l.stdout.includes("\nseq 4: modified: signature does not match the record"), l.stdout);
+
+    // A column edited, the line left alone: the row disagrees with its line.
+    const column = tampered(db, "UPDATE records SET method = 'tools/call' WHERE seq = 5");
+    const c = await run(["verify", column], { env: secretEnv });
+    assertEquals(c.code, 1, c.stdout);
+    assert(/\nseq 5: modified: a column disagrees with the stored line/.test(c.stdout), c.stdout);
+
+    // A row deleted: its seq is missing.
+    const row = tampered(db, "DELETE FROM records WHERE seq = 3");
+    const r = await run(["verify", row], { env: secretEnv });
+    assertEquals(r.code, 1, r.stdout);
+    assert(r.stdout.includes("\nseq 3: missing: record is missing"), r.stdout);
+
+    // The last rows deleted: the log no longer ends cleanly.
+    const end = tampered(db, "DELETE FROM records WHERE seq >= 7");
+    const e = await run(["verify", end], { env: secretEnv });
+    assertEquals(e.code, 1, e.stdout);
+    assert(e.stdout.includes("without audit/stop"), e.stdout);
+
+    // Checked with another key: wrong key, not modified.
+    const wrong = await run(["verify", db], { env: { AUDIT_SECRET: SECRET + "-other" } });
+    assertEquals(wrong.code, 1, wrong.stdout);
+    assert(wrong.stdout.includes("seq 1-8: wrong key"), wrong.stdout);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("verify exits 2 for a database it cannot read", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-sqlite-" });
+  try {
+    const db = sqliteLog(dir);
+    const bytes = Deno.readFileSync(db);
+    // The header kept, the rest cut: SQLite knows it for a database, and a damaged one.
+    Deno.writeFileSync(`${dir}/cut.db`, bytes.subarray(0, 1024));
+    const cut = await run(["verify", `${dir}/cut.db`], { env: secretEnv });
+    assertEquals(cut.code, 2, cut.stdout);
+    assert(cut.stdout.startsWith("mcp-audit verify: "), cut.stdout);
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

@@ -1,22 +1,66 @@
 /**
- * `mcp-audit verify [--public-key FILE] [--anchor FILE] [--no-signatures] PATH`: checks a JSONL
- * audit log.
+ * `mcp-audit verify [--key-file FILE]... [--public-key FILE] [--key-id ID] [--anchor FILE]
+ * [--no-signatures] PATH`: checks an audit log, whichever backend wrote it.
+ *
+ * - PATH a JSONL log (`audit.jsonl`): its archives (`audit.jsonl.20260610T220000Z`, `.1`, `.gz`…)
+ *   in chain order, then the file itself, as one chain. Problems name the file and line.
+ * - PATH one archive (its name ends in a rotation stamp, `.gz` or not): that file alone; its
+ *   start after seq 1 is a note, as for a file that begins with a new file's `audit/recover`.
+ * - PATH a SQLite database (told by its first bytes, whatever its name): every row's stored line
+ *   in seq order, and each row whose indexed columns disagree with its line is `modified`.
+ *
+ * Keys: each signature names its scheme and key id, and is checked with the key given for that
+ * pair. The keys are those of every `--key-file` (format in `src/audit/key_file.ts`), plus the
+ * `--public-key` (Ed25519), or else the HMAC secret in `AUDIT_SECRET` (or
+ * `MCP_AUDIT_SIGNING_SECRET`); `--key-id` names the key id of the latter two. So a log that spans a
+ * key rotation verifies with a key file listing the old and new keys; a record signed with a key
+ * not given is `wrong key`.
+ *
+ * A log being written: verify reads what is there when it gets there. A last line of the active
+ * file that has no newline yet is a writer mid-write when a writer holds the log's lock, or the
+ * line got its newline since: a note, not `torn`; with no writer at work it is `torn` (see
+ * `beingWritten`). A log that does
+ * not end in `audit/stop` or `audit/checkpoint` is `missing` its end, as the records after its
+ * last checkpoint could have been cut away unseen; the summary then says `INCOMPLETE` and how far
+ * the log is covered ("intact up to its last checkpoint at seq N (M records after it not yet
+ * covered)") when that is the only problem.
  *
  * Exit codes (a script may rely on them):
- * - 0: verified: every signature checked with the key given, the chain intact, a clean end (and the
- *   anchor, when given, reached);
- * - 1: problems found;
- * - 2: could not check: the log or the anchor cannot be read, or no key was given (the one way
- *   to check without a key is to ask for it with `--no-signatures`);
+ * - 0: verified: no problem at all: every signature checked with a key given, the chain intact
+ *   across every file, the log ending in `audit/stop` or `audit/checkpoint` (and the anchor, when
+ *   given, reached);
+ * - 1: problems found (including `INCOMPLETE`: a log still being written, or cut, after its last
+ *   checkpoint);
+ * - 2: could not check: the log, the anchor or a key file cannot be read or is not valid, or no
+ *   key was given (the one way to check without a key is to ask for it with `--no-signatures`);
  * - 3: `--no-signatures`: the chain's structure is intact, but without signatures nothing vouches
  *   for the content, so this is never 0.
  *
  * @module
  */
+import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { AnchorFormatError, checkAnchor, parseAnchor } from "../audit/anchor.ts";
+import {
+  ed25519Entry,
+  hmacEntry,
+  type KeyEntry,
+  KeyRing,
+  readKeyFile,
+  readPemFile,
+} from "../audit/key_file.ts";
 import { type AnchorToCheck, ChainVerifier, type Problem, type Report } from "../audit/verify.ts";
-import { ed25519Verifier, hmacSigner, KeyError, type SignatureVerifier } from "../audit/signing.ts";
+import { KeyError } from "../audit/signing.ts";
+import { openArchiveLines } from "../audit/storage/archives.ts";
+import { StorageError } from "../audit/storage/errors.ts";
+import {
+  DEFAULT_MAX_LINE,
+  LineTooLongError,
+  LogFiles,
+  type LogLine,
+  OpenedLogFile,
+} from "../audit/storage/log_lines.ts";
+import { isSqliteFile, readSqliteLines } from "../audit/storage/sqlite_lines.ts";
 import { LineSplitter } from "../streams/line_splitter.ts";
 import { UsageError } from "./errors.ts";
 
@@ -28,112 +72,370 @@ export interface VerifyIo {
   progress: ((text: string) => void) | undefined;
 }
 
-const USAGE =
-  "usage: mcp-audit verify [--public-key FILE] [--key-id ID] [--anchor FILE] [--no-signatures] PATH";
+const USAGE = "usage: mcp-audit verify [--key-file FILE]... [--public-key FILE] [--key-id ID] " +
+  "[--anchor FILE] [--no-signatures] PATH";
 
 /** Exit code 3: the chain's structure is intact, but no signature was checked. */
 export const EXIT_UNVOUCHED = 3;
 
-const NO_KEY = "mcp-audit verify: no key to check signatures with: set AUDIT_SECRET (HMAC) or " +
-  "give --public-key FILE (Ed25519); --no-signatures checks the chain alone (exit 3 at best)";
-// A stored line holds one message of up to proxy.max_message_bytes, escaped; far more than that
-// is not a line of ours.
-const MAX_LINE = 1 << 30;
+const NO_KEY = "mcp-audit verify: no key to check signatures with: set AUDIT_SECRET (HMAC), " +
+  "give --public-key FILE (Ed25519) or --key-file FILE (several keys); --no-signatures checks " +
+  "the chain alone (exit 3 at best)";
+const MAX_LINE = DEFAULT_MAX_LINE;
+// Below this, a check is over before progress would be worth showing.
+const PROGRESS_FROM = 8 << 20;
+const PROGRESS_EVERY_MS = 250;
+const ARCHIVE_NAME = /\.\d{8}T\d{6}Z(?:\.\d+)?(?:\.gz)?$/;
 
-function keyFor(
-  values: { "public-key"?: string | undefined; "key-id"?: string | undefined },
-  env: Readonly<Record<string, string>>,
-): SignatureVerifier | null {
-  const keyId = values["key-id"];
-  if (values["public-key"] !== undefined) {
-    let pem: string;
-    try {
-      pem = Deno.readTextFileSync(values["public-key"]);
-    } catch (e) {
-      throw new KeyError(`cannot read ${values["public-key"]}: ${(e as Error).message}`);
-    }
-    return ed25519Verifier(pem, keyId);
-  }
-  const secret = env["MCP_AUDIT_SIGNING_SECRET"] ?? env["AUDIT_SECRET"];
-  if (secret !== undefined && secret !== "") return hmacSigner(secret, keyId);
-  return null;
+/** A failure to check that is nobody's problem with the log: exit 2 with this message. */
+class CannotCheck extends Error {
+  override name = "CannotCheck";
 }
 
-function describe(p: Problem): string {
-  const where = [
-    p.file && p.line > 0 ? `line ${p.line}` : "",
-    p.seq !== null
-      ? (p.seqEnd !== null && p.seqEnd !== p.seq ? `seq ${p.seq}-${p.seqEnd}` : `seq ${p.seq}`)
-      : "",
-  ]
-    .filter((s) => s !== "").join(" ");
+interface KeyFlags {
+  "public-key"?: string | undefined;
+  "key-id"?: string | undefined;
+  "key-file"?: string[] | undefined;
+}
+
+/** The keys given, or null when none was. */
+function keysFor(values: KeyFlags, env: Readonly<Record<string, string>>): KeyRing | null {
+  const entries: KeyEntry[] = [];
+  for (const file of values["key-file"] ?? []) entries.push(...readKeyFile(file));
+  const keyId = values["key-id"];
+  const publicKey = values["public-key"];
+  if (publicKey !== undefined) {
+    const source = `--public-key ${publicKey}`;
+    try {
+      entries.push(ed25519Entry(readPemFile(publicKey), keyId, source));
+    } catch (e) {
+      throw new KeyError(`${source}: ${(e as Error).message}`);
+    }
+  } else {
+    const name = env["MCP_AUDIT_SIGNING_SECRET"] !== undefined
+      ? "MCP_AUDIT_SIGNING_SECRET"
+      : "AUDIT_SECRET";
+    const secret = env[name];
+    if (secret !== undefined && secret !== "") entries.push(hmacEntry(secret, keyId, name));
+  }
+  return entries.length === 0 ? null : new KeyRing(entries);
+}
+
+function where(p: Problem, multiFile: boolean, rows: boolean): string {
+  // A row's line number is its seq column: named only when the line gives no seq of its own.
+  const at = p.file === "" || p.line <= 0
+    ? ""
+    : rows
+    ? (p.seq === null ? `row seq ${p.line}` : "")
+    : `${multiFile ? `${p.file} ` : ""}line ${p.line}`;
+  const seq = p.seq === null
+    ? ""
+    : p.seqEnd !== null && p.seqEnd !== p.seq
+    ? `seq ${p.seq}-${p.seqEnd}`
+    : `seq ${p.seq}`;
+  const both = [at, seq].filter((s) => s !== "").join(" ");
   // A problem of no line in particular is the log's, or the anchor's when it names that file.
-  return `${where || (p.file !== "" && p.line === 0 ? p.file : "log")}: ${p.kind}: ${p.detail}`;
+  return both || (p.file !== "" && p.line === 0 ? p.file : "log");
+}
+
+function describe(p: Problem, multiFile: boolean, rows: boolean): string {
+  return `${where(p, multiFile, rows)}: ${p.kind}: ${p.detail}`;
+}
+
+function plural(n: number, one: string): string {
+  return `${n} ${one}${n === 1 ? "" : "s"}`;
+}
+
+/** What the signatures were checked with. */
+function keysText(r: Report, keys: KeyRing | null): string {
+  if (keys === null) return "signatures NOT checked (--no-signatures)";
+  if (keys.size === 1) {
+    const k = keys.keys[0]!;
+    return `signatures checked with ${k.scheme} key ${k.keyId}`;
+  }
+  const used = r.keysUsed.map((u) => `${u.scheme} ${u.keyId} (${plural(u.records, "record")})`);
+  return `signatures checked with ${used.length} of ${keys.size} keys given${
+    used.length > 0 ? `: ${used.join(", ")}` : ""
+  }`;
 }
 
 /** The summary line. */
-export function summary(r: Report, key: SignatureVerifier | null): string {
+export function summary(r: Report, keys: KeyRing | null): string {
   const range = r.firstSeq === null
     ? "no records"
-    : `${r.records} records, seq ${r.firstSeq}-${r.lastSeq}`;
-  const sigs = key === null
-    ? "signatures NOT checked (--no-signatures)"
-    : `signatures checked with ${key.scheme} key ${key.keyId}`;
+    : `${plural(r.records, "record")}, seq ${r.firstSeq}-${r.lastSeq}${
+      r.files > 1 ? ` in ${r.files} files` : ""
+    }`;
+  const sigs = keysText(r, keys);
+  const because = r.continuesBecause === null
+    ? ""
+    : r.continuesBecause === "retention"
+    ? ", earlier archives deleted by retention"
+    : r.continuesBecause === "rotated"
+    ? ", from the archive before it"
+    : `, previous file ${r.continuesBecause}`;
   const start = r.continuesAfter === null
     ? ""
-    : ` (continues after seq ${r.continuesAfter}${
-      r.continuesBecause === null ? "" : `, previous file ${r.continuesBecause}`
-    })`;
-  if (r.problems.length > 0) {
-    const n = r.problems.length + r.moreProblems;
-    return `FAILED: ${n} problem${n === 1 ? "" : "s"} in ${range}; ${sigs}`;
+    : ` (continues after seq ${r.continuesAfter}${because})`;
+  const n = r.problems.length + r.moreProblems;
+  const clean = r.lastClean;
+  if (n === 1 && !r.endsClean && r.records > 0 && clean !== null) {
+    const what = clean.method === "audit/checkpoint" ? "checkpoint" : "audit/stop";
+    return `INCOMPLETE: ${range}${start}; intact up to its last ${what} at seq ${clean.seq} (${
+      plural(r.uncovered, "record")
+    } after it not yet covered); ${sigs}`;
   }
-  if (key === null) {
-    return `UNVOUCHED: ${range}${start}; chain structure intact; ${sigs}, so the content is not vouched for; ends with ${r.endsWith}`;
+  if (n > 0) return `FAILED: ${plural(n, "problem")} in ${range}; ${sigs}`;
+  if (keys === null) {
+    return `UNVOUCHED: ${range}${start}; chain structure intact; ${sigs}, so the content is not vouched for; ${
+      r.endsClean ? `ends with ${r.endsWith}` : "ends mid-chain (an archive)"
+    }`;
   }
-  return `OK: ${range}${start}; chain intact; ${sigs}; ends with ${r.endsWith}`;
+  const end = r.endsClean ? `ends with ${r.endsWith}` : "ends mid-chain (an archive)";
+  return `OK: ${range}${start}; chain intact; ${sigs}; ${end}`;
 }
 
 /** Reads the anchor and checks its signature; a bad one is a problem of its own. */
 function readAnchorFile(
   path: string,
-  key: SignatureVerifier | null,
+  keys: KeyRing | null,
 ): { anchor: AnchorToCheck; problem: Problem | null } {
   const anchor = parseAnchor(Deno.readTextFileSync(path));
-  const problem = (kind: Problem["kind"], detail: string): Problem => ({
-    kind,
-    file: path,
-    line: 0,
-    seq: null,
-    seqEnd: null,
-    detail,
+  const found = { ...anchor, file: path };
+  const problem = (kind: Problem["kind"], detail: string) => ({
+    anchor: found,
+    problem: { kind, file: path, line: 0, seq: null, seqEnd: null, detail },
   });
-  if (key !== null) {
-    switch (checkAnchor(anchor, key)) {
-      case "ok":
-        break;
-      case "unsigned":
-        return {
-          anchor: { ...anchor, file: path },
-          problem: problem("unsigned", "the anchor has no signature"),
-        };
-      case "wrong key":
-        return {
-          anchor: { ...anchor, file: path },
-          problem: problem(
-            "wrong key",
-            `the anchor was signed with key id ${anchor.keyId}, checked with ${key.keyId}`,
-          ),
-        };
-      case "modified":
-      case "malformed":
-        return {
-          anchor: { ...anchor, file: path },
-          problem: problem("modified", "the anchor's signature does not match its content"),
-        };
+  if (keys === null) return { anchor: found, problem: null };
+  const key = keys.verifierFor(anchor.sig);
+  if (anchor.sig === null) return problem("unsigned", "the anchor has no signature");
+  if (key === undefined) {
+    const given = keys.size === 1 ? keys.keys[0]!.keyId : `none of ${keys.describe()}`;
+    return problem(
+      "wrong key",
+      `the anchor was signed with key id ${anchor.keyId}, checked with ${given}`,
+    );
+  }
+  switch (checkAnchor(anchor, key)) {
+    case "ok":
+      return { anchor: found, problem: null };
+    case "unsigned":
+      return problem("unsigned", "the anchor has no signature");
+    case "wrong key":
+      return problem(
+        "wrong key",
+        `the anchor was signed with key id ${anchor.keyId}, checked with ${key.keyId}`,
+      );
+    case "modified":
+    case "malformed":
+      return problem("modified", "the anchor's signature does not match its content");
+  }
+}
+
+/** Shows how far the check is, at most every 250 ms, on a terminal and for large logs only. */
+class Progress {
+  #show: ((text: string) => void) | undefined;
+  #last = 0;
+  #shown = false;
+
+  constructor(show: ((text: string) => void) | undefined, size: number) {
+    this.#show = size > PROGRESS_FROM ? show : undefined;
+  }
+
+  update(text: () => string): void {
+    if (this.#show === undefined) return;
+    const now = Date.now();
+    if (now - this.#last <= PROGRESS_EVERY_MS) return;
+    this.#last = now;
+    this.#shown = true;
+    this.#show(`\r${text()}`);
+  }
+
+  clear(): void {
+    if (this.#shown) this.#show?.("\r\x1b[K");
+  }
+}
+
+/** Feeds every line of the JSONL log at `path` (archives, then the active file) to `checker`. */
+async function checkJsonl(path: string, io: VerifyIo, anchor: Anchored): Promise<Checked> {
+  let files: LogFiles;
+  try {
+    files = LogFiles.open(path);
+  } catch (e) {
+    throw new CannotCheck(`cannot read ${path}: ${(e as Error).message}`);
+  }
+  using _ = files;
+  const active = files.files.find((f) => f.kind === "active");
+  const checker = new ChainVerifier(anchor.keys, { ...anchor.options, scope: "log" });
+  const activeId = active === undefined ? null : identity(active.path);
+  let total = 0;
+  for (const f of files.files) {
+    try {
+      // By path, for progress only: a rotation meanwhile makes it approximate.
+      total += (await Deno.stat(f.path)).size;
+    } catch {
+      // Deleted since the listing: it is passed over, and the chain shows the gap.
     }
   }
-  return { anchor: { ...anchor, file: path }, problem: null };
+  let read = 0;
+  let lines = 0;
+  const progress = new Progress(io.progress, total);
+  const options = { maxLine: MAX_LINE, onRead: (n: number) => read += n };
+  const paths = new Set<string>();
+  let last: LogLine | undefined;
+  for (const [i, f] of files.files.entries()) {
+    using opened = await OpenedLogFile.open(f, options);
+    if (opened === null) continue;
+    paths.add(opened.path);
+    for await (const l of opened.lines()) {
+      lines++;
+      last = l;
+      checker.line(l.text, l.file, l.lineNo, l.offset, l.terminated);
+      progress.update(() =>
+        `verifying ${path}: ${Math.min(99, Math.floor((read / total) * 100))}% (${lines} lines${
+          files.files.length > 1 ? `, file ${i + 1} of ${files.files.length}` : ""
+        })`
+      );
+    }
+  }
+  progress.clear();
+  if (
+    last !== undefined && !last.terminated && active !== undefined && last.file === active.path &&
+    beingWritten(active.path, activeId, last.offset)
+  ) {
+    checker.midWrite();
+  }
+  return { report: checker.finish(), multiFile: paths.size > 1, rows: false };
+}
+
+/** The device and inode of the file at `path`, or null when they cannot be known. */
+function identity(path: string): { dev: number; ino: number } | null {
+  try {
+    const info = Deno.statSync(path);
+    return info.ino === null ? null : { dev: info.dev, ino: info.ino };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether the active file's last line, found with no newline at byte `offset`, is a line a writer
+ * is still writing rather than a torn one. Writers append each batch under an exclusive lock on
+ * `<log>.lock`; verify only tries that lock (shared), never waits for it:
+ * - the lock file does not exist: no writer of this version ever wrote the log: torn;
+ * - a writer holds the lock: it is mid-batch: being written;
+ * - verify holds it: no writer is mid-batch, so the line is a writer's only if it has its newline
+ *   by now (the batch ended between the read and the lock); still incomplete is torn (a writer
+ *   killed mid-write, or the file cut), until the next writer closes it and records it;
+ * - anything that cannot be told (no permission, a rotation since): being written, which is a
+ *   note, as a live log must not fail for a writer doing its work.
+ */
+function beingWritten(
+  path: string,
+  read: { dev: number; ino: number } | null,
+  offset: number,
+): boolean {
+  let lock: Deno.FsFile;
+  try {
+    lock = Deno.openSync(`${path}.lock`, { read: true });
+  } catch (e) {
+    return !(e instanceof Deno.errors.NotFound);
+  }
+  try {
+    if (!lock.tryLockSync(false)) return true;
+    try {
+      return completedSince(path, read, offset);
+    } finally {
+      lock.unlockSync();
+    }
+  } catch {
+    return true;
+  } finally {
+    lock.close();
+  }
+}
+
+/** Whether a newline now follows byte `offset` of the file read (true when it is another file). */
+function completedSince(
+  path: string,
+  read: { dev: number; ino: number } | null,
+  offset: number,
+): boolean {
+  using file = Deno.openSync(path, { read: true });
+  const now = file.statSync();
+  if (read === null || now.ino === null || now.dev !== read.dev || now.ino !== read.ino) {
+    return true;
+  }
+  file.seekSync(offset, Deno.SeekMode.Start);
+  const block = new Uint8Array(64 * 1024);
+  for (let seen = 0; seen <= MAX_LINE + 2;) {
+    const n = file.readSync(block);
+    if (n === null) return false;
+    if (block.subarray(0, n).includes(0x0a)) return true;
+    seen += n;
+  }
+  return false;
+}
+
+/** One archive alone, gunzipped when its name ends in `.gz`. */
+async function checkArchive(path: string, io: VerifyIo, anchor: Anchored): Promise<Checked> {
+  let size: number;
+  try {
+    const info = await Deno.stat(path);
+    if (!info.isFile) throw new Error("not a regular file");
+    size = info.size;
+  } catch (e) {
+    throw new CannotCheck(`cannot read ${path}: ${(e as Error).message}`);
+  }
+  const checker = new ChainVerifier(anchor.keys, { ...anchor.options, scope: "archive" });
+  const progress = new Progress(io.progress, size);
+  const decoder = new TextDecoder();
+  let lineNo = 0;
+  let offset = 0;
+  for await (const frames of openArchiveLines(path).pipeThrough(new LineSplitter(MAX_LINE))) {
+    for (const frame of frames) {
+      lineNo++;
+      if (frame.kind === "oversized") throw new LineTooLongError(path, lineNo, offset, MAX_LINE);
+      const text = decoder.decode(frame.bytes.subarray(0, frame.contentLength));
+      checker.line(text, path, lineNo, offset, frame.terminated);
+      offset += frame.bytes.length;
+    }
+    progress.update(() => `verifying ${path}: ${lineNo} lines`);
+  }
+  progress.clear();
+  return { report: checker.finish(), multiFile: false, rows: false };
+}
+
+/** Every row of a SQLite database, in seq order. */
+async function checkSqlite(
+  path: string,
+  size: number,
+  io: VerifyIo,
+  anchor: Anchored,
+): Promise<Checked> {
+  const checker = new ChainVerifier(anchor.keys, { ...anchor.options, scope: "log" });
+  const progress = new Progress(io.progress, size);
+  let rows = 0;
+  for await (const row of readSqliteLines(path)) {
+    rows++;
+    checker.line(row.text, row.file, row.lineNo, row.offset, row.terminated);
+    if (row.disagree !== null) checker.disagrees(row.file, row.lineNo, row.lineNo, row.disagree);
+    progress.update(() => `verifying ${path}: ${rows} records`);
+  }
+  progress.clear();
+  return { report: checker.finish(), multiFile: false, rows: true };
+}
+
+interface Anchored {
+  keys: KeyRing | null;
+  options: { anchor?: AnchorToCheck };
+}
+
+interface Checked {
+  report: Report;
+  multiFile: boolean;
+  /** Records are rows (SQLite): problems name seqs, not lines. */
+  rows: boolean;
 }
 
 /** Runs the command; returns the exit code. */
@@ -143,6 +445,7 @@ export async function verifyCommand(args: string[], io: VerifyIo): Promise<numbe
     parsed = parseArgs({
       args,
       options: {
+        "key-file": { type: "string", multiple: true },
         "public-key": { type: "string" },
         "key-id": { type: "string" },
         anchor: { type: "string" },
@@ -155,92 +458,82 @@ export async function verifyCommand(args: string[], io: VerifyIo): Promise<numbe
   } catch (e) {
     throw new UsageError(`verify: ${(e as Error).message}`);
   }
-  if (parsed.values.help) {
+  const values = parsed.values;
+  if (values.help) {
     io.out(USAGE);
     return 0;
   }
   if (parsed.positionals.length !== 1) throw new UsageError(`verify: expected one PATH; ${USAGE}`);
   const path = parsed.positionals[0]!;
-  const noSignatures = parsed.values["no-signatures"] === true;
-  if (noSignatures && parsed.values["public-key"] !== undefined) {
-    throw new UsageError("verify: give --public-key or --no-signatures, not both");
+  const noSignatures = values["no-signatures"] === true;
+  if (noSignatures && (values["public-key"] !== undefined || values["key-file"] !== undefined)) {
+    throw new UsageError(
+      "verify: give keys (--public-key, --key-file) or --no-signatures, not both",
+    );
   }
-  let key: SignatureVerifier | null = null;
+  let keys: KeyRing | null = null;
   if (!noSignatures) {
     try {
-      key = keyFor(parsed.values, io.env);
+      keys = keysFor(values, io.env);
     } catch (e) {
       io.out(`mcp-audit verify: ${(e as Error).message}`);
       return 2;
     }
-    if (key === null) {
+    if (keys === null) {
       io.out(NO_KEY);
       return 2;
     }
   }
   let anchor: AnchorToCheck | undefined;
   let anchorProblem: Problem | null = null;
-  if (parsed.values.anchor !== undefined) {
+  if (values.anchor !== undefined) {
     try {
-      ({ anchor, problem: anchorProblem } = readAnchorFile(parsed.values.anchor, key));
+      ({ anchor, problem: anchorProblem } = readAnchorFile(values.anchor, keys));
     } catch (e) {
       const why = e instanceof AnchorFormatError
         ? `not an anchor: ${e.message}`
         : (e as Error).message;
-      io.out(`mcp-audit verify: cannot read the anchor ${parsed.values.anchor}: ${why}`);
+      io.out(`mcp-audit verify: cannot read the anchor ${values.anchor}: ${why}`);
       return 2;
     }
   }
-  let file: Deno.FsFile;
-  let size: number;
-  try {
-    file = await Deno.open(path, { read: true });
-    size = (await file.stat()).size;
-  } catch (e) {
-    io.out(`mcp-audit verify: cannot read ${path}: ${(e as Error).message}`);
-    return 2;
-  }
   // An anchor whose signature fails says nothing about the log: it is not checked against it.
-  const checker = new ChainVerifier(
-    key,
-    anchor !== undefined && anchorProblem === null ? { anchor } : {},
-  );
-  const decoder = new TextDecoder();
-  let lineNo = 0;
-  let offset = 0;
-  let lastShown = 0;
-  const showProgress = io.progress !== undefined && size > 8 << 20 ? io.progress : undefined;
+  const anchored: Anchored = {
+    keys,
+    options: anchor !== undefined && anchorProblem === null ? { anchor } : {},
+  };
+  let checked: Checked;
   try {
-    for await (const frames of file.readable.pipeThrough(new LineSplitter(MAX_LINE))) {
-      for (const frame of frames) {
-        lineNo++;
-        if (frame.kind === "oversized") {
-          io.out(`mcp-audit verify: line ${lineNo} of ${path} is over ${MAX_LINE} bytes`);
-          return 2;
-        }
-        const text = decoder.decode(frame.bytes.subarray(0, frame.contentLength));
-        checker.line(text, path, lineNo, offset, frame.terminated);
-        offset += frame.bytes.length;
-      }
-      const now = Date.now();
-      if (showProgress && now - lastShown > 250) {
-        lastShown = now;
-        showProgress(
-          `\rverifying ${path}: ${Math.floor((offset / size) * 100)}% (${lineNo} lines)`,
-        );
+    let info: Deno.FileInfo | null = null;
+    try {
+      info = await Deno.stat(path);
+    } catch (e) {
+      // A missing active file is no error while its archives exist.
+      if (!(e instanceof Deno.errors.NotFound)) {
+        throw new CannotCheck(`cannot read ${path}: ${(e as Error).message}`);
       }
     }
+    if (info !== null && info.isFile && isSqliteFile(path)) {
+      checked = await checkSqlite(path, info.size, io, anchored);
+    } else if (ARCHIVE_NAME.test(basename(path))) {
+      checked = await checkArchive(path, io, anchored);
+    } else {
+      checked = await checkJsonl(path, io, anchored);
+    }
   } catch (e) {
-    io.out(`mcp-audit verify: reading ${path} failed: ${(e as Error).message}`);
+    if (e instanceof StorageError || e instanceof CannotCheck) {
+      io.out(`mcp-audit verify: ${e.message}`);
+    } else {
+      io.out(`mcp-audit verify: reading ${path} failed: ${(e as Error).message}`);
+    }
     return 2;
   }
-  if (showProgress) showProgress("\r\x1b[K");
-  const report = checker.finish();
+  const { report, multiFile, rows } = checked;
   if (anchorProblem !== null) report.problems.unshift(anchorProblem);
-  io.out(summary(report, key));
-  for (const p of report.problems) io.out(describe(p));
+  io.out(summary(report, keys));
+  for (const p of report.problems) io.out(describe(p, multiFile, rows));
   if (report.moreProblems > 0) io.out(`... and ${report.moreProblems} more problems`);
   for (const note of report.notes) io.out(`note: ${note}`);
   if (report.problems.length > 0) return 1;
-  return key === null ? EXIT_UNVOUCHED : 0;
+  return keys === null ? EXIT_UNVOUCHED : 0;
 }
