@@ -59,6 +59,8 @@ const MAX_TORN = 16;
 // A log's first line is an event (audit/start, audit/recover): far smaller than this.
 const FIRST_LINE_LIMIT = 1 << 20;
 const MAX_SYMLINK_HOPS = 40;
+// Lines longer than this (as `verify` reads them) are not read whole: they are no record of ours.
+const MAX_LINE = 1 << 30;
 // A batch larger than this is written in parts while it is built (bounded memory).
 const BUFFER_LIMIT = 1 << 20;
 // A compressed archive is read whole to find its last record only up to these sizes.
@@ -188,7 +190,7 @@ function recordTs(text: string): number | undefined {
 
 /** A line that is the start of a record cut short, as a writer killed mid-write leaves it. */
 function looksTorn(text: string): boolean {
-  return text.startsWith(RECORD_START) || RECORD_START.startsWith(text);
+  return text.length > 0 && (text.startsWith(RECORD_START) || RECORD_START.startsWith(text));
 }
 
 /** The first line, read up to {@link FIRST_LINE_LIMIT}, and whether a newline ends it. */
@@ -197,6 +199,16 @@ function firstLine(src: ByteSource): { text: string; terminated: boolean } {
   const nl = head.indexOf(LF);
   if (nl === -1) return { text: decoder.decode(head), terminated: false };
   return { text: decoder.decode(head.subarray(0, nl)), terminated: true };
+}
+
+/** The line at [start, end): its bytes, unless it is too long to be a record (then its start). */
+function lineAt(
+  src: ByteSource,
+  start: number,
+  end: number,
+): { bytes: Uint8Array; whole: boolean } {
+  if (end - start > MAX_LINE) return { bytes: src.read(start, RECORD_START.length), whole: false };
+  return { bytes: src.read(start, end - start), whole: true };
 }
 
 /** What the end of a file holds after some offset; nothing is changed while reading. */
@@ -228,10 +240,10 @@ function tail(src: ByteSource, floor: number): Tail {
   if (src.read(size - 1, 1)[0] !== LF) {
     unterminated = true;
     const start = lineStart(src, size, floor);
-    const bytes = src.read(start, size - start);
+    const { bytes, whole } = lineAt(src, start, size);
     const text = decoder.decode(bytes);
     // A whole record that lost only its newline is complete: the chain continues from it.
-    if (recordSeq(text) !== undefined) return found(bytes, true);
+    if (whole && recordSeq(text) !== undefined) return found(bytes, true);
     trailing.push({ offset: start, length: size - start, text });
     end = start - 1;
   } else {
@@ -239,9 +251,9 @@ function tail(src: ByteSource, floor: number): Tail {
   }
   while (end >= floor) {
     const start = lineStart(src, end, floor);
-    const bytes = src.read(start, end - start);
+    const { bytes, whole } = lineAt(src, start, end);
     const text = decoder.decode(bytes);
-    if (recordSeq(text) !== undefined) return found(bytes, unterminated);
+    if (whole && recordSeq(text) !== undefined) return found(bytes, unterminated);
     trailing.push({ offset: start, length: end - start, text });
     if (trailing.length > MAX_TORN) return found(undefined, unterminated, true);
     end = start - 1;
@@ -770,6 +782,8 @@ export class JsonlStore implements RecordStore {
     }
     this.#lock.close();
     this.#anchor?.close();
+    // A compression under way is dropped (await `settled()` first to let it finish).
+    this.#compressor?.close();
     if (this.#failure !== undefined) throw this.#failure;
     if (error !== undefined) throw error;
   }
@@ -884,7 +898,10 @@ export class JsonlStore implements RecordStore {
                 continues_from_archive: archived.archive.name,
               },
             };
-            changes.push({ kind: "deleted", oldFileLinked: false, reason });
+            const change: StoreChange = { kind: "deleted", oldFileLinked: false, reason };
+            changes.push(change);
+            // Owed again, should this batch be abandoned.
+            this.#fresh = { file, change, details: this.#lost.keep };
           }
         }
       }

@@ -481,8 +481,13 @@ Deno.test("a log missing at start while its archives hold the chain goes on from
   const path = `${tmp.dir}/audit.jsonl`;
   const made = recordLines(3);
   Deno.writeTextFileSync(`${path}.20260101T000000Z`, made.join("\n") + "\n");
-  const chain = new TinyChain(open(path), "a");
+  const store = open(path);
+  const abandoned = store.begin();
+  store.abort();
+  const chain = new TinyChain(store, "a");
   chain.batch(1);
+  assert.deepEqual(abandoned.changes, chain.changes, "said again after an abandoned batch");
+  assert.equal(abandoned.head?.seq, 3);
   chain.store.close();
   assert.deepEqual(kinds(chain.changes), ["deleted"]);
   const now = lines(path).map((l) => JSON.parse(l));

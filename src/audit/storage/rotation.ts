@@ -198,6 +198,13 @@ export interface CompressorOptions {
    * compressions never see an archive half renamed.
    */
   underLock<T>(fn: () => T): T;
+  /** Stops a compression at its next step; what it wrote is removed, the plain file stays. */
+  signal?: AbortSignal;
+}
+
+/** The temp file a compression holds while it writes, for whoever must remove it at once. */
+export interface CompressionJob {
+  temp: string | undefined;
 }
 
 /** How one archive's compression ended. */
@@ -210,16 +217,22 @@ export type CompressionOutcome =
   /** Nothing to do: the plain file is gone, or another process is compressing it. */
   | "skipped"
   /** The `.gz` does not hold the plain file's bytes: both are left. */
-  | "mismatch";
+  | "mismatch"
+  /** Stopped by the signal (the store closed): the plain file stays, compressed at a later start. */
+  | "cancelled";
 
 /** A file's bytes as a stream, read in chunks from an open file the caller closes. */
-function bytesOf(file: Deno.FsFile): ReadableStream<Uint8Array<ArrayBuffer>> {
+function bytesOf(
+  file: Deno.FsFile,
+  counted?: { bytes: number },
+): ReadableStream<Uint8Array<ArrayBuffer>> {
   return new ReadableStream<Uint8Array<ArrayBuffer>>({
     async pull(controller) {
       const buf = new Uint8Array(CHUNK);
       const n = await file.read(buf);
-      if (n === null) controller.close();
-      else controller.enqueue(buf.subarray(0, n));
+      if (n === null) return controller.close();
+      if (counted !== undefined) counted.bytes += n;
+      controller.enqueue(buf.subarray(0, n));
     },
   });
 }
@@ -245,6 +258,12 @@ function sameFile(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
   return a.dev === b.dev && a.ino === b.ino;
 }
 
+/** The plain archive is still the file read, and holds exactly the bytes read (no more since). */
+function unchanged(path: string, stat: Deno.FileInfo, bytes: number): boolean {
+  const now = lstatOrNothing(path);
+  return now !== undefined && sameFile(now, stat) && now.size === bytes;
+}
+
 function lstatOrNothing(path: string): Deno.FileInfo | undefined {
   try {
     return Deno.lstatSync(path);
@@ -264,7 +283,13 @@ async function syncDir(path: string): Promise<void> {
 type Claim =
   | { kind: "skip" }
   | { kind: "verify"; plain: Deno.FsFile; stat: Deno.FileInfo; gz: Deno.FsFile }
-  | { kind: "compress"; plain: Deno.FsFile; stat: Deno.FileInfo; temp: Deno.FsFile };
+  | {
+    kind: "compress";
+    plain: Deno.FsFile;
+    stat: Deno.FileInfo;
+    temp: Deno.FsFile;
+    tempStat: Deno.FileInfo;
+  };
 
 /** Opens `<plain>.gz.tmp` new and locked; a stale one nobody holds is replaced. */
 function claimTemp(temp: string): Deno.FsFile | undefined {
@@ -294,9 +319,12 @@ function claimTemp(temp: string): Deno.FsFile | undefined {
 export async function compressArchive(
   plainPath: string,
   options: CompressorOptions,
+  job: CompressionJob = { temp: undefined },
 ): Promise<CompressionOutcome> {
   const gzPath = `${plainPath}.gz`;
   const tempPath = `${gzPath}.tmp`;
+  const stopped = () => options.signal?.aborted === true;
+  if (stopped()) return "cancelled";
   const claim = options.underLock((): Claim => {
     const stat = lstatOrNothing(plainPath);
     if (stat === undefined || !stat.isFile) return { kind: "skip" };
@@ -313,8 +341,16 @@ export async function compressArchive(
     }
     const temp = claimTemp(tempPath);
     if (temp === undefined) return { kind: "skip" };
+    job.temp = tempPath;
     try {
-      return { kind: "compress", plain: Deno.openSync(plainPath, { read: true }), stat, temp };
+      const tempStat = temp.statSync();
+      return {
+        kind: "compress",
+        plain: Deno.openSync(plainPath, { read: true }),
+        stat,
+        temp,
+        tempStat,
+      };
     } catch (e) {
       temp.close();
       Deno.removeSync(tempPath);
@@ -325,9 +361,10 @@ export async function compressArchive(
     case "skip":
       return "skipped";
     case "verify": {
+      const read = { bytes: 0 };
       try {
         const [want, got] = await Promise.all([
-          digest(bytesOf(claim.plain)),
+          digest(bytesOf(claim.plain, read)),
           digest(bytesOf(claim.gz).pipeThrough(new DecompressionStream("gzip"))),
         ]);
         if (want !== got) return "mismatch";
@@ -335,14 +372,18 @@ export async function compressArchive(
         claim.plain.close();
         claim.gz.close();
       }
-      return await removePlain(plainPath, claim.stat, options) ? "completed" : "skipped";
+      if (stopped()) return "cancelled";
+      return await removePlain(plainPath, claim.stat, read.bytes, options)
+        ? "completed"
+        : "skipped";
     }
     case "compress": {
-      const { plain, stat, temp } = claim;
+      const { plain, stat, temp, tempStat } = claim;
+      const read = { bytes: 0 };
       let placed = false;
       try {
         const sha = createHash("sha256");
-        const hashed = bytesOf(plain).pipeThrough(
+        const hashed = bytesOf(plain, read).pipeThrough(
           new TransformStream<Uint8Array<ArrayBuffer>, BufferSource>({
             transform(chunk, controller) {
               sha.update(chunk);
@@ -351,16 +392,18 @@ export async function compressArchive(
           }),
         );
         for await (const chunk of hashed.pipeThrough(new CompressionStream("gzip"))) {
+          if (stopped()) return "cancelled";
           await writeAll(temp, chunk);
         }
         await temp.syncData();
         await temp.seek(0, Deno.SeekMode.Start);
         const back = await digest(bytesOf(temp).pipeThrough(new DecompressionStream("gzip")));
         if (back !== sha.digest("hex")) return "mismatch";
+        if (stopped()) return "cancelled";
         placed = options.underLock(() => {
-          // Retention may have deleted the archive, or another process finished it, meanwhile.
-          const now = lstatOrNothing(plainPath);
-          if (now === undefined || !sameFile(now, stat) || lstatOrNothing(gzPath) !== undefined) {
+          // Retention may have deleted the archive, another process finished it, or a writer
+          // added to it (a closing record) meanwhile.
+          if (!unchanged(plainPath, stat, read.bytes) || lstatOrNothing(gzPath) !== undefined) {
             return false;
           }
           Deno.renameSync(tempPath, gzPath);
@@ -369,7 +412,10 @@ export async function compressArchive(
       } finally {
         plain.close();
         temp.close();
-        if (!placed) {
+        job.temp = undefined;
+        // Unless placed, or removed already by a close (the name may be another's since).
+        const left = placed ? undefined : lstatOrNothing(tempPath);
+        if (left !== undefined && sameFile(left, tempStat)) {
           try {
             Deno.removeSync(tempPath);
           } catch {
@@ -380,7 +426,9 @@ export async function compressArchive(
       if (!placed) return "skipped";
       // The .gz must be durable under its name before the plain file's name goes.
       await syncDir(gzPath);
-      await removePlain(plainPath, stat, options);
+      // Stopped here, both stay: the next start checks the .gz and removes the plain file.
+      if (stopped()) return "cancelled";
+      await removePlain(plainPath, stat, read.bytes, options);
       return "compressed";
     }
     default: {
@@ -390,15 +438,18 @@ export async function compressArchive(
   }
 }
 
-/** Deletes the plain archive if it is still the file compressed. */
+/**
+ * Deletes the plain archive if it is still the file compressed, holding no more than was read:
+ * a record written to it after the read (a writer closing a file it held) keeps it.
+ */
 async function removePlain(
   plainPath: string,
   stat: Deno.FileInfo,
+  bytes: number,
   options: CompressorOptions,
 ): Promise<boolean> {
   const removed = options.underLock(() => {
-    const now = lstatOrNothing(plainPath);
-    if (now === undefined || !sameFile(now, stat)) return false;
+    if (!unchanged(plainPath, stat, bytes)) return false;
     Deno.removeSync(plainPath);
     return true;
   });
@@ -412,6 +463,8 @@ async function removePlain(
  */
 export class ArchiveCompressor {
   readonly #options: CompressorOptions;
+  readonly #abort = new AbortController();
+  readonly #job: CompressionJob = { temp: undefined };
   readonly #queue: string[] = [];
   readonly #queued = new Set<string>();
   #running: Promise<void> | undefined;
@@ -419,12 +472,15 @@ export class ArchiveCompressor {
   readonly outcomes: { path: string; outcome: CompressionOutcome | "failed" }[] = [];
 
   constructor(options: CompressorOptions) {
-    this.#options = options;
+    const signal = options.signal === undefined
+      ? this.#abort.signal
+      : AbortSignal.any([options.signal, this.#abort.signal]);
+    this.#options = { ...options, signal };
   }
 
   /** Queues the plain archive at `path` (once, however often it is asked). */
   schedule(path: string): void {
-    if (this.#queued.has(path)) return;
+    if (this.#abort.signal.aborted || this.#queued.has(path)) return;
     this.#queued.add(path);
     this.#queue.push(path);
     // Started from a later turn, so that the batch that rotated has committed and unlocked.
@@ -436,13 +492,32 @@ export class ArchiveCompressor {
     while (this.#running !== undefined) await this.#running;
   }
 
+  /**
+   * Stops: nothing queued is started, and the compression under way is dropped at once (its temp
+   * file removed now, so that a process exiting right after leaves none behind). The archives
+   * stay plain until a later start compresses them. Idempotent.
+   */
+  close(): void {
+    this.#abort.abort();
+    for (const path of this.#queue) this.outcomes.push({ path, outcome: "cancelled" });
+    this.#queue.length = 0;
+    this.#queued.clear();
+    const temp = this.#job.temp;
+    if (temp === undefined) return;
+    try {
+      Deno.removeSync(temp);
+    } catch {
+      // Gone already; a leftover would be removed at the next start.
+    }
+  }
+
   async #drain(): Promise<void> {
     try {
       for (let path = this.#queue.shift(); path !== undefined; path = this.#queue.shift()) {
         this.#queued.delete(path);
         let outcome: CompressionOutcome | "failed";
         try {
-          outcome = await compressArchive(path, this.#options);
+          outcome = await compressArchive(path, this.#options, this.#job);
         } catch (e) {
           outcome = "failed";
           this.#options.logger?.warn("compressing an audit log archive failed; it stays plain", {

@@ -194,6 +194,26 @@ Deno.test("compressArchive leaves nothing when retention deletes the archive whi
   assert.deepEqual([...Deno.readDirSync(tmp.dir)].map((e) => e.name), ["audit.jsonl.lock"]);
 });
 
+Deno.test("compressArchive keeps the plain archive when a record was added to it meanwhile", async () => {
+  using tmp = tempDir();
+  const plain = `${tmp.dir}/audit.jsonl.20260610T220000Z`;
+  Deno.writeTextFileSync(plain, "records\n");
+  const outcome = await compressArchive(
+    plain,
+    // A writer that still held the file closes it with a checkpoint after the read.
+    locked(
+      `${tmp.dir}/audit.jsonl.lock`,
+      (step) => step === 2 && Deno.writeTextFileSync(plain, "checkpoint\n", { append: true }),
+    ),
+  );
+  assert.equal(outcome, "skipped");
+  assert.equal(Deno.readTextFileSync(plain), "records\ncheckpoint\n");
+  assert.deepEqual(
+    [...Deno.readDirSync(tmp.dir)].map((e) => e.name).sort(),
+    ["audit.jsonl.20260610T220000Z", "audit.jsonl.lock"],
+  );
+});
+
 Deno.test("compressArchive keeps both files when a .gz already there holds other bytes", async () => {
   using tmp = tempDir();
   const plain = `${tmp.dir}/audit.jsonl.20260610T220000Z`;
@@ -204,6 +224,38 @@ Deno.test("compressArchive keeps both files when a .gz already there holds other
   Deno.writeFileSync(`${plain}.gz`, gzipSync(new TextEncoder().encode("records\n")));
   assert.equal(await compressArchive(plain, locked(`${tmp.dir}/l`)), "completed");
   assert.throws(() => Deno.statSync(plain), Deno.errors.NotFound);
+});
+
+Deno.test("closing the compressor mid-compression removes its temp file at once and keeps the plain archive", async () => {
+  using tmp = tempDir();
+  const plain = `${tmp.dir}/audit.jsonl.20260610T220000Z`;
+  const bytes = new TextEncoder().encode("line\n".repeat(100_000));
+  Deno.writeFileSync(plain, bytes);
+  const names = () => [...Deno.readDirSync(tmp.dir)].map((e) => e.name).sort();
+  let before: string[] = [];
+  let after: string[] = [];
+  // Closed from the first moment the compression waits, once its temp file is claimed.
+  const compressor: ArchiveCompressor = new ArchiveCompressor(
+    locked(`${tmp.dir}/audit.jsonl.lock`, (step) => {
+      if (step !== 1) return;
+      queueMicrotask(() => {
+        before = names();
+        compressor.close();
+        after = names();
+      });
+    }),
+  );
+  compressor.schedule(plain);
+  compressor.schedule(`${plain}.1`);
+  await compressor.settled();
+  assert.ok(before.includes("audit.jsonl.20260610T220000Z.gz.tmp"), "closed mid-compression");
+  assert.ok(!after.includes("audit.jsonl.20260610T220000Z.gz.tmp"), "removed by close itself");
+  assert.deepEqual(compressor.outcomes.map((o) => o.outcome), ["cancelled", "cancelled"]);
+  assert.deepEqual(
+    [...Deno.readDirSync(tmp.dir)].map((e) => e.name).sort(),
+    ["audit.jsonl.20260610T220000Z", "audit.jsonl.lock"],
+  );
+  assert.deepEqual(Deno.readFileSync(plain), bytes);
 });
 
 Deno.test("removeStaleCompressions removes temps nobody holds, and only this log's", () => {
