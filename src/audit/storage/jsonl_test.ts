@@ -930,7 +930,7 @@ Deno.test("four writer processes appending 2,000 records each at once make one c
   const bySession = new Map<string, number>();
   for (const r of records) bySession.set(r.session!, (bySession.get(r.session!) ?? 0) + 1);
   assert.deepEqual(Object.fromEntries(bySession), { w0: 2000, w1: 2000, w2: 2000, w3: 2000 });
-  // Interleaved, not one after another: the writers took turns at the lock.
+  // Interleaved, not one after another (that would be exactly 3 switches): they took turns.
   let switches = 0;
   for (let i = 1; i < records.length; i++) {
     if (records[i]!.session !== records[i - 1]!.session) switches++;
