@@ -16,7 +16,10 @@ export class StorageError extends Error {
  */
 export class RefusedPathError extends StorageError {
   override name = "RefusedPathError";
-  constructor(readonly key: "audit.path" | "audit.anchor.path", message: string) {
+  constructor(
+    readonly key: "audit.path" | "audit.sqlite_path" | "audit.anchor.path",
+    message: string,
+  ) {
     super(message);
   }
 }
