@@ -650,6 +650,8 @@ export class JsonlStore implements RecordStore {
     this.#reported = [];
     this.#owed = [];
     this.#reportedHead = undefined;
+    // The lock guards the file's end, not its durability: other writers go on while this fsync
+    // runs (it covers their bytes too), and `commit` still returns only once it is done.
     this.#endBatch();
     switch (this.#durability) {
       case "entry":
