@@ -231,7 +231,8 @@ export class AuditLog {
   }
 
   #every(ms: number, run: () => void): void {
-    this.#timers.push(setInterval(run, ms).unref());
+    // Kept referenced: queued records hold the process until `close` stores them.
+    this.#timers.push(setInterval(run, ms));
   }
 
   /**

@@ -235,15 +235,22 @@ Deno.test("AuditLog starts a new chain in an empty file and refuses appends once
   assert.throws(() => log.append(request({})), ChainError);
 });
 
-Deno.test("AuditLog refuses to continue a log whose last record has no valid seq", () => {
+Deno.test("AuditLog goes on past a last line that is not a valid record, and records it", () => {
   using tmp = tempLog();
   const first = open(tmp.path);
   first.append(request({}));
   first.close();
+  const before = lines(tmp.path);
   Deno.writeTextFileSync(tmp.path, '{"seq":"one","prev":"x"}\n', { append: true });
   const second = open(tmp.path);
   second.append(request({}));
-  assert.throws(() => second.flush(), StorageError);
+  second.close();
+  const after = lines(tmp.path);
+  const recover = eventOf(after[2]);
+  assert.equal(recover.method, EventMethod.Recover);
+  assert.equal(recover.seq, 2, "numbered after the last valid record");
+  assert.equal(record(after[2]!).prev, sha256Hex(before[0]!));
+  assert.equal(after[1], '{"seq":"one","prev":"x"}', "the line is kept as it was");
 });
 
 function eventOf(line: string | undefined): { method: unknown; seq: unknown; params: JsonObject } {
