@@ -10,6 +10,7 @@ import { createHash } from "node:crypto";
 import { recordText } from "../src/audit/record_text.ts";
 import { type AuditRecord, eventFields, EventMethod, GENESIS } from "../src/audit/record.ts";
 import { SqliteStore } from "../src/audit/storage/sqlite.ts";
+import { anchorText } from "../src/audit/anchor.ts";
 import { DatabaseSync } from "node:sqlite";
 import { hmacSigner, type Signer } from "../src/audit/signing.ts";
 import type { JsonObject } from "../src/jsonrpc/json.ts";
@@ -441,6 +442,9 @@ Deno.test("verify --key-file checks a log across a key rotation; a key left out 
     assertEquals(conflict.code, 2, conflict.stdout);
     assert(conflict.stdout.includes("another hmac-sha256 key with key id k1"), conflict.stdout);
 
+    const keyId = await run(["verify", "--key-file", `${dir}/keys.txt`, "--key-id", "k1", log]);
+    assertEquals(keyId.code, 2, `--key-id with no AUDIT_SECRET or --public-key:\n${keyId.stdout}`);
+
     const both = await run(["verify", "--no-signatures", "--key-file", `${dir}/keys.txt`, log]);
     assertEquals(both.code, 2, "keys and --no-signatures contradict each other");
   } finally {
@@ -516,7 +520,10 @@ Deno.test("verify on a log still being written: intact up to its last checkpoint
   }
 });
 
-/** A SQLite log written by the SQLite store: start, six records, stop. Returns its path. */
+/**
+ * A SQLite log written by the SQLite store: start, six records, stop. Returns its path; the lines
+ * stored are also in `rows.txt` beside it.
+ */
 function sqliteLog(dir: string): string {
   const path = `${dir}/audit.db`;
   const store = new SqliteStore(path, { durability: "entry", busyTimeoutMs: 5_000 });
@@ -524,10 +531,13 @@ function sqliteLog(dir: string): string {
     const start = store.begin();
     assertEquals(start.changes, [], "a new database");
     const c = new Chain(hmacSigner(SECRET));
-    store.write(c.entry(EventMethod.Start));
-    for (let i = 0; i < 6; i++) store.write(c.entry(EventMethod.Reload, { n: c.seq + 1 }));
-    store.write(c.entry(EventMethod.Stop));
+    const entries = [c.entry(EventMethod.Start)];
+    for (let i = 0; i < 6; i++) entries.push(c.entry(EventMethod.Reload, { n: c.seq + 1 }));
+    entries.push(c.entry(EventMethod.Stop));
+    for (const e of entries) store.write(e);
+    const lines = entries.map((e) => e.line);
     store.commit();
+    Deno.writeTextFileSync(`${dir}/rows.txt`, text(lines));
   } finally {
     store.close();
   }
@@ -585,6 +595,32 @@ Deno.test("verify checks a SQLite log by its content, whatever its name, and cat
     const e = await run(["verify", end], { env: secretEnv });
     assertEquals(e.code, 1, e.stdout);
     assert(e.stdout.includes("without audit/stop"), e.stdout);
+
+    // An anchor kept elsewhere names the last record: the database cut back to before it shows.
+    const rows = Deno.readTextFileSync(`${dir}/rows.txt`).trimEnd().split("\n");
+    const last = JSON.parse(rows.at(-1)!);
+    Deno.writeTextFileSync(
+      `${dir}/audit.anchor`,
+      anchorText(db, {
+        seq: last.seq,
+        hash: createHash("sha256").update(rows.at(-1)!).digest("hex"),
+        id: last.id,
+        ts: last.ts,
+      }, hmacSigner(SECRET)),
+    );
+    const anchored = await run(["verify", "--anchor", `${dir}/audit.anchor`, db], {
+      env: secretEnv,
+    });
+    assertEquals(anchored.code, 0, anchored.stdout);
+    const cutBack = tampered(db, "DELETE FROM records WHERE seq >= 5");
+    const back = await run(["verify", "--anchor", `${dir}/audit.anchor`, cutBack], {
+      env: secretEnv,
+    });
+    assertEquals(back.code, 1, back.stdout);
+    assert(
+      back.stdout.includes(`seq 5-8: missing: the anchor ${dir}/audit.anchor names seq 8`),
+      back.stdout,
+    );
 
     // Checked with another key: wrong key, not modified.
     const wrong = await run(["verify", db], { env: { AUDIT_SECRET: SECRET + "-other" } });

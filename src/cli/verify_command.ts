@@ -117,6 +117,9 @@ function keysFor(values: KeyFlags, env: Readonly<Record<string, string>>): KeyRi
       : "AUDIT_SECRET";
     const secret = env[name];
     if (secret !== undefined && secret !== "") entries.push(hmacEntry(secret, keyId, name));
+    else if (keyId !== undefined) {
+      throw new KeyError("--key-id names the key id of AUDIT_SECRET or --public-key: give one");
+    }
   }
   return entries.length === 0 ? null : new KeyRing(entries);
 }
