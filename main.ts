@@ -15,7 +15,14 @@ import {
   type Signer,
 } from "./src/audit/signing.ts";
 import { StorageError } from "./src/audit/storage/errors.ts";
-import { asyncOptions, checkpointOptions, openStore, storePath } from "./src/audit/storage/open.ts";
+import {
+  asyncOptions,
+  checkpointOptions,
+  openQuery,
+  openStore,
+  storePath,
+} from "./src/audit/storage/open.ts";
+import { exportCommand } from "./src/cli/export_command.ts";
 import { writerIdentity } from "./src/audit/writer_identity.ts";
 import { HELP, parseCommand } from "./src/cli/args.ts";
 import { UsageError } from "./src/cli/errors.ts";
@@ -524,8 +531,15 @@ async function main(argv: string[]): Promise<number> {
           },
         });
       case "export":
-        printErr("mcp-audit export: not available in this version");
-        return 2;
+        return await exportCommand(command.args, {
+          openQuery,
+          stdout: Deno.stdout.writable,
+          out: printOut,
+          err: printErr,
+          progress: Deno.stderr.isTerminal()
+            ? (t) => Deno.stderr.writeSync(encoder.encode(t))
+            : undefined,
+        });
       case "proxy": {
         const log = stderrLogger(command.logLevel);
         const env = Deno.env.toObject();
