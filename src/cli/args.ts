@@ -116,11 +116,14 @@ export const HELP = `mcp-audit: a security and audit proxy for MCP servers
 
 usage:
   mcp-audit [flags] [-- UPSTREAM_CMD ARGS...]   run the proxy (default)
-  mcp-audit verify [--public-key FILE] [--anchor FILE] [--no-signatures] PATH
-                                                 check a JSONL audit log: exit 0 intact and signed,
-                                                 1 problems, 2 unreadable or no key, 3 chain intact
-                                                 but --no-signatures (content not vouched for)
-  mcp-audit export [flags] PATH                  stream entries out in a SIEM format
+  mcp-audit verify [--public-key FILE] [--key-file FILE]... [--anchor FILE] [--no-signatures] PATH
+                                                 check an audit log (JSONL with its archives, or
+                                                 SQLite): exit 0 intact and signed, 1 problems,
+                                                 2 unreadable or no key, 3 chain intact but
+                                                 --no-signatures (content not vouched for)
+  mcp-audit export [--format jsonl|csv|ocsf|cef] [--from T] [--to T] [--kind K]... [--method M]
+                   [--tool NAME] [--session S] [--client ID] [--output FILE [--force]] PATH
+                                                 stream records out for a SIEM, in seq order
   mcp-audit keygen [--out PREFIX]                create an Ed25519 signing key pair
   mcp-audit pins list|approve [--all | TOOL...]  show pinned tool definitions and changes; approve changes
   mcp-audit --version | --help
