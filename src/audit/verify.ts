@@ -82,6 +82,11 @@ export interface Report {
   continuesBecause: string | null;
   /** The last record is `audit/stop` or `audit/checkpoint`. */
   endsClean: boolean;
+  /**
+   * The log's end is a problem (`missing`): it does not end cleanly and is not an archive checked
+   * alone, whose end the next file vouches for.
+   */
+  endMissing: boolean;
   /** The last `audit/stop` or `audit/checkpoint`: the log is covered up to there. */
   lastClean: CleanPoint | null;
   /** Records after {@link lastClean} (every record when there is none). */
@@ -748,6 +753,7 @@ export class ChainVerifier {
       continuesAfter: this.#continuesAfter,
       continuesBecause: this.#continuesBecause,
       endsClean,
+      endMissing: this.#records > 0 && !endsClean && this.#scope !== "archive",
       lastClean: this.#clean,
       uncovered,
       files: this.#files,

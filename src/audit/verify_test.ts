@@ -341,6 +341,7 @@ Deno.test("ChainVerifier reports a log that does not end in audit/stop or a chec
   assert.ok(r.problems[0]!.detail.includes("without audit/stop"), r.problems[0]!.detail);
   assert.equal(r.endsWith, null);
   assert.equal(r.endsClean, false);
+  assert.equal(r.endMissing, true);
   assert.equal(r.lastClean, null);
   assert.equal(r.uncovered, 6);
 
@@ -700,6 +701,7 @@ Deno.test("ChainVerifier checks one archive alone: it may start and end mid-chai
   assert.equal(r.continuesBecause, "rotated");
   assert.ok(r.notes.some((n) => n.includes("starts mid-chain")), r.notes.join("\n"));
   assert.ok(r.notes.some((n) => n.startsWith("the archive ends at seq 8")), r.notes.join("\n"));
+  assert.equal(r.endMissing, false, "the next file vouches for an archive's end");
   // The same lines as a file of their own: the end is missing.
   assert.deepEqual(
     checkFiles([b!], KEY, { scope: "file" }).problems.map((p) => p.kind),

@@ -182,7 +182,8 @@ export function summary(r: Report, keys: KeyRing | null): string {
     : ` (continues after seq ${r.continuesAfter}${because})`;
   const n = r.problems.length + r.moreProblems;
   const clean = r.lastClean;
-  if (n === 1 && !r.endsClean && r.records > 0 && clean !== null) {
+  // The end alone is missing: the summary says how far the log is covered.
+  if (n === 1 && r.endMissing && clean !== null) {
     const what = clean.method === "audit/checkpoint" ? "checkpoint" : "audit/stop";
     return `INCOMPLETE: ${range}${start}; intact up to its last ${what} at seq ${clean.seq} (${
       plural(r.uncovered, "record")
