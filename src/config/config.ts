@@ -189,6 +189,11 @@ export class FlatValues {
   }
 }
 
+/** The path the configured audit backend writes: `audit.sqlite_path` for SQLite, else `audit.path`. */
+export function auditStorePath(audit: Config["audit"]): string {
+  return audit.storage === "sqlite" ? audit.sqlite_path : audit.path;
+}
+
 /** Builds the typed configuration from checked flat values. */
 export function buildConfig(f: FlatValues, upstreamArgv: string[]): Config {
   return {

@@ -10,7 +10,7 @@ import { sha256Hex } from "../audit/chain.ts";
 import { canonicalize } from "../audit/canonical.ts";
 import { type CustomPattern, DetectorConfigError, ValueRedactor } from "../audit/detectors.ts";
 import { KeyRedactor } from "../audit/redact.ts";
-import type { Config } from "../config/config.ts";
+import { auditStorePath, type Config } from "../config/config.ts";
 import { ConfigError } from "../config/load.ts";
 import { Guard, type GuardParts } from "../guardrails/guard.ts";
 import { defaultPinsPath, PinError, PinStore } from "../guardrails/pins.ts";
@@ -110,7 +110,9 @@ function redactors(config: Config): Redactor[] {
 
 /** Where the pins are kept. */
 export function pinsPath(config: Config): string {
-  return config.pinning.path !== "" ? config.pinning.path : defaultPinsPath(config.audit.path);
+  return config.pinning.path !== ""
+    ? config.pinning.path
+    : defaultPinsPath(auditStorePath(config.audit));
 }
 
 /**

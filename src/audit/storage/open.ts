@@ -10,7 +10,7 @@
  *
  * @module
  */
-import type { Config } from "../../config/config.ts";
+import { auditStorePath, type Config } from "../../config/config.ts";
 import { ConfigError } from "../../config/load.ts";
 import type { Logger } from "../../log.ts";
 import type { AsyncOptions, CheckpointOptions } from "../chain.ts";
@@ -33,9 +33,7 @@ export interface StoreDeps {
 }
 
 /** The path the configured backend writes. */
-export function storePath(audit: Config["audit"]): string {
-  return audit.storage === "sqlite" ? audit.sqlite_path : audit.path;
-}
+export const storePath = auditStorePath;
 
 /**
  * Opens the store the configuration names.
