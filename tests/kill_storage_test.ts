@@ -14,6 +14,7 @@
  */
 import {
   assert,
+  assertBytesEqual,
   assertEquals,
   assertNoStrays,
   deadline,
@@ -34,6 +35,7 @@ import {
   type CallOutcome,
   type Durability,
   readStored,
+  recoveredTorn,
   sessionOf,
   starts,
   startWriter,
@@ -118,7 +120,7 @@ async function assertContinued(
     const endsTorn = tornBefore.some((t) => t.offset + t.length === before.length);
     const kept = endsTorn ? before.length + 1 : before.length;
     assert(now.length > kept, "the restarted proxy appended to the log");
-    assertEquals(now.subarray(0, before.length), before, "the log before the restart is intact");
+    assertBytesEqual(now.subarray(0, before.length), before, "the log before the restart");
     if (endsTorn) assertEquals(now[before.length], 0x0a, "the torn last line is closed");
   } else {
     assertEquals(
@@ -306,3 +308,83 @@ for (const backend of ["jsonl", "sqlite"] as const) {
     console.log(`${backend} one of three killed: verify exit ${v.code}: ${v.lines[0]}`);
   });
 }
+
+Deno.test("a line left half-written by a writer that died holding the lock is closed and named once by audit/recover by the writers that go on", async () => {
+  // What kill -9 inside write(2) leaves, made deterministic: with both writers idle, the test
+  // takes their lock (`<log>.lock`, flock), appends half of a record line, and lets go, as a
+  // holder that dies does; then both write on.
+  await using dir = await tempDir("kill-torn-under-lock");
+  const signal = deadline(60_000);
+  const setup: StorageSetup = { backend: "jsonl", path: `${dir.path}/audit.jsonl` };
+  let tear!: () => void;
+  const torn = new Promise<void>((resolve) => tear = resolve);
+  const writers: { pid: number; outcome: CallOutcome }[] = [];
+  let tornAt = -1;
+  {
+    await using stack = new AsyncDisposableStack();
+    const proxies = [
+      stack.use(startWriter(dir.path, setup)),
+      stack.use(startWriter(dir.path, setup)),
+    ];
+    const idle: Promise<void>[] = [];
+    const running = proxies.map((proxy, k) => {
+      let paused!: () => void;
+      let failed!: (e: unknown) => void;
+      idle.push(new Promise<void>((resolve, reject) => [paused, failed] = [resolve, reject]));
+      return (async () => {
+        const caller = new Caller(proxy, `writer-${k}`);
+        try {
+          const first = await caller.run(1, 300, 50, signal);
+          assert(!first.cut, `writer ${k} answers:\n${proxy.stderr.text().slice(-3000)}`);
+        } catch (e) {
+          failed(e);
+          throw e;
+        }
+        paused();
+        await torn;
+        const outcome = await caller.run(301, 300, 50, signal);
+        assert(!outcome.cut, `writer ${k} kept answering after the torn write`);
+        await proxy.closeInput();
+        assertEquals((await proxy.finished(signal)).code, 0, proxy.stderr.text().slice(-3000));
+        writers.push({ pid: proxy.pid, outcome: { ...outcome, answered: caller.answered } });
+      })().then(() => undefined, (e: unknown) => e);
+    });
+    try {
+      // Sync mode: every answered call is stored; both clients now wait.
+      await Promise.all(idle);
+      using lock = await Deno.open(`${setup.path}.lock`, { read: true, write: true });
+      await lock.lock(true);
+      const bytes = await Deno.readFile(setup.path);
+      const lastStart = bytes.lastIndexOf(0x0a, bytes.length - 2) + 1;
+      const half = bytes.subarray(
+        lastStart,
+        lastStart + Math.floor((bytes.length - lastStart) / 2),
+      );
+      tornAt = bytes.length;
+      using log = await Deno.open(setup.path, { append: true });
+      let at = 0;
+      while (at < half.length) at += await log.write(half.subarray(at));
+      // Closing the lock file (at the end of this block) releases the lock, as a death does.
+    } finally {
+      tear();
+    }
+    const failure = (await Promise.all(running)).find((e) => e !== undefined);
+    if (failure !== undefined) throw failure;
+  }
+  await assertNoStrays(dir.path);
+
+  const log = await readStored(setup);
+  const tornLines = assertOneChain(log);
+  assertEquals(tornLines.map((t) => t.offset), [tornAt], "the half line is kept where it was");
+  assertEquals(
+    recoveredTorn(log.records).filter((t) => t.offset === tornAt).length,
+    1,
+    "one audit/recover names it, once",
+  );
+  assertEquals(writers.length, 2);
+  for (const w of writers) {
+    assertCallsRecorded(log.records, sessionOf(log.records, w.pid), w.outcome.answered, `${w.pid}`);
+  }
+  const v = await assertVerifiesAfterKill(setup, tornLines);
+  console.log(`torn under the lock: verify exit ${v.code}: ${JSON.stringify(v.lines)}`);
+});

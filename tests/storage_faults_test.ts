@@ -111,12 +111,21 @@ Deno.test("a SQLite log cut to half its size is refused: exit 1 naming the file,
   await assertRefusedDatabase(dir.path, path, /corrupt|malformed|truncated|not a database/i);
 });
 
-Deno.test("a .db that is a text file is refused: exit 1 naming the file, bytes unchanged", async () => {
+// A file that is not a log of ours at all is the configuration's fault, as for JSONL (errors.ts:
+// RefusedPathError, exit 2 naming the key); one of ours that is damaged is a runtime failure.
+Deno.test("a .db that is a text file is refused as a configuration error naming audit.sqlite_path and the file (exit 2), bytes unchanged", async () => {
   await using dir = await tempDir("fault-text-db");
   const path = `${dir.path}/audit.db`;
   await Deno.writeTextFile(path, "these are my notes, not a database\n".repeat(200));
   await Deno.chmod(path, 0o600);
-  await assertRefusedDatabase(dir.path, path, /not (a|an) (SQLite )?database|not SQLite/i);
+  const before = await Deno.readFile(path);
+  const r = await refusal(dir.path, { backend: "sqlite", path });
+  assertEquals(r.code, 2, `a configuration error (exit 2):\n${r.stderr}`);
+  assertMatch(r.stderr, /config: audit\.sqlite_path\b/, "the message names audit.sqlite_path");
+  assert(r.stderr.includes(path), `the message names ${path}:\n${r.stderr}`);
+  assertMatch(r.stderr, /not (a|an) (SQLite )?database|not SQLite/i, "and says what is wrong");
+  assertEquals(await Deno.readFile(path), before, "the file is unchanged");
+  await assertNoStrays(dir.path);
 });
 
 Deno.test("a SQLite log of a newer schema (user_version) is refused and never altered", async () => {
@@ -142,7 +151,9 @@ Deno.test("a SQLite log of a newer schema (user_version) is refused and never al
 for (const backend of ["jsonl", "sqlite"] as const satisfies Backend[]) {
   Deno.test(`a full file system (${backend}): the proxy stops forwarding and exits non-zero; every answer has its records; verify finds nothing modified`, async (t) => {
     await using dir = await tempDir(`fault-enospc-${backend}`);
-    const mounted = await mountTmpfs(dir.path, "256k");
+    // SQLite writes whole pages to its WAL, a dozen per commit with the indexes: the database
+    // needs a few hundred KiB before its first call.
+    const mounted = await mountTmpfs(dir.path, backend === "jsonl" ? "256k" : "1m");
     if (mounted.path === null) {
       console.log(`skipped: cannot mount a tmpfs here (${mounted.reason})`);
       await t.step({ name: "needs a tmpfs (root or CAP_SYS_ADMIN)", ignore: true, fn: () => {} });
@@ -280,13 +291,17 @@ Deno.test("an archive deleted while two proxies write: the run goes on, verify t
   }
   await assertNoStrays(dir.path);
   assert(deleted !== undefined, "an archive was deleted");
-  const names = listArchiveFiles(setup.path).map((a) => a.name);
-  assert(!names.includes(deleted.name), `${deleted.name} stays deleted: ${names}`);
   const log = await readStored(setup);
+  const names = log.files.map((f) => f.path.slice(f.path.lastIndexOf("/") + 1));
+  assertEquals(
+    log.records.filter((r) => r.seq <= deleted!.lastSeq).map((r) => r.seq),
+    [],
+    `the records of ${deleted.name} stay deleted (files now, in chain order: ${names})`,
+  );
   assertEquals(
     log.records[0]!.seq,
     deleted.lastSeq + 1,
-    "the log now starts after the deleted archive",
+    `the first file in chain order starts after the deleted archive (${names})`,
   );
   for (const [k, pid] of pids.entries()) {
     assertCallsRecorded(log.records, sessionOf(log.records, pid), answered[k]!, `writer ${k}`);
