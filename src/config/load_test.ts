@@ -76,7 +76,9 @@ Deno.test("loadConfig with nothing set gives the Go tool's defaults", () => {
     signing: { private_key_file: "", public_key_file: "" },
     durability: "batch",
     async: { enabled: false, queue_size: 4096, batch_size: 128, flush_interval_ms: 1000 },
-    rotation: { max_size_bytes: 0, max_files: 0, interval: "", max_age_days: 0 },
+    rotation: { max_size_bytes: 0, max_files: 0, interval: "", max_age_days: 0, compress: "" },
+    checkpoint: { every_records: 0, every_seconds: 0 },
+    sqlite_busy_timeout_ms: 5000,
   });
   assert.deepEqual(config.middleware, {
     rate_limit: {
@@ -412,6 +414,7 @@ Deno.test("loadConfig loads the Go tool's example config unchanged", () => {
     max_files: 10,
     interval: "daily",
     max_age_days: 30,
+    compress: "",
   });
   assert.equal(config.dashboard.auth.token, "replace-with-a-long-random-token");
   assert.deepEqual(config.otel.headers, { Authorization: "Bearer your-token" });

@@ -58,6 +58,10 @@ const GOLDEN: Record<string, unknown> = {
   "audit.rotation.max_files": 0,
   "audit.rotation.interval": "",
   "audit.rotation.max_age_days": 0,
+  "audit.rotation.compress": "",
+  "audit.checkpoint.every_records": 0,
+  "audit.checkpoint.every_seconds": 0,
+  "audit.sqlite_busy_timeout_ms": 5000,
 
   "middleware.rate_limit.enabled": true,
   "middleware.rate_limit.requests_per_minute": 60,
