@@ -1,15 +1,26 @@
 /**
- * `mcp-audit export` over real logs on disk: a JSONL log with an archive, read through the real
- * JSONL query, written to a stream or to a file. The command function is driven directly with the
- * I/O that main.ts gives it.
+ * `mcp-audit export` over real logs on disk: a JSONL log with an archive, and a SQLite database,
+ * read through `openQuery` (which tells them apart by content), written to a stream or to a file.
+ * The command function is driven directly with the I/O that main.ts gives it.
  */
 import assert from "node:assert/strict";
 import { exportCommand, type ExportIo, parseTimeFlag } from "../src/cli/export_command.ts";
 import { UsageError } from "../src/cli/errors.ts";
-import { JsonlQuery } from "../src/audit/storage/jsonl_query.ts";
+import { openQuery } from "../src/audit/storage/open.ts";
+import { SqliteStore } from "../src/audit/storage/sqlite.ts";
 import { sha256Hex } from "../src/audit/chain.ts";
 import type { ReadRecord } from "../src/audit/storage/query.ts";
 import { chain, fields, FIRST_TS, sampleLog, SAMPLES } from "../src/export/testdata/records.ts";
+import {
+  deadline,
+  DENO_JSON,
+  fixture,
+  MAIN,
+  ProxyProcess,
+  readLog,
+  STORAGE,
+  tempDir,
+} from "./helpers.ts";
 
 const decoder = new TextDecoder();
 
@@ -29,7 +40,7 @@ async function run(
   const chunks: Uint8Array[] = [];
   const result: Omit<Run, "code"> = { stdout: "", err: [], out: [], progress: [] };
   const io: ExportIo = {
-    openQuery: (path) => new JsonlQuery(path),
+    openQuery,
     stdout: options.sink ?? new WritableStream({ write: (c) => void chunks.push(c) }),
     out: (line) => void result.out.push(line),
     err: (line) => void result.err.push(line),
@@ -105,6 +116,41 @@ Deno.test("export with no flags writes every stored line, archive first, byte fo
   assert.equal(r.stdout, log.records.map((x) => x.line + "\n").join(""));
   assert.deepEqual(r.err, []);
   assert.deepEqual(r.progress, []);
+});
+
+Deno.test("a SQLite database exports as a JSONL log does: the stored lines, filtered, in every format", async () => {
+  await using log = await writeLog();
+  const path = `${log.dir}/audit.db`;
+  const store = new SqliteStore(path, { durability: "batch", busyTimeoutMs: 1000 });
+  try {
+    store.begin();
+    for (const read of log.records) store.write(read);
+    store.commit();
+  } finally {
+    store.close();
+  }
+  const all = await run([path]);
+  assert.equal(all.code, 0, all.err.join("\n"));
+  assert.equal(all.stdout, log.records.map((x) => x.line + "\n").join(""));
+  for (const format of ["csv", "ocsf", "cef"]) {
+    const fromDb = await run(["--format", format, path]);
+    const fromFile = await run(["--format", format, log.path]);
+    assert.equal(fromDb.code, 0, fromDb.err.join("\n"));
+    // The same records, whichever backend held them (OCSF names the file it read).
+    assert.equal(
+      fromDb.stdout.replaceAll('"log_name":"audit.db"', '"log_name":"audit.jsonl"'),
+      fromFile.stdout,
+      format,
+    );
+  }
+  const filtered = await run(
+    ["--tool", "delete_file", "--kind", "request", "--from", "2026-11-25", path],
+  );
+  assert.deepEqual(
+    seqsOf(filtered.stdout),
+    seqsOf((await run(["--tool", "delete_file", "--kind", "request", log.path])).stdout),
+  );
+  assert.equal(seqsOf(filtered.stdout).length, 2);
 });
 
 Deno.test("filters: kinds, method, tool, session, client, and times as RFC 3339 or dates", async () => {
@@ -337,7 +383,7 @@ Deno.test("an export stopped by its signal exits 1 saying how far it got", async
   const errors: string[] = [];
   let seen = 0;
   const code = await exportCommand([log.path], {
-    openQuery: (path) => new JsonlQuery(path),
+    openQuery,
     // Stopped as the first bytes arrive, as Ctrl-C would.
     stdout: new WritableStream({
       write: (chunk) => {
@@ -377,4 +423,76 @@ Deno.test("time flags: offsets, fractions and leap seconds are read as RFC 3339 
   assert.equal(parseTimeFlag("--from", "2024-02-29", false), Date.UTC(2024, 1, 29));
   assert.throws(() => parseTimeFlag("--from", "2023-02-29", false), /no such day/);
   assert.equal(parseTimeFlag("--from", "0050-01-01", false), -60589296000000);
+});
+
+/** `deno run main.ts export ARGS`, as a user runs it. */
+async function runMain(args: string[], cwd: string) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--config", DENO_JSON, MAIN, "export", ...args],
+    cwd,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+}
+
+Deno.test(`a log written by a real proxy run exports through main.ts (${STORAGE})`, async () => {
+  await using dir = await tempDir("export");
+  const path = `${dir.path}/audit.${STORAGE === "sqlite" ? "db" : "jsonl"}`;
+  {
+    await using proxy = new ProxyProcess({
+      cwd: dir.path,
+      upstream: fixture("echo_upstream.ts"),
+      logPath: path,
+    });
+    const answers = proxy.stdout();
+    const send = (m: unknown) => proxy.write(new TextEncoder().encode(JSON.stringify(m) + "\n"));
+    await send({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "initialize",
+      params: {
+        protocolVersion: "2025-06-18",
+        clientInfo: { name: "export-test", version: "1.0" },
+      },
+    });
+    await send({ jsonrpc: "2.0", method: "notifications/initialized" });
+    await send({
+      jsonrpc: "2.0",
+      id: 2,
+      method: "tools/call",
+      params: { name: "read_file", arguments: { path: "/tmp/x|y=z" } },
+    });
+    await answers.waitFor((c) => c.lines.length >= 2, "two answers", deadline(20_000));
+    await proxy.closeInput();
+    assert.equal((await proxy.finished(deadline(20_000))).code, 0);
+  }
+  const stored = await readLog(path);
+  assert.ok(stored.records.length >= 6, `records: ${stored.records.length}`);
+
+  const jsonl = await runMain([path], dir.path);
+  assert.equal(jsonl.code, 0, jsonl.stderr);
+  assert.equal(jsonl.stderr, "");
+  assert.equal(jsonl.stdout, stored.lines.map((l) => l.text + "\n").join(""));
+
+  const ocsf = await runMain(["--format", "ocsf", "--tool", "read_file", path], dir.path);
+  assert.equal(ocsf.code, 0, ocsf.stderr);
+  const events = ocsf.stdout.trimEnd().split("\n").map((l) => JSON.parse(l));
+  const calls = stored.records.filter((r) => r.tool_name === "read_file");
+  assert.deepEqual(events.map((e) => e.unmapped.seq), calls.map((r) => r.seq));
+  assert.ok(events.every((e) => e.actor.invoked_by === "export-test/1.0"), ocsf.stdout);
+  assert.deepEqual(events.map((e) => e.unmapped.kind), ["request", "response"]);
+
+  const csv = `${dir.path}/out.csv`;
+  const written = await runMain(["--format", "csv", "--output", csv, path], dir.path);
+  assert.equal(written.code, 0, written.stderr);
+  assert.equal((await Deno.readTextFile(csv)).split("\r\n").length, stored.records.length + 2);
+  const again = await runMain(["--format", "csv", "--output", csv, path], dir.path);
+  assert.equal(again.code, 2);
+  assert.match(again.stderr, /--output: .* exists; give --force/);
+
+  const bad = await runMain(["--from", "last tuesday", path], dir.path);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--from: expected an RFC 3339 time/);
 });
