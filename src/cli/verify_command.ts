@@ -29,12 +29,14 @@
  * - 0: verified: no problem at all: every signature checked with a key given, the chain intact
  *   across every file, the log ending in `audit/stop` or `audit/checkpoint` (and the anchor, when
  *   given, reached);
- * - 1: problems found (including `INCOMPLETE`: a log still being written, or cut, after its last
- *   checkpoint);
+ * - 1: problems found;
  * - 2: could not check: the log, the anchor or a key file cannot be read or is not valid, or no
  *   key was given (the one way to check without a key is to ask for it with `--no-signatures`);
  * - 3: `--no-signatures`: the chain's structure is intact, but without signatures nothing vouches
- *   for the content, so this is never 0.
+ *   for the content, so this is never 0;
+ * - 4: `INCOMPLETE`: no problem but the end: intact and signed up to the last checkpoint, with
+ *   records after it not yet covered by one — a running log (`audit.checkpoint.*` keeps the
+ *   window small), or a log cut after that checkpoint. A script watching a live log accepts 4.
  *
  * @module
  */
@@ -77,6 +79,12 @@ const USAGE = "usage: mcp-audit verify [--key-file FILE]... [--public-key FILE] 
 
 /** Exit code 3: the chain's structure is intact, but no signature was checked. */
 export const EXIT_UNVOUCHED = 3;
+/**
+ * Exit code 4: `INCOMPLETE`: every record checked, the chain intact up to its last checkpoint
+ * (or `audit/stop`), and records after it that no checkpoint covers yet: a log still being
+ * written, or one whose end was cut after that checkpoint.
+ */
+export const EXIT_INCOMPLETE = 4;
 
 const NO_KEY = "mcp-audit verify: no key to check signatures with: set AUDIT_SECRET (HMAC), " +
   "give --public-key FILE (Ed25519) or --key-file FILE (several keys); --no-signatures checks " +
@@ -538,6 +546,12 @@ export async function verifyCommand(args: string[], io: VerifyIo): Promise<numbe
   for (const p of report.problems) io.out(describe(p, multiFile, rows));
   if (report.moreProblems > 0) io.out(`... and ${report.moreProblems} more problems`);
   for (const note of report.notes) io.out(`note: ${note}`);
+  if (incompleteOnly(report) && keys !== null) return EXIT_INCOMPLETE;
   if (report.problems.length > 0) return 1;
   return keys === null ? EXIT_UNVOUCHED : 0;
+}
+
+/** The one problem is the end: the log is intact up to a checkpoint or stop, then goes on. */
+function incompleteOnly(r: Report): boolean {
+  return r.problems.length === 1 && r.moreProblems === 0 && r.endMissing && r.lastClean !== null;
 }
