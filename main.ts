@@ -530,16 +530,26 @@ async function main(argv: string[]): Promise<number> {
             return { pinsPath: pinsPath(config), serverId: config.proxy.server_id };
           },
         });
-      case "export":
-        return await exportCommand(command.args, {
-          openQuery,
-          stdout: Deno.stdout.writable,
-          out: printOut,
-          err: printErr,
-          progress: Deno.stderr.isTerminal()
-            ? (t) => Deno.stderr.writeSync(encoder.encode(t))
-            : undefined,
-        });
+      case "export": {
+        // Ctrl-C ends the export with a partial --output file removed, never left looking whole.
+        const stop = new AbortController();
+        const onInterrupt = (): void => stop.abort();
+        Deno.addSignalListener("SIGINT", onInterrupt);
+        try {
+          return await exportCommand(command.args, {
+            openQuery,
+            stdout: Deno.stdout.writable,
+            out: printOut,
+            err: printErr,
+            progress: Deno.stderr.isTerminal()
+              ? (t) => Deno.stderr.writeSync(encoder.encode(t))
+              : undefined,
+            signal: stop.signal,
+          });
+        } finally {
+          Deno.removeSignalListener("SIGINT", onInterrupt);
+        }
+      }
       case "proxy": {
         const log = stderrLogger(command.logLevel);
         const env = Deno.env.toObject();
