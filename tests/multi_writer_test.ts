@@ -118,6 +118,10 @@ Deno.test("4 async proxies on one JSONL file rotating by size with gzip: one cha
     archives.some((a) => a.gzip),
     `closed archives are compressed: ${archives.map((a) => a.name)}`,
   );
+  console.log(
+    `rotation: ${log.records.length} records in ${archives.length} archives ` +
+      `(${archives.filter((a) => a.gzip).length} gzip) and the active file`,
+  );
   const rotates = log.records.filter((r) => r.kind === "event" && r.method === "audit/rotate");
   assertEquals(rotates.length, archives.length, "one audit/rotate per archive");
   for (const [i, file] of log.files.entries()) {
