@@ -34,11 +34,13 @@ import type { AnchorHead } from "../anchor.ts";
 import type { AnchorFile } from "./anchor_file.ts";
 import { RefusedPathError, StorageError } from "./errors.ts";
 import {
+  indexedColumns,
   INSERT_SQL,
   INSERT_TEXT_SQL,
   insertParams,
   inspectSchema,
   migrate,
+  nextTsMax,
   refuseUnusable,
   searchText,
 } from "./sqlite_schema.ts";
@@ -156,10 +158,12 @@ function randomHex(): string {
 
 /** A name beside `base` that nothing has yet. */
 function freeName(base: string, tag: string): string {
-  for (;;) {
+  // 2^32 names: a clash is rare, a hundred in a row is someone making them on purpose.
+  for (let attempt = 0; attempt < 100; attempt++) {
     const name = `${base}.${tag}-${randomHex()}`;
     if (lstatOrNothing(name) === undefined) return name;
   }
+  throw new StorageError(`cannot find a free name beside ${base}`);
 }
 
 /** A database connection held by the store, and what it knows about the files it writes. */
@@ -181,10 +185,11 @@ interface Connection {
   rowAt: StatementSync;
 }
 
-/** The stored line of the last row, as `begin` and the anchor need it. */
+/** The last row, as `begin` and the anchor need it. */
 interface Row {
   seq: number;
   line: string;
+  tsMax: number | null;
 }
 
 /** What `#checkTarget` saw when the path stopped naming the database held. */
@@ -195,13 +200,20 @@ interface Lost {
   foreign: Deno.FileInfo | undefined;
 }
 
-/** The last record this store committed. */
-interface Committed extends AnchorHead {
-  /** Already covered by a sync (and so by the anchor). */
-  synced: boolean;
-}
-
-/** Writes audit records to an SQLite database, with any number of other writers. */
+/**
+ * Writes audit records to an SQLite database, with any number of other writers.
+ *
+ * @example
+ * ```ts
+ * import { SqliteStore } from "./sqlite.ts";
+ * const dir = Deno.makeTempDirSync();
+ * const store = new SqliteStore(`${dir}/audit.db`, { durability: "batch", busyTimeoutMs: 5000 });
+ * const start = store.begin(); // write-locked; start.head is null: an empty log
+ * store.commit(); // committed, unlocked, the WAL synced in the background
+ * store.close();
+ * await store.settled();
+ * ```
+ */
 export class SqliteStore implements RecordStore {
   readonly backend = "sqlite" as const;
   readonly path: string;
@@ -213,8 +225,10 @@ export class SqliteStore implements RecordStore {
   #inBatch = false;
   /** The last record written in the open batch. */
   #written: StoredRecord | undefined;
+  /** `ts_max` of the last row written (or found at `begin`). */
+  #tsMax: number | null = null;
   /** The last record this store committed; undefined before the first commit and after a fault. */
-  #last: Committed | undefined;
+  #last: AnchorHead | undefined;
   #lost: Lost | undefined;
   /** A failure that ends the store: every later call throws it (fail closed). */
   #failure: StorageError | undefined;
@@ -308,7 +322,7 @@ export class SqliteStore implements RecordStore {
           shm,
           insert: db.prepare(INSERT_SQL),
           insertText: db.prepare(INSERT_TEXT_SQL),
-          head: db.prepare("SELECT seq, line FROM records ORDER BY seq DESC LIMIT 1"),
+          head: db.prepare("SELECT seq, line, ts_max FROM records ORDER BY seq DESC LIMIT 1"),
           rowAt: db.prepare("SELECT seq, line FROM records WHERE seq = ?"),
         };
       } catch (e) {
@@ -423,7 +437,11 @@ export class SqliteStore implements RecordStore {
     if (typeof row.seq !== "number" || typeof row.line !== "string") {
       throw new StorageError(`the last row of ${this.path} is not a record row`);
     }
-    return { seq: row.seq, line: row.line };
+    return {
+      seq: row.seq,
+      line: row.line,
+      tsMax: typeof row.ts_max === "number" ? row.ts_max : null,
+    };
   }
 
   begin(): BatchStart {
@@ -459,6 +477,7 @@ export class SqliteStore implements RecordStore {
       }
       this.#inBatch = true;
       this.#written = undefined;
+      this.#tsMax = row?.tsMax ?? null;
       return { head: changed ? head : undefined, changes };
     } catch (e) {
       this.#rollback(this.#conn);
@@ -553,7 +572,7 @@ export class SqliteStore implements RecordStore {
    * Another writer moves the head on; nobody removes or rewrites records. When the record this
    * store committed last is gone or changed, the log was cut or rewritten behind its back.
    */
-  #checkOwn(conn: Connection, last: Committed, head: StoredHead | null): StoreChange | undefined {
+  #checkOwn(conn: Connection, last: AnchorHead, head: StoredHead | null): StoreChange | undefined {
     const details: JsonObject = {
       path: this.path,
       expected_seq: last.seq,
@@ -600,13 +619,16 @@ export class SqliteStore implements RecordStore {
     const conn = this.#usable();
     if (!this.#inBatch) throw new StorageError("write outside a batch");
     const r = entry.record;
+    const columns = indexedColumns(r);
+    const tsMax = nextTsMax(this.#tsMax, columns.ts_ms);
     try {
-      conn.insert.run(...insertParams(r, entry.line));
+      conn.insert.run(...insertParams(columns, entry.line, tsMax));
       conn.insertText.run(r.seq, searchText(r));
     } catch (e) {
       throw storageError(`cannot store record ${r.seq} in the audit database ${this.path}`, e);
     }
     this.#written = entry;
+    this.#tsMax = tsMax;
   }
 
   startNewFile(): JsonObject {
@@ -691,6 +713,12 @@ export class SqliteStore implements RecordStore {
     this.#conn = conn;
     this.#lost = undefined;
     try {
+      // Empty, unless another process started it first.
+      this.#tsMax = this.#readHead(conn)?.tsMax ?? null;
+    } catch (e) {
+      throw this.#fail(`cannot read the new audit database ${this.path}`, e);
+    }
+    try {
       old.db.exec("PRAGMA synchronous = FULL");
       // Copies the WAL into the database file (synced), so a moved database is whole on its own.
       old.db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
@@ -766,7 +794,6 @@ export class SqliteStore implements RecordStore {
       hash: hash("sha256", w.line, "hex"),
       id: w.record.id,
       ts: w.record.ts,
-      synced: this.#durability === "entry",
     };
     switch (this.#durability) {
       case "entry":
@@ -812,7 +839,6 @@ export class SqliteStore implements RecordStore {
         throw this.#fail(`cannot sync the audit database ${this.path}`, e);
       }
       this.#dirty = false;
-      if (this.#last !== undefined) this.#last.synced = true;
     }
     if (this.#last !== undefined) this.#anchorAfterSync(this.#last);
   }
@@ -853,10 +879,7 @@ export class SqliteStore implements RecordStore {
     })().then(
       () => {
         this.#syncing = undefined;
-        if (head !== undefined) {
-          head.synced = true;
-          this.#anchorSoon(head);
-        }
+        if (head !== undefined) this.#anchor?.writeSoon(anchorHead(head));
         if (this.#dirty && this.#failure === undefined && this.#conn !== undefined) {
           this.#syncInBackground();
         }
@@ -879,10 +902,6 @@ export class SqliteStore implements RecordStore {
       if (e instanceof StorageError) this.#failure ??= e;
       throw e;
     }
-  }
-
-  #anchorSoon(head: AnchorHead): void {
-    this.#anchor?.writeSoon(anchorHead(head));
   }
 
   async settled(): Promise<void> {

@@ -35,6 +35,7 @@ const MIGRATIONS: readonly string[] = [
     id TEXT NOT NULL,
     ts TEXT NOT NULL,
     ts_ms INTEGER,
+    ts_max INTEGER,
     kind TEXT NOT NULL,
     direction TEXT NOT NULL,
     method TEXT,
@@ -48,11 +49,20 @@ const MIGRATIONS: readonly string[] = [
   ) STRICT;
   -- Every index ends in the rowid (seq), so each is a (column, seq) index: a keyset page on one
   -- filter is a range scan in seq order, newest or oldest first, with no sort.
-  CREATE INDEX records_ts ON records(ts_ms);
+  -- Time: writers' clocks make ts only nearly follow seq. ts_max is the greatest ts_ms up to
+  -- and including the row, so it never decreases with seq: the rows before the first with
+  -- ts_max >= T all lie before T. The few rows whose ts_ms is below ts_max (written late, a
+  -- clock stepped back) have an index of their own. Together they turn a time window into an
+  -- exact seq range (sqlite_query.ts), whatever the clocks did.
+  CREATE INDEX records_ts_max ON records(ts_max);
+  CREATE INDEX records_late ON records(ts_ms) WHERE ts_ms < ts_max;
   CREATE INDEX records_kind ON records(kind);
   CREATE INDEX records_direction ON records(direction);
   CREATE INDEX records_method ON records(method);
   CREATE INDEX records_tool ON records(tool_name) WHERE tool_name IS NOT NULL;
+  -- The stats' busiest tools, counted from this index alone.
+  CREATE INDEX records_tool_calls ON records(tool_name)
+    WHERE kind = 'request' AND method = 'tools/call' AND tool_name IS NOT NULL;
   CREATE INDEX records_session ON records(session);
   CREATE INDEX records_client ON records(client_id);
   CREATE INDEX records_server ON records(server_id);
@@ -133,18 +143,32 @@ export function indexedColumns(r: AuditRecord): IndexedColumns {
 }
 
 /** The statement that stores a row; its parameters are {@link insertParams}. */
-export const INSERT_SQL = "INSERT INTO records (seq, id, ts, ts_ms, kind, direction, method, " +
-  "tool_name, session, client_id, server_id, action, is_error, line) " +
-  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+export const INSERT_SQL = "INSERT INTO records (seq, id, ts, ts_ms, ts_max, kind, direction, " +
+  "method, tool_name, session, client_id, server_id, action, is_error, line) " +
+  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
-/** The parameters of {@link INSERT_SQL} for a record and its stored line. */
-export function insertParams(r: AuditRecord, line: string): (string | number | null)[] {
-  const c = indexedColumns(r);
+/** The running maximum of `ts_ms`: the row before's `ts_max` and this row's `ts_ms`. */
+export function nextTsMax(before: number | null, tsMs: number | null): number | null {
+  if (before === null) return tsMs;
+  if (tsMs === null) return before;
+  return Math.max(before, tsMs);
+}
+
+/**
+ * The parameters of {@link INSERT_SQL} for a record's columns ({@link indexedColumns}) and its
+ * stored line; `tsMax` is the {@link nextTsMax} of the row before's and this record's.
+ */
+export function insertParams(
+  c: IndexedColumns,
+  line: string,
+  tsMax: number | null,
+): (string | number | null)[] {
   return [
     c.seq,
     c.id,
     c.ts,
     c.ts_ms,
+    tsMax,
     c.kind,
     c.direction,
     c.method,

@@ -1,0 +1,291 @@
+/**
+ * The stored lines of an SQLite log, for `verify`: every row in seq order, read-only, with what
+ * its indexed columns and its search-index entry say compared against its line.
+ *
+ * The line is the evidence and the chain checks it; the columns are what queries filter on. A
+ * column changed without the line (`UPDATE records SET tool_name = 'x'`) hides a record from the
+ * queries that look for it, so it is reported too (`disagree`), as is a row missing from the
+ * full-text index or indexed with text of another length.
+ *
+ * @module
+ */
+import { DatabaseSync, type SQLOutputValue } from "node:sqlite";
+import {
+  isJsonObject,
+  type JsonObject,
+  type JsonValue,
+  parseLossless,
+} from "../../jsonrpc/json.ts";
+import { StorageError } from "./errors.ts";
+import {
+  INDEXED_COLUMNS,
+  type IndexedColumns,
+  inspectSchema,
+  nextTsMax,
+  refuseUnusable,
+  searchText,
+} from "./sqlite_schema.ts";
+
+/** One row of an SQLite log, in the shape verify reads the lines of a file. */
+export interface SqliteLine {
+  /** The database's path. */
+  file: string;
+  /** The row's seq (its rowid). */
+  lineNo: number;
+  /** Always 0: a row has no byte offset. */
+  offset: number;
+  /** The stored line. */
+  text: string;
+  /** Always true: a row is stored whole or not at all. */
+  terminated: true;
+  /**
+   * The first indexed column whose value differs from what the line says
+   * (`tool_name is 'x' but the record says 'read_file'`), or a row the search index disagrees
+   * with; null when the row agrees with its line (or the line is no record: verify says so).
+   */
+  disagree: string | null;
+}
+
+/** How to read. */
+export interface ReadSqliteOptions {
+  /** Stops the read: the iteration throws the signal's reason. */
+  signal?: AbortSignal;
+  /** How long to wait on a writer recovering the database. */
+  busyTimeoutMs?: number;
+}
+
+const SQLITE_HEADER = "SQLite format 3\0";
+const PAGE = 1000;
+const encoder = new TextEncoder();
+
+function message(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** True when `path` is a file whose first 16 bytes are SQLite's header. Never throws. */
+export function isSqliteFile(path: string): boolean {
+  try {
+    const stat = Deno.statSync(path);
+    if (!stat.isFile || stat.size < SQLITE_HEADER.length) return false;
+    using file = Deno.openSync(path, { read: true });
+    const buf = new Uint8Array(SQLITE_HEADER.length);
+    let at = 0;
+    while (at < buf.length) {
+      const n = file.readSync(buf.subarray(at));
+      if (n === null) return false;
+      at += n;
+    }
+    const want = encoder.encode(SQLITE_HEADER);
+    return buf.every((b, i) => b === want[i]);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Every row of the database at `path`, oldest first, in pages of 1,000 (memory is bounded by a
+ * page). Rows appended while reading are read too.
+ * @throws {StorageError} when the database cannot be read, is not a log of ours, or is of a
+ *   newer schema
+ */
+export async function* readSqliteLines(
+  path: string,
+  options: ReadSqliteOptions = {},
+): AsyncIterable<SqliteLine> {
+  let db: DatabaseSync;
+  try {
+    db = new DatabaseSync(path, { readOnly: true });
+  } catch (e) {
+    throw new StorageError(`cannot read the audit database ${path}: ${message(e)}`, { cause: e });
+  }
+  try {
+    let page;
+    try {
+      db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.trunc(options.busyTimeoutMs ?? 5000))}`);
+      refuseUnusable(inspectSchema(db), path, false);
+      page = db.prepare(
+        `SELECT r.seq, ${
+          INDEXED_COLUMNS.filter((c) => c !== "seq").map((c) => `r.${c}`).join(", ")
+        }, ` +
+          `r.ts_max, r.line, d.sz FROM records r LEFT JOIN records_fts_docsize d ON d.id = r.seq ` +
+          `WHERE r.seq > ? ORDER BY r.seq LIMIT ${PAGE}`,
+      );
+    } catch (e) {
+      if (e instanceof StorageError) throw e;
+      throw new StorageError(`cannot read the audit database ${path}: ${message(e)}`, {
+        cause: e,
+      });
+    }
+    let after = Number.MIN_SAFE_INTEGER;
+    // ts_max as the lines read so far say it must be.
+    const running: { tsMax: number | null } = { tsMax: null };
+    for (;;) {
+      options.signal?.throwIfAborted();
+      let rows;
+      try {
+        rows = page.all(after);
+      } catch (e) {
+        throw new StorageError(
+          `cannot read the audit database ${path} after seq ${after}: ${message(e)}`,
+          { cause: e },
+        );
+      }
+      for (const row of rows) {
+        const seq = row.seq;
+        const text = row.line;
+        if (typeof seq !== "number" || typeof text !== "string") {
+          throw new StorageError(`a row of ${path} has no seq or no line`);
+        }
+        after = seq;
+        yield {
+          file: path,
+          lineNo: seq,
+          offset: 0,
+          text,
+          terminated: true,
+          disagree: disagree(row, text, running),
+        };
+      }
+      if (rows.length < PAGE) return;
+      // Let other work run between pages.
+      await Promise.resolve();
+    }
+  } finally {
+    db.close();
+  }
+}
+
+function show(v: SQLOutputValue | undefined): string {
+  if (typeof v === "string") return `'${v}'`;
+  if (v === null || v === undefined) return "null";
+  if (v instanceof Uint8Array) return `a blob of ${v.length} bytes`;
+  return String(v);
+}
+
+/**
+ * What is wrong with a row whose line is `text`, or null. `running` carries the greatest ts of
+ * the lines before, from row to row.
+ */
+function disagree(
+  row: Record<string, SQLOutputValue>,
+  text: string,
+  running: { tsMax: number | null },
+): string | null {
+  let parsed: JsonValue;
+  try {
+    parsed = parseLossless(text);
+  } catch {
+    return null;
+  }
+  if (!isJsonObject(parsed)) return null;
+  const expected = columnsFromLine(parsed);
+  if (expected === null) return null;
+  const tsMax = nextTsMax(running.tsMax, expected.ts_ms);
+  running.tsMax = tsMax;
+  for (const column of INDEXED_COLUMNS) {
+    const want = expected[column];
+    const have = row[column];
+    if (have !== want) {
+      return `${column} is ${show(have)} but the record says ${show(want)}`;
+    }
+  }
+  if (row.ts_max !== tsMax) {
+    return `ts_max is ${show(row.ts_max)} but the records up to this one say ${show(tsMax)}`;
+  }
+  return searchIndexDisagrees(row.sz, parsed);
+}
+
+/**
+ * The row's entry in the full-text index holds one trigram per character of its text after the
+ * first two: a row left out of the index, or indexed with other text, shows in that count.
+ */
+function searchIndexDisagrees(sz: SQLOutputValue | undefined, r: JsonObject): string | null {
+  const chars =
+    [...searchText({ params: r.params ?? null, result: r.result ?? null, error: r.error ?? null })]
+      .length;
+  const want = Math.max(0, chars - 2);
+  if (!(sz instanceof Uint8Array)) {
+    return "the row is missing from the search index: q does not find it";
+  }
+  const have = varint(sz);
+  if (have !== want) {
+    return `the search index holds ${have} trigrams for the row, but its params, result and ` +
+      `error make ${want}`;
+  }
+  return null;
+}
+
+/** SQLite's variable-length integer at the start of `bytes` (FTS5's size records use it). */
+function varint(bytes: Uint8Array): number {
+  let v = 0;
+  for (let i = 0; i < Math.min(bytes.length, 9); i++) {
+    const b = bytes[i]!;
+    if (i === 8) return v * 256 + b;
+    v = v * 128 + (b & 0x7f);
+    if ((b & 0x80) === 0) return v;
+  }
+  return v;
+}
+
+function str(o: JsonObject, key: string): string | undefined {
+  const v = o[key];
+  return typeof v === "string" ? v : undefined;
+}
+
+function strOrNull(o: JsonObject, key: string): string | null | undefined {
+  const v = o[key];
+  return v === null ? null : typeof v === "string" ? v : undefined;
+}
+
+/**
+ * The indexed columns as the line says they must be (as `indexedColumns` computes them from the
+ * record when storing it), or null when the line lacks a field the columns come from.
+ */
+function columnsFromLine(o: JsonObject): IndexedColumns | null {
+  const seq = o.seq;
+  const id = str(o, "id");
+  const ts = str(o, "ts");
+  const kind = str(o, "kind");
+  const direction = str(o, "direction");
+  const method = strOrNull(o, "method");
+  const tool = strOrNull(o, "tool_name");
+  const session = strOrNull(o, "session");
+  const client = str(o, "client_id");
+  const server = str(o, "server_id");
+  const decision = o.decision;
+  if (
+    typeof seq !== "number" || id === undefined || ts === undefined || kind === undefined ||
+    direction === undefined || method === undefined || tool === undefined ||
+    session === undefined || client === undefined || server === undefined
+  ) {
+    return null;
+  }
+  let action: string | null = null;
+  if (decision !== null && decision !== undefined) {
+    if (!isJsonObject(decision)) return null;
+    const a = decision.action;
+    if (typeof a !== "string") return null;
+    action = a;
+  }
+  const error = o.error ?? null;
+  const result = o.result ?? null;
+  // As isErrorRecord in query.ts: an error, or a result that says isError.
+  const isError = error !== null ||
+    (isJsonObject(result) && result.isError === true);
+  const ms = Date.parse(ts);
+  return {
+    seq,
+    id,
+    ts,
+    ts_ms: Number.isFinite(ms) ? ms : null,
+    kind,
+    direction,
+    method,
+    tool_name: tool,
+    session,
+    client_id: client,
+    server_id: server,
+    action,
+    is_error: isError ? 1 : 0,
+  };
+}
