@@ -3,9 +3,15 @@
  * and exits 1. The disk filling up is simulated with a file size limit (RLIMIT_FSIZE).
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { auditEnv, readLog } from "./helpers.ts";
+import { auditEnv, readLog, STORAGE } from "./helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;
+/**
+ * The file size limit in KiB, reached mid-session. SQLite needs room for its schema first (64 KiB
+ * refuses it at start), and its write-ahead log grows by whole pages each commit, up to 4 MiB
+ * before a checkpoint: 1 MiB fills after a few dozen round trips.
+ */
+const LIMIT_KIB = STORAGE === "sqlite" ? 1024 : 64;
 
 Deno.test({
   name: "a failing audit log stops forwarding: every delivered response has a complete record",
@@ -16,7 +22,7 @@ Deno.test({
       const log = `${dir}/audit.jsonl`;
       const deno = Deno.execPath();
       // Ignore SIGXFSZ so that a write past the limit fails with EFBIG instead of killing us.
-      const script = `trap '' XFSZ; ulimit -f 64; exec "$0" run -A "$1" -- "$0" run "$2"`;
+      const script = `trap '' XFSZ; ulimit -f ${LIMIT_KIB}; exec "$0" run -A "$1" -- "$0" run "$2"`;
       const env = Deno.env.toObject();
       for (const name of Object.keys(env)) {
         if (name === "AUDIT_SECRET" || name.startsWith("MCP_AUDIT_")) delete env[name];
