@@ -357,10 +357,15 @@ export class SqliteQuery implements RecordQuery {
       ) {
         if (isKind(row.kind) && typeof row.n === "number") byKind[row.kind] = row.n;
       }
+      // Over the whole log (or one tool), the index of tools/call requests alone is counted;
+      // the planner, with no statistics, would read every tools/call row instead. With other
+      // filters it chooses well.
+      const bare = Object.entries(filter).every(([k, v]) => v === undefined || k === "toolName");
+      const topFrom = bare ? "records r INDEXED BY records_tool_calls" : from;
       const topTools: { name: string; count: number }[] = [];
       for (
         const row of db.prepare(
-          `SELECT r.tool_name AS name, count(*) AS n FROM ${from} WHERE ${cond} ` +
+          `SELECT r.tool_name AS name, count(*) AS n FROM ${topFrom} WHERE ${cond} ` +
             `AND r.kind = 'request' AND r.method = 'tools/call' AND r.tool_name IS NOT NULL ` +
             `GROUP BY r.tool_name ORDER BY n DESC, name LIMIT ${TOP_TOOLS}`,
         ).all(...params)

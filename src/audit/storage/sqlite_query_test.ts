@@ -348,6 +348,10 @@ Deno.test("SqliteQuery refuses what is not a log of ours", () => {
   const text = `${tmp.dir}/audit.jsonl`;
   Deno.writeTextFileSync(text, "x".repeat(200));
   assert.throws(() => new SqliteQuery(text), StorageError);
+  const empty = `${tmp.dir}/empty.db`;
+  new DatabaseSync(empty).close();
+  Deno.writeFileSync(empty, new Uint8Array(0));
+  assert.throws(() => new SqliteQuery(empty), /holds no audit records/);
   const newer = `${tmp.dir}/newer.db`;
   fill(newer, 1);
   const n = new DatabaseSync(newer);

@@ -262,6 +262,9 @@ export function refuseUnusable(facts: SchemaFacts, path: string, writing: boolea
       );
     case "empty":
     case "ours":
+      if (!writing && facts.kind === "empty") {
+        throw new StorageError(`${path} is an empty database: it holds no audit records`);
+      }
       if (facts.version > SCHEMA_VERSION) {
         throw new StorageError(
           `${path} was written by a newer mcp-audit (database schema ${facts.version}; this ` +
