@@ -229,6 +229,8 @@ export class SqliteStore implements RecordStore {
   #tsMax: number | null = null;
   /** The last record this store committed; undefined before the first commit and after a fault. */
   #last: AnchorHead | undefined;
+  /** The database {@link #last} is in: after a new database is started, not the current one. */
+  #lastIn: DatabaseSync | undefined;
   #lost: Lost | undefined;
   /** A failure that ends the store: every later call throws it (fail closed). */
   #failure: StorageError | undefined;
@@ -467,7 +469,7 @@ export class SqliteStore implements RecordStore {
       const last = this.#last;
       const changed = last === undefined || head === null || head.seq !== last.seq ||
         head.hash !== last.hash;
-      if (changed && last !== undefined && lost === undefined) {
+      if (changed && last !== undefined && lost === undefined && this.#lastIn === conn.db) {
         const cut = this.#checkOwn(conn, last, head);
         if (cut !== undefined) changes.push(cut);
       }
@@ -795,6 +797,7 @@ export class SqliteStore implements RecordStore {
       id: w.record.id,
       ts: w.record.ts,
     };
+    this.#lastIn = this.#conn?.db;
     switch (this.#durability) {
       case "entry":
         this.#anchorAfterSync(this.#last);

@@ -522,6 +522,24 @@ Deno.test("SqliteStore: a database deleted mid-run goes on in a new database at 
   if (posix) assert.equal(Deno.statSync(path).mode! & 0o777, 0o600);
 });
 
+Deno.test("SqliteStore: a batch abandoned after a new database was started reports no cut there", () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.db`;
+  const store = open(path);
+  const w = new Writer(store);
+  w.batch(3);
+  Deno.removeSync(path);
+  store.begin();
+  store.startNewFile();
+  w.one({ kind: "event", method: "audit/recover", tool_name: null });
+  store.abort();
+  const start = store.begin();
+  store.abort();
+  store.close();
+  // The new database is empty: nothing of it was removed, and its head says so.
+  assert.deepEqual(start, { head: null, changes: [] });
+});
+
 Deno.test("SqliteStore: a database moved away mid-run keeps its closing record and is whole on its own", async () => {
   using tmp = tempDir();
   const path = `${tmp.dir}/audit.db`;
