@@ -28,6 +28,9 @@
  * Last the detectors part, `scripts/bench_detectors.ts`: the value detectors on adversarial strings
  * at 1 MiB and 2 MiB, the ratio of the two times (about 2 when linear), flagged when super-linear.
  *
+ * Then storage, `scripts/bench_storage.ts`: records/s for JSONL and SQLite, sync and async, and
+ * reads of a large SQLite log.
+ *
  * @module
  */
 import {
@@ -78,6 +81,7 @@ import {
   writeGuardrailsConfig,
 } from "./bench_guardrails_config.ts";
 import { type HttpBenchResult, httpReport, runHttpBench } from "./bench_http.ts";
+import { runStorageBench, type StorageBenchResult, storageReport } from "./bench_storage.ts";
 import { type DetectorBenchResult, detectorReport, runDetectorBench } from "./bench_detectors.ts";
 
 const USAGE = `usage: deno task bench [--quick] [--json] [--keep] [--profile]
@@ -860,6 +864,11 @@ async function main(args: string[]): Promise<number> {
       quick: flags.quick === true,
       progress,
     });
+    const storage: StorageBenchResult = await runStorageBench({
+      quick: flags.quick === true,
+      dir,
+      progress,
+    });
     const header = `mcp-audit stdio bench: deno ${Deno.version.deno}, ` +
       `${Deno.build.os}/${Deno.build.arch}, ${navigator.hardwareConcurrency} CPUs, ` +
       `${flags.quick ? "quick" : "full"} run in ${seconds.toFixed(1)} s, ${plan.rounds} ` +
@@ -884,6 +893,7 @@ async function main(args: string[]): Promise<number> {
           profiles,
           http,
           detectors,
+          storage,
         },
         null,
         2,
@@ -896,6 +906,8 @@ async function main(args: string[]): Promise<number> {
           ...httpReport(http),
           "",
           ...detectorReport(detectors),
+          "",
+          ...storageReport(storage),
         ].join("\n"),
       );
     }
