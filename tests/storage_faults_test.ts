@@ -293,6 +293,13 @@ Deno.test("an archive deleted while two proxies write: the run goes on, verify t
   assert(deleted !== undefined, "an archive was deleted");
   const log = await readStored(setup);
   const names = log.files.map((f) => f.path.slice(f.path.lastIndexOf("/") + 1));
+  const reused = log.files.find((f) => f.path.endsWith(`/${deleted!.name}`));
+  assert(
+    reused === undefined,
+    `the name ${deleted.name}, freed by the deletion, was given to a newer archive (seq ` +
+      `${reused?.lines[0]?.record?.seq}-${reused?.lines.at(-1)?.record?.seq}): archives are ` +
+      `ordered by name, so it now reads before older ones (files: ${names})`,
+  );
   assertEquals(
     log.records.filter((r) => r.seq <= deleted!.lastSeq).map((r) => r.seq),
     [],
