@@ -40,6 +40,7 @@ import {
   starts,
   startWriter,
   type StorageSetup,
+  storageTest,
   type StoredLog,
   type TornLine,
   unrecorded,
@@ -160,62 +161,65 @@ for (const backend of ["jsonl", "sqlite"] as const) {
       const rule = mode === "sync"
         ? "every answered call has both records"
         : `answered calls lacking records are at most the queue (${ASYNC.queueSize})`;
-      Deno.test(`kill -9 under load, ${backend} ${mode} durability ${durability}: ${rule}; a restart continues the chain`, async () => {
-        await using dir = await tempDir(`kill-${backend}-${mode}-${durability}`);
-        const signal = deadline(60_000);
-        const setup: StorageSetup = {
-          backend,
-          path: pathFor(dir.path, backend),
-          durability,
-          ...(mode === "async" ? { async: ASYNC } : {}),
-        };
-        let victim: { pid: number; outcome: CallOutcome; family: Proc[] };
-        {
-          await using proxy = startWriter(dir.path, setup);
-          const caller = new Caller(proxy, "victim");
-          const { outcome, family } = await killUnderLoad(proxy, caller, KILL_AFTER, signal);
-          victim = { pid: proxy.pid, outcome, family };
-        }
-        await assertNoStrays(dir.path, victim.family);
+      storageTest(
+        `kill -9 under load, ${backend} ${mode} durability ${durability}: ${rule}; a restart continues the chain`,
+        async () => {
+          await using dir = await tempDir(`kill-${backend}-${mode}-${durability}`);
+          const signal = deadline(60_000);
+          const setup: StorageSetup = {
+            backend,
+            path: pathFor(dir.path, backend),
+            durability,
+            ...(mode === "async" ? { async: ASYNC } : {}),
+          };
+          let victim: { pid: number; outcome: CallOutcome; family: Proc[] };
+          {
+            await using proxy = startWriter(dir.path, setup);
+            const caller = new Caller(proxy, "victim");
+            const { outcome, family } = await killUnderLoad(proxy, caller, KILL_AFTER, signal);
+            victim = { pid: proxy.pid, outcome, family };
+          }
+          await assertNoStrays(dir.path, victim.family);
 
-        const crashed = await readStored(setup);
-        const torn = assertOneChain(crashed);
-        if (backend === "sqlite") assertEquals(torn, [], "SQLite keeps no partial row");
-        assert(torn.length <= 1, `at most the last line is torn: ${JSON.stringify(torn)}`);
-        const lastLine = crashed.lines.at(-1)!;
-        if (torn.length === 1) {
-          assertEquals(torn[0]!.offset, lastLine.offset, "only the very last line is torn");
-        }
-        const session = sessionOf(crashed.records, victim.pid);
-        const lacking = unrecorded(crashed.records, session, victim.outcome.answered);
-        console.log(
-          `${backend} ${mode} ${durability}: ${victim.outcome.answered.length} answered of ` +
-            `${victim.outcome.sent.length} sent; ${lacking.calls.length} answered calls lack ` +
-            `records (${lacking.records} records)${torn.length > 0 ? "; last line torn" : ""}`,
-        );
-        if (mode === "sync") {
-          assertEquals(lacking.calls, [], "answered calls without their records");
-        } else {
-          assert(
-            lacking.records <= ASYNC.queueSize,
-            `the async window (${lacking.records} records) is at most the queue (${ASYNC.queueSize})`,
+          const crashed = await readStored(setup);
+          const torn = assertOneChain(crashed);
+          if (backend === "sqlite") assertEquals(torn, [], "SQLite keeps no partial row");
+          assert(torn.length <= 1, `at most the last line is torn: ${JSON.stringify(torn)}`);
+          const lastLine = crashed.lines.at(-1)!;
+          if (torn.length === 1) {
+            assertEquals(torn[0]!.offset, lastLine.offset, "only the very last line is torn");
+          }
+          const session = sessionOf(crashed.records, victim.pid);
+          const lacking = unrecorded(crashed.records, session, victim.outcome.answered);
+          console.log(
+            `${backend} ${mode} ${durability}: ${victim.outcome.answered.length} answered of ` +
+              `${victim.outcome.sent.length} sent; ${lacking.calls.length} answered calls lack ` +
+              `records (${lacking.records} records)${torn.length > 0 ? "; last line torn" : ""}`,
           );
-          // Whatever was stored of the answered calls is a prefix: the queue is lost whole.
-          const firstLacking = lacking.calls[0] ?? Infinity;
-          const storedAfterGap = victim.outcome.answered.filter((id) =>
-            id > firstLacking && !lacking.calls.includes(id)
-          );
-          assertEquals(storedAfterGap, [], "no answered call is stored after one that is lost");
-        }
+          if (mode === "sync") {
+            assertEquals(lacking.calls, [], "answered calls without their records");
+          } else {
+            assert(
+              lacking.records <= ASYNC.queueSize,
+              `the async window (${lacking.records} records) is at most the queue (${ASYNC.queueSize})`,
+            );
+            // Whatever was stored of the answered calls is a prefix: the queue is lost whole.
+            const firstLacking = lacking.calls[0] ?? Infinity;
+            const storedAfterGap = victim.outcome.answered.filter((id) =>
+              id > firstLacking && !lacking.calls.includes(id)
+            );
+            assertEquals(storedAfterGap, [], "no answered call is stored after one that is lost");
+          }
 
-        const before = await snapshot(setup, crashed);
-        const lastSeqBefore = crashed.records.at(-1)!.seq;
-        const restartPid = await restart(dir.path, setup, signal);
-        await assertNoStrays(dir.path);
-        const after = await assertContinued(setup, before, torn, lastSeqBefore, restartPid);
-        assertEquals(after.torn.length, torn.length, "no new torn line");
-        await assertVerifiesAfterKill(setup, after.torn);
-      });
+          const before = await snapshot(setup, crashed);
+          const lastSeqBefore = crashed.records.at(-1)!.seq;
+          const restartPid = await restart(dir.path, setup, signal);
+          await assertNoStrays(dir.path);
+          const after = await assertContinued(setup, before, torn, lastSeqBefore, restartPid);
+          assertEquals(after.torn.length, torn.length, "no new torn line");
+          await assertVerifiesAfterKill(setup, after.torn);
+        },
+      );
     }
   }
 }
@@ -226,165 +230,176 @@ const PAD = "p".repeat(2_000);
 const BIG_BATCHES: AsyncSetup = { batchSize: 256, queueSize: 1024, flushIntervalMs: 600_000 };
 
 for (const backend of ["jsonl", "sqlite"] as const) {
-  Deno.test(`kill -9 of one of three ${backend} writers mid-batch: the other two finish with all their records; any torn line is named by audit/recover; after a restart verify passes`, async () => {
-    await using dir = await tempDir(`kill-one-of-three-${backend}`);
-    const signal = deadline(90_000);
-    const setup: StorageSetup = {
-      backend,
-      path: pathFor(dir.path, backend),
-      durability: "batch",
-      async: BIG_BATCHES,
-    };
-    let killed!: () => void;
-    const isKilled = new Promise<void>((resolve) => killed = resolve);
-    const survivors: { pid: number; outcome: CallOutcome }[] = [];
-    let victim: { pid: number; outcome: CallOutcome; family: Proc[] };
+  storageTest(
+    `kill -9 of one of three ${backend} writers mid-batch: the other two finish with all their records; any torn line is named by audit/recover; after a restart verify passes`,
+    async () => {
+      await using dir = await tempDir(`kill-one-of-three-${backend}`);
+      const signal = deadline(90_000);
+      const setup: StorageSetup = {
+        backend,
+        path: pathFor(dir.path, backend),
+        durability: "batch",
+        async: BIG_BATCHES,
+      };
+      let killed!: () => void;
+      const isKilled = new Promise<void>((resolve) => killed = resolve);
+      const survivors: { pid: number; outcome: CallOutcome }[] = [];
+      let victim: { pid: number; outcome: CallOutcome; family: Proc[] };
+      {
+        await using stack = new AsyncDisposableStack();
+        const a = stack.use(startWriter(dir.path, setup));
+        const b = stack.use(startWriter(dir.path, setup));
+        const v = stack.use(startWriter(dir.path, setup));
+        // The survivors write before the kill, wait for it, and write as much again after it.
+        const survive = async (proxy: ProxyProcess, name: string) => {
+          const caller = new Caller(proxy, name);
+          await caller.run(1, 600, 50, signal, { pad: PAD });
+          await isKilled;
+          const outcome = await caller.run(601, 600, 50, signal, { pad: PAD });
+          assert(!outcome.cut, `${name} kept answering after the kill`);
+          assertEquals(outcome.answered.length, 1_200, `${name}: every call answered`);
+          await proxy.closeInput();
+          const status = await proxy.finished(signal);
+          assertEquals(status.code, 0, `${name} exits 0:\n${proxy.stderr.text().slice(-3000)}`);
+          survivors.push({ pid: proxy.pid, outcome });
+        };
+        // Settled at once, so that a survivor's failure waits for the victim's end to be reported.
+        const running = [survive(a, "survivor-a"), survive(b, "survivor-b")].map((p) =>
+          p.then(() => undefined, (e: unknown) => e)
+        );
+        try {
+          const victimCaller = new Caller(v, "victim");
+          const { outcome, family } = await killUnderLoad(v, victimCaller, KILL_AFTER, signal, {
+            pad: PAD,
+          });
+          victim = { pid: v.pid, outcome, family };
+        } finally {
+          killed();
+        }
+        const failure = (await Promise.all(running)).find((e) => e !== undefined);
+        if (failure !== undefined) throw failure;
+      }
+      await assertNoStrays(dir.path, victim.family);
+
+      const log = await readStored(setup);
+      const torn = assertOneChain(log);
+      if (backend === "sqlite") assertEquals(torn, [], "SQLite keeps no partial row");
+      // The survivors wrote after the kill: they found what the victim left and named it.
+      assertTornCovered(log, torn);
+      for (const s of survivors) {
+        assertCallsRecorded(
+          log.records,
+          sessionOf(log.records, s.pid),
+          s.outcome.answered,
+          `survivor ${s.pid}`,
+        );
+      }
+      const lacking = unrecorded(
+        log.records,
+        sessionOf(log.records, victim.pid),
+        victim.outcome.answered,
+      );
+      console.log(
+        `${backend} one of three killed: ${victim.outcome.answered.length} answered; ` +
+          `${lacking.calls.length} answered calls lack records (${lacking.records} records); ` +
+          `${torn.length} torn line(s)`,
+      );
+      assert(lacking.records <= BIG_BATCHES.queueSize, "the victim lost at most its queue");
+
+      const before = await snapshot(setup, log);
+      const restartPid = await restart(dir.path, setup, signal);
+      await assertNoStrays(dir.path);
+      const after = await assertContinued(setup, before, torn, log.records.at(-1)!.seq, restartPid);
+      const v = await assertVerifiesAfterKill(setup, after.torn);
+      console.log(`${backend} one of three killed: verify exit ${v.code}: ${v.lines[0]}`);
+    },
+  );
+}
+
+storageTest(
+  "a line left half-written by a writer that died holding the lock is closed and named once by audit/recover by the writers that go on",
+  async () => {
+    // What kill -9 inside write(2) leaves, made deterministic: with both writers idle, the test
+    // takes their lock (`<log>.lock`, flock), appends half of a record line, and lets go, as a
+    // holder that dies does; then both write on.
+    await using dir = await tempDir("kill-torn-under-lock");
+    const signal = deadline(60_000);
+    const setup: StorageSetup = { backend: "jsonl", path: `${dir.path}/audit.jsonl` };
+    let tear!: () => void;
+    const torn = new Promise<void>((resolve) => tear = resolve);
+    const writers: { pid: number; outcome: CallOutcome }[] = [];
+    let tornAt = -1;
     {
       await using stack = new AsyncDisposableStack();
-      const a = stack.use(startWriter(dir.path, setup));
-      const b = stack.use(startWriter(dir.path, setup));
-      const v = stack.use(startWriter(dir.path, setup));
-      // The survivors write before the kill, wait for it, and write as much again after it.
-      const survive = async (proxy: ProxyProcess, name: string) => {
-        const caller = new Caller(proxy, name);
-        await caller.run(1, 600, 50, signal, { pad: PAD });
-        await isKilled;
-        const outcome = await caller.run(601, 600, 50, signal, { pad: PAD });
-        assert(!outcome.cut, `${name} kept answering after the kill`);
-        assertEquals(outcome.answered.length, 1_200, `${name}: every call answered`);
-        await proxy.closeInput();
-        const status = await proxy.finished(signal);
-        assertEquals(status.code, 0, `${name} exits 0:\n${proxy.stderr.text().slice(-3000)}`);
-        survivors.push({ pid: proxy.pid, outcome });
-      };
-      // Settled at once, so that a survivor's failure waits for the victim's end to be reported.
-      const running = [survive(a, "survivor-a"), survive(b, "survivor-b")].map((p) =>
-        p.then(() => undefined, (e: unknown) => e)
-      );
+      const proxies = [
+        stack.use(startWriter(dir.path, setup)),
+        stack.use(startWriter(dir.path, setup)),
+      ];
+      const idle: Promise<void>[] = [];
+      const running = proxies.map((proxy, k) => {
+        let paused!: () => void;
+        let failed!: (e: unknown) => void;
+        idle.push(new Promise<void>((resolve, reject) => [paused, failed] = [resolve, reject]));
+        return (async () => {
+          const caller = new Caller(proxy, `writer-${k}`);
+          try {
+            const first = await caller.run(1, 300, 50, signal);
+            assert(!first.cut, `writer ${k} answers:\n${proxy.stderr.text().slice(-3000)}`);
+          } catch (e) {
+            failed(e);
+            throw e;
+          }
+          paused();
+          await torn;
+          const outcome = await caller.run(301, 300, 50, signal);
+          assert(!outcome.cut, `writer ${k} kept answering after the torn write`);
+          await proxy.closeInput();
+          assertEquals((await proxy.finished(signal)).code, 0, proxy.stderr.text().slice(-3000));
+          writers.push({ pid: proxy.pid, outcome: { ...outcome, answered: caller.answered } });
+        })().then(() => undefined, (e: unknown) => e);
+      });
       try {
-        const victimCaller = new Caller(v, "victim");
-        const { outcome, family } = await killUnderLoad(v, victimCaller, KILL_AFTER, signal, {
-          pad: PAD,
-        });
-        victim = { pid: v.pid, outcome, family };
+        // Sync mode: every answered call is stored; both clients now wait.
+        await Promise.all(idle);
+        using lock = await Deno.open(`${setup.path}.lock`, { read: true, write: true });
+        await lock.lock(true);
+        const bytes = await Deno.readFile(setup.path);
+        const lastStart = bytes.lastIndexOf(0x0a, bytes.length - 2) + 1;
+        const half = bytes.subarray(
+          lastStart,
+          lastStart + Math.floor((bytes.length - lastStart) / 2),
+        );
+        tornAt = bytes.length;
+        using log = await Deno.open(setup.path, { append: true });
+        let at = 0;
+        while (at < half.length) at += await log.write(half.subarray(at));
+        // Closing the lock file (at the end of this block) releases the lock, as a death does.
       } finally {
-        killed();
+        tear();
       }
       const failure = (await Promise.all(running)).find((e) => e !== undefined);
       if (failure !== undefined) throw failure;
     }
-    await assertNoStrays(dir.path, victim.family);
+    await assertNoStrays(dir.path);
 
     const log = await readStored(setup);
-    const torn = assertOneChain(log);
-    if (backend === "sqlite") assertEquals(torn, [], "SQLite keeps no partial row");
-    // The survivors wrote after the kill: they found what the victim left and named it.
-    assertTornCovered(log, torn);
-    for (const s of survivors) {
+    const tornLines = assertOneChain(log);
+    assertEquals(tornLines.map((t) => t.offset), [tornAt], "the half line is kept where it was");
+    assertEquals(
+      recoveredTorn(log.records).filter((t) => t.offset === tornAt).length,
+      1,
+      "one audit/recover names it, once",
+    );
+    assertEquals(writers.length, 2);
+    for (const w of writers) {
       assertCallsRecorded(
         log.records,
-        sessionOf(log.records, s.pid),
-        s.outcome.answered,
-        `survivor ${s.pid}`,
+        sessionOf(log.records, w.pid),
+        w.outcome.answered,
+        `${w.pid}`,
       );
     }
-    const lacking = unrecorded(
-      log.records,
-      sessionOf(log.records, victim.pid),
-      victim.outcome.answered,
-    );
-    console.log(
-      `${backend} one of three killed: ${victim.outcome.answered.length} answered; ` +
-        `${lacking.calls.length} answered calls lack records (${lacking.records} records); ` +
-        `${torn.length} torn line(s)`,
-    );
-    assert(lacking.records <= BIG_BATCHES.queueSize, "the victim lost at most its queue");
-
-    const before = await snapshot(setup, log);
-    const restartPid = await restart(dir.path, setup, signal);
-    await assertNoStrays(dir.path);
-    const after = await assertContinued(setup, before, torn, log.records.at(-1)!.seq, restartPid);
-    const v = await assertVerifiesAfterKill(setup, after.torn);
-    console.log(`${backend} one of three killed: verify exit ${v.code}: ${v.lines[0]}`);
-  });
-}
-
-Deno.test("a line left half-written by a writer that died holding the lock is closed and named once by audit/recover by the writers that go on", async () => {
-  // What kill -9 inside write(2) leaves, made deterministic: with both writers idle, the test
-  // takes their lock (`<log>.lock`, flock), appends half of a record line, and lets go, as a
-  // holder that dies does; then both write on.
-  await using dir = await tempDir("kill-torn-under-lock");
-  const signal = deadline(60_000);
-  const setup: StorageSetup = { backend: "jsonl", path: `${dir.path}/audit.jsonl` };
-  let tear!: () => void;
-  const torn = new Promise<void>((resolve) => tear = resolve);
-  const writers: { pid: number; outcome: CallOutcome }[] = [];
-  let tornAt = -1;
-  {
-    await using stack = new AsyncDisposableStack();
-    const proxies = [
-      stack.use(startWriter(dir.path, setup)),
-      stack.use(startWriter(dir.path, setup)),
-    ];
-    const idle: Promise<void>[] = [];
-    const running = proxies.map((proxy, k) => {
-      let paused!: () => void;
-      let failed!: (e: unknown) => void;
-      idle.push(new Promise<void>((resolve, reject) => [paused, failed] = [resolve, reject]));
-      return (async () => {
-        const caller = new Caller(proxy, `writer-${k}`);
-        try {
-          const first = await caller.run(1, 300, 50, signal);
-          assert(!first.cut, `writer ${k} answers:\n${proxy.stderr.text().slice(-3000)}`);
-        } catch (e) {
-          failed(e);
-          throw e;
-        }
-        paused();
-        await torn;
-        const outcome = await caller.run(301, 300, 50, signal);
-        assert(!outcome.cut, `writer ${k} kept answering after the torn write`);
-        await proxy.closeInput();
-        assertEquals((await proxy.finished(signal)).code, 0, proxy.stderr.text().slice(-3000));
-        writers.push({ pid: proxy.pid, outcome: { ...outcome, answered: caller.answered } });
-      })().then(() => undefined, (e: unknown) => e);
-    });
-    try {
-      // Sync mode: every answered call is stored; both clients now wait.
-      await Promise.all(idle);
-      using lock = await Deno.open(`${setup.path}.lock`, { read: true, write: true });
-      await lock.lock(true);
-      const bytes = await Deno.readFile(setup.path);
-      const lastStart = bytes.lastIndexOf(0x0a, bytes.length - 2) + 1;
-      const half = bytes.subarray(
-        lastStart,
-        lastStart + Math.floor((bytes.length - lastStart) / 2),
-      );
-      tornAt = bytes.length;
-      using log = await Deno.open(setup.path, { append: true });
-      let at = 0;
-      while (at < half.length) at += await log.write(half.subarray(at));
-      // Closing the lock file (at the end of this block) releases the lock, as a death does.
-    } finally {
-      tear();
-    }
-    const failure = (await Promise.all(running)).find((e) => e !== undefined);
-    if (failure !== undefined) throw failure;
-  }
-  await assertNoStrays(dir.path);
-
-  const log = await readStored(setup);
-  const tornLines = assertOneChain(log);
-  assertEquals(tornLines.map((t) => t.offset), [tornAt], "the half line is kept where it was");
-  assertEquals(
-    recoveredTorn(log.records).filter((t) => t.offset === tornAt).length,
-    1,
-    "one audit/recover names it, once",
-  );
-  assertEquals(writers.length, 2);
-  for (const w of writers) {
-    assertCallsRecorded(log.records, sessionOf(log.records, w.pid), w.outcome.answered, `${w.pid}`);
-  }
-  const v = await assertVerifiesAfterKill(setup, tornLines);
-  console.log(`torn under the lock: verify exit ${v.code}: ${JSON.stringify(v.lines)}`);
-});
+    const v = await assertVerifiesAfterKill(setup, tornLines);
+    console.log(`torn under the lock: verify exit ${v.code}: ${JSON.stringify(v.lines)}`);
+  },
+);

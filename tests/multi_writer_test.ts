@@ -28,6 +28,7 @@ import {
   starts,
   startWriter,
   type StorageSetup,
+  storageTest,
   type StoredLog,
 } from "./storage_helpers.ts";
 
@@ -91,52 +92,58 @@ async function writeTogether(dir: string, setup: StorageSetup): Promise<StoredLo
   return log;
 }
 
-Deno.test("4 proxies × 5,000 calls on one JSONL file make one chain that verifies", async () => {
+storageTest("4 proxies × 5,000 calls on one JSONL file make one chain that verifies", async () => {
   await using dir = await tempDir("multi-jsonl");
   const log = await writeTogether(dir.path, { backend: "jsonl", path: `${dir.path}/audit.jsonl` });
   assertEquals(log.files.length, 1, "no rotation configured, no archive");
 });
 
-Deno.test("4 proxies × 5,000 calls on one SQLite database make one chain that verifies", async () => {
-  await using dir = await tempDir("multi-sqlite");
-  await writeTogether(dir.path, { backend: "sqlite", path: `${dir.path}/audit.db` });
-});
+storageTest(
+  "4 proxies × 5,000 calls on one SQLite database make one chain that verifies",
+  async () => {
+    await using dir = await tempDir("multi-sqlite");
+    await writeTogether(dir.path, { backend: "sqlite", path: `${dir.path}/audit.db` });
+  },
+);
 
-Deno.test("4 async proxies on one JSONL file rotating by size with gzip: one chain through the archives", async () => {
-  await using dir = await tempDir("multi-rotate");
-  const setup: StorageSetup = {
-    backend: "jsonl",
-    path: `${dir.path}/audit.jsonl`,
-    async: { batchSize: 128, queueSize: 1024, flushIntervalMs: 100 },
-    // 40,000 records of about 700 bytes: about seven rotations.
-    rotation: { maxSizeBytes: 4 << 20, compress: "gzip" },
-  };
-  const log = await writeTogether(dir.path, setup);
-  const archives = listArchiveFiles(setup.path);
-  assert(archives.length >= 3, `rotated several times: ${archives.map((a) => a.name)}`);
-  assert(
-    archives.some((a) => a.gzip),
-    `closed archives are compressed: ${archives.map((a) => a.name)}`,
-  );
-  console.log(
-    `rotation: ${log.records.length} records in ${archives.length} archives ` +
-      `(${archives.filter((a) => a.gzip).length} gzip) and the active file`,
-  );
-  const rotates = log.records.filter((r) => r.kind === "event" && r.method === "audit/rotate");
-  assertEquals(rotates.length, archives.length, "one audit/rotate per archive");
-  for (const [i, file] of log.files.entries()) {
-    if (i === 0) continue;
-    const first = file.lines[0]?.record;
-    assertEquals(first?.method, "audit/rotate", `${file.path} starts with audit/rotate`);
-    const archive = objectOf(first?.params)?.archive;
-    const before = log.files[i - 1]!.path;
+storageTest(
+  "4 async proxies on one JSONL file rotating by size with gzip: one chain through the archives",
+  async () => {
+    await using dir = await tempDir("multi-rotate");
+    const setup: StorageSetup = {
+      backend: "jsonl",
+      path: `${dir.path}/audit.jsonl`,
+      async: { batchSize: 128, queueSize: 1024, flushIntervalMs: 100 },
+      // 40,000 records of about 700 bytes: about seven rotations.
+      rotation: { maxSizeBytes: 4 << 20, compress: "gzip" },
+    };
+    const log = await writeTogether(dir.path, setup);
+    const archives = listArchiveFiles(setup.path);
+    assert(archives.length >= 3, `rotated several times: ${archives.map((a) => a.name)}`);
     assert(
-      typeof archive === "string" && before.replace(/\.gz$/, "").endsWith(archive),
-      `audit/rotate in ${file.path} names the archive before it (${archive}, ${before})`,
+      archives.some((a) => a.gzip),
+      `closed archives are compressed: ${archives.map((a) => a.name)}`,
     );
-  }
-  const leftovers = [...Deno.readDirSync(dir.path)].map((e) => e.name).filter((n) =>
-    n.endsWith(".tmp")
-  );
-  assertEquals(leftovers, [], "no half-done compression left behind");
-});
+    console.log(
+      `rotation: ${log.records.length} records in ${archives.length} archives ` +
+        `(${archives.filter((a) => a.gzip).length} gzip) and the active file`,
+    );
+    const rotates = log.records.filter((r) => r.kind === "event" && r.method === "audit/rotate");
+    assertEquals(rotates.length, archives.length, "one audit/rotate per archive");
+    for (const [i, file] of log.files.entries()) {
+      if (i === 0) continue;
+      const first = file.lines[0]?.record;
+      assertEquals(first?.method, "audit/rotate", `${file.path} starts with audit/rotate`);
+      const archive = objectOf(first?.params)?.archive;
+      const before = log.files[i - 1]!.path;
+      assert(
+        typeof archive === "string" && before.replace(/\.gz$/, "").endsWith(archive),
+        `audit/rotate in ${file.path} names the archive before it (${archive}, ${before})`,
+      );
+    }
+    const leftovers = [...Deno.readDirSync(dir.path)].map((e) => e.name).filter((n) =>
+      n.endsWith(".tmp")
+    );
+    assertEquals(leftovers, [], "no half-done compression left behind");
+  },
+);

@@ -24,6 +24,17 @@ import {
   type VerifyResult,
 } from "./helpers.ts";
 
+/**
+ * True in the suite's second pass (`TEST_STORAGE=sqlite`, scripts/test.ts). The storage tests
+ * choose each proxy's backend themselves and cover both, so that pass would only repeat them.
+ */
+export const REPEAT_PASS = Deno.env.get("TEST_STORAGE") === "sqlite";
+
+/** A storage end-to-end test: run once per suite run, whatever `TEST_STORAGE` says. */
+export function storageTest(name: string, fn: (t: Deno.TestContext) => Promise<void>): void {
+  Deno.test({ name, ignore: REPEAT_PASS, fn });
+}
+
 /** 64 zeros: the `prev` of seq 1. */
 export const GENESIS = "0".repeat(64);
 
