@@ -34,6 +34,8 @@ import type { AnchorHead } from "../anchor.ts";
 import type { AnchorFile } from "./anchor_file.ts";
 import { RefusedPathError, StorageError } from "./errors.ts";
 import {
+  FLUSH_TEXT_SQL,
+  FTS_BATCH,
   indexedColumns,
   INSERT_SQL,
   INSERT_TEXT_SQL,
@@ -181,6 +183,7 @@ interface Connection {
   shm: FileId | undefined;
   insert: StatementSync;
   insertText: StatementSync;
+  pending: StatementSync;
   head: StatementSync;
   rowAt: StatementSync;
 }
@@ -227,6 +230,8 @@ export class SqliteStore implements RecordStore {
   #written: StoredRecord | undefined;
   /** `ts_max` of the last row written (or found at `begin`). */
   #tsMax: number | null = null;
+  /** Rows waiting to be moved into the full-text index, as of the last row written. */
+  #pending = 0;
   /** The last record this store committed; undefined before the first commit and after a fault. */
   #last: AnchorHead | undefined;
   /** The database {@link #last} is in: after a new database is started, not the current one. */
@@ -324,6 +329,7 @@ export class SqliteStore implements RecordStore {
           shm,
           insert: db.prepare(INSERT_SQL),
           insertText: db.prepare(INSERT_TEXT_SQL),
+          pending: db.prepare("SELECT count(*) AS n FROM records_fts_pending"),
           head: db.prepare("SELECT seq, line, ts_max FROM records ORDER BY seq DESC LIMIT 1"),
           rowAt: db.prepare("SELECT seq, line FROM records WHERE seq = ?"),
         };
@@ -477,6 +483,8 @@ export class SqliteStore implements RecordStore {
         const stranger = this.#checkRow(row);
         if (stranger !== undefined) changes.push(stranger);
       }
+      const pending = conn.pending.get()?.n;
+      this.#pending = typeof pending === "number" ? pending : 0;
       this.#inBatch = true;
       this.#written = undefined;
       this.#tsMax = row?.tsMax ?? null;
@@ -631,6 +639,7 @@ export class SqliteStore implements RecordStore {
     }
     this.#written = entry;
     this.#tsMax = tsMax;
+    this.#pending += 1;
   }
 
   startNewFile(): JsonObject {
@@ -717,6 +726,8 @@ export class SqliteStore implements RecordStore {
     try {
       // Empty, unless another process started it first.
       this.#tsMax = this.#readHead(conn)?.tsMax ?? null;
+      const pending = conn.pending.get()?.n;
+      this.#pending = typeof pending === "number" ? pending : 0;
     } catch (e) {
       throw this.#fail(`cannot read the new audit database ${this.path}`, e);
     }
@@ -779,6 +790,7 @@ export class SqliteStore implements RecordStore {
     const written = this.#written;
     this.#written = undefined;
     try {
+      if (this.#pending >= FTS_BATCH) conn.db.exec(FLUSH_TEXT_SQL);
       conn.db.exec("COMMIT");
     } catch (e) {
       this.#rollback(conn);

@@ -107,7 +107,9 @@ export async function* readSqliteLines(
         `SELECT r.seq, ${
           INDEXED_COLUMNS.filter((c) => c !== "seq").map((c) => `r.${c}`).join(", ")
         }, ` +
-          `r.ts_max, r.line, d.sz FROM records r LEFT JOIN records_fts_docsize d ON d.id = r.seq ` +
+          `r.ts_max, r.line, d.sz, p.text AS pending FROM records r ` +
+          `LEFT JOIN records_fts_docsize d ON d.id = r.seq ` +
+          `LEFT JOIN records_fts_pending p ON p.seq = r.seq ` +
           `WHERE r.seq > ? ORDER BY r.seq LIMIT ${PAGE}`,
       );
     } catch (e) {
@@ -192,17 +194,29 @@ function disagree(
   if (row.ts_max !== tsMax) {
     return `ts_max is ${show(row.ts_max)} but the records up to this one say ${show(tsMax)}`;
   }
-  return searchIndexDisagrees(row.sz, parsed);
+  return searchIndexDisagrees(row.sz, row.pending, parsed);
 }
 
 /**
  * The row's entry in the full-text index holds one trigram per character of its text after the
- * first two: a row left out of the index, or indexed with other text, shows in that count.
+ * first two, and a row not indexed yet has its text waiting: a row left out of both, or indexed
+ * with text of another length, shows in that count. (Lengths, not texts: the writer made the
+ * text from the record as it had it, whose keys may be in another order than the line's.)
  */
-function searchIndexDisagrees(sz: SQLOutputValue | undefined, r: JsonObject): string | null {
-  const chars =
-    [...searchText({ params: r.params ?? null, result: r.result ?? null, error: r.error ?? null })]
-      .length;
+function searchIndexDisagrees(
+  sz: SQLOutputValue | undefined,
+  pending: SQLOutputValue | undefined,
+  r: JsonObject,
+): string | null {
+  const chars = [
+    ...searchText({ params: r.params ?? null, result: r.result ?? null, error: r.error ?? null }),
+  ].length;
+  if (typeof pending === "string") {
+    const have = [...pending].length;
+    if (have === chars) return null;
+    return `the text waiting to be indexed for the row has ${have} characters, but its params, ` +
+      `result and error make ${chars}`;
+  }
   const want = Math.max(0, chars - 2);
   if (!(sz instanceof Uint8Array)) {
     return "the row is missing from the search index: q does not find it";

@@ -3,7 +3,7 @@ import { hash } from "node:crypto";
 import { DatabaseSync } from "node:sqlite";
 import { SqliteStore } from "./sqlite.ts";
 import { isSqliteFile, readSqliteLines, type SqliteLine } from "./sqlite_lines.ts";
-import { searchText } from "./sqlite_schema.ts";
+import { FTS_BATCH, searchText } from "./sqlite_schema.ts";
 import { StorageError } from "./errors.ts";
 import { type AuditRecord, GENESIS } from "../record.ts";
 import { recordText } from "../record_text.ts";
@@ -133,7 +133,8 @@ Deno.test("readSqliteLines reports a row whose line was changed without its colu
 Deno.test("readSqliteLines reports a row missing from the search index, or indexed with other text", async () => {
   using tmp = tempDir();
   const path = `${tmp.dir}/audit.db`;
-  const lines = fill(path, 4);
+  // One batch of more than FTS_BATCH records: all of them go into the index at its commit.
+  const lines = fill(path, FTS_BATCH + 4).slice(0, 4);
   const text = (i: number) => searchText(JSON.parse(lines[i]!));
   const db = new DatabaseSync(path);
   // Hidden from q: its index entry removed (FTS5 takes the text it indexed to remove it).
@@ -148,13 +149,33 @@ Deno.test("readSqliteLines reports a row missing from the search index, or index
   );
   db.prepare("INSERT INTO records_fts (rowid, text) VALUES (?, ?)").run(3, "something else");
   db.close();
-  const got = await read(path);
+  const got = (await read(path)).slice(0, 4);
   assert.deepEqual(got.map((l) => l.disagree), [
     null,
     "the row is missing from the search index: q does not find it",
     `the search index holds 12 trigrams for the row, but its params, result and error make ${
       [...text(2)].length - 2
     }`,
+    null,
+  ]);
+});
+
+Deno.test("readSqliteLines reports a row whose text waiting to be indexed is missing or changed", async () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.db`;
+  const lines = fill(path, 4);
+  const db = new DatabaseSync(path);
+  assert.equal(db.prepare("SELECT count(*) AS n FROM records_fts_pending").get()?.n, 4);
+  db.exec("UPDATE records_fts_pending SET text = 'x' WHERE seq = 2");
+  db.exec("DELETE FROM records_fts_pending WHERE seq = 3");
+  db.close();
+  const got = await read(path);
+  assert.deepEqual(got.map((l) => l.disagree), [
+    null,
+    `the text waiting to be indexed for the row has 1 characters, but its params, result and error make ${
+      [...searchText(JSON.parse(lines[1]!))].length
+    }`,
+    "the row is missing from the search index: q does not find it",
     null,
   ]);
 });

@@ -50,19 +50,32 @@ function seqOrRefuse(name: string, v: number | undefined): void {
   }
 }
 
+/** `q` as the full-text index takes it, and as the pending texts are searched. */
+interface TextQuery {
+  /** One FTS5 string: a phrase of the needle's trigrams, that is, the needle as a substring. */
+  match: string;
+  /** The needle in lower case, for `instr` over the texts not yet indexed. */
+  needle: string;
+}
+
 /**
- * The FTS5 query for `q`: the lowercased text as one FTS5 string (a phrase of its trigrams, that
- * is: the text as a substring), or null when it can match nothing.
+ * `q`, or null when it can match nothing.
  * @throws {QueryError} for fewer than three characters
  */
-function ftsQuery(q: string): string | null {
+function textQuery(q: string): TextQuery | null {
   if ([...q].length < 3) {
     throw new QueryError("q must be at least three characters long");
   }
   // The searched text is JSON: a control character appears there only escaped.
   // deno-lint-ignore no-control-regex
   if (/[\u0000-\u001f]/.test(q)) return null;
-  return '"' + q.toLowerCase().replaceAll('"', '""') + '"';
+  const needle = q.toLowerCase();
+  return { match: '"' + needle.replaceAll('"', '""') + '"', needle };
+}
+
+/** The filter's `q`: undefined when it has none, null when it can match nothing. */
+function qOf(f: RecordFilter): TextQuery | null | undefined {
+  return f.q !== undefined && f.q !== "" ? textQuery(f.q) : undefined;
 }
 
 /** Refuses a filter the SQL cannot take as it is. */
@@ -177,16 +190,17 @@ function checkPage(request: PageRequest): void {
     throw new QueryError("order must be newest or oldest");
   }
   checkFilter(request.filter);
-  if (request.filter.q !== undefined && request.filter.q !== "") ftsQuery(request.filter.q);
+  qOf(request.filter);
 }
 
 /**
- * The statement of a page: one more row than asked, which tells whether there is a next page
- * without a second query. Null when nothing can match.
+ * The statements of a page, each giving up to one more row than asked (which tells whether there
+ * is a next page without another query), in the page's order; their rows are merged by seq. Null
+ * when nothing can match.
  */
-function pageSql(db: DatabaseSync, request: PageRequest): Where | null {
+function pageSql(db: DatabaseSync, request: PageRequest): Where[] | null {
   const { filter, order, limit, after } = request;
-  const q = filter.q !== undefined && filter.q !== "" ? ftsQuery(filter.q) : undefined;
+  const q = qOf(filter);
   if (q === null) return null;
   const range = seqRange(db, filter);
   if (range === null) return null;
@@ -199,21 +213,31 @@ function pageSql(db: DatabaseSync, request: PageRequest): Where | null {
   const dir = order === "newest" ? "DESC" : "ASC";
   if (q === undefined) {
     const seq = rangeSql(range, "r.seq");
-    return {
+    return [{
       sql: `SELECT r.seq, r.line FROM records r WHERE ${w.sql}${seq.sql} ` +
         `ORDER BY r.seq ${dir} LIMIT ?`,
       params: [...w.params, ...seq.params, limit + 1],
-    };
+    }];
   }
   // With q, the full-text index drives, in seq order (FTS5 walks its rowids either way, within
   // the range), and each of its rows is looked up and checked against the other filters: no
-  // sort, no set held.
+  // sort, no set held. The texts not yet indexed (fewer than FTS_BATCH) are searched by instr.
   const rowid = rangeSql(range, "f.rowid");
-  return {
-    sql: `SELECT r.seq, r.line FROM records_fts f JOIN records r ON r.seq = f.rowid ` +
+  const pending = rangeSql(range, "p.seq");
+  return [{
+    sql: `SELECT r.seq, r.line FROM records_fts f CROSS JOIN records r ON r.seq = f.rowid ` +
       `WHERE records_fts MATCH ?${rowid.sql} AND ${w.sql} ORDER BY f.rowid ${dir} LIMIT ?`,
-    params: [q, ...rowid.params, ...w.params, limit + 1],
-  };
+    params: [q.match, ...rowid.params, ...w.params, limit + 1],
+  }, {
+    sql: `SELECT r.seq, r.line FROM records_fts_pending p CROSS JOIN records r ON r.seq = p.seq ` +
+      `WHERE instr(p.text, ?) > 0${pending.sql} AND ${w.sql} ORDER BY p.seq ${dir} LIMIT ?`,
+    params: [q.needle, ...pending.params, ...w.params, limit + 1],
+  }];
+}
+
+/** The seq of a row, which every statement here selects. */
+function seqOf(row: Record<string, SQLOutputValue>): number {
+  return typeof row.seq === "number" ? row.seq : 0;
 }
 
 /** Reads records from an SQLite log. */
@@ -281,22 +305,27 @@ export class SqliteQuery implements RecordQuery {
    */
   explain(request: PageRequest): string[] {
     checkPage(request);
-    return this.#snapshot((db) => {
-      const built = pageSql(db, request);
-      if (built === null) return [];
-      return db.prepare(`EXPLAIN QUERY PLAN ${built.sql}`).all(...built.params).map((r) =>
-        String(r.detail)
-      );
-    });
+    return this.#snapshot((db) =>
+      (pageSql(db, request) ?? []).flatMap((part) =>
+        db.prepare(`EXPLAIN QUERY PLAN ${part.sql}`).all(...part.params).map((r) =>
+          String(r.detail)
+        )
+      )
+    );
   }
 
   #page(request: PageRequest): Page {
     checkPage(request);
-    const rows = this.#snapshot((db) => {
-      const built = pageSql(db, request);
-      return built === null ? [] : db.prepare(built.sql).all(...built.params);
-    });
     const limit = request.limit;
+    const rows = this.#snapshot((db) => {
+      const parts = (pageSql(db, request) ?? []).map((part) =>
+        db.prepare(part.sql).all(...part.params)
+      );
+      if (parts.length < 2) return parts[0] ?? [];
+      // Each part is in the page's order and disjoint from the others: merged, then cut.
+      const sign = request.order === "newest" ? -1 : 1;
+      return parts.flat().sort((a, b) => sign * (seqOf(a) - seqOf(b))).slice(0, limit + 1);
+    });
     const records: ReadRecord[] = [];
     for (const row of rows.slice(0, limit)) records.push(readRecord(row));
     const next = rows.length > limit ? records[records.length - 1]?.record.seq ?? null : null;
@@ -313,13 +342,13 @@ export class SqliteQuery implements RecordQuery {
 
   #stats(filter: RecordFilter): Stats {
     checkFilter(filter);
-    const q = filter.q !== undefined && filter.q !== "" ? ftsQuery(filter.q) : undefined;
+    const q = qOf(filter);
     if (q === null) return emptyStats();
     const w = where(filter);
     return this.#snapshot((db) => {
       const range = seqRange(db, filter);
       if (range === null) return emptyStats();
-      let from = "records r";
+      const from = "records r";
       let cond = w.sql;
       let params: SQLInputValue[];
       if (q === undefined) {
@@ -327,10 +356,13 @@ export class SqliteQuery implements RecordQuery {
         cond += seq.sql;
         params = [...w.params, ...seq.params];
       } else {
-        const rowid = rangeSql(range, "f.rowid");
-        from = "records_fts f JOIN records r ON r.seq = f.rowid";
-        cond = `records_fts MATCH ?${rowid.sql} AND ${cond}`;
-        params = [q, ...rowid.params, ...w.params];
+        // Counting needs no order: the matching seqs, indexed or pending, as one set.
+        const rowid = rangeSql(range, "rowid");
+        const pending = rangeSql(range, "seq");
+        cond = `r.seq IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?${rowid.sql} ` +
+          `UNION ALL SELECT seq FROM records_fts_pending WHERE instr(text, ?) > 0${pending.sql})` +
+          ` AND ${cond}`;
+        params = [q.match, ...rowid.params, q.needle, ...pending.params, ...w.params];
       }
       // One statement a figure: each can then be an index count (a covering or partial index
       // for the usual filters) instead of one pass over every row.

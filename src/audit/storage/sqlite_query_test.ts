@@ -167,7 +167,8 @@ const FILTERS: RecordFilter[] = [
 Deno.test("SqliteQuery pages agree with matches() for every filter, newest and oldest first", async () => {
   using tmp = tempDir();
   const path = `${tmp.dir}/audit.db`;
-  const lines = fill(path, 400);
+  // Batches of 50: the first 1,050 records are in the full-text index, the rest still pending.
+  const lines = fill(path, 1500);
   const records: AuditRecord[] = lines.map((l) => JSON.parse(l));
   const query = new SqliteQuery(path);
   try {
@@ -285,7 +286,7 @@ function oracleStats(records: AuditRecord[], filter: RecordFilter): Stats {
 Deno.test("SqliteQuery stats agree with the records the filter selects", async () => {
   using tmp = tempDir();
   const path = `${tmp.dir}/audit.db`;
-  const records: AuditRecord[] = fill(path, 300).map((l) => JSON.parse(l));
+  const records: AuditRecord[] = fill(path, 1300).map((l) => JSON.parse(l));
   const query = new SqliteQuery(path);
   for (const filter of FILTERS) {
     assert.deepEqual(
@@ -439,8 +440,18 @@ Deno.test("SqliteQuery plans: a filtered page is an index range scan in seq orde
   );
   const unfiltered = plan({});
   assert.match(unfiltered, /SEARCH r USING INTEGER PRIMARY KEY \(rowid<\?\)/, unfiltered);
+  // q: the full-text index drives, then the texts not indexed yet, each in seq order.
   const q = plan({ q: "read_file", toolName: "read_file" });
-  assert.match(q, /VIRTUAL TABLE INDEX/, q);
+  assert.match(
+    q,
+    /^SCAN f VIRTUAL TABLE INDEX .*\nSEARCH r USING INTEGER PRIMARY KEY \(rowid=\?\)\n/,
+    q,
+  );
+  assert.match(
+    q,
+    /\nSEARCH p USING INTEGER PRIMARY KEY \(rowid<\?\)\nSEARCH r USING INTEGER PRIMARY KEY \(rowid=\?\)$/,
+    q,
+  );
   assert.doesNotMatch(q, /TEMP B-TREE/, q);
   query.close();
 });
@@ -454,14 +465,15 @@ Deno.test("SqliteQuery time windows agree with matches() whatever the writers' c
     if (i % 97 === 13) return "not a time";
     let t = T0 + i * 1000 + ((i * 7919) % 5) * 700;
     if (i >= 300 && i < 340) t -= 3_600_000;
-    if (i === 500) t += 86_400_000;
+    if (i === 500 || i === 1200) t += 86_400_000;
+    if (i >= 1100 && i < 1130) t -= 3_600_000;
     return new Date(t).toISOString();
   };
-  const records: AuditRecord[] = fill(path, 700, at).map((l) => JSON.parse(l));
+  const records: AuditRecord[] = fill(path, 1400, at).map((l) => JSON.parse(l));
   const query = new SqliteQuery(path);
   let seed = 42;
   const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
-  const span = 800_000;
+  const span = 1_500_000;
   for (let round = 0; round < 150; round++) {
     const a = T0 - 4_000_000 + Math.floor(random() * (span + 4_000_000));
     const b = a + Math.floor(random() * 300_000);

@@ -69,13 +69,17 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX records_action ON records(action) WHERE action IS NOT NULL;
   CREATE INDEX records_error ON records(is_error) WHERE is_error = 1;
   CREATE INDEX records_id ON records(id);
-  -- Free text: trigrams of {@link searchText}, which is lowercase already (JavaScript's
-  -- toLowerCase, as the JSONL backend matches), so the tokenizer need not fold case. Contentless:
-  -- the text is not stored twice. The store inserts each row's text in the row's transaction
-  -- (a trigger would make FTS5 flush its pending terms for every row, five times slower).
+  -- Free text: trigrams of the text searchText() makes, lowercase already (JavaScript's
+  -- toLowerCase, as the JSONL backend matches), so the tokenizer need not fold case.
+  -- Contentless: the text is not stored twice. FTS5 writes a segment at every commit, and that
+  -- write and the merges after it cost more than the tokenizing: so each row's text goes to
+  -- records_fts_pending in the row's transaction, and the batch that brings it to FTS_BATCH rows
+  -- moves them all into the index in one statement (a trigger would make FTS5 write a segment
+  -- for every row). A query searches both: the index, and the few pending rows by instr().
   CREATE VIRTUAL TABLE records_fts USING fts5(
     text, content='', tokenize='trigram case_sensitive 1'
   );
+  CREATE TABLE records_fts_pending (seq INTEGER PRIMARY KEY, text TEXT NOT NULL) STRICT;
   -- The log is append-only. Whoever drops these to edit rows is still caught by verify.
   CREATE TRIGGER records_no_update BEFORE UPDATE ON records BEGIN
     SELECT RAISE(ABORT, 'audit records are append-only');
@@ -182,8 +186,18 @@ export function insertParams(
   ];
 }
 
-/** The statement that indexes a row's text; its parameters are the seq and {@link searchText}. */
-export const INSERT_TEXT_SQL = "INSERT INTO records_fts (rowid, text) VALUES (?, ?)";
+/**
+ * The statement that keeps a row's text until it is indexed; its parameters are the seq and
+ * {@link searchText}.
+ */
+export const INSERT_TEXT_SQL = "INSERT INTO records_fts_pending (seq, text) VALUES (?, ?)";
+
+/** Pending texts moved into the full-text index at once. */
+export const FTS_BATCH = 1024;
+
+/** Moves every pending text into the full-text index (inside the caller's transaction). */
+export const FLUSH_TEXT_SQL = "INSERT INTO records_fts (rowid, text) " +
+  "SELECT seq, text FROM records_fts_pending ORDER BY seq; DELETE FROM records_fts_pending;";
 
 /**
  * The text `q` searches in a record: its params, result and error as JSON, one a line, in lower

@@ -5,7 +5,7 @@ import { AnchorFile } from "./anchor_file.ts";
 import { AnchorMismatchError, RefusedPathError, SqliteStore, StorageError } from "./sqlite.ts";
 import type { SqliteOptions } from "./sqlite.ts";
 import { readSqliteLines } from "./sqlite_lines.ts";
-import { APPLICATION_ID, SCHEMA_VERSION } from "./sqlite_schema.ts";
+import { APPLICATION_ID, FTS_BATCH, SCHEMA_VERSION } from "./sqlite_schema.ts";
 import type { StoredHead, StoredRecord } from "./store.ts";
 import { type AuditRecord, GENESIS } from "../record.ts";
 import { recordText } from "../record_text.ts";
@@ -201,6 +201,34 @@ Deno.test("SqliteStore stores each record's exact line and the columns it is fou
       ts_ms: Date.parse(b.record.ts),
     },
   ]);
+});
+
+Deno.test("SqliteStore keeps each record's search text pending, and indexes them FTS_BATCH at a time", () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.db`;
+  const store = open(path);
+  const w = new Writer(store);
+  const counts = () => {
+    const db = new DatabaseSync(path, { readOnly: true });
+    try {
+      const pending = db.prepare("SELECT count(*) AS n FROM records_fts_pending").get()?.n;
+      const indexed = db.prepare("SELECT count(*) AS n FROM records_fts_docsize").get()?.n;
+      return [pending, indexed];
+    } finally {
+      db.close();
+    }
+  };
+  assert.equal(FTS_BATCH, 1024);
+  for (let i = 0; i < 9; i++) w.batch(100);
+  assert.deepEqual(counts(), [900, 0]);
+  w.batch(100);
+  assert.deepEqual(counts(), [1000, 0]);
+  // The batch that brings the pending texts to FTS_BATCH moves them all, its own too.
+  w.batch(100);
+  assert.deepEqual(counts(), [0, 1100]);
+  w.batch(3);
+  assert.deepEqual(counts(), [3, 1100]);
+  store.close();
 });
 
 Deno.test("SqliteStore reports the head at the first batch, then only when another writer moved it", () => {
