@@ -318,6 +318,9 @@ export class SqliteStore implements RecordStore {
       } catch (e) {
         throw storageError(`cannot set up the audit database ${path}`, e);
       }
+      // Only now that it is known to be ours is its mode changed: a database readable by others
+      // is tightened, not trusted as is (with the -wal and -shm SQLite made in its mode).
+      this.#tighten(path);
       const wal = this.#tighten(`${path}-wal`);
       const shm = this.#tighten(`${path}-shm`);
       try {
@@ -414,10 +417,6 @@ export class SqliteStore implements RecordStore {
       if (looked !== undefined && !sameId(idOf(looked), stat)) {
         throw new StorageError(`audit database ${path} changed while it was being opened`);
       }
-      if (posix && stat.mode !== null && (stat.mode & 0o077) !== 0) {
-        // A database readable by others is tightened, not trusted as is.
-        Deno.chmodSync(path, 0o600);
-      }
     } catch (e) {
       file.close();
       throw e instanceof StorageError
@@ -427,7 +426,7 @@ export class SqliteStore implements RecordStore {
     return file;
   }
 
-  /** Makes the `-wal` or `-shm` file 0600 when it is a regular file, and returns its identity. */
+  /** Makes the file 0600 when it is a regular file, and returns its identity. */
   #tighten(side: string): FileId | undefined {
     try {
       const stat = lstatOrNothing(side);

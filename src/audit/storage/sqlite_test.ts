@@ -340,6 +340,7 @@ Deno.test("SqliteStore refuses a file that is not SQLite and leaves it as it was
   const path = `${tmp.dir}/audit.db`;
   const text = '{"client_id":"c","seq":1}\nthis is an audit.jsonl, not a database\n';
   Deno.writeTextFileSync(path, text);
+  Deno.chmodSync(path, 0o644);
   assert.throws(
     () => open(path),
     (e) =>
@@ -347,6 +348,7 @@ Deno.test("SqliteStore refuses a file that is not SQLite and leaves it as it was
       /not an SQLite database/.test(e.message),
   );
   assert.equal(Deno.readTextFileSync(path), text);
+  if (posix) assert.equal(Deno.statSync(path).mode! & 0o777, 0o644);
   assert.deepEqual([...Deno.readDirSync(tmp.dir)].map((e) => e.name), ["audit.db"]);
 });
 
@@ -411,6 +413,7 @@ Deno.test("SqliteStore refuses the Go tool's database, saying what to do, and ne
     INSERT INTO audit_entries VALUES ('a', '2026-01-01T00:00:00Z', 'client→server', 'stdio',
     'tools/call', '1', 'read_file', '{}', '', '', 3, 'c', 's', '');`);
   go.close();
+  Deno.chmodSync(path, 0o644);
   const before = bytes(path);
   assert.throws(
     () => open(path),
@@ -419,6 +422,7 @@ Deno.test("SqliteStore refuses the Go tool's database, saying what to do, and ne
       /set audit\.sqlite_path to a new file/.test(e.message),
   );
   assert.equal(bytes(path), before);
+  if (posix) assert.equal(Deno.statSync(path).mode! & 0o777, 0o644);
   assert.deepEqual([...Deno.readDirSync(tmp.dir)].map((e) => e.name), ["audit.db"]);
   const check = new DatabaseSync(path, { readOnly: true });
   assert.equal(check.prepare("PRAGMA journal_mode").get()?.journal_mode, "delete");
