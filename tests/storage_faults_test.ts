@@ -278,43 +278,52 @@ storageTest(
     };
     let deleted: { name: string; firstSeq: number; lastSeq: number } | undefined;
     let archivesAfterDeletion = 0;
-    // Before each window of either client: once two archives exist, the oldest is deleted; the
-    // clients go on until the log has rotated twice more after that.
-    const before = async (): Promise<boolean> => {
-      const archives = listArchiveFiles(setup.path);
-      if (deleted === undefined) {
-        if (archives.length < 2) return true;
-        const oldest = archives[0]!;
-        const records = (await readStored({ backend: "jsonl", path: oldest.path })).records;
-        deleted = { name: oldest.name, firstSeq: records[0]!.seq, lastSeq: records.at(-1)!.seq };
-        await Deno.remove(oldest.path);
-        archivesAfterDeletion = archives.length - 1;
-        return true;
-      }
-      return archives.length < archivesAfterDeletion + 2;
-    };
-    const pids: number[] = [];
-    const answered: number[][] = [];
+    const sessions: string[] = [];
+    // The calls answered after the deletion, whose records no deleted file can hold.
+    const answeredAfter: number[][] = [];
     {
       await using stack = new AsyncDisposableStack();
       const proxies = [
         stack.use(startWriter(dir.path, setup)),
         stack.use(startWriter(dir.path, setup)),
       ];
+      const callers = proxies.map((p, k) => new Caller(p, `writer-${k}`));
+      // Per client, the calls it had sent when it first saw the deletion: the later ones were
+      // sent after it, so their records are in files that were not deleted.
+      const sentBefore: (number | undefined)[] = callers.map(() => undefined);
+      // Before each window of either client: once two archives exist, the oldest is deleted;
+      // the clients go on until the log has rotated twice more after that.
+      const beforeFor = (k: number) => async (): Promise<boolean> => {
+        const archives = listArchiveFiles(setup.path);
+        if (deleted === undefined) {
+          if (archives.length < 2) return true;
+          const oldest = archives[0]!;
+          const records = (await readStored({ backend: "jsonl", path: oldest.path })).records;
+          deleted = { name: oldest.name, firstSeq: records[0]!.seq, lastSeq: records.at(-1)!.seq };
+          await Deno.remove(oldest.path);
+          archivesAfterDeletion = archives.length - 1;
+        }
+        sentBefore[k] ??= callers[k]!.sent.length;
+        return archives.length < archivesAfterDeletion + 2 ||
+          sentBefore[k] === callers[k]!.sent.length;
+      };
       const outcomes = await Promise.all(
-        proxies.map((p, k) => new Caller(p, `writer-${k}`).run(1, 5_000, 20, signal, { before })),
+        callers.map((c, k) => c.run(1, 5_000, 20, signal, { before: beforeFor(k) })),
       );
       for (const [k, o] of outcomes.entries()) {
         assert(!o.cut, `writer ${k} kept answering`);
         assert(o.answered.length < 5_000, "the clients stopped once the log had rotated on");
+        answeredAfter.push(o.answered.filter((id) => id > sentBefore[k]!));
       }
       for (const p of proxies) {
         await p.closeInput();
         const status = await p.finished(signal);
         assertEquals(status.code, 0, `the run went on and ended cleanly:\n${p.stderr.text()}`);
-        pids.push(p.pid);
+        // Its audit/start went with the deleted archive; the proxy's log names its session too.
+        const session = p.logLines().find((l) => l.msg === "upstream started")?.session;
+        assert(typeof session === "string", "the proxy logged its session");
+        sessions.push(session);
       }
-      answered.push(...outcomes.map((o) => o.answered));
     }
     await assertNoStrays(dir.path);
     assert(deleted !== undefined, "an archive was deleted");
@@ -337,8 +346,9 @@ storageTest(
       deleted.lastSeq + 1,
       `the first file in chain order starts after the deleted archive (${names})`,
     );
-    for (const [k, pid] of pids.entries()) {
-      assertCallsRecorded(log.records, sessionOf(log.records, pid), answered[k]!, `writer ${k}`);
+    for (const [k, session] of sessions.entries()) {
+      assert(answeredAfter[k]!.length > 0, `writer ${k} answered calls after the deletion`);
+      assertCallsRecorded(log.records, session, answeredAfter[k]!, `writer ${k}`);
     }
     const v = await verifyLog(setup.path);
     assertEquals(v.code, 1, `a deleted archive is a problem:\n${v.stdout}`);
@@ -355,6 +365,8 @@ storageTest(
 
 // A signed audit/checkpoint every 200 records.
 const CHECKPOINTS = { MCP_AUDIT_AUDIT_CHECKPOINT_EVERY_RECORDS: "200" };
+// Calls each client makes at most while verify and export read.
+const WHILE_READING = 4_000;
 
 for (const backend of ["jsonl", "sqlite"] as const satisfies Backend[]) {
   storageTest(
@@ -378,13 +390,19 @@ for (const backend of ["jsonl", "sqlite"] as const satisfies Backend[]) {
           stack.use(startWriter(dir.path, setup, { env: CHECKPOINTS })),
         ];
         const callers = proxies.map((p, k) => new Caller(p, `writer-${k}`));
-        // The clients go on until both readers are done, and at least until they have begun.
-        const running = callers.map((c) =>
-          c.run(1, 1_000_000, 20, signal, { before: () => reading })
-        );
+        // The clients write until both readers are done, but at most WHILE_READING calls each
+        // once they have begun: verify reads a live file up to where it ends when it gets there,
+        // so writers that never stopped could keep it reading.
+        let started = false;
+        const running = callers.map((c) => {
+          let windows = 0;
+          const before = () => !started || (reading && windows++ < WHILE_READING / 20);
+          return c.run(1, 1_000_000, 20, signal, { before });
+        });
         await Promise.all(
           callers.map((c) => c.out.waitFor((o) => o.lines.length >= 500, "500 answers", signal)),
         );
+        started = true;
         [v, exported] = await Promise.all([
           verifyLog(setup.path),
           runMain(["export", "--format", "jsonl", setup.path]),
