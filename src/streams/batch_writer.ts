@@ -71,10 +71,17 @@ export class BatchWriter {
     }
   }
 
-  /** Flushes, then closes the sink. Never throws. */
+  /**
+   * Flushes, then closes the sink; a sink whose write failed (or a failure of `beforeWrite`) is
+   * closed all the same, so that the other side sees the end. Never throws.
+   */
   async close(): Promise<void> {
     try {
       await this.flush();
+    } catch {
+      // What was queued cannot be written; the sink is still closed below.
+    }
+    try {
       await this.#writer.close();
     } catch {
       // The sink is gone already; nothing more can reach it.

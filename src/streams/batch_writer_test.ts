@@ -199,3 +199,18 @@ Deno.test("BatchWriter close flushes and closes the sink, and never throws", asy
   broken.fail(new Error("gone"));
   await w2.close();
 });
+
+Deno.test("BatchWriter close still closes the sink after a throwing beforeWrite", async () => {
+  // The audit log failed: nothing more is forwarded, but the other side must see the end.
+  const sink = new GatedSink();
+  const w = new BatchWriter(sink.stream, {
+    beforeWrite: () => {
+      throw new Error("No space left on device");
+    },
+  });
+  w.push(enc.encode("a"));
+  await assert.rejects(w.flush(), SinkClosedError);
+  await w.close();
+  assert.equal(sink.closed, true);
+  assert.deepEqual(sink.writes, []);
+});
