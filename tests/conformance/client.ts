@@ -18,6 +18,7 @@
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { auditEnv } from "../helpers.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
@@ -74,7 +75,8 @@ export async function startProxy(upstream: URL, dir: string, port = 0): Promise<
       String(port),
     ],
     cwd: dir,
-    env: { AUDIT_SECRET, MCP_AUDIT_AUDIT_PATH: `${dir}/audit.jsonl` },
+    // The backend under test (TEST_STORAGE), as for every proxy the end-to-end tests start.
+    env: { AUDIT_SECRET, ...auditEnv(`${dir}/audit.jsonl`) },
     stdin: "null",
     stdout: "null",
     stderr: "piped",

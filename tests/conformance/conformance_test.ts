@@ -21,6 +21,7 @@
  * @module
  */
 import { assert, assertEquals } from "../assert.ts";
+import { readLog } from "../helpers.ts";
 import { AUDIT_SECRET, ProxyStartError, startProxy } from "./client.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
@@ -333,8 +334,7 @@ interface AuditRecord {
 }
 
 async function auditRecords(path: string): Promise<AuditRecord[]> {
-  const text = await Deno.readTextFile(path);
-  return text.trimEnd().split("\n").map((l) => JSON.parse(l) as AuditRecord);
+  return (await readLog(path)).records;
 }
 
 async function verifyLog(path: string): Promise<string> {
