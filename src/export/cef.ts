@@ -3,15 +3,19 @@
  * `CEF:0|mcp-audit|mcp-audit|<version>|<class>|<name>|<severity>|<extension>`.
  *
  * Header fields escape `\` and `|` and turn line breaks into spaces; extension values escape `\`,
- * `=`, LF (`\n`) and CR (`\r`). Values are cut to the CEF dictionary's length for their key
- * before escaping, so a cut never splits an escape, and never between the halves of a surrogate
- * pair. `seq` (`cn3`) and the record id (`externalId`) are always present.
+ * `=`, LF (`\n`) and CR (`\r`). Every other control character (NUL, ESC, VT, FF, the rest of C0,
+ * DEL, C1 with NEL, U+2028, U+2029) becomes U+FFFD in both, since CEF has no escape for it and a
+ * syslog relay or a terminal would act on it raw (see controls.ts). Values are cut to the CEF
+ * dictionary's length for their key before escaping, so a cut never splits an escape, and never
+ * between the halves of a surrogate pair. `seq` (`cn3`) and the record id (`externalId`) are always
+ * present.
  *
  * @module
  */
 import type { AuditRecord } from "../audit/record.ts";
 import { canonicalize } from "../audit/canonical.ts";
 import { VERSION } from "../version.ts";
+import { escapeJsonControls, replaceControls } from "./controls.ts";
 import { clientApplication, describeRecord, timeOf } from "./describe.ts";
 
 /**
@@ -25,9 +29,12 @@ export function truncate(text: string, max: number): string {
   return text.slice(0, cut);
 }
 
-/** A header field: `\` and `|` escaped, line breaks made spaces, cut to `max` first. */
+/**
+ * A header field: `\` and `|` escaped, line breaks made spaces, other control characters made
+ * U+FFFD, cut to `max` first.
+ */
 export function headerField(text: string, max: number): string {
-  return truncate(text, max)
+  return replaceControls(truncate(text, max))
     .replace(/\r\n|[\r\n]/g, " ")
     .replace(/[\\|]/g, (c) => "\\" + c);
 }
@@ -41,10 +48,12 @@ const EXTENSION_ESCAPES: Readonly<Record<string, string>> = {
 
 /**
  * An extension value: cut to `max`, trailing spaces dropped (a parser cannot tell them from the
- * separator), then `\`, `=`, LF and CR escaped. `|` needs no escape here.
+ * separator), other control characters than CR and LF made U+FFFD, then `\`, `=`, LF and CR
+ * escaped. `|` needs no escape here.
  */
 export function extensionValue(text: string, max: number): string {
-  return truncate(text, max).replace(/ +$/, "").replace(/[\\=\n\r]/g, (c) => EXTENSION_ESCAPES[c]!);
+  return replaceControls(truncate(text, max).replace(/ +$/, ""))
+    .replace(/[\\=\n\r]/g, (c) => EXTENSION_ESCAPES[c]!);
 }
 
 // Lengths from the CEF key dictionary (go-contract.md §8.2).
@@ -158,7 +167,12 @@ export function cefLine(r: AuditRecord): string {
   custom(1, "mcpMethod", r.method);
   custom(2, "toolName", r.tool_name);
   custom(3, "mcpSession", r.session);
-  custom(4, "jsonrpcId", r.jsonrpc_id === null ? null : canonicalize(r.jsonrpc_id));
+  // JSON text: its own escapes keep a control character in a string id exact.
+  custom(
+    4,
+    "jsonrpcId",
+    r.jsonrpc_id === null ? null : escapeJsonControls(canonicalize(r.jsonrpc_id)),
+  );
   custom(5, "policyRule", d.policyName);
   custom(6, "recordSig", r.sig ?? r.prev);
   number(1, "durationMs", duration);

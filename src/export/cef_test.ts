@@ -1,7 +1,16 @@
 import assert from "node:assert/strict";
 import { cefLine, extensionValue, headerField, truncate } from "./cef.ts";
 import { exactRecord } from "./exact_record.ts";
-import { chain, fields, sample, sampleLog } from "./testdata/records.ts";
+import { replaceControls } from "./controls.ts";
+import {
+  ANY_LINE_BREAK,
+  chain,
+  CONTROL_TEXTS,
+  fields,
+  RAW_CONTROL,
+  sample,
+  sampleLog,
+} from "./testdata/records.ts";
 import type { Decision } from "../audit/record.ts";
 import { VERSION } from "../version.ts";
 
@@ -138,17 +147,19 @@ Deno.test("hostile values (|, =, \\, LF, CR, unicode) round-trip through a CEF r
   const line = cefLine(read.record);
   const { header, ext } = parseCef(line);
   assert.equal(header.length, 7);
+  // The NUL is no CEF character: it reads back as U+FFFD, all else as it was.
+  const nasty = NASTY.replace("\u0000", "\ufffd");
   // The header has no line breaks: they became spaces.
   assert.equal(
     header[5],
-    `tools/call ${NASTY.replace(/\r\n|[\r\n]/g, " ")} denied by policy`,
+    `tools/call ${nasty.replace(/\r\n|[\r\n]/g, " ")} denied by policy`,
   );
-  assert.equal(ext.get("reason"), NASTY);
-  assert.equal(ext.get("cs2"), NASTY);
-  assert.equal(ext.get("cs3"), NASTY);
-  assert.equal(ext.get("suser"), NASTY);
+  assert.equal(ext.get("reason"), nasty);
+  assert.equal(ext.get("cs2"), nasty);
+  assert.equal(ext.get("cs3"), nasty);
+  assert.equal(ext.get("suser"), nasty);
   assert.equal(ext.get("cs4"), JSON.stringify("id|=\\\n"));
-  assert.equal(ext.get("msg"), `tools/call ${NASTY} denied by policy: ${NASTY}`);
+  assert.equal(ext.get("msg"), `tools/call ${nasty} denied by policy: ${nasty}`);
   // Nothing a value held became a key of its own.
   assert.deepEqual(
     [...ext.keys()].filter((k) => !/^(?:cs\d(?:Label)?|cn\d(?:Label)?)$/.test(k)).sort(),
@@ -168,6 +179,26 @@ Deno.test("hostile values (|, =, \\, LF, CR, unicode) round-trip through a CEF r
       "suser",
     ],
   );
+});
+
+Deno.test("control characters never reach the line raw: one event a line for every reader, U+FFFD in their place", () => {
+  for (const text of CONTROL_TEXTS) {
+    const read = hostile({ reason: text, tool: text, session: text, client: text });
+    const line = cefLine({ ...read.record, jsonrpc_id: text });
+    assert.ok(!RAW_CONTROL.test(line), `${JSON.stringify(text)}: ${JSON.stringify(line)}`);
+    assert.equal(line.split(ANY_LINE_BREAK).length, 1, JSON.stringify(text));
+    const { header, ext } = parseCef(line);
+    // CR and LF are CEF escapes in the extension and spaces in the header; the rest U+FFFD.
+    const shown = replaceControls(text);
+    for (const key of ["reason", "cs2", "cs3", "suser"]) {
+      assert.equal(ext.get(key), shown.replace(/ +$/, ""), `${key} of ${JSON.stringify(text)}`);
+    }
+    assert.equal(header[5], `tools/call ${shown.replace(/\r\n|[\r\n]/g, " ")} denied by policy`);
+    // The id is JSON text: its escapes keep the string exact.
+    assert.equal(JSON.parse(ext.get("cs4")!), text);
+  }
+  const { ext } = parseCef(cefLine(hostile({ reason: "\u001b[2J\u001b[31mRED" }).record));
+  assert.equal(ext.get("reason"), "\ufffd[2J\ufffd[31mRED");
 });
 
 Deno.test("a value that looks like more pairs stays one value", () => {
@@ -225,4 +256,9 @@ Deno.test("trailing spaces leave a value, since a reader cannot tell them from t
 Deno.test("header and extension escaping differ as the format says", () => {
   assert.equal(headerField("a|b\\c=d\r\ne\nf", 100), "a\\|b\\\\c=d e f");
   assert.equal(extensionValue("a|b\\c=d\r\ne", 100), "a|b\\\\c\\=d\\r\\ne");
+  assert.equal(headerField("a\u0000b\u2028c\u0085d\te", 100), "a\ufffdb\ufffdc\ufffdd\te");
+  assert.equal(
+    extensionValue("a\u0000b\u2028c\u0085d\te\u001b", 100),
+    "a\ufffdb\ufffdc\ufffdd\te\ufffd",
+  );
 });

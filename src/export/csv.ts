@@ -1,10 +1,17 @@
 /**
  * Records as CSV (RFC 4180): a header row, then one row per record, CRLF line ends; a cell holding
- * a comma, a quote, CR or LF is quoted, its quotes doubled. `params` and `result` are their JSON
- * text, as in the stored line (canonical form).
+ * a comma or a quote is quoted, its quotes doubled. `params`, `result` and `jsonrpc_id` are their
+ * JSON text, as in the stored line (canonical form) but for DEL, C1, U+2028 and U+2029, which are
+ * written as `\uXXXX` escapes: the same JSON value.
  *
- * Spreadsheet formula injection is neutralised: a text cell starting with `=`, `+`, `-`, `@`, a
- * tab or CR gets a leading `'`, so a spreadsheet shows it as text instead of evaluating it.
+ * Each row is one line: a text cell never carries a control character raw. CR, LF, NUL, ESC, VT,
+ * FF, the rest of C0 but TAB, DEL, C1 (NEL among them), U+2028 and U+2029 each become U+FFFD (see
+ * controls.ts). RFC 4180 would allow CR and LF inside quotes, but line-based readers split the
+ * row there, and a spreadsheet shows a cell's first line only, so that a tool named
+ * `read_file\n\n\ndelete_all` would read as `read_file`. The exact text is in the JSONL export.
+ *
+ * Spreadsheet formula injection is neutralised: a text cell starting with `=`, `+`, `-`, `@` or a
+ * tab gets a leading `'` (a leading CR is U+FFFD by then), so a spreadsheet shows it as text instead of evaluating it.
  * Numbers in numeric columns (`-32600` in `error_code`) are left as they are.
  *
  * @module
@@ -12,6 +19,7 @@
 import type { AuditRecord } from "../audit/record.ts";
 import { canonicalize } from "../audit/canonical.ts";
 import { isRawNumber, type JsonValue } from "../jsonrpc/json.ts";
+import { escapeJsonControls, replaceControls } from "./controls.ts";
 
 /** The columns, in order. */
 export const CSV_COLUMNS = [
@@ -47,12 +55,17 @@ export const CSV_EOL = "\r\n";
 /** The header row (no line end). */
 export const CSV_HEADER: string = CSV_COLUMNS.join(",");
 
-const FORMULA_START = /^[=+\-@\t\r]/;
-const NEEDS_QUOTES = /[",\r\n]/;
+// A leading CR is a formula start too, but none is left by then.
+const FORMULA_START = /^[=+\-@\t]/;
+const NEEDS_QUOTES = /[",]/;
 
-/** A cell: neutralised when text (not when `numeric`), then quoted when it must be. */
+/**
+ * A cell: its control characters and line breaks made U+FFFD, neutralised when text (not when
+ * `numeric`), then quoted when it must be.
+ */
 export function csvCell(value: string, numeric = false): string {
-  const text = !numeric && FORMULA_START.test(value) ? "'" + value : value;
+  const safe = replaceControls(value, "replace");
+  const text = !numeric && FORMULA_START.test(safe) ? "'" + safe : safe;
   return NEEDS_QUOTES.test(text) ? '"' + text.replaceAll('"', '""') + '"' : text;
 }
 
@@ -76,7 +89,7 @@ function num(value: unknown): Cell {
 /** JSON text; a number stays a number, so `-1` is not taken for a formula. */
 function json(value: JsonValue): Cell {
   if (typeof value === "number" || isRawNumber(value)) return num(value);
-  return { text: canonicalize(value), numeric: false };
+  return { text: escapeJsonControls(canonicalize(value)), numeric: false };
 }
 
 /** One record's row (no line end). */

@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { CSV_COLUMNS, CSV_EOL, CSV_HEADER, csvCell, csvRow } from "./csv.ts";
 import { exactRecord } from "./exact_record.ts";
-import { sample, sampleLog } from "./testdata/records.ts";
+import {
+  ANY_LINE_BREAK,
+  chain,
+  CONTROL_TEXTS,
+  fields,
+  RAW_CONTROL,
+  sample,
+  sampleLog,
+} from "./testdata/records.ts";
 
 /**
  * An RFC 4180 reader, from the RFC: records end with CRLF; a field is either plain (no comma,
@@ -92,9 +100,13 @@ Deno.test("formula injection is neutralised with a leading quote; numbers in num
   const [row] = parseCsv(csvRow(exactRecord(hostile)) + CSV_EOL);
   const cell = (c: (typeof CSV_COLUMNS)[number]) => row![CSV_COLUMNS.indexOf(c)];
   assert.equal(cell("method"), "'=cmd|' /C calc'!A0");
-  assert.equal(cell("tool_name"), "'@evil|name=x\\y\nz");
+  // CR and LF are U+FFFD: each row stays one line.
+  assert.equal(cell("tool_name"), "'@evil|name=x\\y\ufffdz");
   assert.equal(cell("session"), "'+SUM(1,2)");
-  assert.equal(cell("decision_reason"), "'-bad\r\nreason | with = and \\ and 😀 and \u202e");
+  assert.equal(
+    cell("decision_reason"),
+    "'-bad\ufffd\ufffdreason | with = and \\ and 😀 and \u202e",
+  );
   // A string id is its JSON text, so "-1" starts with a quote and stays apart from the number -1.
   assert.equal(cell("jsonrpc_id"), '"-1"');
   assert.equal(cell("params"), '{"10":1,"9":2,"a,b":"\\"quoted\\""}');
@@ -110,9 +122,9 @@ Deno.test("formula injection is neutralised with a leading quote; numbers in num
   assert.equal(csvCell("-1", true), "-1");
   assert.equal(csvCell("@x"), "'@x");
   assert.equal(csvCell("\tx"), "'\tx");
-  assert.equal(csvCell("\rx"), `"'\rx"`);
+  assert.equal(csvCell("\rx"), "\ufffdx");
   assert.equal(csvCell("a=b"), "a=b");
-  assert.equal(csvCell('say "hi", then\nleave'), '"say ""hi"", then\nleave"');
+  assert.equal(csvCell('say "hi", then\nleave'), '"say ""hi"", then\ufffdleave"');
 });
 
 Deno.test("empty cells for what a record does not have; duration and rule as numbers", () => {
@@ -127,4 +139,44 @@ Deno.test("empty cells for what a record does not have; duration and rule as num
   assert.equal(allowed![CSV_COLUMNS.indexOf("decision_rule")], "1");
   const [filtered] = parseCsv(csvRow(exactRecord(sample("tools/list filtered"))) + CSV_EOL);
   assert.equal(filtered![CSV_COLUMNS.indexOf("decision_rule")], "");
+});
+
+Deno.test("control characters never reach a row raw: text cells hold U+FFFD in their place, JSON cells escapes", () => {
+  const reads = chain(CONTROL_TEXTS.map((text) => ({
+    name: text,
+    fields: fields({
+      kind: "error",
+      direction: "server_to_client",
+      jsonrpc_id: text,
+      method: "tools/call",
+      tool_name: text,
+      session: text,
+      error: { code: -32000, message: text },
+      decision: { action: "deny", rule: 0, reason: text },
+      params: { name: text, arguments: { [text]: text } },
+    }),
+  })));
+  const text = [CSV_HEADER, ...reads.map((r) => csvRow(exactRecord(r)))].join(CSV_EOL) + CSV_EOL;
+  assert.ok(!RAW_CONTROL.test(text.replaceAll(CSV_EOL, "")), JSON.stringify(text));
+  // One line a row, whichever line breaks a reader splits on.
+  assert.equal(text.split(ANY_LINE_BREAK).length, reads.length + 2);
+  const rows = parseCsv(text);
+  assert.equal(rows.length, reads.length + 1);
+  rows.slice(1).forEach((row, i) => {
+    const hostile = CONTROL_TEXTS[i]!;
+    const cell = (c: (typeof CSV_COLUMNS)[number]) => row[CSV_COLUMNS.indexOf(c)];
+    const shown = hostile.replace(new RegExp(RAW_CONTROL.source, "g"), "\ufffd");
+    for (const c of ["tool_name", "session", "error_message", "decision_reason"] as const) {
+      assert.equal(cell(c), shown, `${c} of ${JSON.stringify(hostile)}`);
+    }
+    // JSON text reads back as the exact value.
+    assert.equal(JSON.parse(cell("jsonrpc_id")!), hostile);
+    assert.deepEqual(JSON.parse(cell("params")!), {
+      name: hostile,
+      arguments: { [hostile]: hostile },
+    });
+  });
+  // A line break first is no formula start once replaced, and needs no quotes.
+  assert.equal(csvCell("\n=1+1"), "\ufffd=1+1");
+  assert.equal(csvCell("\u0000@x"), "\ufffd@x");
 });

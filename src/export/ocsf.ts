@@ -16,6 +16,7 @@ import {
   parseLossless,
 } from "../jsonrpc/json.ts";
 import { VERSION } from "../version.ts";
+import { escapeJsonControls } from "./controls.ts";
 import {
   clientApplication,
   clientName,
@@ -226,9 +227,13 @@ function responseOf(d: Description): Pick<OcsfApiActivity["api"], "response"> {
   }
 }
 
-/** {@link ocsfEvent} as one line of JSON (no newline). */
+/**
+ * {@link ocsfEvent} as one line of JSON (no newline). `JSON.stringify` escapes C0 controls but
+ * leaves DEL, C1 (NEL among them), U+2028 and U+2029 raw, on which some line readers split an
+ * event and a terminal may act: they are written as `\uXXXX` escapes too, the same JSON value.
+ */
 export function ocsfLine(r: AuditRecord, options: OcsfOptions = {}): string {
-  return JSON.stringify(ocsfEvent(r, options));
+  return escapeJsonControls(JSON.stringify(ocsfEvent(r, options)));
 }
 
 function resourcesOf(r: AuditRecord): NonNullable<OcsfApiActivity["resources"]> {

@@ -2,7 +2,16 @@ import assert from "node:assert/strict";
 import { exactRecord } from "./exact_record.ts";
 import { OCSF_VERSION, ocsfEvent, ocsfLine } from "./ocsf.ts";
 import { RecordMappingError } from "./describe.ts";
-import { chain, fields, sample, sampleLog, SAMPLES } from "./testdata/records.ts";
+import {
+  ANY_LINE_BREAK,
+  chain,
+  CONTROL_TEXTS,
+  fields,
+  RAW_CONTROL,
+  sample,
+  sampleLog,
+  SAMPLES,
+} from "./testdata/records.ts";
 import { VERSION } from "../version.ts";
 
 /** The facts vendored from the OCSF 1.1.0 schema (see its `source`). */
@@ -301,6 +310,38 @@ Deno.test("hostile values stay inside one JSON line and read back unchanged", ()
   assert.equal(e.actor.session.uid, "+SUM(1,2)");
   assert.equal(e.api.request.uid, "-1");
   assert.equal(e.unmapped.jsonrpc_id, "-1");
+});
+
+Deno.test("control characters are JSON escapes, U+2028, U+2029, NEL and DEL too: one event a line, every value exact", () => {
+  const reads = chain(CONTROL_TEXTS.map((text) => ({
+    name: text,
+    fields: fields({
+      kind: "error",
+      direction: "server_to_client",
+      jsonrpc_id: text,
+      method: "tools/call",
+      tool_name: text,
+      session: text,
+      error: { code: -32000, message: text },
+      decision: { action: "deny", rule: 0, reason: text },
+    }),
+  })));
+  reads.forEach((read, i) => {
+    const text = CONTROL_TEXTS[i]!;
+    const line = ocsfLine(exactRecord(read), { logName: text });
+    assert.ok(!RAW_CONTROL.test(line), JSON.stringify(line));
+    assert.equal(line.split(ANY_LINE_BREAK).length, 1);
+    // The escapes read back as the very characters: OCSF keeps the values exact.
+    assert.deepEqual(JSON.parse(line), ocsfEvent(exactRecord(read), { logName: text }));
+    const e = JSON.parse(line);
+    assert.equal(e.actor.session.uid, text);
+    assert.equal(e.api.request.uid, text);
+    assert.equal(e.metadata.log_name, text);
+  });
+  assert.ok(
+    ocsfLine(exactRecord(reads[5]!)).includes('"uid":"ls\\u2028sep\\u2029x"'),
+    "written as \\u2028",
+  );
 });
 
 Deno.test("a record whose ts is not a time is refused, not exported with a wrong time", () => {

@@ -329,3 +329,34 @@ export function sample(name: string): ReadRecord {
   if (i < 0) throw new Error(`no sample ${name}`);
   return log[i]!;
 }
+
+/**
+ * Text that a line-based reader splits or a terminal acts on, as an MCP server can put it in a
+ * tool name, an error message or a reason: each C0 control but TAB, DEL, C1 (NEL, CSI, OSC),
+ * U+2028 and U+2029, and the attack reviewer's values.
+ */
+export const CONTROL_TEXTS: readonly string[] = [
+  "nul\u0000byte",
+  "\u001b[2J\u001b[31mRED",
+  "\u001b]8;;http://evil\u0007link\u001b]8;;\u0007",
+  "vt\u000bff\u000cx",
+  "nel\u0085x",
+  "ls\u2028sep\u2029x",
+  "del\u007fx",
+  "csi\u009b31mx",
+  "osc\u009d0;title\u009cx",
+  "line1\nline2",
+  "cr\rret",
+  "crlf\r\nx",
+  "tab\tstays",
+  "every C0 " + Array.from({ length: 32 }, (_, c) => String.fromCharCode(c)).join(""),
+  "every C1 " + Array.from({ length: 33 }, (_, c) => String.fromCharCode(0x7f + c)).join(""),
+];
+
+/** A raw character no SIEM line may hold: C0 but TAB, DEL, C1, U+2028, U+2029. */
+// deno-lint-ignore no-control-regex
+export const RAW_CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029]/;
+
+/** Where some reader ends a line: CRLF, LF, CR, VT, FF, NEL, U+2028, U+2029. */
+// deno-lint-ignore no-control-regex
+export const ANY_LINE_BREAK = /\r\n|[\n\r\u000b\u000c\u0085\u2028\u2029]/;
