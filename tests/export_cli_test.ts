@@ -10,7 +10,15 @@ import { openQuery } from "../src/audit/storage/open.ts";
 import { SqliteStore } from "../src/audit/storage/sqlite.ts";
 import { sha256Hex } from "../src/audit/chain.ts";
 import type { ReadRecord } from "../src/audit/storage/query.ts";
-import { chain, fields, FIRST_TS, sampleLog, SAMPLES } from "../src/export/testdata/records.ts";
+import {
+  ANY_LINE_BREAK,
+  chain,
+  fields,
+  FIRST_TS,
+  RAW_CONTROL,
+  sampleLog,
+  SAMPLES,
+} from "../src/export/testdata/records.ts";
 import {
   deadline,
   DENO_JSON,
@@ -239,6 +247,205 @@ Deno.test("--force never overwrites the log or its archives", async () => {
   assert.equal(await Deno.readTextFile(log.path), before);
 });
 
+/** Names of the files in `dir`, sorted. */
+async function namesIn(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) names.push(e.name);
+  return names.sort();
+}
+
+Deno.test("--force refuses a hard link to the log, an archive, the lock, the -wal and -shm: nothing is written", async () => {
+  await using log = await writeLog();
+  const archive = `${log.path}.20261125T035000Z`;
+  // A compressed archive and the writers' lock, as a running log has them.
+  await Deno.writeFile(
+    `${log.path}.20261125T034900Z.gz`,
+    new Uint8Array(
+      await new Response(
+        new Blob([log.records[0]!.line + "\n"]).stream().pipeThrough(new CompressionStream("gzip")),
+      ).arrayBuffer(),
+    ),
+  );
+  await Deno.writeTextFile(`${log.path}.lock`, "");
+  const db = `${log.dir}/audit.db`;
+  // Open while the export runs: its -wal and -shm are there.
+  const store = new SqliteStore(db, { durability: "batch", busyTimeoutMs: 1000 });
+  try {
+    store.begin();
+    for (const read of log.records) store.write(read);
+    store.commit();
+    const targets: [string, string][] = [
+      [log.path, log.path],
+      [archive, log.path],
+      [`${log.path}.20261125T034900Z.gz`, log.path],
+      [`${log.path}.lock`, log.path],
+      [db, db],
+      [`${db}-wal`, db],
+      [`${db}-shm`, db],
+    ];
+    for (const [target, exported] of targets) {
+      const before = await Deno.readFile(target);
+      const link = `${log.dir}/report-${targets.findIndex((t) => t[0] === target)}.csv`;
+      await Deno.link(target, link);
+      await assert.rejects(
+        run(["--format", "csv", "--output", link, "--force", exported]),
+        (e: Error) =>
+          e instanceof UsageError &&
+          e.message === `export: --output: ${link} is the audit log or one of its files`,
+        `a hard link to ${target}`,
+      );
+      assert.deepEqual(await Deno.readFile(target), before, target);
+      // Through a symbolic link to the hard link, and by a path through another directory.
+      await Deno.symlink(link, `${link}.via`);
+      await assert.rejects(
+        run(["--output", `${link}.via`, "--force", exported]),
+        (e: Error) => e instanceof UsageError && /is the audit log/.test(e.message),
+      );
+      assert.deepEqual(await Deno.readFile(target), before, target);
+    }
+    assert.equal((await readLog(db)).records.length, log.records.length);
+  } finally {
+    store.close();
+    await store.settled();
+  }
+  assert.equal(
+    await Deno.readTextFile(log.path),
+    log.records.slice(log.records.findIndex((r) => r.record.method === "audit/rotate"))
+      .map((r) => r.line + "\n").join(""),
+  );
+});
+
+Deno.test("the log's own file names are refused as an --output, with or without --force; a name that only starts like them is not", async () => {
+  await using log = await writeLog();
+  for (
+    const name of [
+      `${log.path}.lock`,
+      `${log.path}.20270101T000000Z`,
+      `${log.path}.20270101T000000Z.3.gz`,
+      `${log.path}.20270101T000000Z.gz.tmp`,
+      `${log.path}-wal`,
+    ]
+  ) {
+    for (const force of [[], ["--force"]]) {
+      await assert.rejects(
+        run(["--output", name, ...force, log.path]),
+        (e: Error) =>
+          e instanceof UsageError && /is the audit log or one of its files/.test(e.message),
+        name,
+      );
+      await assert.rejects(Deno.lstat(name), Deno.errors.NotFound);
+    }
+  }
+  const beside = await run(["--output", `${log.path}.csv`, "--format", "csv", log.path]);
+  assert.equal(beside.code, 0, beside.err.join("\n"));
+});
+
+Deno.test("--force writes a new file and renames it over FILE: FILE's other hard links and a failed or stopped export leave the old bytes", async () => {
+  await using log = await writeLog();
+  const out = `${log.dir}/report.jsonl`;
+  const other = `${log.dir}/other-name.jsonl`;
+  await Deno.writeTextFile(out, "old report\n");
+  await Deno.chmod(out, 0o644);
+  await Deno.link(out, other);
+  const whole = log.records.map((x) => x.line + "\n").join("");
+
+  const forced = await run(["--output", out, "--force", log.path]);
+  assert.equal(forced.code, 0, forced.err.join("\n"));
+  assert.equal(await Deno.readTextFile(out), whole);
+  // The other name still holds the old file: it was replaced, not written through.
+  assert.equal(await Deno.readTextFile(other), "old report\n");
+  if (Deno.build.os !== "windows") assert.equal((await Deno.stat(out)).mode! & 0o777, 0o600);
+  assert.deepEqual(await namesIn(log.dir), [
+    "audit.jsonl",
+    "audit.jsonl.20261125T035000Z",
+    "other-name.jsonl",
+    "report.jsonl",
+  ]);
+
+  // A symbolic link keeps pointing at the file it named, which is replaced.
+  const link = `${log.dir}/latest.jsonl`;
+  await Deno.symlink("other-name.jsonl", link);
+  const through = await run(["--output", link, "--force", "--kind", "event", log.path]);
+  assert.equal(through.code, 0, through.err.join("\n"));
+  assert.ok((await Deno.lstat(link)).isSymlink);
+  assert.deepEqual(
+    seqsOf(await Deno.readTextFile(other)),
+    log.records.filter((x) => x.record.kind === "event").map((x) => x.record.seq),
+  );
+  assert.equal(await Deno.readTextFile(out), whole);
+
+  // A record that cannot be mapped fails the export part way: FILE keeps what it held.
+  const last = log.records[log.records.length - 1]!;
+  const [bad] = chain([{ name: "bad", fields: fields({ method: "ping" }) }], {
+    firstSeq: last.record.seq + 1,
+    prev: sha256Hex(last.line),
+  });
+  await Deno.writeTextFile(
+    log.path,
+    bad!.line.replace(/"ts":"[^"]*"/, '"ts":"not a time"') + "\n",
+    { append: true },
+  );
+  const failed = await run(["--format", "ocsf", "--output", out, "--force", log.path]);
+  assert.equal(failed.code, 1);
+  assert.match(failed.err.join("\n"), /is not a time/);
+  assert.equal(await Deno.readTextFile(out), whole);
+
+  // Stopped as Ctrl-C would, after the first record: the same.
+  const stop = new AbortController();
+  const errors: string[] = [];
+  const code = await exportCommand(["--output", out, "--force", "--kind", "request", log.path], {
+    openQuery: (path) => {
+      // The first record read stops it.
+      const query = openQuery(path);
+      return {
+        page: (request) => query.page(request),
+        stats: (filter) => query.stats(filter),
+        close: () => query.close(),
+        stream: async function* (filter, signal) {
+          for await (const read of query.stream(filter, signal)) {
+            yield read;
+            stop.abort();
+          }
+        },
+      };
+    },
+    stdout: new WritableStream(),
+    out: () => {},
+    err: (line) => void errors.push(line),
+    progress: undefined,
+    signal: stop.signal,
+  });
+  assert.equal(code, 1);
+  assert.match(errors.join("\n"), /stopped after \d+ records/);
+  assert.equal(await Deno.readTextFile(out), whole);
+  // No temporary file is left behind.
+  assert.deepEqual(await namesIn(log.dir), [
+    "audit.jsonl",
+    "audit.jsonl.20261125T035000Z",
+    "latest.jsonl",
+    "other-name.jsonl",
+    "report.jsonl",
+  ]);
+});
+
+Deno.test("--force replaces only a regular file: a directory or a dangling link is refused", async () => {
+  await using log = await writeLog();
+  const dir = `${log.dir}/a-directory`;
+  await Deno.mkdir(dir);
+  await Deno.symlink(`${log.dir}/nowhere`, `${log.dir}/dangling`);
+  for (const target of [dir, `${log.dir}/dangling`]) {
+    await assert.rejects(
+      run(["--output", target, "--force", log.path]),
+      (e: Error) =>
+        e instanceof UsageError &&
+        /is not a regular file; --force replaces only a file/.test(e.message),
+      target,
+    );
+  }
+  assert.deepEqual(await namesIn(dir), []);
+  await assert.rejects(Deno.stat(`${log.dir}/nowhere`), Deno.errors.NotFound);
+});
+
 Deno.test("ocsf and cef: one line per record, in seq order, each keeping seq and the record id", async () => {
   await using log = await writeLog();
   const ocsf = await run(["--format", "ocsf", log.path]);
@@ -425,6 +632,10 @@ Deno.test("time flags: offsets, fractions and leap seconds are read as RFC 3339 
   assert.equal(parseTimeFlag("--from", "0050-01-01", false), -60589296000000);
 });
 
+const HOSTILE_TOOL =
+  "nul\u0000 esc\u001b[2J\u001b[31mRED ls\u2028ps\u2029nel\u0085vt\u000bff\u000cdel\u007f" +
+  "csi\u009b1m lf\ncr\r";
+
 /** `deno run main.ts export ARGS`, as a user runs it. */
 async function runMain(args: string[], cwd: string) {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -464,7 +675,14 @@ Deno.test(`a log written by a real proxy run exports through main.ts (${STORAGE}
       method: "tools/call",
       params: { name: "read_file", arguments: { path: "/tmp/x|y=z" } },
     });
-    await answers.waitFor((c) => c.lines.length >= 2, "two answers", deadline(20_000));
+    // A name a server or client can send that a SIEM's line reader or a terminal would act on.
+    await send({
+      jsonrpc: "2.0",
+      id: 3,
+      method: "tools/call",
+      params: { name: HOSTILE_TOOL, arguments: { v: HOSTILE_TOOL } },
+    });
+    await answers.waitFor((c) => c.lines.length >= 3, "three answers", deadline(20_000));
     await proxy.closeInput();
     assert.equal((await proxy.finished(deadline(20_000))).code, 0);
   }
@@ -491,6 +709,30 @@ Deno.test(`a log written by a real proxy run exports through main.ts (${STORAGE}
   const again = await runMain(["--format", "csv", "--output", csv, path], dir.path);
   assert.equal(again.code, 2);
   assert.match(again.stderr, /--output: .* exists; give --force/);
+
+  // Every format but JSONL (the stored lines, byte for byte) holds one event a line, no control
+  // character raw.
+  for (const format of ["csv", "ocsf", "cef"]) {
+    const r = await runMain(["--format", format, path], dir.path);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.split(format === "csv" ? "\r\n" : "\n");
+    assert.equal(lines.pop(), "");
+    assert.equal(lines.length, stored.records.length + (format === "csv" ? 1 : 0), format);
+    assert.equal(lines.filter((l) => l.includes("\ufffd[2J") || l.includes("\\u001b")).length, 2);
+    for (const line of lines) {
+      assert.ok(!RAW_CONTROL.test(line), `${format}: ${JSON.stringify(line)}`);
+      assert.equal(line.split(ANY_LINE_BREAK).length, 1);
+    }
+  }
+
+  // A hard link to the log under another name, --force: refused, the log as it was.
+  const link = `${dir.path}/report.csv`;
+  await Deno.link(path, link);
+  const before = await Deno.readFile(path);
+  const linked = await runMain(["--format", "csv", "--output", link, "--force", path], dir.path);
+  assert.equal(linked.code, 2);
+  assert.match(linked.stderr, /--output: .*report\.csv is the audit log or one of its files/);
+  assert.deepEqual(await Deno.readFile(path), before);
 
   const bad = await runMain(["--from", "last tuesday", path], dir.path);
   assert.equal(bad.code, 2);

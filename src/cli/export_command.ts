@@ -4,13 +4,22 @@
  * of a JSONL log (its archives included) or a SQLite database out in a SIEM format, in `seq`
  * order, one record in and one line out, so memory stays the same whatever the log's size.
  *
+ * `--output FILE` is created new, mode 0600. With `--force` a FILE that is there is never opened:
+ * the export is written to a new file beside it and renamed over it once whole, so a failed or
+ * stopped export leaves FILE as it was. FILE is refused when it is the log or one of its files
+ * (the active file, an archive, `-wal`, `-shm`, `.lock`), by name or as the same file (device and
+ * inode: a hard link).
+ *
  * Exit codes: 0 exported; 1 the export failed part way (a read or write error, a record that
  * cannot be mapped; a partial `--output` file is removed); 2 bad usage, an unreadable PATH, or an
- * `--output` file that exists (without `--force`).
+ * `--output` file that exists (without `--force`), is not a regular file, or is one of the log's.
  *
  * @module
  */
+import { basename, dirname, join } from "node:path";
 import { parseArgs } from "node:util";
+import { type Archive, listArchives } from "../audit/storage/archives.ts";
+import { StorageError } from "../audit/storage/errors.ts";
 import type { RecordKind } from "../audit/record.ts";
 import {
   QueryError,
@@ -232,35 +241,140 @@ function realPath(path: string): string | null {
   }
 }
 
+/** `path` with its directory resolved but not its last part, which may be a link or missing. */
+function located(path: string): string {
+  const dir = realPath(dirname(path));
+  return dir === null ? path : join(dir, basename(path));
+}
+
+// What follows `<log>.` in a name the log's writers use: an archive, compressed or being
+// compressed (rotation.ts writes `<archive>.gz.tmp`), and the writers' lock.
+const LOG_FILE_DOT = /^(?:\d{8}T\d{6}Z(?:\.\d+)?(?:\.gz)?(?:\.tmp)?|lock)$/;
+// And after `<log>-`: SQLite's own files.
+const LOG_FILE_DASH = /^(?:wal|shm|journal)$/;
+
+/** True when `name` is the log `log` or one of its files by name (both resolved paths). */
+function isLogName(name: string, log: string): boolean {
+  if (name === log) return true;
+  if (dirname(name) !== dirname(log)) return false;
+  const base = basename(log);
+  const own = basename(name);
+  if (!own.startsWith(base) || own.length <= base.length + 1) return false;
+  const rest = own.slice(base.length + 1);
+  const sep = own[base.length];
+  return sep === "." ? LOG_FILE_DOT.test(rest) : sep === "-" && LOG_FILE_DASH.test(rest);
+}
+
 /**
- * Refuses an `--output` that is the log or one of its files (an archive `PATH.<time>`, the lock,
- * SQLite's `-wal`), which `--force` would otherwise truncate.
+ * The files of the log at `log` that are there now: the log, its archives (plain and `.gz`),
+ * SQLite's `-wal`, `-shm` and `-journal`, and the writers' `.lock`, beside the path given and
+ * beside the file it resolves to.
  */
-function refuseOverwritingLog(output: string, log: string): void {
-  const out = realPath(output);
-  const real = realPath(log);
-  if (out === null || real === null) return;
-  if (out === real || out.startsWith(real + ".") || out.startsWith(real + "-")) {
-    throw new UsageError(`export: --output: ${output} is the audit log or one of its files`);
+function logFiles(log: string): string[] {
+  const files = new Set<string>();
+  for (const base of new Set([located(log), realPath(log) ?? log])) {
+    files.add(base);
+    for (const suffix of ["-wal", "-shm", "-journal", ".lock"]) files.add(base + suffix);
+    let archives: Archive[] = [];
+    try {
+      archives = listArchives(base);
+    } catch (e) {
+      // An unreadable directory has no archive this export could name.
+      if (!(e instanceof StorageError)) throw e;
+    }
+    for (const a of archives) {
+      files.add(a.path);
+      files.add(a.gzip ? a.path.slice(0, -3) : `${a.path}.gz`);
+    }
+  }
+  return [...files];
+}
+
+/** The file `path` names, following links; null when there is none. */
+function statOrNull(path: string): Deno.FileInfo | null {
+  try {
+    return Deno.statSync(path);
+  } catch {
+    return null;
   }
 }
 
-async function openOutput(output: string, force: boolean): Promise<Deno.FsFile> {
+function sameFile(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
+  return a.dev === b.dev && a.ino !== null && a.ino === b.ino;
+}
+
+/**
+ * Refuses an `--output` that is the log or one of its files (an archive `PATH.<time>`, the lock,
+ * SQLite's `-wal`), by name or, for a file that is there, as the same file (a hard link to the
+ * log has another name but the log's inode, and writing it would write the log).
+ * @throws {UsageError} naming the output
+ */
+function refuseOverwritingLog(output: string, log: string): void {
+  const refuse = () =>
+    new UsageError(`export: --output: ${output} is the audit log or one of its files`);
+  const names = [located(output), realPath(output)].filter((n) => n !== null);
+  const logs = [located(log), realPath(log)].filter((n) => n !== null);
+  if (names.some((n) => logs.some((l) => isLogName(n, l)))) throw refuse();
+  const out = statOrNull(output);
+  if (out === null) return;
+  for (const file of logFiles(log)) {
+    const info = statOrNull(file);
+    if (info !== null && sameFile(info, out)) throw refuse();
+  }
+}
+
+/** Where the records are written, and how the file comes to be `--output` at the end. */
+interface Output {
+  file: Deno.FsFile;
+  /** The file written: `--output` itself, or a new file beside the one `--force` replaces. */
+  written: string;
+  /** The file renamed over at the end; undefined when `written` is `--output` itself. */
+  replaces: string | undefined;
+}
+
+/**
+ * Opens the output. Without `--force` it is created new; with it, a file that is there is not
+ * opened at all: the export goes to a new file beside it, renamed over it once whole, so that the
+ * file is never truncated (a hard link to something else keeps what it held) and a failed export
+ * leaves it as it was. Only a regular file (or a link to one, which keeps pointing at the new
+ * file) is replaced. Mode 0600 either way: the export holds what the log holds.
+ * @throws {UsageError} when the file exists (without `--force`), is no regular file, or cannot
+ *   be created
+ */
+async function openOutput(output: string, force: boolean): Promise<Output> {
+  let replaces: string | undefined;
+  if (force) {
+    let there = true;
+    try {
+      await Deno.lstat(output);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) {
+        throw new UsageError(`export: --output: cannot look at ${output}: ${(e as Error).message}`);
+      }
+      there = false;
+    }
+    if (there) {
+      const info = statOrNull(output);
+      const real = realPath(output);
+      if (info === null || real === null || !info.isFile) {
+        throw new UsageError(
+          `export: --output: ${output} is not a regular file; --force replaces only a file`,
+        );
+      }
+      replaces = real;
+    }
+  }
+  const written = replaces === undefined
+    ? output
+    : join(dirname(replaces), `.${basename(replaces)}.${Deno.pid}.${crypto.randomUUID()}.tmp`);
   try {
-    const file = await Deno.open(output, {
-      write: true,
-      ...(force ? { create: true, truncate: true } : { createNew: true }),
-      mode: 0o600,
-    });
-    // A file that was there keeps its mode through a truncating open: the export holds what
-    // the log holds, so it is made the owner's alone like a new one.
-    if (force) await Deno.chmod(output, 0o600).catch(() => {});
-    return file;
+    const file = await Deno.open(written, { write: true, createNew: true, mode: 0o600 });
+    return { file, written, replaces };
   } catch (e) {
-    if (e instanceof Deno.errors.AlreadyExists) {
+    if (e instanceof Deno.errors.AlreadyExists && replaces === undefined) {
       throw new UsageError(`export: --output: ${output} exists; give --force to overwrite it`);
     }
-    throw new UsageError(`export: --output: cannot create ${output}: ${(e as Error).message}`);
+    throw new UsageError(`export: --output: cannot create ${written}: ${(e as Error).message}`);
   }
 }
 
@@ -281,7 +395,7 @@ export async function exportCommand(args: string[], io: ExportIo): Promise<numbe
     io.err(`mcp-audit export: cannot read ${path}: ${(e as Error).message}`);
     return 2;
   }
-  if (output !== undefined && request.force) refuseOverwritingLog(output, path);
+  if (output !== undefined) refuseOverwritingLog(output, path);
   let query: RecordQuery;
   try {
     query = io.openQuery(path);
@@ -289,14 +403,14 @@ export async function exportCommand(args: string[], io: ExportIo): Promise<numbe
     io.err(`mcp-audit export: cannot read ${path}: ${(e as Error).message}`);
     return 2;
   }
-  let file: Deno.FsFile | undefined;
+  let out: Output | undefined;
   try {
-    if (output !== undefined) file = await openOutput(output, request.force);
+    if (output !== undefined) out = await openOutput(output, request.force);
   } catch (e) {
     query.close();
     throw e;
   }
-  const writer = new BatchWriter(file?.writable ?? io.stdout);
+  const writer = new BatchWriter(out?.file.writable ?? io.stdout);
   const format = formatter(request.format, baseName(path));
   const where = output ?? "standard output";
   let records = 0;
@@ -319,6 +433,8 @@ export async function exportCommand(args: string[], io: ExportIo): Promise<numbe
       }
     }
     await writer.flush();
+    // On disk before it takes the old file's place: a crash then leaves one or the other whole.
+    if (out?.replaces !== undefined) await out.file.syncData();
     failed = false;
   } catch (e) {
     if (e instanceof SinkClosedError) {
@@ -338,13 +454,22 @@ export async function exportCommand(args: string[], io: ExportIo): Promise<numbe
     }
   } finally {
     query.close();
-    if (file !== undefined) await writer.close();
+    if (out !== undefined) await writer.close();
     else await writer.flush().catch(() => {});
     if (io.progress !== undefined) io.progress("\r\x1b[K");
   }
+  if (!failed && out?.replaces !== undefined) {
+    try {
+      await Deno.rename(out.written, out.replaces);
+    } catch (e) {
+      io.err(`mcp-audit export: cannot replace ${output}: ${(e as Error).message}`);
+      failed = true;
+    }
+  }
   if (failed) {
-    // Half an export that looks whole would mislead whoever reads it later.
-    if (output !== undefined) await Deno.remove(output).catch(() => {});
+    // Half an export that looks whole would mislead whoever reads it later; a file `--force`
+    // was to replace is left as it was.
+    if (out !== undefined) await Deno.remove(out.written).catch(() => {});
     return 1;
   }
   if (io.progress !== undefined) {
