@@ -608,10 +608,21 @@ const SQLITE_MAGIC = encoder.encode("SQLite format 3\0");
  * each terminated, `bytes` their UTF-8 with a `\n` after each, offsets counted in those bytes.
  */
 export async function readLog(path: string): Promise<AuditLogFile> {
-  const bytes = await Deno.readFile(path);
-  const sqlite = bytes.length >= SQLITE_MAGIC.length &&
-    SQLITE_MAGIC.every((b, i) => bytes[i] === b);
-  return parseLog(sqlite ? encoder.encode(sqliteLines(path).map((l) => l + "\n").join("")) : bytes);
+  if (!await isSqlite(path)) return parseLog(await Deno.readFile(path));
+  return parseLog(encoder.encode(sqliteLines(path).map((l) => l + "\n").join("")));
+}
+
+/** Whether the file at `path` starts as a SQLite database does. */
+async function isSqlite(path: string): Promise<boolean> {
+  using file = await Deno.open(path);
+  const head = new Uint8Array(SQLITE_MAGIC.length);
+  let got = 0;
+  while (got < head.length) {
+    const n = await file.read(head.subarray(got));
+    if (n === null) break;
+    got += n;
+  }
+  return got === head.length && SQLITE_MAGIC.every((b, i) => head[i] === b);
 }
 
 /**
