@@ -144,39 +144,103 @@ function rangeSql(range: SeqRange, key: string): Where {
   return { sql: parts.map((p) => ` AND ${p}`).join(""), params };
 }
 
+/** One condition of a filter on an indexed column: `column = value`, or `column IN values`. */
+interface Condition {
+  column: string;
+  /** The index on the column (each ends in seq: see `sqlite_schema.ts`). */
+  index: string;
+  values: SQLInputValue[];
+}
+
+/** The filter's conditions on indexed columns, but for its seq range, time window and `q`. */
+function conditions(f: RecordFilter): Condition[] {
+  const out: Condition[] = [];
+  const eq = (column: string, index: string, value: SQLInputValue | undefined) => {
+    if (value !== undefined) out.push({ column, index, values: [value] });
+  };
+  if (f.kinds !== undefined) {
+    out.push({ column: "kind", index: "records_kind", values: [...f.kinds] });
+  }
+  eq("direction", "records_direction", f.direction);
+  eq("method", "records_method", f.method);
+  eq("tool_name", "records_tool", f.toolName);
+  eq("session", "records_session", f.session);
+  eq("client_id", "records_client", f.clientId);
+  eq("server_id", "records_server", f.serverId);
+  eq("action", "records_action", f.action);
+  // A literal, not a parameter: the partial index on is_error = 1 is used only when the
+  // planner can see that the condition implies it.
+  if (f.errorsOnly === true) out.push({ column: "is_error", index: "records_error", values: [] });
+  return out;
+}
+
+function test(c: Condition, alias: string): string {
+  if (c.column === "is_error") return `${alias}.is_error = 1`;
+  return c.values.length === 1
+    ? `${alias}.${c.column} = ?`
+    : `${alias}.${c.column} IN (${c.values.map(() => "?").join(", ")})`;
+}
+
+/** The time window's conditions on `ts_ms` of table alias `alias`. */
+function window(f: RecordFilter, alias: string): Where {
+  const parts: string[] = [];
+  const params: SQLInputValue[] = [];
+  if (f.from !== undefined) {
+    parts.push(`${alias}.ts_ms >= ?`);
+    params.push(f.from);
+  }
+  if (f.to !== undefined) {
+    parts.push(`${alias}.ts_ms < ?`);
+    params.push(f.to);
+  }
+  return { sql: parts.join(" AND "), params };
+}
+
 /**
- * Builds the conditions on table alias `r` for a filter, but for its seq range and `q` (which
- * change how the query is driven).
+ * The conditions on table alias `r` for a filter, but for its seq range and `q` (which change
+ * how the query is driven).
  */
 function where(f: RecordFilter): Where {
   const parts: string[] = [];
   const params: SQLInputValue[] = [];
-  const eq = (column: string, value: string | undefined) => {
-    if (value === undefined) return;
-    parts.push(`r.${column} = ?`);
-    params.push(value);
-  };
-  if (f.from !== undefined) {
-    parts.push("r.ts_ms >= ?");
-    params.push(f.from);
+  const time = window(f, "r");
+  if (time.sql !== "") {
+    parts.push(time.sql);
+    params.push(...time.params);
   }
-  if (f.to !== undefined) {
-    parts.push("r.ts_ms < ?");
-    params.push(f.to);
+  for (const c of conditions(f)) {
+    parts.push(test(c, "r"));
+    params.push(...c.values);
   }
-  if (f.kinds !== undefined) {
-    parts.push(`r.kind IN (${f.kinds.map(() => "?").join(", ")})`);
-    params.push(...f.kinds);
-  }
-  eq("direction", f.direction);
-  eq("method", f.method);
-  eq("tool_name", f.toolName);
-  eq("session", f.session);
-  eq("client_id", f.clientId);
-  eq("server_id", f.serverId);
-  eq("action", f.action);
-  if (f.errorsOnly === true) parts.push("r.is_error = 1");
   return { sql: parts.length === 0 ? "1" : parts.join(" AND "), params };
+}
+
+/**
+ * The conditions for a row of the full-text index (`f.rowid`), each a look-up in the index of
+ * its column: index pages are few and stay cached, where the records a common word matches are
+ * spread over the whole table. The record itself is read only for the rows that pass.
+ */
+function indexedWhere(f: RecordFilter): Where {
+  const parts: string[] = [];
+  const params: SQLInputValue[] = [];
+  for (const c of conditions(f)) {
+    if (c.column === "kind" && c.values.length === 0) {
+      // `kinds: []` selects nothing (and no index takes an empty list).
+      parts.push("0");
+      continue;
+    }
+    parts.push(
+      `EXISTS (SELECT 1 FROM records t INDEXED BY ${c.index} WHERE ${test(c, "t")} ` +
+        `AND t.seq = f.rowid)`,
+    );
+    params.push(...c.values);
+  }
+  const time = window(f, "t");
+  if (time.sql !== "") {
+    parts.push(`EXISTS (SELECT 1 FROM records t WHERE t.seq = f.rowid AND ${time.sql})`);
+    params.push(...time.params);
+  }
+  return { sql: parts.map((p) => ` AND ${p}`).join(""), params };
 }
 
 /** Refuses a bad page request. */
@@ -223,11 +287,13 @@ function pageSql(db: DatabaseSync, request: PageRequest): Where[] | null {
   // the range), and each of its rows is looked up and checked against the other filters: no
   // sort, no set held. The texts not yet indexed (fewer than FTS_BATCH) are searched by instr.
   const rowid = rangeSql(range, "f.rowid");
+  const indexed = indexedWhere(filter);
   const pending = rangeSql(range, "p.seq");
   return [{
-    sql: `SELECT r.seq, r.line FROM records_fts f CROSS JOIN records r ON r.seq = f.rowid ` +
-      `WHERE records_fts MATCH ?${rowid.sql} AND ${w.sql} ORDER BY f.rowid ${dir} LIMIT ?`,
-    params: [q.match, ...rowid.params, ...w.params, limit + 1],
+    sql: `SELECT r.seq, r.line FROM (SELECT f.rowid AS seq FROM records_fts f ` +
+      `WHERE records_fts MATCH ?${rowid.sql}${indexed.sql} ORDER BY f.rowid ${dir} LIMIT ?) m ` +
+      `CROSS JOIN records r ON r.seq = m.seq ORDER BY m.seq ${dir}`,
+    params: [q.match, ...rowid.params, ...indexed.params, limit + 1],
   }, {
     sql: `SELECT r.seq, r.line FROM records_fts_pending p CROSS JOIN records r ON r.seq = p.seq ` +
       `WHERE instr(p.text, ?) > 0${pending.sql} AND ${w.sql} ORDER BY p.seq ${dir} LIMIT ?`,
