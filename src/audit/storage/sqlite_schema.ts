@@ -6,13 +6,16 @@
  * The schema is versioned with `PRAGMA user_version` and the file marked as ours with
  * `PRAGMA application_id`. Migrations only go forward and run inside one transaction. A database
  * of a newer version, of the Go mcp-audit, or of anything else is refused before anything in it
- * is changed.
+ * is changed. So is a database of ours whose schema is not exactly what its version's migrations
+ * made: a view, trigger or table put in place of or beside ours runs inside every statement
+ * that touches it (a view over an endless recursive query never returns).
  *
  * @module
  */
-import type { DatabaseSync } from "node:sqlite";
+import { DatabaseSync } from "node:sqlite";
 import { isErrorRecord } from "./query.ts";
 import type { AuditRecord } from "../record.ts";
+import { type CanonicalInput, canonicalize } from "../canonical.ts";
 import { RefusedPathError, StorageError } from "./errors.ts";
 
 /** The schema this version writes and reads. */
@@ -200,25 +203,157 @@ export const FLUSH_TEXT_SQL = "INSERT INTO records_fts (rowid, text) " +
   "SELECT seq, text FROM records_fts_pending ORDER BY seq; DELETE FROM records_fts_pending;";
 
 /**
- * The text `q` searches in a record: its params, result and error as JSON, one a line, in lower
- * case: what `matches` in `query.ts` searches for the JSONL backend.
+ * The text `q` searches in a record: its params, result and error as canonical JSON (as the
+ * record's line holds them), one a line, in lower case: what `matches` in `query.ts` searches
+ * for the JSONL backend, but for the order of members named by integers, which a parsed object
+ * puts first.
+ *
+ * Canonical, so that it depends on the values alone: the writer makes it from the record it has,
+ * `verify` from the record its line holds (`parseLossless` keeps every number's text, and
+ * canonicalizes back to the same bytes), and the two must be equal.
+ * @throws {CanonicalizationError} for a value JSON cannot hold
  */
-export function searchText(r: { params: unknown; result: unknown; error: unknown }): string {
-  return (JSON.stringify(r.params) + "\n" + JSON.stringify(r.result) + "\n" +
-    JSON.stringify(r.error)).toLowerCase();
+export function searchText(
+  r: { params: CanonicalInput; result: CanonicalInput; error: CanonicalInput },
+): string {
+  return (canonicalize(r.params) + "\n" + canonicalize(r.result) + "\n" +
+    canonicalize(r.error)).toLowerCase();
 }
 
 /** What a database holds, read without changing it. */
 export interface SchemaFacts {
   /**
    * - `empty`: no tables: a new database, ours to set up;
-   * - `ours`: an mcp-audit database of version {@link SchemaFacts.version};
+   * - `ours`: an mcp-audit database of version {@link SchemaFacts.version}, its schema exactly
+   *   what the migrations up to that version make (but for {@link SchemaFacts.missingTriggers});
+   * - `altered`: marked as ours, but its schema is not that: something added, replaced or
+   *   removed ({@link SchemaFacts.problem} says what first);
    * - `go`: written by the Go mcp-audit (its table `audit_entries`);
    * - `foreign`: anything else.
    */
-  kind: "empty" | "ours" | "go" | "foreign";
+  kind: "empty" | "ours" | "altered" | "go" | "foreign";
   version: number;
   applicationId: number;
+  /** For `altered`, the first difference found; else null. */
+  problem: string | null;
+  /**
+   * Our triggers that are not there. Whoever drops them to edit rows by hand may leave them
+   * dropped: nothing runs for want of them, so a reader goes on (and `verify` finds what was
+   * edited), but a writer refuses.
+   */
+  missingTriggers: string[];
+}
+
+/** One object of a database, as `sqlite_schema` lists it. */
+interface SchemaObject {
+  type: string;
+  name: string;
+  tblName: string;
+  sql: string | null;
+}
+
+function schemaObject(row: Record<string, unknown>): SchemaObject {
+  return {
+    type: String(row.type),
+    name: String(row.name),
+    tblName: String(row.tbl_name),
+    sql: typeof row.sql === "string" ? row.sql : null,
+  };
+}
+
+const expected = new Map<number, ReadonlyMap<string, SchemaObject>>();
+
+/**
+ * The objects the migrations up to `version` make, by name: our tables, indexes and triggers,
+ * the FTS5 table and the shadow tables FTS5 makes for it, as this process's SQLite lists them
+ * after running the migrations in a database in memory (once per version).
+ */
+function expectedSchema(version: number): ReadonlyMap<string, SchemaObject> {
+  let objects = expected.get(version);
+  if (objects === undefined) {
+    const db = new DatabaseSync(":memory:");
+    try {
+      for (let v = 0; v < version; v++) db.exec(MIGRATIONS[v]!);
+      const made = new Map<string, SchemaObject>();
+      for (const row of db.prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema").all()) {
+        const o = schemaObject(row);
+        made.set(o.name, o);
+      }
+      objects = made;
+    } finally {
+      db.close();
+    }
+    expected.set(version, objects);
+  }
+  return objects;
+}
+
+// SQLite's own objects: sqlite_stat1 and sqlite_stat4 (ANALYZE), sqlite_sequence (AUTOINCREMENT)
+// and the automatic indexes of UNIQUE constraints, which have no SQL.
+const SQLITE_TABLE = /^CREATE TABLE (sqlite_[a-z0-9_]+)\s*\(/;
+
+/** Why SQLite's own object `o` is not one, or null when it is. */
+function notSqlitesOwn(o: SchemaObject): string | null {
+  if (o.type === "table" && o.sql !== null && SQLITE_TABLE.exec(o.sql)?.[1] === o.name) {
+    return null;
+  }
+  if (o.type === "index" && o.sql === null && o.name.startsWith("sqlite_autoindex_")) return null;
+  return `the ${o.type} ${o.name} is not one SQLite makes`;
+}
+
+/**
+ * What is wrong with the objects of a database of ours of `version`, and which of our triggers
+ * are missing. Every object but SQLite's own must be one of ours, with exactly the SQL the
+ * migrations gave it (so a table is the table with our columns, `records_fts` the FTS5 table with
+ * our options, and no view, trigger or index of anyone else is there); every one of ours must be
+ * there, but that a trigger may be missing.
+ */
+function compareSchema(
+  objects: readonly SchemaObject[],
+  version: number,
+  complete: boolean,
+): { problem: string | null; missingTriggers: string[] } {
+  const want = expectedSchema(version);
+  if (!complete) {
+    return {
+      problem: `it holds more objects than the ${want.size} of schema ${version}`,
+      missingTriggers: [],
+    };
+  }
+  const seen = new Set<string>();
+  for (const o of objects) {
+    if (o.name.startsWith("sqlite_")) {
+      const problem = notSqlitesOwn(o);
+      if (problem !== null) return { problem, missingTriggers: [] };
+      continue;
+    }
+    const w = want.get(o.name);
+    if (w === undefined) {
+      return { problem: `the ${o.type} ${o.name} is not one of mcp-audit`, missingTriggers: [] };
+    }
+    if (o.type !== w.type) {
+      return {
+        problem: `${o.name} is a ${o.type} where mcp-audit made a ${w.type}`,
+        missingTriggers: [],
+      };
+    }
+    if (o.sql !== w.sql || o.tblName !== w.tblName || seen.has(o.name)) {
+      return {
+        problem: `the ${o.type} ${o.name} is not defined as mcp-audit defined it`,
+        missingTriggers: [],
+      };
+    }
+    seen.add(o.name);
+  }
+  const missingTriggers: string[] = [];
+  for (const w of want.values()) {
+    if (seen.has(w.name)) continue;
+    if (w.type !== "trigger") {
+      return { problem: `the ${w.type} ${w.name} is missing`, missingTriggers: [] };
+    }
+    missingTriggers.push(w.name);
+  }
+  return { problem: null, missingTriggers };
 }
 
 function integer(db: DatabaseSync, pragma: string): number {
@@ -226,6 +361,9 @@ function integer(db: DatabaseSync, pragma: string): number {
   const value = row === undefined ? undefined : Object.values(row)[0];
   return typeof value === "number" ? value : 0;
 }
+
+// A database of ours has a few objects more than its schema at most: SQLite's own.
+const SPARE_OBJECTS = 8;
 
 /**
  * Reads what the database holds. Changes nothing (beyond what SQLite itself does to open a file:
@@ -235,27 +373,47 @@ function integer(db: DatabaseSync, pragma: string): number {
 export function inspectSchema(db: DatabaseSync): SchemaFacts {
   const version = integer(db, "user_version");
   const applicationId = integer(db, "application_id");
-  const names = new Set<string>();
-  for (const row of db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all()) {
-    if (typeof row.name === "string") names.add(row.name);
-  }
-  if (names.has("audit_entries")) return { kind: "go", version, applicationId };
-  if (applicationId === APPLICATION_ID && names.has("records")) {
-    return { kind: "ours", version, applicationId };
-  }
-  if (names.size === 0 && (applicationId === 0 || applicationId === APPLICATION_ID)) {
+  const facts = (kind: SchemaFacts["kind"]): SchemaFacts => ({
+    kind,
+    version,
+    applicationId,
+    problem: null,
+    missingTriggers: [],
+  });
+  const go = db.prepare(
+    "SELECT 1 AS go FROM sqlite_schema WHERE type = 'table' AND name = 'audit_entries'",
+  ).get();
+  if (go !== undefined) return facts("go");
+  // Read up to one more than a database of ours can hold: the work is bounded, and one more
+  // tells that there are too many.
+  const limit = expectedSchema(Math.min(Math.max(version, 0), SCHEMA_VERSION)).size +
+    SPARE_OBJECTS + 1;
+  const objects = db.prepare(`SELECT type, name, tbl_name, sql FROM sqlite_schema LIMIT ${limit}`)
+    .all().map(schemaObject);
+  const mine = objects.filter((o) => !o.name.startsWith("sqlite_"));
+  if (mine.length === 0 && (applicationId === 0 || applicationId === APPLICATION_ID)) {
     // user_version alone, on an empty file, is still a database of ours to be: or of a newer
     // version that has not made its tables yet.
-    return { kind: applicationId === APPLICATION_ID ? "ours" : "empty", version, applicationId };
+    return facts(applicationId === APPLICATION_ID ? "ours" : "empty");
   }
-  return { kind: "foreign", version, applicationId };
+  if (applicationId !== APPLICATION_ID) return facts("foreign");
+  // A newer schema is refused as newer: this version cannot tell what it should hold.
+  if (version > SCHEMA_VERSION) return facts("ours");
+  const { problem, missingTriggers } = compareSchema(
+    objects,
+    Math.max(version, 0),
+    objects.length < limit,
+  );
+  if (problem !== null) return { ...facts("altered"), problem };
+  return { ...facts("ours"), missingTriggers };
 }
 
 /**
- * Refuses a database this version must not touch: the Go tool's, a stranger's, a newer one.
+ * Refuses a database this version must not touch: the Go tool's, a stranger's, a newer one, one
+ * of ours whose schema was changed, and (to write) one whose triggers were dropped.
  * @param writing true for the store (a newer database cannot be written), false for readers
  * @throws {RefusedPathError} for the Go tool's database or a stranger's (a configuration fault)
- * @throws {StorageError} for a database of a newer schema
+ * @throws {StorageError} for a database of a newer schema, or of ours changed by hand
  */
 export function refuseUnusable(facts: SchemaFacts, path: string, writing: boolean): void {
   switch (facts.kind) {
@@ -274,6 +432,16 @@ export function refuseUnusable(facts: SchemaFacts, path: string, writing: boolea
             writing ? "write to" : "read"
           } it. It was not changed`,
       );
+    case "altered":
+      throw new StorageError(
+        `${path} is marked as an mcp-audit database, but its schema is not the one mcp-audit ` +
+          `made: ${facts.problem ?? "it differs"}. Someone changed it by hand, and what was ` +
+          `put there would run as the database is read; refusing to ${
+            writing ? "write to" : "read"
+          } it. It was not changed: keep it as evidence${
+            writing ? ", and set audit.sqlite_path to a new file" : ""
+          }`,
+      );
     case "empty":
     case "ours":
       if (!writing && facts.kind === "empty") {
@@ -284,6 +452,14 @@ export function refuseUnusable(facts: SchemaFacts, path: string, writing: boolea
           `${path} was written by a newer mcp-audit (database schema ${facts.version}; this ` +
             `version knows schemas up to ${SCHEMA_VERSION}). It was not changed: use the newer ` +
             "version, or point audit.sqlite_path at another file",
+        );
+      }
+      if (writing && facts.missingTriggers.length > 0) {
+        throw new StorageError(
+          `${path} lacks the triggers that keep its records append-only ` +
+            `(${facts.missingTriggers.join(", ")}): someone dropped them, as is done to edit or ` +
+            "delete records by hand; refusing to write to it. It was not changed: check it " +
+            "with mcp-audit verify, keep it as evidence, and set audit.sqlite_path to a new file",
         );
       }
       return;

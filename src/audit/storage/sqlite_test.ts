@@ -440,6 +440,47 @@ Deno.test("SqliteStore refuses an SQLite database it did not create", () => {
   assert.equal(bytes(path), before);
 });
 
+Deno.test("SqliteStore refuses a database of ours whose schema was changed, and does not change it", () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.db`;
+  filled(path, 3);
+  const db = new DatabaseSync(path);
+  // An endless view where the pending texts were: whoever reads it never returns.
+  db.exec(
+    "DROP TABLE records_fts_pending; CREATE VIEW records_fts_pending AS " +
+      "WITH RECURSIVE c(seq, text) AS (SELECT 1, 'x' UNION ALL SELECT seq + 1, 'x' FROM c) " +
+      "SELECT seq, text FROM c",
+  );
+  db.close();
+  const before = bytes(path);
+  assert.throws(
+    () => open(path),
+    (e) =>
+      e instanceof StorageError && !(e instanceof RefusedPathError) &&
+      e.message.includes("records_fts_pending is a view where mcp-audit made a table") &&
+      e.message.includes("refusing to write to it") &&
+      e.message.includes("set audit.sqlite_path to a new file"),
+  );
+  assert.equal(bytes(path), before);
+});
+
+Deno.test("SqliteStore refuses a database whose append-only triggers were dropped", () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.db`;
+  filled(path, 3);
+  const db = new DatabaseSync(path);
+  db.exec("DROP TRIGGER records_no_delete");
+  db.close();
+  const before = bytes(path);
+  assert.throws(
+    () => open(path),
+    (e) =>
+      e instanceof StorageError &&
+      /lacks the triggers that keep its records append-only \(records_no_delete\)/.test(e.message),
+  );
+  assert.equal(bytes(path), before);
+});
+
 Deno.test("SqliteStore marks its database with its application id and schema version", () => {
   using tmp = tempDir();
   const path = `${tmp.dir}/audit.db`;
@@ -694,7 +735,11 @@ Deno.test("SqliteStore refuses a database cut below its anchor", () => {
   new Writer(store).batch(5);
   store.close();
   const db = new DatabaseSync(path);
-  db.exec("DROP TRIGGER records_no_delete; DELETE FROM records WHERE seq > 4");
+  // The trigger put back as it was: only the anchor tells.
+  const trigger = db.prepare("SELECT sql FROM sqlite_schema WHERE name = 'records_no_delete'")
+    .get()?.sql;
+  assert.equal(typeof trigger, "string");
+  db.exec(`DROP TRIGGER records_no_delete; DELETE FROM records WHERE seq > 4; ${trigger}`);
   db.close();
   assert.throws(
     () => open(path, { anchor: new AnchorFile(anchorPath, path, signer) }),
