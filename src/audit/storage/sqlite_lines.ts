@@ -4,12 +4,15 @@
  *
  * The line is the evidence and the chain checks it; the columns are what queries filter on. A
  * column changed without the line (`UPDATE records SET tool_name = 'x'`) hides a record from the
- * queries that look for it, so it is reported too (`disagree`), as is a row missing from the
- * full-text index or indexed with text of another length.
+ * queries that look for it, so it is reported too (`disagree`), as is a row whose search text
+ * (what `q` finds it by) is not what its line makes: its text waiting to be indexed is compared
+ * whole; of a row already in the full-text index, only the number of trigrams the index holds
+ * for it can be (the index is contentless: it keeps no text to compare, and reading its trigrams
+ * back costs more than building it).
  *
  * @module
  */
-import { DatabaseSync, type SQLOutputValue } from "node:sqlite";
+import { DatabaseSync, type SQLOutputValue, type StatementSync } from "node:sqlite";
 import {
   isJsonObject,
   type JsonObject,
@@ -56,6 +59,8 @@ export interface ReadSqliteOptions {
 
 const SQLITE_HEADER = "SQLite format 3\0";
 const PAGE = 1000;
+/** A page ends at the row that brings its lines and pending texts to this many characters. */
+export const PAGE_CHARS = 32 << 20;
 const encoder = new TextEncoder();
 
 function message(e: unknown): string {
@@ -83,8 +88,9 @@ export function isSqliteFile(path: string): boolean {
 }
 
 /**
- * Every row of the database at `path`, oldest first, in pages of 1,000 (memory is bounded by a
- * page). Rows appended while reading are read too.
+ * Every row of the database at `path`, oldest first, in pages of up to 1,000 rows and
+ * {@link PAGE_CHARS} characters of text (and one row more: memory is bounded by a page). Rows
+ * appended while reading are read too.
  * @throws {StorageError} when the database cannot be read, is not a log of ours, or is of a
  *   newer schema
  */
@@ -123,9 +129,10 @@ export async function* readSqliteLines(
     const running: { tsMax: number | null } = { tsMax: null };
     for (;;) {
       options.signal?.throwIfAborted();
-      let rows;
+      let rows: Record<string, SQLOutputValue>[];
+      let full: boolean;
       try {
-        rows = page.all(after);
+        ({ rows, full } = readPage(page, after));
       } catch (e) {
         throw new StorageError(
           `cannot read the audit database ${path} after seq ${after}: ${message(e)}`,
@@ -148,13 +155,33 @@ export async function* readSqliteLines(
           disagree: disagree(row, text, running),
         };
       }
-      if (rows.length < PAGE) return;
+      if (!full) return;
       // Let other work run between pages.
       await Promise.resolve();
     }
   } finally {
     db.close();
   }
+}
+
+/**
+ * The rows of one page: up to {@link PAGE} of them, ended early by the row that brings their text
+ * to {@link PAGE_CHARS}. `full` is false when the rows ran out before either.
+ */
+function readPage(
+  page: StatementSync,
+  after: number,
+): { rows: Record<string, SQLOutputValue>[]; full: boolean } {
+  const rows: Record<string, SQLOutputValue>[] = [];
+  let chars = 0;
+  // Stopping early resets the statement: it is not left open between pages.
+  for (const row of page.iterate(after)) {
+    rows.push(row);
+    if (typeof row.line === "string") chars += row.line.length;
+    if (typeof row.pending === "string") chars += row.pending.length;
+    if (rows.length === PAGE || chars >= PAGE_CHARS) return { rows, full: true };
+  }
+  return { rows, full: false };
 }
 
 function show(v: SQLOutputValue | undefined): string {
@@ -198,26 +225,35 @@ function disagree(
 }
 
 /**
- * The row's entry in the full-text index holds one trigram per character of its text after the
- * first two, and a row not indexed yet has its text waiting: a row left out of both, or indexed
- * with text of another length, shows in that count. (Lengths, not texts: the writer made the
- * text from the record as it had it, whose keys may be in another order than the line's.)
+ * Whether the row is found by what its record holds. A row not indexed yet has its text waiting
+ * in `records_fts_pending`, which must be exactly the {@link searchText} of its params, result and
+ * error; a row indexed has an entry in the full-text index, which holds one trigram per character
+ * of that text after the first two. Its trigrams themselves are not compared: an entry replaced
+ * with another text of the same length is not found here. A row in neither is hidden from `q`;
+ * a row in both was never written so.
  */
 function searchIndexDisagrees(
   sz: SQLOutputValue | undefined,
   pending: SQLOutputValue | undefined,
   r: JsonObject,
 ): string | null {
-  const chars = [
-    ...searchText({ params: r.params ?? null, result: r.result ?? null, error: r.error ?? null }),
-  ].length;
+  const text = searchText({
+    params: r.params ?? null,
+    result: r.result ?? null,
+    error: r.error ?? null,
+  });
   if (typeof pending === "string") {
-    const have = [...pending].length;
-    if (have === chars) return null;
-    return `the text waiting to be indexed for the row has ${have} characters, but its params, ` +
-      `result and error make ${chars}`;
+    if (sz !== null && sz !== undefined) {
+      return "the row is in the search index and also waiting to be indexed";
+    }
+    if (pending === text) return null;
+    return `the text waiting to be indexed for the row is not what its params, result and ` +
+      `error make (${differs(pending, text)}): q does not find the row by what it holds`;
   }
-  const want = Math.max(0, chars - 2);
+  if (pending !== null && pending !== undefined) {
+    return `the text waiting to be indexed for the row is ${show(pending)}, not text`;
+  }
+  const want = Math.max(0, characters(text) - 2);
   if (!(sz instanceof Uint8Array)) {
     return "the row is missing from the search index: q does not find it";
   }
@@ -227,6 +263,29 @@ function searchIndexDisagrees(
       `error make ${want}`;
   }
   return null;
+}
+
+/** Where `have` first differs from `want`, for a message. */
+function differs(have: string, want: string): string {
+  const haveChars = characters(have);
+  const wantChars = characters(want);
+  if (haveChars !== wantChars) return `${haveChars} characters where they make ${wantChars}`;
+  let i = 0;
+  while (have.charCodeAt(i) === want.charCodeAt(i)) i++;
+  return `from character ${characters(have, i) + 1} on`;
+}
+
+/** The characters (code points) of `s` before UTF-16 index `end`, counted without copying. */
+function characters(s: string, end = s.length): number {
+  let n = 0;
+  for (let i = 0; i < end; i++, n++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < end) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) i++;
+    }
+  }
+  return n;
 }
 
 /** SQLite's variable-length integer at the start of `bytes` (FTS5's size records use it). */

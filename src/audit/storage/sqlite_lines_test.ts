@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { hash } from "node:crypto";
 import { DatabaseSync } from "node:sqlite";
 import { SqliteStore } from "./sqlite.ts";
-import { isSqliteFile, readSqliteLines, type SqliteLine } from "./sqlite_lines.ts";
+import { isSqliteFile, PAGE_CHARS, readSqliteLines, type SqliteLine } from "./sqlite_lines.ts";
 import { FTS_BATCH, searchText } from "./sqlite_schema.ts";
 import { StorageError } from "./errors.ts";
 import { type AuditRecord, GENESIS } from "../record.ts";
@@ -172,12 +172,110 @@ Deno.test("readSqliteLines reports a row whose text waiting to be indexed is mis
   const got = await read(path);
   assert.deepEqual(got.map((l) => l.disagree), [
     null,
-    `the text waiting to be indexed for the row has 1 characters, but its params, result and error make ${
+    "the text waiting to be indexed for the row is not what its params, result and error make " +
+    `(1 characters where they make ${
       [...searchText(JSON.parse(lines[1]!))].length
-    }`,
+    }): q does not find the row by what it holds`,
     "the row is missing from the search index: q does not find it",
     null,
   ]);
+});
+
+Deno.test("readSqliteLines reports text waiting to be indexed that was rewritten to the same length", async () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.db`;
+  const lines = fill(path, 4);
+  const text = searchText(JSON.parse(lines[0]!));
+  const at = [...text.slice(0, text.indexOf("/tmp/ä-1"))].length;
+  const db = new DatabaseSync(path);
+  // A plain table, no trigger: hides the row from q=/tmp/ä-1, the length unchanged.
+  db.exec("UPDATE records_fts_pending SET text = replace(text, '/tmp/ä-1', '/zzz/z-1')");
+  db.close();
+  const got = await read(path);
+  assert.deepEqual(got.map((l) => l.disagree), [
+    "the text waiting to be indexed for the row is not what its params, result and error make " +
+    `(from character ${at + 2} on): q does not find the row by what it holds`,
+    null,
+    null,
+    null,
+  ]);
+});
+
+Deno.test("readSqliteLines reports a row both in the search index and waiting to be indexed", async () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.db`;
+  const lines = fill(path, FTS_BATCH + 2);
+  const db = new DatabaseSync(path);
+  db.prepare("INSERT INTO records_fts_pending (seq, text) VALUES (?, ?)").run(
+    1,
+    searchText(JSON.parse(lines[0]!)),
+  );
+  db.close();
+  const got = await read(path);
+  assert.equal(got[0]!.disagree, "the row is in the search index and also waiting to be indexed");
+  assert.ok(got.slice(1).every((l) => l.disagree === null));
+});
+
+Deno.test("readSqliteLines refuses a database whose schema is not ours, reading none of it", async () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.db`;
+  fill(path, 3);
+  // Over the records, so that it ends: an endless one must be refused just the same.
+  tamper(
+    path,
+    "DROP TABLE records_fts_pending; " +
+      "CREATE VIEW records_fts_pending AS SELECT seq, 'x' AS text FROM records",
+  );
+  await assert.rejects(
+    read(path),
+    (e) =>
+      e instanceof StorageError &&
+      e.message.includes("records_fts_pending is a view where mcp-audit made a table") &&
+      e.message.includes("refusing to read it"),
+  );
+});
+
+Deno.test("readSqliteLines reads a database whose append-only triggers were dropped", async () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.db`;
+  const lines = fill(path, 3);
+  tamper(path, "SELECT 1");
+  assert.deepEqual(
+    (await read(path)).map((l) => [l.text, l.disagree]),
+    lines.map((l) => [l, null]),
+  );
+});
+
+Deno.test("readSqliteLines ends a page at PAGE_CHARS characters of text", async () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.db`;
+  // Records of about 4 MiB, their text pending: about 8 MiB a row, with the line.
+  const big = "x".repeat(4 << 20);
+  const store = new SqliteStore(path, { durability: "none", busyTimeoutMs: 5000 });
+  const sizes: number[] = [];
+  let prev = GENESIS;
+  store.begin();
+  for (let seq = 1; seq <= 12; seq++) {
+    const r = { ...record(seq, prev), params: { big } };
+    const line = recordText(r).signed(null);
+    store.write({ line, record: r });
+    sizes.push(line.length + searchText(r).length);
+    prev = hash("sha256", line, "hex");
+  }
+  store.commit();
+  store.close();
+  let first = 0;
+  for (let chars = 0; chars < PAGE_CHARS; first++) chars += sizes[first]!;
+  assert.ok(first < 12);
+  // The rows of the first page are yielded before the signal is looked at again.
+  const controller = new AbortController();
+  let n = 0;
+  await assert.rejects(async () => {
+    for await (const _ of readSqliteLines(path, { signal: controller.signal })) {
+      if (++n === 1) controller.abort(new Error("stop"));
+    }
+  }, /stop/);
+  assert.equal(n, first);
 });
 
 Deno.test("readSqliteLines leaves a line that is no record to verify", async () => {
