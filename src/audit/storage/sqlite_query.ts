@@ -240,6 +240,9 @@ function indexedWhere(f: RecordFilter): Where {
     parts.push(`EXISTS (SELECT 1 FROM records t WHERE t.seq = f.rowid AND ${time.sql})`);
     params.push(...time.params);
   }
+  // An entry of the index whose record is not there (put in by hand) is no match: else it takes
+  // a place of the page's LIMIT, and enough of them make a page of matches look empty and last.
+  if (parts.length === 0) parts.push("EXISTS (SELECT 1 FROM records t WHERE t.seq = f.rowid)");
   return { sql: parts.map((p) => ` AND ${p}`).join(""), params };
 }
 
@@ -388,9 +391,12 @@ export class SqliteQuery implements RecordQuery {
         db.prepare(part.sql).all(...part.params)
       );
       if (parts.length < 2) return parts[0] ?? [];
-      // Each part is in the page's order and disjoint from the others: merged, then cut.
+      // Each part is in the page's order and disjoint from the others (but in a database edited
+      // by hand, where a row may be both indexed and pending): merged, then cut.
       const sign = request.order === "newest" ? -1 : 1;
-      return parts.flat().sort((a, b) => sign * (seqOf(a) - seqOf(b))).slice(0, limit + 1);
+      return parts.flat().sort((a, b) => sign * (seqOf(a) - seqOf(b)))
+        .filter((row, i, all) => i === 0 || seqOf(all[i - 1]!) !== seqOf(row))
+        .slice(0, limit + 1);
     });
     const records: ReadRecord[] = [];
     for (const row of rows.slice(0, limit)) records.push(readRecord(row));

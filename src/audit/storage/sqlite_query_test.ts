@@ -361,6 +361,58 @@ Deno.test("SqliteQuery refuses what is not a log of ours", () => {
   assert.throws(() => new SqliteQuery(newer), /newer mcp-audit/);
 });
 
+Deno.test("SqliteQuery refuses a database of ours whose schema was changed", () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.db`;
+  fill(path, 3);
+  const db = new DatabaseSync(path);
+  db.exec(
+    "DROP TABLE records_fts_pending; CREATE VIEW records_fts_pending AS " +
+      "WITH RECURSIVE c(seq, text) AS (SELECT 1, 'x' UNION ALL SELECT seq + 1, 'x' FROM c) " +
+      "SELECT seq, text FROM c",
+  );
+  db.close();
+  assert.throws(
+    () => new SqliteQuery(path),
+    (e) =>
+      e instanceof StorageError &&
+      e.message.includes("records_fts_pending is a view where mcp-audit made a table"),
+  );
+});
+
+Deno.test("SqliteQuery q: index entries of no record, or a row both indexed and pending, change no page", async () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.db`;
+  // The first 1,050 records in the full-text index, the rest pending.
+  const lines = fill(path, 1100);
+  const records: AuditRecord[] = lines.map((l) => JSON.parse(l));
+  const db = new DatabaseSync(path);
+  // Entries of the search index for records that are not there, after the last: the first
+  // rows a newest-first q page meets.
+  const orphan = db.prepare("INSERT INTO records_fts (rowid, text) VALUES (?, ?)");
+  db.exec("BEGIN");
+  for (let seq = 2000; seq < 3100; seq++) orphan.run(seq, "secret.txt");
+  db.exec("COMMIT");
+  // A record indexed, and its text pending as well.
+  const twice = records.find((r) => r.seq < 1000 && matches(r, { q: "secret.txt" }))!;
+  db.prepare("INSERT INTO records_fts_pending (seq, text) VALUES (?, ?)").run(
+    twice.seq,
+    "secret.txt",
+  );
+  db.close();
+  const query = new SqliteQuery(path);
+  try {
+    const filter = { q: "secret.txt" };
+    const want = records.filter((r) => matches(r, filter)).map((r) => r.seq);
+    assert.ok(want.length > 100);
+    assert.deepEqual(await allPages(query, filter, "newest", 10), want.toReversed());
+    assert.deepEqual(await allPages(query, filter, "oldest", 10), want);
+    assert.equal((await query.stats(filter)).records, want.length);
+  } finally {
+    query.close();
+  }
+});
+
 Deno.test("SqliteQuery reads consistent pages while another process writes", async () => {
   using tmp = tempDir();
   const path = `${tmp.dir}/audit.db`;
