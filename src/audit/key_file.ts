@@ -13,17 +13,30 @@
  * -----BEGIN PUBLIC KEY-----
  * MCowBQYDK2VwAyEA…
  * -----END PUBLIC KEY-----
+ * # the seqs a key signed: FIRST-LAST once it is retired, FIRST- while it is in use
+ * valid   hmac    2026-q1   1-1400
+ * valid   ed25519 ops-2026  1401-
  * ```
  *
- * - Fields are separated by blanks (spaces or tabs); blanks before the first are ignored. The first is the scheme, `hmac` (signatures
- *   `hmac-sha256:…`) or `ed25519`; the second the key id the signatures name: no white space, no
- *   `:`, at most 128 characters, or `-` for the id the proxy uses when `audit.key_id` is not set
- *   (the first 8 hex characters of SHA-256 of the secret, or of the public key's SPKI DER).
+ * - Fields are separated by blanks (spaces or tabs); blanks before the first are ignored. A key's
+ *   line starts with its scheme, `hmac` (signatures `hmac-sha256:…`) or `ed25519`; the second
+ *   field is the key id the signatures name: no white space, no `:`, at most 128 characters, or
+ *   `-` for the id the proxy uses when `audit.key_id` is not set (the first 8 hex characters of
+ *   SHA-256 of the secret, or of the public key's SPKI DER).
  * - `hmac`: the rest of the line is the secret, exactly, but for blanks at its ends (a secret that
  *   starts or ends with a blank cannot be written here; `AUDIT_SECRET` can carry it).
  * - `ed25519`: the rest of the line is the path of an SPKI PEM public key (relative paths are
  *   taken from the key file's directory); or nothing, and the PEM block follows on the next lines.
  *   A private key is refused: verifying needs only the public one.
+ * - `valid SCHEME KEY_ID FIRST-LAST` (or `FIRST-`, no end yet): the only seqs that key signs; a
+ *   record at any other seq signed with it (or an anchor naming such a seq) is `wrong key`, so a
+ *   retired key, which may have leaked since, cannot sign records after its retirement (nor a new
+ *   key records before it came into use). It names a key of the same file by its scheme and the
+ *   key id its signatures carry (not `-`: verify's summary prints the id), before or after that
+ *   key's line; seqs are whole numbers from 1, LAST not below FIRST, nothing after them. Several
+ *   `valid` lines for one key add up. A key with none signs any seq; where the same key is given
+ *   again (another key file, `AUDIT_SECRET`), its ranges still hold. A line of its own keeps the
+ *   secret what it has always been, the rest of its line, whatever it looks like.
  * - Anything else is an error naming the file and line; so is the same scheme and key id given
  *   twice with different keys (the same key twice is harmless and kept once).
  *
@@ -56,6 +69,15 @@ export class KeyFileError extends KeyError {
   }
 }
 
+/** Seqs a key signed, from a key file's `valid` line. */
+export interface SeqRange {
+  from: number;
+  /** Null: no end yet (the key in use). */
+  to: number | null;
+  /** For messages: `keys.txt:5`. */
+  source: string;
+}
+
 /** One key to check signatures with, and where it was given. */
 export interface KeyEntry {
   verifier: SignatureVerifier;
@@ -63,6 +85,8 @@ export interface KeyEntry {
   source: string;
   /** SHA-256 of the key material, to tell the same key given twice from two keys. */
   fingerprint: string;
+  /** The only seqs the key signs; absent: any. */
+  seqs?: readonly SeqRange[];
 }
 
 // A key file lists keys, not data: anything larger is not one.
@@ -140,6 +164,66 @@ function checkKeyId(id: string, file: string, line: number): string | undefined 
 }
 
 const ENTRY = /^(\S+)[ \t]+(\S+)(?:[ \t]+(.*?))?[ \t]*$/;
+const VALID = /^valid[ \t]+(\S+)[ \t]+(\S+)[ \t]+(\d{1,16})-(\d{0,16})$/;
+const VALID_FORM = "expected `valid SCHEME KEY_ID FIRST-LAST` or `valid SCHEME KEY_ID FIRST-`";
+const SCHEMES: Readonly<Record<string, Scheme>> = { hmac: "hmac-sha256", ed25519: "ed25519" };
+
+/** A `valid` line: the key it names and its seqs. */
+interface Valid {
+  scheme: Scheme;
+  keyId: string;
+  range: SeqRange;
+  line: number;
+}
+
+function parseValid(trimmed: string, file: string, lineNo: number): Valid {
+  const m = VALID.exec(trimmed);
+  if (m === null) throw new KeyFileError(file, lineNo, VALID_FORM);
+  const scheme = SCHEMES[m[1]!];
+  if (scheme === undefined) {
+    throw new KeyFileError(
+      file,
+      lineNo,
+      `valid: unknown scheme ${JSON.stringify(m[1])}: expected hmac or ed25519`,
+    );
+  }
+  const keyId = checkKeyId(m[2]!, file, lineNo);
+  if (keyId === undefined) {
+    throw new KeyFileError(
+      file,
+      lineNo,
+      "valid: name the key id the signatures carry (verify prints it), not -",
+    );
+  }
+  const from = Number(m[3]);
+  const to = m[4] === "" ? null : Number(m[4]);
+  if (!Number.isSafeInteger(from) || from < 1 || (to !== null && !Number.isSafeInteger(to))) {
+    throw new KeyFileError(file, lineNo, "valid: seqs are whole numbers from 1");
+  }
+  if (to !== null && to < from) {
+    throw new KeyFileError(file, lineNo, `valid: the last seq ${to} is below the first ${from}`);
+  }
+  return { scheme, keyId, range: { from, to, source: `${file}:${lineNo}` }, line: lineNo };
+}
+
+/** Gives each key its `valid` ranges; a range naming no key of the file is an error. */
+function applyValid(entries: KeyEntry[], valid: readonly Valid[], file: string): void {
+  for (const v of valid) {
+    let found = false;
+    for (const [i, e] of entries.entries()) {
+      if (e.verifier.scheme !== v.scheme || e.verifier.keyId !== v.keyId) continue;
+      entries[i] = { ...e, seqs: [...(e.seqs ?? []), v.range] };
+      found = true;
+    }
+    if (!found) {
+      throw new KeyFileError(
+        file,
+        v.line,
+        `valid: no ${v.scheme} key with key id ${v.keyId} in this file`,
+      );
+    }
+  }
+}
 
 /**
  * Parses a key file's text.
@@ -156,17 +240,23 @@ export function parseKeyFile(
   const lines = text.split("\n").map((l) => l.endsWith("\r") ? l.slice(0, -1) : l);
   if (lines.at(-1) === "") lines.pop();
   const entries: KeyEntry[] = [];
+  const valid: Valid[] = [];
   for (let i = 0; i < lines.length; i++) {
     const lineNo = i + 1;
     const line = lines[i]!;
     const trimmed = line.trim();
     if (trimmed === "" || trimmed.startsWith("#")) continue;
+    if (/^valid(?:[ \t]|$)/.test(trimmed)) {
+      valid.push(parseValid(trimmed, file, lineNo));
+      continue;
+    }
     const m = ENTRY.exec(trimmed);
     if (m === null) {
       throw new KeyFileError(
         file,
         lineNo,
-        "expected `hmac KEY_ID SECRET`, `ed25519 KEY_ID PEM_PATH` or `ed25519 KEY_ID` before a PEM block",
+        "expected `hmac KEY_ID SECRET`, `ed25519 KEY_ID PEM_PATH`, `ed25519 KEY_ID` before a PEM " +
+          "block, or `valid SCHEME KEY_ID FIRST-LAST`",
       );
     }
     const scheme = m[1]!;
@@ -214,10 +304,11 @@ export function parseKeyFile(
       throw new KeyFileError(
         file,
         lineNo,
-        `unknown scheme ${JSON.stringify(scheme)}: expected hmac or ed25519`,
+        `unknown scheme ${JSON.stringify(scheme)}: expected hmac or ed25519 (or valid)`,
       );
     }
   }
+  applyValid(entries, valid, file);
   // Checked here too, so the error names both lines of the file.
   new KeyRing(entries);
   return entries;
@@ -248,12 +339,23 @@ function named(sig: string | null): { scheme: Scheme; keyId: string } | "unsigne
 export class KeyRing {
   #byName = new Map<string, KeyEntry>();
   #entries: KeyEntry[] = [];
+  /** The seqs each restricted key signs, from every entry of it that gives some. */
+  #seqs = new Map<string, SeqRange[]>();
 
   /** @throws {KeyError} when two different keys have the same scheme and key id */
   constructor(entries: readonly KeyEntry[]) {
     for (const e of entries) {
       const name = `${e.verifier.scheme}:${e.verifier.keyId}`;
       const seen = this.#byName.get(name);
+      if (e.seqs !== undefined && (seen === undefined || seen.fingerprint === e.fingerprint)) {
+        // Restricted once, restricted everywhere: another copy of the key widens nothing.
+        const ranges = this.#seqs.get(name) ?? [];
+        for (const r of e.seqs) {
+          const same = (q: SeqRange) => q.from === r.from && q.to === r.to && q.source === r.source;
+          if (!ranges.some(same)) ranges.push(r);
+        }
+        this.#seqs.set(name, ranges);
+      }
       if (seen === undefined) {
         this.#byName.set(name, e);
         this.#entries.push(e);
@@ -281,6 +383,21 @@ export class KeyRing {
     const n = named(sig);
     if (typeof n === "string") return undefined;
     return this.#byName.get(`${n.scheme}:${n.keyId}`)?.verifier;
+  }
+
+  /**
+   * Null when the key `sig` names may sign `seq` (the ring holds no range for it, or one of its
+   * ranges holds `seq`); otherwise its ranges for messages: `seq 1-14 (keys.txt:5)`.
+   */
+  outsideSeqs(sig: string | null, seq: number): string | null {
+    const n = named(sig);
+    if (typeof n === "string") return null;
+    const ranges = this.#seqs.get(`${n.scheme}:${n.keyId}`);
+    if (ranges === undefined) return null;
+    if (ranges.some((r) => seq >= r.from && (r.to === null || seq <= r.to))) return null;
+    return ranges.map((r) =>
+      `${r.to === null ? `seq ${r.from} on` : `seq ${r.from}-${r.to}`} (${r.source})`
+    ).join(", ");
   }
 
   /** Checks a signature with the key it names. */

@@ -131,3 +131,78 @@ Deno.test("readKeyFile refuses a missing file, a directory and one too large to 
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("a key file's valid lines limit a key to the seqs it signed, before or after its line, adding up", () => {
+  const entries = parseKeyFile(
+    `valid hmac k1 1-14\nhmac k1 ${SECRET_A}\nhmac\tk2 ${SECRET_B}\n` +
+      "  valid\thmac  k2 15-\nvalid hmac k1 40-41\n",
+    "keys.txt",
+  );
+  assert.deepEqual(entries.map((e) => [e.verifier.keyId, e.seqs]), [
+    ["k1", [{ from: 1, to: 14, source: "keys.txt:1" }, { from: 40, to: 41, source: "keys.txt:5" }]],
+    ["k2", [{ from: 15, to: null, source: "keys.txt:4" }]],
+  ]);
+  const ring = new KeyRing(entries);
+  const k1 = hmacSigner(SECRET_A, "k1").sign("r");
+  const k2 = hmacSigner(SECRET_B, "k2").sign("r");
+  assert.equal(ring.outsideSeqs(k1, 1), null);
+  assert.equal(ring.outsideSeqs(k1, 14), null);
+  assert.equal(ring.outsideSeqs(k1, 41), null);
+  assert.equal(ring.outsideSeqs(k1, 15), "seq 1-14 (keys.txt:1), seq 40-41 (keys.txt:5)");
+  assert.equal(ring.outsideSeqs(k2, 14), "seq 15 on (keys.txt:4)");
+  assert.equal(ring.outsideSeqs(k2, 1_000_000), null);
+  assert.equal(ring.check("r", k1), "ok", "the signature itself is still good");
+  // A key no range names, or a signature naming no key: nothing to say here.
+  const open = new KeyRing(parseKeyFile(`hmac k3 ${SECRET_A}\n`, "keys.txt"));
+  assert.equal(open.outsideSeqs(hmacSigner(SECRET_A, "k3").sign("r"), 99), null);
+  assert.equal(ring.outsideSeqs(null, 1), null);
+  assert.equal(ring.outsideSeqs("nonsense", 1), null);
+});
+
+Deno.test("a key limited in a key file stays limited when given again elsewhere", () => {
+  const limited = parseKeyFile(`hmac k1 ${SECRET_A}\nvalid hmac k1 1-3\n`, "keys.txt");
+  const again = parseKeyFile(`hmac k1 ${SECRET_A}\n`, "more.txt");
+  const sig = hmacSigner(SECRET_A, "k1").sign("r");
+  for (const ring of [new KeyRing([...again, ...limited]), new KeyRing([...limited, ...again])]) {
+    assert.equal(ring.size, 1);
+    assert.equal(ring.outsideSeqs(sig, 4), "seq 1-3 (keys.txt:2)");
+  }
+  // The same line twice says it once.
+  const twice = parseKeyFile(`hmac k1 ${SECRET_A}\nhmac k1 ${SECRET_A}\nvalid hmac k1 1-3\n`, "k");
+  assert.equal(new KeyRing(twice).outsideSeqs(sig, 4), "seq 1-3 (k:3)");
+});
+
+Deno.test("a key file refuses a valid line that is not one, naming the line", () => {
+  const form = /expected `valid SCHEME KEY_ID FIRST-LAST` or `valid SCHEME KEY_ID FIRST-`/;
+  fails(`hmac k1 ${SECRET_A}\nvalid hmac k1\n`, 2, form);
+  fails(`hmac k1 ${SECRET_A}\nvalid hmac k1 3\n`, 2, form);
+  fails(`hmac k1 ${SECRET_A}\nvalid hmac k1 -3\n`, 2, form);
+  fails(`hmac k1 ${SECRET_A}\nvalid hmac k1 1-3 extra\n`, 2, form);
+  fails("valid\n", 1, form);
+  fails(`hmac k1 ${SECRET_A}\nvalid hmac k1 0-3\n`, 2, /valid: seqs are whole numbers from 1/);
+  fails(
+    `hmac k1 ${SECRET_A}\nvalid hmac k1 9999999999999999-\n`,
+    2,
+    /valid: seqs are whole numbers from 1/,
+  );
+  fails(
+    `hmac k1 ${SECRET_A}\nvalid hmac k1 5-4\n`,
+    2,
+    /valid: the last seq 4 is below the first 5/,
+  );
+  fails(`hmac k1 ${SECRET_A}\nvalid rsa k1 1-3\n`, 2, /valid: unknown scheme "rsa"/);
+  fails(`hmac - ${SECRET_A}\nvalid hmac - 1-3\n`, 2, /valid: name the key id the signatures carry/);
+  fails(
+    `hmac k1 ${SECRET_A}\nvalid hmac k2 1-3\n`,
+    2,
+    /valid: no hmac-sha256 key with key id k2 in/,
+  );
+  fails(`hmac k1 ${SECRET_A}\nvalid ed25519 k1 1-3\n`, 2, /valid: no ed25519 key with key id k1/);
+  // A secret is still the rest of its line, whatever it looks like.
+  const [e] = parseKeyFile("hmac k1 valid hmac k1 1-3\n", "keys.txt");
+  assert.equal(e!.seqs, undefined);
+  assert.equal(e!.verifier.check("r", hmacSigner("valid hmac k1 1-3", "k1").sign("r")), "ok");
+  // The default id, named as signatures carry it.
+  const [d] = parseKeyFile(`hmac - ${SECRET_A}\nvalid hmac ${defaultKeyId(SECRET_A)} 1-\n`, "k");
+  assert.deepEqual(d!.seqs, [{ from: 1, to: null, source: "k:2" }]);
+});
