@@ -2,8 +2,10 @@
  * `verify` and `keygen` from the command line: Ed25519 logs end to end, progress on a terminal,
  * exit code 2 when the log cannot be read or no key is given, 3 when only the structure was
  * checked, and the unsigned / wrong key family; a rotated log's archives (plain and gzipped) as one
- * chain, deleted, reordered and retention-deleted archives; several keys from a key file; a log
- * still being written; SQLite databases and their tampering.
+ * chain, deleted, reordered and retention-deleted archives; several keys from a key file, each
+ * limited to the seqs it signed; a log still being written, or cut after a checkpoint; a new file
+ * after the log was deleted or moved; lines that are not canonical; SQLite databases and their
+ * tampering.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -465,8 +467,19 @@ Deno.test("verify on a log still being written: intact up to its last checkpoint
     }));
     const log = `${dir}/audit.jsonl`;
     Deno.writeTextFileSync(log, text(lines));
+    // A checkpoint vouches for what came before it, not that nothing came after: a log that ends
+    // in one may have been cut there.
     const atCheckpoint = await run(["verify", log], { env: secretEnv });
-    assertEquals(atCheckpoint.code, 0, atCheckpoint.stdout);
+    assertEquals(atCheckpoint.code, 4, atCheckpoint.stdout);
+    assertEquals(
+      atCheckpoint.stdout,
+      "INCOMPLETE: 5 records, seq 1-5; intact up to its last checkpoint at seq 5, where it ends " +
+        "without audit/stop (a proxy still running, or the log cut there); signatures checked " +
+        `with hmac-sha256 key ${hmacSigner(SECRET).keyId}\n` +
+        "log: missing: log ends at seq 5 with audit/checkpoint, not audit/stop: a checkpoint " +
+        "vouches for the records before it, not that none came after it (proxy still running, " +
+        "crashed, or records removed from the end)\n",
+    );
 
     const more = c.some(2);
     Deno.writeTextFileSync(log, text(more), { append: true });
@@ -641,6 +654,209 @@ Deno.test("verify exits 2 for a database it cannot read", async () => {
     const cut = await run(["verify", `${dir}/cut.db`], { env: secretEnv });
     assertEquals(cut.code, 2, cut.stdout);
     assert(cut.stdout.startsWith("mcp-audit verify: "), cut.stdout);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+/** A SQLite log of the lines `build` makes, written by the SQLite store. */
+function sqliteOf(path: string, build: (c: Chain) => { record: AuditRecord; line: string }[]) {
+  const store = new SqliteStore(path, { durability: "entry", busyTimeoutMs: 5_000 });
+  try {
+    store.begin();
+    for (const e of build(new Chain(hmacSigner(SECRET)))) store.write(e);
+    store.commit();
+  } finally {
+    store.close();
+  }
+  return path;
+}
+
+const KEY_ID = hmacSigner(SECRET).keyId;
+
+Deno.test("verify of a log cut right after a checkpoint exits 4, JSONL or SQLite; the whole log exits 0", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-cut-" });
+  try {
+    const build = (c: Chain) => {
+      const entries = [c.entry(EventMethod.Start)];
+      for (let i = 0; i < 2; i++) entries.push(c.entry(EventMethod.Reload, { n: c.seq + 1 }));
+      entries.push(c.entry(EventMethod.Checkpoint, {
+        reason: "periodic",
+        head_seq: c.seq,
+        head_hash: c.prev,
+        records_since_last: 3,
+      }));
+      for (let i = 0; i < 2; i++) entries.push(c.entry(EventMethod.Reload, { n: c.seq + 1 }));
+      entries.push(c.entry(EventMethod.Stop));
+      return entries;
+    };
+    const db = sqliteOf(`${dir}/audit.db`, build);
+    const lines = build(new Chain(hmacSigner(SECRET))).map((e) => e.line);
+    Deno.writeTextFileSync(`${dir}/audit.jsonl`, text(lines));
+    Deno.writeTextFileSync(`${dir}/cut.jsonl`, text(lines.slice(0, 4)));
+    const cutDb = tampered(db, "DELETE FROM records WHERE seq > 4");
+    for (const whole of [db, `${dir}/audit.jsonl`]) {
+      const ok = await run(["verify", whole], { env: secretEnv });
+      assertEquals(ok.code, 0, ok.stdout);
+      assert(ok.stdout.startsWith("OK: 7 records, seq 1-7; chain intact"), ok.stdout);
+    }
+    for (const cut of [cutDb, `${dir}/cut.jsonl`]) {
+      const r = await run(["verify", cut], { env: secretEnv });
+      assertEquals(r.code, 4, r.stdout);
+      assert(
+        r.stdout.startsWith(
+          "INCOMPLETE: 4 records, seq 1-4; intact up to its last checkpoint at seq 4, where it ends without audit/stop",
+        ),
+        r.stdout,
+      );
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("verify of a new file the proxy started after its log was deleted or moved: the records before it are missing, and the moved file verifies", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-newfile-" });
+  try {
+    for (const cause of ["deleted", "moved"]) {
+      const c = new Chain(hmacSigner(SECRET));
+      const old = [c.event(EventMethod.Start), ...c.some(2)];
+      if (cause === "moved") {
+        old.push(c.event(EventMethod.Checkpoint, { reason: "moved", cause, last_seq: c.seq + 1 }));
+      }
+      const now = [
+        c.event(EventMethod.Recover, {
+          reason: `the audit log was ${cause}`,
+          cause,
+          continues_after_seq: c.seq,
+          new_file: true,
+        }),
+        ...c.some(1),
+        c.event(EventMethod.Stop),
+      ];
+      const log = `${dir}/${cause}.jsonl`;
+      Deno.writeTextFileSync(log, text(now));
+      const r = await run(["verify", log], { env: secretEnv });
+      assertEquals(r.code, 1, r.stdout);
+      const n = old.length;
+      const lost = cause === "deleted"
+        ? `seq 1-${n}: missing: the records before seq ${n + 1} were in a file that was deleted ` +
+          `while the proxy ran (the audit/recover at seq ${n + 1} says so): they are gone unless ` +
+          "a copy of that file exists, and nothing here vouches for them"
+        : `seq 1-${n}: missing: the records before seq ${n + 1} are in the file that was moved ` +
+          `away while the proxy ran (the audit/recover at seq ${n + 1} says so): they are not ` +
+          "checked here (verify that file too)";
+      assertEquals(
+        r.stdout,
+        `FAILED: 1 problem in 3 records, seq ${n + 1}-${n + 3} (continues after seq ${n}, ` +
+          `previous file ${cause}); signatures checked with hmac-sha256 key ${KEY_ID}\n${lost}\n` +
+          `note: seq ${n + 1}: the proxy found its log ${
+            cause === "moved" ? "moved away" : cause
+          } while it ran\n`,
+      );
+      if (cause === "moved") {
+        const moved = `${dir}/elsewhere.jsonl`;
+        Deno.writeTextFileSync(moved, text(old));
+        const m = await run(["verify", moved], { env: secretEnv });
+        assertEquals(m.code, 0, m.stdout);
+        assertEquals(
+          m.stdout,
+          `OK: 4 records, seq 1-4; chain intact; signatures checked with hmac-sha256 key ${KEY_ID}; ` +
+            "ends with the audit/checkpoint written when the proxy found the file moved (the " +
+            "chain goes on in a new file)\nnote: the file ends at seq 4 with the audit/checkpoint " +
+            "the proxy wrote on finding it moved away while it ran: the chain goes on in a new " +
+            "file at the log's path, which holds the records after it (verify that file too)\n",
+        );
+        Deno.writeTextFileSync(`${dir}/joined.jsonl`, text([...old, ...now]));
+        const joined = await run(["verify", `${dir}/joined.jsonl`], { env: secretEnv });
+        assertEquals(joined.code, 0, joined.stdout);
+      }
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("verify reports a stored line that is not its record's canonical JSON as modified, JSONL or SQLite", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-canonical-" });
+  try {
+    const db = sqliteLog(dir);
+    const lines = Deno.readTextFileSync(`${dir}/rows.txt`).trimEnd().split("\n");
+    // The last line, which no prev pins, with members repeated: JSON.parse keeps the last ones.
+    const sneak = '{"kind":"request","method":"tools/call","tool_name":"rm_rf","client_id":"';
+    lines[7] = lines[7]!.replace('{"client_id":"', sneak);
+    Deno.writeTextFileSync(`${dir}/audit.jsonl`, text(lines));
+    const detail = "modified: the stored line is not its record's canonical JSON (a member " +
+      "repeated or out of order, blanks, or a value spelled another way): not as the proxy writes it";
+    const j = await run(["verify", `${dir}/audit.jsonl`], { env: secretEnv });
+    assertEquals(j.code, 1, j.stdout);
+    assert(j.stdout.includes(`\nline 8 seq 8: ${detail}\n`), j.stdout);
+
+    const row = tampered(
+      db,
+      `UPDATE records SET line = replace(line, '{"client_id":"', '${sneak}') WHERE seq = 8`,
+    );
+    const s = await run(["verify", row], { env: secretEnv });
+    assertEquals(s.code, 1, s.stdout);
+    assert(s.stdout.includes(`\nseq 8: ${detail}\n`), s.stdout);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("verify --key-file with valid lines: a retired key re-signing the records after its retirement is a wrong key, the anchor too", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-retired-" });
+  try {
+    const log = rotatedKeys(dir);
+    const keys = "hmac k1 the first secret, thirty-two bytes\n" +
+      "hmac k2 the second secret, thirty-two bytes\n";
+    Deno.writeTextFileSync(`${dir}/keys.txt`, `${keys}valid hmac k1 1-4\nvalid hmac k2 5-\n`);
+    Deno.writeTextFileSync(`${dir}/open.txt`, keys);
+    const ok = await run(["verify", "--key-file", `${dir}/keys.txt`, log]);
+    assertEquals(ok.code, 0, ok.stdout);
+
+    // Whoever holds the retired k1 writes the whole log again with it: every link and signature
+    // holds, and only the key's seqs tell.
+    const retired = hmacSigner("the first secret, thirty-two bytes", "k1");
+    const c = new Chain(retired);
+    const forged = [c.event(EventMethod.Start), ...c.some(2), c.event(EventMethod.Stop)];
+    forged.push(c.event(EventMethod.Start), ...c.some(2), c.event(EventMethod.Stop));
+    Deno.writeTextFileSync(`${dir}/forged.jsonl`, text(forged));
+    const open = await run(["verify", "--key-file", `${dir}/open.txt`, `${dir}/forged.jsonl`]);
+    assertEquals(open.code, 0, `without valid lines, nothing can tell:\n${open.stdout}`);
+    const r = await run(["verify", "--key-file", `${dir}/keys.txt`, `${dir}/forged.jsonl`]);
+    assertEquals(r.code, 1, r.stdout);
+    assert(
+      r.stdout.includes(
+        `\nline 5 seq 5-8: wrong key: signed with hmac-sha256 key id k1, valid only for seq 1-4 (${dir}/keys.txt:3)\n`,
+      ),
+      r.stdout,
+    );
+
+    // An anchor the retired key signed for a seq after its retirement.
+    const last = JSON.parse(forged.at(-1)!);
+    const head = {
+      seq: last.seq,
+      hash: createHash("sha256").update(forged.at(-1)!).digest("hex"),
+      id: last.id,
+      ts: last.ts,
+    };
+    Deno.writeTextFileSync(`${dir}/audit.anchor`, anchorText(log, head, retired));
+    const a = await run([
+      "verify",
+      "--key-file",
+      `${dir}/keys.txt`,
+      "--anchor",
+      `${dir}/audit.anchor`,
+      log,
+    ]);
+    assertEquals(a.code, 1, a.stdout);
+    assert(
+      a.stdout.includes(
+        `\n${dir}/audit.anchor: wrong key: the anchor names seq 8 and was signed with key id k1, valid only for seq 1-4 (${dir}/keys.txt:3)\n`,
+      ),
+      a.stdout,
+    );
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

@@ -3,10 +3,16 @@
  * and, given an anchor, that the log still reaches the record the anchor names. Fed one line at a
  * time, file after file, so logs of any size take bounded memory.
  *
+ * Every line must be the canonical JSON (RFC 8785, numbers as `parseLossless` keeps them) of the
+ * record it holds, as the proxy writes it: anything else (a member given twice, members out of
+ * order, blanks, another spelling of a number or string) is `modified`, for a reader other than
+ * JSON.parse may see another record in it than the one the signature covers.
+ *
  * A log starts at seq 1. A file may start mid-chain only with an event that says so, with
  * `continues_after_seq` one less than its own seq:
  * - `audit/recover` with `new_file: true`: the proxy had to start a new file (the old one was
- *   deleted, moved or replaced while it ran);
+ *   deleted, moved or replaced while it ran). The records before it are not here: `missing`,
+ *   with the cause the event gives, in any scope;
  * - `audit/rotate`: the first record of a file after rotation; `archive` names the file before.
  *
  * When the lines are the whole log (the active file and every archive, or a database), its first
@@ -14,6 +20,13 @@
  * (`deleted_archives`) say retention deleted the archives that held the records before it; any
  * other start after seq 1 leaves those records `missing`. Between files the chain must run on: a
  * gap is `missing` (an archive deleted), a step back `reordered` (archives renamed out of order).
+ *
+ * A log ends cleanly only with `audit/stop`. A checkpoint vouches for the records before it, not
+ * that none came after it, so a log that ends in one or goes on past its last one is `missing`
+ * its end (the CLI calls that INCOMPLETE when it is the only problem). Two ends are not the log's:
+ * an archive checked alone (rotation ended it; the next file goes on) and a file whose last record
+ * is the checkpoint the proxy wrote on finding that file moved away, deleted or replaced (the
+ * chain goes on in the new file); both are notes.
  *
  * @module
  */
@@ -24,7 +37,13 @@ import type { AnchorHead } from "./anchor.ts";
 import { KeyRing } from "./key_file.ts";
 import { EventMethod, GENESIS } from "./record.ts";
 import type { Scheme, SignatureVerifier } from "./signing.ts";
-import { isJsonObject, type JsonObject, parseLossless } from "../jsonrpc/json.ts";
+import {
+  isJsonObject,
+  isRawNumber,
+  type JsonObject,
+  type JsonValue,
+  parseLossless,
+} from "../jsonrpc/json.ts";
 
 /** The kinds of problem `verify` names. */
 export type ProblemKind = "modified" | "missing" | "reordered" | "torn" | "unsigned" | "wrong key";
@@ -50,7 +69,10 @@ export interface KeyUse {
   records: number;
 }
 
-/** The last record that ends the log cleanly where it stands: `audit/stop` or a checkpoint. */
+/**
+ * The last record the log is vouched for up to: `audit/stop`, or a checkpoint (which vouches for
+ * the records before it, but does not end the log).
+ */
 export interface CleanPoint {
   seq: number;
   method: typeof EventMethod.Stop | typeof EventMethod.Checkpoint;
@@ -80,13 +102,18 @@ export interface Report {
    * rotation, checked alone), or null.
    */
   continuesBecause: string | null;
-  /** The last record is `audit/stop` or `audit/checkpoint`. */
+  /** The last record is `audit/stop`. */
   endsClean: boolean;
   /**
-   * The log's end is a problem (`missing`): it does not end cleanly and is not an archive checked
-   * alone, whose end the next file vouches for.
+   * The log's end is a problem (`missing`): it does not end in `audit/stop` and is not an archive
+   * checked alone, nor a file the proxy moved on from, whose end the next file vouches for.
    */
   endMissing: boolean;
+  /**
+   * The file ends with the checkpoint the proxy wrote on finding it `deleted`, `moved` or
+   * `replaced` while it ran (that cause), so the chain goes on in a new file; else null.
+   */
+  endsMovedOn: string | null;
   /** The last `audit/stop` or `audit/checkpoint`: the log is covered up to there. */
   lastClean: CleanPoint | null;
   /** Records after {@link lastClean} (every record when there is none). */
@@ -130,6 +157,30 @@ const CAUSES: Readonly<Record<string, string>> = {
   truncated: "cut short (records at its end removed)",
   extended: "written into by another program",
 };
+/** Causes of a new file after which the old file's records are elsewhere or gone. */
+const NEW_FILE_CAUSES = new Set(["deleted", "moved", "replaced"]);
+
+/**
+ * Why the records before a file that an `audit/recover` with `new_file: true` starts (at `seq`)
+ * are not in it: a `missing` problem's detail. Says nothing of their seqs, so that it stays true
+ * of each part when a record turns up in their midst.
+ */
+function lostBefore(cause: string | null, seq: number): string {
+  const says = `(the audit/recover at seq ${seq} says so)`;
+  switch (cause) {
+    case "deleted":
+      return `the records before seq ${seq} were in a file that was deleted while the proxy ran ${says}: they are gone unless a copy of that file exists, and nothing here vouches for them`;
+    case "moved":
+      return `the records before seq ${seq} are in the file that was moved away while the proxy ran ${says}: they are not checked here (verify that file too)`;
+    case "replaced":
+      return `the records before seq ${seq} were in a file that something else replaced while the proxy ran ${says}: they are not checked here`;
+    default:
+      return `the records before seq ${seq} were in an earlier file (the audit/recover at seq ${seq} gives ${
+        cause === null ? "no cause" : `the cause ${JSON.stringify(cause)}`
+      }): they are not checked here`;
+  }
+}
+
 // How many recent record hashes are kept to check `prev` links of records that come late.
 const HASH_WINDOW = 4096;
 // Marks the gap before a whole log's first file that retention may explain.
@@ -223,6 +274,94 @@ function subtract(
   return { left, covered };
 }
 
+/**
+ * For an `audit/recover` at `seq` that opens a new file (`new_file: true`, continuing after the
+ * seq before its own): its `cause`, null when it gives none; undefined for any other record.
+ */
+function newFileCause(record: JsonObject, seq: number): string | null | undefined {
+  const params = record.params;
+  if (
+    record.kind !== "event" || record.method !== EventMethod.Recover || !isJsonObject(params) ||
+    params.new_file !== true || params.continues_after_seq !== seq - 1
+  ) {
+    return undefined;
+  }
+  return typeof params.cause === "string" ? params.cause : null;
+}
+
+/** Whether every object in `value` has its members in RFC 8785 order. Iterative: any depth. */
+function membersSorted(value: JsonValue): boolean {
+  const pending: JsonValue[] = [value];
+  for (let v = pending.pop(); v !== undefined; v = pending.pop()) {
+    if (typeof v !== "object" || v === null || isRawNumber(v)) continue;
+    if (Array.isArray(v)) {
+      for (const item of v) if (typeof item === "object" && item !== null) pending.push(item);
+      continue;
+    }
+    let last: string | null = null;
+    for (const key of Object.keys(v)) {
+      // `<` compares UTF-16 code units, the order RFC 8785 sorts members in.
+      if (last !== null && !(last < key)) return false;
+      last = key;
+      const member = v[key];
+      if (typeof member === "object" && member !== null) pending.push(member);
+    }
+  }
+  return true;
+}
+
+/**
+ * Whether `text` is the canonical JSON of `record`, its parse, and the canonical text of the
+ * record without `sig`, which its signature covers.
+ *
+ * Most lines take the quick way: JSON.stringify writes a value's members in the order it holds
+ * them (the order of the text) and writes numbers, strings and kept raw numbers exactly as RFC
+ * 8785 and `canonicalize` do, so when it gives `text` back and every object's members are sorted,
+ * `text` is canonical. Anything else (a line that is not canonical, members named like array
+ * indexes, which JavaScript keeps in numeric order, a value too deep for the native writer) is
+ * decided by the canonicalizer itself.
+ */
+function canonicalCheck(
+  record: JsonObject,
+  text: string,
+): { canonical: boolean; unsigned: string } {
+  let quick: string | null = null;
+  try {
+    quick = JSON.stringify(record);
+  } catch {
+    // Nested deeper than the native writer goes: the canonicalizer has no such limit.
+  }
+  if (quick === text && membersSorted(record)) {
+    const { sig: _, ...unsigned } = record;
+    return { canonical: true, unsigned: JSON.stringify(unsigned) };
+  }
+  const forms = canonicalForms(record);
+  return { canonical: forms.stored === text, unsigned: forms.unsigned };
+}
+
+/**
+ * A record's canonical text as stored (with `sig`) and as signed (without), from one pass: the
+ * members that sort before `sig` and those after it are canonicalized apart and joined both ways.
+ */
+function canonicalForms(record: JsonObject): { stored: string; unsigned: string } {
+  // No prototype: a member named __proto__ is a member like any other.
+  const before: JsonObject = Object.create(null);
+  const after: JsonObject = Object.create(null);
+  for (const key of Object.keys(record)) {
+    // `<` compares UTF-16 code units, the order RFC 8785 sorts members in.
+    if (key < "sig") before[key] = record[key]!;
+    else if (key > "sig") after[key] = record[key]!;
+  }
+  const head = canonicalize(before).slice(1, -1);
+  const tail = canonicalize(after).slice(1, -1);
+  const sig = record.sig;
+  const join = (parts: string[]) => `{${parts.filter((p) => p !== "").join(",")}}`;
+  return {
+    stored: join([head, sig === undefined ? "" : `"sig":${canonicalize(sig)}`, tail]),
+    unsigned: join([head, tail]),
+  };
+}
+
 const range = (a: number, b: number) => a === b ? `seq ${a}` : `seq ${a}-${b}`;
 
 /** Checks records line by line; call {@link ChainVerifier.finish} at the end. */
@@ -259,6 +398,8 @@ export class ChainVerifier {
   #files = 0;
   #fileHasRecord = false;
   #clean: CleanPoint | null = null;
+  /** The `cause` of the last checkpoint, when the proxy wrote it on moving on to a new file. */
+  #cleanCause: string | null = null;
   #recordsAtClean = 0;
   #used = new Map<string, KeyUse>();
   /** What retention says it deleted: seq ranges, and names for the note. */
@@ -390,16 +531,30 @@ export class ChainVerifier {
       );
     }
 
-    const { sig, ...unsigned } = record;
+    const canonical = canonicalCheck(record, text);
+    if (!canonical.canonical) {
+      this.#add(
+        "modified",
+        file,
+        lineNo,
+        seq,
+        "the stored line is not its record's canonical JSON (a member repeated or out of order, " +
+          "blanks, or a value spelled another way): not as the proxy writes it",
+      );
+    }
+    const sig = record.sig;
     if (sig !== null && typeof sig !== "string") {
       this.#add("modified", file, lineNo, seq, "sig is not a string");
     } else if (this.#keys !== null) {
-      this.#signature(this.#keys, canonicalize(unsigned), sig, file, lineNo, seq);
+      this.#signature(this.#keys, canonical.unsigned, sig, file, lineNo, seq);
     }
 
     const expected = this.#maxSeq + 1;
     if (seq > expected) {
-      const why = firstOfFile && this.#prevFile !== null
+      const lost = firstOfFile ? newFileCause(record, seq) : undefined;
+      const why = lost !== undefined
+        ? lostBefore(lost, seq)
+        : firstOfFile && this.#prevFile !== null
         ? `record is missing (${basename(this.#prevFile)} ends before it and ${
           basename(file)
         } starts after it: a file of the log deleted?)`
@@ -438,7 +593,17 @@ export class ChainVerifier {
   ): void {
     const check = keys.check(canonical, sig);
     const by = check === "ok" ? keys.verifierFor(sig) : undefined;
-    if (by !== undefined) {
+    const outside = by === undefined ? null : keys.outsideSeqs(sig, seq);
+    if (by !== undefined && outside !== null) {
+      // A retired key (or one not yet in use) signs nothing here, however well it signs.
+      this.#add(
+        "wrong key",
+        file,
+        lineNo,
+        seq,
+        `signed with ${by.scheme} key id ${by.keyId}, valid only for ${outside}`,
+      );
+    } else if (by !== undefined) {
       const name = `${by.scheme}:${by.keyId}`;
       const use = this.#used.get(name);
       if (use === undefined) {
@@ -540,6 +705,11 @@ export class ChainVerifier {
     if (event && (method === EventMethod.Stop || method === EventMethod.Checkpoint)) {
       this.#clean = { seq, method };
       this.#recordsAtClean = this.#records;
+      const cause = params.cause;
+      this.#cleanCause = method === EventMethod.Checkpoint && typeof cause === "string" &&
+          NEW_FILE_CAUSES.has(cause)
+        ? cause
+        : null;
     }
     if (!event || (method !== EventMethod.Rotate && method !== EventMethod.Retention)) {
       this.#lastRunMethod = event ? method : null;
@@ -600,8 +770,11 @@ export class ChainVerifier {
     ) {
       return;
     }
-    if (record.method === EventMethod.Recover && params.new_file === true) {
-      this.#continuesBecause = typeof params.cause === "string" ? params.cause : null;
+    const lost = newFileCause(record, seq);
+    if (lost !== undefined) {
+      // The records before it are not here, whatever happened to them.
+      this.#continuesBecause = lost;
+      this.#gaps.add(1, seq - 1, lostBefore(lost, seq));
     } else if (record.method === EventMethod.Rotate) {
       if (this.#scope === "log") {
         // Retention may have deleted what came before; finish() decides once every event is read.
@@ -687,9 +860,11 @@ export class ChainVerifier {
       }
     }
     this.#finishGaps();
-    const endsClean = this.#lastKind === "event" &&
-      (this.#lastMethod === EventMethod.Stop || this.#lastMethod === EventMethod.Checkpoint);
+    const endsClean = this.#lastKind === "event" && this.#lastMethod === EventMethod.Stop;
     const uncovered = this.#records - this.#recordsAtClean;
+    const clean = this.#clean;
+    const onCheckpoint = !endsClean && clean !== null && uncovered === 0;
+    const movedOn = onCheckpoint ? this.#cleanCause : null;
     if (this.#records === 0) {
       this.#add(
         "missing",
@@ -702,33 +877,35 @@ export class ChainVerifier {
       this.#notes.push(
         `the archive ends at seq ${this.#maxSeq}, where rotation moved the chain on to the next file: its end is checked when the whole log is (give the active log's path)`,
       );
+    } else if (movedOn !== null) {
+      this.#notes.push(
+        `the file ends at seq ${this.#maxSeq} with the audit/checkpoint the proxy wrote on finding it ${
+          CAUSES[movedOn] ?? movedOn
+        } while it ran: the chain goes on in a new file at the log's path, which holds the records after it (verify that file too)`,
+      );
     } else if (!endsClean) {
-      const clean = this.#clean;
+      const why = "(proxy still running, crashed, or records removed from the end)";
       this.#add(
         "missing",
         "",
         0,
         null,
         clean === null
-          ? `log ends at seq ${this.#maxSeq} without audit/stop or audit/checkpoint (proxy still running, crashed, or records removed from the end)`
-          : `log ends at seq ${this.#maxSeq} without audit/stop or audit/checkpoint: the ${uncovered} record${
+          ? `log ends at seq ${this.#maxSeq} without audit/stop ${why}`
+          : onCheckpoint
+          ? `log ends at seq ${this.#maxSeq} with audit/checkpoint, not audit/stop: a checkpoint vouches for the records before it, not that none came after it ${why}`
+          : `log ends at seq ${this.#maxSeq} without audit/stop: the ${uncovered} record${
             uncovered === 1 ? "" : "s"
-          } after the last ${clean.method} at seq ${clean.seq} are not yet covered (proxy still running, crashed, or records removed from the end)`,
+          } after the last ${clean.method} at seq ${clean.seq} are not yet covered ${why}`,
       );
     }
     this.#finishAnchor();
-    if (this.#continuesAfter !== null) {
-      const where = this.#continuesBecause === "deleted"
-        ? "a file that was deleted while the proxy ran (those records are gone unless a copy exists)"
-        : this.#continuesBecause === "moved"
-        ? "a file that was moved away while the proxy ran"
-        : this.#continuesBecause === "replaced"
-        ? "a file that something else replaced while the proxy ran"
-        : this.#continuesBecause === "retention"
+    // A new file's audit/recover leaves what came before missing (a problem that says why).
+    const because = this.#continuesBecause;
+    if (this.#continuesAfter !== null && (because === "retention" || because === "rotated")) {
+      const where = because === "retention"
         ? "archives that are not here"
-        : this.#continuesBecause === "rotated"
-        ? "the archive before this one (give the active log's path to check them together)"
-        : "an earlier file";
+        : "the archive before this one (give the active log's path to check them together)";
       this.#notes.push(
         `the log starts mid-chain: seq ${
           this.#continuesAfter + 1
@@ -753,7 +930,8 @@ export class ChainVerifier {
       continuesAfter: this.#continuesAfter,
       continuesBecause: this.#continuesBecause,
       endsClean,
-      endMissing: this.#records > 0 && !endsClean && this.#scope !== "archive",
+      endMissing: this.#records > 0 && !endsClean && this.#scope !== "archive" && movedOn === null,
+      endsMovedOn: movedOn,
       lastClean: this.#clean,
       uncovered,
       files: this.#files,

@@ -12,7 +12,7 @@ import {
   type SignatureVerifier,
   type Signer,
 } from "./signing.ts";
-import type { JsonObject } from "../jsonrpc/json.ts";
+import { isJsonObject, type JsonObject, parseLossless } from "../jsonrpc/json.ts";
 
 const KEY = hmacSigner("0123456789abcdef0123456789abcdef");
 const enc = new TextEncoder();
@@ -332,23 +332,57 @@ Deno.test("ChainVerifier keeps separate runs apart", () => {
   ]);
 });
 
-Deno.test("ChainVerifier reports a log that does not end in audit/stop or a checkpoint", () => {
+Deno.test("ChainVerifier reports a log that does not end in audit/stop", () => {
   const lines = session().slice(0, 6);
   const r = check(lines);
   assert.equal(r.problems.length, 1);
   assert.equal(r.problems[0]!.kind, "missing");
   assert.equal(r.problems[0]!.seq, null);
-  assert.ok(r.problems[0]!.detail.includes("without audit/stop"), r.problems[0]!.detail);
+  assert.equal(
+    r.problems[0]!.detail,
+    "log ends at seq 6 without audit/stop (proxy still running, crashed, or records removed from the end)",
+  );
   assert.equal(r.endsWith, null);
   assert.equal(r.endsClean, false);
   assert.equal(r.endMissing, true);
   assert.equal(r.lastClean, null);
   assert.equal(r.uncovered, 6);
+});
 
+Deno.test("ChainVerifier does not take a checkpoint for the end of a log: one cut right after it is missing its end", () => {
   const c = new Chain();
-  const ok = check([c.event(EventMethod.Start), c.request(), c.event(EventMethod.Checkpoint)]);
-  assert.deepEqual(ok.problems, []);
-  assert.equal(ok.endsWith, EventMethod.Checkpoint);
+  const lines = [c.event(EventMethod.Start), c.request(), c.request()];
+  lines.push(c.event(EventMethod.Checkpoint, {
+    reason: "periodic",
+    head_seq: c.seq,
+    head_hash: c.prev,
+    records_since_last: 3,
+  }));
+  const cut = check(lines);
+  assert.deepEqual(cut.problems.map(brief), [{ kind: "missing", seq: null, seqEnd: null }]);
+  assert.equal(
+    cut.problems[0]!.detail,
+    "log ends at seq 4 with audit/checkpoint, not audit/stop: a checkpoint vouches for the records " +
+      "before it, not that none came after it (proxy still running, crashed, or records removed from the end)",
+  );
+  assert.equal(cut.endsWith, EventMethod.Checkpoint);
+  assert.equal(cut.endsClean, false);
+  assert.equal(cut.endMissing, true);
+  assert.deepEqual(cut.lastClean, { seq: 4, method: EventMethod.Checkpoint });
+  assert.equal(cut.uncovered, 0);
+
+  // The same log going on to its audit/stop ends cleanly.
+  lines.push(c.request(), c.event(EventMethod.Stop));
+  const whole = check(lines);
+  assert.deepEqual(whole.problems, []);
+  assert.equal(whole.endsClean, true);
+
+  // An archive checked alone may still end anywhere, a checkpoint included: a note.
+  const archive = checkFiles([{ name: "audit.jsonl.1", lines: lines.slice(0, 4) }], KEY, {
+    scope: "archive",
+  });
+  assert.deepEqual(archive.problems, []);
+  assert.equal(archive.endMissing, false);
 });
 
 Deno.test("ChainVerifier says how far a running log is covered: up to its last checkpoint", () => {
@@ -367,7 +401,7 @@ Deno.test("ChainVerifier says how far a running log is covered: up to its last c
   assert.deepEqual(r.problems.map(brief), [{ kind: "missing", seq: null, seqEnd: null }]);
   assert.match(
     r.problems[0]!.detail,
-    /^log ends at seq 6 without audit\/stop or audit\/checkpoint: the 2 records after the last audit\/checkpoint at seq 4 are not yet covered/,
+    /^log ends at seq 6 without audit\/stop: the 2 records after the last audit\/checkpoint at seq 4 are not yet covered/,
   );
 });
 
@@ -376,6 +410,7 @@ Deno.test("ChainVerifier reports a checkpoint that names another head than the r
   const lines = [c.event(EventMethod.Start), c.request()];
   lines.push(
     c.event(EventMethod.Checkpoint, { reason: "periodic", head_seq: 5, head_hash: c.prev }),
+    c.event(EventMethod.Stop),
   );
   const r = check(lines);
   assert.deepEqual(r.problems.map(brief), [{ kind: "modified", seq: 3, seqEnd: 3 }]);
@@ -389,6 +424,7 @@ Deno.test("ChainVerifier reports a checkpoint that names another head than the r
       head_seq: 2,
       head_hash: "ab".repeat(32),
     }),
+    d.event(EventMethod.Stop),
   );
   assert.deepEqual(check(other).problems.map(brief), [{ kind: "modified", seq: 3, seqEnd: 3 }]);
 });
@@ -451,15 +487,17 @@ Deno.test("ChainVerifier reports a log mixing unsigned and signed records by run
   );
 });
 
-/** Lines of a file that the proxy started after the log was deleted at seq 2. */
-function continuedAfterDeletion(): { lines: string[]; before: string } {
+/**
+ * Lines of a file that the proxy started after the log was deleted (or moved, or replaced) at seq
+ * 2, and the lines before.
+ */
+function continuedAfterDeletion(cause = "deleted"): { lines: string[]; before: string[] } {
   const c = new Chain();
-  c.event(EventMethod.Start);
-  const before = c.request();
+  const before = [c.event(EventMethod.Start), c.request()];
   const lines = [
     c.event(EventMethod.Recover, {
-      reason: "the audit log was deleted",
-      cause: "deleted",
+      reason: `the audit log was ${cause}`,
+      cause,
       continues_after_seq: 2,
       new_file: true,
     }),
@@ -469,16 +507,89 @@ function continuedAfterDeletion(): { lines: string[]; before: string } {
   return { lines, before };
 }
 
-Deno.test("ChainVerifier accepts a log that starts mid-chain with the audit/recover of a new file", () => {
-  const { lines } = continuedAfterDeletion();
-  for (const scope of ["file", "log"] as const) {
-    const r = checkFiles([{ name: "audit.jsonl", lines }], KEY, { scope });
-    assert.deepEqual(r.problems, []);
-    assert.equal(r.continuesAfter, 2);
-    assert.equal(r.continuesBecause, "deleted");
-    assert.equal(r.firstSeq, 3);
-    assert.ok(r.notes.some((n) => n.includes("starts mid-chain") && n.includes("deleted")));
+Deno.test("ChainVerifier reports the records before a new file's audit/recover as missing, saying where they went", () => {
+  const said: Record<string, string> = {
+    deleted: "the records before seq 3 were in a file that was deleted while the proxy ran " +
+      "(the audit/recover at seq 3 says so): they are gone unless a copy of that file exists, " +
+      "and nothing here vouches for them",
+    moved: "the records before seq 3 are in the file that was moved away while the proxy ran " +
+      "(the audit/recover at seq 3 says so): they are not checked here (verify that file too)",
+    replaced: "the records before seq 3 were in a file that something else replaced while the " +
+      "proxy ran (the audit/recover at seq 3 says so): they are not checked here",
+  };
+  for (const [cause, detail] of Object.entries(said)) {
+    const { lines } = continuedAfterDeletion(cause);
+    for (const scope of ["file", "log", "archive"] as const) {
+      const r = checkFiles([{ name: "audit.jsonl", lines }], KEY, { scope });
+      assert.deepEqual(r.problems.map(brief), [{ kind: "missing", seq: 1, seqEnd: 2 }], scope);
+      assert.equal(r.problems[0]!.detail, detail);
+      assert.equal(r.continuesAfter, 2);
+      assert.equal(r.continuesBecause, cause);
+      assert.equal(r.firstSeq, 3);
+      assert.ok(!r.notes.some((n) => n.includes("starts mid-chain")), r.notes.join("\n"));
+      assert.ok(
+        r.notes.some((n) => n.startsWith("seq 3: the proxy found its log")),
+        r.notes.join("\n"),
+      );
+    }
   }
+});
+
+Deno.test("ChainVerifier finds no record missing when the file a new file continues is read before it", () => {
+  const { lines, before } = continuedAfterDeletion("moved");
+  const r = checkFiles(
+    [{ name: "audit.jsonl.moved", lines: before }, {
+      name: "audit.jsonl",
+      lines,
+    }],
+    KEY,
+    { scope: "log" },
+  );
+  assert.deepEqual(r.problems, []);
+  assert.equal(r.continuesAfter, null);
+
+  // A file of the log before it, ending early: what the new file's recovery says is missing.
+  const short = checkFiles(
+    [{ name: "audit.jsonl.1", lines: before.slice(0, 1) }, {
+      name: "audit.jsonl",
+      lines,
+    }],
+    KEY,
+    { scope: "log" },
+  );
+  assert.deepEqual(short.problems.map(brief), [{ kind: "missing", seq: 2, seqEnd: 2 }]);
+  assert.match(
+    short.problems[0]!.detail,
+    /^the records before seq 3 are in the file that was moved/,
+  );
+});
+
+Deno.test("ChainVerifier notes a file that ends with the checkpoint the proxy wrote on moving on to a new file", () => {
+  const c = new Chain();
+  const lines = [c.event(EventMethod.Start), c.request()];
+  lines.push(c.event(EventMethod.Checkpoint, {
+    reason: "the audit log was moved away",
+    cause: "moved",
+    last_seq: 3,
+  }));
+  const r = check(lines);
+  assert.deepEqual(r.problems, []);
+  assert.equal(r.endMissing, false);
+  assert.equal(r.endsMovedOn, "moved");
+  assert.ok(
+    r.notes.includes(
+      "the file ends at seq 3 with the audit/checkpoint the proxy wrote on finding it moved away " +
+        "while it ran: the chain goes on in a new file at the log's path, which holds the records " +
+        "after it (verify that file too)",
+    ),
+    r.notes.join("\n"),
+  );
+  // A periodic checkpoint at the end says nothing of the kind.
+  const d = new Chain();
+  const periodic = [d.event(EventMethod.Start), d.event(EventMethod.Checkpoint, { cause: "x" })];
+  const p = check(periodic);
+  assert.equal(p.endsMovedOn, null);
+  assert.equal(p.endMissing, true);
 });
 
 Deno.test("ChainVerifier reports the records before a log that starts mid-chain without saying so", () => {
@@ -542,11 +653,13 @@ Deno.test("ChainVerifier with an anchor reports another record at the anchored s
 
 Deno.test("ChainVerifier with an anchor checks the prev of a log that starts just after it", () => {
   const { lines, before } = continuedAfterDeletion();
-  const good = { ...anchorOf(before), file: "audit.anchor" };
-  assert.deepEqual(checkAgainst(lines, good).problems, []);
+  const good = { ...anchorOf(before.at(-1)!), file: "audit.anchor" };
+  const gone = { kind: "missing", seq: 1, seqEnd: 2 };
+  assert.deepEqual(checkAgainst(lines, good).problems.map(brief), [gone]);
   const bad = { ...good, hash: "0".repeat(64) };
   assert.deepEqual(checkAgainst(lines, bad).problems.map(brief), [
     { kind: "modified", seq: 3, seqEnd: 3 },
+    gone,
   ]);
   const older = { ...good, seq: 1 };
   assert.ok(checkAgainst(lines, older).notes.some((n) => n.includes("before this log's first")));
@@ -799,4 +912,117 @@ Deno.test("ChainVerifier reports a row whose columns disagree with its line as m
   const r = v.finish();
   assert.deepEqual(r.problems.map(brief), [{ kind: "modified", seq: 3, seqEnd: 3 }]);
   assert.match(r.problems[0]!.detail, /a column disagrees with the stored line \(tool_name/);
+});
+
+// ---- every line is its record's canonical form ----
+
+Deno.test("ChainVerifier reports a line that is not its record's canonical JSON as modified, though its signature holds", () => {
+  const canonicalOnly = "the stored line is not its record's canonical JSON (a member repeated " +
+    "or out of order, blanks, or a value spelled another way): not as the proxy writes it";
+  const variants: [string, (line: string) => string][] = [
+    // JSON.parse keeps the last of a repeated member; another reader may keep the first.
+    [
+      "members repeated",
+      (l) =>
+        l.replace(
+          '{"client_id":"',
+          '{"kind":"request","method":"tools/call","tool_name":"rm_rf","client_id":"',
+        ),
+    ],
+    ["a blank", (l) => l.replace('"client_id":"c"', '"client_id": "c"')],
+    ["members out of order", (l) => '{"v":1,' + l.slice(1).replace(',"v":1', "")],
+    ["a number spelled another way", (l) => l.replace('"seq":7', '"seq":7.0')],
+    ["a string escaped another way", (l) => l.replace('"client_id":"c"', '"client_id":"\\u0063"')],
+  ];
+  for (const [what, change] of variants) {
+    const lines = session();
+    const last = change(lines[6]!);
+    assert.notEqual(last, lines[6], what);
+    assert.deepEqual(JSON.parse(last).sig, JSON.parse(lines[6]!).sig, what);
+    lines[6] = last;
+    const r = check(lines);
+    assert.deepEqual(r.problems.map(brief), [{ kind: "modified", seq: 7, seqEnd: 7 }], what);
+    assert.equal(r.problems[0]!.detail, canonicalOnly, what);
+    assert.deepEqual(check(lines, null).problems.map(brief), r.problems.map(brief), what);
+  }
+});
+
+Deno.test("ChainVerifier takes the numbers a lossless parse keeps, and any member name, as canonical", () => {
+  const c = new Chain();
+  const lines = [c.event(EventMethod.Start)];
+  const params = parseLossless(
+    '{"big":12345678901234567890,"tiny":1E-400,"huge":1e400,"negzero":-0,"long":0.10000000000000000000000001,' +
+      '"half":1.5,"__proto__":{"x":[-0,1e21]},"\\u2028":"\\ud800","sig":"not the record\'s"}',
+  );
+  assert.ok(isJsonObject(params));
+  lines.push(c.record({ ...request(2), params }));
+  lines.push(c.event(EventMethod.Stop));
+  assert.match(lines[1]!, /"big":12345678901234567890,/);
+  const r = check(lines);
+  assert.deepEqual(r.problems, []);
+  assert.deepEqual(check(lines, null).problems, []);
+
+  // Members named like array indexes: JavaScript holds them in numeric order, RFC 8785 sorts
+  // them as text.
+  const d = new Chain();
+  const indexed = [d.event(EventMethod.Start)];
+  indexed.push(
+    d.record({ ...request(2), params: { "9": "nine", "10": "ten", "a": [{ "2": 0 }] } }),
+  );
+  indexed.push(d.event(EventMethod.Stop));
+  assert.match(indexed[1]!, /"params":\{"10":"ten","9":"nine","a"/);
+  assert.deepEqual(check(indexed).problems, []);
+  // In numeric order, as JSON.stringify would write them: the signature holds, the line is not
+  // canonical.
+  indexed[1] = indexed[1]!.replace('{"10":"ten","9":"nine"', '{"9":"nine","10":"ten"');
+  const swapped = check(indexed);
+  assert.deepEqual(swapped.problems.map(brief), [{ kind: "modified", seq: 2, seqEnd: 2 }]);
+  assert.match(swapped.problems[0]!.detail, /^the stored line is not its record's canonical JSON/);
+});
+
+// ---- keys limited to the seqs they signed ----
+
+Deno.test("ChainVerifier reports a record signed by a key outside the seqs its key file gives it as a wrong key", () => {
+  const first = hmacSigner("the first secret, of thirty-two bytes", "k1");
+  const second = hmacSigner("the second secret, of thirty-two bytes", "k2");
+  const keys = "hmac k1 the first secret, of thirty-two bytes\n" +
+    "hmac k2 the second secret, of thirty-two bytes\n";
+  const limited = new KeyRing(
+    parseKeyFile(`${keys}valid hmac k1 1-3\nvalid hmac k2 4-\n`, "keys.txt"),
+  );
+  const log = (signers: Signer[]) => {
+    const c = new Chain();
+    const lines: string[] = [];
+    for (const [i, s] of signers.entries()) {
+      c.signer = s;
+      lines.push(i === 0 ? c.event(EventMethod.Start) : c.request());
+    }
+    c.signer = signers.at(-1)!;
+    lines.push(c.event(EventMethod.Stop));
+    return lines;
+  };
+  const honest = log([first, first, first, second, second]);
+  assert.deepEqual(check(honest, limited).problems, []);
+
+  // Whoever holds the retired key re-signs every record after its retirement.
+  const forged = log([first, first, first, first, first]);
+  const r = check(forged, limited);
+  assert.deepEqual(r.problems.map(brief), [{ kind: "wrong key", seq: 4, seqEnd: 6 }]);
+  assert.equal(
+    r.problems[0]!.detail,
+    "signed with hmac-sha256 key id k1, valid only for seq 1-3 (keys.txt:3)",
+  );
+  assert.deepEqual(r.keysUsed, [{ scheme: "hmac-sha256", keyId: "k1", records: 3 }]);
+  // The same key file without valid lines cannot tell.
+  assert.deepEqual(check(forged, new KeyRing(parseKeyFile(keys, "keys.txt"))).problems, []);
+
+  // A new key before it came into use is as wrong.
+  const early = check(log([first, second, first, second, second]), limited);
+  assert.deepEqual(early.problems.map(brief), [
+    { kind: "wrong key", seq: 2, seqEnd: 2 },
+  ]);
+  assert.equal(
+    early.problems[0]!.detail,
+    "signed with hmac-sha256 key id k2, valid only for seq 4 on (keys.txt:4)",
+  );
 });

@@ -19,24 +19,29 @@
  * A log being written: verify reads what is there when it gets there. A last line of the active
  * file that has no newline yet is a writer mid-write when a writer holds the log's lock, or the
  * line got its newline since: a note, not `torn`; with no writer at work it is `torn` (see
- * `beingWritten`). A log that does
- * not end in `audit/stop` or `audit/checkpoint` is `missing` its end, as the records after its
- * last checkpoint could have been cut away unseen; the summary then says `INCOMPLETE` and how far
- * the log is covered ("intact up to its last checkpoint at seq N (M records after it not yet
- * covered)") when that is the only problem.
+ * `beingWritten`). A log that does not end in `audit/stop` is `missing` its end, as records after
+ * its last checkpoint could have been cut away unseen, the checkpoint itself included: a log cut
+ * right after a checkpoint looks just like one whose proxy is about to write the next record. The
+ * summary then says `INCOMPLETE` and how far the log is covered ("intact up to its last
+ * checkpoint at seq N (M records after it not yet covered)", or "intact up to its last
+ * checkpoint at seq N, where it ends without audit/stop") when that is the only problem.
  *
  * Exit codes (a script may rely on them):
- * - 0: verified: no problem at all: every signature checked with a key given, the chain intact
- *   across every file, the log ending in `audit/stop` or `audit/checkpoint` (and the anchor, when
- *   given, reached);
+ * - 0: verified: no problem at all: every signature checked with a key given (and within the seqs
+ *   its key file gives it), every line the canonical form of its record, the chain intact across
+ *   every file from seq 1 (or from archives retention deleted), the log ending in `audit/stop`
+ *   (and the anchor, when given, reached). One archive checked alone, or a file whose proxy moved
+ *   on to a new file, may end otherwise: a note;
  * - 1: problems found;
  * - 2: could not check: the log, the anchor or a key file cannot be read or is not valid, or no
  *   key was given (the one way to check without a key is to ask for it with `--no-signatures`);
  * - 3: `--no-signatures`: the chain's structure is intact, but without signatures nothing vouches
  *   for the content, so this is never 0;
- * - 4: `INCOMPLETE`: no problem but the end: intact and signed up to the last checkpoint, with
- *   records after it not yet covered by one — a running log (`audit.checkpoint.*` keeps the
- *   window small), or a log cut after that checkpoint. A script watching a live log accepts 4.
+ * - 4: `INCOMPLETE`: no problem but the end: intact and signed up to the last checkpoint (or
+ *   `audit/stop` of an earlier run), which is the last record or has records after it, and no
+ *   `audit/stop` after them — a running log (`audit.checkpoint.*` keeps the window small), or a
+ *   log cut after that checkpoint. A script watching a live log accepts 4; one checking a log
+ *   whose proxies have all stopped does not.
  *
  * @module
  */
@@ -193,17 +198,20 @@ export function summary(r: Report, keys: KeyRing | null): string {
   // The end alone is missing: the summary says how far the log is covered.
   if (n === 1 && r.endMissing && clean !== null) {
     const what = clean.method === "audit/checkpoint" ? "checkpoint" : "audit/stop";
-    return `INCOMPLETE: ${range}${start}; intact up to its last ${what} at seq ${clean.seq} (${
-      plural(r.uncovered, "record")
-    } after it not yet covered); ${sigs}`;
+    const after = r.uncovered === 0
+      ? ", where it ends without audit/stop (a proxy still running, or the log cut there)"
+      : ` (${plural(r.uncovered, "record")} after it not yet covered)`;
+    return `INCOMPLETE: ${range}${start}; intact up to its last ${what} at seq ${clean.seq}${after}; ${sigs}`;
   }
-  if (n > 0) return `FAILED: ${plural(n, "problem")} in ${range}; ${sigs}`;
+  if (n > 0) return `FAILED: ${plural(n, "problem")} in ${range}${start}; ${sigs}`;
+  const end = r.endsClean
+    ? `ends with ${r.endsWith}`
+    : r.endsMovedOn !== null
+    ? `ends with the audit/checkpoint written when the proxy found the file ${r.endsMovedOn} (the chain goes on in a new file)`
+    : "ends mid-chain (an archive)";
   if (keys === null) {
-    return `UNVOUCHED: ${range}${start}; chain structure intact; ${sigs}, so the content is not vouched for; ${
-      r.endsClean ? `ends with ${r.endsWith}` : "ends mid-chain (an archive)"
-    }`;
+    return `UNVOUCHED: ${range}${start}; chain structure intact; ${sigs}, so the content is not vouched for; ${end}`;
   }
-  const end = r.endsClean ? `ends with ${r.endsWith}` : "ends mid-chain (an archive)";
   return `OK: ${range}${start}; chain intact; ${sigs}; ${end}`;
 }
 
@@ -229,8 +237,13 @@ function readAnchorFile(
     );
   }
   switch (checkAnchor(anchor, key)) {
-    case "ok":
-      return { anchor: found, problem: null };
+    case "ok": {
+      const outside = keys.outsideSeqs(anchor.sig, anchor.seq);
+      return outside === null ? { anchor: found, problem: null } : problem(
+        "wrong key",
+        `the anchor names seq ${anchor.seq} and was signed with key id ${anchor.keyId}, valid only for ${outside}`,
+      );
+    }
     case "unsigned":
       return problem("unsigned", "the anchor has no signature");
     case "wrong key":
