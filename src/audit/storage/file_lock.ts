@@ -5,7 +5,11 @@
  * The lock is `flock(2)` through `Deno.FsFile.lockSync`: it belongs to the open file, so two
  * `FileLock`s on one path exclude each other even inside one process, and the kernel releases it
  * when a holder dies (`kill -9` leaves no stale lock). The file itself is never written and never
- * deleted: deleting it while another process waits on it would let two writers in at once.
+ * deleted by us. Should something else delete or replace it, a process opening the path then
+ * locks another file than those that opened it before: so each lock, once taken, checks that the
+ * path still names the file locked (device and inode), and if not lets it go and locks the file
+ * at the path instead. Every holder thus meets on one file from its next lock on; a batch under
+ * way on the old file when it was deleted still overlaps the first batch on the new one.
  *
  * Hold it only in synchronous sections (lock, work, unlock, with no `await` between): a process
  * that waited for the lock asynchronously while its own thread blocked in `lockSync` on another
@@ -32,11 +36,37 @@ function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+// Times the lock file may be found deleted or replaced, one lock after another, before giving up.
+const MAX_REOPEN = 16;
+
+function sameFile(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
+  // Without inode numbers (Windows) there is nothing to compare.
+  if (a.dev === null || a.ino === null || b.dev === null || b.ino === null) return true;
+  return a.dev === b.dev && a.ino === b.ino;
+}
+
+/** The lock file could not be made because its directory is gone. */
+function directoryGone(e: unknown): boolean {
+  return e instanceof StorageError && !(e instanceof RefusedPathError) &&
+    e.cause instanceof Deno.errors.NotFound;
+}
+
+function closeQuietly(file: Deno.FsFile): void {
+  try {
+    file.close();
+  } catch {
+    // Nothing was written to it; closing releases its lock, or the process's end does.
+  }
+}
+
 /** An exclusive advisory lock on one file. */
 export class FileLock implements Disposable {
   /** The lock file's path. */
   readonly path: string;
+  readonly #key: "audit.path" | "audit.anchor.path";
   #file: Deno.FsFile | undefined;
+  /** The open file's device and inode, as opened (they never change while it is open). */
+  #opened: Deno.FileInfo | undefined;
   #held = false;
 
   /**
@@ -47,6 +77,13 @@ export class FileLock implements Disposable {
    */
   constructor(path: string, key: "audit.path" | "audit.anchor.path" = "audit.path") {
     this.path = path;
+    this.#key = key;
+    [this.#file, this.#opened] = this.#openFile();
+  }
+
+  /** Opens (or creates) the file at the path, refusing anything but a regular file. */
+  #openFile(): [Deno.FsFile, Deno.FileInfo] {
+    const path = this.path;
     let before: Deno.FileInfo | undefined;
     try {
       before = Deno.lstatSync(path);
@@ -57,7 +94,7 @@ export class FileLock implements Disposable {
     }
     if (before !== undefined && !before.isFile) {
       throw new RefusedPathError(
-        key,
+        this.#key,
         `the lock file ${path} is ${
           before.isSymlink ? "a symbolic link" : "not a regular file"
         }; remove it or choose another path`,
@@ -79,9 +116,9 @@ export class FileLock implements Disposable {
     }
     if (!opened.isFile) {
       file.close();
-      throw new RefusedPathError(key, `the lock file ${path} is not a regular file`);
+      throw new RefusedPathError(this.#key, `the lock file ${path} is not a regular file`);
     }
-    this.#file = file;
+    return [file, opened];
   }
 
   /** Whether this handle holds the lock. */
@@ -90,42 +127,106 @@ export class FileLock implements Disposable {
   }
 
   /**
-   * Waits (blocking the thread) until the lock is this handle's.
+   * Waits (blocking the thread) until the lock is this handle's. When the lock file was deleted
+   * or replaced since it was opened, the lock taken is on a file others no longer open: it is let
+   * go, and the file now at the path opened and locked instead.
    * @throws {StorageError} when the lock cannot be taken (or is closed)
    */
   lock(): void {
-    const file = this.#open();
     if (this.#held) throw new StorageError(`the lock ${this.path} is already held`);
-    try {
+    this.#take((file) => {
       file.lockSync(true);
-    } catch (e) {
-      throw new StorageError(`cannot lock ${this.path}: ${message(e)}`, { cause: e });
-    }
-    this.#held = true;
+      return true;
+    });
   }
 
   /**
-   * Takes the lock if nobody holds it.
+   * Takes the lock if nobody holds it (on the file at the path now, as {@link lock}).
    * @returns whether it was taken
    * @throws {StorageError} when the lock cannot be tried (or is closed)
    */
   tryLock(): boolean {
-    const file = this.#open();
     if (this.#held) return false;
-    try {
-      this.#held = file.tryLockSync(true);
-    } catch (e) {
-      throw new StorageError(`cannot lock ${this.path}: ${message(e)}`, { cause: e });
+    return this.#take((file) => file.tryLockSync(true));
+  }
+
+  /**
+   * Locks with `how`, then checks that the path still names the file locked: a lock on a file
+   * deleted or replaced (a cleanup, an attacker) excludes nobody who opens the path afresh.
+   */
+  #take(how: (file: Deno.FsFile) => boolean): boolean {
+    for (let attempt = 0;; attempt++) {
+      const file = this.#open();
+      let locked: boolean;
+      try {
+        locked = how(file);
+      } catch (e) {
+        throw new StorageError(`cannot lock ${this.path}: ${message(e)}`, { cause: e });
+      }
+      if (!locked) return false;
+      let current: boolean;
+      try {
+        current = this.#stillAtPath();
+      } catch (e) {
+        this.#release(file);
+        throw e;
+      }
+      if (current) {
+        this.#held = true;
+        return true;
+      }
+      if (attempt >= MAX_REOPEN) {
+        this.close();
+        throw new StorageError(
+          `cannot lock ${this.path}: the lock file was deleted or replaced ${MAX_REOPEN} times ` +
+            "in a row while it was being taken",
+        );
+      }
+      // Let the stale file go (closing releases its lock) and take the one at the path.
+      let replacement: [Deno.FsFile, Deno.FileInfo];
+      try {
+        replacement = this.#openFile();
+      } catch (e) {
+        if (directoryGone(e)) {
+          // Nobody can open a lock file there any more; the old one still excludes everyone who
+          // has it open, and what the lock guards (in that directory too) is found gone next.
+          this.#held = true;
+          return true;
+        }
+        this.#file = undefined;
+        this.#opened = undefined;
+        closeQuietly(file);
+        throw e;
+      }
+      [this.#file, this.#opened] = replacement;
+      closeQuietly(file);
     }
-    return this.#held;
+  }
+
+  /** Whether the path names the open file (same device and inode as when it was opened). */
+  #stillAtPath(): boolean {
+    let now: Deno.FileInfo;
+    try {
+      now = Deno.lstatSync(this.path);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return false;
+      throw new StorageError(`cannot check the lock file ${this.path}: ${message(e)}`, {
+        cause: e,
+      });
+    }
+    return now.isFile && this.#opened !== undefined && sameFile(now, this.#opened);
   }
 
   /** Releases the lock if held. Never throws: closing the file releases it anyway. */
   unlock(): void {
     if (!this.#held) return;
     this.#held = false;
+    if (this.#file !== undefined) this.#release(this.#file);
+  }
+
+  #release(file: Deno.FsFile): void {
     try {
-      this.#file?.unlockSync();
+      file.unlockSync();
     } catch {
       // flock(2) locks die with the file; close() will release it if this did not.
     }

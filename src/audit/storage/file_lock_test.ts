@@ -109,3 +109,77 @@ Deno.test("a lock held by another process is released when it ends, even by kill
     lock.unlock();
   }
 });
+
+Deno.test("a lock taken after its file was deleted is taken on the file now at the path", () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.jsonl.lock`;
+  using old = new FileLock(path);
+  Deno.removeSync(path);
+  // Opened after the deletion: a new file at the path.
+  using fresh = new FileLock(path);
+  old.lock();
+  assert.equal(fresh.tryLock(), false, "both lock the file at the path");
+  old.unlock();
+  assert.equal(fresh.tryLock(), true);
+  assert.equal(old.tryLock(), false);
+  fresh.unlock();
+
+  // Deleted with nobody to make it again: the lock makes it, as the first open does.
+  Deno.removeSync(path);
+  old.lock();
+  if (posix) assert.equal(Deno.statSync(path).mode! & 0o777, 0o600);
+  using later = new FileLock(path);
+  assert.equal(later.tryLock(), false);
+  assert.equal(fresh.tryLock(), false);
+  old.unlock();
+});
+
+Deno.test("tryLock on a lock file deleted or replaced meanwhile defers to whoever holds the new one", () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/x.lock`;
+  for (const change of ["deleted", "replaced"] as const) {
+    using old = new FileLock(path);
+    if (change === "deleted") Deno.removeSync(path);
+    else {
+      Deno.writeTextFileSync(`${path}.new`, "");
+      Deno.renameSync(`${path}.new`, path);
+    }
+    using fresh = new FileLock(path);
+    fresh.lock();
+    assert.equal(old.tryLock(), false, `${change}: the new file is held`);
+    assert.equal(old.held, false);
+    fresh.unlock();
+    assert.equal(old.tryLock(), true, change);
+    assert.equal(fresh.tryLock(), false, change);
+    old.unlock();
+  }
+});
+
+Deno.test({
+  name: "a lock file replaced by a symlink is refused when the lock is taken again",
+  ignore: !posix,
+  fn() {
+    using tmp = tempDir();
+    const path = `${tmp.dir}/x.lock`;
+    using lock = new FileLock(path);
+    Deno.removeSync(path);
+    Deno.symlinkSync(`${tmp.dir}/elsewhere`, path);
+    assert.throws(() => lock.lock(), RefusedPathError);
+    assert.throws(() => Deno.statSync(`${tmp.dir}/elsewhere`), Deno.errors.NotFound);
+    assert.throws(() => lock.tryLock(), /closed/);
+  },
+});
+
+Deno.test("a lock whose directory is gone is still taken on the file it has open", () => {
+  using tmp = tempDir();
+  Deno.mkdirSync(`${tmp.dir}/logs`);
+  const path = `${tmp.dir}/logs/x.lock`;
+  using a = new FileLock(path);
+  using b = new FileLock(path);
+  Deno.removeSync(`${tmp.dir}/logs`, { recursive: true });
+  a.lock();
+  assert.equal(b.tryLock(), false, "the open file still excludes");
+  a.unlock();
+  assert.equal(b.tryLock(), true);
+  b.unlock();
+});
