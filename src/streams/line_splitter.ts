@@ -64,6 +64,17 @@ class Tail {
   }
 }
 
+/** How a {@link LineSplitter} treats the input. */
+export interface LineSplitterOptions {
+  /**
+   * End at the first line over the cap: it comes out as an `oversized` frame as soon as it passes
+   * the cap (`size` the bytes seen so far, `terminated` false), the stream ends after it, and the
+   * rest of the input is cancelled, unread. Default false: the line is measured to its end without
+   * being held, and framing goes on after it.
+   */
+  stopAtOversized?: boolean;
+}
+
 interface Discarding {
   size: number;
   head: Uint8Array;
@@ -78,6 +89,10 @@ interface Discarding {
  * Frames come out as one array per input chunk, so that a reader handles a burst in one go and
  * writes it on in one write.
  *
+ * With `stopAtOversized`, for input where a long line is an error rather than a message to skip
+ * (a file being checked), the first line over `maxBytes` comes out as soon as it passes the cap,
+ * without waiting for its end, and is the last frame: the rest of the input is not read.
+ *
  * @example
  * ```ts
  * const frames = ReadableStream.from([new TextEncoder().encode("a\r\nb")])
@@ -86,10 +101,16 @@ interface Discarding {
  * ```
  */
 export class LineSplitter extends TransformStream<Uint8Array, Frame[]> {
-  constructor(maxBytes: number, keepBytes = 4096) {
+  /**
+   * @param maxBytes the longest line content passed whole
+   * @param keepBytes how much of an oversized line's head and tail is kept
+   */
+  constructor(maxBytes: number, keepBytes = 4096, options: LineSplitterOptions = {}) {
+    const stopAtOversized = options.stopAtOversized ?? false;
     let parts: Uint8Array[] = [];
     let length = 0;
     let discarding: Discarding | undefined;
+    let stopped = false;
 
     const finishDiscard = (
       state: Discarding,
@@ -109,13 +130,25 @@ export class LineSplitter extends TransformStream<Uint8Array, Frame[]> {
       return { kind: "oversized", size, head, tail, terminated };
     };
 
-    const startDiscard = (): void => {
-      const all = concat(parts, length);
+    // The line gathered so far, as an oversized line's head and tail: never copied whole, so that
+    // a line passing the cap costs the cap and no more.
+    const startDiscard = (): Discarding => {
+      const head = new Uint8Array(Math.min(keepBytes, length));
+      let at = 0;
+      for (const part of parts) {
+        if (at >= head.length) break;
+        const n = Math.min(part.length, head.length - at);
+        head.set(part.subarray(0, n), at);
+        at += n;
+      }
       const tail = new Tail(keepBytes + 1);
-      tail.push(all);
-      discarding = { size: length, head: all.slice(0, keepBytes), tail };
+      let first = parts.length;
+      for (let kept = 0; first > 0 && kept < keepBytes + 1;) kept += parts[--first]!.length;
+      for (let i = first; i < parts.length; i++) tail.push(parts[i]!);
+      const state = { size: length, head, tail };
       parts = [];
       length = 0;
+      return state;
     };
 
     const emitLine = (
@@ -141,11 +174,15 @@ export class LineSplitter extends TransformStream<Uint8Array, Frame[]> {
 
     super({
       transform(chunk, controller) {
+        if (stopped) return;
         const out: Frame[] = [];
         split(chunk, out);
         if (out.length > 0) controller.enqueue(out);
+        // What was split comes out; the rest of the input is not read.
+        if (stopped) controller.terminate();
       },
       flush(controller) {
+        if (stopped) return;
         const out: Frame[] = [];
         if (discarding) {
           out.push(finishDiscard(discarding, new Uint8Array(0), false));
@@ -172,7 +209,16 @@ export class LineSplitter extends TransformStream<Uint8Array, Frame[]> {
             parts.push(rest);
             length += rest.length;
             // One byte of slack for a `\r` that a following `\n` would make a terminator.
-            if (length > maxBytes + 1) startDiscard();
+            if (length > maxBytes + 1) {
+              const state = startDiscard();
+              if (stopAtOversized) {
+                // Its end is not waited for: it is over the cap already.
+                out.push(finishDiscard(state, new Uint8Array(0), false));
+                stopped = true;
+              } else {
+                discarding = state;
+              }
+            }
           }
           return;
         }
@@ -181,17 +227,19 @@ export class LineSplitter extends TransformStream<Uint8Array, Frame[]> {
         if (discarding) {
           out.push(finishDiscard(discarding, piece.subarray(0, piece.length - 1), true));
           discarding = undefined;
-          continue;
-        }
-        if (length === 0) {
+        } else if (length === 0) {
           emitLine(out, piece, true);
-          continue;
+        } else {
+          parts.push(piece);
+          const line = concat(parts, length + piece.length);
+          parts = [];
+          length = 0;
+          emitLine(out, line, true);
         }
-        parts.push(piece);
-        const line = concat(parts, length + piece.length);
-        parts = [];
-        length = 0;
-        emitLine(out, line, true);
+        if (stopAtOversized && out.at(-1)?.kind === "oversized") {
+          stopped = true;
+          return;
+        }
       }
     }
   }

@@ -197,3 +197,65 @@ Deno.test("LineSplitter measures a huge line without holding it, then frames the
   assert.ok(big.head.length >= 1024 && big.head.every((b) => b === 0x61));
   assert.deepEqual(got[1], line("next", "\n"));
 });
+
+/**
+ * An endless line of `a`s in 64 KiB chunks, pulled one at a time; pulling more than `limit`
+ * bytes fails the stream, so a splitter that waits for the line's end gets that error.
+ */
+function endlessLine(limit: number): ReadableStream<Uint8Array> & { pulled: () => number } {
+  const chunk = new Uint8Array(65536).fill(0x61);
+  let pulled = 0;
+  let cancelled = false;
+  const stream = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (pulled + chunk.length > limit) {
+        controller.error(new Error(`read past ${limit} bytes: the line was waited for`));
+        return;
+      }
+      pulled += chunk.length;
+      controller.enqueue(chunk);
+    },
+    cancel() {
+      cancelled = true;
+    },
+  }, { highWaterMark: 0 });
+  return Object.assign(stream, { pulled: () => (cancelled ? pulled : -1) });
+}
+
+Deno.test("LineSplitter with stopAtOversized ends at a line as it passes the cap, never reading to its end", async () => {
+  const max = 1 << 20;
+  const source = endlessLine(4 * max);
+  const got: Frame[] = [];
+  const splitter = new LineSplitter(max, 8, { stopAtOversized: true });
+  for await (const batch of source.pipeThrough(splitter)) got.push(...batch);
+  assert.equal(got.length, 1);
+  const f = got[0]!;
+  assert.ok(f.kind === "oversized");
+  assert.equal(f.terminated, false);
+  assert.ok(f.size > max && f.size <= max + 65536, `size ${f.size}`);
+  assert.deepEqual(f.head, new Uint8Array(8).fill(0x61));
+  assert.deepEqual(f.tail, new Uint8Array(8).fill(0x61));
+  assert.notEqual(source.pulled(), -1, "the rest of the input is cancelled");
+});
+
+Deno.test("LineSplitter with stopAtOversized passes the lines before, and ends at a terminated long one", async () => {
+  const got = await (async () => {
+    const out: Plain[] = [];
+    const input = ReadableStream.from([enc.encode("ok\n0123456789ABC\nnever\n")]);
+    const splitter = new LineSplitter(10, 4, { stopAtOversized: true });
+    for await (const batch of input.pipeThrough(splitter)) out.push(...batch.map(plain));
+    return out;
+  })();
+  assert.deepEqual(got, [line("ok", "\n"), oversized("0123456789ABC", 4, true)]);
+});
+
+Deno.test("LineSplitter without stopAtOversized measures a long line to its end", async () => {
+  const max = 1 << 20;
+  const splitter = new LineSplitter(max, 8);
+  await assert.rejects(
+    async () => {
+      for await (const _ of endlessLine(4 * max).pipeThrough(splitter)) { /* drain */ }
+    },
+    /read past/,
+  );
+});

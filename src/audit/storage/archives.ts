@@ -30,6 +30,7 @@ const ARCHIVE_SUFFIX = /^(\d{8}T\d{6}Z)(?:\.(\d+))?(\.gz)?$/;
 // Far more clashes than one second of rotations can make; past this something else is wrong.
 const MAX_CLASH = 100_000;
 const CHUNK = 64 * 1024;
+const GZ_CHUNK = 16 * 1024;
 
 function pad(n: number, width: number): string {
   return String(n).padStart(width, "0");
@@ -144,10 +145,13 @@ export function listArchives(activePath: string): Archive[] {
 }
 
 /**
- * A file's bytes, read in 64 KiB chunks from `open()` (called on the first read), the file closed
- * at the end, on an error or on cancel.
+ * A file's bytes, read in `chunk`-byte blocks from `open()` (called on the first read), the file
+ * closed at the end, on an error or on cancel.
  */
-function fileBytes(open: () => Promise<Deno.FsFile>): ReadableStream<Uint8Array<ArrayBuffer>> {
+function fileBytes(
+  open: () => Promise<Deno.FsFile>,
+  chunk = CHUNK,
+): ReadableStream<Uint8Array<ArrayBuffer>> {
   let file: Deno.FsFile | undefined;
   let done = false;
   const release = () => {
@@ -160,7 +164,7 @@ function fileBytes(open: () => Promise<Deno.FsFile>): ReadableStream<Uint8Array<
       if (done) return;
       try {
         file ??= await open();
-        const buf = new Uint8Array(CHUNK);
+        const buf = new Uint8Array(chunk);
         const n = await file.read(buf);
         if (n === null) {
           release();
@@ -183,6 +187,11 @@ function gunzip(bytes: ReadableStream<Uint8Array<ArrayBuffer>>): ReadableStream<
   return bytes.pipeThrough(new DecompressionStream("gzip"));
 }
 
+/** A compressed file's bytes, in small blocks: one deflate block may inflate a thousandfold. */
+function compressedBytes(path: string): ReadableStream<Uint8Array<ArrayBuffer>> {
+  return fileBytes(() => Deno.open(path, { read: true }), GZ_CHUNK);
+}
+
 /** An archive listed plain, read from its `.gz` when compression replaced it since. */
 function plainOrCompressed(path: string): ReadableStream<Uint8Array> {
   let inner: ReadableStreamDefaultReader<Uint8Array> | undefined;
@@ -200,7 +209,7 @@ function plainOrCompressed(path: string): ReadableStream<Uint8Array> {
           ? fileBytes(() =>
             Promise.resolve(opened)
           )
-          : gunzip(fileBytes(() => Deno.open(`${path}.gz`, { read: true })))).getReader();
+          : gunzip(compressedBytes(`${path}.gz`))).getReader();
       }
       const r = await inner.read();
       if (r.done) controller.close();
@@ -223,6 +232,5 @@ export function openArchiveLines(a: Archive | string): ReadableStream<Uint8Array
   const path = typeof a === "string" ? a : a.path;
   const gzip = typeof a === "string" ? path.endsWith(".gz") : a.gzip;
   if (typeof a !== "string" && !gzip) return plainOrCompressed(path);
-  const bytes = fileBytes(() => Deno.open(path, { read: true }));
-  return gzip ? gunzip(bytes) : bytes;
+  return gzip ? gunzip(compressedBytes(path)) : fileBytes(() => Deno.open(path, { read: true }));
 }

@@ -54,7 +54,7 @@ export class LineTooLongError extends StorageError {
     super(
       `${
         lineNo > 0 ? `line ${lineNo}` : `the line at byte ${offset}`
-      } of ${file} is over ${max} bytes`,
+      } of ${file} is over ${max} bytes, longer than any audit record: not read further`,
     );
   }
 }
@@ -65,11 +65,16 @@ export class LogNotFoundError extends StorageError {
 }
 
 /**
- * A stored line holds one message of up to `proxy.max_message_bytes`, escaped; far more than this
- * is not a line of ours.
+ * The longest line read: 64 MiB. A stored line is one record, holding one message of up to
+ * `proxy.max_message_bytes` (16 MiB by default) as canonical JSON, escaped, next to the record's
+ * other fields: a few times less than this. A longer line is no record of ours (a file crafted to
+ * make a reader hold it, such as a small `.gz` of one huge line), and is refused as soon as the
+ * read passes this, holding no more than it. (A log written with `max_message_bytes` raised
+ * toward this may hold lines it refuses.)
  */
-export const DEFAULT_MAX_LINE = 1 << 30;
+export const DEFAULT_MAX_LINE = 64 << 20;
 const BLOCK = 64 * 1024;
+const GZ_BLOCK = 16 * 1024;
 const LF = 0x0a;
 const CR = 0x0d;
 
@@ -353,11 +358,14 @@ export class OpenedLogFile implements Disposable {
    */
   async *lines(from = 0, blockSize = BLOCK): AsyncGenerator<LogLine> {
     if (this.gzip && from !== 0) throw new RangeError("a .gz file is read from its start only");
-    const raw = this.#bytes(from, blockSize);
+    // Compressed bytes are read in small blocks: one deflate block may inflate a thousandfold.
+    const raw = this.#bytes(from, this.gzip ? Math.min(blockSize, GZ_BLOCK) : blockSize);
     const bytes = this.gzip ? raw.pipeThrough(new DecompressionStream("gzip")) : raw;
     let lineNo = 0;
     let offset = from;
-    for await (const frames of bytes.pipeThrough(new LineSplitter(this.#maxLine))) {
+    // A line over the cap is an error: it is not read to its end (a `.gz` may inflate to gigabytes).
+    const splitter = new LineSplitter(this.#maxLine, undefined, { stopAtOversized: true });
+    for await (const frames of bytes.pipeThrough(splitter)) {
       for (const frame of frames) {
         this.#signal?.throwIfAborted();
         if (from === 0) lineNo++;
@@ -470,7 +478,7 @@ export class OpenedLogFile implements Disposable {
  * for await (const l of readLogLines("audit.jsonl")) console.log(l.file, l.lineNo, l.text);
  * ```
  * @throws {LogNotFoundError} when there is neither the log nor an archive of it
- * @throws {LineTooLongError} at a line over `maxLine` (default 1 GiB)
+ * @throws {LineTooLongError} at a line over `maxLine` (default {@link DEFAULT_MAX_LINE}, 64 MiB)
  */
 export async function* readLogLines(
   activePath: string,

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  DEFAULT_MAX_LINE,
   LineTooLongError,
   LogFiles,
   type LogLine,
@@ -64,6 +65,52 @@ Deno.test("readLogLines refuses a line over maxLine with LineTooLongError", asyn
     (e) => e instanceof LineTooLongError && e.lineNo === 2 && e.offset === 6,
   );
   assert.deepEqual(seen, ["short"]);
+});
+
+/** Writes `<path>` as the gzip of `record` then `size` bytes of `fill` with no newline. */
+async function gzipBomb(path: string, record: string, size: number, fill: number): Promise<void> {
+  const block = new Uint8Array(1 << 20).fill(fill);
+  let left = size;
+  const source = new ReadableStream<BufferSource>({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode(record));
+    },
+    pull(controller) {
+      if (left <= 0) return controller.close();
+      const n = Math.min(left, block.length);
+      controller.enqueue(block.subarray(0, n));
+      left -= n;
+    },
+  });
+  using out = await Deno.open(path, { write: true, createNew: true });
+  await source.pipeThrough(new CompressionStream("gzip")).pipeTo(out.writable, {
+    preventClose: true,
+  });
+}
+
+Deno.test("DEFAULT_MAX_LINE is 64 MiB", () => {
+  assert.equal(DEFAULT_MAX_LINE, 64 * 1024 * 1024);
+});
+
+Deno.test("a .gz archive of one line far over the cap is refused once the read passes the cap, not read to its end", async () => {
+  using tmp = tempDir();
+  const log = `${tmp.dir}/audit.jsonl`;
+  // 256 MiB of one line, about 256 KB compressed: inflating it to its end would hold it all.
+  const archive = `${log}.20260101T000000Z.gz`;
+  await gzipBomb(archive, "ok\n", 256 << 20, 0x61);
+  const size = Deno.statSync(archive).size;
+  let read = 0;
+  const seen: string[] = [];
+  await assert.rejects(
+    async () => {
+      for await (const l of readLogLines(log, { onRead: (n) => read += n })) seen.push(l.text);
+    },
+    (e) =>
+      e instanceof LineTooLongError && e.file === archive && e.lineNo === 2 && e.offset === 3 &&
+      e.max === DEFAULT_MAX_LINE && /is over 67108864 bytes/.test(e.message),
+  );
+  assert.deepEqual(seen, ["ok"]);
+  assert.ok(read < size / 2, `read ${read} of ${size} compressed bytes`);
 });
 
 Deno.test("readLogLines: no log and no archive is LogNotFoundError; archives alone are read", async () => {
