@@ -34,22 +34,21 @@ import type { AnchorFile } from "./anchor_file.ts";
 import { type Archive, archiveName, listArchives } from "./archives.ts";
 import { RefusedPathError, StorageError } from "./errors.ts";
 import { FileLock } from "./file_lock.ts";
+import { DEFAULT_MAX_LINE } from "./log_lines.ts";
 import {
   applyRetention,
   ArchiveCompressor,
+  type ArchiveRead,
+  type ArchiveReader,
+  type ArchiveRecord,
+  type ChainLink,
   removeStaleCompressions,
+  type RetentionDeletion,
   rotates,
   type Rotation,
   rotationCause,
 } from "./rotation.ts";
-import type {
-  BatchStart,
-  DeletedArchive,
-  RecordStore,
-  StoreChange,
-  StoredHead,
-  StoredRecord,
-} from "./store.ts";
+import type { BatchStart, RecordStore, StoreChange, StoredHead, StoredRecord } from "./store.ts";
 
 export { AnchorMismatchError, RefusedPathError, StorageError } from "./errors.ts";
 
@@ -60,12 +59,18 @@ const MAX_TORN = 16;
 const FIRST_LINE_LIMIT = 1 << 20;
 const MAX_SYMLINK_HOPS = 40;
 // Lines longer than this (as `verify` reads them) are not read whole: they are no record of ours.
-const MAX_LINE = 1 << 30;
+const MAX_LINE = DEFAULT_MAX_LINE;
 // A batch larger than this is written in parts while it is built (bounded memory).
 const BUFFER_LIMIT = 1 << 20;
 // A compressed archive is read whole to find its last record only up to these sizes.
 const GZ_READ_LIMIT = 64 << 20;
 const GZ_OUTPUT_LIMIT = 256 << 20;
+// Its first line is looked for in what this much of its start inflates to, up to the limit.
+const GZ_PREFIX = 1 << 20;
+const GZ_PREFIX_SMALL = 32 << 10;
+const GZ_PREFIX_OUTPUT = 64 << 20;
+// Archives whose ends retention remembers (per store), before it forgets them all.
+const ARCHIVE_CACHE_LIMIT = 4096;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const posix = Deno.build.os !== "windows";
@@ -156,22 +161,31 @@ function lineStart(src: ByteSource, end: number, floor: number): number {
 const RECORD_START = '{"client_id":"';
 const HEX64 = /^[0-9a-f]{64}$/;
 
-/** The seq of a stored record line, or undefined when the line is not a complete record. */
-function recordSeq(text: string): number | undefined {
+/** The seq, prev and ts of a stored record line; undefined when it is not a complete record. */
+function recordFacts(
+  text: string,
+): { seq: number; prev: string; ts: string | null } | undefined {
   if (!text.startsWith(RECORD_START)) return undefined;
+  let v: unknown;
   try {
-    const v: unknown = JSON.parse(text);
-    if (
-      typeof v === "object" && v !== null && "v" in v && v.v === 1 && "seq" in v &&
-      typeof v.seq === "number" && Number.isSafeInteger(v.seq) && v.seq >= 1 && "prev" in v &&
-      typeof v.prev === "string" && HEX64.test(v.prev)
-    ) {
-      return v.seq;
-    }
+    v = JSON.parse(text);
   } catch {
     // Not JSON: not a record.
+    return undefined;
+  }
+  if (
+    typeof v === "object" && v !== null && "v" in v && v.v === 1 && "seq" in v &&
+    typeof v.seq === "number" && Number.isSafeInteger(v.seq) && v.seq >= 1 && "prev" in v &&
+    typeof v.prev === "string" && HEX64.test(v.prev)
+  ) {
+    return { seq: v.seq, prev: v.prev, ts: "ts" in v && typeof v.ts === "string" ? v.ts : null };
   }
   return undefined;
+}
+
+/** The seq of a stored record line, or undefined when the line is not a complete record. */
+function recordSeq(text: string): number | undefined {
+  return recordFacts(text)?.seq;
 }
 
 /** The `ts` of a stored record line, in milliseconds, when it has a valid one. */
@@ -265,58 +279,178 @@ function headOf(line: Uint8Array): StoredHead {
   return { seq: recordSeq(decoder.decode(line))!, hash: hash("sha256", line, "hex") };
 }
 
-/** The bytes of a compressed archive: whole when small enough, else only a prefix. */
-function gunzipped(path: string): { bytes: Uint8Array; whole: boolean } {
+/** The record due after `head`: what it links to. */
+function chainLinkAfter(head: StoredHead): ChainLink {
+  return { seq: head.seq + 1, prev: head.hash };
+}
+
+/**
+ * The whole content of a compressed archive; undefined when it is too large to hold
+ * ({@link GZ_READ_LIMIT} compressed, {@link GZ_OUTPUT_LIMIT} inflated).
+ * @throws when it cannot be read or is corrupt
+ */
+function gunzipped(path: string): Uint8Array | undefined {
+  using file = Deno.openSync(path, { read: true });
+  const size = file.statSync().size;
+  if (size > GZ_READ_LIMIT) return undefined;
+  try {
+    return gunzipSync(fileSource(file, size).read(0, size), { maxOutputLength: GZ_OUTPUT_LIMIT });
+  } catch (e) {
+    if (e instanceof RangeError) return undefined;
+    throw e;
+  }
+}
+
+/** Where retention stands an archive's record: its seq, its links and its time. */
+function archiveRecord(line: Uint8Array): ArchiveRecord | undefined {
+  const facts = recordFacts(decoder.decode(line));
+  if (facts === undefined) return undefined;
+  const time = facts.ts === null ? Number.NaN : Date.parse(facts.ts);
+  return {
+    seq: facts.seq,
+    prev: facts.prev,
+    hash: hash("sha256", line, "hex"),
+    ts: Number.isNaN(time) ? null : facts.ts,
+    time: Number.isNaN(time) ? null : time,
+  };
+}
+
+/**
+ * The start of a compressed archive's content: what its first {@link GZ_PREFIX} bytes inflate
+ * to (less when that would pass {@link GZ_PREFIX_OUTPUT}), and whether that is all of it.
+ */
+function gunzippedStart(path: string): { bytes: Uint8Array; whole: boolean } {
   using file = Deno.openSync(path, { read: true });
   const size = file.statSync().size;
   const src = fileSource(file, size);
-  if (size <= GZ_READ_LIMIT) {
+  for (const prefix of [GZ_PREFIX, GZ_PREFIX_SMALL]) {
+    const n = Math.min(size, prefix);
     try {
-      return {
-        bytes: gunzipSync(src.read(0, size), { maxOutputLength: GZ_OUTPUT_LIMIT }),
-        whole: true,
-      };
-    } catch {
-      // Too large once inflated (or corrupt): the prefix below still gives the first line.
+      const bytes = gunzipSync(src.read(0, n), {
+        finishFlush: zlibConstants.Z_SYNC_FLUSH,
+        maxOutputLength: GZ_PREFIX_OUTPUT,
+      });
+      return { bytes, whole: n === size };
+    } catch (e) {
+      // Inflating that far would hold too much: a smaller start still holds a first line.
+      if (!(e instanceof RangeError)) throw e;
     }
   }
-  const prefix = src.read(0, Math.min(size, FIRST_LINE_LIMIT));
-  return {
-    bytes: gunzipSync(prefix, {
-      finishFlush: zlibConstants.Z_SYNC_FLUSH,
-      maxOutputLength: FIRST_LINE_LIMIT * 4,
-    }),
-    whole: false,
-  };
+  throw new Error(`its start inflates to more than ${GZ_PREFIX_OUTPUT} bytes`);
 }
 
-/** Reads the first and last record of an archive (`last` only when the whole file was read). */
-function readArchive(a: Archive): { first: string | undefined; last: Uint8Array | undefined } {
-  const read = (src: ByteSource, whole: boolean) => {
-    const first = firstLine(src);
-    return {
-      first: first.terminated && recordSeq(first.text) !== undefined ? first.text : undefined,
-      last: whole ? tail(src, 0).last : undefined,
-    };
-  };
+/**
+ * The first {@link FIRST_LINE_LIMIT} + 1 bytes of an archive's content (gunzipped), and whether
+ * they are all there is to look at (false when only a compressed start could be inflated).
+ */
+function archiveStart(a: Archive): { head: Uint8Array; whole: boolean } {
   if (a.gzip) {
-    const { bytes, whole } = gunzipped(a.path);
-    return read(bufferSource(bytes), whole);
+    const { bytes, whole } = gunzippedStart(a.path);
+    return { head: bytes.subarray(0, FIRST_LINE_LIMIT + 1), whole };
   }
   using file = Deno.openSync(a.path, { read: true });
-  return read(fileSource(file, file.statSync().size), true);
+  const src = fileSource(file, file.statSync().size);
+  return { head: src.read(0, Math.min(src.size, FIRST_LINE_LIMIT + 1)), whole: true };
 }
 
-/** The seqs retention reports for an archive it deletes. */
-function archiveSeqs(a: Archive): { first_seq: number | null; last_seq: number | null } {
+/** An archive's first record: where it starts in the chain; a stranger when it is no record. */
+function readArchiveFirst(a: Archive): ArchiveRead {
+  let start: { head: Uint8Array; whole: boolean };
   try {
-    const { first, last } = readArchive(a);
-    return {
-      first_seq: first === undefined ? null : recordSeq(first) ?? null,
-      last_seq: last === undefined ? null : headOf(last).seq,
-    };
-  } catch {
-    return { first_seq: null, last_seq: null };
+    start = archiveStart(a);
+  } catch (e) {
+    return { kind: "unreadable", why: `it cannot be read: ${message(e)}` };
+  }
+  const { head, whole } = start;
+  if (head.length === 0) return { kind: "stranger", why: "it is empty" };
+  const nl = head.indexOf(LF);
+  if (nl === -1 && !whole && head.length <= FIRST_LINE_LIMIT) {
+    return { kind: "unreadable", why: "its first line could not be found in its start" };
+  }
+  const record = nl === -1 ? undefined : archiveRecord(head.subarray(0, nl));
+  if (record === undefined) {
+    return { kind: "stranger", why: "its first line is not a complete audit record" };
+  }
+  return { kind: "record", record };
+}
+
+/**
+ * The stored line of an archive's last complete record; `undefined` when there is none, or when
+ * it is compressed and too large to read whole ({@link GZ_READ_LIMIT}, {@link GZ_OUTPUT_LIMIT}).
+ * @throws when it cannot be read
+ */
+function archiveLastLine(a: Archive): Uint8Array | undefined {
+  if (a.gzip) {
+    const bytes = gunzipped(a.path);
+    return bytes === undefined ? undefined : tail(bufferSource(bytes), 0).last;
+  }
+  using file = Deno.openSync(a.path, { read: true });
+  return tail(fileSource(file, file.statSync().size), 0).last;
+}
+
+/** An archive's last record, read whole (a `.gz` only up to {@link GZ_READ_LIMIT}). */
+function readArchiveLast(a: Archive): ArchiveRead {
+  let last: Uint8Array | undefined;
+  try {
+    last = archiveLastLine(a);
+  } catch (e) {
+    return { kind: "unreadable", why: `it cannot be read: ${message(e)}` };
+  }
+  const record = last === undefined ? undefined : archiveRecord(last);
+  if (record !== undefined) return { kind: "record", record };
+  return {
+    kind: "unreadable",
+    why: a.gzip
+      ? "no complete audit record is found at its end (a compressed archive is read only up " +
+        `to ${GZ_READ_LIMIT} bytes, ${GZ_OUTPUT_LIMIT} inflated)`
+      : "no complete audit record is found at its end",
+  };
+}
+
+/** What an archive's ends were read as, for a file as it was then. */
+interface ArchiveEnds {
+  /** dev, inode, size, mtime and ctime: any change to the file changes it. */
+  key: string;
+  first?: ArchiveRead;
+  last?: ArchiveRead;
+}
+
+/**
+ * Reads archives' first and last records for retention, remembering what it read of each file
+ * while the file stays the same (archives do not change once closed), so that retention after
+ * every rotation costs only the new archive. A failure to read is not remembered.
+ */
+class ArchiveEndsReader implements ArchiveReader {
+  readonly #read = new Map<string, ArchiveEnds>();
+
+  first(a: Archive): ArchiveRead {
+    return this.#get(a, "first");
+  }
+
+  last(a: Archive): ArchiveRead {
+    return this.#get(a, "last");
+  }
+
+  #get(a: Archive, end: "first" | "last"): ArchiveRead {
+    let stat: Deno.FileInfo;
+    try {
+      stat = Deno.statSync(a.path);
+    } catch (e) {
+      return { kind: "unreadable", why: `it cannot be read: ${message(e)}` };
+    }
+    const key = [stat.dev, stat.ino, stat.size, stat.mtime?.getTime(), stat.ctime?.getTime()]
+      .join(":");
+    let ends = this.#read.get(a.path);
+    if (ends === undefined || ends.key !== key) {
+      if (this.#read.size >= ARCHIVE_CACHE_LIMIT) this.#read.clear();
+      ends = { key };
+      this.#read.set(a.path, ends);
+    }
+    const known = ends[end];
+    if (known !== undefined) return known;
+    const read = end === "first" ? readArchiveFirst(a) : readArchiveLast(a);
+    if (read.kind !== "unreadable") ends[end] = read;
+    return read;
   }
 }
 
@@ -431,12 +565,13 @@ function isLost(c: StoreChange): c is Extract<StoreChange, { oldFileLinked: bool
   return c.kind === "deleted" || c.kind === "moved" || c.kind === "replaced";
 }
 
-function deletedJson(deleted: DeletedArchive[]): JsonObject[] {
+function deletedJson(deleted: RetentionDeletion[]): JsonObject[] {
   return deleted.map((d) => ({
     name: d.name,
     rule: d.rule,
     first_seq: d.first_seq,
     last_seq: d.last_seq,
+    last_ts: d.last_ts,
   }));
 }
 
@@ -467,6 +602,7 @@ export class JsonlStore implements RecordStore {
   readonly #rotation: Rotation | undefined;
   readonly #now: () => number;
   readonly #compressor: ArchiveCompressor | undefined;
+  readonly #archiveReader = new ArchiveEndsReader();
   #file: Deno.FsFile | undefined;
   #stat: Deno.FileInfo | undefined;
   /** Bytes in the file as far as this store knows: what it found plus what it wrote. */
@@ -594,7 +730,7 @@ export class JsonlStore implements RecordStore {
     if (newest === undefined) return undefined;
     let last: Uint8Array | undefined;
     try {
-      last = readArchive(newest).last;
+      last = archiveLastLine(newest);
     } catch (e) {
       throw new StorageError(
         `cannot read the newest archive ${newest.path} to find where the chain ends: ${message(e)}`,
@@ -810,7 +946,7 @@ export class JsonlStore implements RecordStore {
     }
     if (first && this.#rotation !== undefined) {
       if (!changes.some((c) => c.kind === "rotated")) {
-        const deleted = this.#retention();
+        const deleted = this.#retention(this.#activeLink(head));
         if (deleted.length > 0) {
           changes.push({
             kind: "retention",
@@ -1112,6 +1248,9 @@ export class JsonlStore implements RecordStore {
     );
     if (cause === null) return undefined;
     const old = this.#file!;
+    // The archive's last record, for retention to find the chain back from.
+    const last = tail(fileSource(old, this.#end), 0).last;
+    const archivedEnd = last === undefined ? undefined : chainLinkAfter(headOf(last));
     const archive = archiveName(this.path, new Date(now), (p) => lstatOrNothing(p) !== undefined);
     try {
       Deno.renameSync(this.path, archive);
@@ -1163,7 +1302,7 @@ export class JsonlStore implements RecordStore {
       }
     }
     const name = archive.slice(dirname(archive).length + 1);
-    const deleted = this.#retention();
+    const deleted = this.#retention(archivedEnd);
     this.#compressor?.schedule(archive);
     const change: StoreChange = {
       kind: "rotated",
@@ -1176,12 +1315,17 @@ export class JsonlStore implements RecordStore {
     return change;
   }
 
-  #retention(): DeletedArchive[] {
+  /**
+   * Applies retention to the archives of this log's chain, found by linking back from `next`
+   * (the record after the newest archive).
+   */
+  #retention(next: ChainLink | undefined): RetentionDeletion[] {
     const deleted = applyRetention(
       this.path,
       this.#rotation!,
       this.#now(),
-      archiveSeqs,
+      next,
+      this.#archiveReader,
       this.#logger,
     );
     for (const d of deleted) {
@@ -1190,9 +1334,22 @@ export class JsonlStore implements RecordStore {
         rule: d.rule,
         first_seq: d.first_seq,
         last_seq: d.last_seq,
+        last_ts: d.last_ts,
       });
     }
     return deleted;
+  }
+
+  /**
+   * The record after the newest archive, at start: the active file's first record, or while it
+   * holds none, the one due after the head.
+   */
+  #activeLink(head: StoredHead | null | undefined): ChainLink | undefined {
+    const first = firstLine(fileSource(this.#file!, this.#end));
+    const facts = first.terminated ? recordFacts(first.text) : undefined;
+    if (facts !== undefined) return { seq: facts.seq, prev: facts.prev };
+    if (this.#end === 0 && head !== null && head !== undefined) return chainLinkAfter(head);
+    return undefined;
   }
 
   /** At start: compressions that died are cleaned up, and closed archives queued. */

@@ -649,7 +649,7 @@ function archived(path: string, n: number, stamp: string): string[] {
 Deno.test("retention at start keeps the newest max_files in number order (.10 after .2) and names what it deleted", () => {
   using tmp = tempDir();
   const path = `${tmp.dir}/audit.jsonl`;
-  archived(path, 11, "20260610T220000Z");
+  const made = archived(path, 11, "20260610T220000Z");
   // One of those to go is compressed: its seqs are read from the .gz.
   const three = `${path}.20260610T220000Z.3`;
   Deno.writeFileSync(`${three}.gz`, gzipSync(Deno.readFileSync(three)));
@@ -670,20 +670,67 @@ Deno.test("retention at start keeps the newest max_files in number order (.10 af
       rule: "max_files",
       first_seq: 2 * i + 1,
       last_seq: 2 * i + 2,
+      last_ts: JSON.parse(made[2 * i + 1]!).ts,
     })),
   );
   const event = JSON.parse(lines(path).at(-2)!);
   assert.equal(event.method, "audit/retention");
 });
 
-Deno.test("retention by age runs at start and after each rotation, by the stamp in the name", () => {
+/** `times.length` canonical record lines of one chain, record i stamped `times[i]`. */
+function recordLinesAt(times: readonly string[]): string[] {
+  const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-lines-" });
+  try {
+    const store = open(`${dir}/scratch.jsonl`);
+    let i = 0;
+    new TinyChain(store, "scratch", () => Date.parse(times[i++]!)).batch(times.length);
+    store.close();
+    return lines(`${dir}/scratch.jsonl`);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+/**
+ * Writes archives of two records each from `made`, under the names given (after `<path>.`), and
+ * the rest to the active file.
+ */
+function archivesOf(path: string, made: readonly string[], names: readonly string[]): void {
+  names.forEach((name, i) => {
+    Deno.writeTextFileSync(`${path}.${name}`, made[2 * i] + "\n" + made[2 * i + 1] + "\n");
+  });
+  Deno.writeTextFileSync(path, made.slice(2 * names.length).join("\n") + "\n");
+}
+
+/** Collects warnings, as the store's logger. */
+function warnings() {
+  const seen: { msg: string; path: string; why: string }[] = [];
+  return {
+    seen,
+    warn(msg: string, fields?: Record<string, unknown>) {
+      seen.push({ msg, path: String(fields?.path ?? ""), why: String(fields?.why ?? "") });
+    },
+  };
+}
+
+const NOT_OURS = "a file named like an audit log archive is not one of the log's chain; " +
+  "retention leaves it alone and does not count it";
+
+Deno.test("retention by age runs at start and after each rotation, by the time of each archive's last record", () => {
   using tmp = tempDir();
   const path = `${tmp.dir}/audit.jsonl`;
-  const made = recordLines(8);
-  Deno.writeTextFileSync(`${path}.20260101T000000Z`, made.slice(0, 2).join("\n") + "\n");
-  Deno.writeTextFileSync(`${path}.20260601T000000Z`, made.slice(2, 4).join("\n") + "\n");
-  Deno.writeTextFileSync(`${path}.20260609T000000Z`, made.slice(4, 6).join("\n") + "\n");
-  Deno.writeTextFileSync(path, made.slice(6).join("\n") + "\n");
+  const made = recordLinesAt([
+    "2026-01-01T00:00:00.000Z",
+    "2026-01-01T00:00:00.000Z",
+    "2026-05-31T00:00:00.000Z",
+    "2026-06-01T00:00:00.000Z",
+    "2026-06-09T00:00:00.000Z",
+    "2026-06-09T00:00:00.000Z",
+    "2026-06-10T00:00:00.000Z",
+    "2026-06-10T00:00:00.000Z",
+  ]);
+  // The names' stamps say nothing of the records' age.
+  archivesOf(path, made, ["20260610T000000Z", "20260610T000000Z.1", "20260610T000000Z.2"]);
   let clock = Date.parse("2026-06-10T12:00:00.000Z");
   const rotation: Rotation = { ...NO_ROTATION, max_age_days: 30, max_size_bytes: 3000 };
   const chain = new TinyChain(open(path, { rotation, now: () => clock }), "a", () => clock);
@@ -691,26 +738,214 @@ Deno.test("retention by age runs at start and after each rotation, by the stamp 
   assert.deepEqual(kinds(chain.changes), ["retention"]);
   assert.deepEqual(detailsOf(chain.changes[0]), {
     deleted_archives: [{
-      name: "audit.jsonl.20260101T000000Z",
+      name: "audit.jsonl.20260610T000000Z",
       rule: "max_age_days",
       first_seq: 1,
       last_seq: 2,
+      last_ts: "2026-01-01T00:00:00.000Z",
     }],
   });
+  // The second archive's last record is 34 days old then; its first, 35.
   clock = Date.parse("2026-07-05T00:00:00.000Z");
   for (let i = 0; i < 10 && chain.changes.length < 2; i++) chain.batch(3);
   chain.store.close();
   assert.deepEqual(kinds(chain.changes), ["retention", "rotated"]);
-  assert.deepEqual(
-    detailsOf(chain.changes[1])?.deleted_archives,
-    [
-      { name: "audit.jsonl.20260601T000000Z", rule: "max_age_days", first_seq: 3, last_seq: 4 },
-    ],
-  );
+  assert.deepEqual(detailsOf(chain.changes[1])?.deleted_archives, [{
+    name: "audit.jsonl.20260610T000000Z.1",
+    rule: "max_age_days",
+    first_seq: 3,
+    last_seq: 4,
+    last_ts: "2026-06-01T00:00:00.000Z",
+  }]);
   assert.deepEqual(listArchives(path).map((a) => a.name), [
-    "audit.jsonl.20260609T000000Z",
+    "audit.jsonl.20260610T000000Z.2",
     "audit.jsonl.20260705T000000Z",
   ]);
+});
+
+Deno.test("retention keeps fresh archives renamed to an old stamp: age is read from the records, never the name", () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.jsonl`;
+  const now = Date.parse("2026-06-10T12:00:00.000Z");
+  const made = recordLinesAt(Array(8).fill("2026-06-10T11:00:00.000Z"));
+  const names = ["20000101T000000Z", "20000101T000001Z", "20000101T000002Z"];
+  archivesOf(path, made, names);
+  const logger = warnings();
+  const rotation: Rotation = { ...NO_ROTATION, max_age_days: 30 };
+  const chain = new TinyChain(open(path, { rotation, now: () => now, logger }), "a", () => now);
+  chain.batch(1);
+  chain.store.close();
+  assert.deepEqual(kinds(chain.changes), [], "nothing deleted, no audit/retention");
+  assert.deepEqual(listArchives(path).map((a) => a.name), names.map((n) => `audit.jsonl.${n}`));
+  assert.deepEqual(logger.seen, []);
+  assert.equal(
+    checkChain(names.flatMap((n) => lines(`${path}.${n}`)).concat(lines(path))).length,
+    9,
+  );
+});
+
+Deno.test("retention does not count empty decoys named like newer archives, nor delete them; real archives stay", () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.jsonl`;
+  const made = recordLines(10);
+  const real = ["20260610T220000Z", "20260610T220000Z.1", "20260610T220000Z.2", "20260610T220001Z"];
+  archivesOf(path, made, real);
+  const decoys = [1, 2, 3, 4, 5].map((k) => `${path}.2999010${k}T000000Z`);
+  for (const d of decoys) Deno.writeTextFileSync(d, "");
+  const logger = warnings();
+  const rotation: Rotation = { ...NO_ROTATION, max_files: 5 };
+  const chain = new TinyChain(open(path, { rotation, logger }), "a");
+  chain.batch(1);
+  chain.store.close();
+  assert.deepEqual(kinds(chain.changes), []);
+  assert.equal(listArchives(path).length, 9, "the four real archives and the five decoys");
+  assert.deepEqual(
+    logger.seen.filter((w) => w.msg === NOT_OURS).map((w) => [w.path, w.why]),
+    decoys.map((d) => [d, "it is empty"]),
+  );
+  // With room for three, only the oldest real archive goes; the decoys are still not counted.
+  const three = new TinyChain(open(path, { rotation: { ...NO_ROTATION, max_files: 3 } }), "b");
+  three.batch(1);
+  three.store.close();
+  assert.deepEqual(
+    detailsOf(three.changes[0])?.deleted_archives,
+    [{
+      name: "audit.jsonl.20260610T220000Z",
+      rule: "max_files",
+      first_seq: 1,
+      last_seq: 2,
+      last_ts: JSON.parse(made[1]!).ts,
+    }],
+  );
+  for (const d of decoys) assert.equal(Deno.readTextFileSync(d), "");
+});
+
+Deno.test("retention counts neither an archive nor copies of it under newer names, and deletes nothing behind them", () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.jsonl`;
+  const made = recordLines(10);
+  const real = ["20260610T220000Z", "20260610T220001Z", "20260610T220002Z", "20260610T220003Z"];
+  archivesOf(path, made, real);
+  const newest = Deno.readTextFileSync(`${path}.${real[3]}`);
+  const copies = [1, 2, 3].map((k) => `${path}.2999010${k}T000000Z`);
+  for (const c of copies) Deno.writeTextFileSync(c, newest);
+  const logger = warnings();
+  const chain = new TinyChain(
+    open(path, { rotation: { ...NO_ROTATION, max_files: 3 }, logger }),
+    "a",
+  );
+  chain.batch(1);
+  chain.store.close();
+  assert.deepEqual(kinds(chain.changes), []);
+  assert.equal(listArchives(path).length, 7);
+  const left = logger.seen.filter((w) => w.msg === NOT_OURS);
+  assert.equal(left.length, 7);
+  assert.equal(left.filter((w) => /overlap another archive's/.test(w.why)).length, 4);
+});
+
+Deno.test("retention never deletes an archive whose last record was changed to look old", () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.jsonl`;
+  const now = Date.parse("2026-06-10T12:00:00.000Z");
+  const made = recordLinesAt(Array(6).fill("2026-06-10T11:00:00.000Z"));
+  archivesOf(path, made, ["20260610T110000Z", "20260610T110001Z"]);
+  // The same length, so that nothing but the chain's link can tell.
+  const first = `${path}.20260610T110000Z`;
+  const text = Deno.readTextFileSync(first);
+  Deno.writeTextFileSync(
+    first,
+    text.replace(/"2026-06-10T11:00:00.000Z"(?=[^\n]*\n$)/, '"2000-06-10T11:00:00.000Z"'),
+  );
+  assert.notEqual(Deno.readTextFileSync(first), text);
+  const logger = warnings();
+  const rotation: Rotation = { ...NO_ROTATION, max_age_days: 30 };
+  const chain = new TinyChain(open(path, { rotation, now: () => now, logger }), "a", () => now);
+  chain.batch(1);
+  chain.store.close();
+  assert.deepEqual(kinds(chain.changes), []);
+  assert.ok(Deno.statSync(first).isFile);
+  assert.deepEqual(
+    logger.seen.filter((w) => w.msg === NOT_OURS).map((w) => w.path),
+    [first],
+  );
+  assert.match(logger.seen[0]!.why, /is not the line seq 3 links to/);
+});
+
+Deno.test("retention by max_files deletes the lowest seqs, whatever the names say", () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.jsonl`;
+  const made = recordLines(8);
+  // Named newest first: the chain runs against the names.
+  archivesOf(path, made, ["20260610T230000Z", "20260610T220000Z.10", "20260610T220000Z.2"]);
+  const chain = new TinyChain(open(path, { rotation: { ...NO_ROTATION, max_files: 1 } }), "a");
+  chain.batch(1);
+  chain.store.close();
+  assert.deepEqual(
+    (detailsOf(chain.changes[0])?.deleted_archives as { name: string; first_seq: number }[])
+      .map((d) => [d.name, d.first_seq]),
+    [["audit.jsonl.20260610T230000Z", 1], ["audit.jsonl.20260610T220000Z.10", 3]],
+  );
+  assert.deepEqual(listArchives(path).map((a) => a.name), ["audit.jsonl.20260610T220000Z.2"]);
+});
+
+Deno.test("retention never deletes a compressed archive it cannot read, and keeps what is before it", () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.jsonl`;
+  const made = recordLines(10);
+  const names = ["20260610T220000Z", "20260610T220001Z", "20260610T220002Z", "20260610T220003Z"];
+  archivesOf(path, made, names);
+  // The second archive compressed, then cut: its first line inflates, its end does not.
+  const second = `${path}.${names[1]}`;
+  const gz = gzipSync(Deno.readFileSync(second));
+  Deno.writeFileSync(`${second}.gz`, gz.subarray(0, gz.length - 12));
+  Deno.removeSync(second);
+  const logger = warnings();
+  const chain = new TinyChain(
+    open(path, { rotation: { ...NO_ROTATION, max_files: 1 }, logger }),
+    "a",
+  );
+  chain.batch(1);
+  chain.store.close();
+  assert.deepEqual(
+    (detailsOf(chain.changes[0])?.deleted_archives as { name: string }[]).map((d) => d.name),
+    [`audit.jsonl.${names[2]}`],
+  );
+  assert.deepEqual(listArchives(path).map((a) => a.name), [
+    `audit.jsonl.${names[0]}`,
+    `audit.jsonl.${names[1]}.gz`,
+    `audit.jsonl.${names[3]}`,
+  ]);
+  assert.deepEqual(
+    logger.seen.filter((w) => w.msg === NOT_OURS).map((w) => w.path),
+    [`${second}.gz`, `${path}.${names[0]}`],
+  );
+});
+
+Deno.test("retention deletes both forms of an archive caught mid-compression, and lists it once", () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.jsonl`;
+  archived(path, 12, "20260610T220000Z");
+  const two = `${path}.20260610T220000Z.2`;
+  Deno.writeFileSync(`${two}.gz`, gzipSync(Deno.readFileSync(two)));
+  Deno.writeTextFileSync(`${tmp.dir}/other.log`, "not an archive");
+  const chain = new TinyChain(open(path, { rotation: { ...NO_ROTATION, max_files: 2 } }), "a");
+  chain.batch(1);
+  chain.store.close();
+  const deleted = detailsOf(chain.changes[0])?.deleted_archives as { name: string }[];
+  assert.deepEqual(
+    deleted.map((d) => d.name),
+    Array.from({ length: 10 }, (_, i) => `audit.jsonl.20260610T220000Z${i === 0 ? "" : `.${i}`}`),
+  );
+  assert.deepEqual(
+    [...Deno.readDirSync(tmp.dir)].map((e) => e.name).filter((n) => n !== "audit.jsonl.lock")
+      .sort(),
+    [
+      "audit.jsonl",
+      "audit.jsonl.20260610T220000Z.10",
+      "audit.jsonl.20260610T220000Z.11",
+      "other.log",
+    ],
+  );
 });
 
 Deno.test("a rotated archive is compressed in the background to exactly its bytes", async () => {
@@ -936,4 +1171,81 @@ Deno.test("four writer processes appending 2,000 records each at once make one c
     if (records[i]!.session !== records[i - 1]!.session) switches++;
   }
   assert.ok(switches > 3, `only ${switches} switches between writers`);
+});
+
+Deno.test("retention deletes a .gz beside a plain archive only when it is a copy of that archive", () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.jsonl`;
+  const made = recordLines(8);
+  const names = ["20260610T220000Z", "20260610T220001Z", "20260610T220002Z"];
+  archivesOf(path, made, names);
+  // Beside the oldest, due archive: the newest archive's content under its .gz name.
+  const stranger = `${path}.${names[0]}.gz`;
+  Deno.writeFileSync(stranger, gzipSync(Deno.readFileSync(`${path}.${names[2]}`)));
+  const logger = warnings();
+  const chain = new TinyChain(
+    open(path, { rotation: { ...NO_ROTATION, max_files: 2 }, logger }),
+    "a",
+  );
+  chain.batch(1);
+  chain.store.close();
+  assert.deepEqual(
+    (detailsOf(chain.changes[0])?.deleted_archives as { name: string }[]).map((d) => d.name),
+    [`audit.jsonl.${names[0]}`],
+  );
+  assert.ok(Deno.statSync(stranger).isFile, "not its copy: left alone");
+  assert.deepEqual(
+    logger.seen.filter((w) => w.msg === NOT_OURS).map((w) => [w.path, w.why]),
+    [[stranger, `it is not a copy of audit.jsonl.${names[0]}`]],
+  );
+});
+
+Deno.test("two writer processes make one chain when the lock file is deleted between one's start and the other's", async () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.jsonl`;
+  const spawn = (name: string) => {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", "--no-check", WRITER, path, "2000", name, "none"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    return { name, child, out: child.stdout.getReader(), held: { text: "" } };
+  };
+  const writers: ReturnType<typeof spawn>[] = [];
+  try {
+    // The first has its lock file open; it is deleted (a cleanup job); the second makes anew.
+    writers.push(spawn("w0"));
+    assert.equal(await readLine(writers[0]!.out, writers[0]!.held), "ready");
+    Deno.removeSync(`${path}.lock`);
+    writers.push(spawn("w1"));
+    assert.equal(await readLine(writers[1]!.out, writers[1]!.held), "ready");
+    for (const w of writers) {
+      const stdin = w.child.stdin.getWriter();
+      await stdin.write(encoder.encode("go\n"));
+      await stdin.close();
+    }
+    for (const w of writers) {
+      assert.match(await readLine(w.out, w.held), /^done \d+ 0$/, w.name);
+      assert.ok((await w.child.status).success, w.name);
+    }
+  } finally {
+    for (const w of writers) {
+      w.out.releaseLock();
+      await w.child.stdout.cancel();
+      try {
+        w.child.kill();
+      } catch {
+        // Already ended.
+      }
+      await w.child.status;
+    }
+  }
+  const records = checkChain(lines(path));
+  assert.equal(records.length, 4000);
+  let switches = 0;
+  for (let i = 1; i < records.length; i++) {
+    if (records[i]!.session !== records[i - 1]!.session) switches++;
+  }
+  assert.ok(switches > 1, `only ${switches} switches between writers`);
 });

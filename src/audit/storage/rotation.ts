@@ -7,6 +7,13 @@
  * active file (so a restart, or another writer, sees the same one), archives are ordered by number
  * (`.10` after `.2`), and retention also runs at start.
  *
+ * Retention never trusts a name: anyone who can write the directory can rename a file, or put one
+ * there. It counts and deletes only the archives of this log's chain, found by their records
+ * linking back from the active file ({@link chainOfArchives}), judges their age by their last
+ * record's `ts`, and counts them in seq order. Files that are not of the chain are left alone and
+ * warned about; which gives an intruder a way to stop retention (a copy of an archive), never to
+ * make it delete what it should keep.
+ *
  * @module
  */
 import { createHash } from "node:crypto";
@@ -82,62 +89,244 @@ export function rotates(rotation: Rotation | undefined): rotation is Rotation {
       rotation.max_age_days > 0 || rotation.compress !== "");
 }
 
+/**
+ * A record at one end of an archive, as retention reads it: where it stands in the chain. Read
+ * from the file's content, never its name, which anyone who can write the directory can change.
+ */
+export interface ArchiveRecord {
+  seq: number;
+  /** Its `prev`: the SHA-256 (hex) of the stored line before it. */
+  prev: string;
+  /** The SHA-256 (hex) of its own stored line. */
+  hash: string;
+  /** Its `ts` as stored; null when it is not a valid time. */
+  ts: string | null;
+  /** `ts` in milliseconds since the epoch; null when it is not a valid time. */
+  time: number | null;
+}
+
+/** What reading one end of an archive found. */
+export type ArchiveRead =
+  | { kind: "record"; record: ArchiveRecord }
+  /** Its first line is not a complete record of ours: it is not an archive of this log. */
+  | { kind: "stranger"; why: string }
+  /** It could not be read: an I/O error, a `.gz` corrupt or too large, no last record. */
+  | { kind: "unreadable"; why: string };
+
+/** How retention reads an archive's first and last records (the store's own reading). */
+export interface ArchiveReader {
+  first(archive: Archive): ArchiveRead;
+  last(archive: Archive): ArchiveRead;
+}
+
+/**
+ * The record that follows the newest archive: the active file's first record, or, while the
+ * active file holds none, the one due next after the chain head (`head.seq + 1`, `head.hash`).
+ */
+export interface ChainLink {
+  seq: number;
+  /** The SHA-256 (hex) of the line before it: the newest archive's last record. */
+  prev: string;
+}
+
+/** An archive of this log's chain: its last record is the one the next file's first links to. */
+export interface ChainArchive {
+  archive: Archive;
+  first: ArchiveRecord;
+  last: ArchiveRecord;
+}
+
+/** A file named like an archive that retention leaves alone and does not count, and why. */
+export interface LeftArchive {
+  archive: Archive;
+  why: string;
+}
+
+/**
+ * The archives of this log's chain, oldest first, found from their content, never their names.
+ *
+ * Every file named like an archive is read at both ends. Left out (`left`), and so neither
+ * counted nor deleted: a file whose first line is no record of ours; one that cannot be read;
+ * one holding seqs at or after `next` (the active file's); every file whose seqs overlap
+ * another's (a copy, or a file cut from one: which is the original cannot be told, and counting
+ * both would let copies push real archives out); and then, walking back from `next`, every file
+ * that is not the one the record after it links to (last seq one less, the SHA-256 of its last
+ * line equal to that record's `prev`), with everything before it: a gap, a changed last record or
+ * a file left out breaks the chain, and nothing links what is before the break to this log.
+ */
+export function chainOfArchives(
+  archives: readonly Archive[],
+  next: ChainLink | undefined,
+  reader: ArchiveReader,
+): { chain: ChainArchive[]; left: LeftArchive[] } {
+  const left: LeftArchive[] = [];
+  const read: ChainArchive[] = [];
+  for (const archive of archives) {
+    const first = reader.first(archive);
+    if (first.kind !== "record") {
+      left.push({ archive, why: first.why });
+      continue;
+    }
+    if (next !== undefined && first.record.seq >= next.seq) {
+      left.push({
+        archive,
+        why: `its first record, seq ${first.record.seq}, is not before seq ${next.seq}, where ` +
+          "the records after the archives start",
+      });
+      continue;
+    }
+    const last = reader.last(archive);
+    if (last.kind !== "record") {
+      left.push({ archive, why: last.why });
+      continue;
+    }
+    if (last.record.seq < first.record.seq) {
+      left.push({ archive, why: `its last record, seq ${last.record.seq}, is before its first` });
+      continue;
+    }
+    read.push({ archive, first: first.record, last: last.record });
+  }
+  // By first seq: an archive overlaps another when it starts at or before the end of one before
+  // it, or ends at or after the start of the next.
+  read.sort((a, b) => a.first.seq - b.first.seq);
+  const apart: ChainArchive[] = [];
+  let maxLast = 0;
+  for (const [i, a] of read.entries()) {
+    const after = read[i + 1];
+    if (a.first.seq <= maxLast || (after !== undefined && a.last.seq >= after.first.seq)) {
+      left.push({
+        archive: a.archive,
+        why: `its records (seq ${a.first.seq}-${a.last.seq}) overlap another archive's: a copy, ` +
+          "or not of this chain",
+      });
+    } else {
+      apart.push(a);
+    }
+    maxLast = Math.max(maxLast, a.last.seq);
+  }
+  // Back from the record after the newest archive: no overlaps, so at most one can link.
+  const chain: ChainArchive[] = [];
+  let want = next;
+  // Once the chain breaks, why everything before the break is left.
+  let broken: string | undefined;
+  for (let i = apart.length - 1; i >= 0; i--) {
+    const a = apart[i]!;
+    if (
+      broken === undefined && want !== undefined && a.last.seq === want.seq - 1 &&
+      a.last.hash === want.prev
+    ) {
+      chain.push(a);
+      want = { seq: a.first.seq, prev: a.first.prev };
+      continue;
+    }
+    if (broken !== undefined) {
+      left.push({ archive: a.archive, why: broken });
+      continue;
+    }
+    if (want === undefined) {
+      broken = "the log holds no record to link it to";
+      left.push({ archive: a.archive, why: broken });
+      continue;
+    }
+    left.push({
+      archive: a.archive,
+      why: a.last.seq === want.seq - 1
+        ? `its last record (seq ${a.last.seq}) is not the line seq ${want.seq} links to: it was ` +
+          "changed, or is not of this chain"
+        : `no archive ends at seq ${want.seq - 1}, before seq ${want.seq}: the chain breaks there`,
+    });
+    broken = `the chain breaks after it, before seq ${want.seq}: nothing links it to the log`;
+  }
+  chain.reverse();
+  return { chain, left };
+}
+
 /** One archive retention deletes, and the rule that deletes it. */
 export interface RetentionVictim {
-  archive: Archive;
+  archive: ChainArchive;
   rule: DeletedArchive["rule"];
 }
 
 /**
- * The archives retention deletes, oldest first: those whose name's stamp is older than
- * `max_age_days`, then all but the newest `max_files` of the rest (in chain order, as
- * {@link listArchives} sorts them). The active file is never counted.
+ * The archives retention deletes, in chain order: those whose last record is older than
+ * `max_age_days` (by its `ts`), and of the rest all but the newest `max_files` (by seq). `chain`
+ * is {@link chainOfArchives}' (oldest first); the active file is never counted, and neither is
+ * anything left out of the chain.
  */
 export function retentionPlan(
-  archives: readonly Archive[],
+  chain: readonly ChainArchive[],
   rotation: Rotation,
   now: number,
 ): RetentionVictim[] {
-  const victims: RetentionVictim[] = [];
-  let kept = [...archives];
+  const rules = new Map<ChainArchive, DeletedArchive["rule"]>();
+  let kept = [...chain];
   if (rotation.max_age_days > 0) {
     const cutoff = now - rotation.max_age_days * DAY;
-    kept = kept.filter((archive) => {
-      if (archive.time >= cutoff) return true;
-      victims.push({ archive, rule: "max_age_days" });
+    kept = kept.filter((a) => {
+      // An archive whose age cannot be read is not judged old.
+      if (a.last.time === null || a.last.time >= cutoff) return true;
+      rules.set(a, "max_age_days");
       return false;
     });
   }
   if (rotation.max_files > 0 && kept.length > rotation.max_files) {
-    for (const archive of kept.slice(0, kept.length - rotation.max_files)) {
-      victims.push({ archive, rule: "max_files" });
-    }
+    for (const a of kept.slice(0, kept.length - rotation.max_files)) rules.set(a, "max_files");
   }
-  return victims;
+  return chain.flatMap((archive) => {
+    const rule = rules.get(archive);
+    return rule === undefined ? [] : [{ archive, rule }];
+  });
 }
 
-/** The first and last seq of an archive, as read from it (null where it cannot be read). */
-export type SeqReader = (archive: Archive) => { first_seq: number | null; last_seq: number | null };
+/** Whether anything is at `path` (true when that cannot be told). */
+function present(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch (e) {
+    return !(e instanceof Deno.errors.NotFound);
+  }
+}
+
+/** An archive retention deleted: {@link DeletedArchive} and the `ts` of its last record. */
+export interface RetentionDeletion extends DeletedArchive {
+  last_ts: string | null;
+}
 
 /**
- * Deletes what {@link retentionPlan} selects, reading each archive's first and last seq before.
- * Both forms of an archive caught mid-compression (plain and `.gz`) go. An archive that cannot
- * be deleted is left, logged and not listed. Run under the log's lock.
+ * Deletes what {@link retentionPlan} selects among the archives of this log's chain
+ * ({@link chainOfArchives}: judged by their records, never by their names). Files named like
+ * archives that are not of the chain are left alone, not counted, and warned about. Both forms of
+ * an archive caught mid-compression (plain and `.gz`, when the `.gz` starts with the same record)
+ * go. An archive that cannot be deleted is left, logged and not listed. Run under the log's lock.
+ * @param next the record after the newest archive ({@link ChainLink}); undefined when the log
+ *   holds none, and then nothing is deleted
  */
 export function applyRetention(
   activePath: string,
   rotation: Rotation,
   now: number,
-  seqs: SeqReader,
+  next: ChainLink | undefined,
+  reader: ArchiveReader,
   logger?: Pick<Logger, "warn">,
-): DeletedArchive[] {
+): RetentionDeletion[] {
   if (rotation.max_age_days <= 0 && rotation.max_files <= 0) return [];
-  const deleted: DeletedArchive[] = [];
-  for (const { archive, rule } of retentionPlan(listArchives(activePath), rotation, now)) {
-    const range = seqs(archive);
-    const plain = archive.gzip ? archive.path.slice(0, -3) : archive.path;
+  const { chain, left } = chainOfArchives(listArchives(activePath), next, reader);
+  const deleted: RetentionDeletion[] = [];
+  for (const { archive: { archive, first, last }, rule } of retentionPlan(chain, rotation, now)) {
+    const forms = [archive.path];
+    // A plain archive's .gz beside it (a compression stopped before its last step) goes with it
+    // when it starts with the same record; anything else under that name is not its copy.
+    if (!archive.gzip) {
+      const gz = { ...archive, path: `${archive.path}.gz`, name: `${archive.name}.gz`, gzip: true };
+      const start = present(gz.path) ? reader.first(gz) : undefined;
+      if (start?.kind === "record" && start.record.hash === first.hash) forms.push(gz.path);
+      else if (start !== undefined) {
+        left.push({ archive: gz, why: "it is not a copy of " + archive.name });
+      }
+    }
     let removed = false;
-    for (const path of [plain, `${plain}.gz`]) {
+    for (const path of forms) {
       try {
         Deno.removeSync(path);
         removed = true;
@@ -150,7 +339,22 @@ export function applyRetention(
         });
       }
     }
-    if (removed) deleted.push({ name: archive.name, rule, ...range });
+    if (removed) {
+      deleted.push({
+        name: archive.name,
+        rule,
+        first_seq: first.seq,
+        last_seq: last.seq,
+        last_ts: last.ts,
+      });
+    }
+  }
+  for (const { archive, why } of left) {
+    logger?.warn(
+      "a file named like an audit log archive is not one of the log's chain; retention leaves " +
+        "it alone and does not count it",
+      { path: archive.path, why },
+    );
   }
   return deleted;
 }

@@ -3,8 +3,12 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import { type Archive, listArchives } from "./archives.ts";
 import { FileLock } from "./file_lock.ts";
 import {
-  applyRetention,
   ArchiveCompressor,
+  type ArchiveRead,
+  type ArchiveReader,
+  type ArchiveRecord,
+  type ChainArchive,
+  chainOfArchives,
   compressArchive,
   type CompressorOptions,
   nextBoundary,
@@ -97,59 +101,158 @@ function archive(stamp: string, clash = 0, gzip = false): Archive {
   return { path: `/logs/${name}`, name, stamp, clash, gzip, time: Date.parse(t) };
 }
 
-Deno.test("retentionPlan deletes by age first, then all but the newest max_files, oldest first", () => {
-  const list = [
-    archive("20260101T000000Z"),
-    archive("20260601T000000Z"),
-    archive("20260609T000000Z"),
-    archive("20260609T000000Z", 1, true),
-    archive("20260610T000000Z"),
+/** The hex SHA-256 stand-in of record `seq`'s line, for chains made of facts. */
+const h = (seq: number) => seq.toString(16).padStart(64, "0");
+
+/** Record `seq` of an intact chain, at `ts`. */
+function rec(seq: number, ts: string, hash = h(seq)): ArchiveRecord {
+  return { seq, prev: h(seq - 1), hash, ts, time: Date.parse(ts) };
+}
+
+/** An archive of records `from`…`to`, its last at `ts`. */
+function chained(a: Archive, from: number, to: number, ts: string): ChainArchive {
+  return { archive: a, first: rec(from, ts), last: rec(to, ts) };
+}
+
+Deno.test("retentionPlan judges age by the last record's time and counts by seq, never by the name", () => {
+  // Named oldest first, but holding the chain the other way round: names say nothing.
+  const chain = [
+    chained(archive("20260610T000000Z"), 1, 10, "2026-01-01T00:00:00Z"),
+    chained(archive("20260609T000000Z", 1, true), 11, 20, "2026-06-01T00:00:00Z"),
+    chained(archive("20000101T000000Z"), 21, 30, "2026-06-09T00:00:00Z"),
+    chained(archive("20000101T000000Z", 1), 31, 40, "2026-06-10T00:00:00Z"),
   ];
   const now = at("2026-06-10T12:00:00Z");
   const plan = (r: Partial<Rotation>) =>
-    retentionPlan(list, { ...OFF, ...r }, now).map((v) => [v.archive.name, v.rule]);
+    retentionPlan(chain, { ...OFF, ...r }, now).map((v) => [v.archive.first.seq, v.rule]);
   assert.deepEqual(plan({}), []);
-  assert.deepEqual(plan({ max_age_days: 30 }), [["audit.jsonl.20260101T000000Z", "max_age_days"]]);
-  assert.deepEqual(plan({ max_files: 3 }), [
-    ["audit.jsonl.20260101T000000Z", "max_files"],
-    ["audit.jsonl.20260601T000000Z", "max_files"],
+  assert.deepEqual(plan({ max_age_days: 30 }), [[1, "max_age_days"]]);
+  assert.deepEqual(plan({ max_files: 3 }), [[1, "max_files"]]);
+  assert.deepEqual(plan({ max_age_days: 5, max_files: 1 }), [
+    [1, "max_age_days"],
+    [11, "max_age_days"],
+    [21, "max_files"],
   ]);
-  assert.deepEqual(plan({ max_age_days: 5, max_files: 2 }), [
-    ["audit.jsonl.20260101T000000Z", "max_age_days"],
-    ["audit.jsonl.20260601T000000Z", "max_age_days"],
-    ["audit.jsonl.20260609T000000Z", "max_files"],
-  ]);
+  const unknownAge = [{ ...chain[0]!, last: { ...chain[0]!.last, ts: null, time: null } }];
+  assert.deepEqual(retentionPlan(unknownAge, { ...OFF, max_age_days: 1 }, now), []);
 });
 
-Deno.test("applyRetention deletes both forms of an archive caught mid-compression, and lists each once", () => {
-  using tmp = tempDir();
-  const active = `${tmp.dir}/audit.jsonl`;
-  for (let i = 0; i < 12; i++) {
-    Deno.writeTextFileSync(`${active}.20260610T220000Z${i === 0 ? "" : `.${i}`}`, `${i}\n`);
-  }
-  Deno.writeFileSync(`${active}.20260610T220000Z.2.gz`, gzipSync(new TextEncoder().encode("2\n")));
-  Deno.writeTextFileSync(`${tmp.dir}/other.log`, "not an archive");
-  const read: string[] = [];
-  const deleted = applyRetention(active, { ...OFF, max_files: 2 }, Date.now(), (a) => {
-    read.push(a.name);
-    return { first_seq: a.clash, last_seq: a.clash + 100 };
+/** Reads archives from a table of what each holds, counting the last records read. */
+function tableReader(table: Map<string, { first: ArchiveRead; last: ArchiveRead }>) {
+  const lastRead: string[] = [];
+  const reader: ArchiveReader = {
+    first: (a) => table.get(a.name)!.first,
+    last: (a) => {
+      lastRead.push(a.name);
+      return table.get(a.name)!.last;
+    },
+  };
+  return { reader, lastRead };
+}
+
+const record = (r: ArchiveRecord): ArchiveRead => ({ kind: "record", record: r });
+const TS = "2026-06-10T00:00:00Z";
+
+Deno.test("chainOfArchives links back from the record after the newest archive, by content, whatever the names", () => {
+  const a = archive("20991231T000000Z"); // 1-10
+  const b = archive("20000101T000000Z"); // 11-20
+  const c = archive("20260610T000000Z", 2, true); // 21-30
+  const table = new Map([
+    [a.name, { first: record(rec(1, TS)), last: record(rec(10, TS)) }],
+    [b.name, { first: record(rec(11, TS)), last: record(rec(20, TS)) }],
+    [c.name, { first: record(rec(21, TS)), last: record(rec(30, TS)) }],
+  ]);
+  const { reader, lastRead } = tableReader(table);
+  const { chain, left } = chainOfArchives([b, c, a], { seq: 31, prev: h(30) }, reader);
+  assert.deepEqual(chain.map((x) => x.archive.name), [a.name, b.name, c.name]);
+  assert.deepEqual(left, []);
+  assert.deepEqual(lastRead, [b.name, c.name, a.name], "one last record read each");
+  const none = chainOfArchives([a, b, c], undefined, tableReader(table).reader);
+  assert.deepEqual(none.chain, []);
+  assert.deepEqual(
+    none.left.map((l) => l.why),
+    Array(3).fill("the log holds no record to link it to"),
+    "nothing to link them to: none is counted",
+  );
+});
+
+/** Four archives of seq 1-40 (the active file starts at 41), in a table to change. */
+function fourArchives() {
+  const real = [1, 2, 3, 4].map((i) => archive("20260610T000000Z", i));
+  const table = new Map<string, { first: ArchiveRead; last: ArchiveRead }>();
+  real.forEach((a, i) =>
+    table.set(a.name, {
+      first: record(rec(10 * i + 1, TS)),
+      last: record(rec(10 * i + 10, TS)),
+    })
+  );
+  const found = (extra: Archive[] = []) =>
+    chainOfArchives([...real, ...extra], { seq: 41, prev: h(40) }, tableReader(table).reader);
+  return { real, table, found };
+}
+
+const names = (l: ({ archive: Archive } | Archive)[]) =>
+  l.map((x) => "archive" in x ? x.archive.name : x.name).sort();
+
+Deno.test("chainOfArchives leaves out files that are no record of ours or hold the active file's seqs", () => {
+  const { real, table, found } = fourArchives();
+  const empty = archive("29990101T000000Z");
+  table.set(empty.name, {
+    first: { kind: "stranger", why: "it is empty" },
+    last: { kind: "unreadable", why: "-" },
   });
-  assert.deepEqual(deleted.map((d) => d.name), read, "seqs are read before deleting");
-  assert.deepEqual(
-    deleted.map((d) => [d.name, d.first_seq, d.last_seq]),
-    Array.from(
-      { length: 10 },
-      (_, i) => [`audit.jsonl.20260610T220000Z${i === 0 ? "" : `.${i}`}`, i, i + 100],
-    ),
-  );
-  assert.deepEqual(
-    listArchives(active).map((a) => a.name),
-    ["audit.jsonl.20260610T220000Z.10", "audit.jsonl.20260610T220000Z.11"],
-  );
-  assert.deepEqual(
-    [...Deno.readDirSync(tmp.dir)].map((e) => e.name).sort(),
-    ["audit.jsonl.20260610T220000Z.10", "audit.jsonl.20260610T220000Z.11", "other.log"],
-  );
+  const future = archive("29990104T000000Z");
+  table.set(future.name, { first: record(rec(41, TS)), last: record(rec(50, TS)) });
+  const { chain, left } = found([empty, future]);
+  assert.deepEqual(chain.map((x) => x.first.seq), [1, 11, 21, 31]);
+  assert.deepEqual(names(left), names([empty, future]));
+  assert.deepEqual(names(chain), names(real));
+});
+
+Deno.test("chainOfArchives counts neither a copy nor its original, nor anything before them", () => {
+  // A copy of the newest archive under a newer name: which one is real cannot be told.
+  const newest = fourArchives();
+  const copy = archive("29990102T000000Z");
+  newest.table.set(copy.name, newest.table.get(newest.real[3]!.name)!);
+  const a = newest.found([copy]);
+  assert.deepEqual(a.chain, []);
+  assert.equal(a.left.length, 5);
+  assert.match(a.left.find((l) => l.archive === copy)!.why, /overlap another archive's/);
+
+  // Lines 15-20 cut from the second archive: it and the cut are out, and so is the first.
+  const cut = fourArchives();
+  const piece = archive("29990103T000000Z");
+  cut.table.set(piece.name, { first: record(rec(15, TS)), last: record(rec(20, TS)) });
+  const b = cut.found([piece]);
+  assert.deepEqual(b.chain.map((x) => x.first.seq), [21, 31]);
+  assert.deepEqual(names(b.left), names([cut.real[0]!, cut.real[1]!, piece]));
+  assert.match(b.left.find((l) => l.archive === cut.real[0])!.why, /chain breaks/);
+});
+
+Deno.test("chainOfArchives leaves out an archive whose last record was changed, and all before it", () => {
+  const { real, table, found } = fourArchives();
+  // The second archive's last record made old: its line no longer hashes to what seq 21 names.
+  table.set(real[1]!.name, {
+    first: record(rec(11, TS)),
+    last: record(rec(20, "2000-01-01T00:00:00Z", "f".repeat(64))),
+  });
+  const { chain, left } = found();
+  assert.deepEqual(chain.map((x) => x.first.seq), [21, 31]);
+  assert.deepEqual(left.map((l) => l.archive.name), [real[1]!.name, real[0]!.name]);
+  assert.match(left[0]!.why, /is not the line seq 21 links to/);
+  assert.match(left[1]!.why, /the chain breaks after it, before seq 21/);
+});
+
+Deno.test("chainOfArchives: an archive that cannot be read breaks the chain there", () => {
+  const { real, table, found } = fourArchives();
+  table.set(real[2]!.name, {
+    first: record(rec(21, TS)),
+    last: { kind: "unreadable", why: "no complete audit record is found at its end" },
+  });
+  const { chain, left } = found();
+  assert.deepEqual(chain.map((x) => x.first.seq), [31]);
+  assert.deepEqual(names(left), names(real.slice(0, 3)));
+  assert.match(left.find((l) => l.archive === real[1])!.why, /no archive ends at seq 30/);
 });
 
 /** Runs steps under a real lock file, as the store does. */
