@@ -54,7 +54,8 @@ function prefixOf(activePath: string): string {
 
 /**
  * The name to archive the active file under at `at`: `<active>.<UTC time as 20060102T150405Z>`,
- * then `.1`, `.2`… when `exists` says the name is taken (plain or `.gz`).
+ * then `.1`, `.2`… when `exists` says the name is taken (plain or `.gz`). Given the `newest`
+ * archive there is, the name sorts after it in chain order.
  *
  * @example
  * ```ts
@@ -68,9 +69,15 @@ export function archiveName(
   activePath: string,
   at: Date,
   exists: (path: string) => boolean,
+  newest?: Archive,
 ): string {
-  const base = `${activePath}.${stampOf(at)}`;
-  for (let clash = 0; clash <= MAX_CLASH; clash++) {
+  // A new archive sorts after every archive there is, whatever was deleted before it or however
+  // the clock stepped: a name a deleted archive freed, or an earlier stamp, would read it out of
+  // chain order. So a stamp at or before the newest archive's takes that stamp and a higher clash.
+  const stamp = stampOf(at);
+  const after = newest !== undefined && newest.stamp >= stamp ? newest : undefined;
+  const base = `${activePath}.${after?.stamp ?? stamp}`;
+  for (let clash = after === undefined ? 0 : after.clash + 1; clash <= MAX_CLASH; clash++) {
     const name = clash === 0 ? base : `${base}.${clash}`;
     if (!exists(name) && !exists(`${name}.gz`)) return name;
   }

@@ -229,3 +229,41 @@ Deno.test("openArchiveLines reads an archive compressed since it was listed from
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("archiveName sorts after the newest archive: a name a deleted archive freed is not reused", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const active = `${dir}/audit.jsonl`;
+    // X was deleted (retention, or by hand); X.1 and X.2 remain.
+    for (const n of [".20260610T220000Z.1", ".20260610T220000Z.2"]) {
+      Deno.writeTextFileSync(`${active}${n}`, "");
+    }
+    const newest = listArchives(active).at(-1);
+    const name = archiveName(active, AT, (p) => existsSync(p), newest);
+    assert.equal(name, `${active}.20260610T220000Z.3`);
+    // A clock that stepped back still names an archive after the newest.
+    const earlier = archiveName(
+      active,
+      new Date("2026-06-10T21:00:00Z"),
+      (p) => existsSync(p),
+      newest,
+    );
+    assert.equal(earlier, `${active}.20260610T220000Z.3`);
+    Deno.writeTextFileSync(name, "");
+    assert.deepEqual(
+      listArchives(active).map((a) => a.name).at(-1),
+      `audit.jsonl.20260610T220000Z.3`,
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

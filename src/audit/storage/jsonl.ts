@@ -1251,7 +1251,12 @@ export class JsonlStore implements RecordStore {
     // The archive's last record, for retention to find the chain back from.
     const last = tail(fileSource(old, this.#end), 0).last;
     const archivedEnd = last === undefined ? undefined : chainLinkAfter(headOf(last));
-    const archive = archiveName(this.path, new Date(now), (p) => lstatOrNothing(p) !== undefined);
+    const archive = archiveName(
+      this.path,
+      new Date(now),
+      (p) => lstatOrNothing(p) !== undefined,
+      listArchives(this.path).at(-1),
+    );
     try {
       Deno.renameSync(this.path, archive);
     } catch (e) {
