@@ -498,13 +498,28 @@ function streamEvents(
     ctl.disarm();
     ctl.req.signal.removeEventListener("abort", ctl.onClientGone);
   };
+  // The abort ends the upstream body and whatever the pump waits on itself: a fetch body does not
+  // always end its read, nor its connection, when its request is aborted between chunks, and a
+  // stream gone quiet would then be waited on (and held open upstream) for ever.
+  const aborted = new Promise<never>((_, reject) => {
+    const signal = ctl.upstreamAbort.signal;
+    const end = (): void => {
+      reject(signal.reason);
+      reader.cancel(signal.reason).catch(() => {});
+    };
+    if (signal.aborted) end();
+    else signal.addEventListener("abort", end, { once: true });
+  });
+  aborted.catch(() => {});
   (async () => {
     try {
       while (true) {
-        const { value, done } = await reader.read();
+        const { value, done } = await Promise.race([reader.read(), aborted]);
+        // A body ended by the abort's cancel is the abort's doing, not the upstream's end.
+        if (done && ctl.upstreamAbort.signal.aborted) throw ctl.upstreamAbort.signal.reason;
         if (done) break;
         ctl.arm();
-        await out.write(value);
+        await Promise.race([out.write(value), aborted]);
       }
       finish();
       if (!resumable) {
