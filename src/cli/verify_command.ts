@@ -417,7 +417,11 @@ async function checkArchive(path: string, io: VerifyIo, anchor: Anchored): Promi
   const decoder = new TextDecoder();
   let lineNo = 0;
   let offset = 0;
-  for await (const frames of openArchiveLines(path).pipeThrough(new LineSplitter(MAX_LINE, undefined, { stopAtOversized: true }))) {
+  for await (
+    const frames of openArchiveLines(path).pipeThrough(
+      new LineSplitter(MAX_LINE, undefined, { stopAtOversized: true }),
+    )
+  ) {
     for (const frame of frames) {
       lineNo++;
       if (frame.kind === "oversized") throw new LineTooLongError(path, lineNo, offset, MAX_LINE);
