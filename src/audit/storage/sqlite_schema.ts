@@ -371,6 +371,18 @@ const SPARE_OBJECTS = 8;
  * @throws {Error} from SQLite, for a file that is not a database or is damaged
  */
 export function inspectSchema(db: DatabaseSync): SchemaFacts {
+  if (db.isTransaction) return inspect(db);
+  // One read transaction, so every fact comes from one snapshot: read one by one, a database
+  // another process is creating could show its tables without its application_id yet.
+  db.exec("BEGIN");
+  try {
+    return inspect(db);
+  } finally {
+    if (db.isTransaction) db.exec("COMMIT");
+  }
+}
+
+function inspect(db: DatabaseSync): SchemaFacts {
   const version = integer(db, "user_version");
   const applicationId = integer(db, "application_id");
   const facts = (kind: SchemaFacts["kind"]): SchemaFacts => ({
