@@ -23,6 +23,7 @@ import { type AuditRecord, RECORD_FIELDS, type RecordKind } from "../record.ts";
 import { StorageError } from "./errors.ts";
 import { type LogFile, LogFiles, OpenedLogFile, type ReadLinesOptions } from "./log_lines.ts";
 import {
+  emptyStats,
   isErrorRecord,
   matches,
   type Page,
@@ -475,18 +476,7 @@ export class JsonlQuery implements RecordQuery {
    * @throws {QueryError} for a bad filter
    */
   async stats(filter: RecordFilter): Promise<Stats> {
-    const stats: Stats = {
-      records: 0,
-      firstSeq: null,
-      lastSeq: null,
-      firstTs: null,
-      lastTs: null,
-      byKind: {},
-      errors: 0,
-      denied: 0,
-      rateLimited: 0,
-      topTools: [],
-    };
+    const stats: Stats = emptyStats();
     const tools = new ToolCounts();
     for await (const { record: r } of this.stream(filter)) {
       stats.records++;

@@ -78,6 +78,22 @@ export interface Stats {
   topTools: { name: string; count: number }[];
 }
 
+/** Counts over no record: where both backends' stats start. */
+export function emptyStats(): Stats {
+  return {
+    records: 0,
+    firstSeq: null,
+    lastSeq: null,
+    firstTs: null,
+    lastTs: null,
+    byKind: {},
+    errors: 0,
+    denied: 0,
+    rateLimited: 0,
+    topTools: [],
+  };
+}
+
 /** Why a query was refused (a bad filter or cursor): the caller's fault. */
 export class QueryError extends Error {
   override name = "QueryError";

@@ -10,6 +10,7 @@ import { DatabaseSync, type SQLInputValue, type SQLOutputValue } from "node:sqli
 import type { RecordKind } from "../record.ts";
 import { StorageError } from "./errors.ts";
 import {
+  emptyStats,
   type Page,
   type PageRequest,
   QueryError,
@@ -537,21 +538,6 @@ function isKind(v: unknown): v is RecordKind {
 
 function numberOrNull(v: unknown): number | null {
   return typeof v === "number" ? v : null;
-}
-
-function emptyStats(): Stats {
-  return {
-    records: 0,
-    firstSeq: null,
-    lastSeq: null,
-    firstTs: null,
-    lastTs: null,
-    byKind: {},
-    errors: 0,
-    denied: 0,
-    rateLimited: 0,
-    topTools: [],
-  };
 }
 
 function readRecord(row: Record<string, SQLOutputValue>): ReadRecord {
