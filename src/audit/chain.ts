@@ -83,6 +83,19 @@ export interface AuditLogOptions {
 /** Called with each stored batch, in order. */
 export type RecordObserver = (batch: readonly StoredRecord[]) => void;
 
+/** One attempt to store a batch, as telemetry counts it. */
+export interface WriteReport {
+  /** Records in the batch (written, or lost to the failure and kept queued). */
+  records: number;
+  /** Wall time of the attempt, from taking the store's lock to commit or abort. */
+  seconds: number;
+  ok: boolean;
+  mode: "sync" | "async";
+}
+
+/** Called with the store attempts of one turn of the event loop, after they happened. */
+export type WriteObserver = (reports: readonly WriteReport[]) => void;
+
 /** A record waiting for its batch: everything but seq, prev and sig is fixed. */
 interface Pending {
   id: string;
@@ -106,6 +119,9 @@ export class AuditLog {
   #observerFailures = 0;
   #toObserve: StoredRecord[][] = [];
   #observing = false;
+  #writeObservers: WriteObserver[] = [];
+  #reports: WriteReport[] = [];
+  #backpressure = 0;
   #sinceCheckpoint = 0;
   #failedAttempts = 0;
   #timers: ReturnType<typeof setInterval>[] = [];
@@ -141,9 +157,30 @@ export class AuditLog {
     return this.#pending.length;
   }
 
+  /** Most records the async queue holds before forwarding waits; 0 without async. */
+  get queueCapacity(): number {
+    return this.#opts.async?.queueSize ?? 0;
+  }
+
+  /** How many times forwarding found the async queue full and waited for a store. */
+  get backpressure(): number {
+    return this.#backpressure;
+  }
+
   /** How many times an observer threw. */
   get observerFailures(): number {
     return this.#observerFailures;
+  }
+
+  /**
+   * Calls `observer` with the store attempts (stored or failed) from now on, off the hot path.
+   * Returns a function that stops it.
+   */
+  observeWrites(observer: WriteObserver): () => void {
+    this.#writeObservers.push(observer);
+    return () => {
+      this.#writeObservers = this.#writeObservers.filter((o) => o !== observer);
+    };
   }
 
   /** Calls `observer` with every batch stored from now on. Returns a function that stops it. */
@@ -184,7 +221,11 @@ export class AuditLog {
   beforeForward(): void {
     if (this.#failure !== undefined) throw this.#failure;
     const a = this.#opts.async;
-    if (a === undefined || this.#pending.length >= a.queueSize) this.flush();
+    if (a === undefined) return this.flush();
+    if (this.#pending.length >= a.queueSize) {
+      this.#backpressure++;
+      this.flush();
+    }
   }
 
   /**
@@ -267,6 +308,31 @@ export class AuditLog {
   /** One batch: everything queued, after what the store found, under the store's lock. */
   #store(checkpoint: boolean): void {
     if (this.#pending.length === 0 && !checkpoint) return;
+    const began = performance.now();
+    const queued = this.#pending.length;
+    let written: number;
+    try {
+      written = this.#storeBatch(checkpoint);
+    } catch (e) {
+      this.#report(queued, began, false);
+      throw e;
+    }
+    this.#report(written, began, true);
+  }
+
+  #report(records: number, began: number, ok: boolean): void {
+    if (this.#writeObservers.length === 0) return;
+    this.#reports.push({
+      records,
+      seconds: (performance.now() - began) / 1000,
+      ok,
+      mode: this.#opts.async === undefined ? "sync" : "async",
+    });
+    this.#scheduleDelivery();
+  }
+
+  /** Returns how many records it stored. */
+  #storeBatch(checkpoint: boolean): number {
     const store = this.#opts.store;
     const start = store.begin();
     // Another writer's records move the head on. A head behind this writer's own last record
@@ -305,6 +371,7 @@ export class AuditLog {
     }
     this.#pending = [];
     this.#observed(batch);
+    return batch.length;
   }
 
   #write(p: Pending, batch: StoredRecord[]): void {
@@ -412,6 +479,10 @@ export class AuditLog {
   #observed(batch: StoredRecord[]): void {
     if (this.#observers.length === 0 || batch.length === 0) return;
     this.#toObserve.push(batch);
+    this.#scheduleDelivery();
+  }
+
+  #scheduleDelivery(): void {
     if (this.#observing) return;
     this.#observing = true;
     setImmediate(() => this.#deliver());
@@ -421,6 +492,17 @@ export class AuditLog {
     this.#observing = false;
     const batches = this.#toObserve;
     this.#toObserve = [];
+    const reports = this.#reports;
+    this.#reports = [];
+    if (reports.length > 0) {
+      for (const observer of this.#writeObservers) {
+        try {
+          observer(reports);
+        } catch {
+          this.#observerFailures++;
+        }
+      }
+    }
     for (const batch of batches) {
       for (const observer of this.#observers) {
         try {

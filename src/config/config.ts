@@ -103,6 +103,8 @@ export interface Config {
     include_go_metrics: boolean;
     include_process_metrics: boolean;
     tool_labels: boolean;
+    /** Distinct tool names labelled by name; later ones are labelled `other`. */
+    max_tool_labels: number;
   };
   otel: {
     enabled: boolean;
@@ -115,6 +117,14 @@ export interface Config {
     batch_size: number;
     flush_interval_ms: number;
     timeout_ms: number;
+    /** Which exchanges become spans: `tools/call` only (as the Go tool) or every method. */
+    methods: "tools/call" | "all";
+    /** Export every stored record as an OpenTelemetry LogRecord. */
+    logs: boolean;
+    protocol: "http/json" | "http/protobuf";
+    compression: "none" | "gzip";
+    /** How long shutdown waits for queued spans and log records to be exported. */
+    shutdown_timeout_ms: number;
   };
 }
 
@@ -311,6 +321,7 @@ export function buildConfig(f: FlatValues, upstreamArgv: string[]): Config {
       include_go_metrics: f.bool("metrics.include_go_metrics"),
       include_process_metrics: f.bool("metrics.include_process_metrics"),
       tool_labels: f.bool("metrics.tool_labels"),
+      max_tool_labels: f.int("metrics.max_tool_labels"),
     },
     otel: {
       enabled: f.bool("otel.enabled"),
@@ -331,6 +342,11 @@ export function buildConfig(f: FlatValues, upstreamArgv: string[]): Config {
       batch_size: f.int("otel.batch_size"),
       flush_interval_ms: f.int("otel.flush_interval_ms"),
       timeout_ms: f.int("otel.timeout_ms"),
+      methods: f.oneOf("otel.methods", ["tools/call", "all"]),
+      logs: f.bool("otel.logs"),
+      protocol: f.oneOf("otel.protocol", ["http/json", "http/protobuf"]),
+      compression: f.oneOf("otel.compression", ["none", "gzip"]),
+      shutdown_timeout_ms: f.int("otel.shutdown_timeout_ms"),
     },
   };
 }

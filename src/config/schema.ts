@@ -198,6 +198,7 @@ export const SCHEMA: Readonly<Record<string, KeySpec>> = {
   "metrics.include_go_metrics": bool(true),
   "metrics.include_process_metrics": bool(true),
   "metrics.tool_labels": bool(true),
+  "metrics.max_tool_labels": int(200, 1, 100_000),
 
   "otel.enabled": bool(false),
   "otel.endpoint": str("http://localhost:4318"),
@@ -213,6 +214,11 @@ export const SCHEMA: Readonly<Record<string, KeySpec>> = {
   "otel.batch_size": int(64, 1),
   "otel.flush_interval_ms": int(1000, 1),
   "otel.timeout_ms": int(5000, 1),
+  "otel.methods": oneOf("tools/call", "tools/call", "all"),
+  "otel.logs": bool(false),
+  "otel.protocol": oneOf("http/json", "http/json", "http/protobuf"),
+  "otel.compression": oneOf("none", "none", "gzip"),
+  "otel.shutdown_timeout_ms": int(10_000, 0, 600_000),
 };
 
 /** The environment variable that sets `key`: `MCP_AUDIT_` + upper case, dots as underscores. */

@@ -125,6 +125,7 @@ const GOLDEN: Record<string, unknown> = {
   "metrics.include_go_metrics": true,
   "metrics.include_process_metrics": true,
   "metrics.tool_labels": true,
+  "metrics.max_tool_labels": 200,
 
   "otel.enabled": false,
   "otel.endpoint": "http://localhost:4318",
@@ -140,6 +141,11 @@ const GOLDEN: Record<string, unknown> = {
   "otel.batch_size": 64,
   "otel.flush_interval_ms": 1000,
   "otel.timeout_ms": 5000,
+  "otel.methods": "tools/call",
+  "otel.logs": false,
+  "otel.protocol": "http/json",
+  "otel.compression": "none",
+  "otel.shutdown_timeout_ms": 10000,
 };
 
 Deno.test("SCHEMA has exactly the golden keys", () => {

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { ProxyStats } from "../telemetry/proxy_stats.ts";
 import type { Exchange, Outbound, Side } from "../pipeline/exchange.ts";
 import { BatchWriter } from "../streams/batch_writer.ts";
 import { LineSplitter } from "../streams/line_splitter.ts";
@@ -29,6 +30,8 @@ export interface StdioOptions {
   beforeWrite: () => void;
   maxMessageBytes: number;
   logger: Logger;
+  /** Counts the upstream process's start and end, for metrics. */
+  stats?: ProxyStats;
   /** Aborted on SIGINT/SIGTERM: stop reading, end the upstream, finish cleanly. */
   signal: AbortSignal;
   /** How long the upstream gets to exit after its stdin closes, and again after SIGTERM. */
@@ -49,7 +52,11 @@ export async function runStdio(opts: StdioOptions): Promise<StdioOutcome> {
   const { logger, exchange } = opts;
   let child: Deno.ChildProcess;
   try {
-    child = spawnUpstream(opts.argv, opts.env, { logger, graceMs: opts.graceMs });
+    child = spawnUpstream(opts.argv, opts.env, {
+      logger,
+      graceMs: opts.graceMs,
+      ...(opts.stats === undefined ? {} : { stats: opts.stats }),
+    });
   } catch (e) {
     if (!(e instanceof SpawnError)) throw e;
     logger.error(e.message);

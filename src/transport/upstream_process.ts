@@ -8,6 +8,7 @@
  *
  * @module
  */
+import type { ProxyStats } from "../telemetry/proxy_stats.ts";
 import type { Logger } from "../log.ts";
 import {
   describeTreeSupport,
@@ -61,6 +62,8 @@ export interface SpawnOptions {
   logger?: Logger;
   /** How long what the upstream leaves behind may outlive it before it is killed. */
   graceMs?: number;
+  /** Counts the start and the end, for metrics. */
+  stats?: ProxyStats;
 }
 
 /** The proxy's grace before signals (main.ts uses the same). */
@@ -100,6 +103,11 @@ export function spawnUpstream(
     throw new SpawnError(
       `cannot start upstream ${JSON.stringify(command)}: ${(e as Error).message}`,
     );
+  }
+  const stats = options.stats;
+  if (stats !== undefined) {
+    stats.upstreamStarted();
+    void tree.child.status.then((s) => stats.upstreamEnded(s.code, s.signal), () => {});
   }
   trees.set(tree.child, tree);
   live.add(tree);

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { ProxyStats } from "../../telemetry/proxy_stats.ts";
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { Exchange, Outbound } from "../../pipeline/exchange.ts";
@@ -43,6 +44,8 @@ export interface HttpProxyOptions {
   beforeWrite: () => void;
   /** `proxy.retry.*`; `maxRetries: 0` turns retries off. */
   retry: RetryPolicy;
+  /** Counts retries, for metrics. */
+  stats?: ProxyStats;
 }
 
 /** What the listener hands each request: the client's address and the target as sent. */
@@ -306,6 +309,7 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
       res = opts.retry.maxRetries > 0 && mayRetry(req.method, messages)
         ? await withRetries(send, opts.retry, upstreamAbort.signal, (reason, delayMs) => {
           disarm();
+          opts.stats?.retried(reason);
           logger.warn("retrying upstream request", { reason, delay_ms: delayMs, url: via });
         })
         : await send();

@@ -54,6 +54,11 @@ export class SessionRegistry {
     return exchange;
   }
 
+  /** Sessions known now: named ones, and requests without one still waiting for answers. */
+  get open(): number {
+    return this.#byId.size + this.#loose.size;
+  }
+
   /** The server named the session of `exchange` (an `initialize` answer). */
   adopt(exchange: Exchange, session: string): void {
     // Kept by its session from now on: a sessionless exchange left in `#loose` after its session

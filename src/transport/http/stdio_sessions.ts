@@ -9,6 +9,7 @@
  *
  * @module
  */
+import type { ProxyStats } from "../../telemetry/proxy_stats.ts";
 import { Hono } from "hono";
 import { isJsonObject, type JsonValue } from "../../jsonrpc/json.ts";
 import { classifyLine, idKey, type JsonRpcId, type Message } from "../../jsonrpc/message.ts";
@@ -38,6 +39,8 @@ export interface StdioSessionsOptions {
   idleMs: number;
   graceMs: number;
   logger: Logger;
+  /** Counts upstream processes started and ended, and reads the sessions open, for metrics. */
+  stats?: ProxyStats;
   allowedHosts: ReadonlySet<string>;
   allowedOrigins: ReadonlySet<string>;
 }
@@ -127,7 +130,11 @@ class StdioSession {
     this.id = id;
     this.#opts = opts;
     this.exchange = opts.newExchange(id);
-    this.child = spawnUpstream(opts.argv, opts.env, { logger: opts.logger, graceMs: opts.graceMs });
+    this.child = spawnUpstream(opts.argv, opts.env, {
+      logger: opts.logger,
+      graceMs: opts.graceMs,
+      ...(opts.stats === undefined ? {} : { stats: opts.stats }),
+    });
     this.#toServer = new BatchWriter(this.child.stdin, { beforeWrite: opts.beforeWrite });
     opts.logger.info("session upstream started", { session: id, pid: this.child.pid });
     this.ended = this.#pump().finally(() => onEnd(this));
@@ -285,6 +292,11 @@ export class StdioSessions {
     this.#reaper = setInterval(() => this.#reap(), Math.max(1000, Math.min(opts.idleMs, 60_000)));
     // Web timers are numbers in Deno; the Node types in scope widen the type.
     Deno.unrefTimer(Number(this.#reaper));
+  }
+
+  /** Sessions open now. */
+  get open(): number {
+    return this.#sessions.size;
   }
 
   /** Every session's exchange, for the stop record. */
