@@ -121,6 +121,7 @@ Deno.test("loadConfig with nothing set gives the Go tool's defaults", () => {
     include_go_metrics: true,
     include_process_metrics: true,
     tool_labels: true,
+    max_tool_labels: 200,
   });
   assert.deepEqual(config.otel, {
     enabled: false,
@@ -133,6 +134,11 @@ Deno.test("loadConfig with nothing set gives the Go tool's defaults", () => {
     batch_size: 64,
     flush_interval_ms: 1000,
     timeout_ms: 5000,
+    methods: "tools/call",
+    logs: false,
+    protocol: "http/json",
+    compression: "none",
+    shutdown_timeout_ms: 10000,
   });
 });
 
