@@ -7,7 +7,7 @@ import {
   match as assertMatch,
   ok as assert,
 } from "node:assert/strict";
-import { auditEnv, readLog, STORAGE } from "./helpers.ts";
+import { auditEnv, OWN_PORTS, readLog, STORAGE } from "./helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const deno = Deno.execPath();
@@ -152,7 +152,7 @@ Deno.test("flags override the environment, which overrides the file", async () =
     );
     const r = await run(["--upstream", `${deno} run ${root}tests/fixtures/echo_upstream.ts`], {
       cwd: dir,
-      env: { MCP_AUDIT_PROXY_CLIENT_ID: "from-env" },
+      env: { ...OWN_PORTS, MCP_AUDIT_PROXY_CLIENT_ID: "from-env" },
     });
     assertEquals(r.code, 0, r.stderr);
     const first = (await readLog(`${dir}/from-file.jsonl`)).records[0];

@@ -46,10 +46,19 @@ function testStorage(): "jsonl" | "sqlite" {
  * once; {@link readLog} and `verify` tell the two apart by content.
  */
 export function auditEnv(path: string): Record<string, string> {
-  return STORAGE === "sqlite"
+  const storage: Record<string, string> = STORAGE === "sqlite"
     ? { MCP_AUDIT_AUDIT_STORAGE: "sqlite", MCP_AUDIT_AUDIT_SQLITE_PATH: path }
     : { MCP_AUDIT_AUDIT_PATH: path };
+  return { ...OWN_PORTS, ...storage };
 }
+
+/**
+ * Gives a proxy's own listeners (metrics) a free port each instead of the fixed defaults, so
+ * that proxies started side by side, and a machine already using 9091, never collide. Every
+ * proxy a test starts gets it (through {@link auditEnv} or by hand); the metrics stay on, so
+ * every end-to-end test also runs with them.
+ */
+export const OWN_PORTS: Readonly<Record<string, string>> = { MCP_AUDIT_METRICS_PORT: "0" };
 
 /** The MCP reference server with every feature, over stdio. */
 export const EVERYTHING = [

@@ -4,7 +4,7 @@
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { auditEnv, deadline, readLog, StdioCommand, STORAGE } from "./helpers.ts";
+import { auditEnv, deadline, OWN_PORTS, readLog, StdioCommand, STORAGE } from "./helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const readme = Deno.readTextFileSync(`${root}README.md`);
@@ -120,7 +120,7 @@ Deno.test({
         "-A",
         `${root}scripts/demo_server.ts`,
       ],
-      env: { AUDIT_SECRET: secret, MCP_AUDIT_AUDIT_PATH: log },
+      env: { ...OWN_PORTS, AUDIT_SECRET: secret, MCP_AUDIT_AUDIT_PATH: log },
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",

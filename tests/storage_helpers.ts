@@ -19,6 +19,7 @@ import {
   DENO_JSON,
   fixture,
   MAIN,
+  OWN_PORTS,
   ProxyProcess,
   utf8,
   type VerifyResult,
@@ -65,6 +66,7 @@ export interface StorageSetup {
 /** The proxy environment for a storage setup, every key set explicitly. */
 export function storageEnv(s: StorageSetup): Record<string, string> {
   const env: Record<string, string> = {
+    ...OWN_PORTS,
     MCP_AUDIT_AUDIT_STORAGE: s.backend,
     // Both paths are set, so that nothing of the other backend lands in the working directory.
     MCP_AUDIT_AUDIT_PATH: s.backend === "jsonl" ? s.path : `${s.path}.unused.jsonl`,
