@@ -52,9 +52,12 @@ export interface LoadReport {
   calls: number;
   /** Calls answered with a JSON-RPC error (refusals included) or a tool result with isError. */
   errors: number;
-  /** The agent spans' ids, with the tool each one called. */
+  /** The agent spans' ids, with the tool each one called (the first {@link MAX_SPANS}). */
   spans: { traceId: string; spanId: string; tool: string }[];
 }
+
+/** How many agent spans a report keeps: a run until stopped must not grow without end. */
+export const MAX_SPANS = 10_000;
 
 /** Posts finished agent spans as OTLP/JSON; a failure is reported to the SDK and otherwise ignored. */
 class OtlpJsonExporter implements SpanExporter {
@@ -126,7 +129,9 @@ async function callStep(
     attributes: { "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": step.tool },
   });
   const context = span.spanContext();
-  report.spans.push({ traceId: context.traceId, spanId: context.spanId, tool: step.tool });
+  if (report.spans.length < MAX_SPANS) {
+    report.spans.push({ traceId: context.traceId, spanId: context.spanId, tool: step.tool });
+  }
   report.calls++;
   try {
     const result = await client.callTool({
@@ -237,14 +242,17 @@ if (import.meta.main) {
   const controller = new AbortController();
   Deno.addSignalListener("SIGTERM", () => controller.abort());
   Deno.addSignalListener("SIGINT", () => controller.abort());
+  const rounds = Number(values.rounds);
   const report = await runLoad({
     url: values.url,
     otlp: values.otlp,
-    rounds: Number(values.rounds),
+    rounds,
     pauseMs: Number(values["pause-ms"]),
     signal: controller.signal,
   });
-  console.log(JSON.stringify({ calls: report.calls, errors: report.errors }));
+  // A counted run prints its spans too, for tests/prometheus_scrape_test.ts to find in the traces.
+  const { calls, errors } = report;
+  console.log(JSON.stringify(rounds === 0 ? { calls, errors } : report));
   // The signal listeners would keep the process alive.
   Deno.exit(0);
 }
