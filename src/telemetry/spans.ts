@@ -1,0 +1,416 @@
+/**
+ * Spans from stored audit records: one span per exchange, a request and the record that ended it
+ * (its answer, the proxy's refusal, or the error the proxy sent in its place), made with the
+ * OpenTelemetry tracer from the records the audit log stored, never from the wire.
+ *
+ * Attributes are the Go tool's (`mcp.method.name`, `network.transport`, `mcp_audit.entry_id`, …,
+ * `error.type`) in its order, plus the seq and entry id of both records so that a span leads to
+ * the signed records. Params and results are never exported.
+ *
+ * When the request's `params._meta` carries a valid W3C `traceparent` (and `tracestate`), the
+ * span is its child: the proxy appears inside the agent's own trace. Nothing is injected.
+ *
+ * @example
+ * ```ts
+ * import { TracerProvider } from "@opentelemetry/sdk-trace";
+ * import { ExchangeSpans } from "./spans.ts";
+ * import { Logger } from "../log.ts";
+ *
+ * const spans = new ExchangeSpans({
+ *   tracer: new TracerProvider().getTracer("mcp-audit"),
+ *   methods: "tools/call",
+ *   storage: "jsonl",
+ *   upstream: null,
+ *   logger: new Logger("info", (line) => console.error(line.trimEnd())),
+ * });
+ * // log.observe((batch) => { for (const r of batch) spans.record(r.record); });
+ * ```
+ *
+ * @module
+ */
+import {
+  type Attributes,
+  type Context,
+  type HrTime,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  type TextMapGetter,
+  trace,
+  type Tracer,
+} from "@opentelemetry/api";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import type { AuditRecord, Decision, Direction, TransportName } from "../audit/record.ts";
+import { EventMethod } from "../audit/record.ts";
+import { isJsonObject, isRawNumber, type JsonObject, type JsonValue } from "../jsonrpc/json.ts";
+import { idKey, type JsonRpcId } from "../jsonrpc/message.ts";
+import type { Logger } from "../log.ts";
+
+/** JSON-RPC codes the proxy answers refusals with (SPEC), as the Go tool names them. */
+const RATE_LIMITED = -32029;
+const POLICY_DENIED = -32030;
+
+/** How many unanswered requests are remembered; the oldest is forgotten first. */
+export const DEFAULT_MAX_PENDING = 4096;
+
+/** Settings of the span builder. */
+export interface ExchangeSpansOptions {
+  tracer: Tracer;
+  /** `tools/call` exchanges only (the Go tool), or every request's. */
+  methods: "tools/call" | "all";
+  storage: "jsonl" | "sqlite";
+  /** `proxy.upstream` when it is a URL: `server.address` / `server.port` when a record has none. */
+  upstream: string | null;
+  logger: Logger;
+  maxPending?: number;
+}
+
+/** What is kept of a request until its exchange ends: no params beyond the trace context. */
+interface PendingRequest {
+  seq: number;
+  id: string;
+  tsMs: number;
+  direction: Direction;
+  transport: TransportName;
+  upstream: string | null;
+  session: string | null;
+  jsonrpcId: JsonRpcId;
+  method: string;
+  toolName: string | null;
+  clientId: string;
+  serverId: string;
+  signed: boolean;
+  decision: Decision | null;
+  parent: Context;
+}
+
+/** How an exchange ended, for the span's status and error attributes. */
+type Ending =
+  | { kind: "answer"; record: AuditRecord }
+  | { kind: "cancelled"; record: AuditRecord }
+  | { kind: "no_answer"; record: AuditRecord };
+
+const getter: TextMapGetter<JsonObject> = {
+  get(carrier, key) {
+    const v = carrier[key];
+    return typeof v === "string" ? v : undefined;
+  },
+  keys(carrier) {
+    return Object.keys(carrier);
+  },
+};
+const propagator = new W3CTraceContextPropagator();
+
+/**
+ * The trace context a request names in `params._meta.traceparent` / `tracestate` (the MCP
+ * convention), or `ROOT_CONTEXT` when there is none or it is not valid W3C trace context.
+ */
+export function remoteParent(params: JsonValue): Context {
+  if (!isJsonObject(params)) return ROOT_CONTEXT;
+  const meta = params._meta;
+  if (!isJsonObject(meta)) return ROOT_CONTEXT;
+  return propagator.extract(ROOT_CONTEXT, meta, getter);
+}
+
+/** A record's `ts` (ISO 8601, UTC) as epoch milliseconds; NaN when unreadable. */
+function epochMs(ts: string): number {
+  return Date.parse(ts);
+}
+
+/** Epoch milliseconds (fractions kept) as the SDK's `[seconds, nanoseconds]`. */
+export function hrTimeOf(ms: number): HrTime {
+  const seconds = Math.floor(ms / 1000);
+  let nanos = Math.round((ms - seconds * 1000) * 1e6);
+  if (nanos >= 1e9) nanos = 1e9 - 1;
+  return [seconds, nanos];
+}
+
+/** `t` less `ms` milliseconds, in whole nanoseconds (a double of epoch ns would lose some). */
+export function hrTimeMinus(t: HrTime, ms: number): HrTime {
+  const total = BigInt(t[0]) * 1_000_000_000n + BigInt(t[1]) - BigInt(Math.round(ms * 1e6));
+  const clamped = total < 0n ? 0n : total;
+  return [Number(clamped / 1_000_000_000n), Number(clamped % 1_000_000_000n)];
+}
+
+/** A JSON-RPC id as the Go tool writes `jsonrpc.request.id`: strings bare, numbers as written. */
+function idText(id: JsonRpcId): string | null {
+  if (id === null) return null;
+  if (typeof id === "string") return id;
+  if (typeof id === "number") return String(id);
+  return id.rawJSON;
+}
+
+/** `server.address` and `server.port` of an upstream URL; null when it is not one. */
+export function serverOf(upstream: string | null): { address: string; port: number } | null {
+  if (upstream === null || upstream === "") return null;
+  let url: URL;
+  try {
+    url = new URL(upstream);
+  } catch {
+    return null;
+  }
+  const address = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  if (address === "") return null;
+  const port = url.port !== ""
+    ? Number(url.port)
+    : url.protocol === "https:"
+    ? 443
+    : url.protocol === "http:"
+    ? 80
+    : null;
+  return port === null ? null : { address, port };
+}
+
+function opposite(direction: Direction): Direction | null {
+  if (direction === "client_to_server") return "server_to_client";
+  if (direction === "server_to_client") return "client_to_server";
+  return null;
+}
+
+function pendingKey(session: string | null, direction: Direction, id: string): string {
+  return `${session ?? ""}\u0000${direction}\u0000${id}`;
+}
+
+/**
+ * Pairs stored records into exchanges and makes one span for each exchange of a traced method.
+ * A request is remembered (bounded: the oldest is forgotten) until the record that ends it:
+ *
+ * - its answer (`response` or `error`, the other way, same session and id), including the
+ *   proxy's refusal and the error it sends when the server is gone;
+ * - a `notifications/cancelled` naming it, from the side that sent it (status ERROR, `cancelled`);
+ * - `audit/stop`: a request still unanswered when the proxy stops ends there (ERROR, `no_answer`).
+ */
+export class ExchangeSpans {
+  #o: ExchangeSpansOptions;
+  #max: number;
+  #pending = new Map<string, PendingRequest>();
+  #evicted = 0;
+  #fallback: { address: string; port: number } | null;
+
+  constructor(options: ExchangeSpansOptions) {
+    this.#o = options;
+    this.#max = Math.max(1, options.maxPending ?? DEFAULT_MAX_PENDING);
+    this.#fallback = serverOf(options.upstream);
+  }
+
+  /** Requests waiting for the record that ends their exchange. */
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  /** Requests forgotten so far because too many were waiting. */
+  get evicted(): number {
+    return this.#evicted;
+  }
+
+  /**
+   * Takes one stored record. Returns the trace context the record belongs to, for its log record:
+   * the span it ended, or for a request the caller's context from `_meta`; otherwise
+   * `ROOT_CONTEXT`.
+   */
+  record(r: AuditRecord): Context {
+    switch (r.kind) {
+      case "request":
+        return this.#request(r);
+      case "response":
+      case "error": {
+        const pending = this.#settle(r);
+        return pending === undefined
+          ? ROOT_CONTEXT
+          : this.#end(pending, { kind: "answer", record: r });
+      }
+      case "notification":
+        if (r.method === "notifications/cancelled") return this.#cancelled(r);
+        return ROOT_CONTEXT;
+      case "event":
+        if (r.method === EventMethod.Stop) this.#stopped(r);
+        return ROOT_CONTEXT;
+      case "invalid":
+        return ROOT_CONTEXT;
+      default: {
+        const never: never = r.kind;
+        return never;
+      }
+    }
+  }
+
+  #traced(method: string | null): method is string {
+    if (method === null) return false;
+    return this.#o.methods === "all" || method === "tools/call";
+  }
+
+  #request(r: AuditRecord): Context {
+    const parent = remoteParent(r.params);
+    if (!this.#traced(r.method) || r.direction === "proxy") return parent;
+    const tsMs = epochMs(r.ts);
+    if (Number.isNaN(tsMs)) return parent;
+    const key = pendingKey(r.session, r.direction, idKey(r.jsonrpc_id));
+    // A reused id replaces the older request: only the newer one can still be answered.
+    this.#pending.delete(key);
+    this.#pending.set(key, {
+      seq: r.seq,
+      id: r.id,
+      tsMs,
+      direction: r.direction,
+      transport: r.transport,
+      upstream: r.upstream,
+      session: r.session,
+      jsonrpcId: r.jsonrpc_id,
+      method: r.method,
+      toolName: r.tool_name,
+      clientId: r.client_id,
+      serverId: r.server_id,
+      signed: r.sig !== null,
+      decision: r.decision,
+      parent,
+    });
+    while (this.#pending.size > this.#max) {
+      const oldest = this.#pending.keys().next();
+      if (oldest.done === true) break;
+      this.#pending.delete(oldest.value);
+      this.#evicted++;
+    }
+    return parent;
+  }
+
+  /** The request `r` answers, taken out of the waiting ones. */
+  #settle(r: AuditRecord): PendingRequest | undefined {
+    const from = opposite(r.direction);
+    if (from === null) return undefined;
+    const keys = [pendingKey(r.session, from, idKey(r.jsonrpc_id))];
+    if (from === "client_to_server") {
+      // A server answering `"1"` to the client's `1`: the proxy pairs them as the SDK clients do.
+      const text = isRawNumber(r.jsonrpc_id) ? r.jsonrpc_id.rawJSON : r.jsonrpc_id;
+      if (typeof text === "string" && text.trim() !== "" && Number.isFinite(Number(text))) {
+        keys.push(pendingKey(r.session, from, idKey(Number(text))));
+      }
+    }
+    for (const key of keys) {
+      const found = this.#pending.get(key);
+      if (found === undefined) continue;
+      this.#pending.delete(key);
+      return found;
+    }
+    return undefined;
+  }
+
+  #cancelled(r: AuditRecord): Context {
+    if (!isJsonObject(r.params)) return ROOT_CONTEXT;
+    const requestId = r.params.requestId;
+    if (typeof requestId !== "string" && typeof requestId !== "number" && !isRawNumber(requestId)) {
+      return ROOT_CONTEXT;
+    }
+    const key = pendingKey(r.session, r.direction, idKey(requestId));
+    const pending = this.#pending.get(key);
+    if (pending === undefined) return ROOT_CONTEXT;
+    this.#pending.delete(key);
+    return this.#end(pending, { kind: "cancelled", record: r });
+  }
+
+  #stopped(r: AuditRecord): void {
+    const waiting = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const pending of waiting) this.#end(pending, { kind: "no_answer", record: r });
+  }
+
+  /** Makes and ends the span of one exchange; returns its context. */
+  #end(req: PendingRequest, ending: Ending): Context {
+    const endMs = epochMs(ending.record.ts);
+    if (Number.isNaN(endMs)) return ROOT_CONTEXT;
+    const end = hrTimeOf(endMs);
+    const duration = ending.kind === "answer" ? ending.record.duration_ms : null;
+    const start = duration !== null && Number.isFinite(duration) && duration >= 0
+      ? hrTimeMinus(end, duration)
+      : hrTimeOf(Math.min(req.tsMs, endMs));
+    const { attributes, status } = this.#describe(req, ending);
+    const name = req.toolName === null ? req.method : `${req.method} ${req.toolName}`;
+    const span = this.#o.tracer.startSpan(name, {
+      kind: req.direction === "client_to_server" ? SpanKind.CLIENT : SpanKind.SERVER,
+      startTime: start,
+      attributes,
+    }, req.parent);
+    span.setStatus(status);
+    span.end(end);
+    return trace.setSpan(ROOT_CONTEXT, span);
+  }
+
+  #describe(
+    req: PendingRequest,
+    ending: Ending,
+  ): { attributes: Attributes; status: { code: SpanStatusCode; message?: string } } {
+    const end = ending.record;
+    const a: Attributes = {};
+    // The Go tool's attributes, in its order.
+    a["mcp.method.name"] = req.method;
+    a["network.transport"] = req.transport === "stdio" ? "pipe" : "tcp";
+    a["mcp_audit.entry_id"] = req.id;
+    a["mcp_audit.direction"] = req.direction;
+    a["mcp_audit.signature.present"] = req.signed;
+    if (req.transport === "http") a["network.protocol.name"] = "http";
+    if (req.method === "tools/call") a["gen_ai.operation.name"] = "execute_tool";
+    const id = idText(req.jsonrpcId);
+    if (id !== null && id !== "") a["jsonrpc.request.id"] = id;
+    if (req.toolName !== null && req.toolName !== "") a["gen_ai.tool.name"] = req.toolName;
+    if (req.clientId !== "") a["mcp_audit.client_id"] = req.clientId;
+    if (req.serverId !== "") a["mcp_audit.server_id"] = req.serverId;
+    a["mcp_audit.storage"] = this.#o.storage;
+    const server = serverOf(req.upstream) ?? this.#fallback;
+    if (server !== null) {
+      a["server.address"] = server.address;
+      a["server.port"] = server.port;
+    }
+    let status: { code: SpanStatusCode; message?: string } = { code: SpanStatusCode.OK };
+    switch (ending.kind) {
+      case "answer": {
+        if (end.error !== null) {
+          const code = end.error.code;
+          if (Number.isInteger(code)) a["rpc.response.status_code"] = code;
+          a["error.type"] = code === RATE_LIMITED
+            ? "rate_limited"
+            : code === POLICY_DENIED
+            ? "policy_denied"
+            : "jsonrpc_error";
+          status = { code: SpanStatusCode.ERROR, message: end.error.message };
+        } else if (isJsonObject(end.result) && end.result.isError === true) {
+          a["error.type"] = "tool_error";
+          status = { code: SpanStatusCode.ERROR, message: "tool_error" };
+        }
+        break;
+      }
+      case "cancelled":
+        a["error.type"] = "cancelled";
+        status = { code: SpanStatusCode.ERROR, message: "cancelled by its sender" };
+        break;
+      case "no_answer":
+        a["error.type"] = "no_answer";
+        status = { code: SpanStatusCode.ERROR, message: "no answer before the proxy stopped" };
+        break;
+      default: {
+        const never: never = ending;
+        return never;
+      }
+    }
+    // Ours: both records of the exchange, the session, and the guardrail's word.
+    a["mcp_audit.seq"] = req.seq;
+    a["mcp_audit.response.seq"] = end.seq;
+    a["mcp_audit.response.entry_id"] = end.id;
+    if (req.session !== null) a["mcp.session.id"] = req.session;
+    if (req.decision !== null) {
+      a["mcp_audit.decision.action"] = req.decision.action;
+      if (req.decision.by !== undefined) a["mcp_audit.decision.by"] = req.decision.by;
+      if (req.decision.enforced === false) a["mcp_audit.decision.enforced"] = false;
+    }
+    return { attributes: a, status };
+  }
+
+  /** Logs, once per batch, how many requests were forgotten since the last call. */
+  reportEvictions(before: number): void {
+    const now = this.#evicted;
+    if (now === before) return;
+    this.#o.logger.warn("otel: too many unanswered requests; the oldest get no span", {
+      evicted: now - before,
+      evicted_total: now,
+      max_pending: this.#max,
+    });
+  }
+}

@@ -1,0 +1,405 @@
+import assert from "node:assert/strict";
+import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import {
+  AlwaysOnSampler,
+  type ReadableSpan,
+  type SpanProcessor,
+  TracerProvider,
+} from "@opentelemetry/sdk-trace";
+import {
+  ExchangeSpans,
+  type ExchangeSpansOptions,
+  hrTimeOf,
+  remoteParent,
+  serverOf,
+} from "./spans.ts";
+import type { AuditRecord } from "../audit/record.ts";
+import { rawNumber } from "../jsonrpc/json.ts";
+import { Logger } from "../log.ts";
+
+const T0 = Date.parse("2026-03-01T10:00:00.000Z");
+const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_ID = "00f067aa0ba902b7";
+
+let seq = 0;
+/** A stored record with everything a test does not say filled in. */
+function rec(fields: Partial<AuditRecord>): AuditRecord {
+  seq++;
+  return {
+    v: 1,
+    seq,
+    id: `id-${seq}`,
+    ts: new Date(T0 + seq * 10).toISOString(),
+    kind: "request",
+    direction: "client_to_server",
+    transport: "stdio",
+    upstream: null,
+    session: null,
+    jsonrpc_id: seq,
+    method: "tools/call",
+    tool_name: null,
+    params: null,
+    result: null,
+    error: null,
+    redacted: [],
+    duration_ms: null,
+    decision: null,
+    client_id: "agent-1",
+    server_id: "srv-1",
+    client_info: null,
+    wire_sha256: null,
+    prev: "0".repeat(64),
+    sig: "hmac-sha256:k1:abcd",
+    ...fields,
+  };
+}
+
+function call(id: number, tool: string, extra: Partial<AuditRecord> = {}): AuditRecord {
+  return rec({
+    kind: "request",
+    jsonrpc_id: id,
+    method: "tools/call",
+    tool_name: tool,
+    params: { name: tool, arguments: { secret_thing: "do-not-export" } },
+    ...extra,
+  });
+}
+
+function answer(id: number, tool: string, extra: Partial<AuditRecord> = {}): AuditRecord {
+  return rec({
+    kind: "response",
+    direction: "server_to_client",
+    jsonrpc_id: id,
+    method: "tools/call",
+    tool_name: tool,
+    result: { content: [{ type: "text", text: "result-text-not-exported" }] },
+    duration_ms: 4.25,
+    ...extra,
+  });
+}
+
+/** A tracer whose ended spans land in `ended`, through the real SDK. */
+function harness(options: Partial<ExchangeSpansOptions> = {}) {
+  const ended: ReadableSpan[] = [];
+  const collect: SpanProcessor = {
+    onStart() {},
+    onEnd(span) {
+      ended.push(span);
+    },
+    forceFlush: () => Promise.resolve(),
+    shutdown: () => Promise.resolve(),
+  };
+  const provider = new TracerProvider({
+    sampler: new AlwaysOnSampler(),
+    spanProcessors: [collect],
+  });
+  const lines: Record<string, unknown>[] = [];
+  const spans = new ExchangeSpans({
+    tracer: provider.getTracer("test"),
+    methods: "tools/call",
+    storage: "jsonl",
+    upstream: null,
+    logger: new Logger("debug", (line) => lines.push(JSON.parse(line))),
+    ...options,
+  });
+  return { spans, ended, lines };
+}
+
+function nanos(t: readonly [number, number]): bigint {
+  return BigInt(t[0]) * 1_000_000_000n + BigInt(t[1]);
+}
+
+Deno.test("a tools/call exchange becomes one CLIENT span with the Go attribute set in its order, ours after", () => {
+  const { spans, ended } = harness();
+  const req = call(1, "echo", { session: "s-1" });
+  const res = answer(1, "echo", { session: "s-1" });
+  spans.record(req);
+  assert.equal(ended.length, 0);
+  spans.record(res);
+  assert.equal(ended.length, 1);
+  const span = ended[0]!;
+  assert.equal(span.name, "tools/call echo");
+  assert.equal(span.kind, SpanKind.CLIENT);
+  assert.deepEqual(span.status, { code: SpanStatusCode.OK });
+  assert.deepEqual(Object.entries(span.attributes), [
+    ["mcp.method.name", "tools/call"],
+    ["network.transport", "pipe"],
+    ["mcp_audit.entry_id", req.id],
+    ["mcp_audit.direction", "client_to_server"],
+    ["mcp_audit.signature.present", true],
+    ["gen_ai.operation.name", "execute_tool"],
+    ["jsonrpc.request.id", "1"],
+    ["gen_ai.tool.name", "echo"],
+    ["mcp_audit.client_id", "agent-1"],
+    ["mcp_audit.server_id", "srv-1"],
+    ["mcp_audit.storage", "jsonl"],
+    ["mcp_audit.seq", req.seq],
+    ["mcp_audit.response.seq", res.seq],
+    ["mcp_audit.response.entry_id", res.id],
+    ["mcp.session.id", "s-1"],
+  ]);
+  // End at the answer's ts; start duration_ms before it.
+  const end = Date.parse(res.ts);
+  assert.deepEqual(span.endTime, hrTimeOf(end));
+  assert.equal(nanos(span.endTime) - nanos(span.startTime), 4_250_000n);
+  // Nothing of params or results is exported.
+  const text = JSON.stringify(span.attributes);
+  assert.ok(!text.includes("do-not-export") && !text.includes("result-text-not-exported"));
+  assert.equal(spans.pending, 0);
+});
+
+Deno.test("status as the Go tool: ERROR with the error's message, error.type and the code as an int", () => {
+  const cases: [number, string][] = [
+    [-32030, "policy_denied"],
+    [-32029, "rate_limited"],
+    [-32602, "jsonrpc_error"],
+  ];
+  for (const [code, type] of cases) {
+    const { spans, ended } = harness();
+    spans.record(call(1, "t"));
+    spans.record(
+      answer(1, "t", { kind: "error", result: null, error: { code, message: `m${code}` } }),
+    );
+    const span = ended[0]!;
+    assert.deepEqual(span.status, { code: SpanStatusCode.ERROR, message: `m${code}` });
+    assert.equal(span.attributes["rpc.response.status_code"], code);
+    assert.equal(span.attributes["error.type"], type);
+  }
+});
+
+Deno.test("a tool result with isError is ERROR tool_error, with no status code", () => {
+  const { spans, ended } = harness();
+  spans.record(call(1, "t"));
+  spans.record(answer(1, "t", { result: { content: [], isError: true } }));
+  assert.deepEqual(ended[0]!.status, { code: SpanStatusCode.ERROR, message: "tool_error" });
+  assert.equal(ended[0]!.attributes["error.type"], "tool_error");
+  assert.equal(ended[0]!.attributes["rpc.response.status_code"], undefined);
+});
+
+Deno.test("a refused call (the proxy's -32030 answer) is a span with the guardrail's decision", () => {
+  const { spans, ended } = harness();
+  const decision = { action: "deny" as const, rule: 0, reason: "no shell" };
+  spans.record(call(3, "shell", { decision }));
+  spans.record(
+    answer(3, "shell", {
+      kind: "error",
+      result: null,
+      error: { code: -32030, message: "Policy denied" },
+      duration_ms: 0.1,
+    }),
+  );
+  const span = ended[0]!;
+  assert.equal(span.attributes["error.type"], "policy_denied");
+  assert.equal(span.attributes["mcp_audit.decision.action"], "deny");
+  assert.equal(span.attributes["mcp_audit.decision.enforced"], undefined);
+  // Monitor mode and pinning say so.
+  const monitor = harness();
+  monitor.spans.record(
+    call(4, "shell", { decision: { ...decision, enforced: false, by: "pinning" } }),
+  );
+  monitor.spans.record(answer(4, "shell"));
+  const attrs = monitor.ended[0]!.attributes;
+  assert.equal(attrs["mcp_audit.decision.enforced"], false);
+  assert.equal(attrs["mcp_audit.decision.by"], "pinning");
+});
+
+Deno.test("methods: tools/call only by default; every method with all, named by method alone", () => {
+  const only = harness();
+  only.spans.record(rec({ method: "initialize", jsonrpc_id: 0 }));
+  only.spans.record(
+    rec({ kind: "response", direction: "server_to_client", method: "initialize", jsonrpc_id: 0 }),
+  );
+  assert.equal(only.ended.length, 0);
+  assert.equal(only.spans.pending, 0);
+  const all = harness({ methods: "all" });
+  all.spans.record(rec({ method: "initialize", jsonrpc_id: 0 }));
+  all.spans.record(
+    rec({ kind: "response", direction: "server_to_client", method: "initialize", jsonrpc_id: 0 }),
+  );
+  assert.equal(all.ended[0]?.name, "initialize");
+  assert.equal(all.ended[0]?.attributes["gen_ai.operation.name"], undefined);
+});
+
+Deno.test("a server→client request (sampling) is a SERVER span, paired with the client's answer", () => {
+  const { spans, ended } = harness({ methods: "all" });
+  spans.record(
+    rec({ direction: "server_to_client", method: "sampling/createMessage", jsonrpc_id: "s1" }),
+  );
+  // The client's own request with the same id, the other way, is another exchange.
+  spans.record(rec({ direction: "client_to_server", method: "ping", jsonrpc_id: "s1" }));
+  spans.record(
+    rec({
+      kind: "response",
+      direction: "client_to_server",
+      method: "sampling/createMessage",
+      jsonrpc_id: "s1",
+      duration_ms: 2,
+    }),
+  );
+  assert.equal(ended.length, 1);
+  assert.equal(ended[0]!.name, "sampling/createMessage");
+  assert.equal(ended[0]!.kind, SpanKind.SERVER);
+  assert.equal(ended[0]!.attributes["mcp_audit.direction"], "server_to_client");
+  assert.equal(spans.pending, 1);
+});
+
+Deno.test("traceparent in params._meta makes the span its child; tracestate is kept", () => {
+  const { spans, ended } = harness();
+  const meta = {
+    traceparent: `00-${TRACE_ID}-${PARENT_ID}-01`,
+    tracestate: "vendor=abc,other=1",
+  };
+  spans.record(call(1, "echo", { params: { name: "echo", _meta: meta } }));
+  spans.record(answer(1, "echo"));
+  const span = ended[0]!;
+  assert.equal(span.spanContext().traceId, TRACE_ID);
+  assert.equal(span.parentSpanContext?.spanId, PARENT_ID);
+  assert.equal(span.parentSpanContext?.isRemote, true);
+  assert.equal(span.spanContext().traceState?.serialize(), "vendor=abc,other=1");
+  assert.notEqual(span.spanContext().spanId, PARENT_ID);
+});
+
+Deno.test("an invalid traceparent makes a root span, without error", () => {
+  const bad = [
+    `00-${"0".repeat(32)}-${PARENT_ID}-01`, // all-zero trace id
+    `00-${TRACE_ID}-${"0".repeat(16)}-01`, // all-zero parent id
+    `ff-${TRACE_ID}-${PARENT_ID}-01`, // version ff
+    `00-${TRACE_ID.toUpperCase()}-${PARENT_ID}-01`,
+    `00-${TRACE_ID}-${PARENT_ID}-01-extra`, // version 00 has no more fields
+    "garbage",
+  ];
+  for (const traceparent of bad) {
+    const { spans, ended } = harness();
+    spans.record(call(1, "echo", { params: { _meta: { traceparent } } }));
+    spans.record(answer(1, "echo"));
+    const span = ended[0]!;
+    assert.equal(span.parentSpanContext, undefined, traceparent);
+    assert.notEqual(span.spanContext().traceId, TRACE_ID);
+  }
+  for (const params of [null, "x", { _meta: "x" }, { _meta: { traceparent: 7 } }]) {
+    assert.equal(trace.getSpanContext(remoteParent(params)), undefined);
+  }
+});
+
+Deno.test("requests are paired by session: the same id in two sessions is two exchanges", () => {
+  const { spans, ended } = harness();
+  spans.record(call(1, "a", { session: "A" }));
+  spans.record(call(1, "b", { session: "B" }));
+  spans.record(answer(1, "b", { session: "B" }));
+  spans.record(answer(1, "a", { session: "A" }));
+  assert.deepEqual(ended.map((s) => s.name), ["tools/call b", "tools/call a"]);
+});
+
+Deno.test('ids keep their type: "1" does not answer 1 from a client, but a server\'s "1" is paired as the proxy pairs it', () => {
+  const { spans, ended } = harness({ methods: "all" });
+  spans.record(rec({ direction: "server_to_client", method: "roots/list", jsonrpc_id: 1 }));
+  spans.record(
+    rec({ kind: "response", direction: "client_to_server", method: null, jsonrpc_id: "1" }),
+  );
+  assert.equal(ended.length, 0);
+  spans.record(call(7, "echo"));
+  spans.record(answer(7, "echo", { jsonrpc_id: "7" }));
+  assert.equal(ended.length, 1);
+  // A number kept as its text pairs with itself.
+  spans.record(call(0, "big", { jsonrpc_id: rawNumber("12345678901234567890") }));
+  spans.record(answer(0, "big", { jsonrpc_id: rawNumber("12345678901234567890") }));
+  assert.equal(ended[1]?.attributes["jsonrpc.request.id"], "12345678901234567890");
+});
+
+Deno.test("the waiting map is bounded: the oldest request is forgotten, counted, and logged once per batch", () => {
+  const { spans, ended, lines } = harness({ maxPending: 2 });
+  const before = spans.evicted;
+  spans.record(call(1, "a"));
+  spans.record(call(2, "b"));
+  spans.record(call(3, "c"));
+  spans.reportEvictions(before);
+  assert.equal(spans.pending, 2);
+  assert.equal(spans.evicted, 1);
+  spans.record(answer(1, "a"));
+  assert.equal(ended.length, 0, "the forgotten request gets no span");
+  spans.record(answer(3, "c"));
+  assert.equal(ended.length, 1);
+  const line = lines.find((l) =>
+    l.msg === "otel: too many unanswered requests; the oldest get no span"
+  );
+  assert.equal(line?.evicted, 1);
+  assert.equal(line?.max_pending, 2);
+  spans.reportEvictions(spans.evicted);
+  assert.equal(lines.length, 1);
+});
+
+Deno.test("notifications/cancelled from the requester ends the span as cancelled", () => {
+  const { spans, ended } = harness();
+  const req = call(5, "slow");
+  spans.record(req);
+  // From the other side it names another request.
+  spans.record(
+    rec({
+      kind: "notification",
+      direction: "server_to_client",
+      method: "notifications/cancelled",
+      jsonrpc_id: null,
+      params: { requestId: 5 },
+    }),
+  );
+  assert.equal(ended.length, 0);
+  const cancel = rec({
+    kind: "notification",
+    method: "notifications/cancelled",
+    jsonrpc_id: null,
+    params: { requestId: 5, reason: "user" },
+  });
+  spans.record(cancel);
+  assert.equal(ended.length, 1);
+  assert.equal(ended[0]!.attributes["error.type"], "cancelled");
+  assert.equal(ended[0]!.attributes["mcp_audit.response.seq"], cancel.seq);
+  assert.equal(ended[0]!.status.code, SpanStatusCode.ERROR);
+  assert.deepEqual(ended[0]!.startTime, hrTimeOf(Date.parse(req.ts)));
+  spans.record(answer(5, "slow"));
+  assert.equal(ended.length, 1, "a late answer makes no second span");
+});
+
+Deno.test("audit/stop ends every unanswered request with no_answer", () => {
+  const { spans, ended } = harness();
+  spans.record(call(1, "a"));
+  spans.record(call(2, "b"));
+  spans.record(rec({ kind: "event", direction: "proxy", method: "audit/stop", jsonrpc_id: null }));
+  assert.deepEqual(ended.map((s) => s.attributes["error.type"]), ["no_answer", "no_answer"]);
+  assert.equal(spans.pending, 0);
+});
+
+Deno.test("HTTP: network attributes, and server.address/port from the record's upstream or the configured one", () => {
+  const { spans, ended } = harness({ upstream: "https://mcp.example.com/mcp" });
+  spans.record(call(1, "a", { transport: "http" }));
+  spans.record(answer(1, "a", { transport: "http" }));
+  spans.record(call(2, "b", { transport: "http", upstream: "http://[::1]:8080/mcp" }));
+  spans.record(answer(2, "b", { transport: "http" }));
+  const [a, b] = ended;
+  assert.equal(a?.attributes["network.transport"], "tcp");
+  assert.equal(a?.attributes["network.protocol.name"], "http");
+  assert.equal(a?.attributes["server.address"], "mcp.example.com");
+  assert.equal(a?.attributes["server.port"], 443);
+  assert.equal(b?.attributes["server.address"], "::1");
+  assert.equal(b?.attributes["server.port"], 8080);
+});
+
+Deno.test("serverOf: explicit port, else 80/443 by scheme; nothing for what is not a URL", () => {
+  assert.deepEqual(serverOf("http://10.0.0.5/mcp"), { address: "10.0.0.5", port: 80 });
+  assert.deepEqual(serverOf("https://h:9443"), { address: "h", port: 9443 });
+  assert.equal(serverOf("npx server"), null);
+  assert.equal(serverOf(null), null);
+  assert.equal(serverOf(""), null);
+});
+
+Deno.test("record() returns the context a log record belongs to: the caller's for a request, the span's for its answer", () => {
+  const { spans, ended } = harness();
+  const params = { _meta: { traceparent: `00-${TRACE_ID}-${PARENT_ID}-01` } };
+  const reqCtx = spans.record(call(1, "echo", { params }));
+  assert.equal(trace.getSpanContext(reqCtx)?.spanId, PARENT_ID);
+  const resCtx = spans.record(answer(1, "echo"));
+  assert.equal(trace.getSpanContext(resCtx)?.spanId, ended[0]!.spanContext().spanId);
+  assert.equal(
+    trace.getSpanContext(spans.record(rec({ kind: "notification", method: "x" }))),
+    undefined,
+  );
+});
