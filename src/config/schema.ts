@@ -193,7 +193,8 @@ export const SCHEMA: Readonly<Record<string, KeySpec>> = {
 
   "metrics.enabled": bool(true),
   "metrics.bind_address": { type: { kind: "string", nonEmpty: true }, default: "127.0.0.1" },
-  "metrics.port": port(9091),
+  // 0: any free port (the "metrics listening" log line names it).
+  "metrics.port": int(9091, 0, 65535),
   "metrics.path": str("/metrics"),
   "metrics.include_go_metrics": bool(true),
   "metrics.include_process_metrics": bool(true),
