@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { Hono } from "hono";
 import { monotonicFactory } from "ulid";
 import { AuditLog, ChainError } from "./src/audit/chain.ts";
 import { EventMethod } from "./src/audit/record.ts";
@@ -36,7 +37,13 @@ import { Exchange, type ExchangeDeps } from "./src/pipeline/exchange.ts";
 import { pinsCommand } from "./src/cli/pins_command.ts";
 import { buildSettings, configDigest, liveSettings, pinsPath } from "./src/pipeline/settings.ts";
 import { createProxyApp } from "./src/transport/http/proxy_app.ts";
-import { listen, ListenError, serveLimits } from "./src/transport/http/serve.ts";
+import {
+  listen,
+  type Listener,
+  ListenError,
+  type ServeLimits,
+  serveLimits,
+} from "./src/transport/http/serve.ts";
 import { SessionRegistry } from "./src/transport/http/sessions.ts";
 import { StdioSessions } from "./src/transport/http/stdio_sessions.ts";
 import {
@@ -47,6 +54,11 @@ import {
 } from "./src/transport/http/upstream_tls.ts";
 import { CommandLineError, splitCommandLine, upstreamEnv } from "./src/transport/command_line.ts";
 import { runStdio } from "./src/transport/stdio.ts";
+import { NO_EXPORT_HEALTH } from "./src/telemetry/export_health.ts";
+import type { Metrics, MetricSources } from "./src/telemetry/metrics.ts";
+import type { Otel } from "./src/telemetry/otel.ts";
+import { ProxyStats } from "./src/telemetry/proxy_stats.ts";
+import type { RequestInfo } from "./src/transport/http/host_origin_guard.ts";
 import { runStdioToHttp } from "./src/transport/stdio_to_http.ts";
 import { VERSION } from "./src/version.ts";
 import { watchFile } from "./src/config/watch.ts";
@@ -60,6 +72,16 @@ const MAX_HTTP_SESSIONS = 10_000;
 const BRIDGE_MAX_SESSIONS = 64;
 /** A bridged session with no request for this long is ended, and its process with it. */
 const BRIDGE_SESSION_IDLE_MS = 30 * 60_000;
+
+/** What one scraper may hold of the metrics listener (the Go tool: a 10 s header timeout). */
+const METRICS_LIMITS: ServeLimits = {
+  maxHeaderBytes: 16 * 1024,
+  readHeaderTimeoutMs: 10_000,
+  readTimeoutMs: 10_000,
+  writeTimeoutMs: 30_000,
+  idleTimeoutMs: 60_000,
+  maxConnections: 64,
+};
 
 const encoder = new TextEncoder();
 function printOut(line: string): void {
@@ -150,6 +172,8 @@ interface Run {
   /** Reaches an HTTP upstream, with the configured TLS settings. */
   upstreamFetch: UpstreamFetch;
   exchangeDeps: ExchangeDeps;
+  /** What the transports count for the metrics. */
+  stats: ProxyStats;
 }
 
 /** How a run ended, for `audit/stop` and the exit code. */
@@ -182,6 +206,7 @@ async function runStdioProxy(run: Run, session: string, argv: string[]): Promise
     logger: run.logger,
     signal: run.shutdown,
     graceMs: UPSTREAM_GRACE_MS,
+    stats: run.stats,
   });
   return {
     exitCode: outcome.exitCode,
@@ -241,7 +266,9 @@ async function runHttpToStdioBridge(run: Run, argv: string[]): Promise<Ending> {
     logger: run.logger,
     allowedHosts: allowedHosts(run),
     allowedOrigins: new Set(p.http.allowed_origins),
+    stats: run.stats,
   });
+  run.stats.sessionsOpen = () => sessions.open;
   const listener = await listen(sessions.app(), {
     hostname: p.bind_address,
     port: p.port,
@@ -286,7 +313,9 @@ async function runHttpProxy(run: Run, upstream: URL): Promise<Ending> {
       initialIntervalMs: p.retry.initial_interval_ms,
       maxIntervalMs: p.retry.max_interval_ms,
     },
+    stats: run.stats,
   });
+  run.stats.sessionsOpen = () => sessions.open;
   const listener = await listen(app, {
     hostname: p.bind_address,
     port: p.port,
@@ -301,6 +330,92 @@ async function runHttpProxy(run: Run, upstream: URL): Promise<Ending> {
     reason: "shutdown signal",
     details: { pending: sessions.all().flatMap((e) => e.pendingSummary()).slice(0, 100) },
   };
+}
+
+/** Serves the metrics on their own listener until `signal` aborts. */
+async function serveMetrics(
+  config: Config,
+  metrics: Metrics,
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<Listener> {
+  const m = config.metrics;
+  const { createMetricsApp } = await import("./src/telemetry/metrics_app.ts");
+  const app = new Hono<{ Bindings: RequestInfo }>();
+  app.route("/", createMetricsApp(metrics, m.path, logger));
+  try {
+    return await listen(app, {
+      hostname: m.bind_address,
+      port: m.port,
+      signal,
+      logger,
+      name: "metrics",
+      limits: METRICS_LIMITS,
+    });
+  } catch (e) {
+    if (!(e instanceof ListenError)) throw e;
+    throw new ListenError(
+      `metrics: ${e.message} (each proxy needs its own metrics.port, or 0 for any free one, ` +
+        `or --no-metrics)`,
+    );
+  }
+}
+
+/**
+ * The metrics and the OpenTelemetry export, each loaded only when it is on: their libraries
+ * take tens of milliseconds to load, which a proxy without them should not pay at every start.
+ */
+async function startTelemetry(
+  config: Config,
+  logger: Logger,
+  sources: MetricSources,
+  otelFetch: UpstreamFetch | undefined,
+  upstream: string | null,
+): Promise<{ metrics: Metrics | undefined; otel: Otel | undefined }> {
+  let metrics: Metrics | undefined;
+  if (config.metrics.enabled) {
+    const { Metrics } = await import("./src/telemetry/metrics.ts");
+    metrics = new Metrics({
+      toolLabels: config.metrics.tool_labels,
+      maxToolLabels: config.metrics.max_tool_labels,
+      includeProcess: config.metrics.include_process_metrics,
+      includeRuntime: config.metrics.include_go_metrics,
+      backend: config.audit.storage,
+      otelQueueCapacity: config.otel.enabled ? config.otel.queue_size : 0,
+    }, sources);
+  }
+  let otel: Otel | undefined;
+  if (otelFetch !== undefined) {
+    const { OtelConfigError, startOtel } = await import("./src/telemetry/otel.ts");
+    try {
+      otel = startOtel({
+        config: config.otel,
+        fetch: otelFetch,
+        health: metrics ?? NO_EXPORT_HEALTH,
+        logger,
+        version: VERSION,
+        storage: config.audit.storage,
+        upstream,
+      });
+    } catch (e) {
+      if (e instanceof OtelConfigError) throw new ConfigError(e.key, e.problem);
+      throw e;
+    }
+  }
+  return { metrics, otel };
+}
+
+/** The HTTP client of the OTLP export, with the `otel.tls` settings. */
+async function otelClient(config: Config, logger: Logger): Promise<UpstreamTls> {
+  try {
+    return await upstreamTls(config.otel.tls, {
+      warn: (msg, fields) => logger.warn(msg, fields),
+      keyPrefix: "otel.tls",
+    });
+  } catch (e) {
+    if (e instanceof UpstreamTlsError) throw new ConfigError(e.key, e.problem);
+    throw e;
+  }
 }
 
 /** How to load the configuration again, for reloads. */
@@ -359,6 +474,31 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
     }
   }
   await using _tls = tls;
+  const otelTls = config.otel.enabled ? await otelClient(config, logger) : undefined;
+  await using _otelTls = otelTls;
+  const stats = new ProxyStats();
+  // The metrics read the log's queue when scraped; nothing is scraped before the log exists.
+  const logRef: { log?: AuditLog } = {};
+  const { metrics, otel } = await startTelemetry(
+    config,
+    logger,
+    {
+      log: {
+        get queued() {
+          return logRef.log?.queued ?? 0;
+        },
+        get queueCapacity() {
+          return logRef.log?.queueCapacity ?? 0;
+        },
+        get backpressure() {
+          return logRef.log?.backpressure ?? 0;
+        },
+      },
+      stats,
+    },
+    otelTls?.fetch,
+    upstreamIsUrl ? config.proxy.upstream.trim() : null,
+  );
   const settingsDeps = { mono: () => performance.now(), now: () => new Date() };
   const built = buildSettings(config, settingsDeps);
   const live = liveSettings(built);
@@ -386,6 +526,13 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
     },
     logger,
   });
+  logRef.log = log;
+  // Telemetry sees each stored batch after it is stored, never on the way of a message.
+  if (metrics !== undefined) {
+    log.observe((batch) => metrics.records(batch));
+    log.observeWrites((reports) => metrics.writes(reports));
+  }
+  if (otel !== undefined) log.observe((batch) => otel.records(batch));
   const session = http ? null : newUlid();
   log.event(EventMethod.Start, {
     version: VERSION,
@@ -448,9 +595,16 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
       maxJsonDepth: config.proxy.max_json_depth,
       logger,
     },
+    stats,
   };
+  const stopTelemetry = new AbortController();
+  let metricsListener: Listener | undefined;
   let ending: Ending;
   try {
+    // Bound before any traffic: a port that is taken ends the run before the upstream starts.
+    if (metrics !== undefined) {
+      metricsListener = await serveMetrics(config, metrics, logger, stopTelemetry.signal);
+    }
     ending = upstreamUrl !== undefined
       ? http
         ? await runHttpProxy(run, upstreamUrl)
@@ -492,6 +646,11 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
       exitCode = 1;
     }
   }
+  // The log is closed and its last records handed to the observers: export them, then stop.
+  await otel?.shutdown();
+  stopTelemetry.abort();
+  await metricsListener?.finished;
+  await metrics?.shutdown();
   logger.info("stopped", { reason: ending.reason, exit_code: exitCode, last_seq: log.seq });
   return exitCode;
 }
