@@ -2,8 +2,12 @@
  * The two Prometheus exposition formats and how a scraper chooses one. The OpenTelemetry
  * serializer writes text format 0.0.4 only; OpenMetrics 1.0.0 is made from that text here, since
  * the two differ in a few rules: a counter family is named without `_total` in its `# HELP` and
- * `# TYPE` lines, help text escapes `"` too, the exposition ends with `# EOF`, and `le` values
- * are written as floats (`1.0`). Prometheus asks for OpenMetrics first.
+ * `# TYPE` lines, help text escapes `"` too, a histogram's buckets come before its `_sum` and
+ * `_count`, and the exposition ends with `# EOF`. Prometheus asks for OpenMetrics first.
+ *
+ * `le` values stay as the text format writes them (`1`, not OpenMetrics' canonical `1.0`): the
+ * Go tool serves `le="1"`, and Prometheus 2 keeps the value as scraped, so a bucket's series stays
+ * the same whichever format is negotiated (Prometheus 3 normalizes both to `1.0` itself).
  *
  * @module
  */
@@ -132,15 +136,6 @@ function escapeOpenMetrics(text: string): string {
   return text.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
 }
 
-/** A float as OpenMetrics writes `le`: `1` is `1.0`, `0.5` stays. */
-function canonicalFloat(text: string): string {
-  if (text === "+Inf" || text === "-Inf" || text === "NaN") return text;
-  const n = Number(text);
-  if (!Number.isFinite(n)) return text;
-  const s = String(n);
-  return /[.eE]/.test(s) ? s : `${s}.0`;
-}
-
 /** A histogram sample's suffix, for ordering buckets, then `_sum`, then `_count`. */
 const HISTOGRAM_ORDER: Readonly<Record<string, number>> = { _bucket: 0, _sum: 1, _count: 2 };
 
@@ -191,25 +186,20 @@ function belongsTo(sample: string, f: Family): boolean {
 }
 
 /**
- * A sample line's parts: name, labels (without braces) and the rest. Labels end at the last `}`:
- * values are escaped, and what follows the labels (value, timestamp) holds none.
+ * A sample line's name and labels (without braces). Labels end at the last `}`: values are
+ * escaped, and what follows the labels (value, timestamp) holds none.
  */
-function splitSample(line: string): { name: string; labels: string; rest: string } {
+function splitSample(line: string): { name: string; labels: string } {
   const open = line.indexOf("{");
   const space = line.indexOf(" ");
   if (open === -1 || (space !== -1 && space < open)) {
-    return { name: line.slice(0, space), labels: "", rest: line.slice(space) };
+    return { name: line.slice(0, space), labels: "" };
   }
-  const close = line.lastIndexOf("}");
-  return {
-    name: line.slice(0, open),
-    labels: line.slice(open + 1, close),
-    rest: line.slice(close + 1),
-  };
+  return { name: line.slice(0, open), labels: line.slice(open + 1, line.lastIndexOf("}")) };
 }
 
 // The serializer writes `le` last; the quote before it is never escaped, one in a value always is.
-const LE = /(^|,)le="([^"\\]*)"$/;
+const LE = /(^|,)le="[^"\\]*"$/;
 
 function histogramOrder(name: string, samples: string[]): string[] {
   const groups = new Map<string, { rank: number; i: number; line: string }[]>();
@@ -218,12 +208,9 @@ function histogramOrder(name: string, samples: string[]): string[] {
     const le = LE.exec(s.labels);
     const labels = le === null ? s.labels : s.labels.slice(0, le.index);
     const rank = HISTOGRAM_ORDER[s.name.slice(name.length)] ?? 3;
-    const out = le === null
-      ? line
-      : `${s.name}{${labels}${le[1]}le="${canonicalFloat(le[2] ?? "")}"}${s.rest}`;
     const g = groups.get(labels);
-    if (g === undefined) groups.set(labels, [{ rank, i, line: out }]);
-    else g.push({ rank, i, line: out });
+    if (g === undefined) groups.set(labels, [{ rank, i, line }]);
+    else g.push({ rank, i, line });
   });
   const out: string[] = [];
   for (const g of groups.values()) {

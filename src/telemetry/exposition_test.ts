@@ -93,12 +93,12 @@ odd_gauge{v="a\\"b\\\\c\\nd"} 1.5
 # HELP d_seconds Durations.
 # TYPE d_seconds histogram
 d_seconds_bucket{s="ok",le="0.5"} 1
-d_seconds_bucket{s="ok",le="1.0"} 2
+d_seconds_bucket{s="ok",le="1"} 2
 d_seconds_bucket{s="ok",le="+Inf"} 2
 d_seconds_sum{s="ok"} 0.75
 d_seconds_count{s="ok"} 2
 d_seconds_bucket{s="le=\\"1\\"",le="0.5"} 0
-d_seconds_bucket{s="le=\\"1\\"",le="1.0"} 0
+d_seconds_bucket{s="le=\\"1\\"",le="1"} 0
 d_seconds_bucket{s="le=\\"1\\"",le="+Inf"} 0
 d_seconds_sum{s="le=\\"1\\""} 0
 d_seconds_count{s="le=\\"1\\""} 0
