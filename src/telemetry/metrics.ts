@@ -99,6 +99,9 @@ interface ExportInstruments {
   read: (() => QueueReading) | undefined;
 }
 
+// No instrument is given a `unit`: the serializer would write a `# UNIT` line, which text format
+// 0.0.4 does not have. Counter names all end in `_total` (a golden test checks it), so the
+// serializer, which appends `_total` to a counter without it, never renames one.
 function counter(meter: Meter, s: MetricSpec): Counter {
   return meter.createCounter(s.name, { description: s.help });
 }
