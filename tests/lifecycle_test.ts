@@ -191,6 +191,7 @@ function readmePermissions(...run: string[]): string[] {
     "--allow-write={dir}",
     "--allow-env",
     `--allow-run=${[deno, ...run].join(",")}`,
+    "--allow-net=127.0.0.1",
   ];
 }
 
