@@ -30,9 +30,10 @@ const transport = new StdioClientTransport({
     "--allow-write",
     "--allow-env",
     "--allow-run",
+    "--allow-net=127.0.0.1",
     `${root}main.ts`,
     "--log-level",
-    "warn",
+    "info",
     "--",
     deno,
     "run",
@@ -44,6 +45,8 @@ const transport = new StdioClientTransport({
     ...Deno.env.toObject(),
     AUDIT_SECRET: secret,
     MCP_AUDIT_AUDIT_PATH: logPath,
+    // Any free port: the proxy's "metrics listening" line names it.
+    MCP_AUDIT_METRICS_PORT: "0",
     // A guardrail to show: payroll reports are refused by the proxy; the server never sees them.
     MCP_AUDIT_POLICY_ENABLED: "true",
     MCP_AUDIT_POLICY_RULES: JSON.stringify([{
@@ -53,7 +56,31 @@ const transport = new StdioClientTransport({
       when: [{ path: "arguments.report", op: "equals", value: "payroll" }],
     }]),
   },
-  stderr: "inherit",
+  stderr: "pipe",
+});
+// The proxy's log lines: warnings and errors are shown; the metrics address is kept.
+let metricsAt: string | undefined;
+const metricsListening = Promise.withResolvers<void>();
+let pending = "";
+transport.stderr?.on("data", (chunk: Uint8Array | string) => {
+  pending += typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk);
+  const lines = pending.split("\n");
+  pending = lines.pop() ?? "";
+  for (const line of lines) {
+    let entry: { level?: string; msg?: string; address?: string } = {};
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      console.error(line);
+      continue;
+    }
+    if (entry.msg === "metrics listening" && typeof entry.address === "string") {
+      metricsAt = entry.address;
+      metricsListening.resolve();
+    } else if (entry.level === "warn" || entry.level === "error") {
+      console.error(line);
+    }
+  }
 });
 const client = new Client({ name: "mcp-audit-demo-client", version: "1.0.0" });
 console.log("== an MCP client talks to a server through mcp-audit\n");
@@ -79,6 +106,13 @@ const counted = await client.callTool({ name: "slow_count", arguments: { n: 3 } 
   onprogress: () => {},
 });
 console.log(`slow_count(3) -> ${JSON.stringify(counted.content)} (with progress notifications)`);
+
+await metricsListening.promise;
+console.log(`\n== Prometheus metrics (${metricsAt}/metrics), a few of them\n`);
+const scraped = await (await fetch(`${metricsAt}/metrics`)).text();
+const shown =
+  /^(mcp_audit_tool_calls_total|mcp_audit_policy_decisions_total|mcp_audit_chain_seq|mcp_audit_request_duration_seconds_count)\b/;
+for (const line of scraped.split("\n")) if (shown.test(line)) console.log(line);
 await client.close();
 
 console.log(`\n== the audit log (${logPath})\n`);
