@@ -382,7 +382,7 @@ async function startTelemetry(
       includeRuntime: config.metrics.include_go_metrics,
       backend: config.audit.storage,
       otelQueueCapacity: config.otel.enabled ? config.otel.queue_size : 0,
-    }, sources);
+    }, sources, logger);
   }
   let otel: Otel | undefined;
   if (otelFetch !== undefined) {
