@@ -273,6 +273,15 @@ Deno.test({
       ),
       "the proxy's --config is the example's mcp-audit.yaml",
     );
+    // The agent calls the proxy on its port by a host name it accepts, and sends its spans to the
+    // collector the proxy sends to.
+    const { config } = exampleConfig();
+    const loadCommand = strings(services.load?.command, "load.command");
+    const flag = (name: string) => loadCommand[loadCommand.indexOf(name) + 1] ?? "";
+    const url = new URL(flag("--url"));
+    assertEquals(url.port, String(config.proxy.port), "load calls the proxy's port");
+    assert(config.proxy.http.allowed_hosts.includes(url.hostname), "by a host the proxy accepts");
+    assertEquals(flag("--otlp"), config.otel.endpoint, "load sends spans where the proxy does");
     // Grafana loads dashboards from where the dashboards folder is mounted.
     const provider = record(yamlFile("grafana/provisioning/dashboards/dashboards.yaml"), "p");
     const providers = provider.providers;
