@@ -375,14 +375,18 @@ async function startTelemetry(
   let metrics: Metrics | undefined;
   if (config.metrics.enabled) {
     const { Metrics } = await import("./src/telemetry/metrics.ts");
-    metrics = new Metrics({
-      toolLabels: config.metrics.tool_labels,
-      maxToolLabels: config.metrics.max_tool_labels,
-      includeProcess: config.metrics.include_process_metrics,
-      includeRuntime: config.metrics.include_go_metrics,
-      backend: config.audit.storage,
-      otelQueueCapacity: config.otel.enabled ? config.otel.queue_size : 0,
-    }, sources, logger);
+    metrics = new Metrics(
+      {
+        toolLabels: config.metrics.tool_labels,
+        maxToolLabels: config.metrics.max_tool_labels,
+        includeProcess: config.metrics.include_process_metrics,
+        includeRuntime: config.metrics.include_go_metrics,
+        backend: config.audit.storage,
+        otelQueueCapacity: config.otel.enabled ? config.otel.queue_size : 0,
+      },
+      sources,
+      logger,
+    );
   }
   let otel: Otel | undefined;
   if (otelFetch !== undefined) {
