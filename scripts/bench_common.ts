@@ -10,6 +10,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { type SinkCounts, sinkCounts, sinkWait } from "./bench_otlp_sink.ts";
 
 /** The repository's root, as a path ending in a separator. */
 export const REPO: string = fileURLToPath(new URL("../", import.meta.url));
@@ -142,6 +143,38 @@ export function proxyEnv(logPath: string, durability: string): Record<string, st
     MCP_AUDIT_METRICS_ENABLED: "false",
   };
 }
+
+/**
+ * What the telemetry configuration adds to {@link proxyEnv}: the Prometheus listener on a free
+ * loopback port, and the OpenTelemetry export to the OTLP sink at `endpoint`
+ * (`scripts/bench_otlp_sink.ts`) with a span for every exchange (`otel.methods: all`, so that
+ * every call of the bench is exported, not only a share), and, when `logs`, every audit record as
+ * a log record. The rest is the proxy's defaults: OTLP/JSON, no compression, a queue of 1024, 64
+ * a batch, a flush every second.
+ */
+export function telemetryEnv(endpoint: string, logs: boolean): Record<string, string> {
+  return {
+    MCP_AUDIT_METRICS_ENABLED: "true",
+    MCP_AUDIT_METRICS_PORT: "0",
+    MCP_AUDIT_OTEL_ENABLED: "true",
+    MCP_AUDIT_OTEL_ENDPOINT: endpoint,
+    MCP_AUDIT_OTEL_METHODS: "all",
+    MCP_AUDIT_OTEL_LOGS: String(logs),
+  };
+}
+
+/**
+ * What the telemetry configuration's proxy needs beyond the stdio proxy's permissions: the network
+ * on loopback only, for its metrics listener and the OTLP sink; the host's name, for the
+ * `host.name` resource attribute of what it exports.
+ */
+export const TELEMETRY_PERMISSIONS: readonly string[] = [
+  "--allow-net=127.0.0.1",
+  "--allow-sys=hostname",
+];
+
+/** The proxy's stderr line once its metrics listener is up; the first group is its base URL. */
+export const METRICS_LISTENING = /"metrics listening".*?"address":"([^"]+)"/;
 
 /** What an audit log says the proxy did with the bench's calls, from {@link tallyLog}. */
 export interface LogTally {
@@ -342,17 +375,28 @@ export class BenchProcess {
     return this.#stderr;
   }
 
-  /** Resolves with the first match of `pattern` in stderr, waiting for it to be written. */
-  async stderrMatch(pattern: RegExp): Promise<RegExpMatchArray> {
+  /**
+   * Resolves with the first match of `pattern` in stderr, waiting for it to be written; throws
+   * when stderr ends without it, or when `signal` aborts first.
+   */
+  async stderrMatch(pattern: RegExp, signal?: AbortSignal): Promise<RegExpMatchArray> {
     while (true) {
       const match = this.#stderr.match(pattern);
       if (match) return match;
-      if (this.#stderrEnded) {
+      if (this.#stderrEnded || signal?.aborted) {
         throw new Error(
-          `${this.label} never wrote ${pattern} to stderr; it ends:\n${this.#stderr.slice(-2000)}`,
+          `${this.label} ${this.#stderrEnded ? "never wrote" : "did not write in time"} ` +
+            `${pattern} to stderr; it ends:\n${this.#stderr.slice(-2000)}`,
         );
       }
-      await new Promise<void>((resolve) => this.#stderrWaiters.push(resolve));
+      await new Promise<void>((resolve) => {
+        const wake = (): void => {
+          signal?.removeEventListener("abort", wake);
+          resolve();
+        };
+        this.#stderrWaiters.push(wake);
+        signal?.addEventListener("abort", wake, { once: true });
+      });
     }
   }
 
@@ -757,5 +801,446 @@ export function table(rows: string[][]): string[] {
       .trimEnd();
   const lines = rows.map(line);
   lines.splice(1, 0, widths.map((w) => "-".repeat(w)).join("  "));
+  return lines;
+}
+
+/** The requirement of issue 10: with metrics and traces on, the figures stay within 5%. */
+export const TELEMETRY_TARGET = {
+  /** Throughput with telemetry on, as a share of throughput with it off. */
+  minThroughputRatio: 0.95,
+  /** p50 round trip with telemetry on, as a multiple of that with it off. */
+  maxP50Ratio: 1.05,
+} as const;
+
+/** One configuration's figures, as the cost of telemetry is computed from them. */
+export interface TelemetryFigures {
+  /** Messages or requests per second. */
+  throughput: number;
+  p50Us: number;
+  p99Us: number;
+}
+
+/** The ratios of telemetry on to off in one round, or the medians of the rounds'. */
+export interface TelemetryRatios {
+  /** Throughput on / off: the ratio to direct on / off, direct being the same. */
+  throughputRatio: number;
+  /** p50 round trip on / off. */
+  p50Ratio: number;
+}
+
+/** What turning telemetry on costs: the figures off and on, and their ratios. */
+export interface TelemetryCost {
+  /** The figures of all the rounds (medians, or percentiles of all the samples). */
+  off: TelemetryFigures;
+  on: TelemetryFigures;
+  /** Throughput as a share of direct, off and on. */
+  throughputOfDirect: { off: number; on: number };
+  /** p50 added to direct's, off and on, in µs. */
+  addedP50Us: { off: number; on: number };
+  /** The ratios of the figures of all the rounds. */
+  overall: TelemetryRatios;
+  /** The ratios of each round, off and on measured in the same round. */
+  rounds: TelemetryRatios[];
+  /** The medians of the rounds' ratios: the "within 5%" figures. */
+  paired: TelemetryRatios;
+  throughputMet: boolean;
+  latencyMet: boolean;
+  /** Both. */
+  met: boolean;
+}
+
+function telemetryRatios(off: TelemetryFigures, on: TelemetryFigures): TelemetryRatios {
+  return { throughputRatio: on.throughput / off.throughput, p50Ratio: on.p50Us / off.p50Us };
+}
+
+/**
+ * The cost of telemetry, from direct's figures and the proxy's with telemetry off and on, overall
+ * and in each round; judged on the medians of the rounds' ratios.
+ */
+export function telemetryCost(
+  direct: TelemetryFigures,
+  off: TelemetryFigures,
+  on: TelemetryFigures,
+  rounds: readonly { off: TelemetryFigures; on: TelemetryFigures }[],
+): TelemetryCost {
+  const each = rounds.map((r) => telemetryRatios(r.off, r.on));
+  const paired = {
+    throughputRatio: median(each.map((r) => r.throughputRatio)),
+    p50Ratio: median(each.map((r) => r.p50Ratio)),
+  };
+  const throughputMet = paired.throughputRatio >= TELEMETRY_TARGET.minThroughputRatio;
+  const latencyMet = paired.p50Ratio <= TELEMETRY_TARGET.maxP50Ratio;
+  return {
+    off,
+    on,
+    throughputOfDirect: {
+      off: off.throughput / direct.throughput,
+      on: on.throughput / direct.throughput,
+    },
+    addedP50Us: { off: off.p50Us - direct.p50Us, on: on.p50Us - direct.p50Us },
+    overall: telemetryRatios(off, on),
+    rounds: each,
+    paired,
+    throughputMet,
+    latencyMet,
+    met: throughputMet && latencyMet,
+  };
+}
+
+/** One sample of a Prometheus or OpenMetrics exposition. */
+export interface MetricSample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** The samples of an exposition in text format 0.0.4 or OpenMetrics 1.0.0. */
+export function parseExposition(text: string): MetricSample[] {
+  const samples: MetricSample[] = [];
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const name = line.match(/^[A-Za-z_:][A-Za-z0-9_:]*/)?.[0];
+    if (name === undefined) continue;
+    const labels: Record<string, string> = {};
+    let at = name.length;
+    if (line[at] === "{") {
+      at++;
+      const pair = /\s*([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?/y;
+      while (line[at] !== "}") {
+        pair.lastIndex = at;
+        const m = pair.exec(line);
+        if (m === null) break;
+        labels[m[1]!] = m[2]!.replace(/\\(.)/g, (_, c: string) => c === "n" ? "\n" : c);
+        at = pair.lastIndex;
+      }
+      at++;
+    }
+    const token = line.slice(at).trim().split(/\s+/)[0] ?? "";
+    const value = token === "+Inf" ? Infinity : token === "-Inf" ? -Infinity : Number(token);
+    if (token !== "") samples.push({ name, labels, value });
+  }
+  return samples;
+}
+
+/** The sum of the samples named `name`, by the value of `label`; null when there is none. */
+export function metricBy(
+  samples: readonly MetricSample[],
+  name: string,
+  label: string,
+): Record<string, number> | null {
+  const found = samples.filter((s) => s.name === name);
+  if (found.length === 0) return null;
+  const by: Record<string, number> = {};
+  for (const s of found) {
+    const key = s.labels[label] ?? "";
+    by[key] = (by[key] ?? 0) + s.value;
+  }
+  return by;
+}
+
+/** The sum of the samples named `name` whose labels include `where`; null when there is none. */
+export function metricSum(
+  samples: readonly MetricSample[],
+  name: string,
+  where: Record<string, string> = {},
+): number | null {
+  const found = samples.filter((s) =>
+    s.name === name && Object.entries(where).every(([k, v]) => s.labels[k] === v)
+  );
+  return found.length === 0 ? null : found.reduce((n, s) => n + s.value, 0);
+}
+
+/** What Prometheus 2.42 sends when it scrapes: OpenMetrics first, gzip. */
+const SCRAPE_HEADERS = {
+  "accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;" +
+    "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+  "accept-encoding": "gzip",
+};
+
+/** One scrape of the proxy's metrics. */
+export interface ScrapeResult {
+  /** The HTTP status; 0 when the request failed. */
+  status: number;
+  contentType: string | null;
+  contentEncoding: string | null;
+  /** Bytes of the exposition, decompressed. */
+  bytes: number;
+  /** Samples in it. */
+  samples: number;
+  /** Why it failed, when it did. */
+  error: string | null;
+}
+
+/** What the proxy's metrics say of its export at one moment. */
+export interface ExportReading {
+  /** Records stored by kind (`mcp_audit_records_total`). */
+  records: Record<string, number> | null;
+  /** Spans dropped, by reason (`mcp_audit_otel_spans_dropped_total`). */
+  spansDropped: Record<string, number> | null;
+  /** Log records dropped, by reason. */
+  logRecordsDropped: Record<string, number> | null;
+  /** Trace export requests, by status (`mcp_audit_otel_export_requests_total`). */
+  exportRequests: Record<string, number> | null;
+  /** Log export requests, by status. */
+  logExportRequests: Record<string, number> | null;
+}
+
+/** What the telemetry configuration exported, as the sink and the proxy count it. */
+export interface TelemetryExport {
+  /** Whether audit records were exported as log records too. */
+  logs: boolean;
+  /** Requests the bench sent that were answered: one span each (`otel.methods: all`). */
+  requests: number;
+  /** Records in the proxy's audit log: one log record each when `logs`. */
+  records: number;
+  /** What the sink received, once the proxy had exited; null when it could not be read. */
+  received: SinkCounts | null;
+  /** The proxy's own count, from its metrics just before it was stopped. */
+  beforeStop: ExportReading | null;
+  /**
+   * Requests the proxy forgot unanswered, so that they got no span (its log's `evicted_total`:
+   * more requests in flight than its span pairing keeps).
+   */
+  forgotten: number;
+  /** The scrapes made alongside the measured runs. */
+  scrapes: ScrapeResult[];
+  /**
+   * Waits, after each of its loaded runs, for the export of what the proxy had recorded to reach
+   * the sink before the next configuration is measured: how many, and how many gave up.
+   */
+  drains: { waits: number; unreached: number; skipped: number };
+}
+
+/**
+ * How long a drain waits for the sink's next export request before the run goes on without it:
+ * longer than the proxy's flush interval (one second by default).
+ */
+const DRAIN_STEP_MS = 5_000;
+/** How many export requests a drain waits for at most. */
+const MAX_DRAIN_STEPS = 1_000;
+/** How long a scrape may take. */
+const SCRAPE_TIMEOUT_MS = 15_000;
+/** The largest exposition read. */
+const MAX_SCRAPE_BYTES = 16 << 20;
+/** The scrapes kept for the report. */
+const MAX_SCRAPES = 1_000;
+
+/** `n` of a reading, 0 when absent. */
+const total = (by: Record<string, number> | null): number =>
+  by === null ? 0 : Object.values(by).reduce((a, b) => a + b, 0);
+
+/**
+ * The telemetry configuration's view from outside: scrapes of the proxy's metrics listener at
+ * `metricsUrl`, and the OTLP sink at `sinkUrl` counting what the proxy exported.
+ */
+export class TelemetryProbe {
+  readonly metricsUrl: string;
+  readonly sinkUrl: string;
+  readonly logs: boolean;
+  readonly #stderr: () => string;
+  readonly #scrapes: ScrapeResult[] = [];
+  readonly #drains = { waits: 0, unreached: 0, skipped: 0 };
+  #last: ExportReading | null = null;
+
+  /** `stderr` reads what the proxy has written to stderr (its last part). */
+  constructor(metricsUrl: string, sinkUrl: string, logs: boolean, stderr: () => string) {
+    this.metricsUrl = metricsUrl;
+    this.sinkUrl = sinkUrl;
+    this.logs = logs;
+    this.#stderr = stderr;
+  }
+
+  /** One scrape, as Prometheus makes it; never throws. */
+  async scrape(): Promise<{ result: ScrapeResult; samples: MetricSample[] }> {
+    try {
+      const res = await fetch(this.metricsUrl, {
+        headers: SCRAPE_HEADERS,
+        signal: AbortSignal.timeout(SCRAPE_TIMEOUT_MS),
+      });
+      const bytes = await res.bytes();
+      const text = bytes.length > MAX_SCRAPE_BYTES ? "" : new TextDecoder().decode(bytes);
+      const samples = res.ok ? parseExposition(text) : [];
+      return {
+        result: {
+          status: res.status,
+          contentType: res.headers.get("content-type"),
+          contentEncoding: res.headers.get("content-encoding"),
+          bytes: bytes.length,
+          samples: samples.length,
+          error: res.ok ? null : text.slice(0, 200),
+        },
+        samples,
+      };
+    } catch (e) {
+      return {
+        result: {
+          status: 0,
+          contentType: null,
+          contentEncoding: null,
+          bytes: 0,
+          samples: 0,
+          error: e instanceof Error ? e.message : String(e),
+        },
+        samples: [],
+      };
+    }
+  }
+
+  /** Runs `work` with one scrape alongside it, so that its cost is inside what `work` measures. */
+  async alongside<T>(work: () => Promise<T>): Promise<T> {
+    const scraping = this.scrape();
+    const result = await work();
+    const { result: scraped } = await scraping;
+    if (this.#scrapes.length < MAX_SCRAPES) this.#scrapes.push(scraped);
+    return result;
+  }
+
+  /** What the proxy's metrics say of its export now; null when they cannot be read. */
+  async reading(): Promise<ExportReading | null> {
+    const { result, samples } = await this.scrape();
+    if (result.status !== 200) return null;
+    this.#last = {
+      records: metricBy(samples, "mcp_audit_records_total", "kind"),
+      spansDropped: metricBy(samples, "mcp_audit_otel_spans_dropped_total", "reason"),
+      logRecordsDropped: metricBy(samples, "mcp_audit_otel_log_records_dropped_total", "reason"),
+      exportRequests: metricBy(samples, "mcp_audit_otel_export_requests_total", "status"),
+      logExportRequests: metricBy(samples, "mcp_audit_otel_log_export_requests_total", "status"),
+    };
+    return this.#last;
+  }
+
+  /**
+   * Waits until the proxy's export queues are empty, as its metrics say, each time waiting for the
+   * sink to receive one more export request: so that the export of one configuration's load is
+   * not left running while the next one is measured. (An export taken off the queue may still be
+   * on its way when this returns: a batch at most for each signal.)
+   */
+  async drain(): Promise<void> {
+    this.#drains.waits++;
+    for (let step = 0; step < MAX_DRAIN_STEPS; step++) {
+      // The sink's counts before the scrape: an export that leaves after it adds to them.
+      const before = await sinkCounts(this.sinkUrl);
+      const { result, samples } = await this.scrape();
+      if (result.status !== 200) {
+        this.#drains.skipped++;
+        return;
+      }
+      const depth = (metricSum(samples, "mcp_audit_otel_queue_depth") ?? 0) +
+        (metricSum(samples, "mcp_audit_otel_log_queue_depth") ?? 0);
+      if (depth === 0) return;
+      const { reached } = await sinkWait(
+        this.sinkUrl,
+        { requests: before.traceRequests + before.logRequests + 1 },
+        DRAIN_STEP_MS,
+      );
+      if (!reached) break;
+    }
+    this.#drains.unreached++;
+  }
+
+  /**
+   * The account of the export, once the proxy has exited: `requests` the bench had answered and
+   * `records` in the proxy's log.
+   */
+  async result(requests: number, records: number): Promise<TelemetryExport> {
+    let received: SinkCounts | null = null;
+    try {
+      received = await sinkCounts(this.sinkUrl);
+    } catch {
+      // Reported as unread.
+    }
+    const forgotten = [...this.#stderr().matchAll(/"evicted_total":(\d+)/g)]
+      .reduce((n, m) => Math.max(n, Number(m[1])), 0);
+    return {
+      logs: this.logs,
+      requests,
+      records,
+      received,
+      beforeStop: this.#last,
+      forgotten,
+      scrapes: [...this.#scrapes],
+      drains: { ...this.#drains },
+    };
+  }
+}
+
+/** `part` of `whole` as a percentage, or "-" when there is no whole. */
+function share(part: number, whole: number): string {
+  return whole > 0 ? pct(part / whole) : "-";
+}
+
+/** A reading's counts by label as `key n, key n` (a counter never counted is not shown: 0). */
+function byLine(by: Record<string, number> | null): string {
+  if (by === null) return "0";
+  const entries = Object.entries(by).filter(([, n]) => n !== 0);
+  return entries.length === 0 ? "0" : entries.map(([k, n]) => `${k} ${int(n)}`).join(", ");
+}
+
+/** The report's lines for a {@link TelemetryCost} and what was exported. */
+export function telemetryCostLines(
+  c: TelemetryCost,
+  e: TelemetryExport,
+  names: { throughput: string; latency: string },
+): string[] {
+  const each = (pick: (r: TelemetryRatios) => number): string =>
+    c.rounds.map((r) => (pick(r) * 100).toFixed(0)).join(" / ");
+  const lines = [
+    `  ${names.throughput}: ${int(c.off.throughput)} off, ${int(c.on.throughput)} on ` +
+    `(${pct(c.throughputOfDirect.off)} and ${pct(c.throughputOfDirect.on)} of direct): ` +
+    `${pct(c.overall.throughputRatio)}; paired by round: ${pct(c.paired.throughputRatio)} ` +
+    `(>= ${pct(TELEMETRY_TARGET.minThroughputRatio)})  ${met(c.throughputMet)}`,
+    `    each round, on/off %: ${each((r) => r.throughputRatio)}`,
+    `  ${names.latency} p50: ${int(c.off.p50Us)} µs off, ${int(c.on.p50Us)} µs on (added to ` +
+    `direct's: ${signed(c.addedP50Us.off)} and ${signed(c.addedP50Us.on)} µs): ` +
+    `${pct(c.overall.p50Ratio)}; paired by round: ${pct(c.paired.p50Ratio)} ` +
+    `(<= ${pct(TELEMETRY_TARGET.maxP50Ratio)})  ${met(c.latencyMet)}`,
+    `    each round, on/off %: ${each((r) => r.p50Ratio)}; p99 ${int(c.off.p99Us)} → ` +
+    `${int(c.on.p99Us)} µs`,
+    `  telemetry within ${pct(1 - TELEMETRY_TARGET.minThroughputRatio)} of off: ${met(c.met)}`,
+  ];
+  const r = e.received;
+  const b = e.beforeStop;
+  if (r === null) {
+    lines.push("  export: the OTLP sink's counts could not be read");
+  } else {
+    const spansDropped = total(b?.spansDropped ?? null);
+    const logsDropped = total(b?.logRecordsDropped ?? null);
+    lines.push(
+      `  export: ${int(r.spans)} spans received for ${int(e.requests)} requests answered ` +
+        `(${share(r.spans, e.requests)}); dropped by the proxy ${int(spansDropped)}, forgotten ` +
+        `unanswered ${int(e.forgotten)}, unaccounted for ` +
+        `${int(e.requests - r.spans - spansDropped - e.forgotten)}`,
+      e.logs
+        ? `    ${int(r.logRecords)} log records received for ${int(e.records)} records in the ` +
+          `log (${share(r.logRecords, e.records)}); dropped by the proxy ${int(logsDropped)}, ` +
+          `unaccounted for ${int(e.records - r.logRecords - logsDropped)}`
+        : "    log records not exported",
+      `    ${int(r.traceRequests)} trace and ${int(r.logRequests)} log requests to the sink, ` +
+        `${int(r.bytes / 1024)} KiB, ${r.rejected} refused; the sink's CPU time (parsing every ` +
+        `body, as a collector would; on the same machine): ${r.cpuSeconds.toFixed(1)} s`,
+    );
+  }
+  if (b !== null) {
+    lines.push(
+      `  the proxy's metrics before it was stopped: spans dropped ${byLine(b.spansDropped)}; ` +
+        `log records dropped ${byLine(b.logRecordsDropped)}; trace export requests ` +
+        `${byLine(b.exportRequests)}; log export requests ${byLine(b.logExportRequests)}`,
+    );
+  }
+  const ok = e.scrapes.filter((s) => s.status === 200);
+  const failed = e.scrapes.find((s) => s.status !== 200);
+  const first = ok[0];
+  lines.push(
+    `  scrapes alongside the loaded runs: ${ok.length} of ${e.scrapes.length} answered 200` +
+      (first === undefined
+        ? ""
+        : ` (${first.contentType ?? "no content type"}, ${first.contentEncoding ?? "identity"}, ` +
+          `up to ${int(Math.max(...ok.map((s) => s.bytes)) / 1024)} KiB, ` +
+          `${int(Math.max(...ok.map((s) => s.samples)))} samples)`) +
+      (failed === undefined ? "" : `; a failure: HTTP ${failed.status} ${failed.error ?? ""}`) +
+      `; waits for the export to drain before the next configuration: ${e.drains.waits}` +
+      (e.drains.unreached > 0 ? `, ${e.drains.unreached} gave up` : "") +
+      (e.drains.skipped > 0 ? `, ${e.drains.skipped} skipped (no metrics)` : ""),
+  );
   return lines;
 }

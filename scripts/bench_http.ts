@@ -18,6 +18,13 @@
  * issue 3, and the guardrails' (within 10% of the figures without them), are reported, not
  * asserted.
  *
+ * A third proxy, `telemetry`, is the one with the guardrails off plus the Prometheus listener and
+ * the OpenTelemetry export (a span for every exchange and, unless `--no-otel-logs`, every audit
+ * record as a log record) to an OTLP/HTTP receiver on loopback (`scripts/bench_otlp_sink.ts`),
+ * its metrics scraped alongside each of its 32-connection runs, and the export waited for before
+ * the next target runs (see `scripts/bench.ts`). Issue 10's requirement — within 5% of the proxy
+ * without telemetry, in the same run — is reported, with what the receiver got.
+ *
  * Runs on its own (`deno run --allow-all scripts/bench_http.ts [--quick] [--json] …`) or from
  * `scripts/bench.ts`, which calls {@link runHttpBench} after the stdio part.
  *
@@ -40,6 +47,7 @@ import {
   MAIN,
   median,
   met,
+  METRICS_LISTENING,
   parseBenchArgs,
   pct,
   percentile,
@@ -56,6 +64,14 @@ import {
   table,
   tallyLine,
   tallyLog,
+  TELEMETRY_PERMISSIONS,
+  TELEMETRY_TARGET,
+  type TelemetryCost,
+  telemetryCost,
+  telemetryCostLines,
+  telemetryEnv,
+  type TelemetryExport,
+  TelemetryProbe,
   toolCall,
   TOOLS_LIST,
   TOOLS_LIST_ANSWER,
@@ -73,10 +89,11 @@ import {
   type Guardrails,
   writeGuardrailsConfig,
 } from "./bench_guardrails_config.ts";
+import { SINK_LISTENING, sinkArgv } from "./bench_otlp_sink.ts";
 
 const USAGE =
   `usage: deno run --allow-all scripts/bench_http.ts [--quick] [--json] [--keep] [--profile]
-                          [--generator auto|wrk|fetch] [--no-nginx]
+                          [--generator auto|wrk|fetch] [--no-nginx] [--no-otel-logs]
   --quick        a short run (about 15 s), for a smoke test
   --json         print the results as one JSON object on stdout (progress still goes to stderr)
   --keep         keep the audit logs in .bench/ instead of deleting them after verification
@@ -85,7 +102,8 @@ const USAGE =
                  where the time went, and the guardrails' share of it (leaving out what Deno does
                  only for an attached inspector: reporting each fetch)
   --generator    the load generator: wrk when installed (auto, the default), or fetch
-  --no-nginx     do not measure nginx even when it is installed`;
+  --no-nginx     do not measure nginx even when it is installed
+  --no-otel-logs the telemetry proxy exports spans only, not every audit record as a log record`;
 
 /** The targets of issue 3, item 8. */
 export const HTTP_TARGET = {
@@ -252,7 +270,12 @@ class Children {
   }
 }
 
-function proxyArgv(upstream: string, config: string, inspect: boolean): string[] {
+function proxyArgv(
+  upstream: string,
+  config: string,
+  inspect: boolean,
+  telemetry: boolean,
+): string[] {
   return [
     Deno.execPath(),
     "run",
@@ -262,6 +285,8 @@ function proxyArgv(upstream: string, config: string, inspect: boolean): string[]
     "--allow-env",
     "--allow-run",
     "--allow-net",
+    // The network is allowed whole already.
+    ...(telemetry ? TELEMETRY_PERMISSIONS.filter((p) => !p.startsWith("--allow-net")) : []),
     MAIN,
     "--config",
     config,
@@ -274,7 +299,20 @@ function proxyArgv(upstream: string, config: string, inspect: boolean): string[]
   ];
 }
 
-/** Starts the proxy and resolves with its MCP endpoint once it listens. */
+/** Where the telemetry proxy exports, and whether log records too. */
+interface TelemetrySetup {
+  /** The OTLP sink's base URL. */
+  sinkUrl: string;
+  logs: boolean;
+}
+
+/** How long a telemetry proxy that listens for MCP gets to say its metrics listen too. */
+const METRICS_WAIT_MS = 10_000;
+
+/**
+ * Starts the proxy and resolves with its MCP endpoint once it listens, and with its metrics' URL
+ * when `telemetry` is set.
+ */
 async function startProxy(
   children: Children,
   label: string,
@@ -283,16 +321,28 @@ async function startProxy(
   logPath: string,
   cwd: string,
   inspect: boolean,
-): Promise<{ child: Child; url: string; inspector: string | null }> {
+  telemetry: TelemetrySetup | null = null,
+): Promise<{ child: Child; url: string; inspector: string | null; metrics: string | null }> {
   const child = children.spawn(
     label,
-    proxyArgv(upstream, config, inspect),
-    proxyEnv(logPath, DURABILITY),
+    proxyArgv(upstream, config, inspect, telemetry !== null),
+    {
+      ...proxyEnv(logPath, DURABILITY),
+      ...(telemetry === null ? {} : telemetryEnv(telemetry.sinkUrl, telemetry.logs)),
+    },
     cwd,
   );
   const inspector = inspect ? (await child.stderrMatch(INSPECTOR_LISTENING))[1]! : null;
   const [, address] = await child.stderrMatch(/"proxy listening".*?"address":"([^"]+)"/);
-  return { child, url: `${address}/mcp`, inspector };
+  const metrics = telemetry === null
+    ? null
+    : (await child.stderrMatch(METRICS_LISTENING, AbortSignal.timeout(METRICS_WAIT_MS)))[1]!;
+  return {
+    child,
+    url: `${address}/mcp`,
+    inspector,
+    metrics: metrics === null ? null : `${metrics}/metrics`,
+  };
 }
 
 async function tryOutput(
@@ -556,13 +606,21 @@ async function prepare(
   return { ...endpoint, session, script };
 }
 
-/** `proxy`: the proxy with the guardrails off; `guarded`: with them on. */
-export type HttpTargetKey = "direct" | "proxy" | "guarded" | "nginx";
-/** The proxies measured, and their guardrails. */
+/**
+ * `proxy`: the proxy with the guardrails off; `guarded`: with them on; `telemetry`: with them off
+ * and metrics and the OpenTelemetry export on.
+ */
+export type HttpTargetKey = "direct" | "proxy" | "guarded" | "telemetry" | "nginx";
+/** The proxies measured, their guardrails, and whether telemetry is on. */
 const PROXIES = [
-  { key: "proxy", guardrails: "off" },
-  { key: "guarded", guardrails: "on" },
-] as const satisfies readonly { key: HttpTargetKey; guardrails: Guardrails }[];
+  { key: "proxy", guardrails: "off", telemetry: false },
+  { key: "guarded", guardrails: "on", telemetry: false },
+  { key: "telemetry", guardrails: "off", telemetry: true },
+] as const satisfies readonly {
+  key: HttpTargetKey;
+  guardrails: Guardrails;
+  telemetry: boolean;
+}[];
 type ProxyKey = typeof PROXIES[number]["key"];
 
 export interface HttpTargetResult {
@@ -645,6 +703,9 @@ export interface HttpBenchResult {
   comparisons: HttpComparison[];
   /** What turning the guardrails on costs: `guarded` against `proxy`. */
   guardrails: GuardrailCost;
+  telemetryTarget: typeof TELEMETRY_TARGET;
+  /** What turning telemetry on costs (`telemetry` against `proxy`), and what it exported. */
+  telemetry: { cost: TelemetryCost; export: TelemetryExport };
   verify: HttpVerifyResult[];
   profiles: HttpProfileResult[];
   /** The proxies' exit codes (0 when all is well). */
@@ -661,6 +722,8 @@ export interface HttpBenchOptions {
   /** Default true: measure nginx when it is installed. */
   nginx?: boolean;
   profile?: boolean;
+  /** Default true: the telemetry proxy exports every audit record as a log record too. */
+  otelLogs?: boolean;
   /** The proxies' configuration files; written into `dir` when not given. */
   configs?: Record<Guardrails, string>;
 }
@@ -692,13 +755,17 @@ export async function runHttpBench(opts: HttpBenchOptions): Promise<HttpBenchRes
       dir,
     );
     const [, upstreamUrl] = await upstream.stderrMatch(/listening on (http:\/\/\S+)/);
+    const sink = children.spawn("otlp sink", sinkArgv(), cleanEnv(), dir);
+    const [, sinkUrl] = await sink.stderrMatch(SINK_LISTENING);
+    const telemetrySetup: TelemetrySetup = { sinkUrl: sinkUrl!, logs: opts.otelLogs !== false };
     const logPaths = new Map<ProxyKey, string>();
     const proxies = new Map<ProxyKey, Child>();
     const endpoints: { key: HttpTargetKey; label: string; url: string }[] = [
       { key: "direct", label: "direct", url: upstreamUrl! },
     ];
-    for (const { key, guardrails } of PROXIES) {
-      const label = `proxy (guardrails ${guardrails})`;
+    let probe: TelemetryProbe | null = null;
+    for (const { key, guardrails, telemetry } of PROXIES) {
+      const label = `proxy (guardrails ${guardrails}${telemetry ? ", telemetry on" : ""})`;
       const logPath = `${dir}/audit-http-${key}.jsonl`;
       const proxy = await startProxy(
         children,
@@ -708,11 +775,22 @@ export async function runHttpBench(opts: HttpBenchOptions): Promise<HttpBenchRes
         logPath,
         dir,
         false,
+        telemetry ? telemetrySetup : null,
       );
+      if (proxy.metrics !== null) {
+        const { child } = proxy;
+        probe = new TelemetryProbe(
+          proxy.metrics,
+          telemetrySetup.sinkUrl,
+          telemetrySetup.logs,
+          () => child.stderr,
+        );
+      }
       logPaths.set(key, logPath);
       proxies.set(key, proxy.child);
       endpoints.push({ key, label, url: proxy.url });
     }
+    if (probe === null) throw new Error("the telemetry proxy has no metrics listener");
     let nginxChild: Child | undefined;
     if (nginx !== null) {
       const port = freePort();
@@ -758,6 +836,10 @@ export async function runHttpBench(opts: HttpBenchOptions): Promise<HttpBenchRes
       return run;
     };
 
+    // The telemetry proxy's export of a loaded run is waited for before the next target runs.
+    const drain = async (t: Target): Promise<void> => {
+      if (t.key === "telemetry") await probe.drain();
+    };
     for (const t of targets) {
       progress(`http: ${t.label}: warming up`);
       await load(t, plan.connections, plan.warmupSeconds);
@@ -765,13 +847,19 @@ export async function runHttpBench(opts: HttpBenchOptions): Promise<HttpBenchRes
       // through after a burst, rather than only in the logs at the end.
       await checkCall(t.label, t.url, t.session, 8);
       answered.set(t.key, answered.get(t.key)! + 1);
+      await drain(t);
     }
     for (let round = 0; round < plan.rounds; round++) {
       const turn = turnOrder(targets, round);
       const of = `round ${round + 1}/${plan.rounds}`;
       for (const t of turn) {
         progress(`http: ${t.label}: ${plan.connections} connections, ${of}`);
-        throughput.get(t.key)!.push(await load(t, plan.connections, plan.throughputSeconds));
+        const run = (): Promise<LoadRun> => load(t, plan.connections, plan.throughputSeconds);
+        // The round's scrape, while the load runs: in the measurement, as in production.
+        throughput.get(t.key)!.push(
+          t.key === "telemetry" ? await probe.alongside(run) : await run(),
+        );
+        await drain(t);
       }
       for (const t of turn) {
         progress(`http: ${t.label}: 1 connection, ${of}`);
@@ -800,8 +888,11 @@ export async function runHttpBench(opts: HttpBenchOptions): Promise<HttpBenchRes
     const direct = byKey("direct");
     const comparisons = results.flatMap((r) => compare(direct, r) ?? []);
     const guardrails = costOfGuardrails(direct, byKey("proxy"), byKey("guarded"));
+    const telemetryCosts = costOfTelemetry(direct, byKey("proxy"), byKey("telemetry"));
 
     if (nginxChild !== undefined) await children.stop(nginxChild, "SIGQUIT");
+    // The proxy's own account of its export, before it stops.
+    await probe.reading();
     const proxyExitCodes: { key: ProxyKey; code: number }[] = [];
     for (const [key, child] of proxies) {
       proxyExitCodes.push({ key, code: (await children.stop(child)).code });
@@ -809,7 +900,8 @@ export async function runHttpBench(opts: HttpBenchOptions): Promise<HttpBenchRes
 
     const profiles: HttpProfileResult[] = [];
     if (opts.profile) {
-      for (const { key, guardrails } of PROXIES) {
+      for (const { key, guardrails, telemetry } of PROXIES) {
+        if (telemetry) continue;
         profiles.push(
           await profileProxy(children, {
             key,
@@ -833,6 +925,13 @@ export async function runHttpBench(opts: HttpBenchOptions): Promise<HttpBenchRes
         verify(key, guardrails, logPaths.get(key)!, byKey(key).requests, dir)
       ),
     );
+    // The proxy has exited: what it exported has reached the sink, or never will. Every request
+    // answered has a span but notifications/initialized, which is not a request.
+    const exported = await probe.result(
+      byKey("telemetry").requests - 1,
+      verified.find((v) => v.key === "telemetry")!.tally.records,
+    );
+    await children.stop(sink);
 
     return {
       generator: wrk !== null
@@ -853,6 +952,8 @@ export async function runHttpBench(opts: HttpBenchOptions): Promise<HttpBenchRes
       results,
       comparisons,
       guardrails,
+      telemetryTarget: TELEMETRY_TARGET,
+      telemetry: { cost: telemetryCosts, export: exported },
       verify: verified,
       profiles,
       proxyExitCodes,
@@ -906,6 +1007,21 @@ function costOfGuardrails(
     figures(off),
     figures(on),
     d.map((direct, i) => ({ direct, off: f[i]!, on: n[i]! })),
+  );
+}
+
+/** What telemetry costs: the telemetry proxy against the one without, round by round. */
+function costOfTelemetry(
+  direct: HttpTargetResult,
+  off: HttpTargetResult,
+  on: HttpTargetResult,
+): TelemetryCost {
+  const [f, n] = [roundFigures(off), roundFigures(on)];
+  return telemetryCost(
+    figures(direct),
+    figures(off),
+    figures(on),
+    f.map((off, i) => ({ off, on: n[i]! })),
   );
 }
 
@@ -1093,6 +1209,20 @@ export function httpReport(r: HttpBenchResult): string[] {
     }),
   );
   lines.push("");
+  lines.push(
+    `telemetry on vs off (guardrails off; metrics scraped once a round during the ` +
+      `${c}-connection run; a span for every exchange` +
+      (r.telemetry.export.logs ? " and every audit record as a log record" : "") +
+      ` to an OTLP/HTTP receiver on loopback; issue 10's target: within ` +
+      `${pct(1 - TELEMETRY_TARGET.minThroughputRatio)} of the figures without it):`,
+  );
+  lines.push(
+    ...telemetryCostLines(r.telemetry.cost, r.telemetry.export, {
+      throughput: `req/s at ${c} connections`,
+      latency: "1 connection",
+    }),
+  );
+  lines.push("");
   for (const v of r.verify) {
     lines.push(
       `verify [http ${v.key}] (exit ${v.exitCode}; at least ${int(v.expectedRecords)} records ` +
@@ -1123,6 +1253,7 @@ async function main(args: string[]): Promise<number> {
   const flags = parseBenchArgs(args, USAGE, {
     generator: { type: "string" },
     "no-nginx": { type: "boolean" },
+    "no-otel-logs": { type: "boolean" },
   });
   if (typeof flags === "number") return flags;
   const generator = flags.generator ?? "auto";
@@ -1141,6 +1272,7 @@ async function main(args: string[]): Promise<number> {
       generator,
       nginx: flags["no-nginx"] !== true,
       profile: flags.profile === true,
+      otelLogs: flags["no-otel-logs"] !== true,
     });
     if (flags.json) console.log(JSON.stringify(result, null, 2));
     else console.log(httpReport(result).join("\n"));

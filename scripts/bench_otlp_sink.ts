@@ -15,12 +15,13 @@
  * once it listens, and ends on SIGTERM or SIGINT. Besides the OTLP paths it answers:
  *
  * - `GET /counts`: the {@link SinkCounts} so far, as JSON;
- * - `GET /wait?spans=N&logs=M&timeout_ms=T`: the counts once at least N spans and M log records
- *   have arrived, or after T ms (at most {@link MAX_WAIT_MS}) with `reached: false` — how a bench
- *   waits for an export to drain without polling.
+ * - `GET /wait?spans=N&logs=M&requests=R&timeout_ms=T`: the counts once at least N spans, M log
+ *   records and R export requests (traces and logs together) have arrived, or after T ms (at most
+ *   {@link MAX_WAIT_MS}) with `reached: false` — how a bench waits for an export without polling.
  *
  * @module
  */
+import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
@@ -42,6 +43,11 @@ export interface SinkCounts {
   rejected: number;
   /** Bytes of the bodies as they came (compressed when gzipped). */
   bytes: number;
+  /**
+   * CPU time the sink's process has used, user and system, in seconds: its share of the machine,
+   * which the proxies measured beside it do not get.
+   */
+  cpuSeconds: number;
 }
 
 /** The answer to `GET /wait`: the counts, and whether they reached what was asked. */
@@ -80,6 +86,7 @@ function emptyCounts(): SinkCounts {
     undecoded: 0,
     rejected: 0,
     bytes: 0,
+    cpuSeconds: 0,
   };
 }
 
@@ -191,7 +198,8 @@ export class OtlpSink {
 
   /** A copy of what has been received so far. */
   get counts(): SinkCounts {
-    return { ...this.#counts };
+    const { user, system } = process.cpuUsage();
+    return { ...this.#counts, cpuSeconds: (user + system) / 1e6 };
   }
 
   /** Answers one request. */
@@ -274,8 +282,11 @@ export class OtlpSink {
     };
     const spans = number("spans", 0);
     const logs = number("logs", 0);
+    const requests = number("requests", 0);
     const timeoutMs = Math.min(number("timeout_ms", MAX_WAIT_MS), MAX_WAIT_MS);
-    const reached = (): boolean => this.#counts.spans >= spans && this.#counts.logRecords >= logs;
+    const c = this.#counts;
+    const reached = (): boolean =>
+      c.spans >= spans && c.logRecords >= logs && c.traceRequests + c.logRequests >= requests;
     if (reached()) return { reached: true, counts: this.counts };
     if (this.#waiters.size >= MAX_WAITERS) throw new Refused(503, "too many waiting");
     const done = AbortSignal.any([abort, AbortSignal.timeout(timeoutMs)]);
@@ -306,6 +317,7 @@ export function isSinkCounts(value: unknown): value is SinkCounts {
     "undecoded",
     "rejected",
     "bytes",
+    "cpuSeconds",
   ];
   return keys.every((k) => typeof member(value, k) === "number");
 }
@@ -320,19 +332,25 @@ export async function sinkCounts(base: string): Promise<SinkCounts> {
   return body;
 }
 
-/**
- * Waits, at the sink at `base`, for `spans` spans and `logs` log records in all, at most
- * `timeoutMs`.
- */
+/** What {@link sinkWait} waits for: at least so many of each, in all since the sink started. */
+export interface WaitFor {
+  spans?: number;
+  logs?: number;
+  /** Export requests, traces and logs together. */
+  requests?: number;
+}
+
+/** Waits, at the sink at `base`, for `until`, at most `timeoutMs`. */
 export async function sinkWait(
   base: string,
-  spans: number,
-  logs: number,
+  until: WaitFor,
   timeoutMs: number,
 ): Promise<WaitResult> {
+  const count = (n: number | undefined): string => String(Math.max(0, Math.floor(n ?? 0)));
   const query = new URLSearchParams({
-    spans: String(Math.max(0, Math.floor(spans))),
-    logs: String(Math.max(0, Math.floor(logs))),
+    spans: count(until.spans),
+    logs: count(until.logs),
+    requests: count(until.requests),
     timeout_ms: String(Math.min(MAX_WAIT_MS, Math.max(0, Math.ceil(timeoutMs)))),
   });
   const res = await fetch(`${base}/wait?${query}`);
