@@ -55,6 +55,7 @@ import {
   INITIALIZED,
   INSPECT_ARG,
   INSPECTOR_LISTENING,
+  INSPECTOR_ONLY,
   int,
   type LogTally,
   MAIN,
@@ -76,6 +77,8 @@ import {
   table,
   tallyLine,
   tallyLog,
+  TELEMETRY_CODE,
+  TELEMETRY_GROUPS,
   TELEMETRY_PERMISSIONS,
   TELEMETRY_TARGET,
   type TelemetryCost,
@@ -111,9 +114,10 @@ const USAGE = `usage: deno task bench [--quick] [--json] [--keep] [--profile] [-
               test
   --json      print the results as one JSON object on stdout (progress still goes to stderr)
   --keep      keep the audit logs and configuration files in .bench/ instead of deleting them
-  --profile   also run the proxy (durability=batch) with the guardrails off and on under the V8
-              CPU profiler during a pipelined run; saves .bench/profile-*.cpuprofile (open it in
-              Chrome DevTools) and prints where the time went, and the guardrails' share of it;
+  --profile   also run the proxy (durability=batch) with the guardrails off and on, and with
+              telemetry on, under the V8 CPU profiler during a pipelined run; saves
+              .bench/profile-*.cpuprofile (open it in Chrome DevTools) and prints where the time
+              went, and the guardrails' (or the telemetry's) share of it;
               the measured numbers above are from unprofiled runs; the same for the HTTP proxy
               during a 32-connection run
   --no-otel-logs
@@ -469,9 +473,11 @@ interface ProfileResult {
   samples: number;
   /** The pipelined rate while profiled (the profiler slows it down). */
   perSecond: number;
-  /** The guardrails' code, callees included. */
+  /** Whose code `groups` and `focused` are about: the telemetry's for `telemetry`. */
+  focus: "guardrails" | "telemetry";
+  /** The guardrails' (or telemetry's) code, callees included. */
   groups: ProfileEntry[];
-  /** The guardrails' functions, by own time and the built-ins they call. */
+  /** The guardrails' (or telemetry's) functions, by own time and the built-ins they call. */
   focused: ProfileEntry[];
   /** Time spent in the function itself. */
   self: ProfileEntry[];
@@ -660,9 +666,12 @@ async function profileProxy(
       progress(`${peer.label}: pipelined (${int(messages)})`);
       return peer.pipelined(chunks, messages);
     });
+    const focus = spec.telemetry ? "telemetry" : "guardrails";
     const { self, inclusive, groups, focused } = summarizeProfile(profile, 25, {
-      groups: GUARDRAIL_GROUPS,
-      focus: GUARDRAIL_CODE,
+      // What Deno does only for an attached inspector: reporting each of the export's fetches.
+      ...(spec.telemetry ? { leaveOut: INSPECTOR_ONLY } : {}),
+      groups: spec.telemetry ? TELEMETRY_GROUPS : GUARDRAIL_GROUPS,
+      focus: spec.telemetry ? TELEMETRY_CODE : GUARDRAIL_CODE,
     });
     return {
       key: spec.key,
@@ -670,6 +679,7 @@ async function profileProxy(
       file,
       samples: profile.samples.length,
       perSecond: messages / (ms / 1000),
+      focus,
       groups,
       focused,
       self,
@@ -920,7 +930,7 @@ function report(
       `profile of the ${p.label} during one pipelined run at ${int(p.perSecond)} msg/s, ` +
         `${int(p.samples)} samples: ${p.file}`,
     );
-    lines.push(...profileLines(p));
+    lines.push(...profileLines(p, p.focus === "telemetry" ? "telemetry functions" : undefined));
   }
   return lines;
 }
@@ -961,6 +971,10 @@ async function main(args: string[]): Promise<number> {
       telemetrySetup,
       progress,
     );
+    if (probe === null) throw new Error("the telemetry configuration was not measured");
+    // The proxies have exited: what the telemetry one exported has reached the sink, or never
+    // will.
+    await probe.settle();
     const byKey = (key: TargetKey): TargetResult => results.find((r) => r.key === key)!;
     const direct = byKey("direct");
     const comparisons = results.flatMap((r) => compare(direct, r) ?? []);
@@ -973,26 +987,27 @@ async function main(args: string[]): Promise<number> {
         spec.logPath === null ? [] : [verify(spec, byKey(spec.key).requests, dir)]
       ),
     );
-    if (probe === null) throw new Error("the telemetry configuration was not measured");
-    // The proxy has exited: what it exported has reached the sink, or never will.
     const telemetry: TelemetryResult = {
       cost: telemetryCosts,
-      export: await probe.result(
+      export: probe.result(
         byKey("telemetry").requests,
         verified.find((v) => v.key === "telemetry")!.tally.records,
       ),
     };
-    sink.kill("SIGTERM");
-    await sink.waitExit([]);
 
     const profiles: ProfileResult[] = [];
     if (flags.profile) {
-      for (const key of ["batch", "guarded"] as const) {
+      for (const key of ["batch", "guarded", "telemetry"] as const) {
         const spec = specs.find((s) => s.key === key)!;
-        const env = proxyEnv(`${dir}/audit-${key}-profiled.jsonl`, "batch");
+        const env = {
+          ...proxyEnv(`${dir}/audit-${key}-profiled.jsonl`, "batch"),
+          ...(spec.telemetry ? telemetryEnv(telemetrySetup.sinkUrl, telemetrySetup.logs) : {}),
+        };
         profiles.push(await profileProxy({ ...spec, env }, plan, dir, live, progress));
       }
     }
+    sink.kill("SIGTERM");
+    await sink.waitExit([]);
 
     const seconds = (performance.now() - started) / 1000;
     const http: HttpBenchResult = await runHttpBench({

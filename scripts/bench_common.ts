@@ -586,6 +586,14 @@ export interface ProfileGroup {
   pattern: RegExp;
 }
 
+/**
+ * Work that only happens because an inspector is attached: Deno reports every fetch to it, and tees
+ * each response body so that it can read a copy (its reads of that copy pull through the tee's
+ * second branch).
+ */
+export const INSPECTOR_ONLY =
+  /inspector_network_bridge|^op_inspector_emit_protocol_event|^pull2Algorithm ext:deno_web\//;
+
 /** The guardrails' code: frames whose name matches. */
 export const GUARDRAIL_CODE = / src\/guardrails\/| src\/audit\/detectors\.ts:/;
 
@@ -610,6 +618,29 @@ export const GUARDRAIL_GROUPS: readonly ProfileGroup[] = [
   { name: "  pinning (src/guardrails/pins.ts)", pattern: / src\/guardrails\/pins\.ts:/ },
   { name: "  value detectors (src/audit/detectors.ts)", pattern: / src\/audit\/detectors\.ts:/ },
   { name: "key redaction (src/audit/redact.ts)", pattern: / src\/audit\/redact\.ts:/ },
+];
+
+/** The telemetry's code: ours and the OpenTelemetry SDK's. */
+export const TELEMETRY_CODE = / src\/telemetry\/|npm:@opentelemetry\//;
+
+/** The telemetry's code, for the share of a profile spent in it. */
+export const TELEMETRY_GROUPS: readonly ProfileGroup[] = [
+  { name: "telemetry in all (src/telemetry/*, npm:@opentelemetry/*)", pattern: TELEMETRY_CODE },
+  { name: "  spans (src/telemetry/spans.ts)", pattern: / src\/telemetry\/spans\.ts:/ },
+  {
+    name: "  log records (src/telemetry/log_records.ts)",
+    pattern: / src\/telemetry\/log_records\.ts:/,
+  },
+  { name: "  metrics (src/telemetry/metrics.ts)", pattern: / src\/telemetry\/metrics\.ts:/ },
+  {
+    name: "  export (src/telemetry/export_queue.ts, otlp_transport.ts)",
+    pattern: / src\/telemetry\/(export_queue|otlp_transport)\.ts:/,
+  },
+  {
+    name: "  scrapes (src/telemetry/metrics_app.ts, exposition.ts)",
+    pattern: / src\/telemetry\/(metrics_app|exposition)\.ts:/,
+  },
+  { name: "  OpenTelemetry SDK (npm:@opentelemetry/*)", pattern: /npm:@opentelemetry\// },
 ];
 
 /** The shares of a profile's samples by function, from {@link summarizeProfile}. */
@@ -710,6 +741,7 @@ export function profileLines(
     groups?: ProfileEntry[];
     focused?: ProfileEntry[];
   },
+  focusTitle = "guardrail functions",
 ): string[] {
   const entry = (e: ProfileEntry): string =>
     `    ${e.percent.toFixed(1).padStart(5)}%  ${e.function}`;
@@ -721,7 +753,7 @@ export function profileLines(
       : []),
     ...(focused.length > 0
       ? [
-        "  guardrail functions, own time and the built-ins they call:",
+        `  ${focusTitle}, own time and the built-ins they call:`,
         ...focused.slice(0, 15).map(entry),
       ]
       : []),
@@ -1041,6 +1073,8 @@ export class TelemetryProbe {
   readonly #scrapes: ScrapeResult[] = [];
   readonly #drains = { waits: 0, unreached: 0, skipped: 0 };
   #last: ExportReading | null = null;
+  #received: SinkCounts | null = null;
+  #forgotten = 0;
 
   /** `stderr` reads what the proxy has written to stderr (its last part). */
   constructor(metricsUrl: string, sinkUrl: string, logs: boolean, stderr: () => string) {
@@ -1139,25 +1173,31 @@ export class TelemetryProbe {
   }
 
   /**
-   * The account of the export, once the proxy has exited: `requests` the bench had answered and
-   * `records` in the proxy's log.
+   * Reads what the sink received and what the proxy logged of requests it forgot, once the proxy
+   * has exited (and before anything else exports to the sink).
    */
-  async result(requests: number, records: number): Promise<TelemetryExport> {
-    let received: SinkCounts | null = null;
+  async settle(): Promise<void> {
     try {
-      received = await sinkCounts(this.sinkUrl);
+      this.#received = await sinkCounts(this.sinkUrl);
     } catch {
       // Reported as unread.
     }
-    const forgotten = [...this.#stderr().matchAll(/"evicted_total":(\d+)/g)]
+    this.#forgotten = [...this.#stderr().matchAll(/"evicted_total":(\d+)/g)]
       .reduce((n, m) => Math.max(n, Number(m[1])), 0);
+  }
+
+  /**
+   * The account of the export, from {@link settle}'s reading: `requests` the bench had answered
+   * and `records` in the proxy's log.
+   */
+  result(requests: number, records: number): TelemetryExport {
     return {
       logs: this.logs,
       requests,
       records,
-      received,
+      received: this.#received,
       beforeStop: this.#last,
-      forgotten,
+      forgotten: this.#forgotten,
       scrapes: [...this.#scrapes],
       drains: { ...this.#drains },
     };

@@ -42,6 +42,7 @@ import {
   INITIALIZED,
   INSPECT_ARG,
   INSPECTOR_LISTENING,
+  INSPECTOR_ONLY,
   int,
   type LogTally,
   MAIN,
@@ -64,6 +65,8 @@ import {
   table,
   tallyLine,
   tallyLog,
+  TELEMETRY_CODE,
+  TELEMETRY_GROUPS,
   TELEMETRY_PERMISSIONS,
   TELEMETRY_TARGET,
   type TelemetryCost,
@@ -94,13 +97,14 @@ import { SINK_LISTENING, sinkArgv } from "./bench_otlp_sink.ts";
 const USAGE =
   `usage: deno run --allow-all scripts/bench_http.ts [--quick] [--json] [--keep] [--profile]
                           [--generator auto|wrk|fetch] [--no-nginx] [--no-otel-logs]
-  --quick        a short run (about 15 s), for a smoke test
+  --quick        a short run (about 20 s), for a smoke test
   --json         print the results as one JSON object on stdout (progress still goes to stderr)
   --keep         keep the audit logs in .bench/ instead of deleting them after verification
-  --profile      also run the proxy with the guardrails off and on under the V8 CPU profiler
-                 during a 32-connection run; saves .bench/profile-http-*.cpuprofile and prints
-                 where the time went, and the guardrails' share of it (leaving out what Deno does
-                 only for an attached inspector: reporting each fetch)
+  --profile      also run the proxy with the guardrails off and on, and with telemetry on, under
+                 the V8 CPU profiler during a 32-connection run; saves
+                 .bench/profile-http-*.cpuprofile and prints where the time went, and the
+                 guardrails' (or the telemetry's) share of it (leaving out what Deno does only
+                 for an attached inspector: reporting each fetch)
   --generator    the load generator: wrk when installed (auto, the default), or fetch
   --no-nginx     do not measure nginx even when it is installed
   --no-otel-logs the telemetry proxy exports spans only, not every audit record as a log record`;
@@ -679,9 +683,11 @@ export interface HttpProfileResult {
    * other samples.
    */
   inspectorSamples: number;
-  /** The guardrails' code, callees included. */
+  /** Whose code `groups` and `focused` are about: the telemetry's for `telemetry`. */
+  focus: "guardrails" | "telemetry";
+  /** The guardrails' (or telemetry's) code, callees included. */
   groups: HttpProfileEntry[];
-  /** The guardrails' functions, by own time and the built-ins they call. */
+  /** The guardrails' (or telemetry's) functions, by own time and the built-ins they call. */
   focused: HttpProfileEntry[];
   self: HttpProfileEntry[];
   inclusive: HttpProfileEntry[];
@@ -897,15 +903,18 @@ export async function runHttpBench(opts: HttpBenchOptions): Promise<HttpBenchRes
     for (const [key, child] of proxies) {
       proxyExitCodes.push({ key, code: (await children.stop(child)).code });
     }
+    // The proxies have exited: what the telemetry one exported has reached the sink, or never
+    // will.
+    await probe.settle();
 
     const profiles: HttpProfileResult[] = [];
     if (opts.profile) {
       for (const { key, guardrails, telemetry } of PROXIES) {
-        if (telemetry) continue;
         profiles.push(
           await profileProxy(children, {
             key,
-            label: `proxy (guardrails ${guardrails})`,
+            label: `proxy (guardrails ${guardrails}${telemetry ? ", telemetry on" : ""})`,
+            telemetry: telemetry ? telemetrySetup : null,
             upstream: upstreamUrl!,
             config: configs[guardrails],
             logPath: `${dir}/audit-http-${key}-profiled.jsonl`,
@@ -927,7 +936,7 @@ export async function runHttpBench(opts: HttpBenchOptions): Promise<HttpBenchRes
     );
     // The proxy has exited: what it exported has reached the sink, or never will. Every request
     // answered has a span but notifications/initialized, which is not a request.
-    const exported = await probe.result(
+    const exported = probe.result(
       byKey("telemetry").requests - 1,
       verified.find((v) => v.key === "telemetry")!.tally.records,
     );
@@ -1056,14 +1065,6 @@ async function verify(
   };
 }
 
-/**
- * Work that only happens because an inspector is attached: Deno reports every fetch to it, and tees
- * each response body so that it can read a copy (its reads of that copy pull through the tee's
- * second branch).
- */
-const INSPECTOR_ONLY =
-  /inspector_network_bridge|^op_inspector_emit_protocol_event|^pull2Algorithm ext:deno_web\//;
-
 /** What {@link profileProxy} profiles, and how. */
 interface ProfileJob {
   key: ProxyKey;
@@ -1075,6 +1076,8 @@ interface ProfileJob {
   plan: HttpPlan;
   generate: Generator;
   progress: Progress;
+  /** Where it exports, for the telemetry proxy; its profile is then of the telemetry's code. */
+  telemetry: TelemetrySetup | null;
 }
 
 /** Runs one more proxy under the V8 CPU profiler for one throughput run, after a warm-up. */
@@ -1089,6 +1092,7 @@ async function profileProxy(children: Children, job: ProfileJob): Promise<HttpPr
     job.logPath,
     job.dir,
     true,
+    job.telemetry,
   );
   try {
     const target = await prepare(
@@ -1106,10 +1110,11 @@ async function profileProxy(children: Children, job: ProfileJob): Promise<HttpPr
         return generate(target, plan.connections, plan.throughputSeconds);
       },
     );
+    const telemetry = job.telemetry !== null;
     const { self, inclusive, groups, focused, leftOut } = summarizeProfile(profile, 25, {
       leaveOut: INSPECTOR_ONLY,
-      groups: GUARDRAIL_GROUPS,
-      focus: GUARDRAIL_CODE,
+      groups: telemetry ? TELEMETRY_GROUPS : GUARDRAIL_GROUPS,
+      focus: telemetry ? TELEMETRY_CODE : GUARDRAIL_CODE,
     });
     return {
       key: job.key,
@@ -1117,6 +1122,7 @@ async function profileProxy(children: Children, job: ProfileJob): Promise<HttpPr
       file,
       samples: profile.samples.length,
       perSecond: run.perSecond,
+      focus: telemetry ? "telemetry" : "guardrails",
       groups,
       focused,
       self,
@@ -1244,7 +1250,7 @@ export function httpReport(r: HttpBenchResult): string[] {
       `  (${int(p.inspectorSamples)} samples left out: Deno reporting each fetch, and a copy of ` +
         `its response body, to the attached inspector, which an unprofiled proxy does not do)`,
     );
-    lines.push(...profileLines(p));
+    lines.push(...profileLines(p, p.focus === "telemetry" ? "telemetry functions" : undefined));
   }
   return lines;
 }
