@@ -527,7 +527,7 @@ class Measured {
         `${address}/metrics`,
         sinkUrl,
         logs,
-        () => this.peer.stderr,
+        this.peer,
       );
     }
     await this.peer.lockstep(this.id, plan.warmupLockstep, Infinity);

@@ -331,6 +331,10 @@ export class BenchProcess {
   #stderrEnded = false;
   #stderrDone: Promise<void>;
   #stderrWaiters: (() => void)[] = [];
+  /** Told of every whole line of stderr (see {@link onStderrLine}). */
+  #lineListeners: ((line: string) => void)[] = [];
+  /** The end of stderr after its last line feed, for the line listeners. */
+  #partialLine = "";
 
   constructor(
     label: string,
@@ -355,8 +359,10 @@ export class BenchProcess {
     this.#stderrDone = this.child.stderr.pipeTo(
       new WritableStream({
         write: (chunk) => {
-          const text = this.#stderr + decoder.decode(chunk, { stream: true });
+          const decoded = decoder.decode(chunk, { stream: true });
+          const text = this.#stderr + decoded;
           this.#stderr = text.slice(-STDERR_KEEP);
+          if (this.#lineListeners.length > 0) this.#lines(decoded);
           this.#wake();
         },
       }),
@@ -368,6 +374,21 @@ export class BenchProcess {
 
   #wake(): void {
     for (const wake of this.#stderrWaiters.splice(0)) wake();
+  }
+
+  #lines(decoded: string): void {
+    const lines = (this.#partialLine + decoded).split("\n");
+    // A line longer than the kept stderr is not one the listeners look for.
+    this.#partialLine = lines.pop()!.slice(0, STDERR_KEEP);
+    for (const line of lines) for (const listener of this.#lineListeners) listener(line);
+  }
+
+  /**
+   * Calls `listener` with every whole line the process writes to stderr from now on, however much
+   * it writes (the kept {@link stderr} is only its last part).
+   */
+  onStderrLine(listener: (line: string) => void): void {
+    this.#lineListeners.push(listener);
   }
 
   /** What the process wrote to stderr (the last part of it). */
@@ -1069,19 +1090,21 @@ export class TelemetryProbe {
   readonly metricsUrl: string;
   readonly sinkUrl: string;
   readonly logs: boolean;
-  readonly #stderr: () => string;
   readonly #scrapes: ScrapeResult[] = [];
   readonly #drains = { waits: 0, unreached: 0, skipped: 0 };
   #last: ExportReading | null = null;
   #received: SinkCounts | null = null;
   #forgotten = 0;
 
-  /** `stderr` reads what the proxy has written to stderr (its last part). */
-  constructor(metricsUrl: string, sinkUrl: string, logs: boolean, stderr: () => string) {
+  /** `proxy` is the proxy's process, whose log says how many requests it forgot. */
+  constructor(metricsUrl: string, sinkUrl: string, logs: boolean, proxy: BenchProcess) {
     this.metricsUrl = metricsUrl;
     this.sinkUrl = sinkUrl;
     this.logs = logs;
-    this.#stderr = stderr;
+    proxy.onStderrLine((line) => {
+      const evicted = line.match(/"evicted_total":(\d+)/);
+      if (evicted !== null) this.#forgotten = Math.max(this.#forgotten, Number(evicted[1]));
+    });
   }
 
   /** One scrape, as Prometheus makes it; never throws. */
@@ -1173,8 +1196,8 @@ export class TelemetryProbe {
   }
 
   /**
-   * Reads what the sink received and what the proxy logged of requests it forgot, once the proxy
-   * has exited (and before anything else exports to the sink).
+   * Reads what the sink received, once the proxy has exited (and before anything else exports to
+   * the sink).
    */
   async settle(): Promise<void> {
     try {
@@ -1182,8 +1205,6 @@ export class TelemetryProbe {
     } catch {
       // Reported as unread.
     }
-    this.#forgotten = [...this.#stderr().matchAll(/"evicted_total":(\d+)/g)]
-      .reduce((n, m) => Math.max(n, Number(m[1])), 0);
   }
 
   /**

@@ -784,12 +784,11 @@ export async function runHttpBench(opts: HttpBenchOptions): Promise<HttpBenchRes
         telemetry ? telemetrySetup : null,
       );
       if (proxy.metrics !== null) {
-        const { child } = proxy;
         probe = new TelemetryProbe(
           proxy.metrics,
           telemetrySetup.sinkUrl,
           telemetrySetup.logs,
-          () => child.stderr,
+          proxy.child,
         );
       }
       logPaths.set(key, logPath);
