@@ -110,7 +110,7 @@ import { runStorageBench, type StorageBenchResult, storageReport } from "./bench
 import { type DetectorBenchResult, detectorReport, runDetectorBench } from "./bench_detectors.ts";
 
 const USAGE = `usage: deno task bench [--quick] [--json] [--keep] [--profile] [--no-otel-logs]
-  --quick     a short run (about 20 s, 20 s more for HTTP, 10 s for the detectors), for a smoke
+  --quick     a short run (about 15 s, 20 s more for HTTP, 10 s for the detectors), for a smoke
               test
   --json      print the results as one JSON object on stdout (progress still goes to stderr)
   --keep      keep the audit logs and configuration files in .bench/ instead of deleting them
