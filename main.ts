@@ -54,9 +54,7 @@ import {
 } from "./src/transport/http/upstream_tls.ts";
 import { CommandLineError, splitCommandLine, upstreamEnv } from "./src/transport/command_line.ts";
 import { runStdio } from "./src/transport/stdio.ts";
-import { NO_EXPORT_HEALTH } from "./src/telemetry/export_health.ts";
-import type { Metrics, MetricSources } from "./src/telemetry/metrics.ts";
-import type { Otel } from "./src/telemetry/otel.ts";
+import { Telemetry, TelemetryStartError } from "./src/telemetry/telemetry.ts";
 import { ProxyStats } from "./src/telemetry/proxy_stats.ts";
 import type { RequestInfo } from "./src/transport/http/host_origin_guard.ts";
 import { runStdioToHttp } from "./src/transport/stdio_to_http.ts";
@@ -335,7 +333,7 @@ async function runHttpProxy(run: Run, upstream: URL): Promise<Ending> {
 /** Serves the metrics on their own listener until `signal` aborts. */
 async function serveMetrics(
   config: Config,
-  metrics: Metrics,
+  metrics: Telemetry,
   logger: Logger,
   signal: AbortSignal,
 ): Promise<Listener> {
@@ -362,62 +360,48 @@ async function serveMetrics(
 }
 
 /**
- * The metrics and the OpenTelemetry export, each loaded only when it is on: their libraries
- * take tens of milliseconds to load, which a proxy without them should not pay at every start.
+ * The metrics and the OpenTelemetry export, in a worker of their own when either is on: their
+ * work (and loading their libraries) is then never paid by the thread that forwards messages.
  */
 async function startTelemetry(
   config: Config,
   logger: Logger,
-  sources: MetricSources,
-  otelFetch: UpstreamFetch | undefined,
+  log: () => AuditLog | undefined,
+  stats: ProxyStats,
   upstream: string | null,
-): Promise<{ metrics: Metrics | undefined; otel: Otel | undefined }> {
-  let metrics: Metrics | undefined;
-  if (config.metrics.enabled) {
-    const { Metrics } = await import("./src/telemetry/metrics.ts");
-    metrics = new Metrics(
-      {
-        toolLabels: config.metrics.tool_labels,
-        maxToolLabels: config.metrics.max_tool_labels,
-        includeProcess: config.metrics.include_process_metrics,
-        includeRuntime: config.metrics.include_go_metrics,
-        backend: config.audit.storage,
-        otelQueueCapacity: config.otel.enabled ? config.otel.queue_size : 0,
-      },
-      sources,
-      logger,
-    );
-  }
-  let otel: Otel | undefined;
-  if (otelFetch !== undefined) {
-    const { OtelConfigError, startOtel } = await import("./src/telemetry/otel.ts");
-    try {
-      otel = startOtel({
-        config: config.otel,
-        fetch: otelFetch,
-        health: metrics ?? NO_EXPORT_HEALTH,
-        logger,
-        version: VERSION,
-        storage: config.audit.storage,
-        upstream,
-      });
-    } catch (e) {
-      if (e instanceof OtelConfigError) throw new ConfigError(e.key, e.problem);
-      throw e;
-    }
-  }
-  return { metrics, otel };
-}
-
-/** The HTTP client of the OTLP export, with the `otel.tls` settings. */
-async function otelClient(config: Config, logger: Logger): Promise<UpstreamTls> {
+): Promise<Telemetry | undefined> {
+  if (!config.metrics.enabled && !config.otel.enabled) return undefined;
   try {
-    return await upstreamTls(config.otel.tls, {
-      warn: (msg, fields) => logger.warn(msg, fields),
-      keyPrefix: "otel.tls",
-    });
+    return await Telemetry.start({
+      logLevel: logger.level,
+      metrics: config.metrics.enabled
+        ? {
+          toolLabels: config.metrics.tool_labels,
+          maxToolLabels: config.metrics.max_tool_labels,
+          includeProcess: config.metrics.include_process_metrics,
+          includeRuntime: config.metrics.include_go_metrics,
+          backend: config.audit.storage,
+          otelQueueCapacity: config.otel.enabled ? config.otel.queue_size : 0,
+        }
+        : null,
+      otel: config.otel.enabled
+        ? { config: config.otel, version: VERSION, storage: config.audit.storage, upstream }
+        : null,
+    }, {
+      log: () => {
+        const l = log();
+        return {
+          queued: l?.queued ?? 0,
+          queueCapacity: l?.queueCapacity ?? 0,
+          backpressure: l?.backpressure ?? 0,
+        };
+      },
+      stats,
+    }, logger);
   } catch (e) {
-    if (e instanceof UpstreamTlsError) throw new ConfigError(e.key, e.problem);
+    if (e instanceof TelemetryStartError) {
+      throw new ConfigError(e.key ?? "otel", e.problem);
+    }
     throw e;
   }
 }
@@ -478,29 +462,14 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
     }
   }
   await using _tls = tls;
-  const otelTls = config.otel.enabled ? await otelClient(config, logger) : undefined;
-  await using _otelTls = otelTls;
   const stats = new ProxyStats();
   // The metrics read the log's queue when scraped; nothing is scraped before the log exists.
-  const logRef: { log?: AuditLog } = {};
-  const { metrics, otel } = await startTelemetry(
+  const opened: { log?: AuditLog } = {};
+  const telemetry = await startTelemetry(
     config,
     logger,
-    {
-      log: {
-        get queued() {
-          return logRef.log?.queued ?? 0;
-        },
-        get queueCapacity() {
-          return logRef.log?.queueCapacity ?? 0;
-        },
-        get backpressure() {
-          return logRef.log?.backpressure ?? 0;
-        },
-      },
-      stats,
-    },
-    otelTls?.fetch,
+    () => opened.log,
+    stats,
     upstreamIsUrl ? config.proxy.upstream.trim() : null,
   );
   const settingsDeps = { mono: () => performance.now(), now: () => new Date() };
@@ -530,13 +499,12 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
     },
     logger,
   });
-  logRef.log = log;
+  opened.log = log;
   // Telemetry sees each stored batch after it is stored, never on the way of a message.
-  if (metrics !== undefined) {
-    log.observe((batch) => metrics.records(batch));
-    log.observeWrites((reports) => metrics.writes(reports));
+  if (telemetry !== undefined) {
+    log.observe((batch) => telemetry.records(batch));
+    log.observeWrites((reports) => telemetry.writes(reports));
   }
-  if (otel !== undefined) log.observe((batch) => otel.records(batch));
   const session = http ? null : newUlid();
   log.event(EventMethod.Start, {
     version: VERSION,
@@ -606,8 +574,8 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
   let ending: Ending;
   try {
     // Bound before any traffic: a port that is taken ends the run before the upstream starts.
-    if (metrics !== undefined) {
-      metricsListener = await serveMetrics(config, metrics, logger, stopTelemetry.signal);
+    if (telemetry !== undefined && config.metrics.enabled) {
+      metricsListener = await serveMetrics(config, telemetry, logger, stopTelemetry.signal);
     }
     ending = upstreamUrl !== undefined
       ? http
@@ -651,10 +619,9 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
     }
   }
   // The log is closed and its last records handed to the observers: export them, then stop.
-  await otel?.shutdown();
   stopTelemetry.abort();
   await metricsListener?.finished;
-  await metrics?.shutdown();
+  await telemetry?.shutdown();
   logger.info("stopped", { reason: ending.reason, exit_code: exitCode, last_seq: log.seq });
   return exitCode;
 }

@@ -13,11 +13,13 @@ export type LogFields = Record<string, string | number | boolean | null | undefi
 
 /** Writes one JSON object a line. */
 export class Logger {
+  #level: Level;
   #min: number;
   #write: (line: string) => void;
   #now: () => number;
 
   constructor(level: Level, write: (line: string) => void, now: () => number = Date.now) {
+    this.#level = level;
     this.#min = ORDER[level];
     this.#write = write;
     this.#now = now;
@@ -25,7 +27,13 @@ export class Logger {
 
   /** Changes the least level written. */
   setLevel(level: Level): void {
+    this.#level = level;
     this.#min = ORDER[level];
+  }
+
+  /** The least level written. */
+  get level(): Level {
+    return this.#level;
   }
 
   log(level: Level, msg: string, fields: LogFields = {}): void {

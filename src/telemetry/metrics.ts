@@ -48,7 +48,7 @@ import {
   RUNTIME,
   TOOL_LABEL,
 } from "./metric_names.ts";
-import type { ProxyStats } from "./proxy_stats.ts";
+import type { ProxyCounts } from "./proxy_stats.ts";
 import { ProcessSampler, registerProcessMetrics } from "./process_metrics.ts";
 import { RuntimeMetrics } from "./runtime_metrics.ts";
 
@@ -71,7 +71,7 @@ export interface MetricsOptions {
 /** What the metrics read at scrape time. */
 export interface MetricSources {
   log: { readonly queued: number; readonly queueCapacity: number; readonly backpressure: number };
-  stats: ProxyStats;
+  stats: ProxyCounts;
 }
 
 /** Raised when metrics cannot be collected. */

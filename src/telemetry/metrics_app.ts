@@ -10,6 +10,9 @@ import type { Logger } from "../log.ts";
 import { acceptsGzip } from "./exposition.ts";
 import type { Metrics } from "./metrics.ts";
 
+/** What the app serves: the metrics, or whatever renders them (the telemetry worker's client). */
+export type Scraper = Pick<Metrics, "scrape">;
+
 /**
  * What the listener tells the app of a request (the shape of the HTTP transport's `RequestInfo`,
  * written here so that telemetry does not depend on a transport).
@@ -36,7 +39,7 @@ async function gzip(text: string): Promise<Uint8Array<ArrayBuffer>> {
  * ```
  */
 export function createMetricsApp(
-  metrics: Metrics,
+  metrics: Scraper,
   path: string,
   logger: Logger,
 ): Hono<{ Bindings: ListenerInfo }> {

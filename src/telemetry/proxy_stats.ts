@@ -9,8 +9,27 @@
 /** How an upstream process ended, as the metrics label it. */
 export type UpstreamExit = "clean" | "error" | "signal";
 
+/** What the metrics read of the transports' counters. */
+export interface ProxyCounts {
+  /** Retries so far, by reason. */
+  readonly retries: ReadonlyMap<string, number>;
+  readonly upstreamStarts: number;
+  /** Upstream processes ended so far, by how. */
+  readonly upstreamExits: ReadonlyMap<UpstreamExit, number>;
+  /** Open HTTP sessions now. */
+  sessionsOpen(): number;
+}
+
+/** The counters as plain data, to send to another thread. */
+export interface ProxyCountsSnapshot {
+  retries: [string, number][];
+  upstreamStarts: number;
+  upstreamExits: [UpstreamExit, number][];
+  sessionsOpen: number;
+}
+
 /** Transport counters; one per process, shared by every session. */
-export class ProxyStats {
+export class ProxyStats implements ProxyCounts {
   #retries = new Map<string, number>();
   #exits = new Map<UpstreamExit, number>();
   #started = 0;
@@ -33,7 +52,6 @@ export class ProxyStats {
     this.#exits.set(how, (this.#exits.get(how) ?? 0) + 1);
   }
 
-  /** Retries so far, by reason. */
   get retries(): ReadonlyMap<string, number> {
     return this.#retries;
   }
@@ -42,8 +60,29 @@ export class ProxyStats {
     return this.#started;
   }
 
-  /** Upstream processes ended so far, by how. */
   get upstreamExits(): ReadonlyMap<UpstreamExit, number> {
     return this.#exits;
   }
+
+  /** Everything counted so far, as plain data. */
+  snapshot(): ProxyCountsSnapshot {
+    return {
+      retries: [...this.#retries],
+      upstreamStarts: this.#started,
+      upstreamExits: [...this.#exits],
+      sessionsOpen: this.sessionsOpen(),
+    };
+  }
+}
+
+/** Counters read back from a {@linkcode ProxyStats.snapshot}. */
+export function countsFrom(s: ProxyCountsSnapshot): ProxyCounts {
+  const retries = new Map(s.retries);
+  const exits = new Map(s.upstreamExits);
+  return {
+    retries,
+    upstreamStarts: s.upstreamStarts,
+    upstreamExits: exits,
+    sessionsOpen: () => s.sessionsOpen,
+  };
 }

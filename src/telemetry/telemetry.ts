@@ -1,0 +1,229 @@
+/**
+ * The main thread's side of the telemetry worker: it hands each stored batch and store attempt to
+ * the worker and asks it for scrapes. What it costs the thread that forwards messages is one
+ * message per batch; the metrics and the OpenTelemetry export run in the worker
+ * (`telemetry_worker.ts`). Nothing here ever waits for the worker on a message's path: when the
+ * worker falls behind by more than a bound, batches are left out of telemetry (the audit log has
+ * them all) and a warning says how many.
+ *
+ * @module
+ */
+import type { WriteReport } from "../audit/chain.ts";
+import type { StoredRecord } from "../audit/storage/store.ts";
+import type { Logger } from "../log.ts";
+import type { ProxyStats } from "./proxy_stats.ts";
+import type { FromWorker, LogSnapshot, TelemetryStart, ToWorker } from "./worker_protocol.ts";
+
+/** The worker could not start what was asked: `key` names the configuration key at fault. */
+export class TelemetryStartError extends Error {
+  override name = "TelemetryStartError";
+  constructor(readonly key: string | null, readonly problem: string) {
+    super(key === null ? problem : `${key}: ${problem}`);
+  }
+}
+
+/** Records sent to the worker and not yet taken in, at most; more are left out of telemetry. */
+const MAX_IN_FLIGHT_RECORDS = 100_000;
+/** The same bound in UTF-16 code units of their lines (about 128 MiB). */
+const MAX_IN_FLIGHT_CHARS = 64 * 1024 * 1024;
+/** A scrape the worker does not answer in this time fails. */
+const SCRAPE_TIMEOUT_MS = 10_000;
+/** Shutdown waits this much longer than the export's own deadline before ending the worker. */
+const SHUTDOWN_MARGIN_MS = 2_000;
+
+/** What the main thread tells the worker at each scrape. */
+export interface TelemetrySources {
+  log: () => LogSnapshot;
+  stats: ProxyStats;
+}
+
+/** The running telemetry worker. */
+export class Telemetry {
+  #worker: Worker;
+  #sources: TelemetrySources;
+  #logger: Logger;
+  #shutdownMs: number;
+  /** Each message of records in flight: its records and characters. */
+  #inFlight: { records: number; chars: number }[] = [];
+  #records = 0;
+  #chars = 0;
+  #skipped = 0;
+  #lastSkipWarning = -Infinity;
+  #scrapes = new Map<number, PromiseWithResolvers<{ body: string; contentType: string }>>();
+  #nextScrape = 1;
+  #started = Promise.withResolvers<void>();
+  #stopped = Promise.withResolvers<void>();
+  #failed: string | undefined;
+
+  private constructor(start: TelemetryStart, sources: TelemetrySources, logger: Logger) {
+    this.#sources = sources;
+    this.#logger = logger;
+    this.#shutdownMs = (start.otel?.config.shutdown_timeout_ms ?? 0) + SHUTDOWN_MARGIN_MS;
+    this.#worker = new Worker(new URL("./telemetry_worker.ts", import.meta.url).href, {
+      type: "module",
+    });
+    this.#worker.onmessage = (event: MessageEvent<FromWorker>) => this.#received(event.data);
+    this.#worker.onerror = (event: ErrorEvent) => {
+      // The worker's failure is telemetry's, never the proxy's: it must not end the process.
+      event.preventDefault();
+      this.#fail(event.message);
+    };
+    this.#post({ kind: "start", start });
+  }
+
+  /**
+   * Starts the worker and what `start` asks of it.
+   * @throws {TelemetryStartError} when it cannot start (a bad `otel.*` setting, a TLS file)
+   */
+  static async start(
+    start: TelemetryStart,
+    sources: TelemetrySources,
+    logger: Logger,
+  ): Promise<Telemetry> {
+    const t = new Telemetry(start, sources, logger);
+    try {
+      await t.#started.promise;
+    } catch (e) {
+      t.#worker.terminate();
+      throw e;
+    }
+    return t;
+  }
+
+  /** Given to `log.observe`: the batch's lines go to the worker, unless it is too far behind. */
+  records(batch: readonly StoredRecord[]): void {
+    if (this.#failed !== undefined || batch.length === 0) return;
+    let chars = 0;
+    const lines: string[] = new Array(batch.length);
+    for (let i = 0; i < batch.length; i++) {
+      const line = batch[i]!.line;
+      lines[i] = line;
+      chars += line.length;
+    }
+    if (
+      this.#records + batch.length > MAX_IN_FLIGHT_RECORDS || this.#chars + chars > MAX_IN_FLIGHT_CHARS
+    ) {
+      this.#skip(batch.length);
+      return;
+    }
+    this.#records += batch.length;
+    this.#chars += chars;
+    this.#inFlight.push({ records: batch.length, chars });
+    this.#post({ kind: "records", lines });
+  }
+
+  /** Given to `log.observeWrites`. */
+  writes(reports: readonly WriteReport[]): void {
+    if (this.#failed !== undefined) return;
+    this.#post({ kind: "writes", reports: [...reports] });
+  }
+
+  /** Renders the metrics for an `Accept` header, in the worker. */
+  scrape(accept: string | null): Promise<{ body: string; contentType: string }> {
+    if (this.#failed !== undefined) {
+      return Promise.reject(new Error(`telemetry worker failed: ${this.#failed}`));
+    }
+    const id = this.#nextScrape++;
+    const waiting = Promise.withResolvers<{ body: string; contentType: string }>();
+    this.#scrapes.set(id, waiting);
+    const timer = setTimeout(() => {
+      if (this.#scrapes.delete(id)) waiting.reject(new Error("the metrics took too long"));
+    }, SCRAPE_TIMEOUT_MS);
+    this.#post({
+      kind: "scrape",
+      id,
+      accept,
+      log: this.#sources.log(),
+      counts: this.#sources.stats.snapshot(),
+    });
+    return waiting.promise.finally(() => clearTimeout(timer));
+  }
+
+  /**
+   * Lets the worker export what is queued (bounded by `otel.shutdown_timeout_ms`), then ends it.
+   * Never throws.
+   */
+  async shutdown(): Promise<void> {
+    if (this.#skipped > 0) this.#warnSkipped(true);
+    if (this.#failed === undefined) {
+      this.#post({ kind: "shutdown" });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          this.#logger.warn("the telemetry worker did not stop in time; ending it");
+          resolve();
+        }, this.#shutdownMs);
+      });
+      await Promise.race([this.#stopped.promise, late]);
+      clearTimeout(timer);
+    }
+    this.#worker.terminate();
+  }
+
+  #post(message: ToWorker): void {
+    try {
+      this.#worker.postMessage(message);
+    } catch (e) {
+      this.#fail(e instanceof Error ? e.message : String(e));
+    }
+  }
+
+  #received(m: FromWorker): void {
+    switch (m.kind) {
+      case "started":
+        this.#started.resolve();
+        return;
+      case "start_failed":
+        this.#started.reject(new TelemetryStartError(m.key, m.problem));
+        return;
+      case "done": {
+        const sent = this.#inFlight.shift();
+        if (sent !== undefined) {
+          this.#records -= sent.records;
+          this.#chars -= sent.chars;
+        }
+        return;
+      }
+      case "scraped":
+        this.#scrapes.get(m.id)?.resolve({ body: m.body, contentType: m.contentType });
+        this.#scrapes.delete(m.id);
+        return;
+      case "scrape_failed":
+        this.#scrapes.get(m.id)?.reject(new Error(m.error));
+        this.#scrapes.delete(m.id);
+        return;
+      case "stopped":
+        this.#stopped.resolve();
+        return;
+      default: {
+        const never: never = m;
+        this.#fail(`unknown message ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  #skip(records: number): void {
+    this.#skipped += records;
+    if (performance.now() - this.#lastSkipWarning >= 10_000) this.#warnSkipped(false);
+  }
+
+  #warnSkipped(final: boolean): void {
+    this.#logger.warn(
+      "telemetry is behind: records left out of metrics and export (the audit log has them)",
+      { skipped_total: this.#skipped, final },
+    );
+    this.#lastSkipWarning = performance.now();
+  }
+
+  #fail(message: string): void {
+    if (this.#failed !== undefined) return;
+    this.#failed = message;
+    this.#logger.error("the telemetry worker failed; metrics and export are off from now on", {
+      error: message,
+    });
+    this.#started.reject(new TelemetryStartError(null, message));
+    this.#stopped.resolve();
+    for (const waiting of this.#scrapes.values()) waiting.reject(new Error(message));
+    this.#scrapes.clear();
+  }
+}

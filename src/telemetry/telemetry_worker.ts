@@ -1,0 +1,141 @@
+/// <reference no-default-lib="true" />
+/// <reference lib="deno.worker" />
+/**
+ * The telemetry worker: the metrics and the OpenTelemetry export run here, on their own thread,
+ * so that what they cost (label hashing, span building, OTLP encoding, HTTP requests) is never
+ * paid by the thread that forwards messages. The main thread sends each stored batch's lines and
+ * each store attempt; scrapes are asked for by message and answered with the rendered text.
+ *
+ * @module
+ */
+import { parseRecord } from "../audit/storage/jsonl_query.ts";
+import type { StoredRecord } from "../audit/storage/store.ts";
+import { stderrLogger } from "../log.ts";
+import { upstreamTls, UpstreamTlsError } from "../transport/http/upstream_tls.ts";
+import { NO_EXPORT_HEALTH } from "./export_health.ts";
+import { Metrics } from "./metrics.ts";
+import { type Otel, OtelConfigError, startOtel } from "./otel.ts";
+import { countsFrom } from "./proxy_stats.ts";
+import type { FromWorker, LogSnapshot, TelemetryStart, ToWorker } from "./worker_protocol.ts";
+
+function send(message: FromWorker): void {
+  self.postMessage(message);
+}
+
+let metrics: Metrics | undefined;
+let otel: Otel | undefined;
+// What the last scrape request said of the main thread's counters; read by the metrics.
+let log: LogSnapshot = { queued: 0, queueCapacity: 0, backpressure: 0 };
+let counts = countsFrom({ retries: [], upstreamStarts: 0, upstreamExits: [], sessionsOpen: 0 });
+
+async function start(s: TelemetryStart): Promise<void> {
+  const logger = stderrLogger(s.logLevel);
+  try {
+    if (s.metrics !== null) {
+      metrics = new Metrics(s.metrics, {
+        log: {
+          get queued() {
+            return log.queued;
+          },
+          get queueCapacity() {
+            return log.queueCapacity;
+          },
+          get backpressure() {
+            return log.backpressure;
+          },
+        },
+        stats: {
+          get retries() {
+            return counts.retries;
+          },
+          get upstreamStarts() {
+            return counts.upstreamStarts;
+          },
+          get upstreamExits() {
+            return counts.upstreamExits;
+          },
+          sessionsOpen: () => counts.sessionsOpen(),
+        },
+      }, logger);
+    }
+    if (s.otel !== null) {
+      const tls = await upstreamTls(s.otel.config.tls, {
+        warn: (msg, fields) => logger.warn(msg, fields),
+        keyPrefix: "otel.tls",
+      });
+      otel = startOtel({
+        config: s.otel.config,
+        fetch: tls.fetch,
+        health: metrics ?? NO_EXPORT_HEALTH,
+        logger,
+        version: s.otel.version,
+        storage: s.otel.storage,
+        upstream: s.otel.upstream,
+      });
+    }
+    send({ kind: "started" });
+  } catch (e) {
+    if (e instanceof OtelConfigError || e instanceof UpstreamTlsError) {
+      send({ kind: "start_failed", key: e.key, problem: e.problem });
+    } else {
+      send({ kind: "start_failed", key: null, problem: e instanceof Error ? e.message : String(e) });
+    }
+  }
+}
+
+function records(lines: string[]): void {
+  const batch: StoredRecord[] = [];
+  for (const line of lines) {
+    const record = parseRecord(line);
+    if (record !== null) batch.push({ line, record });
+  }
+  metrics?.records(batch);
+  otel?.records(batch);
+  send({ kind: "done", lines: lines.length });
+}
+
+async function scrape(m: Extract<ToWorker, { kind: "scrape" }>): Promise<void> {
+  if (metrics === undefined) {
+    send({ kind: "scrape_failed", id: m.id, error: "metrics are off" });
+    return;
+  }
+  log = m.log;
+  counts = countsFrom(m.counts);
+  try {
+    const { body, contentType } = await metrics.scrape(m.accept);
+    send({ kind: "scraped", id: m.id, body, contentType });
+  } catch (e) {
+    send({ kind: "scrape_failed", id: m.id, error: e instanceof Error ? e.message : String(e) });
+  }
+}
+
+async function shutdown(): Promise<void> {
+  await otel?.shutdown();
+  await metrics?.shutdown().catch(() => {});
+  send({ kind: "stopped" });
+}
+
+self.onmessage = (event: MessageEvent<ToWorker>) => {
+  const m = event.data;
+  switch (m.kind) {
+    case "start":
+      void start(m.start);
+      return;
+    case "records":
+      records(m.lines);
+      return;
+    case "writes":
+      metrics?.writes(m.reports);
+      return;
+    case "scrape":
+      void scrape(m);
+      return;
+    case "shutdown":
+      void shutdown();
+      return;
+    default: {
+      const never: never = m;
+      throw new Error(`unknown message ${JSON.stringify(never)}`);
+    }
+  }
+};
