@@ -43,10 +43,10 @@ export class Telemetry {
   #sources: TelemetrySources;
   #logger: Logger;
   #shutdownMs: number;
-  /** Each message of records in flight: its records and characters. */
-  #inFlight: { records: number; chars: number }[] = [];
-  #records = 0;
-  #chars = 0;
+  /** What the worker has taken in (see `ToWorker` "start"), and what was sent, modulo 2^32. */
+  #progress = new Int32Array(new SharedArrayBuffer(8));
+  #sentRecords = 0;
+  #sentChars = 0;
   #skipped = 0;
   #lastSkipWarning = -Infinity;
   #scrapes = new Map<number, PromiseWithResolvers<{ body: string; contentType: string }>>();
@@ -54,6 +54,7 @@ export class Telemetry {
   #started = Promise.withResolvers<void>();
   #stopped = Promise.withResolvers<void>();
   #failed: string | undefined;
+  #closed = false;
 
   private constructor(start: TelemetryStart, sources: TelemetrySources, logger: Logger) {
     this.#sources = sources;
@@ -68,7 +69,7 @@ export class Telemetry {
       event.preventDefault();
       this.#fail(event.message);
     };
-    this.#post({ kind: "start", start });
+    this.#post({ kind: "start", start, progress: this.#progress.buffer });
   }
 
   /**
@@ -92,7 +93,7 @@ export class Telemetry {
 
   /** Given to `log.observe`: the batch's lines go to the worker, unless it is too far behind. */
   records(batch: readonly StoredRecord[]): void {
-    if (this.#failed !== undefined || batch.length === 0) return;
+    if (this.#closed || this.#failed !== undefined || batch.length === 0) return;
     let chars = 0;
     const lines: string[] = new Array(batch.length);
     for (let i = 0; i < batch.length; i++) {
@@ -100,26 +101,29 @@ export class Telemetry {
       lines[i] = line;
       chars += line.length;
     }
+    // Differences of counters that wrap at 2^32 stay right while in flight stays below 2^31.
+    const records = (this.#sentRecords - Atomics.load(this.#progress, 0)) | 0;
+    const inFlightChars = (this.#sentChars - Atomics.load(this.#progress, 1)) | 0;
     if (
-      this.#records + batch.length > MAX_IN_FLIGHT_RECORDS || this.#chars + chars > MAX_IN_FLIGHT_CHARS
+      records + batch.length > MAX_IN_FLIGHT_RECORDS || inFlightChars + chars > MAX_IN_FLIGHT_CHARS
     ) {
       this.#skip(batch.length);
       return;
     }
-    this.#records += batch.length;
-    this.#chars += chars;
-    this.#inFlight.push({ records: batch.length, chars });
+    this.#sentRecords = (this.#sentRecords + batch.length) | 0;
+    this.#sentChars = (this.#sentChars + chars) | 0;
     this.#post({ kind: "records", lines });
   }
 
   /** Given to `log.observeWrites`. */
   writes(reports: readonly WriteReport[]): void {
-    if (this.#failed !== undefined) return;
+    if (this.#closed || this.#failed !== undefined) return;
     this.#post({ kind: "writes", reports: [...reports] });
   }
 
   /** Renders the metrics for an `Accept` header, in the worker. */
   scrape(accept: string | null): Promise<{ body: string; contentType: string }> {
+    if (this.#closed) return Promise.reject(new Error("telemetry has stopped"));
     if (this.#failed !== undefined) {
       return Promise.reject(new Error(`telemetry worker failed: ${this.#failed}`));
     }
@@ -144,6 +148,8 @@ export class Telemetry {
    * Never throws.
    */
   async shutdown(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
     if (this.#skipped > 0) this.#warnSkipped(true);
     if (this.#failed === undefined) {
       this.#post({ kind: "shutdown" });
@@ -158,6 +164,10 @@ export class Telemetry {
       clearTimeout(timer);
     }
     this.#worker.terminate();
+    for (const waiting of this.#scrapes.values()) {
+      waiting.reject(new Error("telemetry has stopped"));
+    }
+    this.#scrapes.clear();
   }
 
   #post(message: ToWorker): void {
@@ -176,14 +186,6 @@ export class Telemetry {
       case "start_failed":
         this.#started.reject(new TelemetryStartError(m.key, m.problem));
         return;
-      case "done": {
-        const sent = this.#inFlight.shift();
-        if (sent !== undefined) {
-          this.#records -= sent.records;
-          this.#chars -= sent.chars;
-        }
-        return;
-      }
       case "scraped":
         this.#scrapes.get(m.id)?.resolve({ body: m.body, contentType: m.contentType });
         this.#scrapes.delete(m.id);

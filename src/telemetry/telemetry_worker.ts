@@ -27,6 +27,7 @@ let otel: Otel | undefined;
 // What the last scrape request said of the main thread's counters; read by the metrics.
 let log: LogSnapshot = { queued: 0, queueCapacity: 0, backpressure: 0 };
 let counts = countsFrom({ retries: [], upstreamStarts: 0, upstreamExits: [], sessionsOpen: 0 });
+let progress = new Int32Array(new SharedArrayBuffer(8));
 
 async function start(s: TelemetryStart): Promise<void> {
   const logger = stderrLogger(s.logLevel);
@@ -78,20 +79,27 @@ async function start(s: TelemetryStart): Promise<void> {
     if (e instanceof OtelConfigError || e instanceof UpstreamTlsError) {
       send({ kind: "start_failed", key: e.key, problem: e.problem });
     } else {
-      send({ kind: "start_failed", key: null, problem: e instanceof Error ? e.message : String(e) });
+      send({
+        kind: "start_failed",
+        key: null,
+        problem: e instanceof Error ? e.message : String(e),
+      });
     }
   }
 }
 
 function records(lines: string[]): void {
   const batch: StoredRecord[] = [];
+  let chars = 0;
   for (const line of lines) {
+    chars += line.length;
     const record = parseRecord(line);
     if (record !== null) batch.push({ line, record });
   }
   metrics?.records(batch);
   otel?.records(batch);
-  send({ kind: "done", lines: lines.length });
+  Atomics.add(progress, 0, lines.length);
+  Atomics.add(progress, 1, chars);
 }
 
 async function scrape(m: Extract<ToWorker, { kind: "scrape" }>): Promise<void> {
@@ -119,6 +127,7 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
   const m = event.data;
   switch (m.kind) {
     case "start":
+      progress = new Int32Array(m.progress);
       void start(m.start);
       return;
     case "records":

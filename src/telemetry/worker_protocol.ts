@@ -31,7 +31,12 @@ export interface LogSnapshot {
 
 /** From the main thread. */
 export type ToWorker =
-  | { kind: "start"; start: TelemetryStart }
+  /**
+   * `progress`: two Int32 counters the worker adds to as it takes records in (records, then
+   * UTF-16 code units of their lines), modulo 2^32; the main thread reads them to bound what is in
+   * flight without a message back per batch.
+   */
+  | { kind: "start"; start: TelemetryStart; progress: SharedArrayBuffer }
   /** Stored lines, in seq order, as the audit log's observer got them. */
   | { kind: "records"; lines: string[] }
   | { kind: "writes"; reports: WriteReport[] }
@@ -49,8 +54,6 @@ export type FromWorker =
   | { kind: "started" }
   /** `key`: the configuration key at fault, when the start failed on one. */
   | { kind: "start_failed"; key: string | null; problem: string }
-  /** This many lines of the records sent have been taken in. */
-  | { kind: "done"; lines: number }
   | { kind: "scraped"; id: number; body: string; contentType: string }
   | { kind: "scrape_failed"; id: number; error: string }
   | { kind: "stopped" };
