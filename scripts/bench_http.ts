@@ -19,7 +19,7 @@
  * asserted.
  *
  * A third proxy, `telemetry`, is the one with the guardrails off plus the Prometheus listener and
- * the OpenTelemetry export (a span for every exchange and, unless `--no-otel-logs`, every audit
+ * the OpenTelemetry export (a span for every exchange and, with `--otel-logs`, every audit
  * record as a log record) to an OTLP/HTTP receiver on loopback (`scripts/bench_otlp_sink.ts`),
  * its metrics scraped alongside each of its 32-connection runs, and the export waited for before
  * the next target runs (see `scripts/bench.ts`). Issue 10's requirement — within 5% of the proxy
@@ -96,7 +96,7 @@ import { SINK_LISTENING, sinkArgv } from "./bench_otlp_sink.ts";
 
 const USAGE =
   `usage: deno run --allow-all scripts/bench_http.ts [--quick] [--json] [--keep] [--profile]
-                          [--generator auto|wrk|fetch] [--no-nginx] [--no-otel-logs]
+                          [--generator auto|wrk|fetch] [--no-nginx] [--otel-logs]
   --quick        a short run (about 20 s), for a smoke test
   --json         print the results as one JSON object on stdout (progress still goes to stderr)
   --keep         keep the audit logs in .bench/ instead of deleting them after verification
@@ -107,7 +107,7 @@ const USAGE =
                  for an attached inspector: reporting each fetch)
   --generator    the load generator: wrk when installed (auto, the default), or fetch
   --no-nginx     do not measure nginx even when it is installed
-  --no-otel-logs the telemetry proxy exports spans only, not every audit record as a log record`;
+  --otel-logs    the telemetry proxy also exports every audit record as a log record`;
 
 /** The targets of issue 3, item 8. */
 export const HTTP_TARGET = {
@@ -763,7 +763,7 @@ export async function runHttpBench(opts: HttpBenchOptions): Promise<HttpBenchRes
     const [, upstreamUrl] = await upstream.stderrMatch(/listening on (http:\/\/\S+)/);
     const sink = children.spawn("otlp sink", sinkArgv(), cleanEnv(), dir);
     const [, sinkUrl] = await sink.stderrMatch(SINK_LISTENING);
-    const telemetrySetup: TelemetrySetup = { sinkUrl: sinkUrl!, logs: opts.otelLogs !== false };
+    const telemetrySetup: TelemetrySetup = { sinkUrl: sinkUrl!, logs: opts.otelLogs === true };
     const logPaths = new Map<ProxyKey, string>();
     const proxies = new Map<ProxyKey, Child>();
     const endpoints: { key: HttpTargetKey; label: string; url: string }[] = [
@@ -1258,7 +1258,7 @@ async function main(args: string[]): Promise<number> {
   const flags = parseBenchArgs(args, USAGE, {
     generator: { type: "string" },
     "no-nginx": { type: "boolean" },
-    "no-otel-logs": { type: "boolean" },
+    "otel-logs": { type: "boolean" },
   });
   if (typeof flags === "number") return flags;
   const generator = flags.generator ?? "auto";
@@ -1277,7 +1277,7 @@ async function main(args: string[]): Promise<number> {
       generator,
       nginx: flags["no-nginx"] !== true,
       profile: flags.profile === true,
-      otelLogs: flags["no-otel-logs"] !== true,
+      otelLogs: flags["otel-logs"] === true,
     });
     if (flags.json) console.log(JSON.stringify(result, null, 2));
     else console.log(httpReport(result).join("\n"));
