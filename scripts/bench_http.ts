@@ -728,7 +728,7 @@ export interface HttpBenchOptions {
   /** Default true: measure nginx when it is installed. */
   nginx?: boolean;
   profile?: boolean;
-  /** Default true: the telemetry proxy exports every audit record as a log record too. */
+  /** True: the telemetry proxy exports every audit record as a log record too (default false). */
   otelLogs?: boolean;
   /** The proxies' configuration files; written into `dir` when not given. */
   configs?: Record<Guardrails, string>;
