@@ -379,6 +379,42 @@ Deno.test("after real traffic through server-everything: counts match the log, p
 });
 
 Deno.test({
+  name:
+    "an invalid message is one entry, the proxy's -32600 answer to it, as the Go tool wrote one",
+  ignore: STORAGE === "sqlite",
+  async fn() {
+    await using dir = await tempDir("metrics-invalid");
+    await using proxy = await new MetricsProxy(dir.path, fixture("attack_upstream.ts"))
+      .listening();
+    const out = proxy.stdout();
+    // Not JSON, but its id can be read: refused, recorded as invalid, answered -32600.
+    await proxy.write('{"jsonrpc":"2.0","id":9,"method":"ping"\n');
+    await out.waitFor(
+      (c) => c.lines.some((l) => l.includes("-32600")),
+      "the answer",
+      deadline(30_000),
+    );
+    const records = (await readLog(proxy.logPath)).records;
+    assertEquals(records.filter((r) => r.kind === "invalid").length, 1);
+    const lastSeq = Math.max(...records.map((r) => r.seq));
+    const m = await proxy.scrapeUntil(
+      (m) => sum(m, "mcp_audit_chain_seq") === lastSeq,
+      `chain seq ${lastSeq}`,
+    );
+    assertEquals(sum(m, "mcp_audit_records_total", { kind: "invalid" }), 1);
+    assertEquals(
+      series(m, "mcp_audit_entries_total").map((s) => [s.labels, s.value]),
+      [[{
+        transport: "stdio",
+        direction: "server_to_client",
+        method: "unknown",
+        status: "rpc_error",
+      }, 1]],
+    );
+  },
+});
+
+Deno.test({
   name: "metrics.tool_labels false: the tool metrics stay, with no tool_name label anywhere",
   ignore: STORAGE === "sqlite",
   async fn() {

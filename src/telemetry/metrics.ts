@@ -5,8 +5,9 @@
  * the OTLP export's health reports. Gauges and transport counters are read at scrape time.
  *
  * What a record counts for, as the Go tool counted its entries:
- * - `mcp_audit_entries_total`: each answer (`response`, `error`), notification and `invalid`
- *   record; a request is counted once, by its answer (Go wrote one entry per exchange).
+ * - `mcp_audit_entries_total`: each answer (`response`, `error`) and notification; a request is
+ *   counted once, by its answer (Go wrote one entry per exchange), and an `invalid` message not at
+ *   all: the Go tool never wrote one, and the proxy's `-32600` answer to it is its entry.
  * - `mcp_audit_tool_calls_total`, `mcp_audit_request_duration_seconds`: answers to requests.
  * - `mcp_audit_policy_decisions_total`, `mcp_audit_rate_limit_rejections_total`: request records
  *   with a decision; `mcp_audit_guardrail_decisions_total`: any record with one.
@@ -293,8 +294,10 @@ export class Metrics implements ExportHealth {
         this.#answer(r, transport);
         break;
       case "notification":
-      case "invalid":
         this.#entry(r, transport);
+        break;
+      case "invalid":
+        // Counted by the proxy's answer to it, when it has one (records_total{kind} shows it).
         break;
       case "request":
         this.#request(r);

@@ -407,7 +407,7 @@ Deno.test("at start: label-less counters and the batch-size histogram at 0, labe
   assert.equal(families.has("mcp_audit_tool_calls_total"), false);
 });
 
-Deno.test("entries: answers, notifications and invalid records count once; requests and events do not", async () => {
+Deno.test("entries: answers and notifications count once; requests, invalid messages and events do not", async () => {
   await using f = fixture();
   f.metrics.records([
     ...call("echo", { result: { content: [], isError: true } }),
@@ -419,7 +419,14 @@ Deno.test("entries: answers, notifications and invalid records count once; reque
       method: "vendor/thing",
       jsonrpc_id: null,
     }),
+    // An invalid message and the proxy's -32600 answer to it: one entry, the answer.
     rec({ kind: "invalid", method: null, error: { code: -32600, message: "Invalid Request" } }),
+    rec({
+      kind: "error",
+      direction: "server_to_client",
+      method: null,
+      error: { code: -32600, message: "Invalid Request" },
+    }),
     event("audit/start", {}),
   ]);
   const m = await f.scrape();
@@ -430,12 +437,13 @@ Deno.test("entries: answers, notifications and invalid records count once; reque
   assert.equal(entry("server_to_client", "tools/call", "rpc_error"), 1);
   assert.equal(entry("client_to_server", "notifications/initialized", "ok"), 1);
   assert.equal(entry("server_to_client", "other", "ok"), 1);
-  assert.equal(entry("client_to_server", "unknown", "rpc_error"), 1);
+  assert.equal(entry("server_to_client", "unknown", "rpc_error"), 1);
+  assert.equal(entry("client_to_server", "unknown", "rpc_error"), undefined);
   const total = m.get("mcp_audit_entries_total")!.samples.reduce((n, s) => n + s.value, 0);
   assert.equal(total, 5);
   assert.equal(value(m, "mcp_audit_records_total", { kind: "request" }), 2);
   assert.equal(value(m, "mcp_audit_records_total", { kind: "response" }), 1);
-  assert.equal(value(m, "mcp_audit_records_total", { kind: "error" }), 1);
+  assert.equal(value(m, "mcp_audit_records_total", { kind: "error" }), 2);
   assert.equal(value(m, "mcp_audit_records_total", { kind: "event" }), 1);
   assert.equal(value(m, "mcp_audit_records_total", { kind: "invalid" }), 1);
   assert.equal(value(m, "mcp_audit_chain_seq"), seq);
