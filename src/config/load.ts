@@ -49,21 +49,45 @@ export interface Loaded {
 
 const SECRET_KEYS = new Set(["audit.secret", "dashboard.auth.token"]);
 
-function describe(value: unknown): string {
+/** A key segment that names a secret, or a map of headers (whose values are credentials). */
+const SECRET_SEGMENT = /secret|token|passw|credential|api_?key|auth|^headers$/i;
+
+/** True when a key, or a key under it (a section given a scalar in its place), may hold a secret. */
+function holdsSecret(key: string): boolean {
+  const named = (k: string) =>
+    SECRET_KEYS.has(k) || k.split(".").some((s) => SECRET_SEGMENT.test(s));
+  if (named(key)) return true;
+  const prefix = `${key}.`;
+  for (const k of Object.keys(SCHEMA)) if (k.startsWith(prefix) && named(k)) return true;
+  return false;
+}
+
+/**
+ * What was found at `key`, for an error message: its type, and its value unless the key may hold
+ * a secret. Errors are printed at startup and stored, signed, in the `audit/reload` record of a
+ * rejected reload, so a secret's value must never be in one.
+ */
+function describe(key: string, value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "a list";
   if (typeof value === "object") return "a map";
+  if (holdsSecret(key)) return `a ${typeof value} (not shown)`;
   return `${typeof value} ${JSON.stringify(value)}`;
+}
+
+/** `raw` quoted for an error message about `key`, unless the key may hold a secret. */
+function quoted(key: string, raw: unknown): string {
+  return holdsSecret(key) ? "a value not shown" : JSON.stringify(raw);
 }
 
 function checkRules(key: string, raw: unknown): PolicyRule[] {
   if (!Array.isArray(raw)) {
-    throw new ConfigError(key, `must be a list of rules, got ${describe(raw)}`);
+    throw new ConfigError(key, `must be a list of rules, got ${describe(key, raw)}`);
   }
   return raw.map((item: unknown, i): PolicyRule => {
     const where = `${key}[${i}]`;
     if (typeof item !== "object" || item === null || Array.isArray(item)) {
-      throw new ConfigError(where, `must be a map, got ${describe(item)}`);
+      throw new ConfigError(where, `must be a map, got ${describe(where, item)}`);
     }
     const fields = new Map<string, string>();
     for (const [name, value] of Object.entries(item)) {
@@ -76,13 +100,19 @@ function checkRules(key: string, raw: unknown): PolicyRule[] {
       if (value === null || value === undefined) continue;
       if (name === "when") continue;
       if (typeof value !== "string") {
-        throw new ConfigError(`${where}.${name}`, `must be a string, got ${describe(value)}`);
+        throw new ConfigError(
+          `${where}.${name}`,
+          `must be a string, got ${describe(`${where}.${name}`, value)}`,
+        );
       }
       fields.set(name, value.trim());
     }
     const when: unknown = (item as Record<string, unknown>)["when"] ?? [];
     if (!Array.isArray(when)) {
-      throw new ConfigError(`${where}.when`, `must be a list of conditions, got ${describe(when)}`);
+      throw new ConfigError(
+        `${where}.when`,
+        `must be a list of conditions, got ${describe(`${where}.when`, when)}`,
+      );
     }
     const action = (fields.get("action") ?? "").toLowerCase();
     if (action !== "allow" && action !== "deny") {
@@ -120,7 +150,7 @@ function checkDuration(key: string, raw: unknown, maxMs: number): number {
     throw new ConfigError(
       key,
       `must be a duration with a unit such as "10s" or "500ms" (or 0 for off), got ${
-        describe(raw)
+        describe(key, raw)
       }`,
     );
   }
@@ -134,7 +164,7 @@ function checkDuration(key: string, raw: unknown, maxMs: number): number {
     if (m === null) {
       throw new ConfigError(
         key,
-        `must be a duration such as "10s", "1m30s" or "500ms", got "${raw}"`,
+        `must be a duration such as "10s", "1m30s" or "500ms", got ${quoted(key, raw)}`,
       );
     }
     ms += Number(m[1]) * (DURATION_UNITS[m[2]!] ?? 0);
@@ -142,7 +172,9 @@ function checkDuration(key: string, raw: unknown, maxMs: number): number {
   }
   if (text === "") throw new ConfigError(key, 'must be a duration such as "10s", got ""');
   ms = Math.ceil(ms);
-  if (ms > maxMs) throw new ConfigError(key, `must be at most ${maxMs / 1000}s, got "${raw}"`);
+  if (ms > maxMs) {
+    throw new ConfigError(key, `must be at most ${maxMs / 1000}s, got ${quoted(key, raw)}`);
+  }
   return ms;
 }
 
@@ -152,23 +184,23 @@ function check(key: string, spec: KeySpec, raw: unknown): ConfigValue {
   switch (t.kind) {
     case "string":
       if (typeof raw !== "string") {
-        throw new ConfigError(key, `must be a string, got ${describe(raw)} (quote it)`);
+        throw new ConfigError(key, `must be a string, got ${describe(key, raw)} (quote it)`);
       }
       if (t.nonEmpty && raw.trim() === "") throw new ConfigError(key, "must not be empty");
       return raw;
     case "int":
       if (typeof raw !== "number" || !Number.isInteger(raw)) {
-        throw new ConfigError(key, `must be an integer, got ${describe(raw)}`);
+        throw new ConfigError(key, `must be an integer, got ${describe(key, raw)}`);
       }
       if (raw < t.min || raw > t.max) {
-        throw new ConfigError(key, `must be from ${t.min} to ${t.max}, got ${raw}`);
+        throw new ConfigError(key, `must be from ${t.min} to ${t.max}, got ${quoted(key, raw)}`);
       }
       return raw;
     case "duration":
       return checkDuration(key, raw, t.maxMs);
     case "bool":
       if (typeof raw !== "boolean") {
-        throw new ConfigError(key, `must be true or false, got ${describe(raw)}`);
+        throw new ConfigError(key, `must be true or false, got ${describe(key, raw)}`);
       }
       return raw;
     case "enum":
@@ -178,27 +210,30 @@ function check(key: string, spec: KeySpec, raw: unknown): ConfigValue {
       }
       if (typeof raw !== "string" || !t.values.includes(raw)) {
         const shown = t.values.map((v) => v === "" ? '""' : v).join(", ");
-        throw new ConfigError(key, `must be one of ${shown}, got ${describe(raw)}`);
+        throw new ConfigError(key, `must be one of ${shown}, got ${describe(key, raw)}`);
       }
       return raw;
     case "list":
       if (!Array.isArray(raw)) {
-        throw new ConfigError(key, `must be a list of strings, got ${describe(raw)}`);
+        throw new ConfigError(key, `must be a list of strings, got ${describe(key, raw)}`);
       }
       return raw.map((item: unknown, i) => {
         if (typeof item !== "string") {
-          throw new ConfigError(`${key}[${i}]`, `must be a string, got ${describe(item)}`);
+          throw new ConfigError(`${key}[${i}]`, `must be a string, got ${describe(key, item)}`);
         }
         return item;
       });
     case "map": {
       if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-        throw new ConfigError(key, `must be a map of strings, got ${describe(raw)}`);
+        throw new ConfigError(key, `must be a map of strings, got ${describe(key, raw)}`);
       }
       const out: Record<string, string> = {};
       for (const [name, value] of Object.entries(raw)) {
         if (typeof value !== "string") {
-          throw new ConfigError(`${key}.${name}`, `must be a string, got ${describe(value)}`);
+          throw new ConfigError(
+            `${key}.${name}`,
+            `must be a string, got ${describe(`${key}.${name}`, value)}`,
+          );
         }
         out[name] = value;
       }
@@ -211,7 +246,7 @@ function check(key: string, spec: KeySpec, raw: unknown): ConfigValue {
         ? (Array.isArray(raw) ? raw : undefined)
         : (isPlainMap(raw) ? raw : undefined);
       if (value === undefined) {
-        throw new ConfigError(key, `must be a ${t.shape}, got ${describe(raw)}`);
+        throw new ConfigError(key, `must be a ${t.shape}, got ${describe(key, raw)}`);
       }
       return value;
     }
@@ -283,7 +318,9 @@ function flattenFile(tree: unknown, into: Map<string, unknown>): void {
         if (value !== null && value !== undefined) into.set(key, value);
       } else if (prefixes.has(key)) {
         if (value === null || value === undefined) continue;
-        if (!isPlainMap(value)) throw new ConfigError(key, `must be a map, got ${describe(value)}`);
+        if (!isPlainMap(value)) {
+          throw new ConfigError(key, `must be a map, got ${describe(key, value)}`);
+        }
         walk(value, key);
       } else {
         throw new ConfigError(key, "unknown configuration key");
@@ -392,6 +429,18 @@ function validate(c: Config, warnings: string[]): void {
     }
     if (["cookie", "set-cookie", "proxy-authorization"].includes(h.toLowerCase())) {
       throw new ConfigError("proxy.forward_headers", `cannot include ${h}`);
+    }
+  }
+  // Checked here, as the exporter would check them, so that a bad one is refused by name — at
+  // startup and at a reload alike — before anything could quote the value.
+  for (const [name, value] of Object.entries(c.otel.headers)) {
+    try {
+      new Headers().set(name, value);
+    } catch {
+      throw new ConfigError(
+        `otel.headers.${name}`,
+        "must be a valid HTTP header: a name that is a token, a value without a line break or NUL (the value is not shown)",
+      );
     }
   }
   if (/\s/.test(c.dashboard.auth.token)) {

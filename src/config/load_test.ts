@@ -569,3 +569,74 @@ Deno.test("loadConfig reads Go durations and refuses a number without a unit", (
   assert.throws(() => at('""'), /proxy\.http\.idle_timeout/);
   assert.throws(() => at("48h"), /proxy\.http\.idle_timeout.*at most/);
 });
+
+/** The ConfigError that loading throws. */
+function errorOf(
+  text: string | undefined,
+  env: Record<string, string> = {},
+  flags: Record<string, { flag: string; value: unknown }> = {},
+): ConfigError {
+  try {
+    load(text, env, flags);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, String(e));
+    return e;
+  }
+  assert.fail("loading did not fail");
+}
+
+Deno.test("an error about a key that may hold a secret names the key and the type, never the value", () => {
+  const secret = "73256018934";
+  const cases: [string, ConfigError][] = [
+    ["otel.headers.X-Api-Key", errorOf(`otel:\n  headers:\n    X-Api-Key: ${secret}\n`)],
+    ["otel.headers", errorOf(`otel:\n  headers: "Bearer ${secret}"\n`)],
+    ["otel.headers", errorOf(`otel:\n  headers: ${secret}\n`)],
+    ["audit.secret", errorOf(`audit:\n  secret: ${secret}\n`)],
+    ["audit", errorOf(`audit: ${secret}\n`)],
+    ["dashboard.auth.token", errorOf(`dashboard:\n  auth:\n    token: ${secret}\n`)],
+    ["dashboard.auth", errorOf(`dashboard:\n  auth: "${secret}"\n`)],
+    ["MCP_AUDIT_OTEL_HEADERS", errorOf(undefined, { MCP_AUDIT_OTEL_HEADERS: `{"K":${secret}}` })],
+    [
+      "--secret",
+      errorOf(undefined, {}, { "audit.secret": { flag: "--secret", value: Number(secret) } }),
+    ],
+  ];
+  for (const [key, e] of cases) {
+    assert.equal(e.key, key, e.message);
+    assert.ok(!e.message.includes(secret), e.message);
+    assert.match(e.message, /must be (a string|a map)/, e.message);
+  }
+  assert.equal(
+    cases[0]![1].message,
+    "otel.headers.X-Api-Key: must be a string, got a number (not shown)",
+  );
+});
+
+Deno.test("an otel.headers value that HTTP refuses (a line break) is refused by name, never shown", () => {
+  const token = "s3cr3t-0tel-t0ken-9f2c";
+  for (
+    const text of [
+      `otel:\n  headers:\n    Authorization: "Bearer ${token}\\nX-Evil: 1"\n`,
+      `otel:\n  headers:\n    Authorization: "Bearer ${token}\\u0000"\n`,
+    ]
+  ) {
+    const e = errorOf(text);
+    assert.equal(e.key, "otel.headers.Authorization", e.message);
+    assert.ok(!e.message.includes(token), e.message);
+  }
+  assert.equal(errorOf('otel:\n  headers:\n    "Bad Name": x\n').key, "otel.headers.Bad Name");
+  // What a header may hold is kept: spaces, and the whitespace Fetch trims at either end.
+  const { config } = load(`otel:\n  headers:\n    Authorization: "Bearer ${token}\\n"\n`);
+  assert.equal(config.otel.headers.Authorization, `Bearer ${token}\n`);
+});
+
+Deno.test("an error about any other key still shows the value it found", () => {
+  assert.equal(
+    errorOf('proxy:\n  port: "abc"\n').message,
+    'proxy.port: must be an integer, got string "abc"',
+  );
+  assert.equal(
+    errorOf('proxy:\n  http:\n    read_timeout: "soon"\n').message,
+    'proxy.http.read_timeout: must be a duration such as "10s", "1m30s" or "500ms", got "soon"',
+  );
+});
