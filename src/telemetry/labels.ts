@@ -1,8 +1,9 @@
 /**
  * Label values with bounded cardinality. Everything a label carries comes from traffic or from a
  * server, and every distinct value is a series Prometheus keeps for ever: a method outside the MCP
- * specification is `other`, tool names and client ids beyond the first few hundred are `other`,
- * and an empty value is `unknown` (as the Go tool writes it).
+ * specification is `other`, tool names and client ids beyond the first few hundred are `other`
+ * (the server's listed tools before names only a client called), and an empty value is `unknown`
+ * (as the Go tool writes it).
  *
  * @module
  */
@@ -108,5 +109,65 @@ export class BoundedLabel {
   /** Distinct values kept so far. */
   get size(): number {
     return this.#seen.size;
+  }
+}
+
+/**
+ * Tool-name labels: at most `max` names keep their own, the server's tools first, so that a
+ * client calling made-up names cannot take the labels from the tools that exist.
+ *
+ * - A name the server listed (in a `tools/list` answer, see {@link listed}) gets its own label
+ *   while fewer than `max` names have one.
+ * - A name that is called but was never listed gets its own label only while fewer than `max`
+ *   names have one *and* such called-only names hold fewer than half of `max` (rounded down):
+ *   the other half is always there for listed names, whichever comes first. A called-only name
+ *   that a later answer lists becomes a listed one, freeing its place in the half.
+ * - Invalid names are `other`, an empty or missing one `unknown`. A name keeps its label for the
+ *   life of the process (a series, once made, stays), so at most `max` strings are held.
+ *
+ * @example
+ * ```ts
+ * import { ToolLabels } from "./labels.ts";
+ * const tools = new ToolLabels(3);
+ * tools.listed(["echo"]);
+ * tools.label("made_up_1"); // "made_up_1": one called-only name of at most 1 (3 / 2)
+ * tools.label("made_up_2"); // "other"
+ * tools.label("echo"); // "echo"
+ * ```
+ */
+export class ToolLabels {
+  #max: number;
+  #calledMax: number;
+  #listed = new Set<string>();
+  #called = new Set<string>();
+
+  constructor(max: number) {
+    this.#max = max;
+    this.#calledMax = Math.floor(max / 2);
+  }
+
+  /** Names from a server's `tools/list` answer. */
+  listed(names: Iterable<string>): void {
+    for (const name of names) {
+      if (this.#listed.has(name) || !isToolName(name)) continue;
+      if (this.#called.delete(name)) this.#listed.add(name);
+      else if (this.size < this.#max) this.#listed.add(name);
+    }
+  }
+
+  /** The label of a called tool's name. */
+  label(name: string | null): string {
+    if (name === null || name === "") return UNKNOWN;
+    if (this.#listed.has(name) || this.#called.has(name)) return name;
+    if (!isToolName(name) || this.size >= this.#max || this.#called.size >= this.#calledMax) {
+      return OTHER;
+    }
+    this.#called.add(name);
+    return name;
+  }
+
+  /** Names with a label of their own. */
+  get size(): number {
+    return this.#listed.size + this.#called.size;
   }
 }

@@ -7,6 +7,7 @@ import {
   methodLabel,
   oneOf,
   OTHER,
+  ToolLabels,
   UNKNOWN,
 } from "./labels.ts";
 
@@ -97,4 +98,46 @@ Deno.test("10k distinct names take at most N + other (+ unknown) values, and N s
   values.add(l.label(null));
   assert.equal(values.size, 202);
   assert.equal(l.size, 200);
+});
+
+Deno.test("ToolLabels: listed names first; names only called hold at most half of the budget", () => {
+  const t = new ToolLabels(4);
+  assert.equal(t.label("made_up_1"), "made_up_1");
+  assert.equal(t.label("made_up_2"), "made_up_2");
+  assert.equal(t.label("made_up_3"), OTHER);
+  t.listed(["echo", "made_up_1", "not valid!", "add", "sub"]);
+  // made_up_1, now listed, freed a called-only place; echo and add filled the budget.
+  assert.equal(t.size, 4);
+  for (const name of ["echo", "add", "made_up_1", "made_up_2"]) assert.equal(t.label(name), name);
+  for (const name of ["sub", "made_up_3", "made_up_4", "not valid!"]) {
+    assert.equal(t.label(name), OTHER);
+  }
+  assert.equal(t.label(null), UNKNOWN);
+  assert.equal(t.label(""), UNKNOWN);
+});
+
+Deno.test("ToolLabels: a client calling made-up names first leaves the server's tools their labels", () => {
+  const t = new ToolLabels(200);
+  for (let i = 0; i < 10_000; i++) t.label(`made_up_${i}`);
+  assert.equal(t.size, 100);
+  t.listed(Array.from({ length: 150 }, (_, i) => `tool_${i}`));
+  for (let i = 0; i < 100; i++) assert.equal(t.label(`tool_${i}`), `tool_${i}`);
+  assert.equal(t.label("tool_100"), OTHER);
+  assert.equal(t.size, 200);
+});
+
+Deno.test("ToolLabels: a server listing 10k names holds at most N strings", () => {
+  const t = new ToolLabels(200);
+  t.listed(Array.from({ length: 10_000 }, (_, i) => `tool_${i}`));
+  assert.equal(t.size, 200);
+  assert.equal(t.label("tool_199"), "tool_199");
+  assert.equal(t.label("tool_200"), OTHER);
+  assert.equal(t.label("called"), OTHER);
+});
+
+Deno.test("ToolLabels: with a budget of 1 only a listed name gets a label", () => {
+  const t = new ToolLabels(1);
+  assert.equal(t.label("called"), OTHER);
+  t.listed(["echo"]);
+  assert.equal(t.label("echo"), "echo");
 });

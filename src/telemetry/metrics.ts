@@ -38,7 +38,7 @@ import type {
   QueueReading,
 } from "./export_health.ts";
 import { CONTENT_TYPE, negotiate, toOpenMetrics } from "./exposition.ts";
-import { BoundedLabel, isPlainId, isToolName, methodLabel, oneOf } from "./labels.ts";
+import { BoundedLabel, isPlainId, methodLabel, oneOf, ToolLabels } from "./labels.ts";
 import {
   ADDED,
   type ExportSpecs,
@@ -57,7 +57,10 @@ import { RuntimeMetrics } from "./runtime_metrics.ts";
 export interface MetricsOptions {
   /** `metrics.tool_labels`: label series by tool name. */
   toolLabels: boolean;
-  /** `metrics.max_tool_labels`: distinct tool names labelled by name; later ones are `other`. */
+  /**
+   * `metrics.max_tool_labels`: distinct tool names labelled by name, the server's listed tools
+   * first (see {@link ToolLabels}); the others are `other`.
+   */
   maxToolLabels: number;
   /** `metrics.include_process_metrics`. */
   includeProcess: boolean;
@@ -155,7 +158,7 @@ export class Metrics implements ExportHealth {
   #exporter: PrometheusExporter;
   #serializer = new PrometheusSerializer("", false, undefined, true, true);
   #runtime: RuntimeMetrics | undefined;
-  #tools: BoundedLabel;
+  #tools: ToolLabels;
   #clients = new BoundedLabel(MAX_CLIENT_IDS, isPlainId);
   #seq = 0;
   /** Label-less histograms shown at zero before their first observation (as client_golang). */
@@ -178,7 +181,7 @@ export class Metrics implements ExportHealth {
 
   constructor(options: MetricsOptions, sources: MetricSources, logger?: Logger) {
     this.#opts = options;
-    this.#tools = new BoundedLabel(options.maxToolLabels, isToolName);
+    this.#tools = new ToolLabels(options.maxToolLabels);
     this.#exporter = new PrometheusExporter({
       preventServerStart: true,
       withoutScopeInfo: true,
@@ -289,6 +292,10 @@ export class Metrics implements ExportHealth {
     const transport = oneOf(r.transport, TRANSPORTS);
     switch (r.kind) {
       case "response":
+        this.#listedTools(r);
+        this.#entry(r, transport);
+        this.#answer(r, transport);
+        break;
       case "error":
         this.#entry(r, transport);
         this.#answer(r, transport);
@@ -325,6 +332,17 @@ export class Metrics implements ExportHealth {
       method: methodLabel(r.method),
       status: r.error !== null ? "rpc_error" : "ok",
     });
+  }
+
+  /** The tool names of a server's `tools/list` answer (the stored copy), labelled first. */
+  #listedTools(r: AuditRecord): void {
+    if (!this.#opts.toolLabels || r.method !== "tools/list") return;
+    if (r.direction !== "server_to_client" || !isJsonObject(r.result)) return;
+    const tools = r.result.tools;
+    if (!Array.isArray(tools)) return;
+    const names: string[] = [];
+    for (const t of tools) if (isJsonObject(t) && typeof t.name === "string") names.push(t.name);
+    this.#tools.listed(names);
   }
 
   #answer(r: AuditRecord, transport: string): void {

@@ -519,39 +519,78 @@ Deno.test("tool_labels false: the tool metrics stay, without the tool_name label
   }
 });
 
-Deno.test("a hostile server's 10k distinct tool names make at most 201 tool series", async () => {
+Deno.test("a hostile server's 10k listed tools and a client's 10k made-up names make at most 201 tool series", async () => {
   await using f = fixture();
-  const batch: StoredRecord[] = [];
+  const listed = Array.from({ length: 10_000 }, (_, i) => ({ name: `tool_${i}` }));
+  const batch: StoredRecord[] = [...call(null, { result: { tools: listed } }, "tools/list")];
   for (let i = 0; i < 10_000; i++) batch.push(...call(`tool_${i}`, { result: {} }));
+  for (let i = 0; i < 10_000; i++) batch.push(...call(`made_up_${i}`, { result: {} }));
   batch.push(...call("not a valid name", { result: {} }));
   f.metrics.records(batch);
   const m = await f.scrape();
   const series = m.get("mcp_audit_tool_calls_total")!.samples;
   assert.ok(series.length <= 201, `${series.length} series`);
-  assert.equal(
-    value(m, "mcp_audit_tool_calls_total", {
-      transport: "stdio",
-      tool_name: "tool_0",
-      status: "ok",
-    }),
-    1,
-  );
-  assert.equal(
-    value(m, "mcp_audit_tool_calls_total", {
-      transport: "stdio",
-      tool_name: "other",
-      status: "ok",
-    }),
-    10_000 - 200 + 1,
-  );
+  const calls = (tool_name: string) =>
+    value(m, "mcp_audit_tool_calls_total", { transport: "stdio", tool_name, status: "ok" });
+  assert.equal(calls("tool_0"), 1);
+  assert.equal(calls("tool_199"), 1);
+  assert.equal(calls("tool_200"), undefined);
+  assert.equal(calls("made_up_0"), undefined);
+  assert.equal(calls("other"), 10_000 - 200 + 10_000 + 1);
   const durations = m.get("mcp_audit_request_duration_seconds")!.samples.filter((s) =>
     s.name.endsWith("_count")
   );
-  assert.ok(durations.length <= 201);
+  assert.ok(durations.length <= 201 + 1);
   assert.equal(
     [...m.values()].some((f) => f.samples.some((s) => "otel_metric_overflow" in s.labels)),
     false,
   );
+});
+
+Deno.test("tool labels go to the server's listed tools first: called-only names get at most half", async () => {
+  await using f = fixture({ maxToolLabels: 4 });
+  f.metrics.records([
+    // Called before any listing: two of them (half of 4) keep their names.
+    ...call("made_up_1", { result: {} }),
+    ...call("made_up_2", { result: {} }),
+    ...call("made_up_3", { result: {} }),
+    // A client's answer to a server's tools/list request lists nothing.
+    rec({
+      kind: "response",
+      direction: "client_to_server",
+      method: "tools/list",
+      result: { tools: [{ name: "fake_1" }, { name: "fake_2" }] },
+    }),
+    ...call(null, {
+      result: {
+        tools: [
+          { name: "echo" },
+          { name: "made_up_1" },
+          { name: "bad name" },
+          { name: "add" },
+          {
+            name: "sub",
+          },
+          { nom: "x" },
+          "y",
+        ],
+      },
+    }, "tools/list"),
+    ...call("echo", { result: {} }),
+    ...call("add", { result: {} }),
+    ...call("sub", { result: {} }),
+    ...call("fake_1", { result: {} }),
+    ...call("made_up_4", { result: {} }),
+  ]);
+  const m = await f.scrape();
+  const calls = (tool_name: string) =>
+    value(m, "mcp_audit_tool_calls_total", { transport: "stdio", tool_name, status: "ok" });
+  // echo and add fill the budget (made_up_1 moved to the listed ones): sub comes too late.
+  assert.equal(calls("made_up_1"), 1);
+  assert.equal(calls("made_up_2"), 1);
+  assert.equal(calls("echo"), 1);
+  assert.equal(calls("add"), 1);
+  assert.equal(calls("other"), 4);
 });
 
 Deno.test("guardrail decisions: policy, monitor mode, pinning, rate limit and filter, by method", async () => {
