@@ -64,7 +64,10 @@ export interface ExportQueueOptions<T> {
   stop: AbortController;
   health: ExportHealth;
   logger: Logger;
-  /** The size of an item in bytes, when items can be large (log records carry whole lines). */
+  /**
+   * An upper bound of the bytes an item takes in a request (see {@linkcode spanWeight},
+   * {@linkcode logRecordWeight}); without it only items are counted.
+   */
   weigh?: (item: T) => number;
   /** At most this many bytes wait (by `weigh`); one item alone is always accepted. */
   maxBytes?: number;
@@ -273,6 +276,94 @@ export class ExportQueue<T> {
     }
     if (outcome.kind === "failed") o.health.dropped(o.signal, outcome.reason, batch.length);
   }
+}
+
+/** What an ASCII character adds to its byte in JSON: 5 for a control, 1 for `"` and backslash. */
+const ASCII_EXTRA = (() => {
+  const extra = new Uint8Array(128);
+  extra.fill(5, 0, 0x20);
+  extra[0x22] = 1;
+  extra[0x5c] = 1;
+  return extra;
+})();
+
+/**
+ * An upper bound of the bytes `text` takes in an OTLP request, JSON or protobuf: its UTF-8 length
+ * with JSON's escapes counted — `"` and backslash 2 bytes, other control characters 6 (`\u001b`), a
+ * surrogate 6 (a lone one is written `\udxxx`; a pair is 4 bytes of UTF-8). Control characters
+ * with a short escape (`\n`) take 2; 6 is their bound.
+ *
+ * @example
+ * ```ts
+ * import { textWeight } from "./export_queue.ts";
+ * textWeight("é\"x"); // 5
+ * ```
+ */
+export function textWeight(text: string): number {
+  const length = text.length;
+  let n = length;
+  for (let i = 0; i < length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) n += ASCII_EXTRA[c]!;
+    else if (c < 0x800) n += 1;
+    else if (c >= 0xd800 && c <= 0xdfff) n += 5;
+    else n += 2;
+  }
+  return n;
+}
+
+/** Counted for each attribute beyond its key and value: JSON's `{"key":,"value":{"…Value":}}`. */
+const ATTRIBUTE_OVERHEAD = 64;
+/** Counted for each span or log record beyond its texts: ids, times, kind, flags, field names. */
+const ITEM_OVERHEAD = 512;
+/** What a value nested more than 8 levels deep is counted as, unread (ours never are). */
+const DEEP_VALUE = 1 << 20;
+
+/** An upper bound of the bytes an attribute value or log body takes in a request. */
+export function valueWeight(value: unknown, depth = 0): number {
+  if (value === null || value === undefined) return 16;
+  if (typeof value === "string") return 24 + textWeight(value);
+  if (typeof value !== "object") return 48;
+  // Our records carry strings and numbers only; anything nested is counted, boundedly.
+  if (depth > 8) return DEEP_VALUE;
+  if (value instanceof Uint8Array) return 24 + Math.ceil(value.length / 3) * 4;
+  let n = 32;
+  if (Array.isArray(value)) {
+    for (const v of value) n += valueWeight(v, depth + 1);
+    return n;
+  }
+  for (const [k, v] of Object.entries(value)) {
+    n += ATTRIBUTE_OVERHEAD + textWeight(k) + valueWeight(v, depth + 1);
+  }
+  return n;
+}
+
+/** An upper bound of the bytes a set of attributes takes in a request. */
+export function attributesWeight(attributes: Readonly<Record<string, unknown>>): number {
+  let n = 0;
+  for (const key in attributes) {
+    n += ATTRIBUTE_OVERHEAD + textWeight(key) + valueWeight(attributes[key]);
+  }
+  return n;
+}
+
+/** An upper bound of the bytes a span takes in an OTLP request (the resource's apart). */
+export function spanWeight(span: ReadableSpan): number {
+  let n = ITEM_OVERHEAD + textWeight(span.name) + attributesWeight(span.attributes);
+  if (span.status.message !== undefined) n += textWeight(span.status.message);
+  const state = span.parentSpanContext?.traceState?.serialize();
+  if (state !== undefined) n += textWeight(state);
+  for (const e of span.events) {
+    n += ITEM_OVERHEAD + textWeight(e.name) + attributesWeight(e.attributes ?? {});
+  }
+  for (const l of span.links) n += ITEM_OVERHEAD + attributesWeight(l.attributes ?? {});
+  return n;
+}
+
+/** An upper bound of the bytes a log record takes in an OTLP request (the resource's apart). */
+export function logRecordWeight(record: ReadableLogRecord): number {
+  return ITEM_OVERHEAD + valueWeight(record.body) + attributesWeight(record.attributes) +
+    textWeight(record.eventName ?? "") + textWeight(record.severityText ?? "");
 }
 
 /** The span processor: every ended span goes into the queue. */

@@ -1,5 +1,23 @@
 import assert from "node:assert/strict";
-import { ExportQueue, type ExportQueueOptions, type SendOutcome } from "./export_queue.ts";
+import { SpanStatusCode } from "@opentelemetry/api";
+import { resourceFromAttributes } from "@opentelemetry/resources";
+import { AlwaysOnSampler, type ReadableSpan, TracerProvider } from "@opentelemetry/sdk-trace";
+import { LoggerProvider, type ReadableLogRecord } from "@opentelemetry/sdk-logs";
+import {
+  JsonLogsSerializer,
+  JsonTraceSerializer,
+  ProtobufLogsSerializer,
+  ProtobufTraceSerializer,
+} from "@opentelemetry/otlp-transformer";
+import {
+  attributesWeight,
+  ExportQueue,
+  type ExportQueueOptions,
+  logRecordWeight,
+  type SendOutcome,
+  spanWeight,
+  textWeight,
+} from "./export_queue.ts";
 import { Logger } from "../log.ts";
 import { RecordingHealth } from "../../tests/fixtures/otlp_receiver.ts";
 
@@ -277,4 +295,98 @@ Deno.test("byte limits: a batch stops before maxBatchBytes, the queue refuses pa
   assert.deepEqual(big.manual.batches[0], [500]);
   big.manual.finish();
   await big.queue.shutdown();
+});
+
+/** Text a client or server might choose to make encoded requests larger than they look. */
+const HOSTILE = [
+  "plain ascii",
+  '"quoted" \\back\\slashed\\',
+  "\u0001\u0002\u001f\n\t control",
+  "\ud800 lone \udfff surrogates",
+  "😀 pairs 👍",
+  "é ü ß",
+  "中文字符",
+  "\u2028\u2029",
+];
+
+Deno.test("textWeight is at least the UTF-8 length and the JSON-escaped UTF-8 length of any text", () => {
+  const encoder = new TextEncoder();
+  assert.equal(textWeight(""), 0);
+  assert.equal(textWeight('é"x'), 5);
+  for (const text of [...HOSTILE, HOSTILE.join(""), "\ud83d", "\ude00"]) {
+    const json = encoder.encode(JSON.stringify(text)).length - 2;
+    const utf8 = encoder.encode(text).length;
+    const w = textWeight(text);
+    assert.ok(w >= json && w >= utf8, `${JSON.stringify(text)}: ${w} < ${json} or ${utf8}`);
+  }
+  // Tight for ASCII: a line of JSON weighs little more than its bytes.
+  const line = JSON.stringify({ method: "tools/call", params: { text: "y".repeat(100_000) } });
+  assert.ok(textWeight(line) < line.length * 1.01);
+});
+
+/** Real spans and log records, made by the SDK, with hostile text everywhere it can go. */
+function hostileItems(): { spans: ReadableSpan[]; logs: ReadableLogRecord[] } {
+  const spans: ReadableSpan[] = [];
+  const logs: ReadableLogRecord[] = [];
+  const resource = resourceFromAttributes({ "service.name": "svc", "process.pid": 1 });
+  const tracer = new TracerProvider({
+    resource,
+    sampler: new AlwaysOnSampler(),
+    spanProcessors: [{
+      onStart() {},
+      onEnd: (s) => void spans.push(s),
+      forceFlush: () => Promise.resolve(),
+      shutdown: () => Promise.resolve(),
+    }],
+  }).getTracer("mcp-audit", "1.0.0");
+  const logger = new LoggerProvider({
+    resource,
+    processors: [{
+      onEmit: (r) => void logs.push(r),
+      forceFlush: () => Promise.resolve(),
+      shutdown: () => Promise.resolve(),
+    }],
+  }).getLogger("mcp-audit", "1.0.0");
+  for (const text of [...HOSTILE, HOSTILE.join("").repeat(50)]) {
+    const span = tracer.startSpan(text, {
+      attributes: { "a.text": text, "a.n": 12345, "a.b": true },
+    });
+    span.setStatus({ code: SpanStatusCode.ERROR, message: text });
+    span.end();
+    logger.emit({
+      body: JSON.stringify({ method: text, params: { text } }),
+      eventName: "mcp_audit.record",
+      severityText: "WARN",
+      attributes: { "mcp.method.name": text, "mcp_audit.seq": 7 },
+    });
+  }
+  return { spans, logs };
+}
+
+Deno.test("spanWeight and logRecordWeight bound the bytes of real OTLP requests, JSON and protobuf", () => {
+  const { spans, logs } = hostileItems();
+  const resource = spans[0]!.resource;
+  // The request's envelope: resource, scope, field names.
+  const envelope = 2048 + attributesWeight(resource.attributes);
+  const sum = <T>(items: T[], weigh: (item: T) => number) =>
+    items.reduce((n, item) => n + weigh(item), envelope);
+  const cases: [string, Uint8Array | undefined, number][] = [
+    ["json spans", JsonTraceSerializer.serializeRequest(spans), sum(spans, spanWeight)],
+    ["protobuf spans", ProtobufTraceSerializer.serializeRequest(spans), sum(spans, spanWeight)],
+    ["json logs", JsonLogsSerializer.serializeRequest(logs), sum(logs, logRecordWeight)],
+    ["protobuf logs", ProtobufLogsSerializer.serializeRequest(logs), sum(logs, logRecordWeight)],
+  ];
+  for (const [what, bytes, weight] of cases) {
+    assert.ok(bytes !== undefined, what);
+    assert.ok(bytes.length <= weight, `${what}: ${bytes.length} bytes > weight ${weight}`);
+  }
+  // One by one too: each item within its own weight.
+  for (const s of spans) {
+    const bytes = JsonTraceSerializer.serializeRequest([s])!;
+    assert.ok(bytes.length <= envelope + spanWeight(s), `span ${s.name.slice(0, 20)}`);
+  }
+  for (const l of logs) {
+    const bytes = JsonLogsSerializer.serializeRequest([l])!;
+    assert.ok(bytes.length <= envelope + logRecordWeight(l));
+  }
 });

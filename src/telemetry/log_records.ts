@@ -4,7 +4,9 @@
  *
  * The body is the exact stored line, as a string, so whoever receives it can check its signature
  * and its place in the chain (`seq`, `prev`, `sig` are attributes too, for search). It is the
- * stored copy: redacted as the log is, never the wire.
+ * stored copy: redacted as the log is, never the wire. The body is never cut; the attributes a
+ * client or server chose (method, tool name, session, client and server ids) are cut as a span's
+ * are, to `SPAN_TEXT_LIMIT` with a marker, for they repeat what the body holds whole.
  *
  * @example
  * ```ts
@@ -22,7 +24,7 @@ import type { Context } from "@opentelemetry/api";
 import { type LogAttributes, type LogRecord, SeverityNumber } from "@opentelemetry/api-logs";
 import { type AuditRecord, EventMethod } from "../audit/record.ts";
 import type { StoredRecord } from "../audit/storage/store.ts";
-import { hrTimeOf } from "./spans.ts";
+import { cutText, hrTimeOf } from "./spans.ts";
 
 /** The `eventName` of every exported audit record. */
 export const AUDIT_EVENT_NAME = "mcp_audit.record";
@@ -57,11 +59,11 @@ export function auditLogRecord(stored: StoredRecord, context: Context): LogRecor
   a["mcp_audit.entry_id"] = r.id;
   a["mcp_audit.kind"] = r.kind;
   a["mcp_audit.direction"] = r.direction;
-  if (r.method !== null) a["mcp.method.name"] = r.method;
-  if (r.tool_name !== null) a["gen_ai.tool.name"] = r.tool_name;
-  if (r.session !== null) a["mcp.session.id"] = r.session;
-  if (r.client_id !== "") a["mcp_audit.client_id"] = r.client_id;
-  if (r.server_id !== "") a["mcp_audit.server_id"] = r.server_id;
+  if (r.method !== null) a["mcp.method.name"] = cutText(r.method);
+  if (r.tool_name !== null) a["gen_ai.tool.name"] = cutText(r.tool_name);
+  if (r.session !== null) a["mcp.session.id"] = cutText(r.session);
+  if (r.client_id !== "") a["mcp_audit.client_id"] = cutText(r.client_id);
+  if (r.server_id !== "") a["mcp_audit.server_id"] = cutText(r.server_id);
   const severity = severityOf(r);
   const ms = Date.parse(r.ts);
   const record: LogRecord = {

@@ -9,7 +9,7 @@ import {
 import { AUDIT_EVENT_NAME, auditLogRecord, severityOf } from "./log_records.ts";
 import type { AuditRecord } from "../audit/record.ts";
 import type { StoredRecord } from "../audit/storage/store.ts";
-import { hrTimeOf } from "./spans.ts";
+import { hrTimeOf, SPAN_TEXT_LIMIT } from "./spans.ts";
 
 function rec(fields: Partial<AuditRecord>): AuditRecord {
   return {
@@ -137,4 +137,27 @@ Deno.test("through the SDK logger: the record carries the trace context it was g
   assert.equal(got[0]!.body, s.line);
   assert.deepEqual(got[0]!.hrTime, hrTimeOf(Date.parse(s.record.ts)));
   assert.equal(got[1]!.spanContext, undefined);
+});
+
+Deno.test("the body is the whole line however long; the attributes a client or server chose are cut with a marker", () => {
+  const big = "m".repeat(1 << 20);
+  const s = stored(
+    rec({ method: big, tool_name: big, session: big, client_id: big, server_id: big }),
+  );
+  const log = auditLogRecord(s, ROOT_CONTEXT);
+  assert.equal(log.body, s.line);
+  for (
+    const key of [
+      "mcp.method.name",
+      "gen_ai.tool.name",
+      "mcp.session.id",
+      "mcp_audit.client_id",
+      "mcp_audit.server_id",
+    ]
+  ) {
+    const v = log.attributes?.[key];
+    assert.equal(typeof v, "string", key);
+    assert.equal(String(v).length, SPAN_TEXT_LIMIT, key);
+    assert.ok(String(v).endsWith(`…[truncated: ${1 << 20} chars]`), key);
+  }
 });

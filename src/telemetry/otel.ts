@@ -47,10 +47,14 @@ import type { StoredRecord } from "../audit/storage/store.ts";
 import type { Logger } from "../log.ts";
 import type { DropReason, ExportHealth, ExportSignal } from "./export_health.ts";
 import {
+  attributesWeight,
   ExportQueue,
+  logRecordWeight,
   QueueLogRecordProcessor,
   QueueSpanProcessor,
   type SendOutcome,
+  spanWeight,
+  textWeight,
 } from "./export_queue.ts";
 import {
   loggableUrl,
@@ -60,7 +64,7 @@ import {
   OtlpHttpTransport,
   otlpUrl,
 } from "./otlp_transport.ts";
-import { ExchangeSpans } from "./spans.ts";
+import { ExchangeSpans, SPAN_TEXT_LIMIT } from "./spans.ts";
 import { auditLogRecord } from "./log_records.ts";
 
 export { OtelConfigError };
@@ -89,10 +93,18 @@ export interface Otel {
 
 /** The instrumentation scope of every span and log record. */
 const SCOPE = "mcp-audit";
-/** Log records carry whole lines: at most this many bytes wait… */
+/**
+ * Log records carry whole lines: at most this many bytes of them wait (by an upper bound of their
+ * encoded size, {@linkcode logRecordWeight})…
+ */
 const LOG_QUEUE_MAX_BYTES = 64 * 1024 * 1024;
-/** …and one request carries at most this many (a collector's default limit is larger). */
-const LOG_BATCH_MAX_BYTES = 4 * 1024 * 1024;
+/** …and of spans, whose every text is cut to `SPAN_TEXT_LIMIT` ({@linkcode spanWeight}). */
+const SPAN_QUEUE_MAX_BYTES = 16 * 1024 * 1024;
+/**
+ * One request carries at most this many bytes, resource included (the Collector's default limit
+ * is larger), but for a single log record larger than this, which goes alone.
+ */
+const REQUEST_MAX_BYTES = 4 * 1024 * 1024;
 
 /**
  * Starts the export: checks the endpoint and headers (throws {@linkcode OtelConfigError}), builds
@@ -102,12 +114,20 @@ export function startOtel(options: OtelOptions): Otel {
   const c = options.config;
   const tracesUrl = otlpUrl(c.endpoint, "traces");
   const logsUrl = otlpUrl(c.endpoint, "logs");
-  const resource = resourceFromAttributes(resourceAttributes(c.service_name, options.version));
+  const attributes = resourceAttributes(c.service_name, options.version);
+  const resource = resourceFromAttributes(attributes);
+  // What a request carries besides its items: the resource, the scope, the field names.
+  const envelope = 2048 + attributesWeight(attributes) + textWeight(SCOPE) +
+    textWeight(options.version);
+  const maxBatchBytes = Math.max(1, REQUEST_MAX_BYTES - envelope);
 
   const traces = exportPipeline<ReadableSpan>(options, "traces", tracesUrl, {
     serializer: c.protocol === "http/protobuf" ? ProtobufTraceSerializer : JsonTraceSerializer,
     metricsHelper: TraceExporterMetricsHelper,
     componentType: "otlp_http_span_exporter",
+    weigh: spanWeight,
+    maxBytes: SPAN_QUEUE_MAX_BYTES,
+    maxBatchBytes,
   });
   const spanProcessor = new QueueSpanProcessor(traces);
   const tracerProvider = new TracerProvider({
@@ -115,6 +135,8 @@ export function startOtel(options: OtelOptions): Otel {
     // Every exchange is exported, as the Go tool did, even in a trace its caller does not sample:
     // these spans point at signed records, and a collector can still sample them.
     sampler: new AlwaysOnSampler(),
+    // ExchangeSpans cuts every text it sets, with a marker; this catches anything it would miss.
+    spanLimits: { attributeValueLengthLimit: SPAN_TEXT_LIMIT },
     spanProcessors: [spanProcessor],
   });
   const spans = new ExchangeSpans({
@@ -132,11 +154,14 @@ export function startOtel(options: OtelOptions): Otel {
       serializer: c.protocol === "http/protobuf" ? ProtobufLogsSerializer : JsonLogsSerializer,
       metricsHelper: LogsExporterMetricsHelper,
       componentType: "otlp_http_log_exporter",
-      weigh: (r) => typeof r.body === "string" ? r.body.length : 0,
+      weigh: logRecordWeight,
+      maxBytes: LOG_QUEUE_MAX_BYTES,
+      maxBatchBytes,
     });
     loggerProvider = new LoggerProvider({
       resource,
-      // The body is the line; attributes are short. No limit may cut the evidence.
+      // The body is the line (bodies are never cut by limits); auditLogRecord cuts the
+      // attributes a client or server chose. No limit may cut the evidence.
       logRecordLimits: { attributeValueLengthLimit: Infinity },
       processors: [new QueueLogRecordProcessor(logs)],
     });
@@ -214,7 +239,12 @@ interface PipelineParts<T> {
   serializer: ISerializer<T[], unknown>;
   metricsHelper: ConstructorParameters<typeof ExporterMetrics<T[]>>[0]["metricsHelper"];
   componentType: string;
-  weigh?: (item: T) => number;
+  /** An upper bound of an item's bytes in a request. */
+  weigh: (item: T) => number;
+  /** At most this many bytes wait. */
+  maxBytes: number;
+  /** At most this many bytes of items go in one request; one item alone always goes. */
+  maxBatchBytes: number;
 }
 
 /** One signal's queue → official delegate (encoding) → our transport. */
@@ -243,7 +273,7 @@ function exportPipeline<T>(
   const metrics = new ExporterMetrics<T[]>({
     componentType: parts.componentType,
     metricsHelper: parts.metricsHelper,
-    url: url.href,
+    url: loggableUrl(url),
     // Ours are the mcp_audit_otel_* metrics, fed by the transport and the queue.
     meterProvider: undefined,
     responseAttributesFromError: () => ({}),
@@ -257,7 +287,7 @@ function exportPipeline<T>(
       transport,
     ),
   );
-  const queueOptions = {
+  return new ExportQueue<T>({
     signal,
     capacity: c.queue_size,
     batchSize: c.batch_size,
@@ -267,12 +297,9 @@ function exportPipeline<T>(
     health: options.health,
     logger: options.logger,
     send: (batch: T[]) => exportBatch(exporter, transport, batch, options.logger),
-  };
-  return parts.weigh === undefined ? new ExportQueue<T>(queueOptions) : new ExportQueue<T>({
-    ...queueOptions,
     weigh: parts.weigh,
-    maxBytes: LOG_QUEUE_MAX_BYTES,
-    maxBatchBytes: LOG_BATCH_MAX_BYTES,
+    maxBytes: parts.maxBytes,
+    maxBatchBytes: parts.maxBatchBytes,
   });
 }
 

@@ -254,3 +254,63 @@ Deno.test("records after shutdown are dropped as shutdown; records() never throw
   otel.records([stored({ ts: "not a time" }), stored({ kind: "response", ts: "nope" })]);
   await otel.shutdown();
 });
+
+Deno.test("log requests stay within 4 MiB however their lines escape; a line larger than that goes alone", async () => {
+  await using rx = receiver();
+  const o = options(rx.url, { logs: true, batch_size: 100, queue_size: 100 });
+  const otel = startOtel(o);
+  // Every `"` of the text is `\"` in the line and `\\\"` in an OTLP/JSON request: a line of
+  // 1.2 M characters is a 2.4 MB request.
+  const quotes = '"'.repeat(600_000);
+  const batch = Array.from(
+    { length: 5 },
+    () => stored({ kind: "notification", method: "x", tool_name: null, params: { text: quotes } }),
+  );
+  const huge = stored({
+    kind: "notification",
+    method: "x",
+    tool_name: null,
+    params: { text: "y".repeat(5 * 1024 * 1024) },
+  });
+  otel.records([...batch, huge]);
+  await otel.shutdown();
+  assert.deepEqual(o.health.drops(), []);
+  const requests = rx.requests.filter((r) => r.path === "/v1/logs");
+  assert.deepEqual(rx.logs().map((l) => l.body), [...batch, huge].map((s) => s.line));
+  const sizes = requests.map((r) => r.body.length);
+  const last = sizes.pop();
+  assert.ok(sizes.every((n) => n <= 4 * 1024 * 1024), `request sizes ${sizes}`);
+  assert.ok(last !== undefined && last > 4 * 1024 * 1024, "the 5 MiB line went, alone");
+});
+
+Deno.test("the span queue is bounded in bytes too: with a hung collector, spans of hostile text are dropped before otel.queue_size", async () => {
+  await using rx = receiver({ respond: () => rx.released.then(() => Response.json({})) });
+  const o = options(rx.url, {
+    queue_size: 100_000,
+    batch_size: 1,
+    timeout_ms: 60_000,
+    shutdown_timeout_ms: 10,
+  });
+  const otel = startOtel(o);
+  // Three bytes a character; every span cuts it to 1024 characters, twice (name and attribute).
+  const tool = "字".repeat(1 << 20);
+  const fields = (id: number, kind: "request" | "response"): AuditRecord => ({
+    ...stored({}).record,
+    kind,
+    direction: kind === "request" ? "client_to_server" : "server_to_client",
+    jsonrpc_id: id,
+    tool_name: tool,
+  });
+  const records: StoredRecord[] = [];
+  for (let id = 1; id <= 4000; id++) {
+    // The line is not read for spans: a short one keeps the test small.
+    records.push({ line: "{}", record: fields(id, "request") });
+    records.push({ line: "{}", record: fields(id, "response") });
+  }
+  otel.records(records);
+  const full = o.health.drops("traces").filter((d) => d.reason === "queue_full");
+  await otel.shutdown();
+  const dropped = full.reduce((n, d) => n + d.items, 0);
+  // 16 MiB of spans of about 7 KiB each wait; the rest are refused, long before 100 000.
+  assert.ok(dropped > 1000 && dropped < 4000, `queue_full drops: ${dropped}`);
+});

@@ -5,7 +5,9 @@
  *
  * Attributes are the Go tool's (`mcp.method.name`, `network.transport`, `mcp_audit.entry_id`, …,
  * `error.type`) in its order, plus the seq and entry id of both records so that a span leads to
- * the signed records. Params and results are never exported.
+ * the signed records. Params and results are never exported. Every text a client or server chose
+ * (method, tool name, id, session, error message) is cut to {@linkcode SPAN_TEXT_LIMIT} with a
+ * marker: the stored record keeps it whole, and the span points at that record.
  *
  * When the request's `params._meta` carries a valid W3C `traceparent` (and `tracestate`), the
  * span is its child: the proxy appears inside the agent's own trace. Nothing is injected.
@@ -45,6 +47,7 @@ import { EventMethod } from "../audit/record.ts";
 import { isJsonObject, isRawNumber, type JsonObject, type JsonValue } from "../jsonrpc/json.ts";
 import { idKey, type JsonRpcId } from "../jsonrpc/message.ts";
 import type { Logger } from "../log.ts";
+import { createHash } from "node:crypto";
 
 /** JSON-RPC codes the proxy answers refusals with (SPEC), as the Go tool names them. */
 const RATE_LIMITED = -32029;
@@ -52,6 +55,45 @@ const POLICY_DENIED = -32030;
 
 /** How many unanswered requests are remembered; the oldest is forgotten first. */
 export const DEFAULT_MAX_PENDING = 4096;
+
+/**
+ * The most UTF-16 code units of any text a span carries: its name, each string attribute, its
+ * status message. Also the SDK's `attributeValueLengthLimit`, as a backstop.
+ */
+export const SPAN_TEXT_LIMIT = 1024;
+
+/**
+ * `text` whole when it has at most `limit` UTF-16 code units; else its start, cut on a code-point
+ * boundary, then `…[truncated: N chars]` (N its whole length), all within `limit`. The result never
+ * shares memory with `text`, so a kept cut does not keep a megabyte alive.
+ *
+ * @example
+ * ```ts
+ * import { cutText } from "./spans.ts";
+ * cutText("x".repeat(5000), 64); // "xxx…x…[truncated: 5000 chars]", 64 code units
+ * ```
+ */
+export function cutText(text: string, limit: number = SPAN_TEXT_LIMIT): string {
+  if (text.length <= limit) return text;
+  const marker = `…[truncated: ${text.length} chars]`;
+  let end = Math.max(0, limit - marker.length);
+  const last = text.charCodeAt(end - 1);
+  // A high surrogate whose pair would be cut off goes with it.
+  if (end > 0 && last >= 0xd800 && last <= 0xdbff) end--;
+  const cut = end === 0 ? marker.slice(0, limit) : text.slice(0, end) + marker;
+  // A slice is a view of its parent string in V8; a JSON round trip makes a flat copy.
+  const copy: unknown = JSON.parse(JSON.stringify(cut));
+  return typeof copy === "string" ? copy : cut;
+}
+
+/**
+ * A map key for client-chosen text: the text itself when short, else its length and SHA-256, so
+ * that a megabyte id waiting for its answer costs a few dozen bytes.
+ */
+function keyOf(text: string): string {
+  if (text.length <= SPAN_TEXT_LIMIT) return `=${text}`;
+  return `#${text.length}:${createHash("sha256").update(text).digest("base64")}`;
+}
 
 /** Settings of the span builder. */
 export interface ExchangeSpansOptions {
@@ -73,8 +115,12 @@ interface PendingRequest {
   direction: Direction;
   transport: TransportName;
   upstream: string | null;
+  /** This and the texts below are cut to {@linkcode SPAN_TEXT_LIMIT}. */
   session: string | null;
-  jsonrpcId: JsonRpcId;
+  /** As `jsonrpc.request.id` carries it. */
+  jsonrpcId: string | null;
+  /** The span's name. */
+  name: string;
   method: string;
   toolName: string | null;
   clientId: string;
@@ -132,12 +178,15 @@ export function hrTimeMinus(t: HrTime, ms: number): HrTime {
   return [Number(clamped / 1_000_000_000n), Number(clamped % 1_000_000_000n)];
 }
 
-/** A JSON-RPC id as the Go tool writes `jsonrpc.request.id`: strings bare, numbers as written. */
+/**
+ * A JSON-RPC id as the Go tool writes `jsonrpc.request.id`: strings bare, numbers as written; cut
+ * to {@linkcode SPAN_TEXT_LIMIT}.
+ */
 function idText(id: JsonRpcId): string | null {
   if (id === null) return null;
-  if (typeof id === "string") return id;
+  if (typeof id === "string") return cutText(id);
   if (typeof id === "number") return String(id);
-  return id.rawJSON;
+  return cutText(id.rawJSON);
 }
 
 /** `server.address` and `server.port` of an upstream URL; null when it is not one. */
@@ -168,7 +217,7 @@ function opposite(direction: Direction): Direction | null {
 }
 
 function pendingKey(session: string | null, direction: Direction, id: string): string {
-  return `${session ?? ""}\u0000${direction}\u0000${id}`;
+  return `${session === null ? "-" : keyOf(session)}\u0000${direction}\u0000${keyOf(id)}`;
 }
 
 /**
@@ -247,6 +296,8 @@ export class ExchangeSpans {
     const key = pendingKey(r.session, r.direction, idKey(r.jsonrpc_id));
     // A reused id replaces the older request: only the newer one can still be answered.
     this.#pending.delete(key);
+    const method = cutText(r.method);
+    const toolName = r.tool_name === null ? null : cutText(r.tool_name);
     this.#pending.set(key, {
       seq: r.seq,
       id: r.id,
@@ -254,12 +305,13 @@ export class ExchangeSpans {
       direction: r.direction,
       transport: r.transport,
       upstream: r.upstream,
-      session: r.session,
-      jsonrpcId: r.jsonrpc_id,
-      method: r.method,
-      toolName: r.tool_name,
-      clientId: r.client_id,
-      serverId: r.server_id,
+      session: r.session === null ? null : cutText(r.session),
+      jsonrpcId: idText(r.jsonrpc_id),
+      name: toolName === null ? method : cutText(`${method} ${toolName}`),
+      method,
+      toolName,
+      clientId: cutText(r.client_id),
+      serverId: cutText(r.server_id),
       signed: r.sig !== null,
       decision: r.decision,
       parent,
@@ -323,8 +375,7 @@ export class ExchangeSpans {
       ? hrTimeMinus(end, duration)
       : hrTimeOf(Math.min(req.tsMs, endMs));
     const { attributes, status } = this.#describe(req, ending);
-    const name = req.toolName === null ? req.method : `${req.method} ${req.toolName}`;
-    const span = this.#o.tracer.startSpan(name, {
+    const span = this.#o.tracer.startSpan(req.name, {
       kind: req.direction === "client_to_server" ? SpanKind.CLIENT : SpanKind.SERVER,
       startTime: start,
       attributes,
@@ -348,7 +399,7 @@ export class ExchangeSpans {
     a["mcp_audit.signature.present"] = req.signed;
     if (req.transport === "http") a["network.protocol.name"] = "http";
     if (req.method === "tools/call") a["gen_ai.operation.name"] = "execute_tool";
-    const id = idText(req.jsonrpcId);
+    const id = req.jsonrpcId;
     if (id !== null && id !== "") a["jsonrpc.request.id"] = id;
     if (req.toolName !== null && req.toolName !== "") a["gen_ai.tool.name"] = req.toolName;
     if (req.clientId !== "") a["mcp_audit.client_id"] = req.clientId;
@@ -356,7 +407,7 @@ export class ExchangeSpans {
     a["mcp_audit.storage"] = this.#o.storage;
     const server = serverOf(req.upstream) ?? this.#fallback;
     if (server !== null) {
-      a["server.address"] = server.address;
+      a["server.address"] = cutText(server.address);
       a["server.port"] = server.port;
     }
     let status: { code: SpanStatusCode; message?: string } = { code: SpanStatusCode.OK };
@@ -370,7 +421,7 @@ export class ExchangeSpans {
             : code === POLICY_DENIED
             ? "policy_denied"
             : "jsonrpc_error";
-          status = { code: SpanStatusCode.ERROR, message: end.error.message };
+          status = { code: SpanStatusCode.ERROR, message: cutText(end.error.message) };
         } else if (isJsonObject(end.result) && end.result.isError === true) {
           a["error.type"] = "tool_error";
           status = { code: SpanStatusCode.ERROR, message: "tool_error" };

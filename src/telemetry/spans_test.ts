@@ -7,11 +7,13 @@ import {
   TracerProvider,
 } from "@opentelemetry/sdk-trace";
 import {
+  cutText,
   ExchangeSpans,
   type ExchangeSpansOptions,
   hrTimeOf,
   remoteParent,
   serverOf,
+  SPAN_TEXT_LIMIT,
 } from "./spans.ts";
 import type { AuditRecord } from "../audit/record.ts";
 import { rawNumber } from "../jsonrpc/json.ts";
@@ -402,4 +404,83 @@ Deno.test("record() returns the context a log record belongs to: the caller's fo
     trace.getSpanContext(spans.record(rec({ kind: "notification", method: "x" }))),
     undefined,
   );
+});
+
+Deno.test("cutText keeps short text, cuts long text to the limit with a marker naming its length, never splitting a pair", () => {
+  assert.equal(cutText("tools/call"), "tools/call");
+  assert.equal(cutText("x".repeat(SPAN_TEXT_LIMIT)), "x".repeat(SPAN_TEXT_LIMIT));
+  const long = "x".repeat(SPAN_TEXT_LIMIT + 1);
+  const cut = cutText(long);
+  assert.equal(cut.length, SPAN_TEXT_LIMIT);
+  assert.ok(cut.endsWith(`…[truncated: ${SPAN_TEXT_LIMIT + 1} chars]`), cut.slice(-40));
+  assert.ok(cut.startsWith("xxxx"));
+  // A pair that would straddle the cut goes whole: no lone surrogate is left.
+  for (let pad = 0; pad < 4; pad++) {
+    const text = "a".repeat(pad) + "😀".repeat(200);
+    const c = cutText(text, 64);
+    assert.ok(c.length <= 64, `${c.length}`);
+    assert.ok(c.isWellFormed(), `pad ${pad}: ${c}`);
+    assert.ok(text.startsWith(c.slice(0, c.indexOf("…"))));
+  }
+  // A limit shorter than the marker still holds.
+  assert.equal(cutText("x".repeat(100), 5).length, 5);
+});
+
+Deno.test("spans carry at most SPAN_TEXT_LIMIT of any text a client or server chose: name, method, tool, id, session, ids, status", () => {
+  const { spans, ended } = harness({ methods: "all" });
+  const big = (c: string) => c.repeat(1 << 20);
+  spans.record(
+    rec({
+      method: `m${big("m")}`,
+      jsonrpc_id: 1,
+      session: `s${big("s")}`,
+      client_id: `c${big("c")}`,
+      server_id: `v${big("v")}`,
+    }),
+  );
+  spans.record(
+    answer(1, "x", { method: null, tool_name: null, session: `s${big("s")}` }),
+  );
+  spans.record(call(0, `t${big("t")}`, { jsonrpc_id: `i${big("i")}` }));
+  spans.record(
+    answer(0, "t", {
+      kind: "error",
+      jsonrpc_id: `i${big("i")}`,
+      result: null,
+      error: { code: -32000, message: `e${big("e")}` },
+    }),
+  );
+  spans.record(call(7, "n", { jsonrpc_id: rawNumber("9".repeat(5000)) }));
+  spans.record(answer(7, "n", { jsonrpc_id: rawNumber("9".repeat(5000)) }));
+  assert.equal(ended.length, 3, "the long session, id and number still pair");
+  for (const span of ended) {
+    assert.ok(span.name.length <= SPAN_TEXT_LIMIT, `name ${span.name.length}`);
+    assert.ok((span.status.message ?? "").length <= SPAN_TEXT_LIMIT, "status message");
+    for (const [k, v] of Object.entries(span.attributes)) {
+      if (typeof v === "string") assert.ok(v.length <= SPAN_TEXT_LIMIT, `${k} ${v.length}`);
+    }
+  }
+  const [first, second, third] = ended;
+  assert.match(first!.name, /^mmmm.*…\[truncated: 1048577 chars\]$/);
+  assert.match(
+    String(first!.attributes["mcp.session.id"]),
+    /^ssss.*…\[truncated: 1048577 chars\]$/,
+  );
+  assert.match(String(first!.attributes["mcp_audit.client_id"]), /^cccc/);
+  assert.match(String(first!.attributes["mcp_audit.server_id"]), /^vvvv/);
+  assert.match(second!.name, /^tools\/call tttt.*…\[truncated: \d+ chars\]$/);
+  assert.match(String(second!.attributes["gen_ai.tool.name"]), /^tttt.*truncated/);
+  assert.match(String(second!.attributes["jsonrpc.request.id"]), /^iiii.*truncated/);
+  assert.match(second!.status.message ?? "", /^eeee.*…\[truncated: 1048577 chars\]$/);
+  assert.match(String(third!.attributes["jsonrpc.request.id"]), /^9999.*truncated: 5000 chars/);
+});
+
+Deno.test("two long ids that share their first SPAN_TEXT_LIMIT characters are two exchanges", () => {
+  const { spans, ended } = harness();
+  const prefix = "p".repeat(SPAN_TEXT_LIMIT * 2);
+  spans.record(call(0, "a", { jsonrpc_id: `${prefix}a` }));
+  spans.record(call(0, "b", { jsonrpc_id: `${prefix}b` }));
+  spans.record(answer(0, "b", { jsonrpc_id: `${prefix}b` }));
+  spans.record(answer(0, "a", { jsonrpc_id: `${prefix}a` }));
+  assert.deepEqual(ended.map((s) => s.name), ["tools/call b", "tools/call a"]);
 });
