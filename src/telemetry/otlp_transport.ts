@@ -98,11 +98,16 @@ export function otlpUrl(endpoint: string, signal: ExportSignal): URL {
   return url;
 }
 
-/** The URL as it may be logged: without user name or password. */
+/**
+ * The URL as it may be logged: without user name, password, query or fragment, any of which may
+ * carry a token.
+ */
 export function loggableUrl(url: URL): string {
   const copy = new URL(url);
   copy.username = "";
   copy.password = "";
+  copy.search = "";
+  copy.hash = "";
   return copy.href;
 }
 
@@ -111,10 +116,33 @@ const CONTENT_TYPE = {
   "http/protobuf": "application/x-protobuf",
 } as const;
 
+/** A header name as HTTP allows it (RFC 9110 `token`). */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/**
+ * Why `otel.headers` cannot send this header, or null when it can. Names the fault, never the
+ * value: values are tokens, and a token read from a file often ends in a newline.
+ */
+export function headerProblem(name: string, value: string): string | null {
+  if (!HEADER_NAME.test(name)) return "is not a valid HTTP header name";
+  let wide = false;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 0 || c === 0x0a || c === 0x0d) {
+      return "its value has a line break or NUL, which HTTP does not allow (the value is not shown)";
+    }
+    if (c > 0xff) wide = true;
+  }
+  return wide
+    ? "its value has a character beyond Latin-1, which HTTP does not allow (the value is not shown)"
+    : null;
+}
+
 /**
  * The headers of every request: `otel.headers`, then `Content-Type` for the protocol (a configured
  * one would mislabel the body), `Content-Encoding` only for gzip, and `User-Agent` unless
- * configured. Throws {@linkcode OtelConfigError} for a name or value HTTP does not allow.
+ * configured. Throws {@linkcode OtelConfigError} for a name or value HTTP does not allow, naming
+ * the header and never showing its value.
  */
 export function otlpHeaders(
   configured: Readonly<Record<string, string>>,
@@ -124,13 +152,16 @@ export function otlpHeaders(
 ): Headers {
   const headers = new Headers();
   for (const [name, value] of Object.entries(configured)) {
+    const problem = headerProblem(name, value);
+    if (problem !== null) throw new OtelConfigError(`otel.headers.${name}`, problem);
     try {
       headers.set(name, value);
-    } catch (e) {
-      const reason = e instanceof Error ? e.message : String(e);
-      throw new OtelConfigError(`otel.headers.${name}`, `not a valid HTTP header: ${reason}`, {
-        cause: e,
-      });
+    } catch {
+      // The platform's message (and so a cause) would quote the value.
+      throw new OtelConfigError(
+        `otel.headers.${name}`,
+        "is not a valid HTTP header (the value is not shown)",
+      );
     }
   }
   headers.set("content-type", CONTENT_TYPE[protocol]);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   ERROR_BODY_LIMIT,
+  headerProblem,
   loggableUrl,
   OtelConfigError,
   OtlpExportError,
@@ -82,8 +83,13 @@ Deno.test("otlpUrl refuses an endpoint without an http(s) scheme or a host, nami
   }
 });
 
-Deno.test("loggableUrl leaves out credentials", () => {
+Deno.test("loggableUrl leaves out credentials, the query and the fragment", () => {
   assert.equal(loggableUrl(new URL("https://u:p@c/v1/traces")), "https://c/v1/traces");
+  assert.equal(
+    loggableUrl(new URL("https://u:p@c:4318/otlp/v1/logs?api_key=s3cr3t&x=1#tok")),
+    "https://c:4318/otlp/v1/logs",
+  );
+  assert.equal(loggableUrl(otlpUrl("http://c/p?token=s3cr3t", "traces")), "http://c/p/v1/traces");
 });
 
 Deno.test("otlpHeaders: configured headers, Content-Type by protocol over a configured one, gzip, User-Agent unless configured", () => {
@@ -113,6 +119,32 @@ Deno.test("otlpHeaders refuses a header HTTP does not allow, naming the key", ()
     () => otlpHeaders({ "X-Ok": "line\nbreak" }, "http/json", "none", "ua"),
     OtelConfigError,
   );
+});
+
+Deno.test("otlpHeaders names a refused header and never shows its value, in the message, the key or a cause", () => {
+  const token = "s3cr3t-t0ken";
+  for (
+    const value of [
+      `Bearer ${token}\n`,
+      `Bearer ${token}\r\nX-Evil: 1`,
+      `Bearer ${token}\u0000`,
+      `Bearer ${token}€`,
+    ]
+  ) {
+    assert.throws(
+      () => otlpHeaders({ Authorization: value }, "http/json", "none", "ua"),
+      (e: unknown) => {
+        assert.ok(e instanceof OtelConfigError);
+        assert.equal(e.key, "otel.headers.Authorization");
+        assert.match(e.problem, /value is not shown/);
+        const said = `${e.message} ${e.stack} ${String(e.cause)} ${JSON.stringify(e)}`;
+        assert.ok(!said.includes(token), said);
+        return true;
+      },
+    );
+  }
+  assert.equal(headerProblem("X-Api-Key", "Latin-1 is fine: é"), null);
+  assert.equal(headerProblem("bad name", "x"), "is not a valid HTTP header name");
 });
 
 Deno.test("retryAfterMs reads delta-seconds and HTTP dates; a past date is 0; anything else is null", () => {
