@@ -53,8 +53,18 @@ import { createHash } from "node:crypto";
 const RATE_LIMITED = -32029;
 const POLICY_DENIED = -32030;
 
-/** How many unanswered requests are remembered; the oldest is forgotten first. */
+/** How many unanswered requests of one session are remembered; its oldest is forgotten first. */
 export const DEFAULT_MAX_PENDING = 4096;
+/**
+ * How many unanswered requests are remembered in all; past it, the session with the most waiting
+ * forgets its oldest.
+ */
+export const DEFAULT_MAX_PENDING_TOTAL = 8192;
+/**
+ * How many sessions with unanswered requests are tracked; past it, the session whose last request
+ * is the oldest is forgotten whole.
+ */
+export const DEFAULT_MAX_SESSIONS = 1024;
 
 /**
  * The most UTF-16 code units of any text a span carries: its name, each string attribute, its
@@ -104,7 +114,12 @@ export interface ExchangeSpansOptions {
   /** `proxy.upstream` when it is a URL: `server.address` / `server.port` when a record has none. */
   upstream: string | null;
   logger: Logger;
+  /** Per session ({@linkcode DEFAULT_MAX_PENDING}). */
   maxPending?: number;
+  /** In all ({@linkcode DEFAULT_MAX_PENDING_TOTAL}). */
+  maxPendingTotal?: number;
+  /** Sessions tracked ({@linkcode DEFAULT_MAX_SESSIONS}). */
+  maxSessions?: number;
 }
 
 /** What is kept of a request until its exchange ends: no params beyond the trace context. */
@@ -216,13 +231,20 @@ function opposite(direction: Direction): Direction | null {
   return null;
 }
 
-function pendingKey(session: string | null, direction: Direction, id: string): string {
-  return `${session === null ? "-" : keyOf(session)}\u0000${direction}\u0000${keyOf(id)}`;
+function sessionKey(session: string | null): string {
+  return session === null ? "-" : keyOf(session);
+}
+
+function requestKey(direction: Direction, id: JsonRpcId): string {
+  return `${direction}\u0000${keyOf(idKey(id))}`;
 }
 
 /**
  * Pairs stored records into exchanges and makes one span for each exchange of a traced method.
- * A request is remembered (bounded: the oldest is forgotten) until the record that ends it:
+ * A request is remembered until the record that ends it. What is remembered is bounded so that
+ * whoever goes past a bound pays for it, never another session: a session past `maxPending`
+ * forgets its own oldest; past `maxPendingTotal`, the session with the most waiting does; past
+ * `maxSessions`, the session least recently heard from is forgotten whole. A request ends at:
  *
  * - its answer (`response` or `error`, the other way, same session and id), including the
  *   proxy's refusal and the error it sends when the server is gone;
@@ -231,20 +253,26 @@ function pendingKey(session: string | null, direction: Direction, id: string): s
  */
 export class ExchangeSpans {
   #o: ExchangeSpansOptions;
-  #max: number;
-  #pending = new Map<string, PendingRequest>();
+  #maxPerSession: number;
+  #maxTotal: number;
+  #maxSessions: number;
+  /** Each session's waiting requests, oldest first; sessions least recently heard from first. */
+  #sessions = new Map<string, Map<string, PendingRequest>>();
+  #size = 0;
   #evicted = 0;
   #fallback: { address: string; port: number } | null;
 
   constructor(options: ExchangeSpansOptions) {
     this.#o = options;
-    this.#max = Math.max(1, options.maxPending ?? DEFAULT_MAX_PENDING);
+    this.#maxPerSession = Math.max(1, options.maxPending ?? DEFAULT_MAX_PENDING);
+    this.#maxTotal = Math.max(1, options.maxPendingTotal ?? DEFAULT_MAX_PENDING_TOTAL);
+    this.#maxSessions = Math.max(1, options.maxSessions ?? DEFAULT_MAX_SESSIONS);
     this.#fallback = serverOf(options.upstream);
   }
 
   /** Requests waiting for the record that ends their exchange. */
   get pending(): number {
-    return this.#pending.size;
+    return this.#size;
   }
 
   /** Requests forgotten so far because too many were waiting. */
@@ -293,12 +321,18 @@ export class ExchangeSpans {
     if (!this.#traced(r.method) || r.direction === "proxy") return parent;
     const tsMs = epochMs(r.ts);
     if (Number.isNaN(tsMs)) return parent;
-    const key = pendingKey(r.session, r.direction, idKey(r.jsonrpc_id));
+    const session = sessionKey(r.session);
+    let waiting = this.#sessions.get(session);
+    if (waiting === undefined) waiting = new Map();
+    // Last heard from now.
+    else this.#sessions.delete(session);
+    this.#sessions.set(session, waiting);
+    const key = requestKey(r.direction, r.jsonrpc_id);
     // A reused id replaces the older request: only the newer one can still be answered.
-    this.#pending.delete(key);
+    if (waiting.delete(key)) this.#size--;
     const method = cutText(r.method);
     const toolName = r.tool_name === null ? null : cutText(r.tool_name);
-    this.#pending.set(key, {
+    waiting.set(key, {
       seq: r.seq,
       id: r.id,
       tsMs,
@@ -316,32 +350,72 @@ export class ExchangeSpans {
       decision: r.decision,
       parent,
     });
-    while (this.#pending.size > this.#max) {
-      const oldest = this.#pending.keys().next();
-      if (oldest.done === true) break;
-      this.#pending.delete(oldest.value);
-      this.#evicted++;
+    this.#size++;
+    while (waiting.size > this.#maxPerSession) this.#forgetOldest(session, waiting);
+    while (this.#sessions.size > this.#maxSessions) {
+      const [quiet, forgotten] = this.#sessions.entries().next().value ?? [];
+      if (quiet === undefined || forgotten === undefined) break;
+      this.#sessions.delete(quiet);
+      this.#size -= forgotten.size;
+      this.#evicted += forgotten.size;
+    }
+    while (this.#size > this.#maxTotal) {
+      const [busiest, most] = this.#busiest();
+      if (busiest === undefined || most === undefined) break;
+      this.#forgetOldest(busiest, most);
     }
     return parent;
+  }
+
+  /** The session with the most requests waiting; of equals, the least recently heard from. */
+  #busiest(): [string, Map<string, PendingRequest>] | [] {
+    let found: [string, Map<string, PendingRequest>] | [] = [];
+    let most = 0;
+    for (const entry of this.#sessions) {
+      if (entry[1].size > most) {
+        most = entry[1].size;
+        found = entry;
+      }
+    }
+    return found;
+  }
+
+  #forgetOldest(session: string, waiting: Map<string, PendingRequest>): void {
+    const oldest = waiting.keys().next();
+    if (oldest.done === true) return;
+    waiting.delete(oldest.value);
+    if (waiting.size === 0) this.#sessions.delete(session);
+    this.#size--;
+    this.#evicted++;
+  }
+
+  /** Takes the request waiting under `key` in `session` out; undefined when none is. */
+  #take(session: string | null, key: string): PendingRequest | undefined {
+    const sk = sessionKey(session);
+    const waiting = this.#sessions.get(sk);
+    const found = waiting?.get(key);
+    if (waiting === undefined || found === undefined) return undefined;
+    waiting.delete(key);
+    if (waiting.size === 0) this.#sessions.delete(sk);
+    this.#size--;
+    return found;
   }
 
   /** The request `r` answers, taken out of the waiting ones. */
   #settle(r: AuditRecord): PendingRequest | undefined {
     const from = opposite(r.direction);
     if (from === null) return undefined;
-    const keys = [pendingKey(r.session, from, idKey(r.jsonrpc_id))];
+    const keys = [requestKey(from, r.jsonrpc_id)];
     if (from === "client_to_server") {
       // A server answering `"1"` to the client's `1`: the proxy pairs them as the SDK clients do.
       const text = isRawNumber(r.jsonrpc_id) ? r.jsonrpc_id.rawJSON : r.jsonrpc_id;
       if (typeof text === "string" && text.trim() !== "" && Number.isFinite(Number(text))) {
-        keys.push(pendingKey(r.session, from, idKey(Number(text))));
+        keys.push(requestKey(from, Number(text)));
       }
     }
     for (const key of keys) {
-      const found = this.#pending.get(key);
-      if (found === undefined) continue;
-      this.#pending.delete(key);
-      return found;
+      const found = this.#take(r.session, key);
+      if (found !== undefined) return found;
     }
     return undefined;
   }
@@ -352,16 +426,15 @@ export class ExchangeSpans {
     if (typeof requestId !== "string" && typeof requestId !== "number" && !isRawNumber(requestId)) {
       return ROOT_CONTEXT;
     }
-    const key = pendingKey(r.session, r.direction, idKey(requestId));
-    const pending = this.#pending.get(key);
+    const pending = this.#take(r.session, requestKey(r.direction, requestId));
     if (pending === undefined) return ROOT_CONTEXT;
-    this.#pending.delete(key);
     return this.#end(pending, { kind: "cancelled", record: r });
   }
 
   #stopped(r: AuditRecord): void {
-    const waiting = [...this.#pending.values()];
-    this.#pending.clear();
+    const waiting = [...this.#sessions.values()].flatMap((w) => [...w.values()]);
+    this.#sessions.clear();
+    this.#size = 0;
     for (const pending of waiting) this.#end(pending, { kind: "no_answer", record: r });
   }
 
@@ -461,7 +534,9 @@ export class ExchangeSpans {
     this.#o.logger.warn("otel: too many unanswered requests; the oldest get no span", {
       evicted: now - before,
       evicted_total: now,
-      max_pending: this.#max,
+      max_pending: this.#maxPerSession,
+      max_pending_total: this.#maxTotal,
+      max_sessions: this.#maxSessions,
     });
   }
 }

@@ -484,3 +484,62 @@ Deno.test("two long ids that share their first SPAN_TEXT_LIMIT characters are tw
   spans.record(answer(0, "a", { jsonrpc_id: `${prefix}a` }));
   assert.deepEqual(ended.map((s) => s.name), ["tools/call b", "tools/call a"]);
 });
+
+Deno.test("one session's flood of unanswered requests forgets its own oldest, never another session's", () => {
+  const { spans, ended, lines } = harness({ maxPending: 3 });
+  const before = spans.evicted;
+  spans.record(call(1, "slow", { session: "A" }));
+  for (let i = 100; i < 110; i++) spans.record(call(i, "hang", { session: "B" }));
+  spans.reportEvictions(before);
+  assert.equal(spans.pending, 4);
+  assert.equal(spans.evicted, 7);
+  spans.record(answer(1, "slow", { session: "A" }));
+  spans.record(answer(100, "hang", { session: "B" }));
+  spans.record(answer(109, "hang", { session: "B" }));
+  assert.deepEqual(ended.map((s) => s.attributes["jsonrpc.request.id"]), ["1", "109"]);
+  assert.equal(lines.length, 1);
+  assert.equal(lines[0]?.evicted, 7);
+  assert.equal(lines[0]?.max_pending, 3);
+});
+
+Deno.test("past the total bound, the session with the most waiting forgets its oldest", () => {
+  const { spans, ended } = harness({ maxPending: 100, maxPendingTotal: 6 });
+  spans.record(call(1, "a", { session: "A" }));
+  spans.record(call(2, "a", { session: "A" }));
+  for (let i = 10; i < 14; i++) spans.record(call(i, "b", { session: "B" }));
+  assert.equal(spans.pending, 6);
+  // C's first request goes past the total: B, the busiest, forgets its oldest (10).
+  spans.record(call(20, "c", { session: "C" }));
+  assert.equal(spans.pending, 6);
+  assert.equal(spans.evicted, 1);
+  // Now A has 2, B 3, C 1: B again.
+  spans.record(call(3, "a", { session: "A" }));
+  assert.equal(spans.evicted, 2);
+  for (
+    const [id, session] of [[1, "A"], [2, "A"], [3, "A"], [20, "C"], [10, "B"], [11, "B"]] as const
+  ) {
+    spans.record(answer(id, "x", { session }));
+  }
+  assert.deepEqual(ended.map((s) => s.attributes["jsonrpc.request.id"]), ["1", "2", "3", "20"]);
+});
+
+Deno.test("past maxSessions, the session least recently heard from is forgotten whole", () => {
+  const { spans, ended } = harness({ maxSessions: 2 });
+  spans.record(call(1, "a", { session: "A" }));
+  spans.record(call(2, "a", { session: "A" }));
+  spans.record(call(1, "b", { session: "B" }));
+  // A is heard from again, so B is the quiet one when C arrives.
+  spans.record(call(3, "a", { session: "A" }));
+  spans.record(call(1, "c", { session: "C" }));
+  assert.equal(spans.pending, 4);
+  assert.equal(spans.evicted, 1);
+  spans.record(answer(1, "b", { session: "B" }));
+  assert.equal(ended.length, 0, "B was forgotten");
+  spans.record(answer(1, "a", { session: "A" }));
+  spans.record(answer(1, "c", { session: "C" }));
+  assert.deepEqual(ended.map((s) => s.name), ["tools/call a", "tools/call c"]);
+  // audit/stop ends what every session still has waiting.
+  spans.record(rec({ kind: "event", direction: "proxy", method: "audit/stop", jsonrpc_id: null }));
+  assert.equal(ended.length, 4);
+  assert.equal(spans.pending, 0);
+});
