@@ -143,6 +143,8 @@ interface PendingRequest {
   signed: boolean;
   decision: Decision | null;
   parent: Context;
+  /** It took the place of an older request waiting with the same session, direction and id. */
+  replaced: boolean;
 }
 
 /** How an exchange ended, for the span's status and error attributes. */
@@ -329,7 +331,8 @@ export class ExchangeSpans {
     this.#sessions.set(session, waiting);
     const key = requestKey(r.direction, r.jsonrpc_id);
     // A reused id replaces the older request: only the newer one can still be answered.
-    if (waiting.delete(key)) this.#size--;
+    const replaced = waiting.delete(key);
+    if (replaced) this.#size--;
     const method = cutText(r.method);
     const toolName = r.tool_name === null ? null : cutText(r.tool_name);
     waiting.set(key, {
@@ -349,6 +352,7 @@ export class ExchangeSpans {
       signed: r.sig !== null,
       decision: r.decision,
       parent,
+      replaced,
     });
     this.#size++;
     while (waiting.size > this.#maxPerSession) this.#forgetOldest(session, waiting);
@@ -416,6 +420,33 @@ export class ExchangeSpans {
     for (const key of keys) {
       const found = this.#take(r.session, key);
       if (found !== undefined) return found;
+    }
+    return this.#settleInitialize(r, keys);
+  }
+
+  /**
+   * Over HTTP the server names the session in its answer to `initialize`: the request was stored
+   * without one (session null), its answer with it. Such an answer, found under no session, takes
+   * the sessionless `initialize` with its direction and id — unless two such requests were waiting
+   * at once (clients' SDKs all start at id 0), when nothing tells which this answers: then neither
+   * gets a span, rather than one that pairs the wrong records.
+   */
+  #settleInitialize(r: AuditRecord, keys: readonly string[]): PendingRequest | undefined {
+    if (r.session === null || r.method !== "initialize") return undefined;
+    const sessionless = this.#sessions.get(sessionKey(null));
+    if (sessionless === undefined) return undefined;
+    for (const key of keys) {
+      const found = sessionless.get(key);
+      if (found === undefined || found.method !== "initialize") continue;
+      this.#take(null, key);
+      if (found.replaced) {
+        this.#o.logger.debug("otel: an initialize answer matches more than one request; no span", {
+          seq: r.seq,
+        });
+        return undefined;
+      }
+      found.session = cutText(r.session);
+      return found;
     }
     return undefined;
   }

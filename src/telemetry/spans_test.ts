@@ -543,3 +543,90 @@ Deno.test("past maxSessions, the session least recently heard from is forgotten 
   assert.equal(ended.length, 4);
   assert.equal(spans.pending, 0);
 });
+
+/** An HTTP initialize request, stored before the server names the session. */
+function initialize(id: number | string, extra: Partial<AuditRecord> = {}): AuditRecord {
+  return rec({
+    transport: "http",
+    method: "initialize",
+    jsonrpc_id: id,
+    params: { protocolVersion: "2025-11-25" },
+    ...extra,
+  });
+}
+
+/** Its answer, stored with the session the server named. */
+function initialized(id: number | string, session: string): AuditRecord {
+  return rec({
+    kind: "response",
+    direction: "server_to_client",
+    transport: "http",
+    method: "initialize",
+    jsonrpc_id: id,
+    session,
+    result: { protocolVersion: "2025-11-25" },
+    duration_ms: 2,
+  });
+}
+
+Deno.test("HTTP: an initialize stored without a session pairs with its answer in the session the server named", () => {
+  const { spans, ended } = harness({ methods: "all" });
+  const req = initialize("init");
+  spans.record(req);
+  const res = initialized("init", "session-1");
+  spans.record(res);
+  assert.equal(ended.length, 1);
+  const span = ended[0]!;
+  assert.equal(span.name, "initialize");
+  assert.equal(span.status.code, SpanStatusCode.OK);
+  assert.equal(span.attributes["mcp_audit.seq"], req.seq);
+  assert.equal(span.attributes["mcp_audit.response.seq"], res.seq);
+  assert.equal(span.attributes["mcp.session.id"], "session-1");
+  assert.equal(spans.pending, 0);
+  spans.record(rec({ kind: "event", direction: "proxy", method: "audit/stop", jsonrpc_id: null }));
+  assert.equal(ended.length, 1, "no no_answer span at stop");
+});
+
+Deno.test("HTTP: two sessionless initializes with the same id at once — no span pairs the wrong records, none ends as no_answer", () => {
+  const { spans, ended } = harness({ methods: "all" });
+  spans.record(initialize(0));
+  spans.record(initialize(0));
+  spans.record(initialized(0, "session-1"));
+  spans.record(initialized(0, "session-2"));
+  assert.equal(ended.length, 0);
+  assert.equal(spans.pending, 0);
+  spans.record(rec({ kind: "event", direction: "proxy", method: "audit/stop", jsonrpc_id: null }));
+  assert.equal(ended.length, 0);
+  // One after the other, each is paired.
+  spans.record(initialize(0));
+  spans.record(initialized(0, "session-3"));
+  spans.record(initialize(0));
+  spans.record(initialized(0, "session-4"));
+  assert.deepEqual(ended.map((s) => s.attributes["mcp.session.id"]), ["session-3", "session-4"]);
+});
+
+Deno.test("only initialize is looked for without a session: another answer in a session never takes a sessionless request", () => {
+  const { spans, ended } = harness({ methods: "all" });
+  spans.record(call(5, "echo", { transport: "http" }));
+  spans.record(answer(5, "echo", { transport: "http", session: "session-1" }));
+  assert.equal(ended.length, 0);
+  // A sessionless initialize is not taken by an answer of another method, nor the other way.
+  spans.record(initialize(6));
+  spans.record(answer(6, "echo", { transport: "http", session: "session-1" }));
+  assert.equal(ended.length, 0);
+  spans.record(
+    rec({
+      kind: "response",
+      direction: "server_to_client",
+      method: "initialize",
+      jsonrpc_id: 5,
+      session: "session-1",
+    }),
+  );
+  assert.equal(ended.length, 0);
+  assert.equal(spans.pending, 2);
+  // Answered without a session, as a stateless server does, both pair as ever.
+  spans.record(answer(5, "echo", { transport: "http" }));
+  spans.record(initialized(6, "session-2"));
+  assert.deepEqual(ended.map((s) => s.name), ["tools/call echo", "initialize"]);
+});
