@@ -349,6 +349,8 @@ async function serveMetrics(
       logger,
       name: "metrics",
       limits: METRICS_LIMITS,
+      // Fixed here, not set by any key: a refusal's log line must not send the operator to one.
+      limitName: () => "the metrics listener's limit",
     });
   } catch (e) {
     if (!(e instanceof ListenError)) throw e;

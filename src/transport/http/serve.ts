@@ -16,7 +16,7 @@
 import { createServer } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import type { Hono } from "hono";
-import type { Logger } from "../../log.ts";
+import type { LogFields, Logger } from "../../log.ts";
 import { ConnectionWatch, sweepInterval } from "./connection_watch.ts";
 import type { RequestInfo } from "./host_origin_guard.ts";
 import { httpErrorHandler } from "./http_errors.ts";
@@ -73,14 +73,33 @@ export function serveLimits(http: {
   };
 }
 
+/** A limit of {@link ServeLimits}, by the name of its `proxy.http.*` key. */
+export type LimitKey =
+  | "max_header_bytes"
+  | "read_header_timeout"
+  | "read_timeout"
+  | "write_timeout"
+  | "max_connections";
+
 /** How to listen. */
 export interface ListenOptions {
   hostname: string;
   port: number;
   signal: AbortSignal;
   logger: Logger;
+  /** The listener's name in its log lines (`proxy`, `metrics`). */
   name: string;
   limits: ServeLimits;
+  /**
+   * Where a limit is set, as a refusal's log line names it so that the operator knows what to
+   * change: by default its `proxy.http.*` key. A listener whose limits are fixed says so instead.
+   */
+  limitName?: (key: LimitKey) => string;
+}
+
+/** Where a limit is set, by default: its configuration key. */
+export function proxyLimitName(key: LimitKey): string {
+  return `proxy.http.${key}`;
 }
 
 /**
@@ -90,15 +109,23 @@ export interface ListenOptions {
 class Throttled {
   #last = -Infinity;
   #missed = 0;
-  constructor(readonly logger: Logger, readonly msg: string) {}
+  constructor(
+    readonly logger: Logger,
+    readonly msg: string,
+    readonly fields: LogFields,
+  ) {}
 
-  note(fields: Record<string, string | number>): void {
+  note(fields: LogFields): void {
     const now = performance.now();
     if (now - this.#last < 10_000) {
       this.#missed++;
       return;
     }
-    this.logger.warn(this.msg, { ...fields, not_logged_since_last: this.#missed });
+    this.logger.warn(this.msg, {
+      ...this.fields,
+      ...fields,
+      not_logged_since_last: this.#missed,
+    });
     this.#last = now;
     this.#missed = 0;
   }
@@ -134,16 +161,22 @@ export async function listen(
   opts: ListenOptions,
 ): Promise<Listener> {
   const { logger, limits } = opts;
+  const limitName = opts.limitName ?? proxyLimitName;
+  const listener: LogFields = { listener: opts.name };
   app.onError(httpErrorHandler(logger));
-  const stalls = new Throttled(logger, "closed a connection that stopped");
+  const stalls = new Throttled(logger, "closed a connection that stopped", listener);
   const watch = new ConnectionWatch({
     readTimeoutMs: limits.readTimeoutMs,
     writeTimeoutMs: limits.writeTimeoutMs,
     onStall: (stall) =>
       stalls.note({
         reason: stall === "read"
-          ? `a request body sent nothing for ${limits.readTimeoutMs} ms (proxy.http.read_timeout)`
-          : `the client took nothing of its answer for ${limits.writeTimeoutMs} ms (proxy.http.write_timeout)`,
+          ? `a request body sent nothing for ${limits.readTimeoutMs} ms (${
+            limitName("read_timeout")
+          })`
+          : `the client took nothing of its answer for ${limits.writeTimeoutMs} ms (${
+            limitName("write_timeout")
+          })`,
       }),
   });
   const server = createServer({
@@ -162,7 +195,11 @@ export async function listen(
   // The connection cap is kept here rather than by `server.maxConnections`, which closes the
   // connections past it without a word to the client or the log. The HTTP server's own
   // `connection` listener is called only for connections within the cap.
-  const refused = new Throttled(logger, "refused a connection: proxy.http.max_connections reached");
+  const refused = new Throttled(
+    logger,
+    `refused a connection: ${limitName("max_connections")} reached`,
+    listener,
+  );
   const [serveConnection] = server.listeners("connection");
   server.removeAllListeners("connection");
   server.on("connection", function admit(socket: Socket) {
@@ -174,7 +211,7 @@ export async function listen(
     watch.track(socket);
     serveConnection?.call(server, socket);
   });
-  const malformed = new Throttled(logger, "refused a malformed or slow HTTP request");
+  const malformed = new Throttled(logger, "refused a malformed or slow HTTP request", listener);
   server.on("clientError", (err: Error & { code?: string }, socket: Socket) => {
     const code = err.code ?? "";
     // With an answer under way, a refusal written now would land in its middle.
@@ -183,7 +220,15 @@ export async function listen(
       return;
     }
     const status = clientErrorStatus(code);
-    malformed.note({ status, code });
+    malformed.note({
+      status,
+      code,
+      ...(status === 431
+        ? { limit: limitName("max_header_bytes") }
+        : status === 408
+        ? { limit: limitName("read_header_timeout") }
+        : {}),
+    });
     const text = status === 431
       ? "request head too large"
       : status === 408
