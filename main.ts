@@ -351,6 +351,7 @@ async function serveMetrics(
       limits: METRICS_LIMITS,
       // Fixed here, not set by any key: a refusal's log line must not send the operator to one.
       limitName: () => "the metrics listener's limit",
+      allow: "GET, HEAD",
     });
   } catch (e) {
     if (!(e instanceof ListenError)) throw e;

@@ -11,7 +11,7 @@
  * @module
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Logger } from "../../log.ts";
+import type { LogFields } from "../../log.ts";
 import { EAGER_READ_BYTES } from "../../streams/read_capped.ts";
 import type { ConnectionWatch } from "./connection_watch.ts";
 import type { RequestInfo } from "./host_origin_guard.ts";
@@ -25,6 +25,11 @@ class ClientClosed extends Error {
 }
 
 const NO_BODY_METHODS = new Set(["GET", "HEAD"]);
+/**
+ * Methods `node:http` reads but `new Request` refuses (the Fetch standard's forbidden methods;
+ * CONNECT never reaches a `request` listener): answered 405 here, before any `Request` is made.
+ */
+const FORBIDDEN_METHODS = new Set(["CONNECT", "TRACE", "TRACK"]);
 /** Most bytes of a body the app stopped reading that are read and dropped before closing. */
 const DISCARD_BYTES = 1 << 20;
 /** Answers at most this long with a `Content-Length` are written in one piece. */
@@ -188,6 +193,23 @@ async function write(
   }
 }
 
+/** What {@link nodeHandler} needs besides the handler. */
+export interface NodeHandlerOptions {
+  /** Told while a request body is expected and while an answer is being written. */
+  watch: ConnectionWatch;
+  /** The origin of every `Request` URL (never the client's `Host`). */
+  origin: string;
+  /** The `Allow` header of the 405 for a method no `Request` can carry. */
+  allow: string;
+  /**
+   * Logs a request refused before the app saw it (a forbidden method, a header Fetch refuses). A
+   * client can send these at will: the listener throttles them.
+   */
+  refused: (fields: LogFields) => void;
+  /** Logs a request that could not be answered (a failure the app did not map); throttled too. */
+  failed: (fields: LogFields) => void;
+}
+
 /**
  * Builds the `request` listener of a `node:http` server that hands every request to `fetch`.
  * `watch` is told while a request body is expected (for `proxy.http.read_timeout`) and while an
@@ -195,9 +217,9 @@ async function write(
  */
 export function nodeHandler(
   fetch: FetchHandler,
-  opts: { watch: ConnectionWatch; logger: Logger; origin: string },
+  opts: NodeHandlerOptions,
 ): (req: IncomingMessage, res: ServerResponse) => void {
-  const { watch, logger, origin } = opts;
+  const { watch, origin, allow, refused, failed } = opts;
 
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const socket = req.socket;
@@ -212,6 +234,13 @@ export function nodeHandler(
       gone.abort(new ClientClosed());
       cancelBody?.();
     });
+    if (FORBIDDEN_METHODS.has(method.toUpperCase())) {
+      // The body, if any, is never read: the connection closes after the answer.
+      res.writeHead(405, { ...TEXT, allow });
+      res.end("method not allowed\n");
+      refused({ status: 405, reason: `method ${method} cannot be served` });
+      return;
+    }
     let body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null = null;
     const length = req.headers["content-length"];
     const chunked = req.headers["transfer-encoding"] !== undefined;
@@ -247,7 +276,7 @@ export function nodeHandler(
       await request.body?.cancel();
       res.writeHead(400, TEXT);
       res.end("malformed header\n");
-      logger.warn("request refused", { status: 400, reason: "malformed header" });
+      refused({ status: 400, reason: "a header the Fetch standard refuses" });
       return;
     }
     const response = await fetch(request, { remote: socket.remoteAddress, target });
@@ -256,9 +285,7 @@ export function nodeHandler(
 
   return function handle(req, res) {
     serve(req, res).catch((e: unknown) => {
-      logger.error("could not answer an HTTP request", {
-        error: e instanceof Error ? `${e.name}: ${e.message}` : String(e),
-      });
+      failed({ error: e instanceof Error ? `${e.name}: ${e.message}` : String(e) });
       if (!res.headersSent) {
         res.writeHead(500, TEXT);
         res.end("internal error\n");

@@ -95,12 +95,20 @@ export interface ListenOptions {
    * change: by default its `proxy.http.*` key. A listener whose limits are fixed says so instead.
    */
   limitName?: (key: LimitKey) => string;
+  /**
+   * The `Allow` header of the 405 given to a method no `Request` can carry (TRACE, TRACK): the
+   * methods this listener's app answers. By default every method the Fetch standard can send.
+   */
+  allow?: string;
 }
 
 /** Where a limit is set, by default: its configuration key. */
 export function proxyLimitName(key: LimitKey): string {
   return `proxy.http.${key}`;
 }
+
+/** The methods a `Request` can carry, as an `Allow` value. */
+const FETCH_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
 
 /**
  * Counts an event that may come in floods (refused connections, malformed requests) and logs the
@@ -113,6 +121,7 @@ class Throttled {
     readonly logger: Logger,
     readonly msg: string,
     readonly fields: LogFields,
+    readonly level: "warn" | "error" = "warn",
   ) {}
 
   note(fields: LogFields): void {
@@ -121,7 +130,7 @@ class Throttled {
       this.#missed++;
       return;
     }
-    this.logger.warn(this.msg, {
+    this.logger.log(this.level, this.msg, {
       ...this.fields,
       ...fields,
       not_logged_since_last: this.#missed,
@@ -211,6 +220,7 @@ export async function listen(
     watch.track(socket);
     serveConnection?.call(server, socket);
   });
+  // One throttle for every refusal a client can repeat at will, from the parser or the adapter.
   const malformed = new Throttled(logger, "refused a malformed or slow HTTP request", listener);
   server.on("clientError", (err: Error & { code?: string }, socket: Socket) => {
     const code = err.code ?? "";
@@ -237,11 +247,15 @@ export async function listen(
     socket.end(rawResponse(status, text), () => socket.destroy());
   });
 
+  // A failure the app did not map is a bug, but one a client might be able to repeat.
+  const failed = new Throttled(logger, "could not answer an HTTP request", listener, "error");
   const handler = nodeHandler((req, info) => app.fetch(req, info), {
     watch,
-    logger,
     // Never the client's Host: the guard has not read it yet when the Request is built.
     origin: "http://mcp-audit.invalid",
+    allow: opts.allow ?? FETCH_METHODS,
+    refused: (fields) => malformed.note(fields),
+    failed: (fields) => failed.note(fields),
   });
   server.on("request", handler);
 

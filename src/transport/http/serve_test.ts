@@ -60,6 +60,44 @@ function statusLine(answer: string): string {
   return answer.slice(0, answer.indexOf("\r\n"));
 }
 
+Deno.test("TRACE, which no Request can carry, is a 405 with the listener's Allow, never reaching the app; a flood is logged once", async () => {
+  await using s = await serve({ allow: "GET, HEAD" });
+  for (let i = 0; i < 20; i++) {
+    const answer = await raw(
+      s.port,
+      "TRACE / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    assert.equal(statusLine(answer), "HTTP/1.1 405 Method Not Allowed");
+    assert.match(answer, /\r\nallow: GET, HEAD\r\n/i);
+  }
+  // TRACK (and CONNECT) the parser refuses itself, through the same throttle.
+  const track = await raw(
+    s.port,
+    "TRACK / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+  );
+  assert.match(statusLine(track), /^HTTP\/1\.1 4\d\d /);
+  assert.equal(s.reached, 0);
+  const ok = await raw(s.port, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  assert.equal(statusLine(ok), "HTTP/1.1 200 OK");
+  assert.equal(s.logged("could not answer an HTTP request").length, 0);
+  const refused = s.logged("refused a malformed or slow HTTP request");
+  // Throttled: the first line, then one a 10 s at most (the 21 requests take milliseconds).
+  assert.ok(refused.length >= 1 && refused.length <= 2, JSON.stringify(s.lines));
+  assert.equal(refused[0]!.status, 405);
+  assert.equal(refused[0]!.listener, "test");
+  assert.ok(s.lines.every((l) => l.level !== "error"), JSON.stringify(s.lines));
+});
+
+Deno.test("without an Allow of its own, a listener's 405 lists the methods a Request can carry", async () => {
+  await using s = await serve();
+  const answer = await raw(
+    s.port,
+    "TRACE / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+  );
+  assert.equal(statusLine(answer), "HTTP/1.1 405 Method Not Allowed");
+  assert.match(answer, /\r\nallow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n/i);
+});
+
 async function refusedConnection(more: Partial<ListenOptions>) {
   const s = await serve(more);
   const held = await Promise.all(
