@@ -362,7 +362,7 @@ export class OtlpHttpTransport implements IExporterTransport {
       if (o.stop.aborted) return { kind: "stopped" };
       const reason = signal.aborted
         ? `no answer within otel.timeout_ms (${o.timeoutMs} ms)`
-        : `network error: ${message(e)}`;
+        : `network error: ${networkError(e)}`;
       return { kind: "retryable", status: null, reason, waitMs: null };
     }
   }
@@ -397,6 +397,33 @@ function stopped(): OtlpExportError {
 
 function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/** At most this much of a network error's description is logged. */
+const NETWORK_ERROR_LIMIT = 1024;
+/** A URL within an error message (Deno's: `error sending request for url (http://…)`). */
+const URL_IN_TEXT = /\b[a-z][a-z0-9+.-]*:\/\/[^\s()<>"']+/gi;
+
+/**
+ * What a failed `fetch` says, with its causes: Deno's message is "fetch failed", and the reason
+ * (refused, DNS, TLS) is in `cause`. Every URL in it loses user, password, query and fragment.
+ */
+export function networkError(e: unknown): string {
+  const parts: string[] = [];
+  let at: unknown = e;
+  for (let depth = 0; depth < 4 && at !== undefined && at !== null; depth++) {
+    const text = message(at).trim();
+    if (text !== "" && !parts.includes(text)) parts.push(text);
+    at = at instanceof Error ? at.cause : undefined;
+  }
+  const said = parts.join(": ").replace(URL_IN_TEXT, (url) => {
+    try {
+      return loggableUrl(new URL(url));
+    } catch {
+      return url.replace(/\/\/[^/]*@/, "//").replace(/[?#].*$/, "");
+    }
+  });
+  return said.length <= NETWORK_ERROR_LIMIT ? said : `${said.slice(0, NETWORK_ERROR_LIMIT)}…`;
 }
 
 /** Waits `ms`, or less when `stop` aborts; true when the full wait passed. */

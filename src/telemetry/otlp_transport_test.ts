@@ -3,6 +3,7 @@ import {
   ERROR_BODY_LIMIT,
   headerProblem,
   loggableUrl,
+  networkError,
   OtelConfigError,
   OtlpExportError,
   otlpHeaders,
@@ -309,7 +310,27 @@ Deno.test("collector unreachable: network errors are retried, then the export fa
   assert.equal(response.error.kind, "error");
   assert.deepEqual(health.attempts(), ["retry", "error"]);
   const failed = lines.find((l) => l.msg === "otel export failed");
-  assert.match(String(failed?.error), /^network error/);
+  // Deno's message is "fetch failed"; the reason is its cause's.
+  assert.match(String(failed?.error), /^network error: fetch failed: .*Connection refused/i);
+});
+
+Deno.test("networkError gives the causes, and every URL in them without credentials, query or fragment", () => {
+  const inner = new Error(
+    "error sending request for url (https://user:pa55@collector:4318/v1/traces?api_key=s3cr3t#frag): client error (Connect): tcp connect error: Connection refused (os error 111)",
+  );
+  const said = networkError(new TypeError("fetch failed", { cause: inner }));
+  assert.equal(
+    said,
+    "fetch failed: error sending request for url (https://collector:4318/v1/traces): client error (Connect): tcp connect error: Connection refused (os error 111)",
+  );
+  // Causes that are not errors, repeated messages, a loop, and a URL the parser refuses.
+  const loop = new Error("a", { cause: "b" });
+  assert.equal(networkError(loop), "a: b");
+  const self: Error = new Error("again");
+  self.cause = self;
+  assert.equal(networkError(self), "again");
+  assert.equal(networkError(new Error("at http://u:p@[bad/x?t=1 now")), "at http://[bad/x now");
+  assert.ok(networkError(new Error("x".repeat(5000))).length <= 1025);
 });
 
 Deno.test("a collector that never answers: each attempt ends at timeout_ms and counts as retryable", async () => {
