@@ -338,9 +338,11 @@ async function serveMetrics(
   signal: AbortSignal,
 ): Promise<Listener> {
   const m = config.metrics;
-  const { createMetricsApp } = await import("./src/telemetry/metrics_app.ts");
+  const { createMetricsApp, metricsHosts } = await import("./src/telemetry/metrics_app.ts");
   const app = new Hono<{ Bindings: RequestInfo }>();
-  app.route("/", createMetricsApp(metrics, m.path, logger));
+  // Bound to loopback, only loopback names (DNS rebinding); bound for a network, any name.
+  const allowedHosts = metricsHosts(m.bind_address);
+  app.route("/", createMetricsApp(metrics, m.path, logger, { allowedHosts }));
   try {
     return await listen(app, {
       hostname: m.bind_address,

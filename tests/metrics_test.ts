@@ -415,6 +415,32 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "the metrics listener on loopback refuses a foreign Host (DNS rebinding); bound to all interfaces it serves any",
+  ignore: STORAGE === "sqlite",
+  async fn() {
+    await using dir = await tempDir("metrics-host");
+    {
+      await using proxy = await new MetricsProxy(dir.path, fixture("attack_upstream.ts"))
+        .listening();
+      const port = new URL(proxy.origin).port;
+      assertEquals((await proxy.scrape("/metrics", { host: `localhost:${port}` })).status, 200);
+      const rebound = await proxy.scrape("/metrics", { host: `evil.example:${port}` });
+      assertEquals(rebound.status, 403);
+      assert(!rebound.text.includes("mcp_audit"), rebound.text);
+    }
+    await using other = await tempDir("metrics-host-all");
+    await using proxy = await new MetricsProxy(other.path, fixture("attack_upstream.ts"), {
+      MCP_AUDIT_METRICS_BIND_ADDRESS: "0.0.0.0",
+    }).listening();
+    const port = new URL(proxy.origin).port;
+    const named = await proxy.scrape("/metrics", { host: `mcp-audit:${port}` });
+    assertEquals(named.status, 200);
+    assert(named.text.includes("mcp_audit_chain_seq"));
+  },
+});
+
+Deno.test({
   name: "metrics.tool_labels false: the tool metrics stay, with no tool_name label anywhere",
   ignore: STORAGE === "sqlite",
   async fn() {

@@ -3,6 +3,13 @@
  * asks for, gzipped when it accepts that. Other methods get 405, other paths 404. A collection
  * that fails is a 500 with one line, and logged.
  *
+ * When the listener is bound to a loopback address, a request whose `Host` is not a loopback name
+ * or that address is refused with 403 before anything is read: a web page that rebinds its own
+ * name to 127.0.0.1 could otherwise read the metrics (tool names, client ids, process facts)
+ * from the user's browser. Bound to another address the listener is meant to be reached from a
+ * network, by names it cannot know (Prometheus in another container scrapes by service name), so
+ * any `Host` is served.
+ *
  * @module
  */
 import { Hono } from "hono";
@@ -23,6 +30,68 @@ export interface ListenerInfo {
 }
 
 const ALLOW = "GET, HEAD";
+const TEXT = { "Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store" };
+const LOOPBACK_NAMES = ["localhost", "127.0.0.1", "[::1]"];
+/** How often at most a refused `Host` is logged (a page may try again and again). */
+const REFUSAL_LOG_MS = 10_000;
+
+/** What the app does besides serving. */
+export interface MetricsAppOptions {
+  /**
+   * Host names (lower case, IPv6 in brackets, no port) a request's `Host` must name; undefined:
+   * any. See {@link metricsHosts}.
+   */
+  allowedHosts?: ReadonlySet<string> | undefined;
+}
+
+function isLoopback(address: string): boolean {
+  const a = address.toLowerCase();
+  return a === "localhost" || a === "::1" || a === "[::1]" ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a);
+}
+
+/**
+ * The host names a listener bound to `bindAddress` answers: for a loopback address, the loopback
+ * names and the address itself; for any other (all interfaces included), undefined — any `Host`.
+ *
+ * @example
+ * ```ts
+ * import { metricsHosts } from "./metrics_app.ts";
+ * metricsHosts("127.0.0.1"); // Set { "localhost", "127.0.0.1", "[::1]" }
+ * metricsHosts("0.0.0.0"); // undefined
+ * ```
+ */
+export function metricsHosts(bindAddress: string): ReadonlySet<string> | undefined {
+  if (!isLoopback(bindAddress)) return undefined;
+  const bound = bindAddress.toLowerCase();
+  return new Set([
+    ...LOOPBACK_NAMES,
+    bound.includes(":") && !bound.startsWith("[") ? `[${bound}]` : bound,
+  ]);
+}
+
+/**
+ * The host of a `Host` header (lower case, IPv6 kept in brackets, the port dropped), or null when
+ * it is not one host and an optional port.
+ */
+export function hostOf(header: string): string | null {
+  const h = header.toLowerCase();
+  let host: string;
+  let rest: string;
+  if (h.startsWith("[")) {
+    const end = h.indexOf("]");
+    if (end === -1) return null;
+    host = h.slice(0, end + 1);
+    rest = h.slice(end + 1);
+    if (!/^\[[0-9a-f:.]+\]$/.test(host)) return null;
+  } else {
+    const colon = h.indexOf(":");
+    host = colon === -1 ? h : h.slice(0, colon);
+    rest = colon === -1 ? "" : h.slice(colon);
+    if (!/^[a-z0-9_.-]+$/.test(host)) return null;
+  }
+  return rest === "" || /^:\d{1,5}$/.test(rest) ? host : null;
+}
 
 async function gzip(text: string): Promise<Uint8Array<ArrayBuffer>> {
   const stream = new Blob([text]).stream().pipeThrough(new CompressionStream("gzip"));
@@ -42,8 +111,40 @@ export function createMetricsApp(
   metrics: Scraper,
   path: string,
   logger: Logger,
+  options: MetricsAppOptions = {},
 ): Hono<{ Bindings: ListenerInfo }> {
   const app = new Hono<{ Bindings: ListenerInfo }>();
+  const allowed = options.allowedHosts;
+  if (allowed !== undefined) {
+    let lastLogged = -Infinity;
+    let notLogged = 0;
+    app.use("*", async function metricsHostGuard(c, next) {
+      const header = c.req.header("host");
+      const host = header === undefined ? null : hostOf(header);
+      if (host !== null && allowed.has(host)) return await next();
+      const status = host === null ? 400 : 403;
+      const now = performance.now();
+      if (now - lastLogged >= REFUSAL_LOG_MS) {
+        // The Host itself is not logged: it is the client's text.
+        logger.warn("the metrics listener refused a request for another host", {
+          status,
+          allowed: [...allowed].join(", "),
+          not_logged_since_last: notLogged,
+        });
+        lastLogged = now;
+        notLogged = 0;
+      } else {
+        notLogged++;
+      }
+      return c.text(
+        host === null
+          ? "missing or malformed Host header\n"
+          : "host not allowed: the metrics listener is bound to a loopback address\n",
+        status,
+        TEXT,
+      );
+    });
+  }
   app.all(path, async function serveMetrics(c) {
     const method = c.req.method;
     if (method !== "GET" && method !== "HEAD") {

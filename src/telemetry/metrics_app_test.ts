@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Logger } from "../log.ts";
-import { createMetricsApp } from "./metrics_app.ts";
+import { createMetricsApp, metricsHosts } from "./metrics_app.ts";
 import { Metrics } from "./metrics.ts";
 import { ProxyStats } from "./proxy_stats.ts";
 
@@ -24,6 +24,7 @@ function setup() {
     app,
     metrics,
     lines,
+    logger,
     async [Symbol.asyncDispose]() {
       await metrics.shutdown().catch(() => {});
     },
@@ -112,4 +113,56 @@ Deno.test("a configured path is the only one served", async () => {
   assert.equal((await app.request("/internal/prom")).status, 200);
   const res = await app.request("/metrics");
   assert.equal(res.status, 404);
+});
+
+Deno.test("bound to loopback: a Host that is not a loopback name or the bound address is refused (DNS rebinding)", async () => {
+  await using s = setup();
+  const app = createMetricsApp(s.metrics, "/metrics", s.logger, {
+    allowedHosts: metricsHosts("127.0.0.1"),
+  });
+  const get = (host?: string) =>
+    app.request("/metrics", { headers: host === undefined ? {} : { host } });
+  for (const host of ["127.0.0.1:9091", "localhost:9091", "LOCALHOST", "[::1]:9091", "127.0.0.1"]) {
+    const res = await get(host);
+    assert.equal(res.status, 200, host);
+    await res.body?.cancel();
+  }
+  for (const host of ["evil.example:9091", "evil.example", "127.0.0.2", "localhost.evil.example"]) {
+    const res = await get(host);
+    assert.equal(res.status, 403, host);
+    assert.doesNotMatch(await res.text(), /mcp_audit/, host);
+  }
+  for (const host of [undefined, "", "a b", "[::1", "127.0.0.1:x", "u@127.0.0.1"]) {
+    const res = await get(host);
+    assert.equal(res.status, 400, String(host));
+    await res.body?.cancel();
+  }
+  // Other paths are refused as well, before any 404.
+  assert.equal((await app.request("/x", { headers: { host: "evil.example" } })).status, 403);
+  // Logged once (then once a 10 s at most), without the client's Host.
+  const refusals = s.lines.map((l) => JSON.parse(l)).filter((l) =>
+    l.msg === "the metrics listener refused a request for another host"
+  );
+  assert.equal(refusals.length, 1);
+  assert.ok(!JSON.stringify(refusals).includes("evil"));
+});
+
+Deno.test("metricsHosts: loopback binds accept loopback names and the address; others any Host", () => {
+  assert.deepEqual(metricsHosts("127.0.0.1"), new Set(["localhost", "127.0.0.1", "[::1]"]));
+  assert.deepEqual(
+    metricsHosts("127.0.0.5"),
+    new Set(["localhost", "127.0.0.1", "[::1]", "127.0.0.5"]),
+  );
+  assert.deepEqual(metricsHosts("::1"), new Set(["localhost", "127.0.0.1", "[::1]"]));
+  assert.deepEqual(metricsHosts("localhost"), new Set(["localhost", "127.0.0.1", "[::1]"]));
+  for (const bind of ["0.0.0.0", "::", "10.0.0.5", "metrics.internal"]) {
+    assert.equal(metricsHosts(bind), undefined, bind);
+  }
+});
+
+Deno.test("bound for a network (no allowed hosts): any Host is served", async () => {
+  await using s = setup();
+  const res = await s.app.request("/metrics", { headers: { host: "prometheus-target:9091" } });
+  assert.equal(res.status, 200);
+  await res.body?.cancel();
 });
