@@ -405,7 +405,8 @@ async function startTelemetry(
     }, logger);
   } catch (e) {
     if (e instanceof TelemetryStartError) {
-      throw new ConfigError(e.key ?? "otel", e.problem);
+      const key = e.key ?? (config.metrics.enabled ? "metrics.enabled" : "otel.enabled");
+      throw new ConfigError(key, e.problem);
     }
     throw e;
   }

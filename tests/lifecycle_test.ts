@@ -187,7 +187,8 @@ Deno.test({
 /** The README's Claude Desktop flags, with `deno` (and more) where it names `npx`. */
 function readmePermissions(...run: string[]): string[] {
   return [
-    "--allow-read={dir}",
+    // The checkout too: the README's folder holds both (the telemetry worker is read from it).
+    `--allow-read={dir},${root}`,
     "--allow-write={dir}",
     "--allow-env",
     `--allow-run=${[deno, ...run].join(",")}`,

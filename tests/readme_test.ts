@@ -38,8 +38,11 @@ Deno.test("the README's Claude Desktop entry runs the proxy with exactly its per
     assert(dashdash > 0, "the entry gives the upstream after --");
     const deno = Deno.execPath();
     // Same flags and layout; only the folder and the upstream are this test's own.
+    // In the README the log's folder is the checkout, which the proxy reads its own modules from
+    // (the telemetry worker's among them); here they are two: both are readable, as there.
     const args = entry.args.slice(0, dashdash).map((a) =>
       a.replaceAll("/Users/you/mcp-audit/main.ts", `${root}main.ts`)
+        .replace("--allow-read=/Users/you/mcp-audit", `--allow-read=/Users/you/mcp-audit,${root}`)
         .replaceAll("/Users/you/mcp-audit", dir)
         .replace("--allow-run=npx", `--allow-run=${deno}`)
     );

@@ -1194,7 +1194,7 @@ function assertAgrees(
   eq(
     "mcp_audit_entries_total",
     tally(
-      records.filter((r) => ["response", "error", "notification", "invalid"].includes(r.kind))
+      records.filter((r) => ["response", "error", "notification"].includes(r.kind))
         .map((r) => ({
           transport,
           direction: r.direction,

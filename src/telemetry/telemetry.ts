@@ -31,6 +31,20 @@ const SCRAPE_TIMEOUT_MS = 10_000;
 /** Shutdown waits this much longer than the export's own deadline before ending the worker. */
 const SHUTDOWN_MARGIN_MS = 2_000;
 
+const WORKER = new URL("./telemetry_worker.ts", import.meta.url);
+
+/**
+ * Why the worker's module cannot be loaded, when it is a file `--allow-read` does not cover (the
+ * proxy run from a checkout with a read permission for its log folder only), else null.
+ */
+function unreadableWorker(): string | null {
+  if (WORKER.protocol !== "file:") return null;
+  const path = decodeURIComponent(WORKER.pathname);
+  if (Deno.permissions.querySync({ name: "read", path }).state === "granted") return null;
+  return `metrics and OpenTelemetry run in a worker loaded from ${path}, which --allow-read ` +
+    `does not cover: allow it (the folder holding main.ts), or turn them off (--no-metrics)`;
+}
+
 /** What the main thread tells the worker at each scrape. */
 export interface TelemetrySources {
   log: () => LogSnapshot;
@@ -60,9 +74,7 @@ export class Telemetry {
     this.#sources = sources;
     this.#logger = logger;
     this.#shutdownMs = (start.otel?.config.shutdown_timeout_ms ?? 0) + SHUTDOWN_MARGIN_MS;
-    this.#worker = new Worker(new URL("./telemetry_worker.ts", import.meta.url).href, {
-      type: "module",
-    });
+    this.#worker = new Worker(WORKER.href, { type: "module" });
     this.#worker.onmessage = (event: MessageEvent<FromWorker>) => this.#received(event.data);
     this.#worker.onerror = (event: ErrorEvent) => {
       // The worker's failure is telemetry's, never the proxy's: it must not end the process.
@@ -81,6 +93,8 @@ export class Telemetry {
     sources: TelemetrySources,
     logger: Logger,
   ): Promise<Telemetry> {
+    const unreadable = unreadableWorker();
+    if (unreadable !== null) throw new TelemetryStartError(null, unreadable);
     const t = new Telemetry(start, sources, logger);
     try {
       await t.#started.promise;
