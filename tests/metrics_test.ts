@@ -25,36 +25,18 @@ import {
   tempDir,
   WireTransport,
 } from "./helpers.ts";
+import { cleanEnv, jsonLines } from "./http_helpers.ts";
+import {
+  listenAddress,
+  promtool,
+  type Samples,
+  scrapeUntil,
+  series,
+  sum,
+} from "./telemetry_helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** The environment without any mcp-audit settings of the machine running the tests. */
-function cleanEnv(): Record<string, string> {
-  const env = Deno.env.toObject();
-  for (const name of Object.keys(env)) {
-    if (name === "AUDIT_SECRET" || name.startsWith("MCP_AUDIT_")) delete env[name];
-  }
-  return env;
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-/** Parsed structured lines of a process's stderr. */
-function logLines(c: Collector): Record<string, unknown>[] {
-  const out: Record<string, unknown>[] = [];
-  for (const line of c.lines) {
-    try {
-      const v: unknown = JSON.parse(line);
-      if (isRecord(v)) out.push(v);
-    } catch {
-      // The upstream's lines.
-    }
-  }
-  return out;
-}
 
 interface Scrape {
   status: number;
@@ -118,11 +100,7 @@ class MetricsProxy implements AsyncDisposable {
 
   /** Waits for the metrics listener's log line and keeps its address. */
   async listening(): Promise<this> {
-    const find = () => logLines(this.stderr).find((l) => l.msg === "metrics listening");
-    await this.stderr.waitFor(() => find() !== undefined, "metrics listening", deadline(30_000));
-    const address = find()?.address;
-    assert(typeof address === "string", "the metrics listening line has an address");
-    this.origin = address;
+    this.origin = await listenAddress(this.stderr, "metrics listening", deadline(30_000));
     return this;
   }
 
@@ -173,15 +151,8 @@ class MetricsProxy implements AsyncDisposable {
   }
 
   /** Scrapes (text format) until `ready` holds, at most `tries` times back to back. */
-  async scrapeUntil(ready: (m: Metrics) => boolean, what: string, tries = 500): Promise<Metrics> {
-    let last: Metrics | undefined;
-    for (let i = 0; i < tries; i++) {
-      const s = await this.scrape();
-      assertEquals(s.status, 200, s.text);
-      last = parseMetrics(s.text);
-      if (ready(last)) return last;
-    }
-    throw new Error(`metrics never showed ${what}; last scrape:\n${dump(last)}`);
+  scrapeUntil(ready: (m: Samples) => boolean, what: string, tries = 500): Promise<Samples> {
+    return scrapeUntil(() => this.scrape(), ready, what, tries);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -198,60 +169,6 @@ class MetricsProxy implements AsyncDisposable {
     if (!this.#stdoutTaken) await this.child.stdout.cancel().catch(() => {});
     await this.stderr.done;
   }
-}
-
-/** One sample: name, labels, value. */
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-type Metrics = Sample[];
-
-function parseMetrics(text: string): Metrics {
-  const out: Sample[] = [];
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    assert(m !== null, `a sample line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
-      labels[l[1]!] = l[2]!;
-    }
-    out.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return out;
-}
-
-/** The sum of the samples named `name` whose labels include `labels`. */
-function sum(m: Metrics, name: string, labels: Record<string, string> = {}): number {
-  return m.filter((s) =>
-    s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)
-  ).reduce((n, s) => n + s.value, 0);
-}
-
-function series(m: Metrics, name: string): Sample[] {
-  return m.filter((s) => s.name === name);
-}
-
-function dump(m: Metrics | undefined): string {
-  return (m ?? []).filter((s) => s.name.startsWith("mcp_audit_") && !s.name.endsWith("_bucket"))
-    .map((s) => `${s.name}${JSON.stringify(s.labels)} ${s.value}`).join("\n").slice(0, 6000);
-}
-
-/** `promtool check metrics` on `text`: its exit code and what it said. */
-async function promtool(text: string): Promise<{ code: number; said: string }> {
-  const child = new Deno.Command("promtool", {
-    args: ["check", "metrics"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const w = child.stdin.getWriter();
-  await w.write(encoder.encode(text));
-  await w.close();
-  const out = await child.output();
-  return { code: out.code, said: decoder.decode(out.stdout) + decoder.decode(out.stderr) };
 }
 
 async function gunzip(bytes: Uint8Array): Promise<string> {
@@ -538,7 +455,7 @@ Deno.test({
     const statuses: number[] = [];
     let sent = 0;
     const reloaded = () =>
-      logLines(proxy.stderr).filter((l) => l.msg === "configuration reloaded").length;
+      jsonLines(proxy.stderr.lines).filter((l) => l.msg === "configuration reloaded").length;
     // Scrape back to back while the signals arrive, until every reload has been logged.
     while (reloaded() < reloads) {
       if (sent < reloads && sent <= reloaded()) {
@@ -578,7 +495,7 @@ Deno.test({
     await proxy.stderr.done;
     assertEquals(status.code, 1, proxy.stderr.text());
     assertEquals(out.length, 0, "nothing was sent to the client");
-    const errors = logLines(proxy.stderr).filter((l) => l.level === "error");
+    const errors = jsonLines(proxy.stderr.lines).filter((l) => l.level === "error");
     assertEquals(errors.length, 1, proxy.stderr.text());
     const said = JSON.stringify(errors[0]);
     assert(

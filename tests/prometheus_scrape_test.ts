@@ -35,7 +35,8 @@ import {
   tempDir,
   WireTransport,
 } from "./helpers.ts";
-import { cleanEnv, EverythingHttpServer, jsonLines } from "./http_helpers.ts";
+import { cleanEnv, EverythingHttpServer } from "./http_helpers.ts";
+import { listenAddress } from "./telemetry_helpers.ts";
 import { startReceiver } from "./fixtures/otlp_receiver.ts";
 import { afterScrapes, Prometheus, ScrapeTap } from "./fixtures/prom_server.ts";
 import {
@@ -118,10 +119,7 @@ class MetricsProxy implements AsyncDisposable {
 
   /** The port named by the log line `msg` (JSON, `address: http://HOST:PORT`). */
   async #listening(msg: string, signal: AbortSignal): Promise<number> {
-    const find = () => jsonLines(this.stderr.lines).find((l) => l.msg === msg);
-    await this.stderr.waitFor(() => find() !== undefined, `"${msg}"`, signal);
-    const address = find()?.address;
-    assert(typeof address === "string", `the "${msg}" line names its address`);
+    const address = await listenAddress(this.stderr, msg, signal);
     const port = Number(new URL(address).port);
     assert(port > 0, `a real port: ${address}`);
     return port;

@@ -33,7 +33,19 @@ import {
   STORAGE,
   tempDir,
 } from "./helpers.ts";
-import { freePort, ScriptedUpstream, waitForRecord } from "./http_helpers.ts";
+import { cleanEnv, freePort, jsonLines, ScriptedUpstream, waitForRecord } from "./http_helpers.ts";
+import {
+  dump,
+  listenAddress,
+  parseMetrics,
+  promtool,
+  SAMPLE,
+  type Sample,
+  type Samples,
+  scrapeUntil,
+  series,
+  sum,
+} from "./telemetry_helpers.ts";
 import {
   decodeJsonLogs,
   decodeJsonSpans,
@@ -61,29 +73,6 @@ type Obj = Record<string, unknown>;
 
 function isObj(v: unknown): v is Obj {
   return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-/** The environment without any mcp-audit settings of the machine running the tests. */
-function cleanEnv(): Record<string, string> {
-  const env = Deno.env.toObject();
-  for (const name of Object.keys(env)) {
-    if (name === "AUDIT_SECRET" || name.startsWith("MCP_AUDIT_")) delete env[name];
-  }
-  return env;
-}
-
-/** The JSON object lines among `lines`. */
-function objects(lines: readonly string[]): Obj[] {
-  const out: Obj[] = [];
-  for (const line of lines) {
-    try {
-      const v: unknown = JSON.parse(line);
-      if (isObj(v)) out.push(v);
-    } catch {
-      // Not JSON: the upstream's lines, or a partial one.
-    }
-  }
-  return out;
 }
 
 interface Start {
@@ -144,7 +133,7 @@ class Proxy implements AsyncDisposable {
 
   /** The proxy's structured log lines. */
   logLines(): Obj[] {
-    return objects(this.stderr.lines);
+    return jsonLines(this.stderr.lines);
   }
 
   /** Log lines with this `msg`. */
@@ -161,17 +150,13 @@ class Proxy implements AsyncDisposable {
 
   /** Waits for the metrics listener and keeps its address. */
   async listening(signal = deadline(30_000)): Promise<this> {
-    const line = await this.waitLogged("metrics listening", signal);
-    assert(typeof line.address === "string", "the metrics listening line names the address");
-    this.origin = line.address;
+    this.origin = await listenAddress(this.stderr, "metrics listening", signal);
     return this;
   }
 
   /** Waits for the HTTP proxy's listener; returns its MCP endpoint. */
   async endpoint(signal = deadline(30_000)): Promise<string> {
-    const line = await this.waitLogged("proxy listening", signal);
-    assert(typeof line.address === "string", "the proxy listening line names the address");
-    return `${line.address}/mcp`;
+    return `${await listenAddress(this.stderr, "proxy listening", signal)}/mcp`;
   }
 
   get port(): number {
@@ -194,7 +179,7 @@ class Proxy implements AsyncDisposable {
 
   /** The JSON lines the stdio proxy sent the client. */
   answers(): Obj[] {
-    return objects(this.out.lines);
+    return jsonLines(this.out.lines);
   }
 
   /** Waits until the client has received an answer (or request) with each of these ids. */
@@ -229,16 +214,12 @@ class Proxy implements AsyncDisposable {
   }
 
   /** Scrapes (text format) until `ready` holds, at most `tries` times back to back. */
-  async scrapeUntil(ready: (m: Samples) => boolean, what: string, tries = 500): Promise<Samples> {
-    let last: Samples = [];
-    for (let i = 0; i < tries; i++) {
+  scrapeUntil(ready: (m: Samples) => boolean, what: string, tries = 500): Promise<Samples> {
+    const scrape = async () => {
       const r = await this.scrape();
-      const text = await r.text();
-      assertEquals(r.status, 200, text.slice(0, 500));
-      last = parseMetrics(text);
-      if (ready(last)) return last;
-    }
-    throw new Error(`metrics never showed ${what}; last:\n${dump(last)}`);
+      return { status: r.status, text: await r.text() };
+    };
+    return scrapeUntil(scrape, ready, what, tries);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -257,68 +238,6 @@ class Proxy implements AsyncDisposable {
       this.child.stderr.cancel().catch(() => {});
     });
   }
-}
-
-/** One sample of the text format. */
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-type Samples = Sample[];
-
-/** Label values as the text format escapes them (`\\`, `\"`, `\n`). */
-const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"/g;
-const SAMPLE =
-  /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*)\})? (\S+)$/;
-
-function unescapeLabel(v: string): string {
-  return v.replace(/\\([\\"n])/g, (_, c: string) => (c === "n" ? "\n" : c));
-}
-
-/** Parses the samples of an exposition (text 0.0.4 or OpenMetrics), strictly. */
-function parseMetrics(text: string): Samples {
-  const out: Sample[] = [];
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const m = SAMPLE.exec(line);
-    assert(m !== null, `a well-formed sample line: ${line.slice(0, 300)}`);
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? "").matchAll(LABEL)) labels[l[1]!] = unescapeLabel(l[2]!);
-    out.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return out;
-}
-
-/** The sum of the samples named `name` whose labels include `labels`. */
-function sum(m: Samples, name: string, labels: Record<string, string> = {}): number {
-  return m.filter((s) =>
-    s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)
-  ).reduce((n, s) => n + s.value, 0);
-}
-
-function series(m: Samples, name: string): Sample[] {
-  return m.filter((s) => s.name === name);
-}
-
-function dump(m: Samples): string {
-  return m.filter((s) => s.name.startsWith("mcp_audit_") && !s.name.endsWith("_bucket"))
-    .map((s) => `${s.name}${JSON.stringify(s.labels)} ${s.value}`).join("\n").slice(0, 6000);
-}
-
-/** `promtool check metrics` on `text`. */
-async function promtool(text: string): Promise<{ code: number; said: string }> {
-  const child = new Deno.Command("promtool", {
-    args: ["check", "metrics"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const w = child.stdin.getWriter();
-  await w.write(encoder.encode(text));
-  await w.close();
-  const out = await child.output();
-  return { code: out.code, said: decoder.decode(out.stdout) + decoder.decode(out.stderr) };
 }
 
 /** Sends `text` on a new TCP connection to 127.0.0.1:`port` and reads until the server closes. */
@@ -380,7 +299,7 @@ function otel(endpoint: string, more: Obj = {}): Obj {
 /** How many log records one OTLP/JSON logs request carries. */
 function logRecordsIn(body: Uint8Array): number {
   let n = 0;
-  for (const doc of objects([decoder.decode(body)])) {
+  for (const doc of jsonLines([decoder.decode(body)])) {
     for (const rl of Array.isArray(doc.resourceLogs) ? doc.resourceLogs : []) {
       for (const sl of isObj(rl) && Array.isArray(rl.scopeLogs) ? rl.scopeLogs : []) {
         if (isObj(sl) && Array.isArray(sl.logRecords)) n += sl.logRecords.length;
