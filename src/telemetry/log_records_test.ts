@@ -8,41 +8,20 @@ import {
 } from "@opentelemetry/sdk-logs";
 import { AUDIT_EVENT_NAME, auditLogRecord, severityOf } from "./log_records.ts";
 import type { AuditRecord } from "../audit/record.ts";
-import type { StoredRecord } from "../audit/storage/store.ts";
 import { hrTimeOf, SPAN_TEXT_LIMIT } from "./spans.ts";
+import { record, stored } from "./testdata/records.ts";
 
 function rec(fields: Partial<AuditRecord>): AuditRecord {
-  return {
-    v: 1,
+  return record({
     seq: 42,
     id: "01HZX",
     ts: "2026-03-01T10:00:00.123Z",
-    kind: "request",
-    direction: "client_to_server",
-    transport: "stdio",
-    upstream: null,
-    session: null,
-    jsonrpc_id: 1,
-    method: "tools/call",
     tool_name: "echo",
     params: { name: "echo" },
-    result: null,
-    error: null,
-    redacted: [],
-    duration_ms: null,
-    decision: null,
-    client_id: "agent-1",
-    server_id: "srv-1",
-    client_info: null,
-    wire_sha256: null,
     prev: "ab".repeat(32),
     sig: "hmac-sha256:k1:cd",
     ...fields,
-  };
-}
-
-function stored(r: AuditRecord): StoredRecord {
-  return { line: JSON.stringify(r), record: r };
+  });
 }
 
 Deno.test("a stored record becomes a log record: the exact line as body, its ts, the chain fields as attributes", () => {

@@ -7,6 +7,7 @@ import { Logger } from "../log.ts";
 import { Metrics, type MetricsOptions } from "./metrics.ts";
 import { ALL_METRICS } from "./metric_names.ts";
 import { ProxyStats } from "./proxy_stats.ts";
+import { RecordSequence, stored } from "./testdata/records.ts";
 
 // --- a small reader of the exposition, to check what a scraper sees ---------------------------
 
@@ -69,37 +70,12 @@ function value(
 
 // --- records --------------------------------------------------------------------------------
 
-let seq = 0;
+const records = new RecordSequence(
+  { id: (seq) => `id${seq}`, ts: () => "2026-01-01T00:00:00.000Z" },
+  { client_id: "claude-desktop", server_id: "everything" },
+);
 function rec(fields: Partial<AuditRecord>): StoredRecord {
-  seq++;
-  const record: AuditRecord = {
-    v: 1,
-    seq,
-    id: `id${seq}`,
-    ts: "2026-01-01T00:00:00.000Z",
-    kind: "request",
-    direction: "client_to_server",
-    transport: "stdio",
-    upstream: null,
-    session: null,
-    jsonrpc_id: seq,
-    method: "tools/call",
-    tool_name: null,
-    params: null,
-    result: null,
-    error: null,
-    redacted: [],
-    duration_ms: null,
-    decision: null,
-    client_id: "claude-desktop",
-    server_id: "everything",
-    client_info: null,
-    wire_sha256: null,
-    prev: "0".repeat(64),
-    sig: null,
-    ...fields,
-  };
-  return { line: JSON.stringify(record), record };
+  return stored(records.next(fields));
 }
 
 /** A request and its answer, as the pipeline records them. */
@@ -446,7 +422,7 @@ Deno.test("entries: answers and notifications count once; requests, invalid mess
   assert.equal(value(m, "mcp_audit_records_total", { kind: "error" }), 2);
   assert.equal(value(m, "mcp_audit_records_total", { kind: "event" }), 1);
   assert.equal(value(m, "mcp_audit_records_total", { kind: "invalid" }), 1);
-  assert.equal(value(m, "mcp_audit_chain_seq"), seq);
+  assert.equal(value(m, "mcp_audit_chain_seq"), records.seq);
 });
 
 Deno.test("tool calls and request durations by tool and status (tool_error from isError)", async () => {

@@ -4,6 +4,7 @@ import type { Config } from "../config/config.ts";
 import type { AuditRecord } from "../audit/record.ts";
 import type { StoredRecord } from "../audit/storage/store.ts";
 import { Logger } from "../log.ts";
+import { RecordSequence, stored as storedRecord } from "./testdata/records.ts";
 import {
   decodeProtobufLogBodies,
   decodeProtobufSpans,
@@ -54,37 +55,12 @@ function options(
   };
 }
 
-let seq = 0;
+const records = new RecordSequence({
+  id: (seq) => `id-${seq}`,
+  ts: (seq) => new Date(Date.parse("2026-03-01T10:00:00Z") + seq).toISOString(),
+}, { tool_name: "echo", client_id: "c", server_id: "s" });
 function stored(fields: Partial<AuditRecord>): StoredRecord {
-  seq++;
-  const record: AuditRecord = {
-    v: 1,
-    seq,
-    id: `id-${seq}`,
-    ts: new Date(Date.parse("2026-03-01T10:00:00Z") + seq).toISOString(),
-    kind: "request",
-    direction: "client_to_server",
-    transport: "stdio",
-    upstream: null,
-    session: null,
-    jsonrpc_id: seq,
-    method: "tools/call",
-    tool_name: "echo",
-    params: null,
-    result: null,
-    error: null,
-    redacted: [],
-    duration_ms: null,
-    decision: null,
-    client_id: "c",
-    server_id: "s",
-    client_info: null,
-    wire_sha256: null,
-    prev: "0".repeat(64),
-    sig: null,
-    ...fields,
-  };
-  return { line: JSON.stringify(record), record };
+  return storedRecord(records.next(fields));
 }
 
 /** A traced tools/call and its answer. */

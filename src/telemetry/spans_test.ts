@@ -18,42 +18,19 @@ import {
 import type { AuditRecord } from "../audit/record.ts";
 import { rawNumber } from "../jsonrpc/json.ts";
 import { Logger } from "../log.ts";
+import { RecordSequence } from "./testdata/records.ts";
 
 const T0 = Date.parse("2026-03-01T10:00:00.000Z");
 const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID = "00f067aa0ba902b7";
 
-let seq = 0;
+const records = new RecordSequence(
+  { id: (seq) => `id-${seq}`, ts: (seq) => new Date(T0 + seq * 10).toISOString() },
+  { sig: "hmac-sha256:k1:abcd" },
+);
 /** A stored record with everything a test does not say filled in. */
 function rec(fields: Partial<AuditRecord>): AuditRecord {
-  seq++;
-  return {
-    v: 1,
-    seq,
-    id: `id-${seq}`,
-    ts: new Date(T0 + seq * 10).toISOString(),
-    kind: "request",
-    direction: "client_to_server",
-    transport: "stdio",
-    upstream: null,
-    session: null,
-    jsonrpc_id: seq,
-    method: "tools/call",
-    tool_name: null,
-    params: null,
-    result: null,
-    error: null,
-    redacted: [],
-    duration_ms: null,
-    decision: null,
-    client_id: "agent-1",
-    server_id: "srv-1",
-    client_info: null,
-    wire_sha256: null,
-    prev: "0".repeat(64),
-    sig: "hmac-sha256:k1:abcd",
-    ...fields,
-  };
+  return records.next(fields);
 }
 
 function call(id: number, tool: string, extra: Partial<AuditRecord> = {}): AuditRecord {
