@@ -8,8 +8,7 @@
 import { assert, assertEquals, type Collector } from "./helpers.ts";
 import { jsonLines } from "./http_helpers.ts";
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
+export { promtool } from "./fixtures/promtool.ts";
 
 /**
  * Waits for the structured log line `msg` (`metrics listening`, `proxy listening`) on `stderr`
@@ -95,19 +94,4 @@ export async function scrapeUntil(
     if (ready(last)) return last;
   }
   throw new Error(`metrics never showed ${what}; last scrape:\n${dump(last)}`);
-}
-
-/** `promtool check metrics` on `text`: its exit code and what it said. */
-export async function promtool(text: string): Promise<{ code: number; said: string }> {
-  const child = new Deno.Command("promtool", {
-    args: ["check", "metrics"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const w = child.stdin.getWriter();
-  await w.write(encoder.encode(text));
-  await w.close();
-  const out = await child.output();
-  return { code: out.code, said: decoder.decode(out.stdout) + decoder.decode(out.stderr) };
 }

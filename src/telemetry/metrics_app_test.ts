@@ -3,19 +3,13 @@ import { Logger } from "../log.ts";
 import { createMetricsApp, metricsHosts } from "./metrics_app.ts";
 import { Metrics } from "./metrics.ts";
 import { ProxyStats } from "./proxy_stats.ts";
+import { METRICS_OPTIONS } from "./testdata/metrics_options.ts";
 
 function setup() {
   const lines: string[] = [];
   const logger = new Logger("debug", (l) => lines.push(l));
   const metrics = new Metrics(
-    {
-      toolLabels: true,
-      maxToolLabels: 200,
-      includeProcess: false,
-      includeRuntime: false,
-      backend: "jsonl",
-      otelQueueCapacity: 0,
-    },
+    { ...METRICS_OPTIONS },
     { log: { queued: 0, queueCapacity: 0, backpressure: 0 }, stats: new ProxyStats() },
     logger,
   );

@@ -8,6 +8,8 @@ import { Metrics, type MetricsOptions } from "./metrics.ts";
 import { ALL_METRICS } from "./metric_names.ts";
 import { ProxyStats } from "./proxy_stats.ts";
 import { RecordSequence, stored } from "./testdata/records.ts";
+import { promtool } from "../../tests/fixtures/promtool.ts";
+import { METRICS_OPTIONS } from "./testdata/metrics_options.ts";
 
 // --- a small reader of the exposition, to check what a scraper sees ---------------------------
 
@@ -107,21 +109,12 @@ function event(method: string, params: JsonValue): StoredRecord {
   return rec({ kind: "event", direction: "proxy", method, params, jsonrpc_id: null });
 }
 
-const OPTIONS: MetricsOptions = {
-  toolLabels: true,
-  maxToolLabels: 200,
-  includeProcess: false,
-  includeRuntime: false,
-  backend: "jsonl",
-  otelQueueCapacity: 0,
-};
-
 function fixture(options: Partial<MetricsOptions> = {}) {
   const log = { queued: 0, queueCapacity: 0, backpressure: 0 };
   const stats = new ProxyStats();
   const lines: string[] = [];
   const logger = new Logger("debug", (l) => lines.push(l));
-  const metrics = new Metrics({ ...OPTIONS, ...options }, { log, stats }, logger);
+  const metrics = new Metrics({ ...METRICS_OPTIONS, ...options }, { log, stats }, logger);
   return {
     log,
     stats,
@@ -776,18 +769,8 @@ Deno.test("promtool finds the whole exposition clean (no parse error, no lint)",
   await using f = fixture({ includeProcess: true, includeRuntime: true });
   feedEverything(f);
   const { body } = await f.metrics.scrape(null);
-  const child = new Deno.Command("promtool", {
-    args: ["check", "metrics"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(body));
-  await writer.close();
-  const out = await child.output();
-  const said = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  assert.equal(out.code, 0, said);
+  const { code, said } = await promtool(body);
+  assert.equal(code, 0, said);
   assert.equal(said.trim(), "");
 });
 

@@ -7,6 +7,8 @@ import { Logger } from "../log.ts";
 import { ProxyStats } from "./proxy_stats.ts";
 import { Telemetry, TelemetryStartError } from "./telemetry.ts";
 import type { TelemetryStart } from "./worker_protocol.ts";
+import { METRICS_OPTIONS } from "./testdata/metrics_options.ts";
+import { record as testRecord } from "./testdata/records.ts";
 
 const quiet = new Logger("error", () => {});
 
@@ -23,44 +25,26 @@ const defaults =
 
 const metricsOnly: TelemetryStart = {
   logLevel: "error",
-  metrics: {
-    toolLabels: true,
-    maxToolLabels: 200,
-    includeProcess: false,
-    includeRuntime: false,
-    backend: "jsonl",
-    otelQueueCapacity: 0,
-  },
+  metrics: { ...METRICS_OPTIONS },
   otel: null,
 };
 
 function stored(seq: number, kind: AuditRecord["kind"], toolName: string): StoredRecord {
-  const record: AuditRecord = {
-    v: 1,
+  const record = testRecord({
     seq,
     id: `01J${String(seq).padStart(23, "0")}`,
     ts: "2026-12-06T12:00:00.000Z",
     kind,
     direction: kind === "request" ? "client_to_server" : "server_to_client",
-    transport: "stdio",
-    upstream: null,
     session: "s",
     jsonrpc_id: seq,
-    method: "tools/call",
     tool_name: toolName,
-    params: null,
     result: kind === "response" ? { content: [] } : null,
-    error: null,
-    redacted: [],
     duration_ms: kind === "response" ? 1.5 : null,
-    decision: null,
     client_id: "c",
     server_id: "s",
-    client_info: null,
-    wire_sha256: null,
     prev: GENESIS,
-    sig: null,
-  };
+  });
   return { line: recordText(record).signed(null), record };
 }
 
