@@ -49,6 +49,7 @@ import {
 import {
   decodeJsonLogs,
   decodeJsonSpans,
+  type OtlpReceiver,
   type ReceivedSpan,
   startReceiver,
 } from "./fixtures/otlp_receiver.ts";
@@ -296,6 +297,16 @@ function otel(endpoint: string, more: Obj = {}): Obj {
   };
 }
 
+/** A proxy (stdio unless `upstream` is a URL) with a span for every method, and no metrics. */
+function spanProxy(cwd: string, rx: OtlpReceiver, upstream: string[] | string = UPSTREAM): Proxy {
+  return new Proxy({
+    cwd,
+    upstream,
+    metrics: false,
+    config: { otel: otel(rx.url, { methods: "all" }) },
+  });
+}
+
 /** How many log records one OTLP/JSON logs request carries. */
 function logRecordsIn(body: Uint8Array): number {
   let n = 0;
@@ -330,12 +341,7 @@ Deno.test({
     await using dir = await tempDir("attack-span-size");
     await using rx = startReceiver();
     const signal = deadline(60_000);
-    await using proxy = new Proxy({
-      cwd: dir.path,
-      upstream: UPSTREAM,
-      metrics: false,
-      config: { otel: otel(rx.url, { methods: "all" }) },
-    });
+    await using proxy = spanProxy(dir.path, rx);
     const big = "x".repeat(1 << 20);
     await proxy.send(
       { jsonrpc: "2.0", id: 1, method: `m${big}`, params: {} },
@@ -671,12 +677,7 @@ Deno.test({
     await using rx = startReceiver();
     const signal = deadline(60_000);
     await using upstream = simpleUpstream();
-    await using proxy = new Proxy({
-      cwd: dir.path,
-      upstream: upstream.url,
-      metrics: false,
-      config: { otel: otel(rx.url, { methods: "all" }) },
-    });
+    await using proxy = spanProxy(dir.path, rx, upstream.url);
     const endpoint = await proxy.endpoint(signal);
     const post = async (body: unknown, session?: string) => {
       const r = await fetch(endpoint, {
@@ -848,12 +849,7 @@ Deno.test({
     await using dir = await tempDir("attack-trace-context");
     await using rx = startReceiver();
     const signal = deadline(60_000);
-    await using proxy = new Proxy({
-      cwd: dir.path,
-      upstream: UPSTREAM,
-      metrics: false,
-      config: { otel: otel(rx.url, { methods: "all" }) },
-    });
+    await using proxy = spanProxy(dir.path, rx);
     const tp = `00-${TRACE_ID}-${PARENT_ID}-01`;
     // [ _meta, whether the span is the client's child ]
     const cases: [unknown, boolean][] = [
@@ -1217,6 +1213,35 @@ function assertAgrees(
   );
 }
 
+/** The mixed workloads' config: every span to `endpoint`; `denied` denied, `limited` once a minute. */
+function mixed(endpoint: string): Obj {
+  return {
+    otel: otel(endpoint, { methods: "all" }),
+    policy: { enabled: true, rules: [{ action: "deny", tool_name: "denied", reason: "no" }] },
+    middleware: { rate_limit: { tools: { limited: { requests_per_minute: 1 } } } },
+  };
+}
+
+/**
+ * Once the traffic is stored, and exported but for `unspanned` answers: the metrics and the spans
+ * agree with the log ({@link assertAgrees}). Returns the metrics.
+ */
+async function assertAllAgree(
+  proxy: Proxy,
+  rx: OtlpReceiver,
+  signal: AbortSignal,
+  unspanned: number,
+  traced?: (request: AuditRecord) => boolean,
+): Promise<Samples> {
+  const { records } = await readLog(proxy.logPath);
+  const last = Math.max(...records.map((r) => r.seq));
+  const answered = records.filter((r) => r.kind === "response" || r.kind === "error").length;
+  await rx.waitFor(() => spansOf(rx).length >= answered - unspanned, "the spans", signal);
+  const m = await proxy.scrapeUntil((m) => sum(m, "mcp_audit_chain_seq") === last, `seq ${last}`);
+  assertAgrees(m, records, spansOf(rx), traced);
+  return m;
+}
+
 /** `initialize` in HTTP mode: see the finding about its span; every other request. */
 const notInitialize = (r: AuditRecord) => r.method !== "initialize";
 
@@ -1227,11 +1252,7 @@ Deno.test("holds: stdio mixed workload — every metric family and every span ag
   await using proxy = await new Proxy({
     cwd: dir.path,
     upstream: UPSTREAM,
-    config: {
-      otel: otel(rx.url, { methods: "all" }),
-      policy: { enabled: true, rules: [{ action: "deny", tool_name: "denied", reason: "no" }] },
-      middleware: { rate_limit: { tools: { limited: { requests_per_minute: 1 } } } },
-    },
+    config: mixed(rx.url),
   }).listening();
   await proxy.send(INITIALIZE);
   await proxy.waitIds(["init"], signal);
@@ -1251,12 +1272,8 @@ Deno.test("holds: stdio mixed workload — every metric family and every span ag
   await proxy.write("this is not json\n");
   await proxy.send({ jsonrpc: "2.0", id: 8, method: "ping" });
   await proxy.waitIds([null, 8], signal);
-  const { records } = await readLog(proxy.logPath);
-  const last = Math.max(...records.map((r) => r.seq));
-  const answered = records.filter((r) => r.kind === "response" || r.kind === "error").length;
-  await rx.waitFor(() => spansOf(rx).length >= answered - 1, "the spans", signal);
-  const m = await proxy.scrapeUntil((m) => sum(m, "mcp_audit_chain_seq") === last, `seq ${last}`);
-  assertAgrees(m, records, spansOf(rx));
+  // Every answer has its span but the answer to the invalid message.
+  const m = await assertAllAgree(proxy, rx, signal, 1);
   assertEquals(sum(m, "mcp_audit_upstream_processes_started_total"), 1);
   assertEquals((await proxy.finish(signal)).code, 0);
 });
@@ -1291,9 +1308,7 @@ Deno.test("holds: HTTP mixed workload — every metric family and every span agr
     cwd: dir.path,
     upstream: upstream.url,
     config: {
-      otel: otel(rx.url, { methods: "all" }),
-      policy: { enabled: true, rules: [{ action: "deny", tool_name: "denied", reason: "no" }] },
-      middleware: { rate_limit: { tools: { limited: { requests_per_minute: 1 } } } },
+      ...mixed(rx.url),
       proxy: { retry: { max_retries: 2, initial_interval_ms: 1, max_interval_ms: 2 } },
     },
   }).listening();
@@ -1321,13 +1336,8 @@ Deno.test("holds: HTTP mixed workload — every metric family and every span agr
   assertEquals(await post(call(6, "tool_error")), 200);
   assertEquals(await post({ jsonrpc: "2.0", id: 7, method: "ping" }), 200);
   await post("this is not json");
-  const { records } = await readLog(proxy.logPath);
-  const last = Math.max(...records.map((r) => r.seq));
-  // Answers less the initialize answer and the answer to the invalid message.
-  const answered = records.filter((r) => r.kind === "response" || r.kind === "error").length;
-  await rx.waitFor(() => spansOf(rx).length >= answered - 2, "the spans", signal);
-  const m = await proxy.scrapeUntil((m) => sum(m, "mcp_audit_chain_seq") === last, `seq ${last}`);
-  assertAgrees(m, records, spansOf(rx), notInitialize);
+  // Every answer has its span but the initialize answer and the answer to the invalid message.
+  const m = await assertAllAgree(proxy, rx, signal, 2, notInitialize);
   assertEquals(
     series(m, "mcp_audit_http_upstream_retries_total").map((s) => [s.labels, s.value]),
     [[{ reason: "503" }, 1]],
