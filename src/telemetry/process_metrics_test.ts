@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { MeterProvider } from "@opentelemetry/sdk-metrics";
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus";
 import { Logger } from "../log.ts";
+import { PROCESS_METRIC_NAMES } from "./testdata/process_metric_names.ts";
 import {
   parseBootTime,
   parseLimits,
@@ -141,19 +142,7 @@ Deno.test("this process (tests run with all permissions): every process metric s
     resourceMetrics,
   );
   await provider.shutdown();
-  for (
-    const name of [
-      "process_cpu_seconds_total",
-      "process_open_fds",
-      "process_max_fds",
-      "process_virtual_memory_bytes",
-      "process_virtual_memory_max_bytes",
-      "process_resident_memory_bytes",
-      "process_start_time_seconds",
-      "process_network_receive_bytes_total",
-      "process_network_transmit_bytes_total",
-    ]
-  ) {
+  for (const name of PROCESS_METRIC_NAMES) {
     const m = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
     assert.ok(m, `${name} in\n${text}`);
     assert.ok(Number(m[1]) >= 0, name);
