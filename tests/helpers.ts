@@ -452,21 +452,11 @@ export class ProxyProcess implements AsyncDisposable {
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
-    if (!this.#exited) {
-      try {
-        this.child.kill("SIGKILL");
-      } catch {
-        // Gone already.
-      }
-    }
-    await this.status;
+    await killChild(this.child, this.#exited, this.status);
     await this.closeInput();
     this.#stdin.releaseLock();
     if (!this.#stdoutTaken) await this.child.stdout.cancel().catch(() => {});
-    // The upstream shares stderr; if it outlived the proxy, do not hang the test on it.
-    await raceAbort(this.stderr.done, deadline(5000), "stderr end", () => "").catch(() => {
-      this.child.stderr.cancel().catch(() => {});
-    });
+    await releaseStderr(this.child, this.stderr);
   }
 }
 
@@ -483,6 +473,48 @@ export function raceAbort<T>(
     signal.addEventListener("abort", onAbort, { once: true });
     promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
+}
+
+/** Ends a child a test is done with: SIGKILL unless it has `exited`, then its exit status. */
+export async function killChild(
+  child: Deno.ChildProcess,
+  exited: boolean,
+  status: Promise<Deno.CommandStatus>,
+): Promise<void> {
+  if (!exited) {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Gone already.
+    }
+  }
+  await status;
+}
+
+/**
+ * Waits up to 5 s for a dead child's `stderr` to end, then lets go of it: an upstream sharing it
+ * may outlive the proxy, and must not hang the test.
+ */
+export async function releaseStderr(child: Deno.ChildProcess, stderr: Collector): Promise<void> {
+  await raceAbort(stderr.done, deadline(5000), "stderr end", () => "").catch(() => {
+    child.stderr.cancel().catch(() => {});
+  });
+}
+
+/**
+ * Waits for `status` and then for the end of `stderr`; if `signal` aborts first, the error names
+ * `what` ("the proxy") and shows the tail of stderr.
+ */
+export async function exitAndStderr(
+  status: Promise<Deno.CommandStatus>,
+  stderr: Collector,
+  signal: AbortSignal,
+  what: string,
+): Promise<Deno.CommandStatus> {
+  const tail = () => stderr.text().slice(-3000);
+  const s = await raceAbort(status, signal, `${what} to exit`, tail);
+  await raceAbort(stderr.done, signal, `${what}'s stderr to end`, tail);
+  return s;
 }
 
 /**
@@ -1086,27 +1118,15 @@ export class StdioCommand implements AsyncDisposable {
   }
 
   /** Waits for the command to exit and for its stderr to end (every holder of it gone). */
-  async finished(signal: AbortSignal): Promise<Deno.CommandStatus> {
-    const tail = () => this.stderr.text().slice(-3000);
-    const status = await raceAbort(this.status, signal, "the command to exit", tail);
-    await raceAbort(this.stderr.done, signal, "the command's stderr to end", tail);
-    return status;
+  finished(signal: AbortSignal): Promise<Deno.CommandStatus> {
+    return exitAndStderr(this.status, this.stderr, signal, "the command");
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
-    if (!this.#exited) {
-      try {
-        this.child.kill("SIGKILL");
-      } catch {
-        // Gone already.
-      }
-    }
-    await this.status;
+    await killChild(this.child, this.#exited, this.status);
     await this.#closeInput();
     this.#stdin.releaseLock();
     await this.child.stdout.cancel().catch(() => {});
-    await raceAbort(this.stderr.done, deadline(5000), "stderr end", () => "").catch(() => {
-      this.child.stderr.cancel().catch(() => {});
-    });
+    await releaseStderr(this.child, this.stderr);
   }
 }

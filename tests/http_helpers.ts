@@ -22,6 +22,7 @@ import {
   deadline,
   DENO_JSON,
   type Json,
+  killChild,
   MAIN,
   raceAbort,
   readLog,
@@ -182,14 +183,7 @@ export class HttpProxy implements AsyncDisposable {
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
-    if (!this.#exited) {
-      try {
-        this.child.kill("SIGKILL");
-      } catch {
-        // Gone already.
-      }
-    }
-    await this.status;
+    await killChild(this.child, this.#exited, this.status);
     await this.stderr.done;
   }
 }
@@ -243,14 +237,7 @@ export class EverythingHttpServer implements AsyncDisposable {
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
-    if (!this.#exited) {
-      try {
-        this.child.kill("SIGKILL");
-      } catch {
-        // Gone already.
-      }
-    }
-    await this.status;
+    await killChild(this.child, this.#exited, this.status);
     await Promise.all([this.stdout.done, this.stderr.done]);
   }
 }

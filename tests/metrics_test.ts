@@ -18,6 +18,7 @@ import {
   DENO_JSON,
   EVERYTHING,
   fixture,
+  killChild,
   MAIN,
   readLog,
   SECRET,
@@ -156,14 +157,7 @@ class MetricsProxy implements AsyncDisposable {
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
-    if (!this.#exited) {
-      try {
-        this.child.kill("SIGKILL");
-      } catch {
-        // Gone already.
-      }
-    }
-    await this.status;
+    await killChild(this.child, this.#exited, this.status);
     await this.#closeInput();
     this.#stdin.releaseLock();
     if (!this.#stdoutTaken) await this.child.stdout.cancel().catch(() => {});

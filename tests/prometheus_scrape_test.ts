@@ -27,9 +27,11 @@ import {
   deadline,
   DENO_JSON,
   EVERYTHING,
+  exitAndStderr,
+  killChild,
   MAIN,
-  raceAbort,
   readLog,
+  releaseStderr,
   SECRET,
   STORAGE,
   tempDir,
@@ -140,34 +142,18 @@ class MetricsProxy implements AsyncDisposable {
   }
 
   /** The exit status, once the proxy and its stderr have ended. */
-  async finished(signal: AbortSignal): Promise<Deno.CommandStatus> {
-    const status = await raceAbort(this.status, signal, "the proxy to exit", () => this.#tail());
-    await raceAbort(this.stderr.done, signal, "the proxy's stderr to end", () => this.#tail());
-    return status;
-  }
-
-  #tail(): string {
-    const t = this.stderr.text();
-    return t.slice(Math.max(0, t.length - 3000));
+  finished(signal: AbortSignal): Promise<Deno.CommandStatus> {
+    return exitAndStderr(this.status, this.stderr, signal, "the proxy");
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
-    if (!this.#exited) {
-      try {
-        this.child.kill("SIGKILL");
-      } catch {
-        // Gone already.
-      }
-    }
-    await this.status;
+    await killChild(this.child, this.#exited, this.status);
     if (this.#stdin !== undefined) {
       await this.#stdin.close().catch(() => {});
       this.#stdin.releaseLock();
     }
     if (this.#stdio && !this.#stdoutTaken) await this.child.stdout.cancel().catch(() => {});
-    await raceAbort(this.stderr.done, deadline(5000), "stderr end", () => "").catch(() => {
-      this.child.stderr.cancel().catch(() => {});
-    });
+    await releaseStderr(this.child, this.stderr);
   }
 }
 

@@ -25,10 +25,12 @@ import {
   Collector,
   deadline,
   DENO_JSON,
+  exitAndStderr,
   fixture,
+  killChild,
   MAIN,
-  raceAbort,
   readLog,
+  releaseStderr,
   SECRET,
   STORAGE,
   tempDir,
@@ -202,11 +204,8 @@ class Proxy implements AsyncDisposable {
     return await this.exited(signal);
   }
 
-  async exited(signal: AbortSignal): Promise<Deno.CommandStatus> {
-    const tail = () => this.stderr.text().slice(-3000);
-    const status = await raceAbort(this.status, signal, "the proxy to exit", tail);
-    await raceAbort(this.stderr.done, signal, "the proxy's stderr to end", tail);
-    return status;
+  exited(signal: AbortSignal): Promise<Deno.CommandStatus> {
+    return exitAndStderr(this.status, this.stderr, signal, "the proxy");
   }
 
   /** One scrape of the metrics listener. */
@@ -224,20 +223,11 @@ class Proxy implements AsyncDisposable {
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
-    if (!this.#exited) {
-      try {
-        this.child.kill("SIGKILL");
-      } catch {
-        // Gone already.
-      }
-    }
-    await this.status;
+    await killChild(this.child, this.#exited, this.status);
     await this.closeInput();
     this.#stdin.releaseLock();
     await this.out.done;
-    await raceAbort(this.stderr.done, deadline(5000), "stderr end", () => "").catch(() => {
-      this.child.stderr.cancel().catch(() => {});
-    });
+    await releaseStderr(this.child, this.stderr);
   }
 }
 
