@@ -132,9 +132,7 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
       return;
     case "records":
       records(m.lines);
-      return;
-    case "writes":
-      metrics?.writes(m.reports);
+      if (m.reports.length > 0) metrics?.writes(m.reports);
       return;
     case "scrape":
       void scrape(m);

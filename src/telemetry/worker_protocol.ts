@@ -37,9 +37,11 @@ export type ToWorker =
    * flight without a message back per batch.
    */
   | { kind: "start"; start: TelemetryStart; progress: SharedArrayBuffer }
-  /** Stored lines, in seq order, as the audit log's observer got them. */
-  | { kind: "records"; lines: string[] }
-  | { kind: "writes"; reports: WriteReport[] }
+  /**
+   * Stored lines, in seq order, as the audit log's observer got them, and the store attempts
+   * since the last message.
+   */
+  | { kind: "records"; lines: string[]; reports: WriteReport[] }
   | {
     kind: "scrape";
     id: number;
