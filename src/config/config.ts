@@ -94,7 +94,14 @@ export interface Config {
     filter_tools: boolean;
   };
   pinning: { enabled: boolean; mode: "warn" | "block"; path: string };
-  dashboard: { enabled: boolean; bind_address: string; port: number; auth: { token: string } };
+  dashboard: {
+    enabled: boolean;
+    bind_address: string;
+    port: number;
+    auth: { token: string };
+    /** The IANA time zone whose midnight starts "today" in `/api/stats`. */
+    timezone: string;
+  };
   metrics: {
     enabled: boolean;
     bind_address: string;
@@ -312,6 +319,7 @@ export function buildConfig(f: FlatValues, upstreamArgv: string[]): Config {
       bind_address: f.str("dashboard.bind_address"),
       port: f.int("dashboard.port"),
       auth: { token: f.str("dashboard.auth.token") },
+      timezone: f.str("dashboard.timezone"),
     },
     metrics: {
       enabled: f.bool("metrics.enabled"),

@@ -446,6 +446,16 @@ function validate(c: Config, warnings: string[]): void {
   if (/\s/.test(c.dashboard.auth.token)) {
     throw new ConfigError("dashboard.auth.token", "must not contain whitespace");
   }
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: c.dashboard.timezone });
+  } catch {
+    throw new ConfigError(
+      "dashboard.timezone",
+      `must be an IANA time zone such as "UTC" or "Europe/Paris", got ${
+        JSON.stringify(c.dashboard.timezone)
+      }`,
+    );
+  }
   const signing = c.audit.signing;
   if (signing.private_key_file !== "" && c.audit.secret !== "") {
     warnings.push(

@@ -112,6 +112,7 @@ Deno.test("loadConfig with nothing set gives the Go tool's defaults", () => {
     bind_address: "127.0.0.1",
     port: 9090,
     auth: { token: "" },
+    timezone: "UTC",
   });
   assert.deepEqual(config.metrics, {
     enabled: true,
@@ -237,6 +238,7 @@ Deno.test("loadConfig checks rules that span keys", () => {
   fails("audit.rotation", "audit:\n  storage: sqlite\n  rotation:\n    interval: daily\n");
   fails("audit.key_id", 'audit:\n  key_id: "a:b"\n');
   fails("dashboard.auth.token", 'dashboard:\n  auth:\n    token: "a b"\n');
+  fails("dashboard.timezone", "dashboard:\n  timezone: Mars/Olympus\n");
   fails(
     "proxy.retry.initial_interval_ms",
     "proxy:\n  retry:\n    initial_interval_ms: 5000\n    max_interval_ms: 100\n",

@@ -190,6 +190,8 @@ export const SCHEMA: Readonly<Record<string, KeySpec>> = {
   "dashboard.bind_address": { type: { kind: "string", nonEmpty: true }, default: "127.0.0.1" },
   "dashboard.port": port(9090),
   "dashboard.auth.token": str(),
+  // The IANA time zone whose midnight starts "today" in `/api/stats` (the Go tool: the host's).
+  "dashboard.timezone": str("UTC"),
 
   "metrics.enabled": bool(true),
   "metrics.bind_address": { type: { kind: "string", nonEmpty: true }, default: "127.0.0.1" },

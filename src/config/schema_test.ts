@@ -117,6 +117,7 @@ const GOLDEN: Record<string, unknown> = {
   "dashboard.bind_address": "127.0.0.1",
   "dashboard.port": 9090,
   "dashboard.auth.token": "",
+  "dashboard.timezone": "UTC",
 
   "metrics.enabled": true,
   "metrics.bind_address": "127.0.0.1",
