@@ -53,12 +53,15 @@ export function auditEnv(path: string): Record<string, string> {
 }
 
 /**
- * Gives a proxy's own listeners (metrics) a free port each instead of the fixed defaults, so
- * that proxies started side by side, and a machine already using 9091, never collide. Every
- * proxy a test starts gets it (through {@link auditEnv} or by hand); the metrics stay on, so
- * every end-to-end test also runs with them.
+ * Gives a proxy's own listeners (metrics, dashboard) a free port each instead of the fixed
+ * defaults, so that proxies started side by side, and a machine already using 9090 or 9091, never
+ * collide. Every proxy a test starts gets it (through {@link auditEnv} or by hand); the metrics
+ * and the dashboard stay on, so every end-to-end test also runs with them.
  */
-export const OWN_PORTS: Readonly<Record<string, string>> = { MCP_AUDIT_METRICS_PORT: "0" };
+export const OWN_PORTS: Readonly<Record<string, string>> = {
+  MCP_AUDIT_METRICS_PORT: "0",
+  MCP_AUDIT_DASHBOARD_PORT: "0",
+};
 
 /** The MCP reference server with every feature, over stdio. */
 export const EVERYTHING = [

@@ -22,6 +22,7 @@ export type Command =
   | { kind: "export"; args: string[] }
   | { kind: "keygen"; args: string[] }
   | { kind: "pins"; args: string[] }
+  | { kind: "dashboard"; args: string[] }
   | {
     kind: "proxy";
     /** Config values set by flags, by key. */
@@ -46,7 +47,10 @@ function int(text: string): number | string {
  */
 export function parseCommand(argv: string[]): Command {
   const first = argv[0];
-  if (first === "verify" || first === "export" || first === "keygen" || first === "pins") {
+  if (
+    first === "verify" || first === "export" || first === "keygen" || first === "pins" ||
+    first === "dashboard"
+  ) {
     return { kind: first, args: argv.slice(1) };
   }
   const dashdash = argv.indexOf("--");
@@ -125,6 +129,10 @@ usage:
                    [--tool NAME] [--session S] [--client ID] [--output FILE [--force]] PATH
                                                  stream records out for a SIEM, in seq order
   mcp-audit keygen [--out PREFIX]                create an Ed25519 signing key pair
+  mcp-audit dashboard [--config FILE] [--log PATH] [--bind ADDR] [--port N] [--public-key FILE]
+                                                 serve the console for a log, read-only, without
+                                                 proxying (token: dashboard.auth.token or
+                                                 MCP_AUDIT_DASHBOARD_AUTH_TOKEN)
   mcp-audit pins list|approve [--all | TOOL...]  show pinned tool definitions and changes; approve changes
   mcp-audit --version | --help
 
