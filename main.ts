@@ -652,6 +652,9 @@ async function main(argv: string[]): Promise<number> {
         });
       case "keygen":
         return keygenCommand(command.args, printOut);
+      case "dashboard":
+        printErr("mcp-audit: dashboard: not built yet");
+        return 2;
       case "pins":
         return pinsCommand(command.args, {
           out: printOut,
