@@ -14,8 +14,12 @@
  */
 import { Hono } from "hono";
 import type { Logger } from "../log.ts";
+import { hostOf } from "../net/listener_hosts.ts";
 import { acceptsGzip } from "./exposition.ts";
 import type { Metrics } from "./metrics.ts";
+
+// Kept under their old names for the callers of this module; they live in src/net now.
+export { hostOf, listenerHosts as metricsHosts } from "../net/listener_hosts.ts";
 
 /** What the app serves: the metrics, or whatever renders them (the telemetry worker's client). */
 export type Scraper = Pick<Metrics, "scrape">;
@@ -31,7 +35,6 @@ export interface ListenerInfo {
 
 const ALLOW = "GET, HEAD";
 const TEXT = { "Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store" };
-const LOOPBACK_NAMES = ["localhost", "127.0.0.1", "[::1]"];
 /** How often at most a refused `Host` is logged (a page may try again and again). */
 const REFUSAL_LOG_MS = 10_000;
 
@@ -42,55 +45,6 @@ export interface MetricsAppOptions {
    * any. See {@link metricsHosts}.
    */
   allowedHosts?: ReadonlySet<string> | undefined;
-}
-
-function isLoopback(address: string): boolean {
-  const a = address.toLowerCase();
-  return a === "localhost" || a === "::1" || a === "[::1]" ||
-    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a);
-}
-
-/**
- * The host names a listener bound to `bindAddress` answers: for a loopback address, the loopback
- * names and the address itself; for any other (all interfaces included), undefined — any `Host`.
- *
- * @example
- * ```ts
- * import { metricsHosts } from "./metrics_app.ts";
- * metricsHosts("127.0.0.1"); // Set { "localhost", "127.0.0.1", "[::1]" }
- * metricsHosts("0.0.0.0"); // undefined
- * ```
- */
-export function metricsHosts(bindAddress: string): ReadonlySet<string> | undefined {
-  if (!isLoopback(bindAddress)) return undefined;
-  const bound = bindAddress.toLowerCase();
-  return new Set([
-    ...LOOPBACK_NAMES,
-    bound.includes(":") && !bound.startsWith("[") ? `[${bound}]` : bound,
-  ]);
-}
-
-/**
- * The host of a `Host` header (lower case, IPv6 kept in brackets, the port dropped), or null when
- * it is not one host and an optional port.
- */
-export function hostOf(header: string): string | null {
-  const h = header.toLowerCase();
-  let host: string;
-  let rest: string;
-  if (h.startsWith("[")) {
-    const end = h.indexOf("]");
-    if (end === -1) return null;
-    host = h.slice(0, end + 1);
-    rest = h.slice(end + 1);
-    if (!/^\[[0-9a-f:.]+\]$/.test(host)) return null;
-  } else {
-    const colon = h.indexOf(":");
-    host = colon === -1 ? h : h.slice(0, colon);
-    rest = colon === -1 ? "" : h.slice(colon);
-    if (!/^[a-z0-9_.-]+$/.test(host)) return null;
-  }
-  return rest === "" || /^:\d{1,5}$/.test(rest) ? host : null;
 }
 
 async function gzip(text: string): Promise<Uint8Array<ArrayBuffer>> {
