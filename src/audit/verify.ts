@@ -221,6 +221,13 @@ class Gaps {
     return this.#list;
   }
 
+  /** Another set of the same ranges, to change without changing this one. */
+  copy(): Gaps {
+    const other = new Gaps();
+    other.#list = this.#list.map((g) => ({ ...g }));
+    return other;
+  }
+
   /** Adds `from`-`to`, above every range held (seqs only grow past the highest seen). */
   add(from: number, to: number, why: string): void {
     const i = this.#list.findLastIndex((g) => g.to < from);
@@ -363,6 +370,37 @@ function canonicalForms(record: JsonObject): { stored: string; unsigned: string 
 }
 
 const range = (a: number, b: number) => a === b ? `seq ${a}` : `seq ${a}-${b}`;
+
+/** Where a line that is not a record stands, for messages. */
+const standing = (u: Unparsed) =>
+  u.afterSeq === null ? "before the first record" : `after seq ${u.afterSeq}`;
+const tornText = (u: Unparsed) => `record cut short by a crash (${standing(u)}, byte ${u.offset})`;
+const notRecordText = (u: Unparsed) =>
+  `line is not a valid record (${standing(u)}, byte ${u.offset})`;
+const UNEXPLAINED_START =
+  "record is missing: the log's first file starts after it, and no audit/rotate or " +
+  "audit/retention event says retention deleted it";
+
+/**
+ * What a check has found so far, while lines may still follow (see
+ * {@link ChainVerifier.soFar}).
+ */
+export interface Interim {
+  records: number;
+  /** The highest seq read, or null before the first record. */
+  lastSeq: number | null;
+  /** At most 1,000; the rest are counted in {@link Interim.moreProblems}. */
+  problems: Problem[];
+  moreProblems: number;
+  /** The last record's method when it is an event. */
+  endsWith: string | null;
+  /** The last record is `audit/stop`. */
+  endsClean: boolean;
+  /** The last `audit/stop` or `audit/checkpoint`. */
+  lastClean: CleanPoint | null;
+  /** Records after {@link lastClean} (every record when there is none). */
+  uncovered: number;
+}
 
 /** Checks records line by line; call {@link ChainVerifier.finish} at the end. */
 export class ChainVerifier {
@@ -826,37 +864,99 @@ export class ChainVerifier {
     }
   }
 
+  /** Records read so far. */
+  get records(): number {
+    return this.#records;
+  }
+
+  /** The highest seq read so far, or null before the first record. */
+  get lastSeq(): number | null {
+    return this.#records > 0 ? this.#maxSeq : null;
+  }
+
+  /**
+   * What the check has found so far, without ending it: more lines may be fed after (a log
+   * still being written, followed as it grows). The problems of the lines fed, the lines that are
+   * not records, and the seqs below the highest one read that no line held — judged as
+   * {@link finish} judges them; but not the log's end, which only `finish` judges (whether it ends
+   * in `audit/stop` is told by `endsClean`), nor the anchor, nor the log holding no record. A last
+   * line fed with no newline is left out: it may be a writer's line not yet complete. Changes
+   * nothing.
+   */
+  soFar(): Interim {
+    const problems = this.#problems.slice(0, MAX_PROBLEMS);
+    let more = this.#more;
+    const push = (p: Problem) => {
+      if (problems.length >= MAX_PROBLEMS) more++;
+      else problems.push(p);
+    };
+    const gaps = this.#gaps.copy();
+    for (const u of this.#unparsed) {
+      if (u.final && u.index === this.#lines) continue;
+      const listed = this.#tornListed.has(`${basename(u.file)}:${u.offset}`) ||
+        this.#tornListed.has(`*:${u.offset}`);
+      if (u.final || listed) {
+        push({
+          kind: "torn",
+          file: u.file,
+          line: u.line,
+          seq: null,
+          seqEnd: null,
+          detail: tornText(u),
+        });
+      } else {
+        const seq = u.afterSeq === null ? 1 : u.afterSeq + 1;
+        const at = gaps.delete(seq) ? seq : null;
+        push({
+          kind: "modified",
+          file: u.file,
+          line: u.line,
+          seq: at,
+          seqEnd: at,
+          detail: notRecordText(u),
+        });
+      }
+    }
+    for (const g of gaps.ranges) {
+      const missing = (from: number, to: number, detail: string) =>
+        push({ kind: "missing", file: "", line: 0, seq: from, seqEnd: to, detail });
+      if (g.why !== BEFORE_FIRST_FILE) missing(g.from, g.to, g.why);
+      else {
+        for (const [a, b] of subtract(g.from, g.to, this.#deleted).left) {
+          missing(a, b, UNEXPLAINED_START);
+        }
+      }
+    }
+    return {
+      records: this.#records,
+      lastSeq: this.lastSeq,
+      problems,
+      moreProblems: more,
+      endsWith: this.#lastKind === "event" ? this.#lastMethod : null,
+      endsClean: this.#lastKind === "event" && this.#lastMethod === EventMethod.Stop,
+      lastClean: this.#clean,
+      uncovered: this.#records - this.#recordsAtClean,
+    };
+  }
+
   /** Ends the check. */
   finish(): Report {
     for (const u of this.#unparsed) {
-      const where = u.afterSeq === null ? "before the first record" : `after seq ${u.afterSeq}`;
       const listed = this.#tornListed.has(`${basename(u.file)}:${u.offset}`) ||
         this.#tornListed.has(`*:${u.offset}`);
       if (u.final && this.#midWrite && u.index === this.#lines) {
         this.#notes.push(
-          `last line incomplete (a writer may be mid-write): ${
-            basename(u.file)
-          } line ${u.line}, ${where}, byte ${u.offset}; not checked`,
+          `last line incomplete (a writer may be mid-write): ${basename(u.file)} line ${u.line}, ${
+            standing(u)
+          }, byte ${u.offset}; not checked`,
         );
       } else if (u.final || listed) {
-        this.#add(
-          "torn",
-          u.file,
-          u.line,
-          null,
-          `record cut short by a crash (${where}, byte ${u.offset})`,
-        );
+        this.#add("torn", u.file, u.line, null, tornText(u));
       } else {
         // A damaged line between seq k and k+2 is seq k+1: name it, and do not call it missing.
         const seq = u.afterSeq === null ? 1 : u.afterSeq + 1;
         const known = this.#gaps.delete(seq);
-        this.#add(
-          "modified",
-          u.file,
-          u.line,
-          known ? seq : null,
-          `line is not a valid record (${where}, byte ${u.offset})`,
-        );
+        this.#add("modified", u.file, u.line, known ? seq : null, notRecordText(u));
       }
     }
     this.#finishGaps();
@@ -957,14 +1057,7 @@ export class ChainVerifier {
         if (by.length > 5) names.push(`${by.length - 5} more`);
         explained.push(`${range(a, b)} were in archives retention deleted: ${names.join(", ")}`);
       }
-      for (const [a, b] of left) {
-        unexplained.push({
-          from: a,
-          to: b,
-          why: "record is missing: the log's first file starts after it, and no audit/rotate or " +
-            "audit/retention event says retention deleted it",
-        });
-      }
+      for (const [a, b] of left) unexplained.push({ from: a, to: b, why: UNEXPLAINED_START });
     }
     if (explained.length === 0 && this.#continuesBecause === "retention") {
       // Nothing retention deleted: what came before is missing or came later, not a start.
