@@ -106,11 +106,15 @@ export function writeScenario(log: TestLog): Scenario {
   const numberId = log.add(call(7, "echo")); // 15
   const stringId = log.add(call("7", "echo")); // 16
   const numberIdAnswer = log.add(answer(numberId, { content: [] }, { duration_ms: 7 })); // 17
-  const otherSession = log.add(call(2, "echo", { session: "s2", client_id: "cursor" })); // 18
+  const otherSession = log.add(call(2, "echo", {
+    session: "s2",
+    client_id: "cursor",
+    client_info: { name: "cursor-ide", version: "1.0" },
+  })); // 18
   const otherSessionAnswer = log.add(failure(otherSession, {
     code: -32000,
     message: "boom: " + "x".repeat(300),
-  }, { client_id: "cursor", duration_ms: 99.5 })); // 19
+  }, { client_id: "cursor", client_info: otherSession.client_info, duration_ms: 99.5 })); // 19
   const invalid = log.add({
     kind: "invalid",
     jsonrpc_id: null,
@@ -119,7 +123,8 @@ export function writeScenario(log: TestLog): Scenario {
     params: null,
     error: { code: -32600, message: "not JSON-RPC" },
   }); // 20
-  const pending = log.add(call(8, "slow")); // 21
+  // Before the client said who it is.
+  const pending = log.add(call(8, "slow", { client_info: null })); // 21
   const orphan = log.add({
     kind: "response",
     direction: "server_to_client",
