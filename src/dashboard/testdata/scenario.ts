@@ -5,6 +5,7 @@
  * @module
  */
 import type { AuditRecord } from "../../audit/record.ts";
+import { rawNumber } from "../../jsonrpc/json.ts";
 import { answer, call, failure, type TestLog } from "./test_log.ts";
 
 /** The records of the scenario, by what they are. */
@@ -96,7 +97,11 @@ export function writeScenario(log: TestLog): Scenario {
     jsonrpc_id: "srv-1",
     method: "sampling/createMessage",
     tool_name: null,
-    params: { messages: [{ role: "user", content: { type: "text", text: "summarize" } }] },
+    params: {
+      messages: [{ role: "user", content: { type: "text", text: "summarize" } }],
+      // An integer no double holds: stored as written, and given back so.
+      maxTokens: rawNumber("12345678901234567890"),
+    },
   }); // 13
   const samplingAnswer = log.add(answer(sampling, {
     role: "assistant",
