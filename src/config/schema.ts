@@ -188,7 +188,8 @@ export const SCHEMA: Readonly<Record<string, KeySpec>> = {
 
   "dashboard.enabled": bool(true),
   "dashboard.bind_address": { type: { kind: "string", nonEmpty: true }, default: "127.0.0.1" },
-  "dashboard.port": port(9090),
+  // 0: any free port (the "dashboard listening" log line names it).
+  "dashboard.port": int(9090, 0, 65535),
   "dashboard.auth.token": str(),
   // The IANA time zone whose midnight starts "today" in `/api/stats` (the Go tool: the host's).
   "dashboard.timezone": str("UTC"),
