@@ -132,13 +132,17 @@ function commonSession(records: readonly AuditRecord[]): string | undefined {
   return records.every((r) => r.session === s) ? s : undefined;
 }
 
-/** Reads pairing records from `after` on, in `order`, page by page, within the budget. */
+/**
+ * Reads pairing records from `after` on, in `order`, page by page, within the budget;
+ * `end.reached` is set when the log has no more.
+ */
 async function* pairingRecords(
   query: RecordQuery,
   targets: readonly AuditRecord[],
   order: "oldest" | "newest",
   after: number,
   budget: Budget,
+  end: { reached: boolean },
 ): AsyncGenerator<ReadRecord> {
   const session = commonSession(targets);
   const filter: RecordFilter = {
@@ -152,7 +156,10 @@ async function* pairingRecords(
     const page = await query.page({ filter, order, limit, after: cursor });
     budget.take(Math.max(1, page.records.length));
     yield* page.records;
-    if (page.next === null) return;
+    if (page.next === null) {
+      end.reached = true;
+      return;
+    }
     cursor = page.next;
     size = MAX_LIMIT;
   }
@@ -205,7 +212,9 @@ export async function answersOf(
     }
   };
 
-  for await (const read of pairingRecords(query, targets, "oldest", targets[0]!.seq, budget)) {
+  const end = { reached: false };
+  const records = pairingRecords(query, targets, "oldest", targets[0]!.seq, budget, end);
+  for await (const read of records) {
     const r = read.record;
     while (next < targets.length && targets[next]!.seq < r.seq) request(targets[next++]!);
     if (r.kind === "request") request(r);
@@ -216,19 +225,24 @@ export async function answersOf(
 }
 
 /**
- * The requests of `answers`, read backwards from the newest of them: answer seq → request (with
- * its stored line).
- * An answer missing from the map is an answer of its own: its request is not in the records
- * read, or the record before it with its key is another answer.
+ * The requests of `answers`, read backwards from the newest of them: answer seq → its request
+ * (with its stored line), or null for an answer of its own — the record before it with its key is
+ * another answer, or the log holds none. An answer missing from the map is undecided: the budget
+ * ran out first.
  */
 export async function requestsOf(
   query: RecordQuery,
   answers: readonly AuditRecord[],
   budget: Budget,
-): Promise<Map<number, ReadRecord>> {
-  const out = new Map<number, ReadRecord>();
-  const targets = uniqueBySeq(answers.filter((r) => isAnswer(r) && pairKey(r) !== null))
-    .sort((a, b) => b.seq - a.seq);
+): Promise<Map<number, ReadRecord | null>> {
+  const out = new Map<number, ReadRecord | null>();
+  const targets: AuditRecord[] = [];
+  for (const r of uniqueBySeq(answers.filter(isAnswer))) {
+    // Without an id (a parse error's answer) it answers no request.
+    if (pairKey(r) === null) out.set(r.seq, null);
+    else targets.push(r);
+  }
+  targets.sort((a, b) => b.seq - a.seq);
   if (targets.length === 0) return out;
   const isTarget = new Set(targets.map((t) => t.seq));
   const seen = new Set<number>();
@@ -236,13 +250,12 @@ export async function requestsOf(
   let unresolved = targets.length;
   let next = 0;
 
-  const visit = (r: AuditRecord, read?: ReadRecord) => {
+  const visit = (r: AuditRecord, read: ReadRecord | null) => {
     const k = pairKey(r);
     if (k === null) return;
     const w = waiting.get(k);
     if (w !== undefined && w.seq > r.seq) {
-      // A target visited ahead of its place is an answer: it never answers this test.
-      if (r.kind === "request" && read !== undefined) out.set(w.seq, read);
+      out.set(w.seq, r.kind === "request" ? read : null);
       waiting.delete(k);
       unresolved--;
     }
@@ -252,12 +265,15 @@ export async function requestsOf(
     }
   };
 
-  for await (const read of pairingRecords(query, targets, "newest", targets[0]!.seq, budget)) {
+  const end = { reached: false };
+  const records = pairingRecords(query, targets, "newest", targets[0]!.seq, budget, end);
+  for await (const read of records) {
     const r = read.record;
-    while (next < targets.length && targets[next]!.seq > r.seq) visit(targets[next++]!);
+    while (next < targets.length && targets[next]!.seq > r.seq) visit(targets[next++]!, null);
     visit(r, read);
     if (unresolved === 0 && next >= targets.length) break;
   }
+  if (end.reached) { for (const t of targets) if (!out.has(t.seq)) out.set(t.seq, null); }
   return out;
 }
 
@@ -485,8 +501,9 @@ export async function exchangesPage(
         const requestOf = await requestsOf(query, answers, pairs);
         return records.flatMap((r): Item[] => {
           if (!isAnswer(r)) return [{ first: r, answer: null, at: r.seq }];
-          // An answer with its request is shown in its request's exchange.
-          return requestOf.has(r.seq) ? [] : [{ first: null, answer: r, at: r.seq }];
+          // An answer with its request is shown in its request's exchange; one whose request
+          // could not be looked for within the budget is not listed.
+          return requestOf.get(r.seq) === null ? [{ first: null, answer: r, at: r.seq }] : [];
         });
       });
       const answerOf = await answersOf(

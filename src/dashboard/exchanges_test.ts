@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { AuditRecord } from "../audit/record.ts";
 import type { RecordQuery } from "../audit/storage/query.ts";
 import { BadRequestError, type ExchangesPage, type ExchangeSummary } from "./api.ts";
-import { exchangeDetail, exchangesPage } from "./exchanges.ts";
+import { answersOf, Budget, exchangeDetail, exchangesPage, requestsOf } from "./exchanges.ts";
 import { writeScenario } from "./testdata/scenario.ts";
 import { answer, call, failure, TestLog } from "./testdata/test_log.ts";
 
@@ -328,6 +328,34 @@ Deno.test("several thousand records: every exchange paired as the proxy pairs it
       errors.map((x) => Number(x.key)).sort((a, b) => a - b),
       [...want].filter(([, a]) => a !== null && log.records[a]!.kind === "error").map(([r]) => r)
         .sort((a, b) => a - b),
+      name,
+    );
+  }
+});
+
+Deno.test("pairing reads within its budget: what it could not reach is undecided, not an answer of its own", async () => {
+  using log = new TestLog();
+  const first = log.add(call(1, "slow"));
+  log.addAll(Array.from({ length: 300 }, (_, i) => call(i + 2, "echo")));
+  const late = log.add(answer(first, { content: [] }));
+  const stray = log.add(answer(first, { content: [] }));
+  const nullId = log.add(failure(first, { code: -32700, message: "parse error" }, {
+    jsonrpc_id: null,
+  }));
+  for (const { name, query } of log.backends()) {
+    const small = await requestsOf(query, [late, stray, nullId], new Budget(100));
+    assert.equal(small.has(late.seq), false, `${name}: undecided`);
+    assert.equal(small.get(stray.seq), null, `${name}: after another answer`);
+    assert.equal(small.get(nullId.seq), null, `${name}: no id`);
+    const enough = await requestsOf(query, [late], new Budget(1000));
+    assert.deepEqual(enough.get(late.seq)?.record, first, name);
+    // Nothing before it: the log's start is reached, and its request is not in the log.
+    const atStart = await requestsOf(query, [{ ...late, seq: 1 }], new Budget(1000));
+    assert.equal(atStart.get(1), null, name);
+    assert.equal((await answersOf(query, [first], new Budget(100))).has(first.seq), false, name);
+    assert.equal(
+      (await answersOf(query, [first], new Budget(1000))).get(first.seq)?.record.seq,
+      late.seq,
       name,
     );
   }
