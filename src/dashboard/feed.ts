@@ -130,7 +130,9 @@ class Subscriber {
   #ended = false;
   #wake: (() => void) | null = null;
   readonly #heartbeat: ReturnType<typeof setInterval>;
-  /** For a stream from now on: the log's end, looked up when the stream was asked for. */
+  /** What the feed had read when the stream was asked for (null: it did not know yet). */
+  readonly #headAtStart: number | null;
+  /** The log's end, looked up when the stream was asked for. */
   #end: Promise<number> | null = null;
 
   constructor(
@@ -145,7 +147,11 @@ class Subscriber {
     this.#full = full;
     this.#limits = limits;
     this.#signal = signal;
-    if (after === null) {
+    // From now on is after what the feed has read: known at once, without a read that could
+    // see records stored after this call. Otherwise the log's end is looked up now.
+    this.#headAtStart = source.head();
+    if (after === null) this.#cursor = this.#headAtStart;
+    if (this.#cursor === null) {
       const end = endSeq(source.query);
       // Awaited by the first read of the stream; a failure is handled there.
       source.track(end.then(() => undefined));
@@ -200,8 +206,10 @@ class Subscriber {
         this.#end = null;
         const end = await (asked ?? endSeq(source.query));
         if (this.#ended) return;
-        // A cursor past the log's end (another log, or one cut back): start at the end.
-        this.#cursor = this.#after === null ? end : Math.min(this.#after, end);
+        // A cursor past the log's end (another log, or one cut back) starts at the end as the
+        // feed knew it when the stream was asked for.
+        const after = this.#after;
+        this.#cursor = after === null ? end : after <= end ? after : this.#headAtStart ?? end;
       } else {
         const page = await source.query.page({
           filter: {},
