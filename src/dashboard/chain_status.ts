@@ -122,7 +122,7 @@ export class ChainStatusTracker implements AsyncDisposable {
   #query: RecordQuery | null;
   readonly #ownQuery: boolean;
   readonly #abort = new AbortController();
-  #checker = this.#newChecker();
+  #checker: ChainVerifier;
   #phase: Phase = { kind: "idle" };
   /** The pass or a catch-up is under way: batches are not fed, only remembered in `#wanted`. */
   #busy: Promise<void> | null = null;
@@ -147,6 +147,7 @@ export class ChainStatusTracker implements AsyncDisposable {
     this.#query = options.query ?? null;
     this.#ownQuery = options.query === undefined;
     this.#checkedAt = this.#now();
+    this.#checker = this.#newChecker();
   }
 
   #newChecker(): ChainVerifier {
@@ -364,20 +365,20 @@ export class ChainStatusTracker implements AsyncDisposable {
 
   #compute(): ChainStatus {
     const phase = this.#phase;
-    const base = {
-      signatures_checked: this.#keys !== null,
-      checked_at: this.#checkedAt.toISOString(),
-      command: `mcp-audit verify ${shellQuote(this.#path)}`,
-    };
+    const signatures_checked = this.#keys !== null;
+    const checked_at = this.#checkedAt.toISOString();
+    const command = `mcp-audit verify ${shellQuote(this.#path)}`;
     if (phase.kind === "unavailable") {
       return {
-        ...base,
         state: "unavailable",
         records: 0,
         last_seq: null,
         problems: 0,
         first_problem: null,
+        signatures_checked,
+        checked_at,
         note: phase.why,
+        command,
       };
     }
     const found: Interim = this.#checker.soFar();
@@ -386,7 +387,6 @@ export class ChainStatusTracker implements AsyncDisposable {
     const first = firstOf(problems);
     const checking = phase.kind !== "following";
     return {
-      ...base,
       state: checking ? "checking" : count > 0 ? "problems" : "intact",
       records: found.records,
       last_seq: found.lastSeq,
@@ -394,7 +394,10 @@ export class ChainStatusTracker implements AsyncDisposable {
       first_problem: first === null
         ? null
         : { seq: first.seq, kind: first.kind, detail: first.detail },
+      signatures_checked,
+      checked_at,
       note: checking ? null : this.#note(found),
+      command,
     };
   }
 
