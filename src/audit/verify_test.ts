@@ -1026,3 +1026,70 @@ Deno.test("ChainVerifier reports a record signed by a key outside the seqs its k
     "signed with hmac-sha256 key id k2, valid only for seq 4 on (keys.txt:4)",
   );
 });
+
+// ---- problems so far, while lines may still follow ----
+
+Deno.test("ChainVerifier.soFar: a log still being written has no problem so far; finish still reports the missing end", () => {
+  const c = new Chain();
+  const v = new ChainVerifier(KEY, { scope: "log" });
+  v.line(c.event(EventMethod.Start), "audit.jsonl", 1, 0, true);
+  for (let i = 2; i <= 4; i++) v.line(c.request(), "audit.jsonl", i, 0, true);
+  const now = v.soFar();
+  assert.deepEqual(now.problems, []);
+  assert.equal(now.moreProblems, 0);
+  assert.equal(now.records, 4);
+  assert.equal(now.lastSeq, 4);
+  assert.equal(now.endsClean, false);
+  assert.equal(now.uncovered, 4);
+  assert.equal(v.records, 4);
+  assert.equal(v.lastSeq, 4);
+  v.line(c.event(EventMethod.Stop), "audit.jsonl", 5, 0, true);
+  assert.equal(v.soFar().endsClean, true);
+  assert.equal(v.soFar().lastClean?.seq, 5);
+  v.line(c.request(), "audit.jsonl", 6, 0, true);
+  const after = v.soFar();
+  assert.deepEqual(after.problems, []);
+  assert.equal(after.uncovered, 1);
+  assert.deepEqual(v.finish().problems.map(brief), [{ kind: "missing", seq: null, seqEnd: null }]);
+});
+
+Deno.test("ChainVerifier.soFar names a gap and a line that is no record, and leaves out a last line with no newline", () => {
+  const c = new Chain();
+  const lines = [c.event(EventMethod.Start), c.request(), c.request(), c.request(), c.request()];
+  const v = new ChainVerifier(KEY, { scope: "log" });
+  const feed = (text: string, terminated = true) => v.line(text, "audit.jsonl", 0, 0, terminated);
+  feed(lines[0]!);
+  feed(lines[1]!);
+  // seq 3 replaced by a line that is no record (as finish names it: the seq after 2); seq 4 deleted.
+  feed("not a record");
+  feed(lines[4]!);
+  feed('{"client_id":"c","cli', false);
+  assert.deepEqual(v.soFar().problems.map(brief), [
+    { kind: "modified", seq: 3, seqEnd: 3 },
+    { kind: "missing", seq: 4, seqEnd: 4 },
+  ]);
+  // A line after it: the line with no newline was cut short.
+  feed(c.request());
+  assert.deepEqual(v.soFar().problems.map(brief), [
+    { kind: "modified", seq: 3, seqEnd: 3 },
+    { kind: "torn", seq: null, seqEnd: null },
+    { kind: "missing", seq: 4, seqEnd: 4 },
+  ]);
+});
+
+Deno.test("ChainVerifier.soFar changes nothing: finish reports what it would have without it", () => {
+  const c = new Chain();
+  const lines = [c.event(EventMethod.Start), c.request(), c.request(), c.request()];
+  lines.push(modify(c.request()), c.request(), "garbage", c.request());
+  lines.splice(2, 1);
+  const plain = new ChainVerifier(KEY, { scope: "log" });
+  const asked = new ChainVerifier(KEY, { scope: "log" });
+  lines.forEach((text, i) => {
+    plain.line(text, "audit.jsonl", i + 1, 0, true);
+    asked.line(text, "audit.jsonl", i + 1, 0, true);
+    asked.soFar();
+  });
+  const report = asked.finish();
+  assert.deepEqual(report, plain.finish());
+  assert.ok(report.problems.length >= 3);
+});
