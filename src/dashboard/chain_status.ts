@@ -12,7 +12,7 @@
  *   ({@link ChainStatusTracker.follow}). A batch that does not continue where the check stands
  *   (the feed ran ahead during the pass, or a batch came while the tracker was reading) is
  *   preceded by reading the records in between through the query; records already checked are
- *   passed over. Nothing is ever read twice.
+ *   passed over. The log is never read again from its start.
  * - **The log's end.** A log a proxy is writing has no `audit/stop` yet: that is not a problem
  *   here (the dashboard is open while proxies run), but a note; `mcp-audit verify` reports it as
  *   the end missing (INCOMPLETE). Likewise the active file's last line when it has no newline
@@ -21,7 +21,9 @@
  * - **What following cannot see.** The live feed reads records through the query, which passes
  *   over lines that are not records. A seq such a line held shows as missing; a line cut short by
  *   a crash after the first pass is known from the `audit/recover` event the next proxy writes
- *   (which lists it), and counted as `torn` then.
+ *   (which lists it), and counted as `torn` then. An SQLite row's indexed columns are compared
+ *   with its line in the first pass only. Records changed after they were checked are found by
+ *   the next first pass (a dashboard started again) or by `mcp-audit verify`.
  *
  * @example
  * ```ts
@@ -74,6 +76,8 @@ export interface ChainStatusOptions {
 /** Records asked for in one catch-up read. */
 const READ_LIMIT = 500;
 const WARN_EVERY_MS = 60_000;
+/** Crash recoveries kept as problems; more are counted only. */
+const MAX_TORN = 100;
 /** A log not found at the first pass is looked for again at most this often. */
 const RETRY_MS = 10_000;
 
@@ -132,6 +136,8 @@ export class ChainStatusTracker implements AsyncDisposable {
   #incompleteAt: number | null = null;
   /** Lines cut short that `audit/recover` events read while following list. */
   #torn: Problem[] = [];
+  /** Such events beyond {@link MAX_TORN}, counted only. */
+  #moreTorn = 0;
   #checkedAt: Date;
   #cached: ChainStatus | null = null;
   #warnedAt: number | null = null;
@@ -198,6 +204,7 @@ export class ChainStatusTracker implements AsyncDisposable {
       if (phase.retry && this.#busy === null && this.#now().getTime() - phase.at >= RETRY_MS) {
         this.#checker = this.#newChecker();
         this.#torn = [];
+        this.#moreTorn = 0;
         this.#incompleteAt = null;
         this.#run(() => this.#pass());
       }
@@ -232,6 +239,10 @@ export class ChainStatusTracker implements AsyncDisposable {
     const params = record.params;
     const torn = isJsonObject(params) && Array.isArray(params.torn) ? params.torn.length : 0;
     if (torn === 0) return;
+    if (this.#torn.length >= MAX_TORN) {
+      this.#moreTorn++;
+      return;
+    }
     this.#torn.push({
       kind: "torn",
       file: this.#path,
@@ -383,7 +394,7 @@ export class ChainStatusTracker implements AsyncDisposable {
     }
     const found: Interim = this.#checker.soFar();
     const problems = [...found.problems, ...this.#torn];
-    const count = problems.length + found.moreProblems;
+    const count = problems.length + found.moreProblems + this.#moreTorn;
     const first = firstOf(problems);
     const checking = phase.kind !== "following";
     return {
