@@ -24,12 +24,18 @@ import {
   storePath,
 } from "./src/audit/storage/open.ts";
 import { exportCommand } from "./src/cli/export_command.ts";
+import { dashboardCommand } from "./src/cli/dashboard_command.ts";
+import { serveDashboard } from "./src/cli/dashboard_serve.ts";
+import { ed25519Entry, hmacEntry, KeyRing } from "./src/audit/key_file.ts";
+import { createPublicKey } from "node:crypto";
 import { writerIdentity } from "./src/audit/writer_identity.ts";
 import { HELP, parseCommand } from "./src/cli/args.ts";
 import { UsageError } from "./src/cli/errors.ts";
 import { keygenCommand } from "./src/cli/keygen_command.ts";
 import { verifyCommand } from "./src/cli/verify_command.ts";
 import type { Config } from "./src/config/config.ts";
+import type { DashboardServices } from "./src/dashboard/api.ts";
+import { StaticFiles, StaticFilesError } from "./src/dashboard/static_files.ts";
 import { ConfigError, loadConfig, type Loaded } from "./src/config/load.ts";
 import type { JsonObject } from "./src/jsonrpc/json.ts";
 import { type Logger, stderrLogger } from "./src/log.ts";
@@ -365,6 +371,65 @@ async function serveMetrics(
 }
 
 /**
+ * The keys the dashboard's chain status checks signatures with: the proxy's own (an Ed25519
+ * signer's public half), or null when records are not signed.
+ */
+function verifyKeys(config: Config): KeyRing | null {
+  const a = config.audit;
+  if (!a.sign) return null;
+  const keyId = a.key_id === "" ? undefined : a.key_id;
+  if (a.signing.private_key_file !== "") {
+    const pem = Deno.readTextFileSync(a.signing.private_key_file);
+    const spki = createPublicKey(pem).export({ type: "spki", format: "pem" }).toString();
+    return new KeyRing([ed25519Entry(spki, keyId, "audit.signing.private_key_file")]);
+  }
+  return a.secret === "" ? null : new KeyRing([hmacEntry(a.secret, keyId, "audit.secret")]);
+}
+
+/** The dashboard page's files; one that cannot be read is a configuration problem. */
+async function pageFiles(): Promise<StaticFiles> {
+  try {
+    return await StaticFiles.load();
+  } catch (e) {
+    if (e instanceof StaticFilesError) throw new ConfigError("dashboard.enabled", e.message);
+    throw e;
+  }
+}
+
+/**
+ * The dashboard: its services read the log through the query API, woken by the log's observer
+ * (never on the way of a message); its listener is bound before any traffic.
+ */
+async function startDashboard(
+  config: Config,
+  files: StaticFiles,
+  log: AuditLog,
+  logger: Logger,
+  signal: AbortSignal,
+): Promise<{ services: DashboardServices; listener: Listener }> {
+  const { createDashboardServices } = await import("./src/dashboard/services.ts");
+  const services = createDashboardServices({
+    path: storePath(config.audit),
+    storage: config.audit.storage,
+    live: true,
+    authEnabled: config.dashboard.auth.token.trim() !== "",
+    timeZone: config.dashboard.timezone,
+    pinsPath: config.pinning.enabled ? pinsPath(config) : null,
+    keys: verifyKeys(config),
+    logger,
+  });
+  const stopWaking = log.observe(() => services.feed.wake());
+  try {
+    const listener = await serveDashboard(config, services, logger, signal, { files });
+    return { services, listener };
+  } catch (e) {
+    stopWaking();
+    services.close();
+    throw e;
+  }
+}
+
+/**
  * The metrics and the OpenTelemetry export, in a worker of their own when either is on: their
  * work (and loading their libraries) is then never paid by the thread that forwards messages.
  */
@@ -471,6 +536,9 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
   const stats = new ProxyStats();
   // The metrics read the log's queue when scraped; nothing is scraped before the log exists.
   const opened: { log?: AuditLog } = {};
+  // The page's files are read before anything starts: a permission or packaging problem is one
+  // line and exit 2, not a run that opens the log and stops.
+  const dashboardFiles = config.dashboard.enabled ? await pageFiles() : undefined;
   const telemetry = await startTelemetry(
     config,
     logger,
@@ -577,11 +645,16 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
   };
   const stopTelemetry = new AbortController();
   let metricsListener: Listener | undefined;
+  const stopDashboard = new AbortController();
+  let dashboard: { services: DashboardServices; listener: Listener } | undefined;
   let ending: Ending;
   try {
     // Bound before any traffic: a port that is taken ends the run before the upstream starts.
     if (telemetry !== undefined && config.metrics.enabled) {
       metricsListener = await serveMetrics(config, telemetry, logger, stopTelemetry.signal);
+    }
+    if (dashboardFiles !== undefined) {
+      dashboard = await startDashboard(config, dashboardFiles, log, logger, stopDashboard.signal);
     }
     ending = upstreamUrl !== undefined
       ? http
@@ -624,6 +697,10 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
       exitCode = 1;
     }
   }
+  // The dashboard's streams end first (an open stream would hold its listener), then the listener.
+  dashboard?.services.close();
+  stopDashboard.abort();
+  await dashboard?.listener.finished;
   // The log is closed and its last records handed to the observers: export them, then stop.
   stopTelemetry.abort();
   await metricsListener?.finished;
@@ -653,8 +730,11 @@ async function main(argv: string[]): Promise<number> {
       case "keygen":
         return keygenCommand(command.args, printOut);
       case "dashboard":
-        printErr("mcp-audit: dashboard: not built yet");
-        return 2;
+        return await dashboardCommand(command.args, {
+          env: Deno.env.toObject(),
+          out: printOut,
+          err: printErr,
+        });
       case "pins":
         return pinsCommand(command.args, {
           out: printOut,
