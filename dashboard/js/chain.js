@@ -53,7 +53,8 @@ export function badgeText(s) {
  * @property {HTMLButtonElement} badge
  * @property {HTMLElement} panel where the problem's details are said
  * @property {HTMLElement} panelText
- * @property {(fromSeq: number, toSeq: number) => void} showAround narrows the table to these seqs
+ * @property {(seq: number, fromSeq: number, toSeq: number) => Promise<void>} showAround narrows
+ *   the table to the seqs around `seq`
  */
 
 export class ChainBadge {
@@ -149,7 +150,7 @@ export class ChainBadge {
     this.#fillPanel(s);
     this.#o.panel.hidden = false;
     const seq = s.first_problem?.seq ?? null;
-    if (seq !== null) this.#o.showAround(Math.max(1, seq - 20), seq + 20);
+    if (seq !== null) void this.#o.showAround(seq, Math.max(1, seq - 20), seq + 20);
   }
 
   /** @param {ChainStatus} s */

@@ -98,7 +98,7 @@ const charts = new Charts({
   onTool: (tool) => {
     const filters = { ...state.filters, tool };
     filterForm.write(filters);
-    applyFilters(filters);
+    void applyFilters(filters);
   },
 });
 
@@ -108,12 +108,15 @@ const chain = new ChainBadge({
   badge: byId("chain-badge", HTMLButtonElement),
   panel: chainPanel,
   panelText: byId("chain-panel-text", HTMLParagraphElement),
-  showAround: (fromSeq, toSeq) => {
+  showAround: async (seq, fromSeq, toSeq) => {
     /** @type {Filters} */
     const filters = { from_seq: String(fromSeq), to_seq: String(toSeq) };
     filterForm.write(filters);
     showView("live");
-    applyFilters(filters);
+    await applyFilters(filters);
+    // Open the exchange that holds the record found wrong, when it is on the page.
+    const key = table.keyForSeq(seq);
+    if (key !== null) openDetail(key);
   },
 });
 byId("chain-panel-close", HTMLButtonElement).addEventListener("click", () => {
@@ -142,7 +145,7 @@ const guardrails = new GuardrailsView({
   onOpen: (key) => openDetail(key),
 });
 
-const filterForm = new FilterForm((filters) => applyFilters(filters));
+const filterForm = new FilterForm((filters) => void applyFilters(filters));
 
 const stream = new LiveStream(api, {
   onItem: (item) => {
@@ -163,14 +166,16 @@ const stream = new LiveStream(api, {
 let ready = false;
 
 /**
+ * Shows the table and stats for these filters, and puts them in the URL.
  * @param {Filters} filters
+ * @returns {Promise<void>} settles once the table's first page is shown
  */
 function applyFilters(filters) {
   state = { ...state, filters };
   writeState(state);
   charts.setFilters(filters);
-  void table.reload(filters);
   void charts.refresh();
+  return table.reload(filters);
 }
 
 /** @param {string} key */

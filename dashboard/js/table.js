@@ -186,6 +186,18 @@ export class ExchangeTable {
     this.#updatePause();
   }
 
+  /**
+   * The key of the shown exchange holding the record at `seq`, if any.
+   * @param {number} seq
+   * @returns {string | null}
+   */
+  keyForSeq(seq) {
+    for (const [key, row] of this.#rows) {
+      if (row.summary.request_seq === seq || row.summary.answer_seq === seq) return key;
+    }
+    return null;
+  }
+
   /** @returns {boolean} */
   get paused() {
     return this.#paused;
@@ -354,9 +366,13 @@ export class ExchangeTable {
 
   /**
    * @param {ExchangesPageView} page
+   * @param {boolean} [keepView] keep what is in view even at the top (rows read by scrolling up)
    */
-  #prependChunk(page) {
+  #prependChunk(page, keepView = false) {
     if (page.items.length === 0) return;
+    // Rows into an empty table: the new chunk's cursor is the one to read older rows from.
+    const wasEmpty = this.#rows.size === 0;
+    if (wasEmpty) this.#chunks = [];
     const wrap = this.#o.wrap;
     const atTop = wrap.scrollTop <= 2;
     const before = wrap.scrollHeight;
@@ -369,8 +385,20 @@ export class ExchangeTable {
       newer: page.newer,
     });
     // Rows added above what the user looks at must not move it (overflow-anchor is off).
-    if (!atTop) wrap.scrollTop += wrap.scrollHeight - before;
+    if (keepView || !atTop) wrap.scrollTop += wrap.scrollHeight - before;
+    if (wasEmpty) this.#showEnd(page.older);
     this.#trimOldest();
+  }
+
+  /**
+   * Shows the end marker when nothing older is left to read.
+   * @param {string | null} older the last chunk's cursor
+   */
+  #showEnd(older) {
+    this.#o.historyEnd.hidden = older !== null;
+    this.#o.historyEnd.textContent = this.#rows.size === 0
+      ? "Nothing to show."
+      : "Start of the log: nothing older matches.";
   }
 
   /** @param {ExchangesPageView} page */
@@ -380,11 +408,18 @@ export class ExchangeTable {
       if (!this.#rows.has(s.key)) fragment.append(this.#addRow(s));
     }
     this.#o.tbody.append(fragment);
-    this.#chunks.push({ keys: page.items.map((s) => s.key), older: page.older, newer: page.newer });
-    this.#o.historyEnd.hidden = page.older !== null;
-    this.#o.historyEnd.textContent = this.#rows.size === 0
-      ? "Nothing to show."
-      : "Start of the log: nothing older matches.";
+    const last = this.#chunks.at(-1);
+    if (page.items.length === 0 && last !== undefined) {
+      // Nothing matched in what the server read this time: go on from where it stopped.
+      last.older = page.older;
+    } else {
+      this.#chunks.push({
+        keys: page.items.map((s) => s.key),
+        older: page.older,
+        newer: page.newer,
+      });
+    }
+    this.#showEnd(page.older);
     this.#trimNewest();
   }
 
@@ -440,13 +475,18 @@ export class ExchangeTable {
       );
       if (gen !== this.#gen) return;
       const fresh = page.items.filter((s) => !this.#rows.has(s.key));
-      this.#prependChunk({ items: fresh, older: page.older, newer: page.newer });
+      this.#prependChunk({ items: fresh, older: page.older, newer: page.newer }, true);
       if (page.items.length < PAGE) {
         this.#detached = false;
         this.#o.topSentinel.hidden = true;
         this.#newest = page.newer ?? first.newer;
         this.#renderMarker();
+        this.#updatePause();
         this.scheduleCatchUp();
+      } else {
+        queueMicrotask(() => {
+          if (this.#near(this.#o.topSentinel)) void this.#loadNewer();
+        });
       }
     } catch (e) {
       if (gen === this.#gen && !isAbort(e)) {
@@ -481,6 +521,7 @@ export class ExchangeTable {
       this.#detached = true;
       this.#o.topSentinel.hidden = false;
     }
+    this.#updatePause();
   }
 
   /**
@@ -625,6 +666,7 @@ export class ExchangeTable {
     this.#o.topSentinel.hidden = true;
     this.#o.wrap.scrollTop = 0;
     this.#renderMarker();
+    this.#updatePause();
   }
 
   /** @returns {string} */
