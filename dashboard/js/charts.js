@@ -193,7 +193,13 @@ export class Charts {
         }.`,
       );
     }
-    if (s.pending > 0) notes.push(`${formatCount(s.pending)} calls have no answer stored yet.`);
+    if (s.pending > 0) {
+      notes.push(
+        s.pending === 1
+          ? "1 call has no answer stored yet."
+          : `${formatCount(s.pending)} calls have no answer stored yet.`,
+      );
+    }
     this.#o.note.textContent = notes.join(" ");
     this.#o.note.hidden = notes.length === 0;
 
@@ -227,7 +233,9 @@ export class Charts {
           el("span", {
             cls: "tool-count",
             text: t.errors > 0
-              ? `${formatCount(t.count)} (${formatCount(t.errors)} errors)`
+              ? `${formatCount(t.count)} (${formatCount(t.errors)} error${
+                t.errors === 1 ? "" : "s"
+              })`
               : formatCount(t.count),
           }),
         );

@@ -15,6 +15,8 @@ import { exchangesPage, sessionsPage } from "./guards.js";
 
 const SESSIONS_PAGE = 50;
 const TIMELINE_PAGE = 200;
+/** Sessions listed at most (older ones are not offered beyond). */
+const MAX_SESSIONS = 1000;
 /** Timeline items kept (older ones load on demand up to this). */
 const MAX_TIMELINE = 2000;
 
@@ -77,8 +79,9 @@ export class SessionsView {
       );
       if (fresh) tbody.replaceChildren();
       for (const s of page.items) tbody.append(this.#row(s));
-      this.#older = page.older;
-      more.hidden = page.older === null;
+      const full = tbody.rows.length >= MAX_SESSIONS;
+      this.#older = full ? null : page.older;
+      more.hidden = this.#older === null;
       message.hidden = tbody.rows.length > 0;
       message.textContent = tbody.rows.length > 0 ? "" : "No sessions in the log yet.";
     } catch (e) {
