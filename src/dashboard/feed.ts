@@ -40,6 +40,11 @@ import { encodeRecord, PING, RETRY } from "./sse.ts";
 export interface FeedOptions {
   /** How often to look for records other processes stored (milliseconds; default 1000). */
   pollMs?: number;
+  /**
+   * Least time between the end of one read and the start of the next (default 50 ms): a proxy
+   * under load wakes the feed at every stored batch, and the reads stay a few a second.
+   */
+  minGapMs?: number;
   logger: Pick<Logger, "warn">;
   /** Most streams at once (default 32). */
   maxSubscribers?: number;
@@ -313,6 +318,8 @@ export class RecordFeed implements AsyncDisposable {
   #head: number | null = null;
   #again = false;
   #reading: Promise<void> | null = null;
+  readonly #minGapMs: number;
+  #gap: ReturnType<typeof setTimeout> | null = null;
   #closed = false;
   readonly #listeners = new Set<(records: readonly ReadRecord[]) => void>();
   readonly #subscribers = new Set<Subscriber>();
@@ -335,6 +342,7 @@ export class RecordFeed implements AsyncDisposable {
       track: (work) => this.#track(work),
       remove: (s) => this.#subscribers.delete(s),
     };
+    this.#minGapMs = options.minGapMs ?? 50;
     this.#timer = setInterval(() => this.wake(), options.pollMs ?? 1000);
     Deno.unrefTimer(Number(this.#timer));
     this.wake();
@@ -349,17 +357,24 @@ export class RecordFeed implements AsyncDisposable {
   wake(): void {
     if (this.#closed) return;
     this.#again = true;
-    if (this.#reading !== null) return;
+    if (this.#reading !== null || this.#gap !== null) return;
     const reading = this.#drain();
     this.#reading = reading;
     this.#track(reading.then(() => {
       this.#reading = null;
-      if (this.#again) this.wake();
+      if (this.#closed) return;
+      // Woken while reading: read again after a pause, not at once.
+      this.#gap = setTimeout(() => {
+        this.#gap = null;
+        if (this.#again) this.wake();
+      }, this.#minGapMs);
+      Deno.unrefTimer(Number(this.#gap));
     }));
   }
 
   async #drain(): Promise<void> {
-    while (this.#again && !this.#closed) {
+    // One pass (every page there is); a wake during it is served after the gap.
+    if (this.#again && !this.#closed) {
       this.#again = false;
       try {
         await this.#readNew();
@@ -449,6 +464,8 @@ export class RecordFeed implements AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#timer);
+    if (this.#gap !== null) clearTimeout(this.#gap);
+    this.#gap = null;
     for (const s of [...this.#subscribers]) s.end();
     this.#listeners.clear();
   }

@@ -145,8 +145,18 @@ export function createDashboardServices(
     query.close();
     throw e;
   }
-  const stopFollowing = feed.onRecords((records) => chain.follow(records));
-  chain.start();
+  // The whole log is checked only once someone asks for the chain's status: a proxy whose
+  // dashboard nobody opens never reads its log back.
+  let stopFollowing = (): void => {};
+  let checking = false;
+  const chainStatus = (): ChainStatus => {
+    if (!checking && !closed) {
+      checking = true;
+      stopFollowing = feed.onRecords((records) => chain.follow(records));
+      chain.start();
+    }
+    return chain.status();
+  };
   const clock = () => now().getTime();
   const windows = new AnswerCache<WindowStats>(STATS_CACHE_MS, STATS_CACHE_ENTRIES, clock);
   const go = new AnswerCache<GoStats>(STATS_CACHE_MS, 1, clock);
@@ -169,7 +179,7 @@ export function createDashboardServices(
     stats: (params: URLSearchParams): Promise<WindowStats> =>
       windows.get(cacheKey(params), () => windowStats(query, params, now())),
     sessions: (params: URLSearchParams): Promise<SessionsPage> => sessionsPage(query, params),
-    verify: (): ChainStatus => chain.status(),
+    verify: chainStatus,
     pins: (): Promise<PinsView> => readPinsView(options.pinsPath),
     goEntries: (params: URLSearchParams): Promise<GoEntry[]> => goEntries(query, params),
     goStats: (): Promise<GoStats> => go.get("", () => goStats(query, now(), options.timeZone)),
