@@ -45,8 +45,9 @@ const transport = new StdioClientTransport({
     ...Deno.env.toObject(),
     AUDIT_SECRET: secret,
     MCP_AUDIT_AUDIT_PATH: logPath,
-    // Any free port: the proxy's "metrics listening" line names it.
+    // Any free ports: the proxy's "metrics listening" and "dashboard listening" lines name them.
     MCP_AUDIT_METRICS_PORT: "0",
+    MCP_AUDIT_DASHBOARD_PORT: "0",
     // A guardrail to show: payroll reports are refused by the proxy; the server never sees them.
     MCP_AUDIT_POLICY_ENABLED: "true",
     MCP_AUDIT_POLICY_RULES: JSON.stringify([{
@@ -58,9 +59,12 @@ const transport = new StdioClientTransport({
   },
   stderr: "pipe",
 });
-// The proxy's log lines: warnings and errors are shown; the metrics address is kept.
+// The proxy's log lines: warnings and errors are shown; the metrics and dashboard addresses are
+// kept.
 let metricsAt: string | undefined;
 const metricsListening = Promise.withResolvers<void>();
+let dashboardAt: string | undefined;
+const dashboardListening = Promise.withResolvers<void>();
 let pending = "";
 transport.stderr?.on("data", (chunk: Uint8Array | string) => {
   pending += typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk);
@@ -77,6 +81,9 @@ transport.stderr?.on("data", (chunk: Uint8Array | string) => {
     if (entry.msg === "metrics listening" && typeof entry.address === "string") {
       metricsAt = entry.address;
       metricsListening.resolve();
+    } else if (entry.msg === "dashboard listening" && typeof entry.address === "string") {
+      dashboardAt = entry.address;
+      dashboardListening.resolve();
     } else if (entry.level === "warn" || entry.level === "error") {
       console.error(line);
     }
@@ -113,6 +120,17 @@ const scraped = await (await fetch(`${metricsAt}/metrics`)).text();
 const shown =
   /^(mcp_audit_tool_calls_total|mcp_audit_policy_decisions_total|mcp_audit_chain_seq|mcp_audit_request_duration_seconds_count)\b/;
 for (const line of scraped.split("\n")) if (shown.test(line)) console.log(line);
+
+await dashboardListening.promise;
+console.log(`\n== the dashboard's API (${dashboardAt}), as the console reads it\n`);
+console.log(`GET /api/stats     -> ${await (await fetch(`${dashboardAt}/api/stats`)).text()}`);
+// The first question starts the check of the whole log; it takes a moment.
+let chain = await (await fetch(`${dashboardAt}/api/v1/verify`)).json();
+for (let i = 0; i < 50 && chain.state === "checking"; i++) {
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  chain = await (await fetch(`${dashboardAt}/api/v1/verify`)).json();
+}
+console.log(`GET /api/v1/verify -> ${chain.state} (${chain.records} records checked so far)`);
 await client.close();
 
 console.log(`\n== the audit log (${logPath})\n`);
@@ -145,4 +163,9 @@ const verify = await new Deno.Command(deno, {
 if (!Deno.env.has("AUDIT_SECRET")) {
   console.log(`\n(the demo signed with a random secret; set AUDIT_SECRET to choose one)`);
 }
+const secretShown = Deno.env.has("AUDIT_SECRET") ? '"$AUDIT_SECRET"' : secret;
+console.log(
+  `\nBrowse this log in the console: AUDIT_SECRET=${secretShown} deno task dashboard\n` +
+    "then open http://127.0.0.1:9090/",
+);
 Deno.exit(verify.code);

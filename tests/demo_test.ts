@@ -26,6 +26,9 @@ Deno.test({
       /mcp_audit_tool_calls_total\{transport="stdio",tool_name="add",status="ok"\} 1/.test(stdout),
       stdout,
     );
+    // The dashboard's Go-compatible stats count the six client requests, one of them refused.
+    assert(/GET \/api\/stats +-> \{"total_today":6,"error_rate":0\.1666/.test(stdout), stdout);
+    assert(/GET \/api\/v1\/verify -> intact/.test(stdout), stdout);
     assert(/OK: \d+ records, .*chain intact/.test(stdout), stdout);
   },
 });
