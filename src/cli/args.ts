@@ -129,10 +129,11 @@ usage:
                    [--tool NAME] [--session S] [--client ID] [--output FILE [--force]] PATH
                                                  stream records out for a SIEM, in seq order
   mcp-audit keygen [--out PREFIX]                create an Ed25519 signing key pair
-  mcp-audit dashboard [--config FILE] [--log PATH] [--bind ADDR] [--port N] [--public-key FILE]
+  mcp-audit dashboard [--config FILE] [--log PATH] [--bind ADDR] [--port N] [--token-env NAME]
+                      [--public-key FILE] [--key-file FILE]... [--key-id ID]
                                                  serve the console for a log, read-only, without
-                                                 proxying (token: dashboard.auth.token or
-                                                 MCP_AUDIT_DASHBOARD_AUTH_TOKEN)
+                                                 proxying (token: dashboard.auth.token, or the
+                                                 variable --token-env names; keys as verify)
   mcp-audit pins list|approve [--all | TOOL...]  show pinned tool definitions and changes; approve changes
   mcp-audit --version | --help
 
