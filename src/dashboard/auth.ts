@@ -4,7 +4,13 @@
  * constant time; failures are counted per remote address in a fixed 60 s window opened by the
  * first one; the 1st to 10th are answered 401, the 11th and later in the window 429 with the
  * seconds left; a valid token resets the address's count and always passes; at most 4,096
- * addresses are tracked (expired windows dropped first, then the oldest evicted).
+ * addresses are tracked.
+ *
+ * Two departures from Go, both against guessing from many addresses: an IPv6 client is counted by
+ * its /64 (one host commonly holds a whole /64, so counting each address would give it 2^64
+ * counts), an IPv4-mapped address as its IPv4 one; and when 4,096 windows are all still running,
+ * a failure from a new address is refused 429 at once instead of evicting another address's
+ * window (which let 4,097 addresses in rotation guess without end). A right token still passes.
  *
  * The address is the listener's view of the peer, never a header the client writes
  * (`X-Forwarded-For`): behind a reverse proxy every client shares the proxy's count, which errs
@@ -79,6 +85,58 @@ export function bearerToken(header: string | null | undefined): string | null {
 }
 
 /**
+ * Whom failures are counted for: an IPv4 address as it is (an IPv4-mapped IPv6 one too), an IPv6
+ * address by its /64 prefix, anything else as it is.
+ *
+ * @example
+ * ```ts
+ * import { principalOf } from "./auth.ts";
+ * principalOf("2001:db8:1:2:aaaa::1"); // "2001:db8:1:2::/64"
+ * principalOf("::ffff:10.0.0.1"); // "10.0.0.1"
+ * ```
+ */
+export function principalOf(remote: string): string {
+  const address = remote.replace(/%.*$/, "").toLowerCase();
+  if (!address.includes(":")) return address;
+  const g = ipv6Groups(address);
+  if (g === null) return address;
+  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) {
+    return [g[6]! >> 8, g[6]! & 255, g[7]! >> 8, g[7]! & 255].join(".");
+  }
+  return `${g.slice(0, 4).map((x) => x.toString(16)).join(":")}::/64`;
+}
+
+/** The eight 16-bit groups of an IPv6 address (`::` and a trailing IPv4 part read), or null. */
+function ipv6Groups(address: string): number[] | null {
+  let text = address;
+  const v4 = /(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text);
+  if (v4 !== null) {
+    const [a, b, c, d] = v4.slice(1).map(Number) as [number, number, number, number];
+    if (Math.max(a, b, c, d) > 255) return null;
+    text = `${text.slice(0, v4.index)}${((a << 8) | b).toString(16)}:${
+      ((c << 8) | d).toString(16)
+    }`;
+  }
+  const halves = text.split("::");
+  if (halves.length > 2) return null;
+  const part = (h: string): number[] | null => {
+    if (h === "") return [];
+    const out: number[] = [];
+    for (const x of h.split(":")) {
+      if (!/^[0-9a-f]{1,4}$/.test(x)) return null;
+      out.push(parseInt(x, 16));
+    }
+    return out;
+  };
+  const head = part(halves[0]!);
+  const tail = halves.length === 2 ? part(halves[1]!) : [];
+  if (head === null || tail === null) return null;
+  const missing = 8 - head.length - tail.length;
+  if (halves.length === 2 ? missing < 1 : missing !== 0) return null;
+  return [...head, ...new Array<number>(missing).fill(0), ...tail];
+}
+
+/**
  * Checks a request's `Authorization` header against the configured token.
  *
  * @example
@@ -115,14 +173,15 @@ export class TokenAuth {
 
   /** The outcome for a request from `remote` carrying `authorization`. */
   async check(authorization: string | null | undefined, remote: string): Promise<AuthOutcome> {
+    const principal = principalOf(remote);
     const token = bearerToken(authorization);
     // A malformed header costs the same digest as a wrong token.
     const given = await digest(token ?? "");
     if (token !== null && digestsEqual(given, await this.#expected)) {
-      this.#windows.delete(remote);
+      this.#windows.delete(principal);
       return { kind: "pass" };
     }
-    return this.#fail(remote);
+    return this.#fail(principal);
   }
 
   #fail(remote: string): AuthOutcome {
@@ -133,7 +192,12 @@ export class TokenAuth {
       window = undefined;
     }
     if (window === undefined) {
-      this.#makeRoom(now);
+      const wait = this.#makeRoom(now);
+      if (wait !== null) {
+        // Every window is still running: a new address is not let in to evict one of them.
+        // Logged as a first refusal (the app logs those at most once per 10 s).
+        return { kind: "throttled", retryAfterSeconds: wait, firstThrottled: true };
+      }
       window = { start: now, failures: 0 };
       this.#windows.set(remote, window);
     }
@@ -147,18 +211,20 @@ export class TokenAuth {
     };
   }
 
-  /** Drops expired windows, then the oldest, until one more address fits. */
-  #makeRoom(now: number): void {
-    if (this.#windows.size < this.#maxTracked) return;
+  /**
+   * Drops expired windows until one more address fits; null when it fits, else the seconds until
+   * the oldest window ends.
+   */
+  #makeRoom(now: number): number | null {
+    if (this.#windows.size < this.#maxTracked) return null;
     for (const [address, w] of this.#windows) {
       // In the order opened: the first one still running ends the expired ones.
-      if (now - w.start < this.#windowMs) break;
+      if (now - w.start < this.#windowMs) {
+        if (this.#windows.size < this.#maxTracked) return null;
+        return Math.max(1, Math.ceil((w.start + this.#windowMs - now) / 1000));
+      }
       this.#windows.delete(address);
     }
-    while (this.#windows.size >= this.#maxTracked) {
-      const oldest = this.#windows.keys().next();
-      if (oldest.done) break;
-      this.#windows.delete(oldest.value);
-    }
+    return null;
   }
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { bearerToken, digestsEqual, TokenAuth } from "./auth.ts";
+import { bearerToken, digestsEqual, principalOf, TokenAuth } from "./auth.ts";
 
 const TOKEN = "k7Qp2-dashboard-token";
 
@@ -95,7 +95,7 @@ Deno.test("the right token passes while throttled and resets the address's count
   assert.equal((await auth.check("Bearer nope", "a")).kind, "throttled");
 });
 
-Deno.test("at most maxTracked addresses: expired windows go first, then the oldest window", async () => {
+Deno.test("at most maxTracked addresses: expired windows go first; while all run, a new address is refused, not let in to evict one", async () => {
   const c = clock();
   const auth = new TokenAuth(TOKEN, { now: c.now, maxTracked: 3, maxFailures: 1 });
   await auth.check(null, "old");
@@ -110,17 +110,54 @@ Deno.test("at most maxTracked addresses: expired windows go first, then the olde
   await auth.check(null, "fourth");
   assert.equal(auth.tracked, 3);
   assert.equal((await auth.check(null, "mid")).kind, "throttled");
-  // Nothing expired now: the oldest window ("mid", opened at 30 s) is evicted for a fifth.
-  await auth.check(null, "fifth");
+  // Nothing expired now: a fifth address is refused until the oldest window ("mid", opened at
+  // 30 s) ends at 90 s, and "mid" stays throttled.
+  assert.deepEqual(await auth.check(null, "fifth"), {
+    kind: "throttled",
+    retryAfterSeconds: 29,
+    firstThrottled: true,
+  });
   assert.equal(auth.tracked, 3);
-  assert.deepEqual(await auth.check(null, "mid"), { kind: "unauthorized" }, "mid starts afresh");
+  assert.equal((await auth.check(null, "mid")).kind, "throttled", "mid was not evicted");
+  // The right token passes from a new address all the same.
+  assert.deepEqual(await auth.check(`Bearer ${TOKEN}`, "sixth"), { kind: "pass" });
+  c.advance(29_000);
+  assert.deepEqual(await auth.check(null, "fifth"), { kind: "unauthorized" });
   assert.ok(auth.tracked <= 3);
 });
 
-Deno.test("4,096 addresses at most by default, however many fail", async () => {
+Deno.test("4,096 addresses at most by default: 5,000 rotating addresses get 4,096 x 10 guesses a minute, no more", async () => {
   const auth = new TokenAuth(TOKEN);
-  for (let i = 0; i < 5000; i++) await auth.check(null, `10.${i >> 8}.${i & 255}.1`);
+  let unauthorized = 0;
+  for (let round = 0; round < 11; round++) {
+    for (let i = 0; i < 5000; i++) {
+      const outcome = await auth.check(null, `10.${i >> 8}.${i & 255}.1`);
+      if (outcome.kind === "unauthorized") unauthorized++;
+    }
+  }
   assert.equal(auth.tracked, 4096);
+  assert.equal(unauthorized, 4096 * 10);
+});
+
+Deno.test("an IPv6 client is counted by its /64, an IPv4-mapped one as its IPv4 address", async () => {
+  assert.equal(principalOf("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+  assert.equal(principalOf("2001:DB8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::/64");
+  assert.equal(principalOf("fe80::1%eth0"), "fe80:0:0:0::/64");
+  assert.equal(principalOf("::1"), "0:0:0:0::/64");
+  assert.equal(principalOf("::ffff:10.0.0.1"), "10.0.0.1");
+  assert.equal(principalOf("::ffff:0a00:0001"), "10.0.0.1");
+  assert.equal(principalOf("10.0.0.1"), "10.0.0.1");
+  assert.equal(principalOf("not an address"), "not an address");
+  assert.equal(principalOf("1:2:3:4:5:6:7:8:9"), "1:2:3:4:5:6:7:8:9");
+
+  const auth = new TokenAuth(TOKEN);
+  for (let i = 1; i <= 10; i++) {
+    assert.equal((await auth.check(null, `2001:db8:0:7::${i.toString(16)}`)).kind, "unauthorized");
+  }
+  assert.equal((await auth.check(null, "2001:db8:0:7:ffff::9")).kind, "throttled");
+  assert.equal((await auth.check(null, "2001:db8:0:8::1")).kind, "unauthorized");
+  for (let i = 1; i <= 10; i++) await auth.check(null, "::ffff:192.0.2.1");
+  assert.equal((await auth.check(null, "192.0.2.1")).kind, "throttled");
 });
 
 Deno.test("a wrong token costs one digest whatever its length: no early exit on length", async () => {
