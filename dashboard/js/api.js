@@ -40,6 +40,30 @@ export class HttpError extends Error {
  */
 
 /**
+ * Resolves after `ms`, or rejects with the signal's reason when it aborts first.
+ * @param {number} ms
+ * @param {AbortSignal} [signal]
+ * @returns {Promise<void>}
+ */
+function delay(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/**
  * Seconds from a `Retry-After` header (delta-seconds or an HTTP date); null when absent.
  * @param {Headers} headers
  * @returns {number | null}
@@ -188,6 +212,13 @@ export class Api {
             ? { kind: "throttled", retryAfter: retryAfterSeconds(res.headers) ?? 60 }
             : { kind: this.#token === null ? "missing" : "wrong" },
         );
+        continue;
+      }
+      // Too many reads under way (many tabs or scripts): wait as told, a few times.
+      if (res.status === 503 && attempt < 3) {
+        const seconds = Math.min(10, retryAfterSeconds(res.headers) ?? 1);
+        await res.body?.cancel();
+        await delay(seconds * 1000, signal);
         continue;
       }
       if (!res.ok) {

@@ -5,14 +5,22 @@
  *
  * 1. the security headers, set on whatever the answer turns out to be (CSP without inline script
  *    or eval, no framing, no sniffing, no referrer; `no-store` on all but the assets);
- * 2. the Host and Origin check against DNS rebinding and cross-site reads: bound to loopback, only
- *    a loopback `Host` or the bound address (403); an `Origin` other than the page's own
- *    (`http://<Host>`) or one configured is refused (403) — a browser sends one on cross-origin
- *    reads, and the page itself needs none;
+ * 2. the Host and Origin check against DNS rebinding and cross-site reads: a request target that
+ *    is not a path (absolute-form, `*`) is refused (400); bound to loopback, only a loopback
+ *    `Host` or the bound address (403); an `Origin` other than the page's own (`http://<Host>`)
+ *    or one configured is refused (403) — a browser sends one on cross-origin reads, and the page
+ *    itself needs none; under `/api/`, a browser's `Sec-Fetch-Site: cross-site` or `same-site`
+ *    other than a navigation is refused (403) too, which also covers the no-cors reads that carry
+ *    no `Origin` (`<script src>`, `<img>`): their answer would be blocked, but not their cost;
  * 3. the token, on every `/api/` path when one is configured (the page and its assets hold no
  *    data and must load to ask for it);
  * 4. the route: `GET` (and `HEAD`, the same without a body); another method on a route is 405
  *    with `Allow: GET, HEAD`; an unknown path 404. There is no write endpoint of any kind.
+ *
+ * Reads of the log (all but info, the chain status, pins and the stream, which has its own cap)
+ * pass a {@link ReadGate}: at most {@link MAX_READS} at once, {@link MAX_WAITING} waiting, the
+ * rest 503 with `Retry-After`. A JSONL log has no index: a selective filter reads until it fills
+ * its page, so one request may read the whole log, and many at once must not.
  *
  * @module
  */
@@ -77,6 +85,78 @@ const REFUSAL_LOG_MS = 10_000;
 /** Seconds a client refused a stream (too many open) waits before it tries again. */
 const STREAM_RETRY_AFTER_S = 5;
 const SEQ = /^\d{1,15}$/;
+/** Log reads answered at once; the next ones wait. */
+export const MAX_READS = 4;
+/** Log reads waiting at most; the next ones are 503. */
+export const MAX_WAITING = 32;
+/** Seconds a client refused a read (too many under way) waits before it tries again. */
+const READ_RETRY_AFTER_S = 1;
+
+/** Why a read was not started: too many are under way and waiting. */
+export class TooManyReadsError extends Error {
+  override name = "TooManyReadsError";
+}
+
+/**
+ * At most `max` reads run at once, `waiting` more wait in order; a waiter whose client left is
+ * dropped from the queue.
+ *
+ * @example
+ * ```ts
+ * import { ReadGate } from "./app.ts";
+ * const gate = new ReadGate(4, 32);
+ * const n = await gate.run(new AbortController().signal, () => Promise.resolve(1));
+ * ```
+ */
+export class ReadGate {
+  #running = 0;
+  readonly #queue: { go: () => void }[] = [];
+  constructor(readonly max: number, readonly waiting: number) {}
+
+  /** Reads under way. */
+  get running(): number {
+    return this.#running;
+  }
+
+  /**
+   * `read()` once a place is free.
+   * @throws {TooManyReadsError} when `waiting` reads wait already
+   * @throws the signal's reason when it aborts while waiting
+   */
+  async run<T>(signal: AbortSignal, read: () => Promise<T>): Promise<T> {
+    if (this.#running >= this.max) {
+      if (this.#queue.length >= this.waiting) {
+        throw new TooManyReadsError(`${this.max} reads of the log are under way; try again`);
+      }
+      signal.throwIfAborted();
+      await new Promise<void>((resolve, reject) => {
+        const entry = {
+          go: () => {
+            signal.removeEventListener("abort", onAbort);
+            resolve();
+          },
+        };
+        const onAbort = () => {
+          const at = this.#queue.indexOf(entry);
+          if (at !== -1) this.#queue.splice(at, 1);
+          reject(signal.reason);
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        this.#queue.push(entry);
+      });
+    } else {
+      this.#running++;
+    }
+    try {
+      return await read();
+    } finally {
+      // The place passes to the next waiter, or is freed.
+      const next = this.#queue.shift();
+      if (next !== undefined) next.go();
+      else this.#running--;
+    }
+  }
+}
 
 function text(body: string, status: number, headers: Record<string, string> = {}): Response {
   return new Response(`${body}\n`, { status, headers: { "Content-Type": TEXT, ...headers } });
@@ -191,6 +271,12 @@ export function createDashboardApp(
   });
 
   app.use("*", async function hostOriginGuard(c, next) {
+    // The listener makes the URL from a target that is a path; any other form would be read
+    // as "/" — refused rather than served as something it does not name.
+    const target = c.env?.target;
+    if (target !== undefined && !target.startsWith("/")) {
+      return text("the request target must be a path", 400);
+    }
     // Neither the Host nor the Origin is logged: they are the client's text.
     const header = c.req.header("host");
     const host = header === undefined ? null : hostOf(header);
@@ -211,6 +297,14 @@ export function createDashboardApp(
         originRefusals.note({ status: 403 });
         return text("origin not allowed", 403);
       }
+    }
+    const site = c.req.header("sec-fetch-site");
+    if (
+      (site === "cross-site" || site === "same-site") && isApi(c.req.path) &&
+      c.req.header("sec-fetch-mode") !== "navigate"
+    ) {
+      originRefusals.note({ status: 403 });
+      return refusal(c.req.path, "cross-site request not allowed", 403);
     }
     return await next();
   });
@@ -240,6 +334,14 @@ export function createDashboardApp(
   }
 
   const head = (c: Context<Env>): boolean => c.req.method === "HEAD";
+  const gate = new ReadGate(MAX_READS, MAX_WAITING);
+  const busy = (path: string) =>
+    refusal(path, "too many reads of the log under way", 503, {
+      "Retry-After": String(READ_RETRY_AFTER_S),
+    });
+  /** A read of the log, through the gate. */
+  const gated = <T>(compute: (c: Context<Env>) => T | Promise<T>) => (c: Context<Env>) =>
+    gate.run(c.req.raw.signal, async () => await compute(c));
 
   /** `GET` (and `HEAD`) on `path`; any other method there is 405. */
   const route = (path: string, handler: (c: Context<Env>) => Response | Promise<Response>) => {
@@ -263,6 +365,8 @@ export function createDashboardApp(
       if (e instanceof BadRequestError || e instanceof QueryError) {
         return json({ error: e.message }, 400);
       }
+      if (e instanceof TooManyReadsError) return busy(c.req.path);
+      if (c.req.raw.signal.aborted) return json({ error: "client gone" }, 499);
       logger.error(`the dashboard could not answer: ${what}`, { error: errorText(e) });
       return json({ error: "internal error" }, 500);
     }
@@ -288,36 +392,44 @@ export function createDashboardApp(
         });
       } catch (e) {
         if (e instanceof BadRequestError || e instanceof QueryError) return text(e.message, 400);
+        if (e instanceof TooManyReadsError) return busy(c.req.path);
+        if (c.req.raw.signal.aborted) return text("client gone", 499);
         logger.error(`the dashboard could not answer: ${what}`, { error: errorText(e) });
         return text(failure, 500);
       }
     };
   route(
     "/api/entries",
-    go("entries", "failed to query entries", (c) => services.goEntries(params(c))),
+    go("entries", "failed to query entries", gated((c) => services.goEntries(params(c)))),
   );
-  route("/api/stats", go("stats", "failed to query stats", () => services.goStats()));
+  route("/api/stats", go("stats", "failed to query stats", gated(() => services.goStats())));
   route("/api/verify", v1("chain status", () => services.verify()));
 
   route("/api/v1/info", v1("info", () => services.info()));
-  route("/api/v1/records", v1("records", (c) => services.records(params(c))));
+  route("/api/v1/records", v1("records", gated((c) => services.records(params(c)))));
   route(
     "/api/v1/records/:seq",
-    v1("record", async (c) => {
-      const seq = c.req.param("seq") ?? "";
-      if (!SEQ.test(seq) || Number(seq) < 1) {
-        throw new BadRequestError("seq: expected a whole number from 1");
-      }
-      return (await services.record(Number(seq))) ?? undefined;
-    }),
+    v1(
+      "record",
+      gated(async (c) => {
+        const seq = c.req.param("seq") ?? "";
+        if (!SEQ.test(seq) || Number(seq) < 1) {
+          throw new BadRequestError("seq: expected a whole number from 1");
+        }
+        return (await services.record(Number(seq))) ?? undefined;
+      }),
+    ),
   );
-  route("/api/v1/exchanges", v1("exchanges", (c) => services.exchanges(params(c))));
+  route("/api/v1/exchanges", v1("exchanges", gated((c) => services.exchanges(params(c)))));
   route(
     "/api/v1/exchanges/:key",
-    v1("exchange", async (c) => (await services.exchange(c.req.param("key") ?? "")) ?? undefined),
+    v1(
+      "exchange",
+      gated(async (c) => (await services.exchange(c.req.param("key") ?? "")) ?? undefined),
+    ),
   );
-  route("/api/v1/stats", v1("stats", (c) => services.stats(params(c))));
-  route("/api/v1/sessions", v1("sessions", (c) => services.sessions(params(c))));
+  route("/api/v1/stats", v1("stats", gated((c) => services.stats(params(c)))));
+  route("/api/v1/sessions", v1("sessions", gated((c) => services.sessions(params(c)))));
   route("/api/v1/verify", v1("chain status", () => services.verify()));
   route("/api/v1/pins", v1("pins", () => services.pins()));
   route("/api/v1/stream", function eventStream(c) {

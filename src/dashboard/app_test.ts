@@ -12,7 +12,15 @@ import {
   type GoStats,
   type Info,
 } from "./api.ts";
-import { CONTENT_SECURITY_POLICY, createDashboardApp, type DashboardAppOptions } from "./app.ts";
+import {
+  CONTENT_SECURITY_POLICY,
+  createDashboardApp,
+  type DashboardAppOptions,
+  MAX_READS,
+  MAX_WAITING,
+  ReadGate,
+  TooManyReadsError,
+} from "./app.ts";
 import { TokenAuth } from "./auth.ts";
 import { TooManyStreamsError } from "./feed.ts";
 import { goJson } from "./go_compat.ts";
@@ -81,10 +89,13 @@ class FixedServices implements DashboardServices {
     this.#check("info");
     return INFO;
   }
-  records(params: URLSearchParams) {
+  /** While set, reads of records wait for it. */
+  hold: Promise<void> | null = null;
+  async records(params: URLSearchParams) {
     this.#check("records");
     this.params.push(params);
-    return Promise.resolve({ items: [], older: null, newer: null });
+    if (this.hold !== null) await this.hold;
+    return { items: [], older: null, newer: null };
   }
   record(seq: number): Promise<AuditRecord | null> {
     this.#check("record");
@@ -499,4 +510,108 @@ Deno.test("payloads are JSON text, never markup: a tool name full of tags stays 
   const body = await (await get(s.app, "/api/entries")).text();
   assert.ok(!body.includes("<img"), body);
   assert.ok(body.includes("\\u003cimg"), body);
+});
+
+Deno.test("a request target that is not a path (absolute-form, *) is 400, not served as the page", async () => {
+  await using s = await setup();
+  for (const target of ["http://evil.example/api/v1/info", "*", "http://127.0.0.1:9090/"]) {
+    const res = await s.app.request("/", { headers: HOST }, { remote: "10.1.1.1", target });
+    assert.equal(res.status, 400, target);
+    assert.equal(await res.text(), "the request target must be a path\n");
+    assertSecurityHeaders(res, target);
+  }
+  const res = await s.app.request("/", { headers: HOST }, { remote: "10.1.1.1", target: "/" });
+  assert.equal(res.status, 200);
+  await res.body?.cancel();
+});
+
+Deno.test("under /api/, a browser's cross-site or same-site read is 403 (no Origin needed); a navigation and the page are not", async () => {
+  await using s = await setup();
+  for (const site of ["cross-site", "same-site"]) {
+    for (const path of ["/api/v1/records", "/api/entries", "/api/v1/stream"]) {
+      const res = await get(s.app, path, { "sec-fetch-site": site, "sec-fetch-mode": "no-cors" });
+      assert.equal(res.status, 403, `${site} ${path}`);
+      assertSecurityHeaders(res, path);
+      await res.body?.cancel();
+    }
+  }
+  assert.equal(s.services.params.length, 0, "nothing was read");
+  for (
+    const [path, headers] of [
+      ["/api/v1/records", { "sec-fetch-site": "same-origin", "sec-fetch-mode": "cors" }],
+      ["/api/v1/records", { "sec-fetch-site": "none", "sec-fetch-mode": "navigate" }],
+      ["/api/v1/records", { "sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate" }],
+      ["/", { "sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate" }],
+    ] as const
+  ) {
+    const res = await get(s.app, path, headers);
+    assert.equal(res.status, 200, `${path} ${JSON.stringify(headers)}`);
+    await res.body?.cancel();
+  }
+});
+
+Deno.test("ReadGate: at most max at once, then waiting in order, then refused; a waiter whose client left leaves the queue", async () => {
+  const gate = new ReadGate(2, 1);
+  const releases: (() => void)[] = [];
+  const order: number[] = [];
+  const read = (n: number) => () =>
+    new Promise<number>((resolve) => releases.push(() => resolve(n))).then((v) => {
+      order.push(v);
+      return v;
+    });
+  const never = new AbortController().signal;
+  const a = gate.run(never, read(1));
+  const b = gate.run(never, read(2));
+  const c = gate.run(never, read(3));
+  await assert.rejects(gate.run(never, read(4)), TooManyReadsError);
+  assert.equal(gate.running, 2);
+  releases[0]!();
+  assert.equal(await a, 1);
+  releases[1]!();
+  assert.equal(await b, 2);
+  // The waiter took the freed place.
+  assert.equal(releases.length, 3);
+  releases[2]!();
+  assert.equal(await c, 3);
+  assert.equal(gate.running, 0);
+
+  const left = new AbortController();
+  const d = gate.run(never, read(5));
+  const e = gate.run(never, read(6));
+  const gone = gate.run(left.signal, read(7));
+  left.abort(new Error("client gone"));
+  await assert.rejects(gone, /client gone/);
+  const f = gate.run(never, read(8));
+  releases[3]!();
+  releases[4]!();
+  await Promise.all([d, e]);
+  releases[5]!();
+  assert.equal(await f, 8);
+  assert.deepEqual(order, [1, 2, 3, 5, 6, 8]);
+  assert.equal(gate.running, 0);
+});
+
+Deno.test(`reads of the log beyond ${MAX_READS} running and ${MAX_WAITING} waiting are 503 with Retry-After; the rest are answered`, async () => {
+  await using s = await setup();
+  let release = () => {};
+  s.services.hold = new Promise<void>((r) => release = r);
+  const pending: Promise<Response>[] = [];
+  for (let i = 0; i < MAX_READS + MAX_WAITING; i++) pending.push(get(s.app, "/api/v1/records"));
+  // The reads that run have begun before the next request is refused.
+  for (let i = 0; i < 10_000 && s.services.params.length < MAX_READS; i++) {
+    await Promise.resolve();
+  }
+  const refused = await get(s.app, "/api/v1/records");
+  assert.equal(refused.status, 503);
+  assert.equal(refused.headers.get("retry-after"), "1");
+  assertSecurityHeaders(refused, "503");
+  assert.deepEqual(await refused.json(), { error: "too many reads of the log under way" });
+  assert.equal(s.services.params.length, MAX_READS, "only the running reads started");
+  // What is not a read of the log is answered meanwhile.
+  assert.equal((await get(s.app, "/api/v1/info")).status, 200);
+  release();
+  const answers = await Promise.all(pending);
+  assert.deepEqual(new Set(answers.map((r) => r.status)), new Set([200]));
+  for (const r of answers) await r.body?.cancel();
+  assert.equal(s.services.params.length, MAX_READS + MAX_WAITING);
 });
