@@ -85,10 +85,14 @@ function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-/** `path` as one word of a POSIX shell. */
+/**
+ * `path` as one word of a POSIX shell, which a leading `-` cannot turn into a flag (`./-x`), as
+ * the page's own quoting does.
+ */
 export function shellQuote(path: string): string {
-  if (/^[A-Za-z0-9_\/.,:@%+=-]+$/.test(path)) return path;
-  return `'${path.replaceAll("'", `'\\''`)}'`;
+  const p = path.startsWith("-") ? `./${path}` : path;
+  if (/^[A-Za-z0-9_\/.,:@%+=-]+$/.test(p)) return p;
+  return `'${p.replaceAll("'", `'\\''`)}'`;
 }
 
 /** A problem for the status: lowest seq first, then the order found. */

@@ -495,4 +495,6 @@ Deno.test("shellQuote leaves plain paths alone and quotes the rest for a POSIX s
   assert.equal(shellQuote("my logs/audit.jsonl"), "'my logs/audit.jsonl'");
   assert.equal(shellQuote("it's; rm -rf $HOME"), "'it'\\''s; rm -rf $HOME'");
   assert.equal(shellQuote(""), "''");
+  assert.equal(shellQuote("-rf.jsonl"), "./-rf.jsonl", "a leading - is no flag");
+  assert.equal(shellQuote("--x y"), "'./--x y'");
 });

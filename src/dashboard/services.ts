@@ -107,12 +107,37 @@ export class AnswerCache<T> {
   }
 }
 
-/** A query string with its parameters in one order, so that the same question is one key. */
-function cacheKey(params: URLSearchParams): string {
-  const sorted = [...params].sort(([a, x], [b, y]) =>
-    a < b ? -1 : a > b ? 1 : x < y ? -1 : x > y ? 1 : 0
-  );
-  return new URLSearchParams(sorted).toString();
+/** The parameters `/api/v1/stats` reads (the filter's and `buckets`); others it ignores. */
+const STATS_PARAMS = [
+  "buckets",
+  "client",
+  "decision",
+  "direction",
+  "errors",
+  "from",
+  "from_seq",
+  "kind",
+  "method",
+  "q",
+  "server",
+  "session",
+  "to",
+  "to_seq",
+  "tool",
+] as const;
+
+/**
+ * The question a stats query string asks, as one key: the parameters read, each its first value
+ * (as they are read), in one order. Parameters that are ignored, or repeated, make no new key:
+ * otherwise `?x=1`, `?x=2`… would each count the window again.
+ */
+export function statsKey(params: URLSearchParams): string {
+  const key = new URLSearchParams();
+  for (const name of STATS_PARAMS) {
+    const v = params.get(name);
+    if (v !== null && v !== "") key.set(name, v);
+  }
+  return key.toString();
 }
 
 /**
@@ -177,7 +202,7 @@ export function createDashboardServices(
     exchanges: (params: URLSearchParams): Promise<ExchangesPage> => exchangesPage(query, params),
     exchange: (key: string): Promise<ExchangeDetail | null> => exchangeDetail(query, key),
     stats: (params: URLSearchParams): Promise<WindowStats> =>
-      windows.get(cacheKey(params), () => windowStats(query, params, now())),
+      windows.get(statsKey(params), () => windowStats(query, params, now())),
     sessions: (params: URLSearchParams): Promise<SessionsPage> => sessionsPage(query, params),
     verify: chainStatus,
     pins: (): Promise<PinsView> => readPinsView(options.pinsPath),

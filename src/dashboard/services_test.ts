@@ -7,7 +7,7 @@ import { defaultKeyId, hmacSigner } from "../audit/signing.ts";
 import { openStore } from "../audit/storage/open.ts";
 import { loadConfig } from "../config/load.ts";
 import { Logger } from "../log.ts";
-import { AnswerCache, createDashboardServices, STATS_CACHE_MS } from "./services.ts";
+import { AnswerCache, createDashboardServices, STATS_CACHE_MS, statsKey } from "./services.ts";
 
 const SECRET = "services-test-secret-0b7d3e";
 
@@ -53,6 +53,16 @@ Deno.test("AnswerCache: at most max keys, the oldest dropped first", async () =>
   assert.equal(again, 1, "a was dropped");
   await cache.get("e", () => Promise.resolve(String(++again)));
   assert.equal(again, 1, "e was kept");
+});
+
+Deno.test("statsKey: ignored and repeated parameters, and their order, ask the same question", () => {
+  const key = (q: string) => statsKey(new URLSearchParams(q));
+  assert.equal(key("from=1&buckets=5"), key("buckets=5&from=1"));
+  assert.equal(key("from=1&x=1"), key("from=1&x=2"));
+  assert.equal(key("from=1&from=2"), key("from=1"));
+  assert.equal(key("from=1&tool="), key("from=1"));
+  assert.notEqual(key("from=1"), key("from=2"));
+  assert.notEqual(key("kind=request"), key("kind=error"), "a malformed kind is still refused");
 });
 
 type Backend = "jsonl" | "sqlite";
