@@ -8,7 +8,7 @@
  * - a page after a cursor finds its place in a plain file by bisecting on `seq` (a few small
  *   reads), and passes over whole files whose `seq` range (first and last line) is outside it;
  * - a filter is applied record by record, so a filter that selects few records reads on until it
- *   has a page, up to the whole log;
+ *   has a page, up to the whole log — or up to its `fromSeq`/`toSeq`, where reading stops;
  * - `stats` is always one pass over every record the `seq` bounds leave in (the SQLite backend
  *   answers from its indexes);
  * - a compressed archive can only be read from its start.
@@ -130,6 +130,24 @@ class LineFilter {
     this.#max = filter.toSeq ?? Infinity;
     const q = filter.q;
     this.#needle = q !== undefined && q !== "" && !/[",:{}[\]\\]/.test(q) ? q.toLowerCase() : null;
+  }
+
+  /**
+   * The line is a record after `toSeq`. Parsed to be sure before a read is ended on it: a line
+   * that only looks like a record must not hide the records after it.
+   */
+  past(text: string): boolean {
+    if (this.#max === Infinity) return false;
+    const seq = peekSeq(text);
+    return seq !== null && seq > this.#max && (parseRecord(text)?.seq ?? 0) > this.#max;
+  }
+
+  /** The line is a record before `fromSeq` (parsed to be sure, as {@link past}). */
+  before(text: string): boolean {
+    if (this.#min === -Infinity) return false;
+    const seq = peekSeq(text);
+    return seq !== null && seq < this.#min &&
+      (parseRecord(text)?.seq ?? Infinity) < this.#min;
   }
 
   read(text: string): ReadRecord | null {
@@ -379,6 +397,8 @@ export class JsonlQuery implements RecordQuery {
         ? (await bracket(file, filter.fromSeq - 1)).lo
         : 0;
       for await (const l of file.lines(from)) {
+        // Seqs rise through the log: a record past `toSeq` ends the read, here and after.
+        if (lines.past(l.text)) return;
         const r = lines.read(l.text);
         if (r !== null) yield r;
       }
@@ -445,12 +465,19 @@ export class JsonlQuery implements RecordQuery {
       if (file === null) continue;
       if (!file.gzip) {
         const end = before === Infinity ? file.size : (await bracket(file, before)).hi;
+        let reachedStart = false;
         for await (const l of file.linesBackward(end)) {
+          // Seqs rise through the log: a record before `fromSeq` ends the read, here and before.
+          if (lines.before(l.text)) {
+            reachedStart = true;
+            break;
+          }
           const r = lines.read(l.text);
           if (r === null) continue;
           found.push(r);
           if (found.length >= need) break;
         }
+        if (reachedStart) break;
         continue;
       }
       // A .gz reads forwards only: keep the last records it holds that the page still needs.

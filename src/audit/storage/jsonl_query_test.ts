@@ -424,6 +424,18 @@ Deno.test("the newest page of a 200,000-record file reads only its tail; a page 
     range(199_941, 200_000).filter((i) => i % 6 === 3).reverse(),
   );
   assert.ok(bytes <= 128 * 1024, `read ${bytes} bytes of ${size}`);
+
+  // A filter that matches nothing inside seq bounds reads the bounds, not the rest of the file:
+  // backwards it stops at fromSeq, forwards at toSeq.
+  const none = { method: "no/such", fromSeq: 190_001, toSeq: 190_500 };
+  bytes = 0;
+  const back = await q.page({ filter: none, order: "newest", limit: 10 });
+  assert.deepEqual(back.records, []);
+  assert.ok(bytes <= 1024 * 1024, `read ${bytes} bytes of ${size}`);
+  bytes = 0;
+  const forward = await q.page({ filter: none, order: "oldest", limit: 10 });
+  assert.deepEqual(forward.records, []);
+  assert.ok(bytes <= 1024 * 1024, `read ${bytes} bytes of ${size}`);
   q.close();
 });
 
