@@ -30,20 +30,21 @@ import {
 } from "./api.ts";
 import {
   asRequest,
+  Budget,
   type Cursor,
+  LIST_SEQS,
+  LogSpan,
   MAX_LIMIT,
+  PAIR_SEQS,
   parseCursor,
   parseFilter,
   parseLimit,
   positiveInteger,
   seqCursor,
+  SeqScan,
 } from "./params.ts";
 import { recordAt } from "./records_view.ts";
 
-/** Records read to find answers and requests, at most, in one call. */
-export const PAIR_BUDGET = 20_000;
-/** Records looked at for one page of a listing, at most (those that make no item included). */
-export const SCAN_BUDGET = 20_000;
 /** Kinds that start an exchange when `kind` is not given: answers are shown in theirs. */
 export const DEFAULT_EXCHANGE_KINDS: readonly RecordKind[] = [
   "request",
@@ -56,24 +57,7 @@ const ERROR_MESSAGE_CHARS = 200;
 const FIRST_PAIR_PAGE = 200;
 const PAIR_KINDS: readonly RecordKind[] = ["request", "response", "error"];
 
-/** How many records a call may still read. */
-export class Budget {
-  #left: number;
-
-  constructor(records: number) {
-    this.#left = records;
-  }
-
-  /** Records that may still be read. */
-  get left(): number {
-    return this.#left;
-  }
-
-  /** Counts records read. */
-  take(records: number): void {
-    this.#left -= records;
-  }
-}
+export { Budget };
 
 /** True for a `response` or `error` record: an answer. */
 export function isAnswer(r: AuditRecord): boolean {
@@ -133,15 +117,19 @@ function commonSession(records: readonly AuditRecord[]): string | undefined {
 }
 
 /**
- * Reads pairing records from `after` on, in `order`, page by page, within the budget;
+ * Reads pairing records from `after` on, in `order`, window by window, within the budget (in
+ * seqs scanned); `skip` names a seq the read may jump to, when nothing before it is needed, or
+ * null when nothing more is.
  * `end.reached` is set when the log has no more.
  */
 async function* pairingRecords(
   query: RecordQuery,
+  span: LogSpan,
   targets: readonly AuditRecord[],
   order: "oldest" | "newest",
   after: number,
   budget: Budget,
+  skip: () => number | null | undefined,
   end: { reached: boolean },
 ): AsyncGenerator<ReadRecord> {
   const session = commonSession(targets);
@@ -149,20 +137,17 @@ async function* pairingRecords(
     kinds: PAIR_KINDS,
     ...(session === undefined ? {} : { session }),
   };
-  let cursor = after;
+  const scan = await SeqScan.open(query, span, filter, order, after, budget);
   let size = FIRST_PAIR_PAGE;
-  while (budget.left > 0) {
-    const limit = Math.min(size, budget.left, MAX_LIMIT);
-    const page = await query.page({ filter, order, limit, after: cursor });
-    budget.take(Math.max(1, page.records.length));
-    yield* page.records;
-    if (page.next === null) {
-      end.reached = true;
-      return;
-    }
-    cursor = page.next;
+  for (;;) {
+    const to = skip();
+    if (to === null) return;
+    if (to !== undefined) scan.skipTo(to);
+    if (scan.done) break;
+    yield* await scan.read(size);
     size = MAX_LIMIT;
   }
+  end.reached = scan.exhausted;
 }
 
 /**
@@ -175,6 +160,7 @@ export async function answersOf(
   query: RecordQuery,
   requests: readonly AuditRecord[],
   budget: Budget,
+  span: LogSpan = new LogSpan(query),
 ): Promise<Map<number, ReadRecord>> {
   const out = new Map<number, ReadRecord>();
   const targets = uniqueBySeq(requests.filter((r) => r.kind === "request" && pairKey(r) !== null))
@@ -213,7 +199,18 @@ export async function answersOf(
   };
 
   const end = { reached: false };
-  const records = pairingRecords(query, targets, "oldest", targets[0]!.seq, budget, end);
+  // Nothing waits for an answer: the read may jump to the next request looked for, or stop.
+  const skip = () => waiting.size === 0 ? targets[next]?.seq ?? null : undefined;
+  const records = pairingRecords(
+    query,
+    span,
+    targets,
+    "oldest",
+    targets[0]!.seq,
+    budget,
+    skip,
+    end,
+  );
   for await (const read of records) {
     const r = read.record;
     while (next < targets.length && targets[next]!.seq < r.seq) request(targets[next++]!);
@@ -234,6 +231,7 @@ export async function requestsOf(
   query: RecordQuery,
   answers: readonly AuditRecord[],
   budget: Budget,
+  span: LogSpan = new LogSpan(query),
 ): Promise<Map<number, ReadRecord | null>> {
   const out = new Map<number, ReadRecord | null>();
   const targets: AuditRecord[] = [];
@@ -266,7 +264,18 @@ export async function requestsOf(
   };
 
   const end = { reached: false };
-  const records = pairingRecords(query, targets, "newest", targets[0]!.seq, budget, end);
+  // Nothing waits for its request: the read may jump back to the next answer looked for, or stop.
+  const skip = () => waiting.size === 0 ? targets[next]?.seq ?? null : undefined;
+  const records = pairingRecords(
+    query,
+    span,
+    targets,
+    "newest",
+    targets[0]!.seq,
+    budget,
+    skip,
+    end,
+  );
   for await (const read of records) {
     const r = read.record;
     while (next < targets.length && targets[next]!.seq > r.seq) visit(targets[next++]!, null);
@@ -400,33 +409,36 @@ interface Scan {
 }
 
 /**
- * Turns records read into items, page by page, until `limit` items or the scan budget: `take`
- * maps a page of records to the items they make, in the order read (`spare`: some make none).
+ * Turns records read into items, window by window, until `limit` items or the listing's budget
+ * ({@link LIST_SEQS} seqs): `take` maps a page of records to the items they make, in the order
+ * read (`spare`: some make none).
  */
 async function scanPages(
   query: RecordQuery,
+  span: LogSpan,
   filter: RecordFilter,
   start: Start,
   limit: number,
+  seqs: number,
   spare: boolean,
   take: (records: AuditRecord[]) => Promise<Item[]>,
 ): Promise<Scan> {
-  const budget = new Budget(SCAN_BUDGET);
+  const scan = await SeqScan.open(
+    query,
+    span,
+    filter,
+    start.order,
+    start.after,
+    new Budget(seqs),
+  );
   const items: Item[] = [];
-  let after = start.after;
-  let last: number | undefined;
   for (;;) {
-    if (budget.left <= 0) return { items, last, more: true };
+    // Where the scan stopped: every seq up to it was looked at.
+    if (scan.done) return { items, last: scan.position, more: !scan.exhausted };
     // When records may make no item, a page reads more than the items still wanted.
-    const want = Math.min(MAX_LIMIT, budget.left, (limit - items.length) * (spare ? 2 : 1));
-    const page = await query.page({
-      filter,
-      order: start.order,
-      limit: want,
-      ...(after === undefined ? {} : { after }),
-    });
-    budget.take(page.records.length);
-    const records = page.records.map((r) => r.record);
+    const records = (await scan.read((limit - items.length) * (spare ? 2 : 1))).map((r) =>
+      r.record
+    );
     const made = await take(records);
     // `made` is in the order read; each item's `at` is a record of this page.
     let used = 0;
@@ -438,11 +450,8 @@ async function scanPages(
     if (items.length === limit) {
       const at = items[items.length - 1]!.at;
       const rest = records.some((r) => start.order === "newest" ? r.seq < at : r.seq > at);
-      return { items, last: at, more: rest || page.next !== null || used < made.length };
+      return { items, last: at, more: rest || !scan.exhausted || used < made.length };
     }
-    last = records[records.length - 1]?.seq ?? last;
-    if (page.next === null) return { items, last, more: false };
-    after = page.next;
   }
 }
 
@@ -480,11 +489,14 @@ function pageOf(scan: Scan, start: Start): ExchangesPage {
  * const page = await exchangesPage(query, new URLSearchParams("method=tools/call&limit=20"));
  * for (const x of page.items) console.log(x.key, x.state, x.tool_name, x.duration_ms);
  * ```
+ * The listing scans at most `options.seqs` seqs (default {@link LIST_SEQS}), pairing at most
+ * {@link PAIR_SEQS} more: a short or empty page's cursor goes on from where the scan stopped.
  * @throws {BadRequestError} for a malformed parameter or cursor
  */
 export async function exchangesPage(
   query: RecordQuery,
   params: URLSearchParams,
+  options: { seqs?: number } = {},
 ): Promise<ExchangesPage> {
   const f = parseFilter(params);
   const limit = parseLimit(params);
@@ -492,41 +504,55 @@ export async function exchangesPage(
   const kinds = f.kinds ?? DEFAULT_EXCHANGE_KINDS;
   const { errorsOnly, q, ...rest } = f;
   const first: RecordFilter = { ...rest, kinds };
-  const pairs = new Budget(PAIR_BUDGET);
+  const pairs = new Budget(PAIR_SEQS);
+  const span = new LogSpan(query);
+  const seqs = options.seqs ?? LIST_SEQS;
   return await asRequest(async () => {
     if (errorsOnly !== true && q === undefined) {
       const spare = kinds.includes("response") || kinds.includes("error");
-      const scan = await scanPages(query, first, start, limit, spare, async (records) => {
-        const answers = records.filter(isAnswer);
-        const requestOf = await requestsOf(query, answers, pairs);
-        return records.flatMap((r): Item[] => {
-          if (!isAnswer(r)) return [{ first: r, answer: null, at: r.seq }];
-          // An answer with its request is shown in its request's exchange; one whose request
-          // could not be looked for within the budget is not listed.
-          return requestOf.get(r.seq) === null ? [{ first: null, answer: r, at: r.seq }] : [];
-        });
-      });
+      const scan = await scanPages(
+        query,
+        span,
+        first,
+        start,
+        limit,
+        seqs,
+        spare,
+        async (records) => {
+          const answers = records.filter(isAnswer);
+          const requestOf = await requestsOf(query, answers, pairs, span);
+          return records.flatMap((r): Item[] => {
+            if (!isAnswer(r)) return [{ first: r, answer: null, at: r.seq }];
+            // An answer with its request is shown in its request's exchange; one whose request
+            // could not be looked for within the budget is not listed.
+            return requestOf.get(r.seq) === null ? [{ first: null, answer: r, at: r.seq }] : [];
+          });
+        },
+      );
       const answerOf = await answersOf(
         query,
         scan.items.flatMap((i) => i.first === null ? [] : [i.first]),
         pairs,
+        span,
       );
       for (const item of scan.items) {
         if (item.first !== null) item.answer = answerOf.get(item.first.seq)?.record ?? null;
       }
       return pageOf(scan, start);
     }
-    return pageOf(await searchScan(query, f, first, start, limit, pairs), start);
+    return pageOf(await searchScan(query, span, f, first, start, limit, seqs, pairs), start);
   });
 }
 
 /** `errors=1` and `q`: exchanges whose request or answer matches, at their newest match. */
 async function searchScan(
   query: RecordQuery,
+  span: LogSpan,
   f: RecordFilter,
   first: RecordFilter,
   start: Start,
   limit: number,
+  seqs: number,
   pairs: Budget,
 ): Promise<Scan> {
   const kinds = first.kinds ?? DEFAULT_EXCHANGE_KINDS;
@@ -547,9 +573,14 @@ async function searchScan(
   if (f.from !== undefined) match.from = f.from;
   if (f.fromSeq !== undefined) match.fromSeq = f.fromSeq;
   const listed = new Set<number>();
-  return await scanPages(query, match, start, limit, true, async (records) => {
-    const requestOf = await requestsOf(query, records.filter(isAnswer), pairs);
-    const answerOf = await answersOf(query, records.filter((r) => r.kind === "request"), pairs);
+  return await scanPages(query, span, match, start, limit, seqs, true, async (records) => {
+    const requestOf = await requestsOf(query, records.filter(isAnswer), pairs, span);
+    const answerOf = await answersOf(
+      query,
+      records.filter((r) => r.kind === "request"),
+      pairs,
+      span,
+    );
     const items: Item[] = [];
     for (const m of records) {
       let head: AuditRecord;
@@ -587,14 +618,15 @@ export async function exchangeDetail(
   if (seq === null) throw new BadRequestError("an exchange key is a positive integer");
   const record = await recordAt(query, seq);
   if (record === null) return null;
-  const budget = new Budget(PAIR_BUDGET);
+  const budget = new Budget(PAIR_SEQS);
+  const span = new LogSpan(query);
   let first: AuditRecord | null = record;
   let answer: AuditRecord | null = null;
   if (isAnswer(record)) {
-    first = (await requestsOf(query, [record], budget)).get(record.seq)?.record ?? null;
+    first = (await requestsOf(query, [record], budget, span)).get(record.seq)?.record ?? null;
     answer = record;
   } else if (record.kind === "request") {
-    answer = (await answersOf(query, [record], budget)).get(record.seq)?.record ?? null;
+    answer = (await answersOf(query, [record], budget, span)).get(record.seq)?.record ?? null;
   }
   return { ...summarize(first, answer), request: first, answer };
 }

@@ -7,12 +7,28 @@
  * @module
  */
 import type { AuditRecord, Direction } from "../audit/record.ts";
-import type { ReadRecord, RecordFilter, RecordQuery } from "../audit/storage/query.ts";
+import {
+  isErrorRecord,
+  type ReadRecord,
+  type RecordFilter,
+  type RecordQuery,
+} from "../audit/storage/query.ts";
 import { isJsonObject, isRawNumber, type JsonValue, parseLossless } from "../jsonrpc/json.ts";
 import { BadRequestError, type GoEntry, type GoStats } from "./api.ts";
-import { Budget, isAnswer, PAIR_BUDGET, refusalOf, requestsOf } from "./exchanges.ts";
-import { asRequest, daysFromCivil, MAX_LIMIT, parseRfc3339 } from "./params.ts";
-import { byCodePoint } from "./window_stats.ts";
+import { isAnswer, refusalOf, requestsOf } from "./exchanges.ts";
+import {
+  asRequest,
+  Budget,
+  daysFromCivil,
+  LIST_SEQS,
+  LogSpan,
+  MAX_LIMIT,
+  PAIR_SEQS,
+  parseRfc3339,
+  REQUEST_SEQS,
+  SeqScan,
+} from "./params.ts";
+import { byCodePoint, NAMES_CAP } from "./window_stats.ts";
 
 /** The most entries one `/api/entries` answer holds (the Go tool had no cap). */
 export const GO_MAX_LIMIT = 10_000;
@@ -145,7 +161,9 @@ function goEntry(read: ReadRecord, request: ReadRecord | null): GoEntry {
  *
  * Parameters as Go reads them: `limit` (`strconv.Atoi`; ≤ 0 → 100; at most 10,000), `method`,
  * `tool_name`, `client_id` (exact), `from`, `to` (RFC 3339 as Go parses it, both inclusive); the
- * first of a repeated parameter, unknown ones ignored.
+ * first of a repeated parameter, unknown ones ignored. The newest {@link LIST_SEQS} records are
+ * looked at, at most (a bare array has no cursor to go on with): a filter matching little answers
+ * what those hold (`options.seqs` sets how many).
  *
  * @example
  * ```ts
@@ -154,7 +172,11 @@ function goEntry(read: ReadRecord, request: ReadRecord | null): GoEntry {
  * @throws {BadRequestError} with the Go tool's text: `dashboard: invalid limit`,
  *   `dashboard: invalid from timestamp`, `dashboard: invalid to timestamp`
  */
-export async function goEntries(query: RecordQuery, params: URLSearchParams): Promise<GoEntry[]> {
+export async function goEntries(
+  query: RecordQuery,
+  params: URLSearchParams,
+  options: { seqs?: number } = {},
+): Promise<GoEntry[]> {
   const limit = goLimit(params);
   const filter: RecordFilter = { kinds: ["notification", "response", "error"] };
   const method = params.get("method");
@@ -168,24 +190,23 @@ export async function goEntries(query: RecordQuery, params: URLSearchParams): Pr
   const to = goTimeParam(params, "to");
   if (to !== null) filter.to = to;
   return await asRequest(async () => {
+    const span = new LogSpan(query);
+    // A bare array has no cursor: what the bounded scan found, newest first, is the answer.
+    const scan = await SeqScan.open(
+      query,
+      span,
+      filter,
+      "newest",
+      undefined,
+      new Budget(options.seqs ?? LIST_SEQS),
+    );
     const found: ReadRecord[] = [];
-    let after: number | undefined;
-    while (found.length < limit) {
-      const page = await query.page({
-        filter,
-        order: "newest",
-        limit: Math.min(MAX_LIMIT, limit - found.length),
-        ...(after === undefined ? {} : { after }),
-      });
-      found.push(...page.records);
-      if (page.next === null) break;
-      after = page.next;
-    }
-    const budget = new Budget(Math.max(PAIR_BUDGET, 3 * found.length));
+    while (found.length < limit && !scan.done) found.push(...await scan.read(limit - found.length));
     const requestOf = await requestsOf(
       query,
       found.map((r) => r.record).filter(isAnswer),
-      budget,
+      new Budget(PAIR_SEQS),
+      span,
     );
     return found.map((r) => goEntry(r, requestOf.get(r.record.seq) ?? null));
   });
@@ -234,6 +255,8 @@ export function startOfDay(now: Date, timeZone: string): number {
  * `total_today` = client requests (refused ones included), `error_rate` = answers to them that are
  * errors — the proxy's refusals are such answers — over `total_today` (0 when none; at most 1),
  * `top_tools` = today's `tools/call` requests by tool, count then name, top 5 (`[]` when none).
+ * Of today, the newest {@link REQUEST_SEQS} records are read at most: on a busier day the counts
+ * are of those.
  *
  * @example
  * ```ts
@@ -245,27 +268,40 @@ export async function goStats(query: RecordQuery, now: Date, timeZone: string): 
   const from = startOfDay(now, timeZone);
   const to = now.getTime() + 1;
   return await asRequest(async () => {
-    const calls = await query.stats({
-      kinds: ["request"],
-      direction: "client_to_server",
-      from,
-      to,
-    });
-    const failed = await query.stats({
-      kinds: ["response", "error"],
-      direction: "server_to_client",
-      errorsOnly: true,
-      from,
-      to,
-    });
-    const total = calls.records;
+    const filter: RecordFilter = { kinds: ["request", "response", "error"], from, to };
+    const span = new LogSpan(query);
+    const scan = await SeqScan.open(
+      query,
+      span,
+      filter,
+      "newest",
+      undefined,
+      new Budget(REQUEST_SEQS),
+    );
+    let total = 0;
+    let failed = 0;
+    const tools = new Map<string, number>();
+    while (!scan.done) {
+      for (const { record: r } of await scan.read(MAX_LIMIT)) {
+        if (r.kind === "request" && r.direction === "client_to_server") {
+          total++;
+          if (r.method === "tools/call" && typeof r.tool_name === "string" && true) {
+            if (tools.has(r.tool_name) || tools.size < NAMES_CAP) {
+              tools.set(r.tool_name, (tools.get(r.tool_name) ?? 0) + 1);
+            }
+          }
+        } else if (isAnswer(r) && r.direction === "server_to_client" && isErrorRecord(r)) {
+          failed++;
+        }
+      }
+    }
     return {
       total_today: total,
-      error_rate: total > 0 ? Math.min(1, failed.records / total) : 0,
-      top_tools: [...calls.topTools]
+      error_rate: total > 0 ? Math.min(1, failed / total) : 0,
+      top_tools: [...tools]
+        .map(([name, count]) => ({ name, count }))
         .sort((a, b) => b.count - a.count || byCodePoint(a.name, b.name))
-        .slice(0, GO_TOP_TOOLS)
-        .map(({ name, count }) => ({ name, count })),
+        .slice(0, GO_TOP_TOOLS),
     };
   });
 }

@@ -8,7 +8,12 @@
  *
  * @module
  */
-import { QueryError, type RecordFilter } from "../audit/storage/query.ts";
+import {
+  QueryError,
+  type ReadRecord,
+  type RecordFilter,
+  type RecordQuery,
+} from "../audit/storage/query.ts";
 import type { Direction, RecordKind } from "../audit/record.ts";
 import { BadRequestError } from "./api.ts";
 
@@ -297,5 +302,208 @@ export async function asRequest<T>(read: () => Promise<T>): Promise<T> {
   } catch (e) {
     if (e instanceof QueryError) throw new BadRequestError(e.message, { cause: e });
     throw e;
+  }
+}
+
+/** Seqs one query call reads at most: a read of the log is confined to a window this wide. */
+export const SEQ_WINDOW = 20_000;
+/** Seqs one request scans at most: the records, sessions and stats listings. */
+export const REQUEST_SEQS = 100_000;
+/** Of a request that pairs requests with answers: seqs its listing scans at most… */
+export const LIST_SEQS = 60_000;
+/** …and seqs its pairing scans at most (answers usually follow their request closely). */
+export const PAIR_SEQS = 40_000;
+/**
+ * Writers' clocks differ a little: a time-bounded scan stops a window after a record this much
+ * beyond its time bound, so that a record stored late but stamped inside it is still read.
+ */
+export const SKEW_MS = 60_000;
+
+/** How many seqs a request may still scan. */
+export class Budget {
+  #left: number;
+
+  constructor(seqs: number) {
+    this.#left = seqs;
+  }
+
+  /** Seqs that may still be scanned. */
+  get left(): number {
+    return this.#left;
+  }
+
+  /** Counts seqs scanned. */
+  take(seqs: number): void {
+    this.#left -= seqs;
+  }
+}
+
+/** The first and last seq of the log, each read once (a one-record page) and kept for a request. */
+export class LogSpan {
+  readonly #query: RecordQuery;
+  #first: Promise<number | null> | undefined;
+  #last: Promise<number | null> | undefined;
+
+  constructor(query: RecordQuery) {
+    this.#query = query;
+  }
+
+  /** The oldest record's seq; null for an empty log. */
+  first(): Promise<number | null> {
+    this.#first ??= this.#end("oldest");
+    return this.#first;
+  }
+
+  /** The newest record's seq when first asked; null for an empty log. */
+  last(): Promise<number | null> {
+    this.#last ??= this.#end("newest");
+    return this.#last;
+  }
+
+  async #end(order: "oldest" | "newest"): Promise<number | null> {
+    const page = await this.#query.page({ filter: {}, order, limit: 1 });
+    return page.records[0]?.record.seq ?? null;
+  }
+}
+
+/**
+ * A filter read through the log in `seq` windows of at most {@link SEQ_WINDOW}, newest or oldest
+ * first, until the log's end in that order or the budget (in seqs, matching or not) is spent. So
+ * that a filter matching little costs what the budget allows, never the whole log: the caller
+ * then hands out {@link position} as a cursor and the client continues from there.
+ *
+ * @example
+ * ```ts
+ * const scan = await SeqScan.open(query, new LogSpan(query), { method: "x" }, "newest", undefined, new Budget(60_000));
+ * while (!scan.done) for (const r of await scan.read(100)) console.log(r.record.seq);
+ * // scan.exhausted: nothing is left; else continue with `before=${scan.position}`
+ * ```
+ */
+export class SeqScan {
+  readonly #query: RecordQuery;
+  readonly #filter: RecordFilter;
+  readonly #order: "newest" | "oldest";
+  readonly #budget: Budget;
+  /** The log's end in the order read: lowest seq (newest first) or highest (oldest first). */
+  readonly #end: number;
+  #position: number;
+  #exhausted: boolean;
+
+  private constructor(
+    query: RecordQuery,
+    filter: RecordFilter,
+    order: "newest" | "oldest",
+    budget: Budget,
+    end: number,
+    position: number,
+  ) {
+    this.#query = query;
+    this.#filter = filter;
+    this.#order = order;
+    this.#budget = budget;
+    this.#end = end;
+    this.#position = position;
+    this.#exhausted = order === "newest" ? position <= end : position >= end;
+  }
+
+  /**
+   * A scan starting after `after` (exclusive, in `order`; undefined: from the log's end that
+   * order starts at), within the filter's `fromSeq`/`toSeq` and the log's first and last seq.
+   */
+  static async open(
+    query: RecordQuery,
+    span: LogSpan,
+    filter: RecordFilter,
+    order: "newest" | "oldest",
+    after: number | undefined,
+    budget: Budget,
+  ): Promise<SeqScan> {
+    const first = await span.first();
+    const last = await span.last();
+    if (first === null || last === null) {
+      return new SeqScan(query, filter, order, budget, 0, order === "newest" ? 0 : after ?? 0);
+    }
+    if (order === "newest") {
+      const end = Math.max(first, filter.fromSeq ?? 1);
+      const position = Math.min(after ?? Infinity, (filter.toSeq ?? Infinity) + 1, last + 1);
+      return new SeqScan(query, filter, order, budget, end, position);
+    }
+    const end = Math.min(last, filter.toSeq ?? Infinity);
+    const position = Math.max(after ?? 0, (filter.fromSeq ?? 1) - 1, first - 1);
+    return new SeqScan(query, filter, order, budget, end, position);
+  }
+
+  /**
+   * Where the scan stopped, as a cursor in its order (exclusive): newest first, every seq at or
+   * above it was read; oldest first, every seq at or below it.
+   */
+  get position(): number {
+    return this.#position;
+  }
+
+  /** True when nothing the filter selects is left beyond {@link position} (in the log read). */
+  get exhausted(): boolean {
+    return this.#exhausted;
+  }
+
+  /** True when the scan may read no more: exhausted, or its budget spent. */
+  get done(): boolean {
+    return this.#exhausted || this.#budget.left <= 0;
+  }
+
+  /** Moves past seqs the caller needs no record of (up to `seq`, exclusive), unread and free. */
+  skipTo(seq: number): void {
+    if (this.#order === "newest") {
+      if (seq < this.#position) this.#position = Math.max(seq, this.#end);
+      this.#exhausted = this.#position <= this.#end;
+    } else {
+      if (seq > this.#position) this.#position = Math.min(seq, this.#end);
+      this.#exhausted = this.#position >= this.#end;
+    }
+  }
+
+  /**
+   * One query call: up to `limit` records of the next window, in the scan's order. Empty when the
+   * window held none (the scan still moved on); empty too once {@link done}.
+   */
+  async read(limit: number): Promise<ReadRecord[]> {
+    if (this.done) return [];
+    const width = Math.min(SEQ_WINDOW, this.#budget.left);
+    const newest = this.#order === "newest";
+    const lo = newest ? Math.max(this.#end, this.#position - width) : this.#position + 1;
+    const hi = newest ? this.#position - 1 : Math.min(this.#end, this.#position + width);
+    const page = await this.#query.page({
+      filter: { ...this.#filter, fromSeq: lo, toSeq: hi },
+      order: this.#order,
+      limit: Math.max(1, Math.min(MAX_LIMIT, limit)),
+    });
+    const moved = page.next ?? (newest ? lo : hi);
+    this.#budget.take(newest ? this.#position - moved : moved - this.#position);
+    this.#position = moved;
+    this.#exhausted = newest ? moved <= this.#end : moved >= this.#end;
+    if (page.next === null && !this.#exhausted && await this.#pastTime(lo, hi)) {
+      this.#exhausted = true;
+    }
+    return page.records;
+  }
+
+  /**
+   * Whether a window read to its end lies beyond the filter's time bound (by more than
+   * {@link SKEW_MS}): then so does everything further, as time rises with seq.
+   */
+  async #pastTime(lo: number, hi: number): Promise<boolean> {
+    const newest = this.#order === "newest";
+    const bound = newest ? this.#filter.from : this.#filter.to;
+    if (bound === undefined) return false;
+    // The window's record furthest along: its lowest newest first, its highest oldest first.
+    const probe = await this.#query.page({
+      filter: { fromSeq: lo, toSeq: hi },
+      order: newest ? "oldest" : "newest",
+      limit: 1,
+    });
+    const r = probe.records[0]?.record;
+    if (r === undefined) return false;
+    const t = Date.parse(r.ts);
+    return newest ? t < bound - SKEW_MS : t >= bound + SKEW_MS;
   }
 }

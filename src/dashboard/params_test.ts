@@ -1,7 +1,16 @@
 import assert from "node:assert/strict";
-import { BadRequestError } from "./api.ts";
+import { JsonlQuery } from "../audit/storage/jsonl_query.ts";
+import { BadRequestError, type ExchangesPage, type RecordsPage } from "./api.ts";
+import { exchangeDetail, exchangesPage } from "./exchanges.ts";
+import { goEntries } from "./go_compat.ts";
+import { recordsPage } from "./records_view.ts";
+import { sessionsPage } from "./sessions.ts";
+import { CountingQuery } from "./testdata/counting_query.ts";
+import { answer, call, T0, TestLog } from "./testdata/test_log.ts";
+import { windowStats } from "./window_stats.ts";
 import {
   daysFromCivil,
+  PAIR_SEQS,
   parseCursor,
   parseFilter,
   parseInstant,
@@ -171,5 +180,140 @@ Deno.test("parseCursor: before or after, never both; seqCursor reads a seq", () 
   assert.equal(seqCursor({ dir: "before", value: "42" }), 42);
   for (const value of ["0", "x", "-1", "1.0"]) {
     assert.throws(() => seqCursor({ dir: "before", value }), BadRequestError);
+  }
+});
+
+Deno.test("every read model scans a bounded number of seqs, and its cursors visit every match once", async () => {
+  using log = new TestLog();
+  const needles = new Set<number>();
+  for (let chunk = 0; chunk < 6; chunk++) {
+    const drafts = [];
+    for (let i = 0; i < 2500; i++) {
+      drafts.push(call(`${chunk}-${i}`, i === 1234 ? "needle" : "echo"));
+    }
+    const calls = log.addAll(drafts);
+    log.addAll(calls.map((c) => answer(c, { content: [] })));
+    for (const c of calls) if (c.tool_name === "needle") needles.add(c.seq);
+  }
+  assert.equal(log.seq, 30_000);
+  // Answers carry their request's tool name: records of the needle are its calls and answers.
+  const marked = log.records.slice(1).filter((r) => r.tool_name === "needle").map((r) => r.seq);
+  assert.equal(marked.length, 12);
+  const seqs = 7_000;
+  // A request's probes (the log's first and last seq, a window's time) cost a few seqs more.
+  const bound = seqs + 10;
+  const size = Deno.statSync(log.jsonl).size;
+  for (const { name, query: real } of log.backends()) {
+    let bytes = 0;
+    const inner = name === "jsonl"
+      ? new JsonlQuery(log.jsonl, { onRead: (n) => bytes += n })
+      : real;
+    const query = new CountingQuery(inner);
+    // Pairing requests with answers has its own budget: an exchanges listing scans up to both.
+    const bounded = async <T>(
+      what: string,
+      read: () => Promise<T>,
+      pairing = false,
+    ): Promise<T> => {
+      query.scanned = 0;
+      bytes = 0;
+      const out = await read();
+      const most = bound + (pairing ? PAIR_SEQS : 0);
+      assert.ok(query.scanned <= most, `${name} ${what}: scanned ${query.scanned}`);
+      if (name === "jsonl") {
+        // Within a window, bisecting reads a few blocks more than the records.
+        const share = Math.min(1, most / log.seq);
+        assert.ok(bytes < size * share * 1.2 + 512 * 1024, `${name} ${what}: ${bytes} of ${size}`);
+      }
+      return out;
+    };
+
+    const nothing = await bounded(
+      "records",
+      () => recordsPage(query, qs("method=no/such"), { seqs }),
+    );
+    assert.deepEqual(nothing.items, [], name);
+    assert.notEqual(nothing.older, null, name);
+    const found: number[] = [];
+    let older: string | null = null;
+    for (let i = 0; i < 20; i++) {
+      const p: RecordsPage = await bounded(
+        "records before",
+        () =>
+          recordsPage(query, qs(`tool=needle&limit=2${older === null ? "" : `&before=${older}`}`), {
+            seqs,
+          }),
+      );
+      found.push(...p.items.map((r) => r.seq));
+      older = p.older;
+      if (older === null) break;
+    }
+    assert.equal(older, null, name);
+    assert.deepEqual(found, [...marked].reverse(), name);
+    const since: number[] = [];
+    let newer = "0";
+    for (let i = 0; i < 20; i++) {
+      const p = await bounded(
+        "records after",
+        () => recordsPage(query, qs(`tool=needle&limit=2&after=${newer}`), { seqs }),
+      );
+      since.push(...p.items.map((r) => r.seq).reverse());
+      if (p.items.length === 0 && p.newer === newer) break;
+      newer = p.newer!;
+    }
+    assert.deepEqual(since, marked, name);
+
+    const none = await bounded("exchanges q", () => exchangesPage(query, qs("q=zzzzzz"), { seqs }));
+    assert.deepEqual(none.items, [], name);
+    assert.notEqual(none.older, null, name);
+    const keys: number[] = [];
+    let before: string | null = null;
+    for (let i = 0; i < 20; i++) {
+      const p: ExchangesPage = await bounded(
+        "exchanges",
+        () =>
+          exchangesPage(query, qs(`tool=needle${before === null ? "" : `&before=${before}`}`), {
+            seqs,
+          }),
+        true,
+      );
+      for (const x of p.items) {
+        keys.push(Number(x.key));
+        assert.equal(x.state, "ok", name);
+      }
+      before = p.older;
+      if (before === null) break;
+    }
+    assert.deepEqual(keys, [...needles].sort((a, b) => b - a), name);
+    const detail = await bounded(
+      "exchange",
+      () => exchangeDetail(query, String([...needles][0])),
+      true,
+    );
+    assert.equal(detail?.state, "ok", name);
+
+    assert.deepEqual(
+      await bounded(
+        "go entries",
+        () => goEntries(query, qs("limit=10000&tool_name=nothing"), { seqs }),
+      ),
+      [],
+      name,
+    );
+    const sessions = await bounded(
+      "sessions",
+      () => sessionsPage(query, qs("session=nothing"), { read: seqs }),
+    );
+    assert.deepEqual(sessions.items, [], name);
+    assert.notEqual(sessions.older, null, name);
+    const stats = await bounded(
+      "stats",
+      () =>
+        windowStats(query, qs(`method=nothing&from=${T0}&to=${T0 + 40_000_000}`), new Date(), {
+          cap: seqs,
+        }),
+    );
+    assert.equal(stats.partial, true, name);
+    assert.equal(stats.calls, 0, name);
   }
 });

@@ -1,7 +1,7 @@
 /**
  * Sessions (`GET /api/v1/sessions`): the records read newest first, grouped by their `session`.
  *
- * A log has no index of sessions, so one call reads at most {@link SESSIONS_READ} records, and a
+ * A log has no index of sessions, so one call scans at most {@link SESSIONS_READ} seqs, and a
  * session is summed over the records of it that the call read: one that began before them shows
  * only its newest part, and the next page (`before=`) shows it again with the part before.
  *
@@ -11,10 +11,21 @@ import type { AuditRecord } from "../audit/record.ts";
 import { isErrorRecord, type RecordFilter, type RecordQuery } from "../audit/storage/query.ts";
 import { isJsonObject } from "../jsonrpc/json.ts";
 import { BadRequestError, type SessionsPage, type SessionSummary } from "./api.ts";
-import { asRequest, MAX_LIMIT, parseCursor, parseFilter, parseLimit, seqCursor } from "./params.ts";
+import {
+  asRequest,
+  Budget,
+  LogSpan,
+  MAX_LIMIT,
+  parseCursor,
+  parseFilter,
+  parseLimit,
+  REQUEST_SEQS,
+  seqCursor,
+  SeqScan,
+} from "./params.ts";
 
-/** The most records one call reads. */
-export const SESSIONS_READ = 20_000;
+/** The most seqs one call scans (in windows: a filter matching little costs no more). */
+export const SESSIONS_READ = REQUEST_SEQS;
 
 function clientName(r: AuditRecord): string | null {
   const info = r.client_info;
@@ -26,7 +37,7 @@ function clientName(r: AuditRecord): string | null {
  * `before=<cursor>` continues with what is older; `client`, `server`, `session`, `from`, `to`
  * narrow the records read (other filters are not used). `client_name` is that of the oldest
  * record read with a `client_info`; `calls` counts client requests, `errors` records that are
- * errors (refusals included). `options.read`: the most records read (default {@link SESSIONS_READ}).
+ * errors (refusals included). `options.read`: the most seqs scanned (default {@link SESSIONS_READ}).
  *
  * @example
  * ```ts
@@ -59,21 +70,17 @@ export async function sessionsPage(
   // The seq just above the newest record of the first session left off the page: the next page
   // starts there.
   let resume: number | null = null;
-  let read = 0;
-  let last: number | null = null;
-  let exhausted = false;
-  await asRequest(async () => {
-    let after = before;
-    while (read < cap) {
-      const page = await query.page({
-        filter,
-        order: "newest",
-        limit: Math.min(MAX_LIMIT, cap - read),
-        ...(after === undefined ? {} : { after }),
-      });
-      read += page.records.length;
-      for (const { record: r } of page.records) {
-        last = r.seq;
+  const scan = await asRequest(async () => {
+    const scan = await SeqScan.open(
+      query,
+      new LogSpan(query),
+      filter,
+      "newest",
+      before,
+      new Budget(cap),
+    );
+    while (!scan.done) {
+      for (const { record: r } of await scan.read(MAX_LIMIT)) {
         const id = r.session;
         if (typeof id !== "string") continue;
         let s = sessions.get(id);
@@ -105,15 +112,11 @@ export async function sessionsPage(
         if (isErrorRecord(r)) s.errors++;
         s.client_name = clientName(r) ?? s.client_name;
       }
-      if (page.next === null) {
-        exhausted = true;
-        break;
-      }
-      after = page.next;
     }
+    return scan;
   });
   let older: string | null = null;
   if (resume !== null) older = String(resume);
-  else if (!exhausted && last !== null) older = String(last);
+  else if (!scan.exhausted) older = String(scan.position);
   return { items: [...sessions.values()], older };
 }

@@ -2,8 +2,8 @@
  * Counts over a time window (`GET /api/v1/stats`): calls, errors, refusals, pending calls,
  * latency percentiles, top tools and clients, and the same per time bucket.
  *
- * The window's requests and answers are read newest first, at most {@link STATS_CAP} of them:
- * beyond that the counts are of the newest (`partial: true`). Calls are paired with their answers
+ * The window's requests and answers are read newest first, scanning at most {@link STATS_CAP}
+ * seqs: beyond that the counts are of the newest (`partial: true`). Calls are paired with their answers
  * among the records read, as exchanges are (see `exchanges.ts`).
  *
  * @module
@@ -13,19 +13,26 @@ import { isErrorRecord, type RecordFilter, type RecordQuery } from "../audit/sto
 import { isJsonObject } from "../jsonrpc/json.ts";
 import { BadRequestError, type Latency, type StatsBucket, type WindowStats } from "./api.ts";
 import { isAnswer, pairKey, refusalOf } from "./exchanges.ts";
-import { asRequest, MAX_LIMIT, param, parseFilter, positiveInteger } from "./params.ts";
+import {
+  asRequest,
+  Budget,
+  LogSpan,
+  MAX_LIMIT,
+  param,
+  parseFilter,
+  positiveInteger,
+  REQUEST_SEQS,
+  SeqScan,
+} from "./params.ts";
 
-/** The most records read for one answer. */
-export const STATS_CAP = 200_000;
+/** The most seqs scanned for one answer. */
+export const STATS_CAP = REQUEST_SEQS;
 const MAX_BUCKETS = 500;
 const DEFAULT_BUCKETS = 60;
 const HOUR_MS = 3_600_000;
 /** Different tool or client names counted, at most: later new names are not counted. */
 export const NAMES_CAP = 10_000;
 const TOP = 10;
-// Writers' clocks differ a little: the read starts after the newest record this much before the
-// window, so that a record stored late but stamped inside the window is still read.
-const SKEW_MS = 60_000;
 // The proxy's refusals (jsonrpc/errors.ts: PolicyDenied, RateLimited), for an answer whose
 // request was not read.
 const REFUSAL_CODES: readonly number[] = [-32030, -32029];
@@ -139,7 +146,7 @@ function errorCode(r: AuditRecord): number | null {
  * const s = await windowStats(query, new URLSearchParams("buckets=12"), new Date());
  * console.log(s.calls, s.errors, s.latency.p95, s.buckets.length);
  * ```
- * `options.cap`: the most records read (default {@link STATS_CAP}).
+ * `options.cap`: the most seqs scanned (default {@link STATS_CAP}).
  * @throws {BadRequestError} for a malformed parameter, or `from` not before `to`
  */
 export async function windowStats(
@@ -229,27 +236,21 @@ export async function windowStats(
   let read = 0;
   let partial = false;
   await asRequest(async () => {
-    // Where the window starts in seq: a JSONL log is then read from there, not from its start.
-    const before = await query.page({ filter: { to: from - SKEW_MS }, order: "newest", limit: 1 });
-    const lowest = before.records[0]?.record.seq;
-    if (lowest !== undefined) filter.fromSeq = lowest + 1;
-    let after: number | undefined;
-    for (;;) {
-      const page = await query.page({
-        filter,
-        order: "newest",
-        limit: Math.min(MAX_LIMIT, cap - read),
-        ...(after === undefined ? {} : { after }),
-      });
-      for (const { record } of page.records) visit(record);
-      read += page.records.length;
-      if (page.next === null) break;
-      if (read >= cap) {
-        partial = true;
-        break;
-      }
-      after = page.next;
+    // Newest first, window by window: the scan ends a window past `from` (by the clock skew).
+    const scan = await SeqScan.open(
+      query,
+      new LogSpan(query),
+      filter,
+      "newest",
+      undefined,
+      new Budget(cap),
+    );
+    while (!scan.done) {
+      const records = await scan.read(MAX_LIMIT);
+      for (const { record } of records) visit(record);
+      read += records.length;
     }
+    partial = !scan.exhausted;
   });
   for (const next of later.values()) if (next.kind === "answer") alone(next.facts);
 
