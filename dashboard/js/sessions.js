@@ -83,7 +83,11 @@ export class SessionsView {
       this.#older = full ? null : page.older;
       more.hidden = this.#older === null;
       message.hidden = tbody.rows.length > 0;
-      message.textContent = tbody.rows.length > 0 ? "" : "No sessions in the log yet.";
+      message.textContent = tbody.rows.length > 0
+        ? ""
+        : this.#older === null
+        ? "No sessions in the log yet."
+        : "No sessions in the newest records read: use "Older sessions" to read further back.";
     } catch (e) {
       if (isAbort(e)) return;
       message.hidden = false;
