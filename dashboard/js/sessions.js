@@ -87,7 +87,7 @@ export class SessionsView {
         ? ""
         : this.#older === null
         ? "No sessions in the log yet."
-        : "No sessions in the newest records read: use "Older sessions" to read further back.";
+        : "No sessions in the newest records read: use Older sessions to read further back.";
     } catch (e) {
       if (isAbort(e)) return;
       message.hidden = false;
