@@ -14,6 +14,7 @@ import {
   type RecordFilter,
   type RecordQuery,
 } from "../audit/storage/query.ts";
+import { setImmediate } from "node:timers";
 import type { Direction, RecordKind } from "../audit/record.ts";
 import { BadRequestError } from "./api.ts";
 
@@ -305,8 +306,12 @@ export async function asRequest<T>(read: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Seqs one query call reads at most: a read of the log is confined to a window this wide. */
-export const SEQ_WINDOW = 20_000;
+/**
+ * Seqs one query call reads at most: a read of the log is confined to a window this wide. The
+ * SQLite backend answers a call synchronously, so this also bounds how long one call holds the
+ * event loop — which, in a proxy, is the one that forwards messages.
+ */
+export const SEQ_WINDOW = 5_000;
 /** Seqs one request scans at most: the records, sessions and stats listings. */
 export const REQUEST_SEQS = 100_000;
 /** Of a request that pairs requests with answers: seqs its listing scans at most… */
@@ -468,6 +473,8 @@ export class SeqScan {
    */
   async read(limit: number): Promise<ReadRecord[]> {
     if (this.done) return [];
+    // Between windows the event loop runs what waits (a proxy's forwarding above all).
+    await new Promise<void>((resolve) => setImmediate(resolve));
     const width = Math.min(SEQ_WINDOW, this.#budget.left);
     const newest = this.#order === "newest";
     const lo = newest ? Math.max(this.#end, this.#position - width) : this.#position + 1;
