@@ -14,6 +14,8 @@ import { chainStatus } from "./guards.js";
 /** @typedef {import("./guards.js").ChainStatus} ChainStatus */
 
 const POLL_MS = 10_000;
+/** While the first check of the whole log runs, its progress is read this often. */
+const CHECKING_MS = 1_000;
 const MIN_MS = 5_000;
 
 /**
@@ -75,7 +77,7 @@ export class ChainBadge {
     options.badge.addEventListener("click", () => this.#explain());
   }
 
-  /** Reads the status now and then every 10 s. */
+  /** Reads the status now and then every 10 s (every second while the first check runs). */
   start() {
     void this.#poll();
   }
@@ -121,7 +123,7 @@ export class ChainBadge {
       badge.title = describeError(e);
     } finally {
       this.#inFlight = false;
-      this.#schedule(POLL_MS);
+      this.#schedule(this.#status?.state === "checking" ? CHECKING_MS : POLL_MS);
     }
   }
 
