@@ -3,7 +3,9 @@
  */
 
 /** The text lines of a byte stream, as they complete. */
-export async function* splitLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+export async function* splitLines(
+  stream: ReadableStream<Uint8Array<ArrayBuffer>>,
+): AsyncGenerator<string> {
   let pending = "";
   for await (const text of stream.pipeThrough(new TextDecoderStream())) {
     pending += text;

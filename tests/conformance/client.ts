@@ -47,7 +47,9 @@ async function firstMatch(
   }
 }
 
-async function* splitLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+async function* splitLines(
+  stream: ReadableStream<Uint8Array<ArrayBuffer>>,
+): AsyncGenerator<string> {
   let pending = "";
   for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
     pending += chunk;

@@ -189,7 +189,9 @@ function kill(child: Deno.ChildProcess, signal: Deno.Signal): void {
   } catch { /* already exited */ }
 }
 
-async function* splitLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+async function* splitLines(
+  stream: ReadableStream<Uint8Array<ArrayBuffer>>,
+): AsyncGenerator<string> {
   let pending = "";
   for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
     pending += chunk;
