@@ -9,15 +9,13 @@
  *
  * @module
  */
-import { monotonicFactory } from "ulid";
-import { AuditLog } from "../src/audit/chain.ts";
+import type { AuditLog } from "../src/audit/chain.ts";
 import { EventMethod } from "../src/audit/record.ts";
-import { defaultKeyId, hmacSigner } from "../src/audit/signing.ts";
-import { openStore } from "../src/audit/storage/open.ts";
 import { loadConfig } from "../src/config/load.ts";
 import { Logger } from "../src/log.ts";
 import { serveDashboard } from "../src/cli/dashboard_serve.ts";
 import { createDashboardServices } from "../src/dashboard/services.ts";
+import { callFields, chainWriter, resultFields } from "../src/dashboard/testdata/test_log.ts";
 import {
   assert,
   assertEquals,
@@ -41,56 +39,11 @@ const skipSqlite = STORAGE === "sqlite";
 /** A JSONL log of `calls` tool calls with their answers, written through the real chain. */
 function writeLog(dir: string, calls: number, tool = "echo"): { path: string; log: AuditLog } {
   const path = `${dir}/audit.jsonl`;
-  const { config } = loadConfig({
-    env: { MCP_AUDIT_AUDIT_PATH: path },
-    flags: new Map(),
-    upstreamArgv: [],
-  });
-  const signer = hmacSigner(SECRET, defaultKeyId(SECRET));
-  const logger = new Logger("error", () => {});
-  const newId = monotonicFactory();
-  const log = new AuditLog({
-    store: openStore(config.audit, { signer, logger }),
-    signer,
-    now: Date.now,
-    newId: (now) => newId(now),
-    clientId: "client-a",
-    serverId: "server-a",
-    transport: "stdio",
-    logger,
-  });
+  const { log } = chainWriter(path, "jsonl", { secret: SECRET });
   log.event(EventMethod.Start, { version: "test" }, "s1");
   for (let id = 1; id <= calls; id++) {
-    const base = {
-      transport: "stdio" as const,
-      session: "s1",
-      jsonrpc_id: id,
-      method: "tools/call",
-      tool_name: tool,
-      redacted: [],
-      decision: null,
-      client_info: null,
-      wire_sha256: null,
-      upstream: null,
-    };
-    log.append({
-      ...base,
-      kind: "request",
-      direction: "client_to_server",
-      params: { name: tool, arguments: { n: id } },
-      result: null,
-      error: null,
-      duration_ms: null,
-    });
-    log.append({
-      ...base,
-      kind: "response",
-      direction: "server_to_client",
-      params: null,
-      result: { content: [{ type: "text", text: `ok ${id}` }] },
-      error: null,
-      duration_ms: 1,
-    });
+    log.append(callFields(id, tool, { n: id }));
+    log.append(resultFields(id, tool, `ok ${id}`, 1));
   }
   log.sync();
   return { path, log };

@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
-import { monotonicFactory } from "ulid";
-import { AuditLog } from "../audit/chain.ts";
 import { EventMethod } from "../audit/record.ts";
-import { defaultKeyId, hmacSigner } from "../audit/signing.ts";
-import { openStore } from "../audit/storage/open.ts";
-import { loadConfig } from "../config/load.ts";
+import {
+  type BackendName,
+  callFields,
+  chainWriter,
+  logName,
+  resultFields,
+} from "../dashboard/testdata/test_log.ts";
 import { Logger } from "../log.ts";
 import { dashboardCommand, type DashboardIo } from "./dashboard_command.ts";
 import { UsageError } from "./errors.ts";
@@ -12,58 +14,13 @@ import { UsageError } from "./errors.ts";
 const SECRET = "dashboard-command-secret-7c2e91";
 const TOKEN = "dashboard-command-token-4f0a";
 
-type Backend = "jsonl" | "sqlite";
-
 /** Writes a small signed log through the real chain and store: start, one call, stop. */
-function writeLog(dir: string, backend: Backend): string {
-  const path = `${dir}/audit.${backend === "sqlite" ? "db" : "jsonl"}`;
-  const env: Record<string, string> = backend === "sqlite"
-    ? { MCP_AUDIT_AUDIT_STORAGE: "sqlite", MCP_AUDIT_AUDIT_SQLITE_PATH: path }
-    : { MCP_AUDIT_AUDIT_PATH: path };
-  const { config } = loadConfig({ env, flags: new Map(), upstreamArgv: [] });
-  const signer = hmacSigner(SECRET, defaultKeyId(SECRET));
-  const logger = new Logger("error", () => {});
-  const newId = monotonicFactory();
-  const log = new AuditLog({
-    store: openStore(config.audit, { signer, logger }),
-    signer,
-    now: Date.now,
-    newId: (now) => newId(now),
-    clientId: "client-a",
-    serverId: "server-a",
-    transport: "stdio",
-    logger,
-  });
+function writeLog(dir: string, backend: BackendName): string {
+  const path = `${dir}/${logName(backend)}`;
+  const { log } = chainWriter(path, backend, { secret: SECRET });
   log.event(EventMethod.Start, { version: "test" }, "s1");
-  const call = {
-    transport: "stdio" as const,
-    session: "s1",
-    jsonrpc_id: 1,
-    method: "tools/call",
-    tool_name: "echo",
-    error: null,
-    redacted: [],
-    decision: null,
-    client_info: null,
-    wire_sha256: null,
-    upstream: null,
-  };
-  log.append({
-    ...call,
-    kind: "request",
-    direction: "client_to_server",
-    params: { name: "echo", arguments: { message: "hi" } },
-    result: null,
-    duration_ms: null,
-  });
-  log.append({
-    ...call,
-    kind: "response",
-    direction: "server_to_client",
-    params: null,
-    result: { content: [{ type: "text", text: "Echo: hi" }] },
-    duration_ms: 2,
-  });
+  log.append(callFields(1, "echo", { message: "hi" }));
+  log.append(resultFields(1, "echo", "Echo: hi", 2));
   log.stop({ reason: "test", exit_code: 0 }, "s1");
   log.close();
   return path;

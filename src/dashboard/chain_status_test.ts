@@ -2,116 +2,26 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { AuditLog } from "../audit/chain.ts";
 import { hmacEntry, KeyRing } from "../audit/key_file.ts";
-import type { AuditFields } from "../audit/record.ts";
-import { hmacSigner } from "../audit/signing.ts";
-import { JsonlStore } from "../audit/storage/jsonl.ts";
 import { openQuery } from "../audit/storage/open.ts";
 import type { Page, PageRequest, ReadRecord, RecordQuery } from "../audit/storage/query.ts";
 import type { Rotation } from "../audit/storage/rotation.ts";
-import { SqliteStore } from "../audit/storage/sqlite.ts";
 import { verifyCommand } from "../cli/verify_command.ts";
 import { type ChainStatusOptions, ChainStatusTracker, shellQuote } from "./chain_status.ts";
 import { RecordFeed } from "./feed.ts";
+import { type BackendName, ChainLogs, NO_ROTATION, writeCalls } from "./testdata/test_log.ts";
 
-type Backend = "jsonl" | "sqlite";
-const BACKENDS: readonly Backend[] = ["jsonl", "sqlite"];
+const BACKENDS: readonly BackendName[] = ["jsonl", "sqlite"];
 const SECRET = "0123456789abcdef0123456789abcdef";
 const KEYS = new KeyRing([hmacEntry(SECRET, undefined, "AUDIT_SECRET")]);
 const silent = { warn: () => {} };
 
-let clock = Date.UTC(2026, 5, 10, 22);
-let ids = 0;
-
-function call(i: number): AuditFields {
-  return {
-    kind: "request",
-    direction: "client_to_server",
-    transport: "stdio",
-    session: "s1",
-    jsonrpc_id: i,
-    method: "tools/call",
-    tool_name: "echo",
-    params: { name: "echo", arguments: { text: `message ${i}` } },
-    result: null,
-    error: null,
-    redacted: [],
-    duration_ms: null,
-    decision: { action: "allow", rule: null, reason: "" },
-    client_info: { name: "test", version: "1" },
-    wire_sha256: "ab".repeat(32),
-    upstream: null,
-  };
-}
-
-const NO_ROTATION: Rotation = {
-  max_size_bytes: 0,
-  max_files: 0,
-  interval: "",
-  max_age_days: 0,
-  compress: "",
-};
-
-/** A temporary directory with a log in it, written through the real chain. */
-class Logs implements Disposable {
-  readonly dir = Deno.makeTempDirSync({ prefix: "mcp-audit-chain-status-" });
-  readonly path: string;
-  readonly backend: Backend;
-  readonly #writers: AuditLog[] = [];
-  readonly #jsonl: JsonlStore[] = [];
-
-  constructor(backend: Backend, name = backend === "jsonl" ? "audit.jsonl" : "audit.db") {
-    this.backend = backend;
-    this.path = `${this.dir}/${name}`;
-  }
-
-  writer(rotation: Rotation = NO_ROTATION): AuditLog {
-    const jsonl = this.backend === "jsonl"
-      ? new JsonlStore(this.path, { durability: "none", rotation })
-      : null;
-    if (jsonl !== null) this.#jsonl.push(jsonl);
-    const store = jsonl ?? new SqliteStore(this.path, { durability: "none", busyTimeoutMs: 5000 });
-    const log = new AuditLog({
-      store,
-      signer: hmacSigner(SECRET),
-      now: () => clock++,
-      newId: () => "01JD" + String(++ids).padStart(22, "0"),
-      clientId: "claude-desktop",
-      serverId: "filesystem",
-      transport: "stdio",
-    });
-    this.#writers.push(log);
-    return log;
-  }
-
-  /** Waits for the background work of the writers' stores (archive compression). */
-  async settled(): Promise<void> {
-    for (const store of this.#jsonl) await store.settled();
-  }
-
-  /** Closes the writers (a proxy that stopped). */
-  closeWriters(): void {
-    for (const w of this.#writers) w.close();
-  }
-
-  [Symbol.dispose](): void {
-    this.closeWriters();
-    Deno.removeSync(this.dir, { recursive: true });
-  }
-}
-
 /** Stores `n` records with `log`, in batches of 50; returns the last seq stored. */
 function write(log: AuditLog, n: number): number {
-  for (let i = 1; i <= n; i++) {
-    // The text names the seq the record gets (one writer at a time).
-    log.append(call(log.seq + log.queued + 1));
-    if (i % 50 === 0) log.flush();
-  }
-  log.flush();
-  return log.seq;
+  return writeCalls(log, n, 50);
 }
 
 /** A log of `n` records ending in `audit/stop`, its writer closed. */
-function cleanLog(logs: Logs, n: number, rotation: Rotation = NO_ROTATION): number {
+function cleanLog(logs: ChainLogs, n: number, rotation: Rotation = NO_ROTATION): number {
   const log = logs.writer(rotation);
   write(log, n);
   log.stop({ reason: "test" });
@@ -182,7 +92,7 @@ function linesOf(path: string): string[] {
 
 /** A copy of the log at `logs.path` beside it, changed by `change` (lines of JSONL, rows of SQLite). */
 function tamperedCopy(
-  logs: Logs,
+  logs: ChainLogs,
   jsonl: (lines: string[]) => string[],
   sql: string,
 ): string {
@@ -207,7 +117,7 @@ function tamperedCopy(
 
 for (const backend of BACKENDS) {
   Deno.test(`chain status (${backend}): a clean log is intact, checked with the key, as mcp-audit verify finds it`, async () => {
-    using logs = new Logs(backend);
+    using logs = new ChainLogs(backend, SECRET);
     const last = cleanLog(logs, 300);
     await using t = tracker(logs.path).tracker;
     assert.equal(t.status().state, "checking", "not checked yet");
@@ -228,7 +138,7 @@ for (const backend of BACKENDS) {
   });
 
   Deno.test(`chain status (${backend}): a byte changed in a record in the middle is a problem at its seq`, async () => {
-    using logs = new Logs(backend);
+    using logs = new ChainLogs(backend, SECRET);
     cleanLog(logs, 120);
     const copy = tamperedCopy(
       logs,
@@ -249,7 +159,7 @@ for (const backend of BACKENDS) {
   });
 
   Deno.test(`chain status (${backend}): a deleted record is missing at its seq`, async () => {
-    using logs = new Logs(backend);
+    using logs = new ChainLogs(backend, SECRET);
     cleanLog(logs, 120);
     const copy = tamperedCopy(
       logs,
@@ -266,7 +176,7 @@ for (const backend of BACKENDS) {
   });
 
   Deno.test(`chain status (${backend}): records the feed reads are checked as they come, without reading the log again`, async () => {
-    using logs = new Logs(backend);
+    using logs = new ChainLogs(backend, SECRET);
     const log = logs.writer();
     write(log, 200);
     const catchUp = new CountingQuery(logs.path);
@@ -318,7 +228,7 @@ function handedOut(feed: RecordFeed, seq: number): Promise<void> {
 }
 
 Deno.test("chain status: records that do not continue where the check stands are preceded by the ones in between, read once", async () => {
-  using logs = new Logs("jsonl");
+  using logs = new ChainLogs("jsonl", SECRET);
   const log = logs.writer();
   write(log, 100);
   const catchUp = new CountingQuery(logs.path);
@@ -346,7 +256,7 @@ Deno.test("chain status: records that do not continue where the check stands are
 });
 
 Deno.test("chain status: a rotated JSONL log is checked across its archives, compressed or not", async () => {
-  using logs = new Logs("jsonl");
+  using logs = new ChainLogs("jsonl", SECRET);
   const log = logs.writer({ ...NO_ROTATION, max_size_bytes: 8000, compress: "gzip" });
   write(log, 400);
   log.stop({ reason: "test" });
@@ -369,7 +279,7 @@ Deno.test("chain status: a rotated JSONL log is checked across its archives, com
 });
 
 Deno.test("chain status: a record changed in an archive of a rotated log is found at its seq", async () => {
-  using logs = new Logs("jsonl");
+  using logs = new ChainLogs("jsonl", SECRET);
   cleanLog(logs, 400, { ...NO_ROTATION, max_size_bytes: 8000 });
   const archive = [...Deno.readDirSync(logs.dir)].map((e) => `${logs.dir}/${e.name}`)
     .filter((p) => /audit\.jsonl\.\d{8}T/.test(p)).sort()[0]!;
@@ -390,7 +300,7 @@ Deno.test("chain status: a record changed in an archive of a rotated log is foun
 });
 
 Deno.test("chain status: checked with another key, every record is a problem of the key", async () => {
-  using logs = new Logs("sqlite");
+  using logs = new ChainLogs("sqlite", SECRET);
   cleanLog(logs, 20);
   const other = new KeyRing([hmacEntry("another secret of 32 characters!", undefined, "test")]);
   await using t = tracker(logs.path, { keys: other }).tracker;
@@ -403,7 +313,7 @@ Deno.test("chain status: checked with another key, every record is a problem of 
 });
 
 Deno.test("chain status: without keys the structure is checked, and the status says signatures were not", async () => {
-  using logs = new Logs("jsonl");
+  using logs = new ChainLogs("jsonl", SECRET);
   cleanLog(logs, 20);
   await using t = tracker(logs.path, { keys: null }).tracker;
   t.start();
@@ -415,7 +325,7 @@ Deno.test("chain status: without keys the structure is checked, and the status s
 });
 
 Deno.test("chain status: a log that is not there is unavailable, and checked once records are stored", async () => {
-  using logs = new Logs("jsonl");
+  using logs = new ChainLogs("jsonl", SECRET);
   let now = Date.UTC(2026, 5, 10, 22);
   await using t = tracker(logs.path, { now: () => new Date(now) }).tracker;
   t.start();
@@ -444,7 +354,7 @@ Deno.test("chain status: a log that is not there is unavailable, and checked onc
 });
 
 Deno.test("chain status: the first pass lets other work run, counts up while checking, and close() stops it", async () => {
-  using logs = new Logs("jsonl");
+  using logs = new ChainLogs("jsonl", SECRET);
   const last = cleanLog(logs, 1500);
   const { tracker: t, lines } = tracker(logs.path, { sliceMs: 0 });
   t.start();
@@ -458,7 +368,7 @@ Deno.test("chain status: the first pass lets other work run, counts up while che
 });
 
 Deno.test("chain status: a last line with no newline is not checked yet; the crash recovery that follows makes it a problem", async () => {
-  using logs = new Logs("jsonl");
+  using logs = new ChainLogs("jsonl", SECRET);
   const log = logs.writer();
   write(log, 30);
   logs.closeWriters();

@@ -1,90 +1,15 @@
 import assert from "node:assert/strict";
-import { AuditLog } from "../audit/chain.ts";
-import type { AuditFields } from "../audit/record.ts";
-import { hmacSigner } from "../audit/signing.ts";
-import { JsonlStore } from "../audit/storage/jsonl.ts";
 import { openQuery } from "../audit/storage/open.ts";
 import type { Page, PageRequest, ReadRecord, RecordQuery } from "../audit/storage/query.ts";
-import { SqliteStore } from "../audit/storage/sqlite.ts";
 import { type FeedOptions, RecordFeed, TooManyStreamsError } from "./feed.ts";
 import { PING, RETRY } from "./sse.ts";
+import { type BackendName, ChainLogs, writeCalls } from "./testdata/test_log.ts";
 
-type Backend = "jsonl" | "sqlite";
-const BACKENDS: readonly Backend[] = ["jsonl", "sqlite"];
+const BACKENDS: readonly BackendName[] = ["jsonl", "sqlite"];
 const SECRET = "0123456789abcdef0123456789abcdef";
 const silent = { warn: () => {} };
 // No poll unless a test asks for one: records arrive through the log's observer.
 const NO_POLL = 3_600_000;
-
-let clock = Date.UTC(2026, 5, 10, 22);
-let ids = 0;
-
-function call(i: number): AuditFields {
-  return {
-    kind: "request",
-    direction: "client_to_server",
-    transport: "stdio",
-    session: "s1",
-    jsonrpc_id: i,
-    method: "tools/call",
-    tool_name: "echo",
-    params: { name: "echo", arguments: { text: `message ${i}` } },
-    result: null,
-    error: null,
-    redacted: [],
-    duration_ms: null,
-    decision: { action: "allow", rule: null, reason: "" },
-    client_info: { name: "test", version: "1" },
-    wire_sha256: "ab".repeat(32),
-    upstream: null,
-  };
-}
-
-/** A log in a temporary directory, written through the real chain as proxies write it. */
-class Logs implements Disposable {
-  readonly dir = Deno.makeTempDirSync({ prefix: "mcp-audit-feed-" });
-  readonly path: string;
-  readonly #backend: Backend;
-  readonly #writers: AuditLog[] = [];
-
-  constructor(backend: Backend) {
-    this.#backend = backend;
-    this.path = `${this.dir}/${backend === "jsonl" ? "audit.jsonl" : "audit.db"}`;
-  }
-
-  /** Another writer of the log: another proxy process sharing it. */
-  writer(): AuditLog {
-    const store = this.#backend === "jsonl"
-      ? new JsonlStore(this.path, { durability: "none" })
-      : new SqliteStore(this.path, { durability: "none", busyTimeoutMs: 5000 });
-    const log = new AuditLog({
-      store,
-      signer: hmacSigner(SECRET),
-      now: () => clock++,
-      newId: () => "01JD" + String(++ids).padStart(22, "0"),
-      clientId: "claude-desktop",
-      serverId: "filesystem",
-      transport: "stdio",
-    });
-    this.#writers.push(log);
-    return log;
-  }
-
-  [Symbol.dispose](): void {
-    for (const w of this.#writers) w.close();
-    Deno.removeSync(this.dir, { recursive: true });
-  }
-}
-
-/** Stores `n` records with `log`, in batches of `batch`; returns the last seq stored. */
-function write(log: AuditLog, n: number, batch = 100): number {
-  for (let i = 1; i <= n; i++) {
-    log.append(call(i));
-    if (i % batch === 0) log.flush();
-  }
-  log.flush();
-  return log.seq;
-}
 
 function range(from: number, to: number): number[] {
   return Array.from({ length: to - from + 1 }, (_, i) => from + i);
@@ -225,10 +150,10 @@ async function started(
 
 for (const backend of BACKENDS) {
   Deno.test(`feed (${backend}): a stream catches up from a seq in pages, then goes on live, with no gap or duplicate while two writers store records`, async () => {
-    using logs = new Logs(backend);
+    using logs = new ChainLogs(backend, SECRET);
     const a = logs.writer();
     const b = logs.writer();
-    write(a, 1200);
+    writeCalls(a, 1200);
     const query = openQuery(logs.path);
     try {
       // Writer a is this process's log (its observer wakes the feed); b is another process's,
@@ -246,7 +171,7 @@ for (const backend of BACKENDS) {
         seen.push(e.seq);
         data.push(e.data);
         // Stored while the stream reads its pages and after it joined the live feed.
-        if (seen.length % 150 === 0 && turn < 8) last = write(turn++ % 2 === 0 ? a : b, 60, 7);
+        if (seen.length % 150 === 0 && turn < 8) last = writeCalls(turn++ % 2 === 0 ? a : b, 60, 7);
       }
       assert.equal(turn, 8, "records were stored while the stream was read");
       assert.deepEqual(seen, range(101, last));
@@ -260,22 +185,22 @@ for (const backend of BACKENDS) {
   });
 
   Deno.test(`feed (${backend}): a client reconnecting with Last-Event-ID gets exactly the records after it`, async () => {
-    using logs = new Logs(backend);
+    using logs = new ChainLogs(backend, SECRET);
     const log = logs.writer();
-    write(log, 10);
+    writeCalls(log, 10);
     const query = new CountingQuery(() => openQuery(logs.path));
     try {
       await using feed = await started(query);
       log.observe(() => feed.wake());
       const first = new Events(feed.stream(null, false, new AbortController().signal));
       await first.start();
-      write(log, 5);
+      writeCalls(log, 5);
       const got: number[] = [];
       for (let i = 0; i < 3; i++) got.push((await first.record()).seq);
       await first.cancel();
       assert.equal(feed.subscribers, 0, "a cancelled stream is let go");
       const lastEventId = got[got.length - 1]!;
-      write(log, 7);
+      writeCalls(log, 7);
       const again = new Events(feed.stream(lastEventId, false, new AbortController().signal));
       await again.start();
       for (let seq = lastEventId + 1; seq <= 22; seq++) got.push((await again.record()).seq);
@@ -288,9 +213,9 @@ for (const backend of BACKENDS) {
 }
 
 Deno.test("feed: a stream from now on, or from past the log's end, starts with the next record stored", async () => {
-  using logs = new Logs("jsonl");
+  using logs = new ChainLogs("jsonl", SECRET);
   const log = logs.writer();
-  write(log, 10);
+  writeCalls(log, 10);
   const query = new CountingQuery(() => openQuery(logs.path));
   try {
     await using feed = await started(query);
@@ -299,7 +224,7 @@ Deno.test("feed: a stream from now on, or from past the log's end, starts with t
     const ahead = new Events(feed.stream(10_000, false, new AbortController().signal));
     await now.start();
     await ahead.start();
-    write(log, 3);
+    writeCalls(log, 3);
     for (const events of [now, ahead]) {
       const got = [];
       for (let i = 0; i < 3; i++) got.push((await events.record()).seq);
@@ -312,20 +237,20 @@ Deno.test("feed: a stream from now on, or from past the log's end, starts with t
 });
 
 Deno.test("feed: a client that stops reading is cut off at the queue's cap, and loses nothing on reconnecting", async () => {
-  using logs = new Logs("sqlite");
+  using logs = new ChainLogs("sqlite", SECRET);
   const log = logs.writer();
-  write(log, 1);
+  writeCalls(log, 1);
   const query = new CountingQuery(() => openQuery(logs.path));
   try {
     await using feed = await started(query, { maxQueuedEvents: 20 });
     log.observe(() => feed.wake());
     const slow = new Events(feed.stream(null, true, new AbortController().signal));
     await slow.start();
-    write(log, 1);
+    writeCalls(log, 1);
     assert.equal((await slow.record()).seq, 2, "live");
     // 100 records in one batch while the client reads nothing.
     const stored = handedOut(feed, 102);
-    write(log, 100, 100);
+    writeCalls(log, 100, 100);
     await stored;
     assert.equal(feed.subscribers, 0, "the stream was ended");
     assert.equal(await slow.next(), null, "its client sees it end");
@@ -341,19 +266,19 @@ Deno.test("feed: a client that stops reading is cut off at the queue's cap, and 
 });
 
 Deno.test("feed: the byte cap cuts off a client that stops reading too", async () => {
-  using logs = new Logs("jsonl");
+  using logs = new ChainLogs("jsonl", SECRET);
   const log = logs.writer();
-  write(log, 1);
+  writeCalls(log, 1);
   const query = new CountingQuery(() => openQuery(logs.path));
   try {
     await using feed = await started(query, { maxQueuedBytes: 4096 });
     log.observe(() => feed.wake());
     const slow = new Events(feed.stream(null, true, new AbortController().signal));
     await slow.start();
-    write(log, 1);
+    writeCalls(log, 1);
     assert.equal((await slow.record()).seq, 2);
     const stored = handedOut(feed, 22);
-    write(log, 20, 20); // each record's line is several hundred bytes
+    writeCalls(log, 20, 20); // each record's line is several hundred bytes
     await stored;
     assert.equal(feed.subscribers, 0);
     assert.equal(await slow.next(), null);
@@ -363,8 +288,8 @@ Deno.test("feed: the byte cap cuts off a client that stops reading too", async (
 });
 
 Deno.test("feed: at most maxSubscribers streams; a stream ended frees its place", async () => {
-  using logs = new Logs("jsonl");
-  write(logs.writer(), 3);
+  using logs = new ChainLogs("jsonl", SECRET);
+  writeCalls(logs.writer(), 3);
   const query = openQuery(logs.path);
   try {
     await using feed = new RecordFeed(query, {
@@ -391,8 +316,8 @@ Deno.test("feed: at most maxSubscribers streams; a stream ended frees its place"
 });
 
 Deno.test("feed: an idle stream sends the retry field, then only `: ping` comments", async () => {
-  using logs = new Logs("jsonl");
-  write(logs.writer(), 3);
+  using logs = new ChainLogs("jsonl", SECRET);
+  writeCalls(logs.writer(), 3);
   const query = openQuery(logs.path);
   try {
     await using feed = new RecordFeed(query, { logger: silent, pollMs: NO_POLL, heartbeatMs: 5 });
@@ -411,9 +336,9 @@ Deno.test("feed: an idle stream sends the retry field, then only `: ping` commen
 });
 
 Deno.test("feed: close() ends every stream, reading or not, and stops every timer", async () => {
-  using logs = new Logs("jsonl");
+  using logs = new ChainLogs("jsonl", SECRET);
   const log = logs.writer();
-  write(log, 700);
+  writeCalls(log, 700);
   const query = openQuery(logs.path);
   try {
     const feed = new RecordFeed(query, { logger: silent, pollMs: 5, heartbeatMs: 5 });
@@ -444,7 +369,7 @@ Deno.test("feed: close() ends every stream, reading or not, and stops every time
 });
 
 Deno.test("feed: a failing read is logged once and retried at each poll; records flow once it works", async () => {
-  using logs = new Logs("jsonl");
+  using logs = new ChainLogs("jsonl", SECRET);
   const warnings: string[] = [];
   const query = new CountingQuery(() => openQuery(logs.path));
   // No log yet: every read fails.
@@ -457,14 +382,14 @@ Deno.test("feed: a failing read is logged once and retried at each poll; records
     await query.pagesAsked(5);
     assert.equal(warnings.length, 1, "logged once, not at every poll");
     const log = logs.writer();
-    write(log, 4);
+    writeCalls(log, 4);
     query.failing = null;
     const known = query.pages;
     await query.pagesAsked(known + 2);
     const got: number[] = [];
     const stop = feed.onRecords((records) => got.push(...records.map((r) => r.record.seq)));
     const stored = handedOut(feed, 7);
-    write(log, 3);
+    writeCalls(log, 3);
     await stored;
     stop();
     assert.deepEqual(got, [5, 6, 7], "records stored after the feed found the log's end");
@@ -475,9 +400,9 @@ Deno.test("feed: a failing read is logged once and retried at each poll; records
 });
 
 Deno.test("feed: listeners get every new record once, in seq order, in reads of at most 500", async () => {
-  using logs = new Logs("sqlite");
+  using logs = new ChainLogs("sqlite", SECRET);
   const log = logs.writer();
-  write(log, 2);
+  writeCalls(log, 2);
   const query = new CountingQuery(() => openQuery(logs.path));
   try {
     await using feed = new RecordFeed(query, { logger: silent, pollMs: NO_POLL });
@@ -485,7 +410,7 @@ Deno.test("feed: listeners get every new record once, in seq order, in reads of 
     const batches: ReadRecord[][] = [];
     feed.onRecords((records) => batches.push([...records]));
     const stored = handedOut(feed, 1236);
-    write(log, 1234, 1234);
+    writeCalls(log, 1234, 1234);
     // Many wakes for one batch: coalesced.
     for (let i = 0; i < 10; i++) feed.wake();
     await stored;

@@ -1,13 +1,9 @@
 import assert from "node:assert/strict";
-import { monotonicFactory } from "ulid";
-import { AuditLog } from "../audit/chain.ts";
 import { hmacEntry, KeyRing } from "../audit/key_file.ts";
 import { EventMethod } from "../audit/record.ts";
-import { defaultKeyId, hmacSigner } from "../audit/signing.ts";
-import { openStore } from "../audit/storage/open.ts";
-import { loadConfig } from "../config/load.ts";
 import { Logger } from "../log.ts";
 import { AnswerCache, createDashboardServices, STATS_CACHE_MS, statsKey } from "./services.ts";
+import { callFields, chainWriter, logName } from "./testdata/test_log.ts";
 
 const SECRET = "services-test-secret-0b7d3e";
 
@@ -65,58 +61,13 @@ Deno.test("statsKey: ignored and repeated parameters, and their order, ask the s
   assert.notEqual(key("kind=request"), key("kind=error"), "a malformed kind is still refused");
 });
 
-type Backend = "jsonl" | "sqlite";
-
-/** A real log written through the chain and the store, left open for more records. */
-function openLog(dir: string, backend: Backend): { path: string; log: AuditLog } {
-  const path = `${dir}/audit.${backend === "sqlite" ? "db" : "jsonl"}`;
-  const env: Record<string, string> = backend === "sqlite"
-    ? { MCP_AUDIT_AUDIT_STORAGE: "sqlite", MCP_AUDIT_AUDIT_SQLITE_PATH: path }
-    : { MCP_AUDIT_AUDIT_PATH: path };
-  const { config } = loadConfig({ env, flags: new Map(), upstreamArgv: [] });
-  const signer = hmacSigner(SECRET, defaultKeyId(SECRET));
-  const logger = new Logger("error", () => {});
-  const newId = monotonicFactory();
-  const log = new AuditLog({
-    store: openStore(config.audit, { signer, logger }),
-    signer,
-    now: Date.now,
-    newId: (now) => newId(now),
-    clientId: "client-a",
-    serverId: "server-a",
-    transport: "stdio",
-    logger,
-  });
-  log.event(EventMethod.Start, { version: "test" }, "s1");
-  log.sync();
-  return { path, log };
-}
-
-function call(id: number, tool: string): Parameters<AuditLog["append"]>[0] {
-  return {
-    kind: "request",
-    direction: "client_to_server",
-    transport: "stdio",
-    session: "s1",
-    jsonrpc_id: id,
-    method: "tools/call",
-    tool_name: tool,
-    params: { name: tool, arguments: {} },
-    result: null,
-    error: null,
-    redacted: [],
-    duration_ms: null,
-    decision: null,
-    client_info: null,
-    wire_sha256: null,
-    upstream: null,
-  };
-}
-
 for (const backend of ["jsonl", "sqlite"] as const) {
   Deno.test(`services over a ${backend} log: info, the chain followed as the feed reads new records, stats kept 2 s per query`, async () => {
     const dir = await Deno.makeTempDir({ prefix: "mcp-audit-services-" });
-    const { path, log } = openLog(dir, backend);
+    const path = `${dir}/${logName(backend)}`;
+    const { log } = chainWriter(path, backend, { secret: SECRET });
+    log.event(EventMethod.Start, { version: "test" }, "s1");
+    log.sync();
     let now = new Date("2026-06-10T12:00:00Z");
     const services = createDashboardServices({
       path,
@@ -153,8 +104,8 @@ for (const backend of ["jsonl", "sqlite"] as const) {
           }
         });
       });
-      log.append(call(1, "echo"));
-      log.append(call(2, "echo"));
+      log.append(callFields(1, "echo", {}));
+      log.append(callFields(2, "echo", {}));
       log.sync();
       services.feed.wake();
       assert.equal(await arrived, 3);
