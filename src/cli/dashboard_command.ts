@@ -23,15 +23,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import {
-  ed25519Entry,
-  hmacEntry,
-  type KeyEntry,
-  KeyRing,
-  readKeyFile,
-  readPemFile,
-} from "../audit/key_file.ts";
-import { KeyError } from "../audit/signing.ts";
+import type { KeyRing } from "../audit/key_file.ts";
 import { StorageError } from "../audit/storage/errors.ts";
 import { storePath } from "../audit/storage/open.ts";
 import { isSqliteFile } from "../audit/storage/sqlite_lines.ts";
@@ -45,6 +37,7 @@ import { type Logger, stderrLogger } from "../log.ts";
 import { type Listener, ListenError } from "../transport/http/serve.ts";
 import { serveDashboard } from "./dashboard_serve.ts";
 import { UsageError } from "./errors.ts";
+import { KEY_FLAG_OPTIONS, type KeyFlags, keysFor } from "./key_flags.ts";
 
 /** Everything the command touches outside itself. */
 export interface DashboardIo {
@@ -76,7 +69,8 @@ interface Request {
   bind: string | undefined;
   port: number | undefined;
   tokenEnv: string | undefined;
-  keys: { publicKey?: string; keyFiles: string[]; keyId?: string };
+  /** The key flags, as `mcp-audit verify` takes them. */
+  keys: KeyFlags;
 }
 
 function parse(args: string[]): Request | "help" {
@@ -90,9 +84,7 @@ function parse(args: string[]): Request | "help" {
         bind: { type: "string" },
         port: { type: "string" },
         "token-env": { type: "string" },
-        "public-key": { type: "string" },
-        "key-file": { type: "string", multiple: true },
-        "key-id": { type: "string" },
+        ...KEY_FLAG_OPTIONS,
         help: { type: "boolean", short: "h" },
       },
       allowPositionals: false,
@@ -126,9 +118,11 @@ function parse(args: string[]): Request | "help" {
         "(the token itself is never given on the command line)",
     );
   }
-  const keys: Request["keys"] = { keyFiles: v["key-file"] ?? [] };
-  if (v["public-key"] !== undefined) keys.publicKey = v["public-key"];
-  if (v["key-id"] !== undefined) keys.keyId = v["key-id"];
+  const keys: KeyFlags = {
+    "key-file": v["key-file"],
+    "public-key": v["public-key"],
+    "key-id": v["key-id"],
+  };
   return {
     configPath: nonEmpty("--config", v.config),
     log: nonEmpty("--log", v.log),
@@ -137,30 +131,6 @@ function parse(args: string[]): Request | "help" {
     tokenEnv,
     keys,
   };
-}
-
-/** The keys as `mcp-audit verify` takes them, or null when none was given. */
-function keysFor(keys: Request["keys"], env: Readonly<Record<string, string>>): KeyRing | null {
-  const entries: KeyEntry[] = [];
-  for (const file of keys.keyFiles) entries.push(...readKeyFile(file));
-  if (keys.publicKey !== undefined) {
-    const source = `--public-key ${keys.publicKey}`;
-    try {
-      entries.push(ed25519Entry(readPemFile(keys.publicKey), keys.keyId, source));
-    } catch (e) {
-      throw new KeyError(`${source}: ${(e as Error).message}`);
-    }
-  } else {
-    const name = env["MCP_AUDIT_SIGNING_SECRET"] !== undefined
-      ? "MCP_AUDIT_SIGNING_SECRET"
-      : "AUDIT_SECRET";
-    const secret = env[name];
-    if (secret !== undefined && secret !== "") entries.push(hmacEntry(secret, keys.keyId, name));
-    else if (keys.keyId !== undefined) {
-      throw new KeyError("--key-id names the key id of AUDIT_SECRET or --public-key: give one");
-    }
-  }
-  return entries.length === 0 ? null : new KeyRing(entries);
 }
 
 /** The configuration file: `--config`, else `./config.yaml` when there is one. */

@@ -48,16 +48,8 @@
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { AnchorFormatError, checkAnchor, parseAnchor } from "../audit/anchor.ts";
-import {
-  ed25519Entry,
-  hmacEntry,
-  type KeyEntry,
-  KeyRing,
-  readKeyFile,
-  readPemFile,
-} from "../audit/key_file.ts";
+import type { KeyRing } from "../audit/key_file.ts";
 import { type AnchorToCheck, ChainVerifier, type Problem, type Report } from "../audit/verify.ts";
-import { KeyError } from "../audit/signing.ts";
 import { openArchiveLines } from "../audit/storage/archives.ts";
 import { StorageError } from "../audit/storage/errors.ts";
 import {
@@ -70,6 +62,7 @@ import {
 import { isSqliteFile, readSqliteLines } from "../audit/storage/sqlite_lines.ts";
 import { LineSplitter } from "../streams/line_splitter.ts";
 import { UsageError } from "./errors.ts";
+import { KEY_FLAG_OPTIONS, keysFor } from "./key_flags.ts";
 
 /** Everything the command touches outside itself. */
 export interface VerifyIo {
@@ -103,38 +96,6 @@ const ARCHIVE_NAME = /\.\d{8}T\d{6}Z(?:\.\d+)?(?:\.gz)?$/;
 /** A failure to check that is nobody's problem with the log: exit 2 with this message. */
 class CannotCheck extends Error {
   override name = "CannotCheck";
-}
-
-interface KeyFlags {
-  "public-key"?: string | undefined;
-  "key-id"?: string | undefined;
-  "key-file"?: string[] | undefined;
-}
-
-/** The keys given, or null when none was. */
-function keysFor(values: KeyFlags, env: Readonly<Record<string, string>>): KeyRing | null {
-  const entries: KeyEntry[] = [];
-  for (const file of values["key-file"] ?? []) entries.push(...readKeyFile(file));
-  const keyId = values["key-id"];
-  const publicKey = values["public-key"];
-  if (publicKey !== undefined) {
-    const source = `--public-key ${publicKey}`;
-    try {
-      entries.push(ed25519Entry(readPemFile(publicKey), keyId, source));
-    } catch (e) {
-      throw new KeyError(`${source}: ${(e as Error).message}`);
-    }
-  } else {
-    const name = env["MCP_AUDIT_SIGNING_SECRET"] !== undefined
-      ? "MCP_AUDIT_SIGNING_SECRET"
-      : "AUDIT_SECRET";
-    const secret = env[name];
-    if (secret !== undefined && secret !== "") entries.push(hmacEntry(secret, keyId, name));
-    else if (keyId !== undefined) {
-      throw new KeyError("--key-id names the key id of AUDIT_SECRET or --public-key: give one");
-    }
-  }
-  return entries.length === 0 ? null : new KeyRing(entries);
 }
 
 function where(p: Problem, multiFile: boolean, rows: boolean): string {
@@ -474,9 +435,7 @@ export async function verifyCommand(args: string[], io: VerifyIo): Promise<numbe
     parsed = parseArgs({
       args,
       options: {
-        "key-file": { type: "string", multiple: true },
-        "public-key": { type: "string" },
-        "key-id": { type: "string" },
+        ...KEY_FLAG_OPTIONS,
         anchor: { type: "string" },
         "no-signatures": { type: "boolean" },
         help: { type: "boolean", short: "h" },
