@@ -151,6 +151,41 @@ async function* pairingRecords(
 }
 
 /**
+ * Walks the pairing records of `targets` (sorted in `order`) from the first of them: each target
+ * the read passes, not read itself, is handed to `visit` with null, then each record read with its
+ * stored line. While nothing is `waiting`, the read jumps to the next target or, past the last,
+ * stops; it stops too once `resolved()` after the last target. Returns whether the log's end was
+ * reached.
+ */
+async function walkPairs(
+  query: RecordQuery,
+  span: LogSpan,
+  targets: readonly AuditRecord[],
+  order: "oldest" | "newest",
+  budget: Budget,
+  waiting: ReadonlyMap<string, AuditRecord>,
+  visit: (r: AuditRecord, read: ReadRecord | null) => void,
+  resolved: () => boolean,
+): Promise<boolean> {
+  let next = 0;
+  const passed = order === "oldest"
+    ? (seq: number, at: number) => seq < at
+    : (seq: number, at: number) => seq > at;
+  const end = { reached: false };
+  const skip = () => waiting.size === 0 ? targets[next]?.seq ?? null : undefined;
+  const records = pairingRecords(query, span, targets, order, targets[0]!.seq, budget, skip, end);
+  for await (const read of records) {
+    const r = read.record;
+    while (next < targets.length && passed(targets[next]!.seq, r.seq)) {
+      visit(targets[next++]!, null);
+    }
+    visit(r, read);
+    if (resolved() && next >= targets.length) break;
+  }
+  return end.reached;
+}
+
+/**
  * The answers of `requests`, read forwards from the oldest of them: request seq → answer (with
  * its stored line).
  * A request missing from the map has no answer in the records read (unanswered, replaced by a
@@ -170,7 +205,6 @@ export async function answersOf(
   const seen = new Set<number>();
   const waiting = new Map<string, AuditRecord>();
   let unresolved = targets.length;
-  let next = 0;
 
   const request = (r: AuditRecord) => {
     const k = pairKey(r);
@@ -198,26 +232,20 @@ export async function answersOf(
     }
   };
 
-  const end = { reached: false };
-  // Nothing waits for an answer: the read may jump to the next request looked for, or stop.
-  const skip = () => waiting.size === 0 ? targets[next]?.seq ?? null : undefined;
-  const records = pairingRecords(
+  await walkPairs(
     query,
     span,
     targets,
     "oldest",
-    targets[0]!.seq,
     budget,
-    skip,
-    end,
+    waiting,
+    // A target passed over is a request: only answers come without one.
+    (r, read) => {
+      if (r.kind === "request") request(r);
+      else if (read !== null) answer(read);
+    },
+    () => unresolved === 0,
   );
-  for await (const read of records) {
-    const r = read.record;
-    while (next < targets.length && targets[next]!.seq < r.seq) request(targets[next++]!);
-    if (r.kind === "request") request(r);
-    else answer(read);
-    if (unresolved === 0 && next >= targets.length) break;
-  }
   return out;
 }
 
@@ -246,7 +274,6 @@ export async function requestsOf(
   const seen = new Set<number>();
   const waiting = new Map<string, AuditRecord>();
   let unresolved = targets.length;
-  let next = 0;
 
   const visit = (r: AuditRecord, read: ReadRecord | null) => {
     const k = pairKey(r);
@@ -263,26 +290,17 @@ export async function requestsOf(
     }
   };
 
-  const end = { reached: false };
-  // Nothing waits for its request: the read may jump back to the next answer looked for, or stop.
-  const skip = () => waiting.size === 0 ? targets[next]?.seq ?? null : undefined;
-  const records = pairingRecords(
+  const reached = await walkPairs(
     query,
     span,
     targets,
     "newest",
-    targets[0]!.seq,
     budget,
-    skip,
-    end,
+    waiting,
+    visit,
+    () => unresolved === 0,
   );
-  for await (const read of records) {
-    const r = read.record;
-    while (next < targets.length && targets[next]!.seq > r.seq) visit(targets[next++]!, null);
-    visit(r, read);
-    if (unresolved === 0 && next >= targets.length) break;
-  }
-  if (end.reached) { for (const t of targets) if (!out.has(t.seq)) out.set(t.seq, null); }
+  if (reached) { for (const t of targets) if (!out.has(t.seq)) out.set(t.seq, null); }
   return out;
 }
 
