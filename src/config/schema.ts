@@ -66,7 +66,8 @@ const int = (d: number, min = 0, max = Number.MAX_SAFE_INTEGER): KeySpec => ({
   type: { kind: "int", min, max },
   default: d,
 });
-const port = (d: number): KeySpec => int(d, 1, 65535);
+/** A port; `0` allowed (any free one) where `min` is 0. */
+const port = (d: number, min = 1): KeySpec => int(d, min, 65535);
 /** A duration key; its default is in milliseconds. */
 const duration = (ms: number, maxMs = 24 * 3600_000): KeySpec => ({
   type: { kind: "duration", maxMs },
@@ -189,7 +190,7 @@ export const SCHEMA: Readonly<Record<string, KeySpec>> = {
   "dashboard.enabled": bool(true),
   "dashboard.bind_address": { type: { kind: "string", nonEmpty: true }, default: "127.0.0.1" },
   // 0: any free port (the "dashboard listening" log line names it).
-  "dashboard.port": int(9090, 0, 65535),
+  "dashboard.port": port(9090, 0),
   "dashboard.auth.token": str(),
   // The IANA time zone whose midnight starts "today" in `/api/stats` (the Go tool: the host's).
   "dashboard.timezone": str("UTC"),
@@ -197,7 +198,7 @@ export const SCHEMA: Readonly<Record<string, KeySpec>> = {
   "metrics.enabled": bool(true),
   "metrics.bind_address": { type: { kind: "string", nonEmpty: true }, default: "127.0.0.1" },
   // 0: any free port (the "metrics listening" log line names it).
-  "metrics.port": int(9091, 0, 65535),
+  "metrics.port": port(9091, 0),
   "metrics.path": str("/metrics"),
   "metrics.include_go_metrics": bool(true),
   "metrics.include_process_metrics": bool(true),
