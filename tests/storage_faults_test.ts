@@ -293,15 +293,23 @@ storageTest(
       const sentBefore: (number | undefined)[] = callers.map(() => undefined);
       // Before each window of either client: once two archives exist, the oldest is deleted;
       // the clients go on until the log has rotated twice more after that.
+      // Both clients run this; the first to see two archives deletes the oldest, and the other
+      // waits for that same deletion (it must not delete a second file, or the same one twice).
+      let deleting: Promise<void> | undefined;
+      const deleteOldest = async (archives: ReturnType<typeof listArchiveFiles>) => {
+        const oldest = archives[0]!;
+        const records = (await readStored({ backend: "jsonl", path: oldest.path })).records;
+        await Deno.remove(oldest.path);
+        archivesAfterDeletion = archives.length - 1;
+        deleted = { name: oldest.name, firstSeq: records[0]!.seq, lastSeq: records.at(-1)!.seq };
+      };
       const beforeFor = (k: number) => async (): Promise<boolean> => {
-        const archives = listArchiveFiles(setup.path);
+        let archives = listArchiveFiles(setup.path);
         if (deleted === undefined) {
-          if (archives.length < 2) return true;
-          const oldest = archives[0]!;
-          const records = (await readStored({ backend: "jsonl", path: oldest.path })).records;
-          deleted = { name: oldest.name, firstSeq: records[0]!.seq, lastSeq: records.at(-1)!.seq };
-          await Deno.remove(oldest.path);
-          archivesAfterDeletion = archives.length - 1;
+          if (deleting === undefined && archives.length < 2) return true;
+          deleting ??= deleteOldest(archives);
+          await deleting;
+          archives = listArchiveFiles(setup.path);
         }
         sentBefore[k] ??= callers[k]!.sent.length;
         return archives.length < archivesAfterDeletion + 2 ||
