@@ -53,6 +53,7 @@ export interface Config {
     key_id: string;
     signing: { private_key_file: string; public_key_file: string };
     durability: "none" | "batch" | "entry";
+    sync_interval_ms: number;
     async: { enabled: boolean; queue_size: number; batch_size: number; flush_interval_ms: number };
     rotation: {
       max_size_bytes: number;
@@ -264,6 +265,7 @@ export function buildConfig(f: FlatValues, upstreamArgv: string[]): Config {
         public_key_file: f.str("audit.signing.public_key_file"),
       },
       durability: f.oneOf("audit.durability", ["none", "batch", "entry"]),
+      sync_interval_ms: f.int("audit.sync_interval_ms"),
       async: {
         enabled: f.bool("audit.async.enabled"),
         queue_size: f.int("audit.async.queue_size"),

@@ -75,6 +75,7 @@ Deno.test("loadConfig with nothing set gives the Go tool's defaults", () => {
     key_id: "",
     signing: { private_key_file: "", public_key_file: "" },
     durability: "batch",
+    sync_interval_ms: 10,
     async: { enabled: false, queue_size: 4096, batch_size: 128, flush_interval_ms: 1000 },
     rotation: { max_size_bytes: 0, max_files: 0, interval: "", max_age_days: 0, compress: "" },
     checkpoint: { every_records: 0, every_seconds: 0 },
@@ -209,6 +210,20 @@ Deno.test("loadConfig refuses values of the wrong type, naming the key", () => {
   fails("middleware.redact.patterns[1]", "middleware:\n  redact:\n    patterns: [a, 2]\n");
   fails("otel.headers.X-Team", "otel:\n  headers:\n    X-Team: 7\n");
   fails("dashboard.bind_address", 'dashboard:\n  bind_address: " "\n');
+});
+
+Deno.test("audit.sync_interval_ms takes whole milliseconds from 0 to 60000", () => {
+  assert.equal(load("audit:\n  sync_interval_ms: 0\n").config.audit.sync_interval_ms, 0);
+  assert.equal(load("audit:\n  sync_interval_ms: 60000\n").config.audit.sync_interval_ms, 60000);
+  assert.equal(
+    load(undefined, { MCP_AUDIT_AUDIT_SYNC_INTERVAL_MS: "25" }).config.audit.sync_interval_ms,
+    25,
+  );
+  fails("audit.sync_interval_ms", "audit:\n  sync_interval_ms: -1\n");
+  fails("audit.sync_interval_ms", "audit:\n  sync_interval_ms: 2.5\n");
+  fails("audit.sync_interval_ms", "audit:\n  sync_interval_ms: 60001\n");
+  fails("audit.sync_interval_ms", 'audit:\n  sync_interval_ms: "10ms"\n');
+  fails("MCP_AUDIT_AUDIT_SYNC_INTERVAL_MS", undefined, { MCP_AUDIT_AUDIT_SYNC_INTERVAL_MS: "-5" });
 });
 
 Deno.test("loadConfig refuses values outside an enum, naming the key", () => {

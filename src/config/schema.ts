@@ -139,6 +139,9 @@ export const SCHEMA: Readonly<Record<string, KeySpec>> = {
   "audit.signing.private_key_file": str(),
   "audit.signing.public_key_file": str(),
   "audit.durability": oneOf("batch", "none", "batch", "entry"),
+  // durability batch: least time between the starts of two background fsyncs (one covers every
+  // batch written meanwhile); 0 starts the next as soon as the last ends.
+  "audit.sync_interval_ms": int(10, 0, 60_000),
   "audit.async.enabled": bool(false),
   "audit.async.queue_size": int(4096, 1),
   "audit.async.batch_size": int(128, 1),

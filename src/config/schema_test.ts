@@ -50,6 +50,7 @@ const GOLDEN: Record<string, unknown> = {
   "audit.signing.private_key_file": "",
   "audit.signing.public_key_file": "",
   "audit.durability": "batch",
+  "audit.sync_interval_ms": 10,
   "audit.async.enabled": false,
   "audit.async.queue_size": 4096,
   "audit.async.batch_size": 128,

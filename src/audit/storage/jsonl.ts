@@ -49,6 +49,7 @@ import {
   rotationCause,
 } from "./rotation.ts";
 import type { BatchStart, RecordStore, StoreChange, StoredHead, StoredRecord } from "./store.ts";
+import { DEFAULT_SYNC_INTERVAL_MS, type PacerTimers, SyncPacer } from "./sync_pacer.ts";
 
 export { AnchorMismatchError, RefusedPathError, StorageError } from "./errors.ts";
 
@@ -79,10 +80,14 @@ const posix = Deno.build.os !== "windows";
 export interface JsonlOptions {
   /**
    * `audit.durability`: `entry` fsyncs before `commit` returns; `batch` fsyncs in the background
-   * after each batch (one at a time, coalesced); `none` leaves it to the operating system until
-   * `sync` or `close`.
+   * after batches (one at a time, at most one started per `syncIntervalMs`, each covering every
+   * batch before it); `none` leaves it to the operating system until `sync` or `close`.
    */
   durability: "none" | "batch" | "entry";
+  /** `audit.sync_interval_ms`: least time between background fsyncs' starts. Default 10. */
+  syncIntervalMs?: number;
+  /** The clock and timer pacing background fsyncs. Default: `performance.now`, `setTimeout`. */
+  syncTimers?: PacerTimers;
   /** `audit.follow_symlinks`: write to the file a symlink at the path leads to. Default false. */
   followSymlinks?: boolean;
   /** Where warnings go: the log was deleted, moved, replaced, cut short, written into. */
@@ -636,6 +641,8 @@ export class JsonlStore implements RecordStore {
   #dirty = false;
   /** A background fsync in flight. */
   #syncing: Promise<void> | undefined;
+  /** When background fsyncs start (`batch`). */
+  readonly #pacer: SyncPacer;
   /** A failed fsync (or a log that can no longer be made): every later operation throws it. */
   #failure: StorageError | undefined;
 
@@ -651,6 +658,11 @@ export class JsonlStore implements RecordStore {
     this.#anchor = options.anchor;
     this.#rotation = rotates(options.rotation) ? options.rotation : undefined;
     this.#now = options.now ?? Date.now;
+    this.#pacer = new SyncPacer({
+      intervalMs: options.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS,
+      start: () => this.#syncInBackground(),
+      ...(options.syncTimers === undefined ? {} : { timers: options.syncTimers }),
+    });
     this.path = resolveTarget(path, options.followSymlinks ?? false);
     const dir = dirname(this.path);
     let dirStat: Deno.FileInfo | undefined;
@@ -794,8 +806,8 @@ export class JsonlStore implements RecordStore {
         this.#syncNow();
         return;
       case "batch":
-        // One fsync at a time; the one in flight starts another when it ends if more was written.
-        if (this.#dirty && this.#syncing === undefined) this.#syncInBackground();
+        // One fsync at a time, one started per interval: the next covers every batch until then.
+        if (this.#dirty) this.#pacer.request();
         return;
       case "none":
         return;
@@ -816,8 +828,12 @@ export class JsonlStore implements RecordStore {
     this.#syncNow();
   }
 
-  /** Resolves when no background fsync, anchor update or compression is left. */
+  /**
+   * Resolves when no background fsync, anchor update or compression is left; an fsync waiting for
+   * its interval is started now.
+   */
   async settled(): Promise<void> {
+    await this.#pacer.settled();
     while (this.#syncing !== undefined) await this.#syncing;
     await this.#anchor?.settled();
     await this.#compressor?.settled();
@@ -896,6 +912,8 @@ export class JsonlStore implements RecordStore {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // What a due fsync would have covered is synced below.
+    this.#pacer.cancel();
     if (this.#batch) this.#abandon();
     let error: unknown;
     if (this.#failure === undefined && this.#file !== undefined) {
@@ -1473,29 +1491,34 @@ export class JsonlStore implements RecordStore {
       throw this.#fail(`cannot sync the audit log ${this.path}: ${message(e)}`, e);
     }
     this.#dirty = false;
+    this.#pacer.cancel();
     return true;
   }
 
-  #syncInBackground(): void {
+  /** Starts a background fsync for the pacer; undefined when there is nothing to sync. */
+  #syncInBackground(): Promise<void> | undefined {
     const file = this.#file;
-    if (file === undefined) return;
+    if (!this.#dirty || file === undefined || this.#failure !== undefined || this.#closed) {
+      return undefined;
+    }
     const tail = this.#tail;
     this.#dirty = false;
-    this.#syncing = file.syncData().then(
+    const syncing: Promise<void> = file.syncData().then(
       () => {
-        this.#syncing = undefined;
+        if (this.#syncing === syncing) this.#syncing = undefined;
         if (this.#anchor !== undefined && tail !== undefined && !this.#closed) {
           this.#anchor.writeSoon(this.#anchorHead(tail));
         }
-        if (this.#dirty && this.#failure === undefined && !this.#closed) this.#syncInBackground();
       },
       (e) => {
-        this.#syncing = undefined;
+        if (this.#syncing === syncing) this.#syncing = undefined;
         // A file retired or closed after a synchronous fsync covered it: nothing was lost.
         if (file !== this.#file) return;
         this.#fail(`cannot sync the audit log ${this.path}: ${message(e)}`, e);
       },
     );
+    this.#syncing = syncing;
+    return syncing;
   }
 
   /** Makes `file` the one written. */
@@ -1516,6 +1539,7 @@ export class JsonlStore implements RecordStore {
         throw this.#fail(`cannot sync the audit log ${this.path}: ${message(e)}`, e);
       }
       this.#dirty = false;
+      this.#pacer.cancel();
     }
     try {
       old.close();

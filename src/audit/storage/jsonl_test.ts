@@ -6,6 +6,7 @@ import { listArchives } from "./archives.ts";
 import { type JsonlOptions, JsonlStore, RefusedPathError, StorageError } from "./jsonl.ts";
 import type { Rotation } from "./rotation.ts";
 import type { StoreChange } from "./store.ts";
+import { FileCalls, ManualTimers } from "./testdata/sync_probes.ts";
 
 const posix = Deno.build.os !== "windows";
 const encoder = new TextEncoder();
@@ -1030,6 +1031,72 @@ Deno.test("durability entry syncs before commit returns; batch in the background
     store.close();
     await store.settled();
     assert.equal(checkChain(lines(path)).length, 5, durability);
+  }
+});
+
+Deno.test("durability batch: commits within one sync interval share one background fsync; close syncs what is due", async () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.jsonl`;
+  const timers = new ManualTimers();
+  const store = open(path, { durability: "batch", syncIntervalMs: 10, syncTimers: timers });
+  const chain = new TinyChain(store, "a");
+  using calls = new FileCalls();
+  for (let i = 0; i < 50; i++) chain.batch(2);
+  // The first commit's fsync started at once; the 49 after it wait for it and the interval.
+  assert.equal(calls.counts.syncData, 1);
+  await store.settled();
+  assert.equal(calls.take().syncData, 2, "fifty commits in one interval: two fsyncs");
+  assert.equal(timers.pending, 0);
+  for (let i = 0; i < 10; i++) chain.batch(2);
+  assert.equal(
+    calls.counts.syncData,
+    0,
+    "the interval since the last fsync's start has not passed",
+  );
+  assert.equal(timers.pending, 1);
+  timers.advance(10);
+  assert.equal(calls.counts.syncData, 1, "one fsync for the ten commits, once the interval passed");
+  await store.settled();
+  calls.take();
+  chain.batch(3);
+  assert.equal(timers.pending, 1, "an fsync is due");
+  store.close();
+  assert.equal(calls.take().syncDataSync, 1, "close syncs what the due fsync would have");
+  assert.equal(timers.pending, 0, "and no timer is left behind");
+  await store.settled();
+  assert.equal(checkChain(lines(path)).length, 123);
+});
+
+Deno.test("durability batch with sync interval 0 starts the next fsync as soon as the last ends", async () => {
+  using tmp = tempDir();
+  const timers = new ManualTimers();
+  const store = open(`${tmp.dir}/audit.jsonl`, {
+    durability: "batch",
+    syncIntervalMs: 0,
+    syncTimers: timers,
+  });
+  const chain = new TinyChain(store, "a");
+  using calls = new FileCalls();
+  chain.batch(1);
+  await store.settled();
+  chain.batch(1);
+  assert.equal(calls.counts.syncData, 2, "no wait after the last one ended");
+  assert.equal(timers.pending, 0);
+  store.close();
+  await store.settled();
+});
+
+Deno.test("a commit hands all the records of its batch to the operating system in one write", () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.jsonl`;
+  for (const durability of ["none", "batch", "entry"] as const) {
+    const store = open(`${path}.${durability}`, { durability, syncIntervalMs: 0 });
+    const chain = new TinyChain(store, "a");
+    chain.batch(1);
+    using calls = new FileCalls();
+    chain.batch(200);
+    assert.equal(calls.counts.writeSync, 1, durability);
+    store.close();
   }
 });
 

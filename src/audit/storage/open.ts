@@ -5,7 +5,8 @@
  * - `storage: jsonl` writes `audit.path` (through a symlink only with `audit.follow_symlinks`),
  *   rotated per `audit.rotation`; `storage: sqlite` writes `audit.sqlite_path`.
  * - `audit.durability` is the store's: `entry` makes each batch durable before the bytes it
- *   describes are forwarded, `batch` syncs in the background, `none` leaves it to the system.
+ *   describes are forwarded, `batch` syncs in the background (at most one sync started per
+ *   `audit.sync_interval_ms`), `none` leaves it to the system.
  * - `audit.anchor.path`, when set, is moved forward after each sync, for either backend.
  *
  * @module
@@ -49,6 +50,7 @@ export function openStore(audit: Config["audit"], deps: StoreDeps): RecordStore 
       : new AnchorFile(audit.anchor.path, path, deps.signer);
     const common = {
       durability: audit.durability,
+      syncIntervalMs: audit.sync_interval_ms,
       logger: deps.logger,
       ...(anchor === undefined ? {} : { anchor }),
     };

@@ -11,9 +11,9 @@
  * - `entry`: `FULL`: every commit syncs the WAL before it returns: a committed batch survives a
  *   power loss;
  * - `batch`: `NORMAL`: a commit is in the operating system when it returns (it survives the
- *   process being killed), and the WAL is synced in the background right after, after which the
- *   anchor moves: a power loss can lose the batches committed since the last sync, never the
- *   database;
+ *   process being killed), and the WAL is synced in the background, one sync at a time and at most
+ *   one started per `syncIntervalMs` ({@link SyncPacer}), after which the anchor moves: a power
+ *   loss can lose the batches committed since the last sync, never the database;
  * - `none`: `OFF`: as `batch` without the background sync; synced on `sync` and `close` only. An
  *   operating system crash can lose recent batches, and, as SQLite documents, could damage the
  *   database.
@@ -47,6 +47,7 @@ import {
   searchText,
 } from "./sqlite_schema.ts";
 import type { BatchStart, RecordStore, StoreChange, StoredHead, StoredRecord } from "./store.ts";
+import { DEFAULT_SYNC_INTERVAL_MS, type PacerTimers, SyncPacer } from "./sync_pacer.ts";
 
 export { AnchorMismatchError, RefusedPathError, StorageError } from "./errors.ts";
 
@@ -60,6 +61,10 @@ export interface SqliteOptions {
   logger?: Pick<Logger, "warn">;
   /** The anchor to move after each durable commit. */
   anchor?: AnchorFile;
+  /** `audit.sync_interval_ms`: least time between background syncs' starts. Default 10. */
+  syncIntervalMs?: number;
+  /** The clock and timer pacing background syncs. Default: `performance.now`, `setTimeout`. */
+  syncTimers?: PacerTimers;
 }
 
 const SYNCHRONOUS = { none: "OFF", batch: "NORMAL", entry: "FULL" } as const;
@@ -241,6 +246,8 @@ export class SqliteStore implements RecordStore {
   #failure: StorageError | undefined;
   /** A background fsync of the WAL in flight. */
   #syncing: Promise<void> | undefined;
+  /** When background syncs start (`batch`). */
+  readonly #pacer: SyncPacer;
   /** Commits not yet covered by a sync. */
   #dirty = false;
 
@@ -258,6 +265,11 @@ export class SqliteStore implements RecordStore {
     this.#busyTimeoutMs = Math.max(0, Math.trunc(options.busyTimeoutMs));
     this.#logger = options.logger;
     this.#anchor = options.anchor;
+    this.#pacer = new SyncPacer({
+      intervalMs: options.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS,
+      start: () => this.#syncInBackground(),
+      ...(options.syncTimers === undefined ? {} : { timers: options.syncTimers }),
+    });
     const conn = this.#open("maybe");
     try {
       const last = this.#readHead(conn);
@@ -814,8 +826,9 @@ export class SqliteStore implements RecordStore {
         this.#anchorAfterSync(this.#last);
         return;
       case "batch":
+        // One sync at a time, one started per interval: the next covers every commit until then.
         this.#dirty = true;
-        if (this.#syncing === undefined) this.#syncInBackground();
+        this.#pacer.request();
         return;
       case "none":
         this.#dirty = true;
@@ -844,7 +857,8 @@ export class SqliteStore implements RecordStore {
 
   sync(): void {
     const conn = this.#usable();
-    if (this.#dirty) {
+    // A background sync in flight may not have reached the disk yet: one more, now.
+    if (this.#dirty || this.#syncing !== undefined) {
       try {
         // Pages a checkpoint copied without syncing (durability none) go first, then the WAL.
         conn.file.syncDataSync();
@@ -853,6 +867,7 @@ export class SqliteStore implements RecordStore {
         throw this.#fail(`cannot sync the audit database ${this.path}`, e);
       }
       this.#dirty = false;
+      this.#pacer.cancel();
     }
     if (this.#last !== undefined) this.#anchorAfterSync(this.#last);
   }
@@ -873,11 +888,13 @@ export class SqliteStore implements RecordStore {
     }
   }
 
-  #syncInBackground(): void {
+  /** Starts a background sync of the WAL for the pacer; undefined when there is nothing to sync. */
+  #syncInBackground(): Promise<void> | undefined {
+    if (!this.#dirty || this.#failure !== undefined || this.#conn === undefined) return undefined;
     const head = this.#last;
     this.#dirty = false;
     const path = `${this.path}-wal`;
-    this.#syncing = (async () => {
+    const syncing: Promise<void> = (async () => {
       let wal: Deno.FsFile;
       try {
         wal = await Deno.open(path, { read: true });
@@ -892,17 +909,16 @@ export class SqliteStore implements RecordStore {
       }
     })().then(
       () => {
-        this.#syncing = undefined;
+        if (this.#syncing === syncing) this.#syncing = undefined;
         if (head !== undefined) this.#anchor?.writeSoon(anchorHead(head));
-        if (this.#dirty && this.#failure === undefined && this.#conn !== undefined) {
-          this.#syncInBackground();
-        }
       },
       (e) => {
-        this.#syncing = undefined;
+        if (this.#syncing === syncing) this.#syncing = undefined;
         this.#fail(`cannot sync the audit database ${this.path}`, e);
       },
     );
+    this.#syncing = syncing;
+    return syncing;
   }
 
   /** The run's first anchor is written before going on; later ones in the background. */
@@ -918,7 +934,9 @@ export class SqliteStore implements RecordStore {
     }
   }
 
+  /** Resolves when no background sync or anchor update is left; a due sync is started now. */
   async settled(): Promise<void> {
+    await this.#pacer.settled();
     while (this.#syncing !== undefined) await this.#syncing;
     await this.#anchor?.settled();
   }
@@ -926,6 +944,8 @@ export class SqliteStore implements RecordStore {
   close(): void {
     const conn = this.#conn;
     if (conn === undefined) return;
+    // What a due sync would have covered is synced below.
+    this.#pacer.cancel();
     let error: unknown;
     try {
       if (this.#inBatch) this.abort();

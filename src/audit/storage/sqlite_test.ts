@@ -7,6 +7,7 @@ import type { SqliteOptions } from "./sqlite.ts";
 import { readSqliteLines } from "./sqlite_lines.ts";
 import { APPLICATION_ID, FTS_BATCH, SCHEMA_VERSION } from "./sqlite_schema.ts";
 import type { StoredHead, StoredRecord } from "./store.ts";
+import { FileCalls, ManualTimers } from "./testdata/sync_probes.ts";
 import { type AuditRecord, GENESIS } from "../record.ts";
 import { recordText } from "../record_text.ts";
 import { hmacSigner } from "../signing.ts";
@@ -916,4 +917,29 @@ Deno.test({
     new Writer(store).batch(1);
     store.close();
   },
+});
+
+Deno.test("SqliteStore durability batch: commits within one sync interval share one background WAL sync; close syncs what is due", async () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.db`;
+  const timers = new ManualTimers();
+  const store = open(path, { durability: "batch", syncIntervalMs: 10, syncTimers: timers });
+  const w = new Writer(store);
+  using calls = new FileCalls();
+  for (let i = 0; i < 50; i++) w.batch(2);
+  await store.settled();
+  assert.equal(calls.take().syncData, 2, "fifty commits in one interval: two WAL syncs");
+  for (let i = 0; i < 10; i++) w.batch(2);
+  assert.equal(calls.counts.syncData, 0, "the interval since the last sync's start has not passed");
+  assert.equal(timers.pending, 1);
+  timers.advance(10);
+  await store.settled();
+  assert.equal(calls.take().syncData, 1, "one sync for the ten commits, once the interval passed");
+  w.batch(3);
+  assert.equal(timers.pending, 1, "a sync is due");
+  store.close();
+  assert.ok(calls.take().syncDataSync >= 1, "close syncs what the due sync would have");
+  assert.equal(timers.pending, 0, "and no timer is left behind");
+  await store.settled();
+  assertChain(path, 123);
 });
