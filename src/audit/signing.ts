@@ -46,9 +46,17 @@ export function defaultKeyId(key: string | Uint8Array): string {
   return createHash("sha256").update(key).digest("hex").slice(0, 8);
 }
 
+// The value of each lowercase hex digit, by character code.
+const HEX_VALUE = new Uint8Array(128);
+for (let i = 0; i < 16; i++) HEX_VALUE["0123456789abcdef".charCodeAt(i)] = i;
+
 /**
  * HMAC-SHA256 (RFC 2104) keyed with `secret`, with the padded key hashed once up front so that
  * each message costs two hash copies instead of a new keyed HMAC.
+ *
+ * The inner digest is taken as hex and turned back into bytes here: in Deno a digest as a
+ * `Buffer` costs more than the whole hash of a record (about 1.3 µs against 0.1 µs for hex).
+ * `createHmac` per message is slower still (a new key schedule and more calls into the runtime).
  */
 function hmacSha256(secret: Uint8Array): (text: string) => string {
   const block = 64;
@@ -56,7 +64,16 @@ function hmacSha256(secret: Uint8Array): (text: string) => string {
   key.set(secret.length > block ? createHash("sha256").update(secret).digest() : secret);
   const inner = createHash("sha256").update(key.map((b) => b ^ 0x36));
   const outer = createHash("sha256").update(key.map((b) => b ^ 0x5c));
-  return (text) => outer.copy().update(inner.copy().update(text).digest()).digest("hex");
+  // Reused by every call: each fills it and hashes it before returning.
+  const innerDigest = new Uint8Array(32);
+  return function mac(text) {
+    const hex = inner.copy().update(text).digest("hex");
+    for (let i = 0; i < 32; i++) {
+      innerDigest[i] = (HEX_VALUE[hex.charCodeAt(2 * i)]! << 4) |
+        HEX_VALUE[hex.charCodeAt(2 * i + 1)]!;
+    }
+    return outer.copy().update(innerDigest).digest("hex");
+  };
 }
 
 /** HMAC-SHA256 with the UTF-8 bytes of `secret` as the key. */

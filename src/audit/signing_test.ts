@@ -62,6 +62,22 @@ Deno.test("hmacSigner agrees with node:crypto and WebCrypto over the UTF-8 bytes
   assert.match(sig, /^hmac-sha256:[0-9a-f]{8}:[0-9a-f]{64}$/);
 });
 
+Deno.test("hmacSigner agrees with createHmac for keys and texts of every length around the block", () => {
+  // Keys shorter than, equal to and longer than the 64-byte block (the last are hashed first),
+  // texts from empty to several blocks, and one signer reused, as the chain reuses it.
+  for (const keyLength of [1, 31, 63, 64, 65, 200]) {
+    const secret = "k".repeat(keyLength);
+    const signer = hmacSigner(secret, "id");
+    for (let n = 0; n <= 300; n += 7) {
+      const text = "aé😀\u2028".repeat(n).slice(0, n);
+      const want = createHmac("sha256", Buffer.from(secret, "utf8"))
+        .update(Buffer.from(text, "utf8")).digest("hex");
+      assert.equal(signer.sign(text), `hmac-sha256:id:${want}`, `key ${keyLength}, text ${n}`);
+      assert.equal(signer.check(text, signer.sign(text)), "ok");
+    }
+  }
+});
+
 Deno.test("hmacSigner uses a configured key id", () => {
   const s = hmacSigner("secret", "prod-2026");
   assert.ok(s.sign(TEXT).startsWith("hmac-sha256:prod-2026:"));
