@@ -75,7 +75,15 @@ function oddChunks(bytes: Uint8Array, forced: number[], rand: () => number): Uin
   return out;
 }
 
-Deno.test("request bodies, JSON answers and batches cross the HTTP proxy byte for byte, in both directions", async () => {
+// In every durability mode: the fsyncs' timing must never change what crosses or what is recorded.
+for (const durability of ["batch", "none", "entry"] as const) {
+  Deno.test(
+    `request bodies, JSON answers and batches cross the HTTP proxy byte for byte, in both directions (durability ${durability})`,
+    () => bodiesCrossUnchanged({ MCP_AUDIT_AUDIT_DURABILITY: durability }),
+  );
+}
+
+async function bodiesCrossUnchanged(env: Record<string, string>): Promise<void> {
   const requestBody = u8(
     '{ "jsonrpc" : "2.0",\t"id" : 1 , "method":"tools/call",\n "params":{"name":"echo",' +
       '"arguments":{"big":12345678901234567890,"s":"\\u00e9 ✓ 🎉","esc":"a\\/b\\"c","f":1.50}} }',
@@ -95,7 +103,7 @@ Deno.test("request bodies, JSON answers and batches cross the HTTP proxy byte fo
       headers: { "content-type": "application/json; charset=utf-8" },
     });
   });
-  const log = await withProxy("http-bytes", upstream.url, {}, async (proxy, client, signal) => {
+  const log = await withProxy("http-bytes", upstream.url, env, async (proxy, client, signal) => {
     for (
       const [script, sent, expected] of [["single", requestBody, answerBody], [
         "batch",
@@ -123,6 +131,8 @@ Deno.test("request bodies, JSON answers and batches cross the HTTP proxy byte fo
     assertBytesEqual(upstream.requests[1]!.body, batchBody, "the batch body upstream");
   });
   const recs = log.records;
+  const start = recs.find((r) => r.method === "audit/start");
+  assertEquals(dig(start?.params, "durability"), env.MCP_AUDIT_AUDIT_DURABILITY, "the mode run");
   assert(log.text.includes("12345678901234567890"), "big integers are logged as their digits");
   const call = recs.find((r) => r.kind === "request" && r.method === "tools/call")!;
   assertEquals(
@@ -153,7 +163,7 @@ Deno.test("request bodies, JSON answers and batches cross the HTTP proxy byte fo
   assertEquals(fromBatch[1]!.wire_sha256, await sha256Hex(batchBody));
   assertEquals(fromBatch[2]!.wire_sha256, await sha256Hex(batchAnswer));
   for (const r of recs.filter((r) => r.kind !== "event")) assertEquals(r.transport, "http");
-});
+}
 
 Deno.test("SSE answers are streamed event by event and every byte reaches the client unchanged: CRLF, CR, comments, ids, retry, multi-line data, UTF-8 split anywhere", async () => {
   const rand = seededRandom(SEED);

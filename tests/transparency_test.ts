@@ -210,8 +210,16 @@ function field(value: Json | undefined, ...path: string[]): Json | undefined {
 
 // Lines that are not one JSON-RPC message (non-JSON, blank, a last line without a newline) are
 // refused unread since the framing fix: tests/framing_smuggling_test.ts covers them.
-Deno.test("bytes cross unchanged both ways: random chunks, CRLF, split characters, batches, 16 MiB", async () => {
-  await using dir = await tempDir("transparency");
+// In every durability mode: the fsyncs' timing must never change what crosses or what is recorded.
+for (const durability of ["batch", "none", "entry"] as const) {
+  Deno.test(
+    `bytes cross unchanged both ways: random chunks, CRLF, split characters, batches, 16 MiB (durability ${durability})`,
+    () => bytesCrossUnchanged(durability),
+  );
+}
+
+async function bytesCrossUnchanged(durability: "none" | "batch" | "entry"): Promise<void> {
+  await using dir = await tempDir(`transparency-${durability}`);
   const signal = deadline(120_000);
   const random = seededRandom(SEED);
 
@@ -292,6 +300,7 @@ Deno.test("bytes cross unchanged both ways: random chunks, CRLF, split character
         `${SEED}`,
         "--announce",
       ),
+      env: { MCP_AUDIT_AUDIT_DURABILITY: durability },
     });
     const out = proxy.stdout();
     const writes = await writeChunked(proxy, out, client, random, signal, { close: false });
@@ -349,6 +358,8 @@ Deno.test("bytes cross unchanged both ways: random chunks, CRLF, split character
 
   const log = await readLog(`${dir.path}/audit.jsonl`);
   const records = log.records;
+  const start = records.find((r) => r.method === "audit/start");
+  assertEquals(field(start?.params, "durability"), durability, "the proxy ran in that mode");
   await assertRecordedAsDelivered(records, "client_to_server", upstreamGot);
   await assertRecordedAsDelivered(records, "server_to_client", received);
   const bigRecord = records.find((r) => r.jsonrpc_id === 6 && r.kind === "request")!;
@@ -403,7 +414,7 @@ Deno.test("bytes cross unchanged both ways: random chunks, CRLF, split character
 
   const v = await verifyLog(`${dir.path}/audit.jsonl`);
   assertEquals(v.code, 0, v.stdout);
-});
+}
 
 Deno.test("an oversized message is not forwarded: the sender gets -32600 with limit_bytes and the session goes on", async () => {
   await using dir = await tempDir("oversized");
