@@ -5,7 +5,10 @@
  * what `scripts/bench.ts` measures is the proxy: it reads raw chunks, finds the id without a full
  * parse when the line starts the usual way, and writes all the answers to one chunk in one write.
  *
- * Usage: `deno run scripts/bench_upstream.ts` (needs no permissions).
+ * Usage: `deno run scripts/bench_upstream.ts [--mark]` (needs no permissions). With `--mark` it
+ * writes `first read at MS` to stderr when its first input arrives, MS being the wall clock in
+ * milliseconds (`performance.timeOrigin + performance.now()`): for the bench's startup section,
+ * the moment the first message was forwarded to it.
  *
  * Its answers and its scan for the id are exported for `scripts/bench_http_upstream.ts`.
  *
@@ -130,9 +133,14 @@ async function serve(): Promise<void> {
   // Bytes of a line that began in an earlier chunk.
   let carry = new Uint8Array(0);
   let out = new Uint8Array(1 << 16);
+  let mark = Deno.args.includes("--mark");
   while (true) {
     const n = await Deno.stdin.read(input);
     if (n === null) break;
+    if (mark) {
+      console.error(`first read at ${performance.timeOrigin + performance.now()}`);
+      mark = false;
+    }
     let buf = input.subarray(0, n);
     if (carry.length > 0) {
       const joined = new Uint8Array(carry.length + n);

@@ -9,13 +9,13 @@
  * @module
  */
 import { monotonicFactory } from "ulid";
-import { AuditLog, type AuditLogOptions } from "../src/audit/chain.ts";
-import type { AuditFields } from "../src/audit/record.ts";
-import { hmacSigner } from "../src/audit/signing.ts";
-import { JsonlStore } from "../src/audit/storage/jsonl.ts";
-import { SqliteQuery } from "../src/audit/storage/sqlite_query.ts";
-import { SqliteStore } from "../src/audit/storage/sqlite.ts";
-import type { RecordStore } from "../src/audit/storage/store.ts";
+import { AuditLog, type AuditLogOptions } from "../../src/audit/chain.ts";
+import type { AuditFields } from "../../src/audit/record.ts";
+import { hmacSigner } from "../../src/audit/signing.ts";
+import { JsonlStore } from "../../src/audit/storage/jsonl.ts";
+import { SqliteQuery } from "../../src/audit/storage/sqlite_query.ts";
+import { SqliteStore } from "../../src/audit/storage/sqlite.ts";
+import type { RecordStore } from "../../src/audit/storage/store.ts";
 
 /** The targets, in records per second and milliseconds. */
 export const STORAGE_TARGET = {
@@ -187,18 +187,4 @@ export function storageReport(r: StorageBenchResult): string[] {
       r.qMs < STORAGE_TARGET.qMs ? "met" : "NOT met"
     })`,
   ];
-}
-
-if (import.meta.main) {
-  const dir = await Deno.makeTempDir({ dir: ".", prefix: ".bench-storage-" });
-  try {
-    const result = await runStorageBench({
-      quick: Deno.args.includes("--quick"),
-      dir,
-      progress: (t) => console.error(`bench: ${t}`),
-    });
-    console.log(storageReport(result).join("\n"));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 }

@@ -17,28 +17,31 @@
  * The records look like tools/call traffic of a few clients over many sessions (requests and
  * their answers with durations, tool errors, JSON-RPC errors, policy and rate-limit refusals,
  * redacted arguments), spread over the 24 hours before the log was built. The log is kept at the
- * path given (default `.bench/dashboard-1m.db`) and reused by the next run; `--rebuild` writes it
- * again. Since its records end when it was built, a reused log's recent windows hold less.
- *
- * usage: deno run -A scripts/bench_dashboard.ts [PATH] [--records N] [--runs N] [--rebuild] [--json]
+ * path given (`.bench/dashboard-1m.db` from `deno task bench --only dashboard`; 100,000 records and
+ * `.bench/dashboard-100k.db` with `--quick`) and reused by the next run; `--dashboard-rebuild`
+ * writes it again. Since its records end when it was built, a reused log's recent windows hold
+ * less. Opt-in: `deno task bench` runs it only when `--only` names it.
  *
  * Targets (issue 11): first page < 1 s, an older page < 200 ms. Reported, never asserted.
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { DatabaseSync } from "node:sqlite";
 import { type Browser, chromium, type Page } from "playwright-core";
-import { SqliteStore } from "../src/audit/storage/sqlite.ts";
-import { writeTraffic } from "../tests/fixtures/dashboard_traffic.ts";
-import { BenchProcess, cleanEnv, int, MAIN, median, REPO, SECRET, table } from "./bench_common.ts";
+import { SqliteStore } from "../../src/audit/storage/sqlite.ts";
+import { writeTraffic } from "../../tests/fixtures/dashboard_traffic.ts";
+import { BenchProcess, cleanEnv, int, MAIN, median, REPO, SECRET, table } from "./common.ts";
 
 /** The issue's targets, in milliseconds. */
 export const DASHBOARD_TARGET = { firstPageMs: 1000, olderPageMs: 200 } as const;
 
-const USAGE =
-  "usage: deno run -A scripts/bench_dashboard.ts [PATH] [--records N] [--runs N] [--rebuild] [--json]";
-const DEFAULT_PATH = `${REPO}.bench/dashboard-1m.db`;
+/** Where the log of `records` records is kept between runs. */
+export function dashboardLogPath(records: number): string {
+  const size = records >= 1_000_000 && records % 1_000_000 === 0
+    ? `${records / 1_000_000}m`
+    : `${Math.round(records / 1000)}k`;
+  return `${REPO}.bench/dashboard-${size}.db`;
+}
 const DAY_MS = 86_400_000;
 /** Records per session before the client starts a new one. */
 const SESSION_RECORDS = 2_000;
@@ -436,49 +439,4 @@ export function dashboardReport(r: DashboardBenchResult): string[] {
       ...r.api.map((a) => [a.name, ms(a.medianMs), ms(a.maxMs)]),
     ]),
   ];
-}
-
-if (import.meta.main) {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: Deno.args,
-      options: {
-        records: { type: "string", default: "1000000" },
-        runs: { type: "string", default: "7" },
-        rebuild: { type: "boolean", default: false },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", default: false },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (e) {
-    console.error(`${e instanceof Error ? e.message : e}\n${USAGE}`);
-    Deno.exit(2);
-  }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(USAGE);
-    Deno.exit(0);
-  }
-  const records = Number(values.records);
-  const runs = Number(values.runs);
-  if (!Number.isInteger(records) || records < 1000 || !Number.isInteger(runs) || runs < 1) {
-    console.error(`--records must be an integer ≥ 1000 and --runs ≥ 1\n${USAGE}`);
-    Deno.exit(2);
-  }
-  if (positionals.length > 1) {
-    console.error(`one log path at most\n${USAGE}`);
-    Deno.exit(2);
-  }
-  const path = positionals[0] ?? DEFAULT_PATH;
-  const result = await runDashboardBench({
-    path: path.startsWith("/") ? path : `${Deno.cwd()}/${path}`,
-    records,
-    runs,
-    rebuild: values.rebuild,
-    progress: (t) => console.error(`bench: ${t}`),
-  });
-  console.log(values.json ? JSON.stringify(result, null, 2) : dashboardReport(result).join("\n"));
 }

@@ -22,24 +22,20 @@
  *
  * Flags are reported, not asserted: the exit code is 0 unless the bench could not run.
  *
- * Runs on its own (`deno run --allow-all scripts/bench_detectors.ts [--quick] [--json]`) or from
- * `scripts/bench.ts`, which calls {@link runDetectorBench} after the HTTP part.
+ * `scripts/bench.ts` calls {@link runDetectorBench} (`--only detectors`). Run as a script, this
+ * file is only the linear-engine child process (`--linear-engine-case [--quick]`).
  *
  * @module
  */
-import { DETECTOR_NAMES, ValueRedactor } from "../src/audit/detectors.ts";
-import { compileLinearRegex } from "../src/guardrails/pattern.ts";
+import { DETECTOR_NAMES, ValueRedactor } from "../../src/audit/detectors.ts";
+import { compileLinearRegex } from "../../src/guardrails/pattern.ts";
 import process from "node:process";
 import {
   ADVERSARIAL_CUSTOM,
   ADVERSARIAL_INPUTS,
   flat,
-} from "../src/audit/testdata/adversarial_inputs.ts";
-import { parseBenchArgs, type Progress, table } from "./bench_common.ts";
-
-const USAGE = `usage: deno run --allow-all scripts/bench_detectors.ts [--quick] [--json]
-  --quick     every detector together only, at 256 KiB and 512 KiB, fewer batches (about 10 s)
-  --json      print the results as one JSON object on stdout (progress still goes to stderr)`;
+} from "../../src/audit/testdata/adversarial_inputs.ts";
+import { type Progress, table } from "./common.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -368,26 +364,11 @@ export function detectorReport(r: DetectorBenchResult): string[] {
   return lines;
 }
 
-async function main(args: string[]): Promise<number> {
-  const flags = parseBenchArgs(args, USAGE, { "linear-engine-case": { type: "boolean" } });
-  if (typeof flags === "number") return flags;
-  const plan = flags.quick ? QUICK : FULL;
-  if (flags["linear-engine-case"]) {
-    console.log(JSON.stringify(linearEngineCase(plan)));
-    return 0;
-  }
-  const progress = (text: string): void => console.error(`bench: ${text}`);
-  try {
-    const result = await runDetectorBench({ quick: flags.quick === true, progress });
-    if (flags.json) console.log(JSON.stringify(result, null, 2));
-    else console.log(detectorReport(result).join("\n"));
-    return 0;
-  } catch (e) {
-    progress(`failed: ${e instanceof Error ? e.message : String(e)}`);
-    return 1;
-  }
-}
-
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  // Only the child process of runLinearEngineCase runs this file.
+  if (!Deno.args.includes("--linear-engine-case")) {
+    console.error("usage: deno task bench --only detectors");
+    Deno.exit(2);
+  }
+  console.log(JSON.stringify(linearEngineCase(Deno.args.includes("--quick") ? QUICK : FULL)));
 }

@@ -1,27 +1,92 @@
 /**
- * What the stdio bench (`scripts/bench.ts`) and the HTTP bench (`scripts/bench_http.ts`) share:
- * the repository's paths, the messages they send, the proxy's environment, child processes whose
- * stderr is kept, `main.ts verify` and the tally of what a log says happened to the calls, the V8
- * CPU profiler over the inspector and the summary of its profiles, statistics and the order of
- * the targets in a round, the report's number and table formatting, and the command line's
- * common flags.
+ * What the sections of `deno task bench` (`scripts/bench.ts`) share: the repository's paths and
+ * the proxy tree under test, the messages they send, the proxy's environment, child processes
+ * whose stderr is kept, `main.ts verify` and the tally of what a log says happened to the calls,
+ * the V8 CPU profiler over the inspector and the summary of its profiles, statistics and the
+ * order of the targets in a round, and the report's number and table formatting.
  *
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { parseArgs, type ParseArgsConfig } from "node:util";
-import { type SinkCounts, sinkCounts, sinkWait } from "./bench_otlp_sink.ts";
+import { type SinkCounts, sinkCounts, sinkWait } from "../bench_otlp_sink.ts";
 
 /** The repository's root, as a path ending in a separator. */
-export const REPO: string = fileURLToPath(new URL("../", import.meta.url));
+export const REPO: string = fileURLToPath(new URL("../../", import.meta.url));
 /** The repository's root, as a `file:` URL ending in `/`. */
-export const REPO_URL: string = new URL("../", import.meta.url).href;
-/** The proxy's entry point. */
-export const MAIN: string = fileURLToPath(new URL("../main.ts", import.meta.url));
+export const REPO_URL: string = new URL("../../", import.meta.url).href;
+/** This repository's entry point (the dashboard section and the default proxy tree). */
+export const MAIN: string = fileURLToPath(new URL("../../main.ts", import.meta.url));
 
-/** The path of `name` in `scripts/`. */
+/** The path of `name` in `scripts/` (the fixtures that run as processes of their own). */
 export function scriptPath(name: string): string {
-  return fileURLToPath(new URL(name, import.meta.url));
+  return fileURLToPath(new URL(`../${name}`, import.meta.url));
+}
+
+/**
+ * The mcp-audit tree whose `main.ts` the bench runs as the proxy: this repository by default, or
+ * another checkout (`--proxy-root`, `--main`) such as a `git worktree` of an older commit, for a
+ * before-and-after in the same driver. Its own `deno.json` is passed to `deno run` so that its
+ * own import map and lockfile apply.
+ */
+export interface ProxyTree {
+  /** The tree's root, ending in a separator. */
+  root: string;
+  main: string;
+  /** Its `deno.json`. */
+  config: string;
+  /** Its commit, when it is a git checkout. */
+  commit: string | null;
+  /**
+   * Whether its configuration knows `audit.sync_interval_ms` (read from its schema, not
+   * assumed: older trees do not).
+   */
+  syncInterval: boolean;
+}
+
+/** The tree of `main`, or of `root`'s `main.ts`; this repository's when neither is given. */
+export async function proxyTree(opts: { main?: string; root?: string }): Promise<ProxyTree> {
+  const abs = (p: string): string => p.startsWith("/") ? p : `${Deno.cwd()}/${p}`;
+  const main = opts.main !== undefined
+    ? abs(opts.main)
+    : opts.root !== undefined
+    ? `${abs(opts.root).replace(/\/$/, "")}/main.ts`
+    : MAIN;
+  const root = main.slice(0, main.lastIndexOf("/") + 1);
+  await Deno.stat(main);
+  const schema = await Deno.readTextFile(`${root}src/config/schema.ts`).catch(() => "");
+  return {
+    root,
+    main,
+    config: `${root}deno.json`,
+    commit: await gitCommit(root),
+    syncInterval: schema.includes("sync_interval_ms"),
+  };
+}
+
+/** The commit checked out at `dir` (with `-dirty` when it has changes), or null. */
+export async function gitCommit(dir: string): Promise<string | null> {
+  const git = async (...args: string[]): Promise<string | null> => {
+    try {
+      const out = await new Deno.Command("git", {
+        args: ["-C", dir, ...args],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "null",
+      }).output();
+      return out.code === 0 ? new TextDecoder().decode(out.stdout).trim() : null;
+    } catch {
+      return null;
+    }
+  };
+  const head = await git("rev-parse", "--short=12", "HEAD");
+  if (head === null) return null;
+  const status = await git("status", "--porcelain", "--untracked-files=no");
+  return status === null || status === "" ? head : `${head}-dirty`;
+}
+
+/** `deno run` of the tree's `main.ts` with `flags` (permissions, inspector) before it. */
+export function proxyCommand(tree: ProxyTree, flags: readonly string[]): string[] {
+  return [Deno.execPath(), "run", `--config=${tree.config}`, ...flags, tree.main];
 }
 
 /** The audit secret of the proxies (32+ bytes, so the proxy does not warn about a short one). */
@@ -35,7 +100,7 @@ export const PROTOCOL_VERSION = "2025-06-18";
 /** How much of a child's stderr is kept, from its end. */
 const STDERR_KEEP = 16 << 10;
 
-/** Where a progress line goes (stderr, in both benches). */
+/** Where a progress line goes (stderr). */
 export type Progress = (text: string) => void;
 
 /**
@@ -172,6 +237,16 @@ export const TELEMETRY_PERMISSIONS: readonly string[] = [
   "--allow-net=127.0.0.1",
   "--allow-sys=hostname",
 ];
+
+/** Where a telemetry configuration exports, and whether log records too. */
+export interface TelemetrySetup {
+  /** The OTLP sink's base URL. */
+  sinkUrl: string;
+  logs: boolean;
+}
+
+/** How long a telemetry proxy that is up gets to say its metrics listen too. */
+export const METRICS_WAIT_MS = 10_000;
 
 /** The proxy's stderr line once its metrics listener is up; the first group is its base URL. */
 export const METRICS_LISTENING = /"metrics listening".*?"address":"([^"]+)"/;
@@ -391,6 +466,11 @@ export class BenchProcess {
     this.#lineListeners.push(listener);
   }
 
+  /** The process id. */
+  get pid(): number {
+    return this.child.pid;
+  }
+
   /** What the process wrote to stderr (the last part of it). */
   get stderr(): string {
     return this.#stderr;
@@ -459,10 +539,15 @@ export interface VerifyOutput {
   output: string[];
 }
 
-/** Runs `main.ts verify` on the audit log at `logPath`, with the bench's secret. */
-export async function verifyLog(logPath: string, cwd: string): Promise<VerifyOutput> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-env", MAIN, "verify", logPath],
+/** Runs the tree's `main.ts verify` on the audit log at `logPath`, with the bench's secret. */
+export async function verifyLog(
+  tree: ProxyTree,
+  logPath: string,
+  cwd: string,
+): Promise<VerifyOutput> {
+  const [command, ...args] = proxyCommand(tree, ["--allow-read", "--allow-env"]);
+  const out = await new Deno.Command(command!, {
+    args: [...args, "verify", logPath],
     env: { ...cleanEnv(), AUDIT_SECRET: SECRET },
     clearEnv: true,
     cwd,
@@ -493,6 +578,10 @@ export interface CpuProfile {
     children?: number[];
   }[];
   samples: number[];
+  /** µs between samples (the first from `startTime`). */
+  timeDeltas?: number[];
+  startTime?: number;
+  endTime?: number;
 }
 
 /** Whether `value` has the parts of a {@link CpuProfile}. */
@@ -785,55 +874,6 @@ export function profileLines(
   ];
 }
 
-/** The flags every bench takes. */
-const BENCH_OPTIONS = {
-  quick: { type: "boolean" },
-  json: { type: "boolean" },
-  keep: { type: "boolean" },
-  profile: { type: "boolean" },
-  help: { type: "boolean", short: "h" },
-} as const;
-
-type Options = NonNullable<ParseArgsConfig["options"]>;
-/** The flags {@link parseBenchArgs} found: the common ones and `more`. */
-type BenchFlags<T extends Options> = ReturnType<
-  typeof parseArgs<{
-    args: string[];
-    options: typeof BENCH_OPTIONS & T;
-    strict: true;
-    allowPositionals: false;
-  }>
->["values"];
-
-/**
- * Parses a bench's command line: `--quick`, `--json`, `--keep`, `--profile`, `--help` and the
- * options `more`, no positionals. Returns the flags, or the exit code when the command is to stop
- * there: 2 after printing the error and `usage` to stderr, 0 after printing `usage` for `--help`.
- */
-export function parseBenchArgs<const T extends Options>(
-  args: string[],
-  usage: string,
-  more: T,
-): BenchFlags<T> | number {
-  let flags: BenchFlags<T>;
-  try {
-    flags = parseArgs({
-      args,
-      options: { ...BENCH_OPTIONS, ...more },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    console.error(`${(e as Error).message}\n${usage}`);
-    return 2;
-  }
-  if ("help" in flags && flags.help === true) {
-    console.log(usage);
-    return 0;
-  }
-  return flags;
-}
-
 /** `n` rounded, with thousands separators. */
 export const int = (n: number): string => Math.round(n).toLocaleString("en-US");
 /** A ratio as a percentage with one decimal. */
@@ -864,6 +904,25 @@ export const TELEMETRY_TARGET = {
   /** p50 round trip with telemetry on, as a multiple of that with it off. */
   maxP50Ratio: 1.05,
 } as const;
+
+/**
+ * A configuration's figures over a run: of all the rounds together, and of each round (for the
+ * ratios paired by round).
+ */
+export interface Series {
+  overall: TelemetryFigures;
+  rounds: TelemetryFigures[];
+}
+
+/** What telemetry costs, from the three configurations' {@link Series}. */
+export function telemetryCostOf(direct: Series, off: Series, on: Series): TelemetryCost {
+  return telemetryCost(
+    direct.overall,
+    off.overall,
+    on.overall,
+    off.rounds.map((f, i) => ({ off: f, on: on.rounds[i]! })),
+  );
+}
 
 /** One configuration's figures, as the cost of telemetry is computed from them. */
 export interface TelemetryFigures {
