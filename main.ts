@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { Hono } from "hono";
 import { monotonicFactory } from "ulid";
 import { AuditLog, ChainError } from "./src/audit/chain.ts";
 import { EventMethod } from "./src/audit/record.ts";
@@ -23,50 +22,34 @@ import {
   openStore,
   storePath,
 } from "./src/audit/storage/open.ts";
-import { exportCommand } from "./src/cli/export_command.ts";
-import { dashboardCommand } from "./src/cli/dashboard_command.ts";
-import { serveDashboard } from "./src/cli/dashboard_serve.ts";
-import { ed25519Entry, hmacEntry, KeyRing } from "./src/audit/key_file.ts";
+import type { KeyRing } from "./src/audit/key_file.ts";
 import { createPublicKey } from "node:crypto";
 import { writerIdentity } from "./src/audit/writer_identity.ts";
 import { HELP, parseCommand } from "./src/cli/args.ts";
 import { UsageError } from "./src/cli/errors.ts";
-import { keygenCommand } from "./src/cli/keygen_command.ts";
-import { verifyCommand } from "./src/cli/verify_command.ts";
 import type { Config } from "./src/config/config.ts";
 import type { DashboardServices } from "./src/dashboard/api.ts";
-import { StaticFiles, StaticFilesError } from "./src/dashboard/static_files.ts";
+import type { StaticFiles } from "./src/dashboard/static_files.ts";
 import { ConfigError, loadConfig, type Loaded } from "./src/config/load.ts";
 import type { JsonObject } from "./src/jsonrpc/json.ts";
 import { type Logger, stderrLogger } from "./src/log.ts";
 import { Exchange, type ExchangeDeps } from "./src/pipeline/exchange.ts";
-import { pinsCommand } from "./src/cli/pins_command.ts";
 import { buildSettings, configDigest, liveSettings, pinsPath } from "./src/pipeline/settings.ts";
-import { createProxyApp } from "./src/transport/http/proxy_app.ts";
-import {
-  listen,
-  type Listener,
-  ListenError,
-  type ServeLimits,
-  serveLimits,
-} from "./src/transport/http/serve.ts";
-import { SessionRegistry } from "./src/transport/http/sessions.ts";
-import { StdioSessions } from "./src/transport/http/stdio_sessions.ts";
-import {
-  type UpstreamFetch,
-  type UpstreamTls,
-  upstreamTls,
-  UpstreamTlsError,
-} from "./src/transport/http/upstream_tls.ts";
+import type { Listener, ServeLimits } from "./src/transport/http/serve.ts";
+import type { UpstreamFetch, UpstreamTls } from "./src/transport/http/upstream_tls.ts";
 import { CommandLineError, splitCommandLine, upstreamEnv } from "./src/transport/command_line.ts";
 import { runStdio } from "./src/transport/stdio.ts";
 import { Telemetry, TelemetryStartError } from "./src/telemetry/telemetry.ts";
 import { ProxyStats } from "./src/telemetry/proxy_stats.ts";
 import type { RequestInfo } from "./src/transport/http/host_origin_guard.ts";
-import { runStdioToHttp } from "./src/transport/stdio_to_http.ts";
 import { VERSION } from "./src/version.ts";
 import { watchFile } from "./src/config/watch.ts";
 import { Reloader, type ReloadTrigger } from "./src/pipeline/reload.ts";
+
+// Statically imported above: what a stdio proxy needs, and nothing else, since a client starts
+// every wrapped server when it starts and waits for each. What only some configurations or
+// commands use (the HTTP transports, TLS, the listeners, the dashboard, the subcommands) is
+// imported where it is first needed.
 
 /** How long the upstream gets after its stdin closes, and again after SIGTERM. */
 const UPSTREAM_GRACE_MS = 3000;
@@ -93,6 +76,16 @@ function printOut(line: string): void {
 }
 function printErr(line: string): void {
   Deno.stderr.writeSync(encoder.encode(line + "\n"));
+}
+
+/** The listeners' module, once a listener has been asked for (a stdio run may bind none). */
+let listeners: typeof import("./src/transport/http/serve.ts") | undefined;
+async function loadListeners(): Promise<typeof import("./src/transport/http/serve.ts")> {
+  return listeners ??= await import("./src/transport/http/serve.ts");
+}
+/** A port that is taken or cannot be bound: only possible once a listener was asked for. */
+function isListenError(e: unknown): e is Error {
+  return listeners !== undefined && e instanceof listeners.ListenError;
 }
 
 function readConfigFile(
@@ -225,6 +218,7 @@ async function runStdioProxy(run: Run, session: string, argv: string[]): Promise
 }
 
 async function runStdioToHttpBridge(run: Run, session: string, upstream: URL): Promise<Ending> {
+  const { runStdioToHttp } = await import("./src/transport/stdio_to_http.ts");
   const exchange = ownSession(run, session, upstream);
   const outcome = await runStdioToHttp({
     upstream,
@@ -257,6 +251,10 @@ function allowedHosts(run: Run): Set<string> {
 
 async function runHttpToStdioBridge(run: Run, argv: string[]): Promise<Ending> {
   const p = run.config.proxy;
+  const [{ StdioSessions }, { listen, serveLimits }] = await Promise.all([
+    import("./src/transport/http/stdio_sessions.ts"),
+    loadListeners(),
+  ]);
   const sessions = new StdioSessions({
     argv,
     env: upstreamEnv(Deno.env.toObject()),
@@ -290,6 +288,11 @@ async function runHttpToStdioBridge(run: Run, argv: string[]): Promise<Ending> {
 async function runHttpProxy(run: Run, upstream: URL): Promise<Ending> {
   const { config, logger } = run;
   const p = config.proxy;
+  const [{ SessionRegistry }, { createProxyApp }, { listen, serveLimits }] = await Promise.all([
+    import("./src/transport/http/sessions.ts"),
+    import("./src/transport/http/proxy_app.ts"),
+    loadListeners(),
+  ]);
   const sessions = new SessionRegistry(
     (session) => new Exchange(run.exchangeDeps, session, upstream.href),
     MAX_HTTP_SESSIONS,
@@ -344,7 +347,8 @@ async function serveMetrics(
   signal: AbortSignal,
 ): Promise<Listener> {
   const m = config.metrics;
-  const { createMetricsApp, metricsHosts } = await import("./src/telemetry/metrics_app.ts");
+  const [{ Hono }, { createMetricsApp, metricsHosts }, { listen, ListenError }] = await Promise
+    .all([import("hono"), import("./src/telemetry/metrics_app.ts"), loadListeners()]);
   const app = new Hono<{ Bindings: RequestInfo }>();
   // Bound to loopback, only loopback names (DNS rebinding); bound for a network, any name.
   const allowedHosts = metricsHosts(m.bind_address);
@@ -374,9 +378,10 @@ async function serveMetrics(
  * The keys the dashboard's chain status checks signatures with: the proxy's own (an Ed25519
  * signer's public half), or null when records are not signed.
  */
-function verifyKeys(config: Config): KeyRing | null {
+async function verifyKeys(config: Config): Promise<KeyRing | null> {
   const a = config.audit;
   if (!a.sign) return null;
+  const { ed25519Entry, hmacEntry, KeyRing } = await import("./src/audit/key_file.ts");
   const keyId = a.key_id === "" ? undefined : a.key_id;
   if (a.signing.private_key_file !== "") {
     const pem = Deno.readTextFileSync(a.signing.private_key_file);
@@ -388,6 +393,7 @@ function verifyKeys(config: Config): KeyRing | null {
 
 /** The dashboard page's files; one that cannot be read is a configuration problem. */
 async function pageFiles(): Promise<StaticFiles> {
+  const { StaticFiles, StaticFilesError } = await import("./src/dashboard/static_files.ts");
   try {
     return await StaticFiles.load();
   } catch (e) {
@@ -407,7 +413,12 @@ async function startDashboard(
   logger: Logger,
   signal: AbortSignal,
 ): Promise<{ services: DashboardServices; listener: Listener }> {
-  const { createDashboardServices } = await import("./src/dashboard/services.ts");
+  const [{ createDashboardServices }, { serveDashboard }, keys] = await Promise.all([
+    import("./src/dashboard/services.ts"),
+    import("./src/cli/dashboard_serve.ts"),
+    verifyKeys(config),
+    loadListeners(),
+  ]);
   const services = createDashboardServices({
     path: storePath(config.audit),
     storage: config.audit.storage,
@@ -415,7 +426,7 @@ async function startDashboard(
     authEnabled: config.dashboard.auth.token.trim() !== "",
     timeZone: config.dashboard.timezone,
     pinsPath: config.pinning.enabled ? pinsPath(config) : null,
-    keys: verifyKeys(config),
+    keys,
     logger,
   });
   const stopWaking = log.observe(() => services.feed.wake());
@@ -477,6 +488,27 @@ async function startTelemetry(
   }
 }
 
+/**
+ * Starts loading the modules of the listeners `config` asks for, so that they load while the
+ * telemetry worker starts; each is imported again (and then found loaded) where it is used, and
+ * an import that fails fails there.
+ */
+function preloadListeners(config: Config): void {
+  const loading: Promise<unknown>[] = [];
+  if (config.metrics.enabled) {
+    loading.push(import("hono"), import("./src/telemetry/metrics_app.ts"), loadListeners());
+  }
+  if (config.dashboard.enabled) {
+    loading.push(
+      import("./src/dashboard/services.ts"),
+      import("./src/cli/dashboard_serve.ts"),
+      import("./src/audit/key_file.ts"),
+      loadListeners(),
+    );
+  }
+  Promise.allSettled(loading);
+}
+
 /** How to load the configuration again, for reloads. */
 interface Reloading {
   load: () => Loaded;
@@ -523,6 +555,7 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
   const argv = upstreamIsUrl ? [] : upstreamArgv(config);
   let tls: UpstreamTls | undefined;
   if (upstreamIsUrl) {
+    const { upstreamTls, UpstreamTlsError } = await import("./src/transport/http/upstream_tls.ts");
     try {
       tls = await upstreamTls(config.proxy.tls, {
         warn: (msg, fields) => logger.warn(msg, fields),
@@ -536,16 +569,28 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
   const stats = new ProxyStats();
   // The metrics read the log's queue when scraped; nothing is scraped before the log exists.
   const opened: { log?: AuditLog } = {};
-  // The page's files are read before anything starts: a permission or packaging problem is one
-  // line and exit 2, not a run that opens the log and stops.
-  const dashboardFiles = config.dashboard.enabled ? await pageFiles() : undefined;
-  const telemetry = await startTelemetry(
+  // The telemetry worker loads its libraries on a thread of its own: while it starts, this one
+  // reads the page's files and loads the listeners' modules. Its errors still come after the
+  // page's, and before the log is opened.
+  const starting = startTelemetry(
     config,
     logger,
     () => opened.log,
     stats,
     upstreamIsUrl ? config.proxy.upstream.trim() : null,
   );
+  starting.catch(() => {}); // awaited below
+  preloadListeners(config);
+  let dashboardFiles: StaticFiles | undefined;
+  try {
+    // The page's files are read before anything starts: a permission or packaging problem is one
+    // line and exit 2, not a run that opens the log and stops.
+    dashboardFiles = config.dashboard.enabled ? await pageFiles() : undefined;
+  } catch (e) {
+    await starting.then((t) => t?.shutdown(), () => {});
+    throw e;
+  }
+  const telemetry = await starting;
   const settingsDeps = { mono: () => performance.now(), now: () => new Date() };
   const built = buildSettings(config, settingsDeps);
   const live = liveSettings(built);
@@ -666,10 +711,11 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
   } catch (e) {
     // Whatever ended the run, what is queued is stored and the log is closed with audit/stop.
     const why = e instanceof Error ? e.message : String(e);
-    logger.error(e instanceof ListenError ? why : "fatal error", { error: why });
+    const listening = isListenError(e);
+    logger.error(listening ? why : "fatal error", { error: why });
     ending = {
       exitCode: 1,
-      reason: e instanceof ListenError ? why : `fatal error: ${why}`,
+      reason: listening ? why : `fatal error: ${why}`,
       details: {},
     };
   } finally {
@@ -719,7 +765,8 @@ async function main(argv: string[]): Promise<number> {
       case "version":
         printOut(`mcp-audit ${VERSION}`);
         return 0;
-      case "verify":
+      case "verify": {
+        const { verifyCommand } = await import("./src/cli/verify_command.ts");
         return await verifyCommand(command.args, {
           env: Deno.env.toObject(),
           out: printOut,
@@ -727,15 +774,21 @@ async function main(argv: string[]): Promise<number> {
             ? (t) => Deno.stderr.writeSync(encoder.encode(t))
             : undefined,
         });
-      case "keygen":
+      }
+      case "keygen": {
+        const { keygenCommand } = await import("./src/cli/keygen_command.ts");
         return keygenCommand(command.args, printOut);
-      case "dashboard":
+      }
+      case "dashboard": {
+        const { dashboardCommand } = await import("./src/cli/dashboard_command.ts");
         return await dashboardCommand(command.args, {
           env: Deno.env.toObject(),
           out: printOut,
           err: printErr,
         });
-      case "pins":
+      }
+      case "pins": {
+        const { pinsCommand } = await import("./src/cli/pins_command.ts");
         return pinsCommand(command.args, {
           out: printOut,
           env: Deno.env.toObject(),
@@ -749,7 +802,9 @@ async function main(argv: string[]): Promise<number> {
             return { pinsPath: pinsPath(config), serverId: config.proxy.server_id };
           },
         });
+      }
       case "export": {
+        const { exportCommand } = await import("./src/cli/export_command.ts");
         // Ctrl-C ends the export with a partial --output file removed, never left looking whole.
         const stop = new AbortController();
         const onInterrupt = (): void => stop.abort();
