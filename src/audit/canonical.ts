@@ -87,9 +87,14 @@ function sortedKeys(value: { readonly [key: string]: CanonicalInput }): string[]
   return keys;
 }
 
+// How deep the recursive writer goes before it hands a container to the iterative one.
+const RECURSION_LIMIT = 64;
+
 /**
- * Serializes `value` canonically. Iterative, with its own stack: a record read from a hostile log
- * file, or any value, can be nested as deep as memory allows without overflowing the call stack.
+ * Serializes `value` canonically. Values nested up to {@link RECURSION_LIMIT} deep (every
+ * message in practice) are written by plain recursion, the fastest form in V8; anything deeper by
+ * an iterative writer with its own stack, so that a record read from a hostile log file, or any
+ * value, can be nested as deep as memory allows without overflowing the call stack.
  *
  * @example
  * ```ts
@@ -97,7 +102,47 @@ function sortedKeys(value: { readonly [key: string]: CanonicalInput }): string[]
  * ```
  */
 export function canonicalize(value: CanonicalInput): string {
-  if (!isContainer(value)) return scalar(value);
+  return write(value, 0);
+}
+
+function write(value: CanonicalInput, depth: number): string {
+  switch (typeof value) {
+    case "string":
+      return JSON.stringify(value);
+    case "number":
+      return number(value);
+    case "boolean":
+      return value ? "true" : "false";
+    case "object":
+      break;
+    default:
+      return scalar(value);
+  }
+  if (value === null) return "null";
+  if (isRawNumber(value)) return value.rawJSON;
+  if (depth >= RECURSION_LIMIT) return writeDeep(value);
+  if (isArray(value)) {
+    const n = value.length;
+    if (n === 0) return "[]";
+    let out = "[" + write(value[0], depth + 1);
+    for (let i = 1; i < n; i++) out += "," + write(value[i], depth + 1);
+    return out + "]";
+  }
+  const keys = sortedKeys(value);
+  let out = "{";
+  let separator = "";
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    const member = value[key];
+    if (member === undefined) continue;
+    out += separator + quoteKey(key) + ":" + write(member, depth + 1);
+    separator = ",";
+  }
+  return out + "}";
+}
+
+/** The iterative writer, for containers nested deeper than the recursive one goes. */
+function writeDeep(value: Container): string {
   // The containers being written around the current one, outermost first; made when the first
   // container nests in another.
   let stack: Frame[] | undefined;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { CanonicalizationError, canonicalize } from "./canonical.ts";
+import { type CanonicalInput, CanonicalizationError, canonicalize } from "./canonical.ts";
 import { isRawNumber, parseLossless, rawNumber } from "../jsonrpc/json.ts";
 
 /** The double whose IEEE 754 bits are `hex` (RFC 8785 Appendix B lists its vectors this way). */
@@ -205,5 +205,69 @@ Deno.test("every double's canonical text reads back as the same double: logs wri
     const n = back[0];
     if (isRawNumber(n)) assert.match(n.rawJSON, /^-?\d{17,}$/, text);
     else assert.ok(Object.is(n, x === 0 ? 0 : x), text);
+  }
+});
+
+function isList(value: object): value is readonly CanonicalInput[] {
+  return Array.isArray(value);
+}
+
+/** RFC 8785 written the plainest way, to check the fast writer against. */
+function reference(value: CanonicalInput): string {
+  if (value === null) return "null";
+  switch (typeof value) {
+    case "string":
+      return JSON.stringify(value);
+    case "boolean":
+      return String(value);
+    case "number":
+      return Object.is(value, -0) ? "0" : String(value);
+    case "object":
+      if (isRawNumber(value)) return value.rawJSON;
+      if (isList(value)) return "[" + value.map(reference).join(",") + "]";
+      return "{" +
+        Object.entries(value).filter(([, v]) => v !== undefined)
+          .sort(([a], [b]) => a < b ? -1 : 1)
+          .map(([k, v]) => JSON.stringify(k) + ":" + reference(v)).join(",") +
+        "}";
+  }
+  throw new Error(`not JSON: ${typeof value}`);
+}
+
+Deno.test("canonicalize agrees with a plain RFC 8785 writer over generated values, nested across the depth where it stops recursing", () => {
+  let s = 0xc0ffee;
+  const int = (n: number): number => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return Math.floor(((s >>> 0) / 2 ** 32) * n);
+  };
+  const strings = ["", "a", "b", "é", "😀", "\ud800", "\udc00", "\u0001", '"', "10", "9", "_"];
+  const leaf = (): CanonicalInput =>
+    [null, true, false, -0, 0.1, 1e21, int(1000), rawNumber("12345678901234567890"), undefined][
+      int(9)
+    ] ?? strings[int(strings.length)]!;
+  const value = (depth: number): CanonicalInput => {
+    if (depth === 0 || int(4) === 0) return leaf();
+    if (int(2) === 0) {
+      const items: CanonicalInput[] = [];
+      for (let i = int(4); i > 0; i--) items.push(value(depth - 1) ?? null);
+      return items;
+    }
+    const o: { [key: string]: CanonicalInput } = {};
+    for (let i = int(5); i > 0; i--) o[strings[int(strings.length)]! + int(3)] = value(depth - 1);
+    return o;
+  };
+  for (let i = 0; i < 2000; i++) {
+    const v = value(1 + int(6)) ?? null;
+    assert.equal(canonicalize(v), reference(v), reference(v));
+  }
+  // Chains of 60 to 70 containers, with siblings at every level, cross the recursion limit (64).
+  for (let depth = 60; depth <= 70; depth++) {
+    let v: CanonicalInput = value(3) ?? null;
+    for (let d = 0; d < depth; d++) {
+      v = d % 2 === 0 ? { z: v, a: value(2), m: [value(1) ?? null, -0] } : [value(2) ?? null, v];
+    }
+    assert.equal(canonicalize(v), reference(v), `depth ${depth}`);
   }
 });
