@@ -19,7 +19,8 @@
  */
 import { hash } from "node:crypto";
 import { clearInterval, setImmediate, setInterval } from "node:timers";
-import { recordText } from "./record_text.ts";
+import { isoTimestamps } from "./ids.ts";
+import { signedLine } from "./record_text.ts";
 import {
   type AuditFields,
   type AuditRecord,
@@ -125,6 +126,7 @@ export class AuditLog {
   #sinceCheckpoint = 0;
   #failedAttempts = 0;
   #timers: ReturnType<typeof setInterval>[] = [];
+  #isoTimestamp = isoTimestamps();
 
   constructor(opts: AuditLogOptions) {
     this.#opts = opts;
@@ -264,7 +266,7 @@ export class AuditLog {
   #queue(fields: AuditFields | ((seq: number) => AuditFields)): void {
     if (this.#closed) throw new ChainError("the audit log is closed");
     const now = this.#opts.now();
-    this.#pending.push({ id: this.#opts.newId(now), ts: new Date(now).toISOString(), fields });
+    this.#pending.push({ id: this.#opts.newId(now), ts: this.#isoTimestamp(now), fields });
     const a = this.#opts.async;
     if (a !== undefined && this.#pending.length % a.batchSize === 0 && this.#failedAttempts === 0) {
       this.#storeInBackground();
@@ -377,24 +379,40 @@ export class AuditLog {
   #write(p: Pending, batch: StoredRecord[]): void {
     const o = this.#opts;
     const seq = this.#seq + 1;
-    const fields = typeof p.fields === "function" ? p.fields(seq) : p.fields;
+    const f = typeof p.fields === "function" ? p.fields(seq) : p.fields;
+    // Field by field rather than a spread, which costs ten times as much per record; the
+    // canonical order is the writer's (record_text.ts), not this one.
     const record: AuditRecord = {
       v: 1,
       seq,
       id: p.id,
       ts: p.ts,
-      ...fields,
+      kind: f.kind,
+      direction: f.direction,
+      transport: f.transport,
+      upstream: f.upstream,
+      session: f.session,
+      jsonrpc_id: f.jsonrpc_id,
+      method: f.method,
+      tool_name: f.tool_name,
+      params: f.params,
+      result: f.result,
+      error: f.error,
+      redacted: f.redacted,
+      duration_ms: f.duration_ms,
+      decision: f.decision,
       client_id: o.clientId,
       server_id: o.serverId,
+      client_info: f.client_info,
+      wire_sha256: f.wire_sha256,
       prev: this.#prev,
       sig: null,
     };
-    const text = recordText(record);
-    if (o.signer !== null) record.sig = o.signer.sign(text.unsigned);
-    const line = text.signed(record.sig);
-    this.#opts.store.write({ line, record });
+    const line = signedLine(record, o.signer);
+    o.store.write({ line, record });
     batch.push({ line, record });
     this.#seq = seq;
+    // The one hash of the stored line: the next record's prev.
     this.#prev = sha256Hex(line);
     this.#sinceCheckpoint++;
   }
@@ -403,7 +421,7 @@ export class AuditLog {
     const now = this.#opts.now();
     this.#write({
       id: this.#opts.newId(now),
-      ts: new Date(now).toISOString(),
+      ts: this.#isoTimestamp(now),
       fields: eventFields(method, details, this.#opts.transport, null),
     }, batch);
   }
