@@ -77,15 +77,7 @@
  * @module
  */
 import type { JsonValue } from "../jsonrpc/json.ts";
-import {
-  type Container,
-  enter,
-  framePath,
-  isContainer,
-  memberAt,
-  setMember,
-  type WalkFrame,
-} from "./redact.ts";
+import { Redaction } from "./redact.ts";
 
 /** The built-in detectors, in the order they run; the first of two overlapping matches wins. */
 export const DETECTOR_NAMES = [
@@ -318,15 +310,18 @@ const escapeRegExp = (s: string): string => s.replace(/[.*+?^${}()|[\]\\/]/g, "\
 const TOKEN_PREFIX = new RegExp([...TOKEN_RULES.keys()].map(escapeRegExp).join("|"), "g");
 
 /**
- * For each prefix, a piece of it that is rare in prose: `_`, `-` or `A`, else the prefix itself.
- * Text holding none of them holds no prefix, and most text is searched for these few with the
- * engine's own loop instead of for the whole alternation.
+ * For each prefix, a character of it that is rare in prose: `_`, `-`, `A` or `/`. Text holding
+ * none of them holds no prefix, and most text is searched for these few with the engine's own
+ * loop instead of for the whole alternation. (One character: a search for `hooks.` would stop at
+ * every `h`.)
  */
 const TOKEN_NEEDLES: readonly string[] = [
   ...new Set(
-    [...TOKEN_RULES.keys()].map((prefix) =>
-      ["_", "-", "A"].find((c) => prefix.includes(c)) ?? prefix
-    ),
+    [...TOKEN_RULES.keys()].map((prefix) => {
+      const rare = ["_", "-", "A", "/"].find((c) => prefix.includes(c));
+      if (rare === undefined) throw new Error(`token prefix ${prefix} has no rare character`);
+      return rare;
+    }),
   ),
 ];
 
@@ -510,9 +505,20 @@ function dotsIn(text: string, from: number, to: number): number[] {
   return dots;
 }
 
+/**
+ * The next `eyJ` at or after `from`, or -1. Found by its `J`: a search for `eyJ` stops at every
+ * `e`, the commonest letter of prose, and costs ten times a search for a rare character.
+ */
+function nextEyJ(text: string, from: number): number {
+  for (let j = text.indexOf("J", from + 2); j >= 0; j = text.indexOf("J", j + 1)) {
+    if (text.charCodeAt(j - 1) === 0x79 && text.charCodeAt(j - 2) === 0x65) return j - 2;
+  }
+  return -1;
+}
+
 function scanJwts(text: string, out: Spans): void {
   let from = 0;
-  for (let p = text.indexOf("eyJ"); p >= 0; p = text.indexOf("eyJ", from)) {
+  for (let p = nextEyJ(text, 0); p >= 0; p = nextEyJ(text, from)) {
     if (p > 0 && isB64Url(text.charCodeAt(p - 1))) {
       from = p + 1;
       continue;
@@ -658,13 +664,22 @@ function scanPrivateKeys(text: string, out: Spans): void {
 interface Scanner {
   types: readonly DetectorName[];
   scan: (text: string, out: Spans) => void;
+  /**
+   * The length of the shortest text it can match in (a lower bound): shorter strings, which most
+   * values are, are not searched by it.
+   */
+  shortest: number;
 }
 
 const SCANNERS: readonly Scanner[] = [
-  { types: ["private_key"], scan: scanPrivateKeys },
-  { types: ["jwt"], scan: scanJwts },
-  { types: ["bearer_token"], scan: scanBearer },
-  { types: ["aws_secret_key"], scan: scanAwsSecrets },
+  // `-----BEGIN PRIVATE KEY-----` and its END line (cut short, 32 characters of body instead).
+  { types: ["private_key"], scan: scanPrivateKeys, shortest: 52 },
+  // A header of at least `{"alg":""}`, 14 characters of base64, a dot, a payload, a dot.
+  { types: ["jwt"], scan: scanJwts, shortest: 17 },
+  // `bearer`, a blank, 8 characters.
+  { types: ["bearer_token"], scan: scanBearer, shortest: 15 },
+  // `awssecretkey` (or `secretaccesskey`), a separator, 40 characters.
+  { types: ["aws_secret_key"], scan: scanAwsSecrets, shortest: 53 },
   {
     types: [
       "aws_access_key",
@@ -677,15 +692,15 @@ const SCANNERS: readonly Scanner[] = [
       "google_api_key",
     ],
     scan: scanTokens,
+    // The shortest prefix and body: `xoxb-` and 10 characters.
+    shortest: 15,
   },
-  { types: ["card_number"], scan: scanCards },
-  { types: ["email"], scan: scanEmails },
+  { types: ["card_number"], scan: scanCards, shortest: 13 },
+  // `a@b.co`.
+  { types: ["email"], scan: scanEmails, shortest: 6 },
 ];
 
 const KNOWN = new Set<string>(DETECTOR_NAMES);
-
-/** The shortest text any built-in detector matches (`a@b.co`). */
-const MIN_MATCH = 6;
 
 // ---------------------------------------------------------------------------------------------
 // Custom patterns
@@ -767,6 +782,10 @@ export class ValueRedactor {
   #scratch: Spans[];
   #enabled: ReadonlySet<string>;
   #custom: readonly Custom[];
+  /** No string shorter than this holds a match: the least `shortest` of the scanners, or 0. */
+  #shortest: number;
+  /** One walk for `redact`. */
+  #walk: Redaction;
 
   /** Throws {@link DetectorConfigError} for an unknown detector, a bad name or a bad pattern. */
   constructor(options: ValueRedactorOptions = {}) {
@@ -785,6 +804,10 @@ export class ValueRedactor {
     this.#scratch = this.#scanners.map(() => new Spans(this.#enabled));
     const taken = new Set<string>(DETECTOR_NAMES);
     this.#custom = (options.custom ?? []).map((c) => compileCustom(c, taken));
+    this.#shortest = this.#custom.length > 0
+      ? 0
+      : Math.min(...this.#scanners.map((s) => s.shortest));
+    this.#walk = new Redaction(null, this);
   }
 
   /** The built-in detectors enabled, in their order. */
@@ -802,13 +825,27 @@ export class ValueRedactor {
 
   /** Replaces every match in `text`; returns `text` itself, and no types, when nothing matched. */
   redactString(text: string): RedactedText {
-    if (text.length < MIN_MATCH && this.#custom.length === 0) return { text, types: [] };
+    const lists = this.#find(text);
+    return lists === undefined ? { text, types: [] } : replace(text, lists);
+  }
+
+  /** Replaces every match in `text`; returns `text` itself when nothing matched. */
+  redactText(text: string): string {
+    const lists = this.#find(text);
+    return lists === undefined ? text : replace(text, lists).text;
+  }
+
+  /** The matches of each scanner and custom pattern that found any; undefined when none did. */
+  #find(text: string): Spans[] | undefined {
+    if (text.length < this.#shortest) return undefined;
     let lists: Spans[] | undefined;
     const scanners = this.#scanners;
     for (let i = 0; i < scanners.length; i++) {
+      const scanner = scanners[i]!;
+      if (text.length < scanner.shortest) continue;
       // Most strings hold nothing: one scratch list a scanner, replaced only when it is kept.
       const out = this.#scratch[i]!;
-      scanners[i]!.scan(text, out);
+      scanner.scan(text, out);
       if (out.starts.length === 0) continue;
       (lists ??= []).push(out);
       this.#scratch[i] = new Spans(this.#enabled);
@@ -818,77 +855,12 @@ export class ValueRedactor {
       scanCustom(text, c, out);
       if (out.starts.length > 0) (lists ??= []).push(out);
     }
-    if (lists === undefined) return { text, types: [] };
-    return replace(text, lists);
+    return lists;
   }
 
   /** Redacts every string in `value`, found at `path`. Returns the same object when nothing matched. */
   redact(value: JsonValue, path: string): RedactedValue {
-    const paths: string[] = [];
-    return { value: this.#walk(value, path, paths), paths };
-  }
-
-  /**
-   * Iterative, with its own stack, so that no nesting overflows the call stack; strings are
-   * visited in the order a recursive walk would take, and a path is built only for a string that
-   * changes.
-   */
-  #walk(root: JsonValue, rootPath: string, paths: string[]): JsonValue {
-    if (typeof root === "string") {
-      const { text } = this.redactString(root);
-      if (text === root) return root;
-      paths.push(rootPath);
-      return text;
-    }
-    if (!isContainer(root)) return root;
-    const stack: WalkFrame<null>[] = [];
-    let frame = enter(root, null, rootPath);
-    for (;;) {
-      let child: Container | null = null;
-      const value = frame.value;
-      // Numbers, booleans, null, and numbers kept as text, which are no strings, are passed over.
-      if (Array.isArray(value)) {
-        while (child === null && frame.at < value.length) {
-          const i = frame.at++;
-          child = this.#member(value[i]!, i, frame, stack, paths);
-        }
-      } else {
-        const keys = frame.keys!;
-        while (child === null && frame.at < keys.length) {
-          const key = keys[frame.at++]!;
-          child = this.#member(value[key]!, key, frame, stack, paths);
-        }
-      }
-      if (child !== null) {
-        stack.push(frame);
-        frame = enter(child, null);
-        continue;
-      }
-      const done = frame.copy ?? frame.value;
-      const parent = stack.pop();
-      if (parent === undefined) return done;
-      if (done !== frame.value) setMember(parent, memberAt(parent), done);
-      frame = parent;
-    }
-  }
-
-  /** Redacts a string member in place; returns a container member to descend into, else null. */
-  #member(
-    item: JsonValue,
-    key: string | number,
-    frame: WalkFrame<null>,
-    stack: readonly WalkFrame<null>[],
-    paths: string[],
-  ): Container | null {
-    if (typeof item === "string") {
-      const { text } = this.redactString(item);
-      if (text !== item) {
-        paths.push(framePath(stack, frame, key));
-        setMember(frame, key, text);
-      }
-      return null;
-    }
-    return isContainer(item) ? item : null;
+    return this.#walk.redact(value, path);
   }
 }
 

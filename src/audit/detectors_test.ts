@@ -581,3 +581,35 @@ Deno.test("with V8's linear engine enabled, custom patterns run on it, catastrop
   assert.equal(got.backreference, false);
   assert.equal(got.works, `x${R("ref")}y`);
 });
+
+Deno.test("a secret exactly as short as its detector can match is found, alone and with all", () => {
+  // Strings shorter than the shortest match of every detector enabled are not searched: these
+  // are the shortest matches, so a bound set too high fails here.
+  const header = b64url('{"alg":""}');
+  const shortest: [DetectorName, string][] = [
+    ["email", "a@b.co"],
+    ["card_number", "4222222222222"],
+    ["bearer_token", "bearer abcdefg1"],
+    ["slack_token", "xoxb-1234567890"],
+    ["aws_access_key", "AKIA" + "A".repeat(16)],
+    ["jwt", `${header}.e.`],
+    ["private_key", "-----BEGIN PRIVATE KEY----------END PRIVATE KEY-----"],
+    ["aws_secret_key", "awssecretkey=" + AWS_SECRET],
+  ];
+  for (const [name, text] of shortest) {
+    for (const r of [only(name), all]) {
+      const got = r.redactString(text);
+      assert.deepEqual(got.types, [name], `${name}: ${text} (${text.length} characters)`);
+      assert.equal(r.redactText(text), got.text);
+    }
+    // One character fewer: too short for it, found by nothing.
+    assert.deepEqual(only(name).redactString(text.slice(1)).types, [], `${name}: ${text.slice(1)}`);
+  }
+});
+
+Deno.test("strings too short for any detector are passed over, unless a custom pattern is on", () => {
+  const custom = new ValueRedactor({ custom: [{ name: "pin", pattern: "\\b\\d{4}\\b" }] });
+  assert.equal(all.redactText("1234"), "1234");
+  assert.equal(custom.redactText("1234"), "[REDACTED:pin]");
+  assert.equal(only("card_number").redactText("a@b.co"), "a@b.co");
+});

@@ -88,6 +88,8 @@ export class KeyRedactor {
   #patterns: string[];
   #cache = new Map<string, boolean>();
   static readonly #CACHE_LIMIT = 4096;
+  /** One walk for `redact`, made when first needed. */
+  #walk: Redaction | undefined;
 
   constructor(patterns: readonly string[]) {
     this.#patterns = patterns.map((p) => keyWords(p).join("")).filter((p) => p !== "");
@@ -117,16 +119,70 @@ export class KeyRedactor {
 
   /** Redacts `value`, found at `path`. Returns the same object when nothing matched. */
   redact(value: JsonValue, path: string): Redacted {
+    return (this.#walk ??= new Redaction(this, null)).redact(value, path);
+  }
+}
+
+/** What value redaction (`detectors.ts`) does to one string. */
+export interface TextRedactor {
+  /** `text` with what it hides replaced; `text` itself when nothing is. */
+  redactText(text: string): string;
+}
+
+/**
+ * Key redaction and value redaction in one walk over a value, with the result of applying them
+ * in turn — keys first, then every string of what that left, paths deduplicated — which each
+ * walking the whole value would cost twice: the same value, and the same `paths` in the same
+ * order (every replaced key's path, then every changed string's path that is not one of those).
+ * Either part may be absent.
+ *
+ * @example
+ * ```ts
+ * import { KeyRedactor, Redaction } from "./redact.ts";
+ *
+ * const r = new Redaction(new KeyRedactor(["token"]), { redactText: (t) => t.replace("ana", "*") });
+ * r.redact({ note: "ana", token: "t" }, "params");
+ * // { value: { note: "*", token: "[REDACTED]" }, paths: ["params.token", "params.note"] }
+ * ```
+ */
+export class Redaction {
+  #keys: KeyRedactor | null;
+  #text: TextRedactor | null;
+  /** What a sensitive key's value becomes: `[REDACTED]`, as value redaction leaves it. */
+  #hidden: string;
+
+  constructor(keys: KeyRedactor | null, text: TextRedactor | null) {
+    this.#keys = keys;
+    this.#text = text;
+    this.#hidden = text === null ? REDACTED : text.redactText(REDACTED);
+  }
+
+  /** Redacts `value`, found at `path`. Returns the same object when nothing matched. */
+  redact(value: JsonValue, path: string): Redacted {
     const paths: string[] = [];
-    return { value: this.#walk(value, path, paths), paths };
+    if (typeof value === "string") {
+      const text = this.#text === null ? value : this.#text.redactText(value);
+      if (text !== value) paths.push(path);
+      return { value: text, paths };
+    }
+    if (!isContainer(value)) return { value, paths };
+    // The paths of changed strings come after those of replaced keys, as when applied in turn. A
+    // sensitive key's value is never among them: its path is listed already.
+    const strings = this.#keys !== null && this.#text !== null ? [] : paths;
+    const out = this.#walk(value, path, paths, strings);
+    if (strings !== paths) { for (const p of strings) paths.push(p); }
+    return { value: out, paths };
   }
 
   /**
    * Iterative, with its own stack, so that no nesting overflows the call stack; members are
-   * visited in the order a recursive walk would take, so `paths` come out in that order.
+   * visited in the order a recursive walk would take, and a path is built only for a member
+   * that changes.
    */
-  #walk(root: JsonValue, rootPath: string, paths: string[]): JsonValue {
-    if (!isContainer(root)) return root;
+  #walk(root: Container, rootPath: string, keyPaths: string[], textPaths: string[]): JsonValue {
+    const keys = this.#keys;
+    const text = this.#text;
+    const hidden = this.#hidden;
     const stack: WalkFrame<Mode>[] = [];
     let frame = enter(root, Mode.Data, rootPath);
     for (;;) {
@@ -135,25 +191,42 @@ export class KeyRedactor {
       const value = frame.value;
       if (Array.isArray(value)) {
         while (frame.at < value.length) {
-          const item = value[frame.at++]!;
-          if (isContainer(item)) {
+          const i = frame.at++;
+          const item = value[i]!;
+          if (typeof item === "string") {
+            if (text === null) continue;
+            const next = text.redactText(item);
+            if (next === item) continue;
+            textPaths.push(framePath(stack, frame, i));
+            setMember(frame, i, next);
+          } else if (isContainer(item)) {
             child = item;
             childMode = frame.mode === Mode.SchemaProperties ? Mode.Schema : frame.mode;
             break;
           }
         }
       } else {
-        const keys = frame.keys!;
+        const names = frame.keys!;
         const mode = frame.mode;
-        while (frame.at < keys.length) {
-          const key = keys[frame.at++]!;
+        while (frame.at < names.length) {
+          const key = names[frame.at++]!;
           const item = value[key]!;
-          if (mode !== Mode.SchemaProperties && !PROTOCOL_KEYS.has(key) && this.sensitive(key)) {
-            paths.push(framePath(stack, frame, key));
-            if (item !== REDACTED) setMember(frame, key, REDACTED);
+          if (
+            keys !== null && mode !== Mode.SchemaProperties && !PROTOCOL_KEYS.has(key) &&
+            keys.sensitive(key)
+          ) {
+            keyPaths.push(framePath(stack, frame, key));
+            if (item !== hidden) setMember(frame, key, hidden);
+          } else if (typeof item === "string") {
+            if (text === null) continue;
+            const next = text.redactText(item);
+            if (next === item) continue;
+            textPaths.push(framePath(stack, frame, key));
+            setMember(frame, key, next);
           } else if (isContainer(item)) {
             child = item;
-            childMode = memberMode(mode, key, stack, frame);
+            // Modes matter to key redaction only.
+            childMode = keys === null ? Mode.Data : memberMode(mode, key, stack, frame);
             break;
           }
         }
@@ -222,7 +295,14 @@ export function setMember(frame: WalkFrame<unknown>, key: string | number, next:
     return;
   }
   const copy = (frame.copy ??= { ...value });
-  // A plain assignment to "__proto__" would change the prototype, not add a member.
+  // The copy has the member already, as its own: an assignment sets it, and keeps the copy a
+  // fast object where defining a property would not. Only "__proto__" is defined, to be sure of
+  // a member and never the prototype.
+  if (Array.isArray(copy)) return;
+  if (key !== "__proto__") {
+    copy[key] = next;
+    return;
+  }
   Object.defineProperty(copy, key, {
     value: next,
     enumerable: true,

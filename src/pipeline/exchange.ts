@@ -12,6 +12,8 @@ import {
   EventMethod,
   type TransportName,
 } from "../audit/record.ts";
+import { KeyRedactor, Redaction } from "../audit/redact.ts";
+import { ValueRedactor } from "../audit/detectors.ts";
 import type { Answer, Guard, JudgedRequest, Verdict } from "../guardrails/guard.ts";
 import type { Observation } from "../guardrails/pins.ts";
 import { isJsonObject, isRawNumber, type JsonObject, type JsonValue } from "../jsonrpc/json.ts";
@@ -153,6 +155,32 @@ function toolNameOf(method: string, params: JsonValue | undefined): string | nul
   return method === "tools/call" ? calledTool(params) : null;
 }
 
+/**
+ * The redactors, applied in turn, as one redactor. Key redaction then value redaction, as the
+ * configuration builds them, is one walk over the value ({@link Redaction}) with the same result;
+ * other lists walk once per redactor. Null when there are none.
+ */
+function oneWalk(redactors: readonly Redactor[]): Redactor | null {
+  const [first, second] = redactors;
+  if (first === undefined) return null;
+  if (redactors.length === 1) return first;
+  if (redactors.length === 2 && first instanceof KeyRedactor && second instanceof ValueRedactor) {
+    return new Redaction(first, second);
+  }
+  return {
+    redact(value, root) {
+      let out = value;
+      const paths: string[] = [];
+      for (const r of redactors) {
+        const step = r.redact(out, root);
+        for (const p of step.paths) if (!paths.includes(p)) paths.push(p);
+        out = step.value;
+      }
+      return { value: out, paths };
+    },
+  };
+}
+
 /** A method of the `notifications/` namespace, which carries no call. */
 function isNotificationMethod(method: string): boolean {
   return method.startsWith("notifications/");
@@ -220,6 +248,11 @@ export class Exchange {
   #upstream: string | null;
   /** The upstream URL of the call in progress: records made during it name this one. */
   #via: string | null;
+  /** How messages are read: made once, since every message is read by one of them. */
+  #lineRules: WireRules;
+  #bodyRules: WireRules;
+  /** The redactors in force, as one walk: made again when a reload replaces them. */
+  #redaction: { from: readonly Redactor[]; walk: Redactor | null } | null = null;
 
   /**
    * @param upstream the HTTP upstream's URL, named on every record unless a call names the exact
@@ -231,6 +264,9 @@ export class Exchange {
     this.#maxPending = deps.maxPending ?? 65536;
     this.#upstream = upstream;
     this.#via = upstream;
+    const maxDepth = deps.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH;
+    this.#lineRules = { framing: "line", terminated: true, maxDepth };
+    this.#bodyRules = { framing: "body", terminated: true, maxDepth };
   }
 
   /** Runs `fn` with records naming `via` as the upstream URL reached (when given). */
@@ -288,7 +324,10 @@ export class Exchange {
    * dropped — since forwarding part of a batch would be a batch the client never sent.
    */
   pass(from: Side, content: Uint8Array, via?: string): Passage {
-    return this.#through(via, () => this.#pass(from, content, this.#rules("body")));
+    const rules = this.#rules("body");
+    // Most calls name no other upstream: no closure for them.
+    if (via === undefined) return this.#pass(from, content, rules);
+    return this.#through(via, () => this.#pass(from, content, rules));
   }
 
   /**
@@ -296,7 +335,9 @@ export class Exchange {
    * rules too: no `\r` or `\n` inside it, nothing after the message, and a terminator.
    */
   passLine(from: Side, line: Uint8Array, terminated = true, via?: string): Passage {
-    return this.#through(via, () => this.#pass(from, line, this.#rules("line", terminated)));
+    const rules = this.#rules("line", terminated);
+    if (via === undefined) return this.#pass(from, line, rules);
+    return this.#through(via, () => this.#pass(from, line, rules));
   }
 
   /**
@@ -309,7 +350,8 @@ export class Exchange {
   }
 
   #rules(framing: "line" | "body", terminated = true): WireRules {
-    return { framing, terminated, maxDepth: this.#deps.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH };
+    if (framing === "body") return this.#bodyRules;
+    return terminated ? this.#lineRules : { ...this.#lineRules, terminated };
   }
 
   #pass(from: Side, content: Uint8Array, rules: WireRules): Passage {
@@ -457,13 +499,16 @@ export class Exchange {
   }
 
   #redact(value: JsonValue, root: string, paths: string[]): JsonValue {
-    let out = value;
-    for (const r of this.#deps.live.redactors) {
-      const step = r.redact(out, root);
-      for (const p of step.paths) if (!paths.includes(p)) paths.push(p);
-      out = step.value;
-    }
-    return out;
+    const list = this.#deps.live.redactors;
+    if (this.#redaction?.from !== list) this.#redaction = { from: list, walk: oneWalk(list) };
+    const walk = this.#redaction.walk;
+    if (walk === null) return value;
+    const step = walk.redact(value, root);
+    // A record's paths are gathered from a few roots (`error.message`, `error.data`); one walk's
+    // are distinct already.
+    const fresh = paths.length === 0;
+    for (const p of step.paths) if (fresh || !paths.includes(p)) paths.push(p);
+    return step.value;
   }
 
   #remember(side: Side, pending: Pending): void {
@@ -563,8 +608,9 @@ export class Exchange {
           const info = this.#noteClientInfo(message);
           if (info !== null) f.client_info = info;
         }
-        this.#remember(from, this.#pendingOf(message, now));
-        this.#requestFields(f, message);
+        const pending = this.#pendingOf(message, now);
+        this.#remember(from, pending);
+        this.#requestFields(f, message, pending.toolName);
         if (verdict?.kind === "allow") f.decision = verdict.decision;
         break;
       }
@@ -621,11 +667,15 @@ export class Exchange {
     };
   }
 
-  #requestFields(f: AuditFields, message: Extract<WireMessage, { kind: "request" }>): void {
+  #requestFields(
+    f: AuditFields,
+    message: Extract<WireMessage, { kind: "request" }>,
+    toolName = toolNameOf(message.method, message.params),
+  ): void {
     f.kind = "request";
     f.jsonrpc_id = message.id;
     f.method = message.method;
-    f.tool_name = toolNameOf(message.method, message.params);
+    f.tool_name = toolName;
     if (message.params !== undefined) {
       f.params = this.#redact(message.params, "params", f.redacted);
     }
