@@ -44,6 +44,7 @@ function encodeTime(now: number): string {
  * id plus one, so ids from one factory sort in the order they were made.
  *
  * @param random fills its argument with random bytes (tests pass their own)
+ * @returns a function of the time in milliseconds since the epoch (default `Date.now()`)
  * @throws {IdError} from the returned function, for a time that is not an integer from 0 to
  * 2^48 - 1, and when 2^80 ids were made in one millisecond
  *
@@ -57,14 +58,14 @@ function encodeTime(now: number): string {
  */
 export function ulidFactory(
   random: (bytes: Uint8Array) => void = (bytes) => crypto.getRandomValues(bytes),
-): (now: number) => string {
+): (now?: number) => string {
   let lastTime = -1;
   let timePart = "";
   // The 80 random bits as four 20-bit numbers, most significant first.
   let r0 = 0, r1 = 0, r2 = 0, r3 = 0;
   const pool = new Uint8Array(RANDOM_BYTES * POOL_IDS);
   let at = pool.length;
-  return function newUlid(now: number): string {
+  return function newUlid(now = Date.now()): string {
     if (!(now >= 0 && now <= TIME_MAX && Number.isInteger(now))) {
       throw new IdError(`a ULID holds integer milliseconds from 0 to 2^48 - 1, not ${now}`);
     }

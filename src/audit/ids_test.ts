@@ -34,6 +34,13 @@ Deno.test("ulidFactory makes valid ULIDs whose time npm:ulid decodes to the time
   }
 });
 
+Deno.test("ulidFactory takes the time from Date.now() when given none", () => {
+  const before = Date.now();
+  const id = ulidFactory()();
+  const time = decodeTime(id);
+  assert.ok(time >= before && time <= Date.now(), id);
+});
+
 Deno.test("ulidFactory's random part is the random source's 80 bits", () => {
   const bytes = [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc];
   const newId = ulidFactory(bytesSource(...bytes));
