@@ -1,12 +1,13 @@
 /**
  * The record append: `AuditLog.append` and `flush` over a JSONL store (durability `none`) in a
- * temporary directory, one record and a batch of two. Ids and timestamps: `ids_bench.ts`.
+ * temporary directory, one record and a batch of two, with ids from `ulidFactory` (ids and
+ * timestamps alone: `ids_bench.ts`).
  * Run: `deno bench -A src/audit/chain_bench.ts`.
  *
  * @module
  */
-import { monotonicFactory } from "ulid";
 import { AuditLog } from "./chain.ts";
+import { ulidFactory } from "./ids.ts";
 import type { AuditFields } from "./record.ts";
 import { hmacSigner } from "./signing.ts";
 import { JsonlStore } from "./storage/jsonl.ts";
@@ -40,7 +41,7 @@ const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-chain-bench-" });
 globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
 
 function openLog(name: string): AuditLog {
-  const newUlid = monotonicFactory();
+  const newUlid = ulidFactory();
   return new AuditLog({
     store: new JsonlStore(`${dir}/${name}.jsonl`, { durability: "none" }),
     signer: hmacSigner("0123456789abcdef0123456789abcdef"),
