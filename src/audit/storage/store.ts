@@ -102,9 +102,10 @@ export interface RecordStore {
   startNewFile(): JsonObject;
   /**
    * Ends the batch: its records are stored (JSONL: handed to the operating system in one write,
-   * in 1 MiB parts when larger; SQLite: committed) and the lock released. Durability follows `audit.durability`: `entry` makes them durable before returning, `batch`
-   * has a background fsync cover them, started at most once per `audit.sync_interval_ms` and one
-   * at a time (a failure is thrown by a later call), `none` leaves it to the operating system.
+   * in 1 MiB parts when larger; SQLite: committed) and the lock released. Durability follows
+   * `audit.durability`: `entry` makes them durable before returning, `batch` has a background
+   * fsync cover them, started at most once per `audit.sync_interval_ms` and one at a time (a
+   * failure is thrown by a later call), `none` leaves it to the operating system.
    * @throws {StorageError} when they could not be stored; the lock is released, and the next
    *   `begin` looks at the log afresh (a partial write is then found as `torn`)
    */
