@@ -1,8 +1,9 @@
 /**
- * The value detectors on one string: each family alone, then all of them, on prose that holds
- * no secret (most strings) and on prose that holds some; and short strings, which most values
- * are. Run with `deno bench src/audit/detectors_bench.ts`. (`scripts/bench_detectors.ts` measures
- * how time grows on adversarial megabytes; this is the everyday cost.)
+ * The value detectors on one string (`redactText`, which the redaction walk calls): each family
+ * alone, then all of them, on prose that holds no secret (most strings) and on prose that holds
+ * some; and short strings, which most values are. Run with
+ * `deno bench src/audit/detectors_bench.ts`. (`scripts/bench_detectors.ts` measures how time
+ * grows on adversarial megabytes; this is the everyday cost.)
  *
  * @module
  */
@@ -19,15 +20,15 @@ const all = new ValueRedactor();
 for (const name of DETECTOR_NAMES) {
   const one = new ValueRedactor({ detectors: [name] });
   Deno.bench(`detector ${name}: prose, no secret`, { group: "family" }, () => {
-    one.redactString(PROSE);
+    one.redactText(PROSE);
   });
 }
 Deno.bench("all detectors: prose, no secret", { group: "all" }, () => {
-  all.redactString(PROSE);
+  all.redactText(PROSE);
 });
 Deno.bench("all detectors: prose with four secrets", { group: "all" }, () => {
-  all.redactString(SECRETS);
+  all.redactText(SECRETS);
 });
 Deno.bench(`all detectors: ${SHORT.length} short strings`, { group: "all" }, () => {
-  for (const s of SHORT) all.redactString(s);
+  for (const s of SHORT) all.redactText(s);
 });
