@@ -677,10 +677,16 @@ export async function profileWhile<T>(
   }
 }
 
-/** A script's URL relative to the repository, or as `npm:package/…`. */
+/**
+ * A script's URL relative to the repository (or to the proxy tree's root, for its `src/`), or as
+ * `npm:package/…`.
+ */
 export function shortUrl(url: string): string {
   if (url.startsWith(REPO_URL)) return url.slice(REPO_URL.length);
-  return url.replace(/^.*\/(node_modules|registry\.npmjs\.org)\//, "npm:");
+  const npm = url.replace(/^.*\/(node_modules|registry\.npmjs\.org)\//, "npm:");
+  if (npm !== url) return npm;
+  // Another checkout of the proxy (`--proxy-root`): its own sources, relative to its root.
+  return url.replace(/^file:\/\/.*?\/(src\/|main\.ts$)/, "$1");
 }
 
 /** Where one function's share of the profile's samples. */
