@@ -87,14 +87,81 @@ function sortedKeys(value: { readonly [key: string]: CanonicalInput }): string[]
   return keys;
 }
 
-// How deep the recursive writer goes before it hands a container to the iterative one.
-const RECURSION_LIMIT = 64;
+// How deep the ordered copy goes before the value is left to the writer.
+const COPY_DEPTH_LIMIT = 64;
+
+/** Marks a value the ordered copy cannot stand for. */
+const UNSUITABLE = Symbol("unsuitable");
 
 /**
- * Serializes `value` canonically. Values nested up to {@link RECURSION_LIMIT} deep (every
- * message in practice) are written by plain recursion, the fastest form in V8; anything deeper by
- * an iterative writer with its own stack, so that a record read from a hostile log file, or any
- * value, can be nested as deep as memory allows without overflowing the call stack.
+ * `value` with every object's members in RFC 8785 order, for `JSON.stringify` to write: objects
+ * already in order, and arrays whose items need no change, are used as they are. `UNSUITABLE`
+ * where `JSON.stringify` would not write what RFC 8785 asks or would not keep the order: a number
+ * that is not finite, `undefined` in an array, anything but JSON, a member name that starts with
+ * a digit (integer-like names are enumerated first, in numeric order) or is `__proto__` (Deno has
+ * no `__proto__` setter, but the copy does not lean on that), and nesting deeper than
+ * {@link COPY_DEPTH_LIMIT}.
+ */
+function orderedCopy(value: CanonicalInput, depth: number): CanonicalInput | typeof UNSUITABLE {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return value;
+    case "number":
+      return Number.isFinite(value) ? value : UNSUITABLE;
+    case "object":
+      break;
+    default:
+      return UNSUITABLE;
+  }
+  if (value === null || isRawNumber(value)) return value;
+  if (depth >= COPY_DEPTH_LIMIT) return UNSUITABLE;
+  if (isArray(value)) {
+    let copy: CanonicalInput[] | undefined;
+    for (let i = 0; i < value.length; i++) {
+      const item = value[i];
+      const ordered = orderedCopy(item, depth + 1);
+      if (ordered === UNSUITABLE) return UNSUITABLE;
+      if (ordered !== item) copy ??= value.slice(0, i);
+      copy?.push(ordered);
+    }
+    return copy ?? value;
+  }
+  const keys = Object.keys(value);
+  const members: CanonicalInput[] = new Array(keys.length);
+  let inOrder = true;
+  let changed = false;
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    const first = key.charCodeAt(0);
+    if ((first >= 0x30 && first <= 0x39) || key === "__proto__") return UNSUITABLE;
+    if (i > 0 && keys[i - 1]! > key) inOrder = false;
+    const member = value[key];
+    if (member === undefined) continue;
+    const ordered = orderedCopy(member, depth + 1);
+    if (ordered === UNSUITABLE) return UNSUITABLE;
+    if (ordered !== member) changed = true;
+    members[i] = ordered;
+  }
+  if (inOrder && !changed) return value;
+  const order = keys.map((_, i) => i);
+  // By UTF-16 code units, as RFC 8785 §3.2.3 asks; names are distinct.
+  if (!inOrder) order.sort((a, b) => keys[a]! < keys[b]! ? -1 : 1);
+  const copy: { [key: string]: CanonicalInput } = {};
+  for (const i of order) {
+    const member = members[i];
+    if (member !== undefined) copy[keys[i]!] = member;
+  }
+  return copy;
+}
+
+/**
+ * Serializes `value` canonically. Most values are copied with their members in order (where they
+ * are not already) and written by `JSON.stringify`, whose strings and numbers are RFC 8785's and
+ * which writes several times faster than building the text piece by piece here. The rest — and
+ * the errors for what is not JSON — go to a writer with its own stack, so that a record read from
+ * a hostile log file, or any value, can be nested as deep as memory allows without overflowing
+ * the call stack.
  *
  * @example
  * ```ts
@@ -102,47 +169,13 @@ const RECURSION_LIMIT = 64;
  * ```
  */
 export function canonicalize(value: CanonicalInput): string {
-  return write(value, 0);
+  const ordered = orderedCopy(value, 0);
+  return ordered === UNSUITABLE ? write(value) : JSON.stringify(ordered);
 }
 
-function write(value: CanonicalInput, depth: number): string {
-  switch (typeof value) {
-    case "string":
-      return JSON.stringify(value);
-    case "number":
-      return number(value);
-    case "boolean":
-      return value ? "true" : "false";
-    case "object":
-      break;
-    default:
-      return scalar(value);
-  }
-  if (value === null) return "null";
-  if (isRawNumber(value)) return value.rawJSON;
-  if (depth >= RECURSION_LIMIT) return writeDeep(value);
-  if (isArray(value)) {
-    const n = value.length;
-    if (n === 0) return "[]";
-    let out = "[" + write(value[0], depth + 1);
-    for (let i = 1; i < n; i++) out += "," + write(value[i], depth + 1);
-    return out + "]";
-  }
-  const keys = sortedKeys(value);
-  let out = "{";
-  let separator = "";
-  for (let i = 0; i < keys.length; i++) {
-    const key = keys[i]!;
-    const member = value[key];
-    if (member === undefined) continue;
-    out += separator + quoteKey(key) + ":" + write(member, depth + 1);
-    separator = ",";
-  }
-  return out + "}";
-}
-
-/** The iterative writer, for containers nested deeper than the recursive one goes. */
-function writeDeep(value: Container): string {
+/** Writes `value` piece by piece, without recursion. */
+function write(value: CanonicalInput): string {
+  if (!isContainer(value)) return scalar(value);
   // The containers being written around the current one, outermost first; made when the first
   // container nests in another.
   let stack: Frame[] | undefined;

@@ -178,6 +178,9 @@ Deno.test("canonicalize rejects NaN and infinities", () => {
     assert.throws(() => canonicalize({ a: [bad] }), CanonicalizationError);
   }
   assert.throws(() => canonicalize(undefined), CanonicalizationError);
+  // JSON.stringify would write null for these.
+  assert.throws(() => canonicalize([1, undefined]), CanonicalizationError);
+  assert.throws(() => canonicalize({ a: [new Array<CanonicalInput>(2)] }), CanonicalizationError);
 });
 
 Deno.test("every double's canonical text reads back as the same double: logs written before numbers kept their text still verify", () => {
@@ -234,7 +237,7 @@ function reference(value: CanonicalInput): string {
   throw new Error(`not JSON: ${typeof value}`);
 }
 
-Deno.test("canonicalize agrees with a plain RFC 8785 writer over generated values, nested across the depth where it stops recursing", () => {
+Deno.test("canonicalize agrees with a plain RFC 8785 writer over generated values: names out of order, integer-like, __proto__; nested across the depth where it stops copying", () => {
   let s = 0xc0ffee;
   const int = (n: number): number => {
     s ^= s << 13;
@@ -242,11 +245,33 @@ Deno.test("canonicalize agrees with a plain RFC 8785 writer over generated value
     s ^= s << 5;
     return Math.floor(((s >>> 0) / 2 ** 32) * n);
   };
-  const strings = ["", "a", "b", "é", "😀", "\ud800", "\udc00", "\u0001", '"', "10", "9", "_"];
+  const strings = [
+    "",
+    "a",
+    "b",
+    "é",
+    "😀",
+    "\ud800",
+    "\udc00",
+    "\u0001",
+    '"',
+    "10",
+    "9",
+    "_",
+    "__proto__",
+  ];
+  const leaves: CanonicalInput[] = [
+    null,
+    true,
+    false,
+    -0,
+    0.1,
+    1e21,
+    rawNumber("12345678901234567890"),
+    undefined,
+  ];
   const leaf = (): CanonicalInput =>
-    [null, true, false, -0, 0.1, 1e21, int(1000), rawNumber("12345678901234567890"), undefined][
-      int(9)
-    ] ?? strings[int(strings.length)]!;
+    int(3) === 0 ? int(1000) : int(2) === 0 ? leaves[int(leaves.length)] : strings[int(13)];
   const value = (depth: number): CanonicalInput => {
     if (depth === 0 || int(4) === 0) return leaf();
     if (int(2) === 0) {
@@ -255,14 +280,23 @@ Deno.test("canonicalize agrees with a plain RFC 8785 writer over generated value
       return items;
     }
     const o: { [key: string]: CanonicalInput } = {};
-    for (let i = int(5); i > 0; i--) o[strings[int(strings.length)]! + int(3)] = value(depth - 1);
+    for (let i = int(5); i > 0; i--) {
+      // As a parse makes it: an own member, even when named __proto__.
+      const key = strings[int(strings.length)]! + (int(2) === 0 ? "" : int(3));
+      Object.defineProperty(o, key, {
+        value: value(depth - 1),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    }
     return o;
   };
   for (let i = 0; i < 2000; i++) {
     const v = value(1 + int(6)) ?? null;
     assert.equal(canonicalize(v), reference(v), reference(v));
   }
-  // Chains of 60 to 70 containers, with siblings at every level, cross the recursion limit (64).
+  // Chains of 60 to 70 containers, with siblings at every level, cross the copy's limit (64).
   for (let depth = 60; depth <= 70; depth++) {
     let v: CanonicalInput = value(3) ?? null;
     for (let d = 0; d < depth; d++) {

@@ -81,6 +81,8 @@ function generator(seed: number) {
     "\ufeff",
     "key",
     "_meta",
+    "__proto__",
+    "10",
   ];
   const string = (): string => {
     let out = "";
@@ -110,7 +112,15 @@ function generator(seed: number) {
       }
       default: {
         const o: JsonObject = {};
-        for (let i = int(6); i > 0; i--) o[string()] = value(depth - 1);
+        for (let i = int(6); i > 0; i--) {
+          // As a parse makes it: an own member, even when named __proto__.
+          Object.defineProperty(o, string(), {
+            value: value(depth - 1),
+            enumerable: true,
+            writable: true,
+            configurable: true,
+          });
+        }
         return o;
       }
     }
