@@ -5,6 +5,8 @@ import {
   DETECTOR_NAMES,
   DetectorConfigError,
   type DetectorName,
+  nextTokenPrefix,
+  TOKEN_PREFIXES,
   ValueRedactor,
 } from "./detectors.ts";
 import { isRawNumber, type JsonValue, parseLossless } from "../jsonrpc/json.ts";
@@ -612,4 +614,43 @@ Deno.test("strings too short for any detector are passed over, unless a custom p
   assert.equal(all.redactText("1234"), "1234");
   assert.equal(custom.redactText("1234"), "[REDACTED:pin]");
   assert.equal(only("card_number").redactText("a@b.co"), "a@b.co");
+});
+
+Deno.test("token prefixes are found where a search for the alternation of all of them finds them", () => {
+  const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+  const alternation = new RegExp(TOKEN_PREFIXES.map(escape).join("|"), "g");
+  // Prefixes whole and in part, overlapping, the rare characters alone, and prose around them.
+  const pieces = [
+    ...TOKEN_PREFIXES,
+    ...TOKEN_PREFIXES.map((p) => p.slice(0, -1)),
+    ...TOKEN_PREFIXES.map((p) => p.slice(1)),
+    "AKIASIA",
+    "sk-sk_live_",
+    "xoxb-xoxp-",
+    "-",
+    "_",
+    "A",
+    "/",
+    ".",
+    " ",
+    "the ",
+    "sks",
+    "abc123",
+    "hooks.slack.com",
+    "hooks.hooks.slack.com/",
+  ];
+  let seed = 7;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  for (let i = 0; i < 2000; i++) {
+    let text = "";
+    for (let n = Math.floor(next() * 12); n > 0; n--) {
+      text += pieces[Math.floor(next() * pieces.length)];
+    }
+    for (let from = 0; from <= text.length; from++) {
+      alternation.lastIndex = from;
+      const m = alternation.exec(text);
+      const want = m === null ? null : { at: m.index, prefix: m[0] };
+      assert.deepEqual(nextTokenPrefix(text, from), want, `${JSON.stringify(text)} from ${from}`);
+    }
+  }
 });
