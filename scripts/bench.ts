@@ -4,7 +4,9 @@
  * so that the machine's load hits each alike:
  *
  * - `stdio` (`scripts/bench/stdio.ts`): lockstep p50/p99 and pipelined msgs/s: direct, a bare Deno
- *   relay, the proxy with durability `batch`, `none`, `entry`, guardrails on, metrics on;
+ *   relay, the proxy with durability `batch`, `none`, `entry`, guardrails on, metrics on; all in
+ *   front of a Node upstream (`scripts/bench_node_upstream.mjs`, as the issue measured;
+ *   `--upstream` chooses another, and the Deno one stands in when there is no `node`);
  * - `http` (`scripts/bench/http.ts`): req/s at 32 connections and p50 at 1: direct, a bare Hono +
  *   `fetch` relay, the proxy `batch`, `none`, guardrails on, metrics on;
  * - `memory`: the HTTP proxy's RSS idle and with 1,000 open sessions;
@@ -62,6 +64,7 @@ import {
   runDashboardBench,
 } from "./bench/dashboard.ts";
 import { TARGETS, verdictLines, verdicts } from "./bench/verdicts.ts";
+import { stdioUpstream, UPSTREAM_KINDS, type UpstreamKind } from "./bench/upstreams.ts";
 
 const SECTIONS = [
   "stdio",
@@ -78,7 +81,7 @@ type Section = typeof SECTIONS[number];
 const DEFAULT_SECTIONS: readonly Section[] = SECTIONS.filter((s) => s !== "dashboard");
 
 const USAGE = `usage: deno task bench [--quick] [--json] [--only SECTIONS] [--rounds N] [--profile]
-                       [--main PATH | --proxy-root DIR] [--keep] [--otel-logs]
+                       [--main PATH | --proxy-root DIR] [--keep] [--otel-logs] [--upstream KIND]
                        [--generator auto|wrk|fetch] [--no-nginx] [--dashboard-rebuild]
   --quick       a short run (1 round, smaller loads), for a smoke test
   --json        print every figure as one JSON document on stdout (progress goes to stderr)
@@ -93,6 +96,11 @@ const USAGE = `usage: deno task bench [--quick] [--json] [--only SECTIONS] [--ro
                 (storage, detectors and dashboard run this repository's code in-process)
   --keep        keep the logs and configuration files in .bench/
   --otel-logs   the telemetry configurations also export every record as a log record
+  --upstream    the stdio server behind direct, the relay and the proxies: node (the default:
+                scripts/bench_node_upstream.mjs, one write a read; the Deno one when there is no
+                node), node-sdk (the same, each line parsed and one write an answer, as a server on
+                the MCP TypeScript SDK does), or deno (scripts/bench_upstream.ts); the startup
+                section always starts the Deno one
   --generator   the HTTP load generator: wrk when installed (auto, the default), or fetch
   --no-nginx    do not measure nginx even when it is installed
   --dashboard-rebuild   write the dashboard section's log again`;
@@ -108,6 +116,7 @@ interface Flags {
   main: string | undefined;
   root: string | undefined;
   generator: "auto" | "wrk" | "fetch";
+  upstream: UpstreamKind;
   nginx: boolean;
   dashboardRebuild: boolean;
 }
@@ -118,6 +127,10 @@ function isSection(s: string): s is Section {
 
 function isGenerator(s: string): s is Flags["generator"] {
   return s === "auto" || s === "wrk" || s === "fetch";
+}
+
+function isUpstream(s: string): s is UpstreamKind {
+  return (UPSTREAM_KINDS as readonly string[]).includes(s);
 }
 
 /** The flags, or the exit code when the command is to stop there. */
@@ -137,6 +150,7 @@ function parseFlags(args: string[]): Flags | number {
         main: { type: "string" },
         "proxy-root": { type: "string" },
         generator: { type: "string" },
+        upstream: { type: "string" },
         "no-nginx": { type: "boolean" },
         "dashboard-rebuild": { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -156,14 +170,18 @@ function parseFlags(args: string[]): Flags | number {
   const unknown = only?.filter((s) => !isSection(s)) ?? [];
   const rounds = values.rounds === undefined ? null : Number(values.rounds);
   const generator = values.generator ?? "auto";
+  const upstream = values.upstream ?? "node";
   if (
     unknown.length > 0 || (rounds !== null && (!Number.isInteger(rounds) || rounds < 1)) ||
-    !isGenerator(generator) || (values.main !== undefined && values["proxy-root"] !== undefined)
+    !isGenerator(generator) || !isUpstream(upstream) ||
+    (values.main !== undefined && values["proxy-root"] !== undefined)
   ) {
     console.error(
       (unknown.length > 0 ? `unknown sections: ${unknown.join(", ")}\n` : "") +
-        `--rounds takes an integer ≥ 1, --generator auto|wrk|fetch, and --main and ` +
-        `--proxy-root do not go together\n${USAGE}`,
+        `--rounds takes an integer ≥ 1, --generator auto|wrk|fetch, --upstream ${
+          UPSTREAM_KINDS.join("|")
+        }, ` +
+        `and --main and --proxy-root do not go together\n${USAGE}`,
     );
     return 2;
   }
@@ -178,6 +196,7 @@ function parseFlags(args: string[]): Flags | number {
     main: values.main,
     root: values["proxy-root"],
     generator,
+    upstream,
     nginx: values["no-nginx"] !== true,
     dashboardRebuild: values["dashboard-rebuild"] === true,
   };
@@ -251,6 +270,8 @@ async function run(flags: Flags, tree: ProxyTree, dir: string, live: Set<BenchPr
       lockstep: Math.ceil(base.lockstep / base.rounds) * flags.rounds,
       lockstepBudgetMs: (base.lockstepBudgetMs / base.rounds) * flags.rounds,
     };
+    const upstream = await stdioUpstream(flags.upstream);
+    if (upstream.fallback !== null) progress(`stdio: ${upstream.fallback}`);
     const { sink, setup } = await startSink(dir, flags.otelLogs, live);
     try {
       r.stdio = await runStdioBench({
@@ -259,6 +280,7 @@ async function run(flags: Flags, tree: ProxyTree, dir: string, live: Set<BenchPr
         dir,
         configs,
         telemetry: setup,
+        upstream,
         profile: flags.profile,
         progress,
         live,

@@ -1,9 +1,10 @@
 /**
  * The stdio section of `deno task bench`: what the stdio proxy costs. A client in this process
- * drives `scripts/bench_upstream.ts` directly, through a bare Deno relay
- * (`scripts/bench_relay.ts`: two `pipeTo`s, the floor of a process in the middle), and through
- * `main.ts` run as a real process with signing, key redaction and JSONL storage on, in each
- * configuration:
+ * drives the upstream (`scripts/bench/upstreams.ts`: a Node server by default, as the issue's
+ * measurements used; `--upstream` chooses another) directly, through a
+ * bare Deno relay (`scripts/bench_relay.ts`: two `pipeTo`s, the floor of a process in the middle),
+ * and through `main.ts` run as a real process with signing, key redaction and JSONL storage on,
+ * every one of them in front of the same upstream, in each configuration:
  *
  * - `batch`: the default durability, guardrails off; `none` and `entry`: the other durabilities;
  * - `guarded`: `batch` with the guardrails on (`scripts/bench/guardrails.ts`: a 50-rule policy,
@@ -86,6 +87,7 @@ import {
   type Guardrails,
 } from "./guardrails.ts";
 import { stageLines, type StageTable, stageTable } from "./stages.ts";
+import type { StdioUpstream } from "./upstreams.ts";
 
 /** How much work each configuration gets. */
 export interface StdioPlan {
@@ -139,8 +141,6 @@ export const STDIO_QUICK: StdioPlan = {
 const LF = 0x0a;
 
 const encoder = new TextEncoder();
-
-export const UPSTREAM = scriptPath("./bench_upstream.ts");
 
 /**
  * How every answer of the bench's upstream to a `tools/call` ends (`"isError":false}}`), and no
@@ -676,8 +676,8 @@ function targets(
   configs: Record<Guardrails, string>,
   telemetry: TelemetrySetup,
   syncIntervalMs: number | null,
+  upstream: readonly string[],
 ): TargetSpec[] {
-  const upstream = [Deno.execPath(), "run", UPSTREAM];
   const proxy = (guardrails: Guardrails, more: readonly string[] = []): string[] => [
     ...proxyCommand(tree, [
       "--allow-read",
@@ -708,7 +708,7 @@ function targets(
   });
   const none = { logPath: null, guardrails: null, telemetry: false };
   return [
-    { key: "direct", label: "direct", argv: upstream, env: cleanEnv(), ...none },
+    { key: "direct", label: "direct", argv: [...upstream], env: cleanEnv(), ...none },
     {
       key: "relay",
       label: "bare Deno relay (pipeTo)",
@@ -772,6 +772,8 @@ function series(r: StdioTargetResult): Series {
 /** What the stdio section found. */
 export interface StdioBenchResult {
   plan: StdioPlan;
+  /** The server behind direct, the relay and every proxy. */
+  upstream: StdioUpstream;
   /** `audit.sync_interval_ms` given to the proxies, or null when the tree does not know it. */
   syncIntervalMs: number | null;
   configurations: { off: string; on: string };
@@ -794,6 +796,7 @@ export interface StdioBenchOptions {
   dir: string;
   configs: Record<Guardrails, string>;
   telemetry: TelemetrySetup;
+  upstream: StdioUpstream;
   profile: boolean;
   progress: Progress;
   /** Processes to end on Ctrl-C. */
@@ -804,7 +807,7 @@ export interface StdioBenchOptions {
 export async function runStdioBench(o: StdioBenchOptions): Promise<StdioBenchResult> {
   const { tree, plan, dir, progress } = o;
   const syncIntervalMs = tree.syncInterval ? DEFAULT_SYNC_INTERVAL_MS : null;
-  const specs = targets(tree, dir, o.configs, o.telemetry, syncIntervalMs);
+  const specs = targets(tree, dir, o.configs, o.telemetry, syncIntervalMs, o.upstream.argv);
   const { results, probe } = await measureAll(specs, plan, dir, o.live, o.telemetry, progress);
   if (probe === null) throw new Error("the telemetry configuration was not measured");
   // The proxies have exited: what the telemetry one exported has reached the sink, or never will.
@@ -831,6 +834,7 @@ export async function runStdioBench(o: StdioBenchOptions): Promise<StdioBenchRes
   }
   return {
     plan,
+    upstream: o.upstream,
     syncIntervalMs,
     configurations: { off: describeGuardrails("off"), on: describeGuardrails("on") },
     results,
@@ -852,6 +856,17 @@ export async function runStdioBench(o: StdioBenchOptions): Promise<StdioBenchRes
 
 /** `audit.sync_interval_ms` given to a tree that knows it: its default. */
 export const DEFAULT_SYNC_INTERVAL_MS = 10;
+
+/** The upstream as the report names it. */
+export function upstreamLine(u: StdioUpstream): string {
+  const script = u.kind === "node"
+    ? "scripts/bench_node_upstream.mjs (one write a read)"
+    : u.kind === "node-sdk"
+    ? "scripts/bench_node_upstream.mjs --like-sdk (each line parsed, one write an answer)"
+    : "scripts/bench_upstream.ts";
+  return `${script} on ${u.runtime}` +
+    (u.fallback === null ? "" : `, not ${u.requested}: ${u.fallback}`);
+}
 
 /** The stdio section as report lines. */
 export function stdioReport(r: StdioBenchResult): string[] {
@@ -883,7 +898,8 @@ export function stdioReport(r: StdioBenchResult): string[] {
     ]);
   }
   const lines = [
-    `stdio: ${r.plan.rounds} round(s); proxy with hmac-sha256 signing, key redaction, JSONL` +
+    `stdio: ${r.plan.rounds} round(s); upstream ${upstreamLine(r.upstream)}; proxy with ` +
+    `hmac-sha256 signing, key redaction, JSONL` +
     (r.syncIntervalMs === null
       ? "; this tree has no audit.sync_interval_ms"
       : `; audit.sync_interval_ms ${r.syncIntervalMs}`),
@@ -912,7 +928,8 @@ export function stdioReport(r: StdioBenchResult): string[] {
     `telemetry on vs off (guardrails off, durability=batch; metrics scraped once a round during ` +
       `the pipelined run; a span for every exchange` +
       (r.telemetry.export.logs ? " and every audit record as a log record" : "") +
-      ` to an OTLP/HTTP receiver on loopback):`,
+      ` to an OTLP/HTTP receiver on loopback; target: within ` +
+      `${pct(1 - TELEMETRY_TARGET.minThroughputRatio)} of the figures without it):`,
   );
   lines.push(
     ...telemetryCostLines(r.telemetry.cost, r.telemetry.export, {
