@@ -903,12 +903,15 @@ export function table(rows: string[][]): string[] {
   return lines;
 }
 
-/** The requirement of issue 10: with metrics and traces on, the figures stay within 5%. */
+/**
+ * Issue 12's requirement: with metrics and traces on, the figures stay within 10% of those with
+ * them off (issue 10 asked for 5%). The verdicts table judges by the same figures.
+ */
 export const TELEMETRY_TARGET = {
   /** Throughput with telemetry on, as a share of throughput with it off. */
-  minThroughputRatio: 0.95,
+  minThroughputRatio: 0.9,
   /** p50 round trip with telemetry on, as a multiple of that with it off. */
-  maxP50Ratio: 1.05,
+  maxP50Ratio: 1.1,
 } as const;
 
 /**
@@ -959,7 +962,7 @@ export interface TelemetryCost {
   overall: TelemetryRatios;
   /** The ratios of each round, off and on measured in the same round. */
   rounds: TelemetryRatios[];
-  /** The medians of the rounds' ratios: the "within 5%" figures. */
+  /** The medians of the rounds' ratios: the "within 10%" figures. */
   paired: TelemetryRatios;
   throughputMet: boolean;
   latencyMet: boolean;

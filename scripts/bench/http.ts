@@ -1179,7 +1179,7 @@ export function httpReport(r: HttpBenchResult): string[] {
     `telemetry on vs off (guardrails off; metrics scraped once a round during the ` +
       `${c}-connection run; a span for every exchange` +
       (r.telemetry.export.logs ? " and every audit record as a log record" : "") +
-      ` to an OTLP/HTTP receiver on loopback; issue 10's target: within ` +
+      ` to an OTLP/HTTP receiver on loopback; target: within ` +
       `${pct(1 - TELEMETRY_TARGET.minThroughputRatio)} of the figures without it):`,
   );
   lines.push(
