@@ -156,6 +156,15 @@ function orderedCopy(value: CanonicalInput, depth: number): CanonicalInput | typ
 }
 
 /**
+ * `value` as {@link canonicalize} hands it to `JSON.stringify` (members in order), for writers
+ * that put it inside a larger value; `undefined` when `canonicalize` must write it itself.
+ */
+export function orderedForStringify(value: CanonicalInput): CanonicalInput | undefined {
+  const ordered = orderedCopy(value, 0);
+  return ordered === UNSUITABLE ? undefined : ordered;
+}
+
+/**
  * Serializes `value` canonically. Most values are copied with their members in order (where they
  * are not already) and written by `JSON.stringify`, whose strings and numbers are RFC 8785's and
  * which writes several times faster than building the text piece by piece here. The rest — and
