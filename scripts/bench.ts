@@ -96,11 +96,11 @@ const USAGE = `usage: deno task bench [--quick] [--json] [--only SECTIONS] [--ro
                 (storage, detectors and dashboard run this repository's code in-process)
   --keep        keep the logs and configuration files in .bench/
   --otel-logs   the telemetry configurations also export every record as a log record
-  --upstream    the stdio server behind direct, the relay and the proxies: node (the default:
-                scripts/bench_node_upstream.mjs, one write a read; the Deno one when there is no
-                node), node-sdk (the same, each line parsed and one write an answer, as a server on
-                the MCP TypeScript SDK does), or deno (scripts/bench_upstream.ts); the startup
-                section always starts the Deno one
+  --upstream    the stdio server behind direct, the relay and the proxies: node-sdk (the default:
+                scripts/bench_node_upstream.mjs --like-sdk, each line parsed and one write an
+                answer, as a server on the MCP TypeScript SDK does; the Deno one when there is no
+                node), node (the same, one write a read), or deno (scripts/bench_upstream.ts); the
+                startup section always starts the Deno one
   --generator   the HTTP load generator: wrk when installed (auto, the default), or fetch
   --no-nginx    do not measure nginx even when it is installed
   --dashboard-rebuild   write the dashboard section's log again`;
@@ -170,7 +170,7 @@ function parseFlags(args: string[]): Flags | number {
   const unknown = only?.filter((s) => !isSection(s)) ?? [];
   const rounds = values.rounds === undefined ? null : Number(values.rounds);
   const generator = values.generator ?? "auto";
-  const upstream = values.upstream ?? "node";
+  const upstream = values.upstream ?? "node-sdk";
   if (
     unknown.length > 0 || (rounds !== null && (!Number.isInteger(rounds) || rounds < 1)) ||
     !isGenerator(generator) || !isUpstream(upstream) ||

@@ -1,11 +1,11 @@
 /**
  * The stdio sections' upstream server:
  *
- * - `node` (the default): `scripts/bench_node_upstream.mjs`, the issue's measurements having used
- *   a Node upstream; it writes the answers to one read in one write;
- * - `node-sdk`: the same with `--like-sdk`: every line parsed and each answer written on its own,
- *   the least a server on the MCP TypeScript SDK's stdio transport does; several times slower
- *   direct, which is what the issue's 73k msg/s direct looks like;
+ * - `node-sdk` (the default): `scripts/bench_node_upstream.mjs --like-sdk`: every line parsed and
+ *   each answer written on its own, the least a server on the MCP TypeScript SDK's stdio
+ *   transport does (the issue's measurements used such a Node upstream, about 73k msg/s direct);
+ * - `node`: the same script without `--like-sdk`: the answers to one read in one write, several
+ *   times faster direct than any real server;
  * - `deno`: `scripts/bench_upstream.ts`, the bench's upstream before.
  *
  * Without a `node` on the PATH the bench falls back to the Deno one and says so.
