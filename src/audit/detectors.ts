@@ -716,7 +716,16 @@ interface Scanner {
    * values are, are not searched by it.
    */
   shortest: number;
+  /**
+   * Whether it can match only in a string holding `bearer` or `secret` (any case): one search
+   * for both, whose two literals the engine looks for together, passes over most strings for
+   * the two scanners at a third of what either scan costs alone.
+   */
+  word?: true;
 }
+
+/** The words of {@link Scanner.word}. */
+const WORDS = /bearer|secret/i;
 
 const SCANNERS: readonly Scanner[] = [
   // `-----BEGIN PRIVATE KEY-----` and its END line (cut short, 32 characters of body instead).
@@ -724,9 +733,9 @@ const SCANNERS: readonly Scanner[] = [
   // A header of at least `{"alg":""}`, 14 characters of base64, a dot, a payload, a dot.
   { types: ["jwt"], scan: scanJwts, shortest: 17 },
   // `bearer`, a blank, 8 characters.
-  { types: ["bearer_token"], scan: scanBearer, shortest: 15 },
+  { types: ["bearer_token"], scan: scanBearer, shortest: 15, word: true },
   // `awssecretkey` (or `secretaccesskey`), a separator, 40 characters.
-  { types: ["aws_secret_key"], scan: scanAwsSecrets, shortest: 53 },
+  { types: ["aws_secret_key"], scan: scanAwsSecrets, shortest: 53, word: true },
   {
     types: [
       "aws_access_key",
@@ -886,10 +895,12 @@ export class ValueRedactor {
   #find(text: string): Spans[] | undefined {
     if (text.length < this.#shortest) return undefined;
     let lists: Spans[] | undefined;
+    let words: boolean | undefined;
     const scanners = this.#scanners;
     for (let i = 0; i < scanners.length; i++) {
       const scanner = scanners[i]!;
       if (text.length < scanner.shortest) continue;
+      if (scanner.word === true && !(words ??= WORDS.test(text))) continue;
       // Most strings hold nothing: one scratch list a scanner, replaced only when it is kept.
       const out = this.#scratch[i]!;
       scanner.scan(text, out);
