@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { isUtf8 } from "node:buffer";
 import {
   isJsonObject,
   isRawNumber,
@@ -41,7 +42,9 @@ export interface Classified {
   values: (JsonValue | undefined)[];
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+// Bytes are checked by a native validation and then decoded without one: a decoder told to throw
+// costs three to five times as much on a typical message. Valid UTF-8 decodes the same either way.
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 
 function isId(value: JsonValue | undefined): value is number | string | null {
   return value === null || typeof value === "string" || typeof value === "number" ||
@@ -111,11 +114,7 @@ export type Unreadable =
 
 /** Strict UTF-8 (a BOM kept as a character), or null where the bytes are not UTF-8. */
 export function decodeText(bytes: Uint8Array): string | null {
-  try {
-    return utf8.decode(bytes);
-  } catch {
-    return null;
-  }
+  return isUtf8(bytes) ? utf8.decode(bytes) : null;
 }
 
 /**

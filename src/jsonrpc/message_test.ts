@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { classifyLine, classifyValue, errorResponse, idKey, type Message } from "./message.ts";
+import {
+  classifyLine,
+  classifyValue,
+  decodeText,
+  errorResponse,
+  idKey,
+  type Message,
+} from "./message.ts";
 import { isRawNumber, rawNumber } from "./json.ts";
 
 const enc = new TextEncoder();
@@ -180,4 +187,64 @@ Deno.test("errorResponse keeps the id's type", () => {
     errorResponse(null, { code: -32700, message: "x" }),
     '{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}',
   );
+});
+
+Deno.test("decodeText reads exactly what a UTF-8 decoder that throws on invalid bytes reads", () => {
+  const strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+  const expected = (bytes: Uint8Array): string | null => {
+    try {
+      return strict.decode(bytes);
+    } catch {
+      return null;
+    }
+  };
+  // Valid sequences of every length, and the classic invalid ones: overlong forms, surrogates,
+  // beyond U+10FFFF, lone continuation bytes, sequences cut short, bytes never used, a BOM.
+  const pieces: number[][] = [
+    [0x7b],
+    [0x22],
+    [0x61],
+    [0x00],
+    [0x7f],
+    [0xc3, 0xa9],
+    [0xe2, 0x82, 0xac],
+    [0xf0, 0x9f, 0x98, 0x80],
+    [0xf4, 0x8f, 0xbf, 0xbf],
+    [0xef, 0xbb, 0xbf],
+    [0xed, 0x9f, 0xbf],
+    [0xee, 0x80, 0x80],
+    [0xc0, 0x80],
+    [0xc1, 0xbf],
+    [0xe0, 0x80, 0x80],
+    [0xe0, 0x9f, 0xbf],
+    [0xf0, 0x80, 0x80, 0x80],
+    [0xed, 0xa0, 0x80],
+    [0xed, 0xbf, 0xbf],
+    [0xf4, 0x90, 0x80, 0x80],
+    [0xf5, 0x80, 0x80, 0x80],
+    [0x80],
+    [0xbf],
+    [0xc3],
+    [0xe2, 0x82],
+    [0xf0, 0x9f, 0x98],
+    [0xfe],
+    [0xff],
+  ];
+  let seed = 11;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  let invalid = 0;
+  for (let i = 0; i < 5000; i++) {
+    const bytes: number[] = [];
+    for (let n = Math.floor(next() * 8); n > 0; n--) {
+      bytes.push(...pieces[Math.floor(next() * pieces.length)]!);
+    }
+    // As a view into a larger buffer too: the pumps pass subarrays.
+    const whole = new Uint8Array([0xff, ...bytes, 0xc3]);
+    for (const view of [new Uint8Array(bytes), whole.subarray(1, whole.length - 1)]) {
+      const want = expected(view);
+      assert.equal(decodeText(view), want, `bytes ${bytes.map((b) => b.toString(16))}`);
+      if (want === null) invalid++;
+    }
+  }
+  assert.ok(invalid > 1000 && invalid < 9000, `${invalid} invalid of 10000`);
 });
