@@ -21,10 +21,14 @@ const HOP_BY_HOP = new Set([
 /** Headers that carry state for other components and never cross (the Go tool leaks `Cookie`). */
 const NEVER = new Set(["cookie", "set-cookie", "set-cookie2", "proxy-authorization"]);
 
+const NONE: ReadonlySet<string> = new Set();
+
 /** Names listed in a `Connection` header, lower-cased. */
-function connectionListed(headers: Headers): Set<string> {
+function connectionListed(headers: Headers): ReadonlySet<string> {
+  const connection = headers.get("connection");
+  if (connection === null) return NONE;
   const out = new Set<string>();
-  for (const token of (headers.get("connection") ?? "").split(",")) {
+  for (const token of connection.split(",")) {
     const name = token.trim().toLowerCase();
     if (name !== "") out.add(name);
   }
@@ -46,34 +50,68 @@ export interface RequestHeaderOptions {
  * be audited and passed on byte for byte.
  */
 export function upstreamRequestHeaders(incoming: Headers, opts: RequestHeaderOptions): Headers {
+  return new Headers(upstreamHeaderList(incoming, opts));
+}
+
+/**
+ * {@link upstreamRequestHeaders} as name and value pairs, in the order a `Headers` would give them
+ * (by name): what `fetch` takes at a fraction of the cost of a `Headers`, which it would iterate
+ * (sorting it) to copy.
+ */
+export function upstreamHeaderList(
+  incoming: Headers,
+  opts: RequestHeaderOptions,
+): [string, string][] {
   const listed = connectionListed(incoming);
-  const out = new Headers();
-  for (const [name, value] of incoming) {
-    if (HOP_BY_HOP.has(name) || NEVER.has(name) || listed.has(name)) continue;
-    if (name === "host" || name === "content-length" || name === "accept-encoding") continue;
-    if (name === "authorization" && !opts.forward.has("authorization")) continue;
-    out.append(name, value);
-  }
+  const authorization = opts.forward.has("authorization");
+  const out: [string, string][] = [];
+  // `forEach` rather than the iterator, which costs several times more.
+  incoming.forEach((value, name) => {
+    if (HOP_BY_HOP.has(name) || NEVER.has(name) || listed.has(name)) return;
+    if (name === "host" || name === "content-length" || name === "accept-encoding") return;
+    if (name === "authorization" && !authorization) return;
+    if (name === "x-forwarded-for" && opts.clientAddress !== undefined) return;
+    out.push([name, value]);
+  });
   // Otherwise fetch asks for gzip itself and hands back decoded bytes under a gzip label.
-  out.set("accept-encoding", "identity");
+  insertSorted(out, "accept-encoding", "identity");
   if (opts.clientAddress !== undefined) {
     const prior = incoming.get("x-forwarded-for");
-    out.set("x-forwarded-for", prior ? `${prior}, ${opts.clientAddress}` : opts.clientAddress);
+    insertSorted(
+      out,
+      "x-forwarded-for",
+      prior ? `${prior}, ${opts.clientAddress}` : opts.clientAddress,
+    );
   }
   return out;
 }
 
+/** Adds a header to a list sorted by name (the name is not in it), keeping it sorted. */
+function insertSorted(list: [string, string][], name: string, value: string): void {
+  let at = 0;
+  while (at < list.length && list[at]![0] < name) at++;
+  list.splice(at, 0, [name, value]);
+}
+
 /** The headers to send back to the client: hop-by-hop, `Connection`-listed and cookies dropped. */
 export function clientResponseHeaders(upstream: Headers): Headers {
-  const listed = connectionListed(upstream);
   const out = new Headers();
-  for (const [name, value] of upstream) {
-    if (HOP_BY_HOP.has(name) || NEVER.has(name) || listed.has(name)) continue;
-    // The body is re-framed by our server; its length and encoding are ours to state.
-    if (name === "content-length" || name === "content-encoding") continue;
-    out.append(name, value);
-  }
+  copyClientResponseHeaders(upstream, out);
   return out;
+}
+
+/**
+ * {@link clientResponseHeaders}, written into `out` (the answer's own headers): a `Headers` handed
+ * to `new Response` is copied, so the answer's headers are filled in place, once.
+ */
+export function copyClientResponseHeaders(upstream: Headers, out: Headers): void {
+  const listed = connectionListed(upstream);
+  upstream.forEach((value, name) => {
+    if (HOP_BY_HOP.has(name) || NEVER.has(name) || listed.has(name)) return;
+    // The body is re-framed by our server; its length and encoding are ours to state.
+    if (name === "content-length" || name === "content-encoding") return;
+    out.append(name, value);
+  });
 }
 
 /**

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { clientResponseHeaders, upstreamRequestHeaders, upstreamUrl } from "./headers.ts";
+import {
+  clientResponseHeaders,
+  upstreamHeaderList,
+  upstreamRequestHeaders,
+  upstreamUrl,
+} from "./headers.ts";
 import { parseTarget, TargetError } from "./request_target.ts";
 
 const map = (upstream: string, target: string) =>
@@ -145,4 +150,25 @@ Deno.test("headers: hop-by-hop, Connection-listed and cookies never cross; Autho
     }),
   );
   assert.deepEqual([...back.keys()], ["content-type"]);
+});
+
+Deno.test("the upstream header list is what a Headers of it would give, in its order (by name)", () => {
+  const incoming = new Headers({
+    "x-trace": "t",
+    accept: "application/json",
+    "content-type": "application/json",
+    "x-forwarded-for": "10.0.0.1",
+    "accept-encoding": "gzip",
+    "mcp-session-id": "s",
+    connection: "x-trace",
+  });
+  const list = upstreamHeaderList(incoming, { forward: new Set(), clientAddress: "127.0.0.1" });
+  assert.deepEqual(list, [...new Headers(list)]);
+  assert.deepEqual(list, [
+    ["accept", "application/json"],
+    ["accept-encoding", "identity"],
+    ["content-type", "application/json"],
+    ["mcp-session-id", "s"],
+    ["x-forwarded-for", "10.0.0.1, 127.0.0.1"],
+  ]);
 });
