@@ -208,6 +208,12 @@ export interface NodeHandlerOptions {
   refused: (fields: LogFields) => void;
   /** Logs a request that could not be answered (a failure the app did not map); throttled too. */
   failed: (fields: LogFields) => void;
+  /**
+   * Whether each `Request` carries the signal of the client leaving (default true). The signal is
+   * always in `info.closed`; an app that reads it there is spared the `Request`'s own, which costs
+   * about 20 µs a request to build.
+   */
+  requestSignal?: boolean;
 }
 
 /**
@@ -220,6 +226,7 @@ export function nodeHandler(
   opts: NodeHandlerOptions,
 ): (req: IncomingMessage, res: ServerResponse) => void {
   const { watch, origin, allow, refused, failed } = opts;
+  const requestSignal = opts.requestSignal ?? true;
 
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const socket = req.socket;
@@ -261,11 +268,10 @@ export function nodeHandler(
     }
     // The URL is ours, not the client's: `Host` may be anything until the app has checked it, and
     // the app reads the target as sent from `info.target`.
-    const request = new Request(origin + (target.startsWith("/") ? target : "/"), {
-      method,
-      body,
-      signal: gone.signal,
-    });
+    const url = origin + (target.startsWith("/") ? target : "/");
+    const request = requestSignal
+      ? new Request(url, { method, body, signal: gone.signal })
+      : new Request(url, { method, body });
     // Filled in place: handing `new Request` a Headers object copies it, at four times the cost.
     const headers = request.headers;
     const raw = req.rawHeaders;
@@ -279,7 +285,11 @@ export function nodeHandler(
       refused({ status: 400, reason: "a header the Fetch standard refuses" });
       return;
     }
-    const response = await fetch(request, { remote: socket.remoteAddress, target });
+    const response = await fetch(request, {
+      remote: socket.remoteAddress,
+      target,
+      closed: gone.signal,
+    });
     await write(res, response, method, (cancel) => cancelBody = cancel);
   }
 

@@ -100,6 +100,12 @@ export interface ListenOptions {
    * methods this listener's app answers. By default every method the Fetch standard can send.
    */
   allow?: string;
+  /**
+   * Whether each `Request` carries the signal of the client leaving (default true). An app that
+   * reads it from its bindings (`RequestInfo.closed`), as the proxy's does, sets false: a
+   * `Request` built with a signal costs about 20 µs more.
+   */
+  requestSignal?: boolean;
 }
 
 /** Where a limit is set, by default: its configuration key. */
@@ -256,6 +262,7 @@ export async function listen(
     allow: opts.allow ?? FETCH_METHODS,
     refused: (fields) => malformed.note(fields),
     failed: (fields) => failed.note(fields),
+    requestSignal: opts.requestSignal ?? true,
   });
   server.on("request", handler);
 

@@ -152,3 +152,36 @@ Deno.test("a request head over the header limit is refused 431 and logged with t
   assert.equal(refused.length, 1);
   assert.equal(refused[0]!.limit, "fixed max_header_bytes");
 });
+
+Deno.test("with requestSignal false, the client leaving aborts info.closed, and the Request carries no signal of it", async () => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = new Logger("debug", (l) => lines.push(JSON.parse(l)));
+  const seen = Promise.withResolvers<{ requestAborted: boolean }>();
+  const arrived = Promise.withResolvers<void>();
+  const app = new Hono<{ Bindings: RequestInfo }>();
+  app.all("*", async (c) => {
+    const closed = c.env.closed;
+    assert.ok(closed !== undefined, "the listener hands the app the client's signal");
+    arrived.resolve();
+    await new Promise((resolve) => closed.addEventListener("abort", resolve, { once: true }));
+    seen.resolve({ requestAborted: c.req.raw.signal.aborted });
+    return c.text("too late\n");
+  });
+  const stop = new AbortController();
+  const listener = await listen(app, {
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: stop.signal,
+    logger,
+    name: "test",
+    limits: LIMITS,
+    requestSignal: false,
+  });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  await conn.write(encoder.encode("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+  await arrived.promise;
+  conn.close();
+  assert.deepEqual(await seen.promise, { requestAborted: false });
+  stop.abort();
+  await listener.finished;
+});
