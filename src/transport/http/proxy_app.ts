@@ -14,13 +14,15 @@ import { ownBytes, readCapped, readDeclared } from "../../streams/read_capped.ts
 import { type SseEvent, SseTap } from "../../streams/sse_tap.ts";
 import { encodeSseEvent } from "../../streams/sse_encoder.ts";
 import type { Logger } from "../../log.ts";
-import { clientResponseHeaders, upstreamRequestHeaders, upstreamUrl } from "./headers.ts";
+import { copyClientResponseHeaders, upstreamHeaderList, upstreamUrl } from "./headers.ts";
 import type { SessionRegistry } from "./sessions.ts";
 import type { UpstreamFetch } from "./upstream_tls.ts";
 import { mayRetry, type RetryPolicy, withRetries } from "./retry.ts";
-import { hostOriginGuard, rawTarget, type RequestInfo } from "./host_origin_guard.ts";
+import { HostOriginCheck, rawTarget, type RequestInfo } from "./host_origin_guard.ts";
 import { httpErrorHandler } from "./http_errors.ts";
-import { parseTarget, TargetError } from "./request_target.ts";
+import { type RequestTarget, TargetError } from "./request_target.ts";
+import { type Expiring, IdleDeadlines } from "./idle_deadlines.ts";
+import { TurnCommit } from "./turn_commit.ts";
 import { repliesBody } from "./replies.ts";
 
 /** What the proxy app needs. */
@@ -40,7 +42,10 @@ export interface HttpProxyOptions {
   allowedHosts: ReadonlySet<string>;
   /** Origins allowed besides loopback ones. */
   allowedOrigins: ReadonlySet<string>;
-  /** Makes records written so far reach the log; called before any bytes go out. */
+  /**
+   * Makes records written so far reach the log (throws when they cannot). Called once an
+   * event-loop turn for every request of the turn, before any of their bytes go out.
+   */
   beforeWrite: () => void;
   /** `proxy.retry.*`; `maxRetries: 0` turns retries off. */
   retry: RetryPolicy;
@@ -170,35 +175,74 @@ function keepLocation(headers: Headers, upstream: URL, logger: Logger): void {
   });
 }
 
-/** Builds the app. */
-export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBindings }> {
-  const app = new Hono<{ Bindings: ProxyBindings }>();
-  const { logger } = opts;
-  app.onError(httpErrorHandler(logger));
-  app.use("*", hostOriginGuard(opts.allowedHosts, opts.allowedOrigins));
+/** The records-first gate, the one deadline timer and the checks worked out once, per app. */
+class HttpProxy {
+  readonly opts: HttpProxyOptions;
+  readonly logger: Logger;
+  readonly deadlines: IdleDeadlines;
+  #turns: TurnCommit;
+  #checks: HostOriginCheck;
+  /** The upstream URL of each request target seen (bounded, like the checks' memory). */
+  #urls = new Map<string, string>();
+  /** Whether a request may be retried at all (`proxy.retry.max_retries` above 0). */
+  #retries: boolean;
 
-  app.all("*", async function forward(c) {
-    const req = c.req.raw;
-    let target: URL;
-    let query: string;
+  constructor(opts: HttpProxyOptions) {
+    this.opts = opts;
+    this.logger = opts.logger;
+    this.deadlines = new IdleDeadlines(opts.upstreamTimeoutMs);
+    this.#turns = new TurnCommit(opts.beforeWrite);
+    this.#checks = new HostOriginCheck(opts.allowedHosts, opts.allowedOrigins);
+    this.#retries = opts.retry.maxRetries > 0;
+  }
+
+  /**
+   * Records first: resolves with `out` once every record appended so far has reached the log, one
+   * commit for all the requests of this event-loop turn. Every byte the proxy sends on, to the
+   * upstream or the client, waits here. A log that cannot store them rejects, and nothing is sent.
+   */
+  async deliver<T>(out: T): Promise<T> {
+    await this.#turns.wait();
+    return out;
+  }
+
+  /** Commits what was recorded where no bytes follow (a client that left), without waiting. */
+  commitSoon(): void {
+    this.#turns.wait().catch(() => {});
+  }
+
+  /** The URL on the upstream of a request target, as text. */
+  #upstreamUrl(raw: string, target: RequestTarget): string {
+    const known = this.#urls.get(raw);
+    if (known !== undefined) return known;
+    let href: string;
     try {
-      const sent = parseTarget(rawTarget(c.env, req.url));
-      query = sent.query;
-      target = upstreamUrl(opts.upstream, sent);
+      href = upstreamUrl(this.opts.upstream, target).href;
     } catch (e) {
       if (!(e instanceof TargetError)) throw e;
       throw new HTTPException(e.status, { message: `request target refused: ${e.message}` });
     }
+    if (this.#urls.size >= 256) this.#urls.clear();
+    this.#urls.set(raw, href);
+    return href;
+  }
+
+  /** One request, from the checks to the answer. */
+  async forward(req: Request, env: ProxyBindings | undefined): Promise<Response> {
+    const { opts } = this;
+    const raw = rawTarget(env, req.url);
+    const sent = this.#checks.check(req.headers, raw);
     // Every record of this exchange names the URL it reached.
-    const via = target.href;
+    const via = this.#upstreamUrl(raw, sent);
+    const query = sent.query;
     // The legacy HTTP+SSE transport names its session in the query of its message endpoint.
     const exchange: Exchange = opts.sessions.forRequest(
       req.headers.get("mcp-session-id") ??
         (query.includes("sessionId") ? new URLSearchParams(query).get("sessionId") : null),
     );
-    let ids: JsonRpcId[] = [];
-    let messages: Message[] = [];
-    let body: Uint8Array<ArrayBuffer> | undefined;
+    let ids: JsonRpcId[] = NO_IDS;
+    let messages: Message[] = NO_MESSAGES;
+    let body: Uint8Array<ArrayBuffer> | null = null;
 
     if (BODY_METHODS.has(req.method) && req.body !== null) {
       const declared = Number(req.headers.get("content-length") ?? "NaN");
@@ -222,9 +266,10 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
       if (read.kind === "oversized") {
         const outs = exchange.rejectOversized("client", read, via);
         opts.sessions.settle(exchange);
-        opts.beforeWrite();
         const reply = repliesBody(outs);
-        return failure(413, reply, `request body over ${opts.maxRequestBodyBytes} bytes`);
+        return this.deliver(
+          failure(413, reply, `request body over ${opts.maxRequestBodyBytes} bytes`),
+        );
       }
       body = read.bytes;
       if (body.length > 0) {
@@ -234,132 +279,82 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
           // Refused by a guardrail or the wire rules: the proxy answers, and the upstream never
           // sees it.
           opts.sessions.settle(exchange);
-          opts.beforeWrite();
           const reply = repliesBody(passage.replies);
           if (reply === null) {
             // Nothing to answer (no id could be read): say why in plain words.
             const why = passage.violation?.reason ?? "refused";
-            return failure(400, null, `request body not forwarded: ${why}`);
+            return this.deliver(failure(400, null, `request body not forwarded: ${why}`));
           }
-          return new Response(reply, {
-            status: 200,
-            headers: { "content-type": "application/json" },
-          });
+          return this.deliver(
+            new Response(reply, { status: 200, headers: { "content-type": "application/json" } }),
+          );
         }
         ids = requestIds(messages);
       }
     }
-    opts.beforeWrite();
-
-    // One controller for the upstream request: the client leaving, or the upstream going quiet
-    // for longer than the timeout (waiting for headers, or between body chunks), aborts it.
-    const upstreamAbort = new AbortController();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const arm = (): void => {
-      clearTimeout(timer);
-      timer = setTimeout(() => upstreamAbort.abort(new UpstreamTimeout()), opts.upstreamTimeoutMs);
+    const upstream = new Forwarding(this, env?.closed ?? req.signal, exchange, via, ids);
+    const init: RequestInit = {
+      method: req.method,
+      headers: upstreamHeaderList(req.headers, {
+        forward: opts.forwardHeaders,
+        clientAddress: env?.remote,
+      }),
+      body: await this.deliver(body),
+      signal: upstream.abort.signal,
+      // A redirect is passed to the client (its Location kept on the upstream), never followed.
+      redirect: "manual",
     };
-    const disarm = (): void => clearTimeout(timer);
-    const onClientGone = (): void => upstreamAbort.abort(new ClientGone());
-    req.signal.addEventListener("abort", onClientGone, { once: true });
-    const done = (): void => {
-      disarm();
-      req.signal.removeEventListener("abort", onClientGone);
-    };
-    /**
-     * The upstream exchange failed: a client that left gets its requests recorded as undelivered;
-     * otherwise the client gets a 502 with a -32603 answer for each request, recorded.
-     */
-    const upstreamFailed = (e: unknown, gone: string, quiet: string, failed: string): Response => {
-      done();
-      const cause = upstreamAbort.signal.reason;
-      if (cause instanceof ClientGone) {
-        exchange.undeliverable(ids, gone, via);
-        opts.sessions.settle(exchange);
-        opts.beforeWrite();
-        return new Response(null, { status: 499 });
-      }
-      const reason = cause instanceof UpstreamTimeout
-        ? quiet
-        : `${failed}: ${e instanceof Error ? e.message : String(e)}`;
-      logger.warn("upstream request failed", { url: via, reason });
-      const reply = repliesBody(exchange.failPending(ids, reason, via));
-      opts.sessions.settle(exchange);
-      opts.beforeWrite();
-      return failure(502, reply, reason);
-    };
-
     let res: Response;
-    const headers = upstreamRequestHeaders(req.headers, {
-      forward: opts.forwardHeaders,
-      clientAddress: c.env?.remote,
-    });
-    const send = (): Promise<Response> => {
-      arm();
-      return opts.fetch(target, {
-        method: req.method,
-        headers,
-        body: body ?? null,
-        signal: upstreamAbort.signal,
-        // A redirect is passed to the client (its Location kept on the upstream), never followed.
-        redirect: "manual",
-      });
-    };
     try {
-      res = opts.retry.maxRetries > 0 && mayRetry(req.method, messages)
-        ? await withRetries(send, opts.retry, upstreamAbort.signal, (reason, delayMs) => {
-          disarm();
-          opts.stats?.retried(reason);
-          logger.warn("retrying upstream request", { reason, delay_ms: delayMs, url: via });
-        })
-        : await send();
+      res = this.#retries && mayRetry(req.method, messages)
+        ? await withRetries(
+          () => upstream.send(init),
+          opts.retry,
+          upstream.abort.signal,
+          (reason, delayMs) => {
+            upstream.disarm();
+            opts.stats?.retried(reason);
+            this.logger.warn("retrying upstream request", { reason, delay_ms: delayMs, url: via });
+          },
+        )
+        : await upstream.send(init);
     } catch (e) {
-      return upstreamFailed(
+      return upstream.failed(
         e,
         "the client disconnected before the upstream answered",
         `upstream sent no response headers within ${opts.upstreamTimeoutMs} ms`,
         "upstream unreachable",
       );
     }
+    return this.#answer(req, res, upstream);
+  }
 
+  /** The upstream's answer, recorded and passed on. */
+  async #answer(req: Request, res: Response, upstream: Forwarding): Promise<Response> {
+    const { opts } = this;
+    const { exchange, ids, via } = upstream;
     const session = res.headers.get("mcp-session-id");
     // A session the server names, or confirms by answering within it, is one we can vouch for.
     if (session !== null && session !== exchange.session) opts.sessions.adopt(exchange, session);
     else if (session !== null && res.ok) exchange.vouch();
     const sent = req.headers.get("mcp-session-id");
     if (req.method === "DELETE" && res.ok && sent !== null) opts.sessions.end(sent);
-    const answerHeaders = clientResponseHeaders(res.headers);
-    if (res.status >= 300 && res.status < 400) keepLocation(answerHeaders, opts.upstream, logger);
     // An answer that is not a success and carries no JSON-RPC answer ends the requests it leaves.
     const unanswered = res.status >= 300
       ? `upstream answered HTTP ${res.status} without a JSON-RPC response`
       : null;
 
     if (res.body === null) {
-      done();
+      upstream.done();
       if (unanswered !== null) exchange.undeliverable(ids, unanswered, via);
       opts.sessions.settle(exchange);
-      opts.beforeWrite();
-      return new Response(null, {
-        status: res.status,
-        statusText: res.statusText,
-        headers: answerHeaders,
-      });
+      return this.deliver(this.#passOn(res, null));
     }
 
     if ((res.headers.get("content-type") ?? "").toLowerCase().startsWith("text/event-stream")) {
-      answerHeaders.set("x-accel-buffering", "no");
-      return new Response(
-        streamEvents(res.body, exchange, ids, opts, {
-          arm,
-          disarm,
-          upstreamAbort,
-          req,
-          onClientGone,
-          via,
-        }),
-        { status: res.status, statusText: res.statusText, headers: answerHeaders },
-      );
+      const answer = this.#passOn(res, streamEvents(res.body, this, upstream));
+      answer.headers.set("x-accel-buffering", "no");
+      return answer;
     }
 
     let read;
@@ -368,22 +363,23 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
         res,
         Number(res.headers.get("content-length") ?? "NaN"),
         opts.maxMessageBytes,
-        arm,
+        (): void => upstream.arm(),
       );
     } catch (e) {
-      return upstreamFailed(
+      return upstream.failed(
         e,
         "the client disconnected while the upstream answered",
         `upstream went quiet for ${opts.upstreamTimeoutMs} ms mid-response`,
         "upstream response failed",
       );
     }
-    done();
+    upstream.done();
     if (read.kind === "oversized") {
       const reply = repliesBody(exchange.rejectOversized("server", read, via));
       opts.sessions.settle(exchange);
-      opts.beforeWrite();
-      return failure(502, reply, `upstream response over ${opts.maxMessageBytes} bytes`);
+      return this.deliver(
+        failure(502, reply, `upstream response over ${opts.maxMessageBytes} bytes`),
+      );
     }
     let bytes = read.bytes;
     // A JSON body (typed so, or untyped and shaped so) is a message; text such as a legacy
@@ -395,9 +391,10 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
         // Refused unread, on the POST of a notification or an answer, which nobody awaits: the
         // upstream took what was sent, and its body, which no one reads, goes no further.
         opts.sessions.settle(exchange);
-        opts.beforeWrite();
-        answerHeaders.delete("content-type");
-        return new Response(null, { status: 202, headers: answerHeaders });
+        const answer = new Response(null, { status: 202 });
+        this.#headersInto(res, answer.headers);
+        answer.headers.delete("content-type");
+        return this.deliver(answer);
       }
       if (forward === null) {
         // Refused unread, and no request of this client's to answer in its place: nothing of it
@@ -406,33 +403,144 @@ export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBi
           exchange.failPending(ids, "the upstream's answer was refused: not safe to forward", via),
         );
         opts.sessions.settle(exchange);
-        opts.beforeWrite();
-        return failure(502, reply, "upstream answer refused: not safe to forward");
+        return this.deliver(failure(502, reply, "upstream answer refused: not safe to forward"));
       }
       if (forward !== bytes) bytes = ownBytes(forward);
     }
     if (unanswered !== null) exchange.undeliverable(ids, unanswered, via);
     opts.sessions.settle(exchange);
-    opts.beforeWrite();
-    answerHeaders.set("content-length", String(bytes.length));
-    return new Response(bytes, {
-      status: res.status,
-      statusText: res.statusText,
-      headers: answerHeaders,
-    });
-  });
+    const answer = this.#passOn(res, bytes);
+    answer.headers.set("content-length", String(bytes.length));
+    return this.deliver(answer);
+  }
 
-  return app;
+  /** The client's answer: the upstream's status, its headers cleaned once, in place, and `body`. */
+  #passOn(res: Response, body: BodyInit | null): Response {
+    const answer = new Response(body, { status: res.status, statusText: res.statusText });
+    this.#headersInto(res, answer.headers);
+    return answer;
+  }
+
+  /** The upstream's headers cleaned for the client, a redirect kept on the proxy. */
+  #headersInto(res: Response, headers: Headers): void {
+    copyClientResponseHeaders(res.headers, headers);
+    if (res.status >= 300 && res.status < 400) {
+      keepLocation(headers, this.opts.upstream, this.logger);
+    }
+  }
 }
 
-interface StreamControl {
-  arm: () => void;
-  disarm: () => void;
-  upstreamAbort: AbortController;
-  req: Request;
-  onClientGone: () => void;
-  /** The upstream URL the stream comes from, named on its records. */
-  via: string;
+const NO_IDS: JsonRpcId[] = [];
+const NO_MESSAGES: Message[] = [];
+
+/**
+ * One upstream request: its abort (the client leaving, or the upstream going quiet for longer than
+ * the timeout — waiting for headers, or between body chunks), its idle deadline on the app's one
+ * timer, and what it waits for. It listens for the client leaving itself (`handleEvent`), so the
+ * hot path makes no closures for it.
+ */
+class Forwarding implements Expiring {
+  readonly abort = new AbortController();
+  expiresAt = 0;
+  #proxy: HttpProxy;
+  /** Aborts when the client leaves. */
+  #closed: AbortSignal;
+  readonly exchange: Exchange;
+  readonly via: string;
+  readonly ids: JsonRpcId[];
+  #finished = false;
+
+  constructor(
+    proxy: HttpProxy,
+    closed: AbortSignal,
+    exchange: Exchange,
+    via: string,
+    ids: JsonRpcId[],
+  ) {
+    this.#proxy = proxy;
+    this.#closed = closed;
+    this.exchange = exchange;
+    this.via = via;
+    this.ids = ids;
+    closed.addEventListener("abort", this, { once: true });
+  }
+
+  /** The client left: the upstream request goes too. */
+  handleEvent(): void {
+    this.abort.abort(new ClientGone());
+  }
+
+  /** The upstream was quiet for the whole timeout. */
+  expire(): void {
+    this.abort.abort(new UpstreamTimeout());
+  }
+
+  /** Restarts the idle deadline (a body chunk arrived). */
+  arm(): void {
+    this.#proxy.deadlines.arm(this);
+  }
+
+  /** Stops the idle deadline (between retries: the backoff is not the upstream's silence). */
+  disarm(): void {
+    this.#proxy.deadlines.disarm(this);
+  }
+
+  send(init: RequestInit): Promise<Response> {
+    this.arm();
+    return this.#proxy.opts.fetch(this.via, init);
+  }
+
+  /** Nothing more is awaited of the upstream: no deadline, no listening for the client. */
+  done(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#proxy.deadlines.disarm(this);
+    this.#closed.removeEventListener("abort", this);
+  }
+
+  /** Why the upstream request was aborted, if it was. */
+  get cause(): unknown {
+    return this.abort.signal.reason;
+  }
+
+  /** The client left (or the proxy cut the stream for it). */
+  clientGone(reason?: string): void {
+    this.abort.abort(new ClientGone(reason));
+  }
+
+  /**
+   * The upstream exchange failed: a client that left gets its requests recorded as undelivered;
+   * otherwise the client gets a 502 with a -32603 answer for each request, recorded.
+   */
+  failed(e: unknown, gone: string, quiet: string, failed: string): Promise<Response> {
+    this.done();
+    const proxy = this.#proxy;
+    const { sessions } = proxy.opts;
+    const cause = this.cause;
+    if (cause instanceof ClientGone) {
+      this.exchange.undeliverable(this.ids, gone, this.via);
+      sessions.settle(this.exchange);
+      return proxy.deliver(new Response(null, { status: 499 }));
+    }
+    const reason = cause instanceof UpstreamTimeout
+      ? quiet
+      : `${failed}: ${e instanceof Error ? e.message : String(e)}`;
+    proxy.logger.warn("upstream request failed", { url: this.via, reason });
+    const reply = repliesBody(this.exchange.failPending(this.ids, reason, this.via));
+    sessions.settle(this.exchange);
+    return proxy.deliver(failure(502, reply, reason));
+  }
+}
+
+/** Builds the app: one handler for every request, which checks, records and forwards it. */
+export function createProxyApp(opts: HttpProxyOptions): Hono<{ Bindings: ProxyBindings }> {
+  const app = new Hono<{ Bindings: ProxyBindings }>();
+  app.onError(httpErrorHandler(opts.logger));
+  const proxy = new HttpProxy(opts);
+  app.all("*", function forward(c) {
+    return proxy.forward(c.req.raw, c.env);
+  });
+  return app;
 }
 
 /**
@@ -441,12 +549,11 @@ interface StreamControl {
  */
 function streamEvents(
   body: ReadableStream<Uint8Array>,
-  exchange: Exchange,
-  ids: JsonRpcId[],
-  opts: HttpProxyOptions,
-  ctl: StreamControl,
+  proxy: HttpProxy,
+  upstream: Forwarding,
 ): ReadableStream<Uint8Array> {
-  const { via } = ctl;
+  const { opts } = proxy;
+  const { exchange, ids, via } = upstream;
   // A stream whose events carry ids can be resumed (GET with Last-Event-ID), so answers it did
   // not bring may still come; one without ids cannot.
   let resumable = false;
@@ -475,12 +582,16 @@ function streamEvents(
         }));
       }
       // Events without a message (a resumption primer's empty data, comments, retry hints) pass.
+      // What is recorded here is stored before the event leaves: the gate below waits for it.
       if (event.hasData && event.event === "message" && event.data.trim() !== "") {
         const content = event.invalidData ?? encoder.encode(event.data);
         const forward = exchange.pass("server", content, via).forward;
-        opts.beforeWrite();
-        // Refused unread, with no waiting request to answer in its place: the event is dropped.
-        if (forward === null) return null;
+        // Refused unread, with no waiting request to answer in its place: the event is dropped,
+        // its record committed all the same.
+        if (forward === null) {
+          proxy.commitSoon();
+          return null;
+        }
         // Rewritten (a filtered tools/list, a refused answer): the same event, with the new data.
         if (forward !== content) return sseEvent(forward, event);
       }
@@ -488,25 +599,19 @@ function streamEvents(
     },
     onOversized(size, head, tail) {
       const outs = exchange.rejectOversized("server", { size, head: afterData(head), tail }, via);
-      opts.beforeWrite();
       const events = sseEvents(outs);
+      // Recorded, if nothing goes out for it.
+      if (events === null) proxy.commitSoon();
       return events === null ? null : ownBytes(events);
     },
   });
   const reader = body.getReader();
   const out = tap.writable.getWriter();
-  let finished = false;
-  const finish = (): void => {
-    if (finished) return;
-    finished = true;
-    ctl.disarm();
-    ctl.req.signal.removeEventListener("abort", ctl.onClientGone);
-  };
   // The abort ends the upstream body and whatever the pump waits on itself: a fetch body does not
   // always end its read, nor its connection, when its request is aborted between chunks, and a
   // stream gone quiet would then be waited on (and held open upstream) for ever.
   const aborted = new Promise<never>((_, reject) => {
-    const signal = ctl.upstreamAbort.signal;
+    const signal = upstream.abort.signal;
     const end = (): void => {
       reject(signal.reason);
       reader.cancel(signal.reason).catch(() => {});
@@ -520,26 +625,26 @@ function streamEvents(
       while (true) {
         const { value, done } = await Promise.race([reader.read(), aborted]);
         // A body ended by the abort's cancel is the abort's doing, not the upstream's end.
-        if (done && ctl.upstreamAbort.signal.aborted) throw ctl.upstreamAbort.signal.reason;
+        if (done && upstream.abort.signal.aborted) throw upstream.cause;
         if (done) break;
-        ctl.arm();
+        upstream.arm();
         await Promise.race([out.write(value), aborted]);
       }
-      finish();
+      upstream.done();
       if (!resumable) {
         const events = sseEvents(
           exchange.failPending(ids, "upstream ended the stream without answering", via),
         );
-        opts.beforeWrite();
         if (events) await out.write(ownBytes(events));
       }
       await out.close();
     } catch (e) {
-      finish();
-      const cause = ctl.upstreamAbort.signal.reason;
+      upstream.done();
+      const cause = upstream.cause;
       if (cause instanceof ClientGone) {
         exchange.undeliverable(ids, "the client disconnected mid-stream", via);
-        opts.beforeWrite();
+        // No bytes follow these records: they are committed all the same.
+        proxy.commitSoon();
         await out.abort(cause).catch(() => {});
         return;
       }
@@ -547,9 +652,11 @@ function streamEvents(
         ? `upstream stream went quiet for ${opts.upstreamTimeoutMs} ms`
         : `upstream stream failed: ${e instanceof Error ? e.message : String(e)}`;
       opts.logger.warn("upstream stream ended with an error", { url: via, reason });
+      // Whatever ended the stream (the client's side failing, or the log), the upstream body goes.
+      reader.cancel(e).catch(() => {});
       // The requests of this POST that got no answer hear why before the stream closes.
       const events = sseEvents(exchange.failPending(ids, reason, via));
-      opts.beforeWrite();
+      proxy.commitSoon();
       try {
         if (events) await out.write(events);
         await out.close();
@@ -562,9 +669,13 @@ function streamEvents(
   })();
   return tap.readable.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
+      // Records first: each chunk leaves once what was recorded before it is stored.
+      async transform(chunk, controller) {
+        controller.enqueue(await proxy.deliver(chunk));
+      },
       cancel(reason) {
         // The client went away: stop the upstream request; the pump records what is left.
-        ctl.upstreamAbort.abort(new ClientGone(String(reason)));
+        upstream.clientGone(String(reason));
         reader.cancel(reason).catch(() => {});
       },
     }),
