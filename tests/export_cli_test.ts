@@ -132,7 +132,7 @@ Deno.test("a SQLite database exports as a JSONL log does: the stored lines, filt
   const store = new SqliteStore(path, { durability: "batch", busyTimeoutMs: 1000 });
   try {
     store.begin();
-    for (const read of log.records) store.write(read);
+    for (const read of log.records) store.write({ ...read, hash: sha256Hex(read.line) });
     store.commit();
   } finally {
     store.close();
@@ -272,7 +272,7 @@ Deno.test("--force refuses a hard link to the log, an archive, the lock, the -wa
   const store = new SqliteStore(db, { durability: "batch", busyTimeoutMs: 1000 });
   try {
     store.begin();
-    for (const read of log.records) store.write(read);
+    for (const read of log.records) store.write({ ...read, hash: sha256Hex(read.line) });
     store.commit();
     const targets: [string, string][] = [
       [log.path, log.path],

@@ -547,7 +547,9 @@ function sqliteLog(dir: string): string {
     const entries = [c.entry(EventMethod.Start)];
     for (let i = 0; i < 6; i++) entries.push(c.entry(EventMethod.Reload, { n: c.seq + 1 }));
     entries.push(c.entry(EventMethod.Stop));
-    for (const e of entries) store.write(e);
+    for (const e of entries) {
+      store.write({ ...e, hash: createHash("sha256").update(e.line).digest("hex") });
+    }
     const lines = entries.map((e) => e.line);
     store.commit();
     Deno.writeTextFileSync(`${dir}/rows.txt`, text(lines));
@@ -664,7 +666,9 @@ function sqliteOf(path: string, build: (c: Chain) => { record: AuditRecord; line
   const store = new SqliteStore(path, { durability: "entry", busyTimeoutMs: 5_000 });
   try {
     store.begin();
-    for (const e of build(new Chain(hmacSigner(SECRET)))) store.write(e);
+    for (const e of build(new Chain(hmacSigner(SECRET)))) {
+      store.write({ ...e, hash: createHash("sha256").update(e.line).digest("hex") });
+    }
     store.commit();
   } finally {
     store.close();

@@ -31,7 +31,7 @@ import {
 } from "./record.ts";
 import type { Signer } from "./signing.ts";
 import { StorageError } from "./storage/errors.ts";
-import type { RecordStore, StoreChange, StoredRecord } from "./storage/store.ts";
+import type { ChainedRecord, RecordStore, StoreChange, StoredRecord } from "./storage/store.ts";
 import type { JsonObject } from "../jsonrpc/json.ts";
 import type { Logger } from "../log.ts";
 
@@ -409,11 +409,12 @@ export class AuditLog {
       sig: null,
     };
     const line = signedLine(record, o.signer);
-    o.store.write({ line, record });
-    batch.push({ line, record });
+    // The one hash of the stored line: the next record's prev, and the stores' head and anchor.
+    const entry: ChainedRecord = { line, record, hash: sha256Hex(line) };
+    o.store.write(entry);
+    batch.push(entry);
     this.#seq = seq;
-    // The one hash of the stored line: the next record's prev.
-    this.#prev = sha256Hex(line);
+    this.#prev = entry.hash;
     this.#sinceCheckpoint++;
   }
 

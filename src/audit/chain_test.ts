@@ -3,7 +3,7 @@ import { createHash, createHmac } from "node:crypto";
 import { AuditLog, type AuditLogOptions, ChainError, sha256Hex } from "./chain.ts";
 import { JsonlStore } from "./storage/jsonl.ts";
 import { StorageError } from "./storage/errors.ts";
-import type { BatchStart, RecordStore, StoredRecord } from "./storage/store.ts";
+import type { BatchStart, ChainedRecord, RecordStore } from "./storage/store.ts";
 import { type AuditFields, EventMethod, GENESIS, RECORD_FIELDS } from "./record.ts";
 import { hmacSigner, type Signer } from "./signing.ts";
 import { canonicalize } from "./canonical.ts";
@@ -89,6 +89,46 @@ Deno.test("AuditLog links each record to the SHA-256 of the previous stored line
     assert.equal(r.prev, want);
   });
   assert.equal(GENESIS, "0".repeat(64));
+});
+
+Deno.test("AuditLog hands each store write the SHA-256 of its line: the next record's prev", () => {
+  using tmp = tempLog();
+  const inner = new JsonlStore(tmp.path, { durability: "none" });
+  const written: ChainedRecord[] = [];
+  const store: RecordStore = {
+    backend: inner.backend,
+    path: inner.path,
+    begin: () => inner.begin(),
+    write: (entry) => {
+      written.push(entry);
+      inner.write(entry);
+    },
+    startNewFile: () => inner.startNewFile(),
+    commit: () => inner.commit(),
+    abort: () => inner.abort(),
+    sync: () => inner.sync(),
+    settled: () => inner.settled(),
+    close: () => inner.close(),
+  };
+  const log = new AuditLog({
+    store,
+    signer: hmacSigner(SECRET),
+    now: () => clock++,
+    newId: () => "01JD" + String(++ids).padStart(22, "0"),
+    clientId: "claude-desktop",
+    serverId: "filesystem",
+    transport: "stdio",
+  });
+  for (let i = 1; i <= 3; i++) log.append(request({ i }, i));
+  log.flush();
+  log.event(EventMethod.Reload, {});
+  log.close();
+  assert.deepEqual(written.map((e) => e.line), lines(tmp.path));
+  written.forEach((e, i) => {
+    assert.equal(e.hash, createHash("sha256").update(e.line).digest("hex"));
+    const next = written[i + 1];
+    if (next !== undefined) assert.equal(next.record.prev, e.hash);
+  });
 });
 
 Deno.test("AuditLog stores each record as exactly its canonical JSON, signature included", () => {
@@ -365,7 +405,7 @@ class FullDisk implements RecordStore {
   begin(): BatchStart {
     return this.#inner.begin();
   }
-  write(entry: StoredRecord): void {
+  write(entry: ChainedRecord): void {
     this.#inner.write(entry);
   }
   startNewFile(): JsonObject {

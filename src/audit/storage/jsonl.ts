@@ -48,7 +48,7 @@ import {
   type Rotation,
   rotationCause,
 } from "./rotation.ts";
-import type { BatchStart, RecordStore, StoreChange, StoredHead, StoredRecord } from "./store.ts";
+import type { BatchStart, ChainedRecord, RecordStore, StoreChange, StoredHead } from "./store.ts";
 import { DEFAULT_SYNC_INTERVAL_MS, type PacerTimers, SyncPacer } from "./sync_pacer.ts";
 
 export { AnchorMismatchError, RefusedPathError, StorageError } from "./errors.ts";
@@ -589,7 +589,7 @@ function deletedJson(deleted: RetentionDeletion[]): JsonObject[] {
  * const dir = Deno.makeTempDirSync();
  * const store = new JsonlStore(`${dir}/audit.jsonl`, { durability: "batch" });
  * const start = store.begin(); // locked; start.head is null: an empty log
- * // … number records from start.head, store.write({ line, record }) each …
+ * // … number records from start.head, store.write({ line, record, hash }) each …
  * store.commit(); // written, unlocked, fsync under way
  * await store.settled();
  * store.close();
@@ -634,9 +634,9 @@ export class JsonlStore implements RecordStore {
   /** Lines of the open batch not yet written. */
   #buffer: string[] = [];
   #buffered = 0;
-  #bufferedLast: StoredRecord | undefined;
+  #bufferedLast: ChainedRecord | undefined;
   /** The last record this store handed to the operating system (for the anchor). */
-  #tail: StoredRecord | undefined;
+  #tail: ChainedRecord | undefined;
   /** Written since the last fsync. */
   #dirty = false;
   /** A background fsync in flight. */
@@ -779,7 +779,7 @@ export class JsonlStore implements RecordStore {
     }
   }
 
-  write(entry: StoredRecord): void {
+  write(entry: ChainedRecord): void {
     if (!this.#batch) throw new StorageError("write outside a batch");
     this.#buffer.push(entry.line, "\n");
     this.#buffered += entry.line.length + 1;
@@ -1565,13 +1565,8 @@ export class JsonlStore implements RecordStore {
     return this.#failure;
   }
 
-  #anchorHead(w: StoredRecord) {
-    return {
-      seq: w.record.seq,
-      hash: hash("sha256", w.line, "hex"),
-      id: w.record.id,
-      ts: w.record.ts,
-    };
+  #anchorHead(w: ChainedRecord) {
+    return { seq: w.record.seq, hash: w.hash, id: w.record.id, ts: w.record.ts };
   }
 
   #asideName(): string {

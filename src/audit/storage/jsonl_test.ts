@@ -2,6 +2,9 @@ import assert from "node:assert/strict";
 import { hash } from "node:crypto";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { checkChain, TinyChain } from "../../../tests/fixtures/jsonl_writer.ts";
+import { parseAnchor } from "../anchor.ts";
+import { hmacSigner } from "../signing.ts";
+import { AnchorFile } from "./anchor_file.ts";
 import { listArchives } from "./archives.ts";
 import { type JsonlOptions, JsonlStore, RefusedPathError, StorageError } from "./jsonl.ts";
 import type { Rotation } from "./rotation.ts";
@@ -364,7 +367,7 @@ Deno.test("abort drops the batch and unlocks; it is harmless with no batch open"
   const b = new TinyChain(open(path), "b");
   a.abort();
   a.begin();
-  a.write({ line: "never stored", record: b.batch.length as never });
+  a.write({ line: "never stored", record: b.batch.length as never, hash: "" });
   a.abort();
   a.abort();
   b.batch(1);
@@ -1017,6 +1020,28 @@ Deno.test("at start, unfinished compressions are cleaned up and closed archives 
 });
 
 // ---- durability and the anchor ----
+
+Deno.test("JsonlStore's anchor names the last stored line by its SHA-256", async () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.jsonl`;
+  const anchorPath = `${tmp.dir}/audit.anchor`;
+  const signer = hmacSigner("0123456789abcdef0123456789abcdef");
+  const store = open(path, {
+    durability: "entry",
+    anchor: new AnchorFile(anchorPath, path, signer),
+  });
+  const chain = new TinyChain(store, "a");
+  chain.batch(3);
+  await store.settled();
+  const stored = lines(path);
+  const first = parseAnchor(Deno.readTextFileSync(anchorPath));
+  assert.deepEqual([first.seq, first.hash], [3, hash("sha256", stored[2]!, "hex")]);
+  chain.batch(2);
+  store.close();
+  await store.settled();
+  const last = parseAnchor(Deno.readTextFileSync(anchorPath));
+  assert.deepEqual([last.seq, last.hash], [5, hash("sha256", lines(path)[4]!, "hex")]);
+});
 
 Deno.test("durability entry syncs before commit returns; batch in the background; close syncs all", async () => {
   using tmp = tempDir();

@@ -46,7 +46,7 @@ import {
   refuseUnusable,
   searchText,
 } from "./sqlite_schema.ts";
-import type { BatchStart, RecordStore, StoreChange, StoredHead, StoredRecord } from "./store.ts";
+import type { BatchStart, ChainedRecord, RecordStore, StoreChange, StoredHead } from "./store.ts";
 import { DEFAULT_SYNC_INTERVAL_MS, type PacerTimers, SyncPacer } from "./sync_pacer.ts";
 
 export { AnchorMismatchError, RefusedPathError, StorageError } from "./errors.ts";
@@ -200,6 +200,14 @@ interface Row {
   tsMax: number | null;
 }
 
+/**
+ * The last record a store committed. A row holding the same text is that record (the same bytes,
+ * so the same hash): only a row another writer stored is hashed.
+ */
+interface LastRecord extends AnchorHead {
+  line: string;
+}
+
 /** What `#checkTarget` saw when the path stopped naming the database held. */
 interface Lost {
   kind: "deleted" | "moved" | "replaced";
@@ -232,13 +240,13 @@ export class SqliteStore implements RecordStore {
   readonly #anchor: AnchorFile | undefined;
   #inBatch = false;
   /** The last record written in the open batch. */
-  #written: StoredRecord | undefined;
+  #written: ChainedRecord | undefined;
   /** `ts_max` of the last row written (or found at `begin`). */
   #tsMax: number | null = null;
   /** Rows waiting to be moved into the full-text index, as of the last row written. */
   #pending = 0;
   /** The last record this store committed; undefined before the first commit and after a fault. */
-  #last: AnchorHead | undefined;
+  #last: LastRecord | undefined;
   /** The database {@link #last} is in: after a new database is started, not the current one. */
   #lastIn: DatabaseSync | undefined;
   #lost: Lost | undefined;
@@ -480,12 +488,14 @@ export class SqliteStore implements RecordStore {
         changes.push(lost);
       }
       const row = this.#readHead(conn);
+      const last = this.#last;
+      // The same text as this store's last commit is the same bytes: the same hash.
+      const own = last !== undefined && row !== null && row.seq === last.seq &&
+        row.line === last.line;
       const head: StoredHead | null = row === null
         ? null
-        : { seq: row.seq, hash: hash("sha256", row.line, "hex") };
-      const last = this.#last;
-      const changed = last === undefined || head === null || head.seq !== last.seq ||
-        head.hash !== last.hash;
+        : { seq: row.seq, hash: own ? last.hash : hash("sha256", row.line, "hex") };
+      const changed = !own;
       if (changed && last !== undefined && lost === undefined && this.#lastIn === conn.db) {
         const cut = this.#checkOwn(conn, last, head);
         if (cut !== undefined) changes.push(cut);
@@ -593,7 +603,7 @@ export class SqliteStore implements RecordStore {
    * Another writer moves the head on; nobody removes or rewrites records. When the record this
    * store committed last is gone or changed, the log was cut or rewritten behind its back.
    */
-  #checkOwn(conn: Connection, last: AnchorHead, head: StoredHead | null): StoreChange | undefined {
+  #checkOwn(conn: Connection, last: LastRecord, head: StoredHead | null): StoreChange | undefined {
     const details: JsonObject = {
       path: this.path,
       expected_seq: last.seq,
@@ -608,7 +618,7 @@ export class SqliteStore implements RecordStore {
     }
     const row = conn.rowAt.get(last.seq);
     const line = typeof row?.line === "string" ? row.line : undefined;
-    if (line !== undefined && hash("sha256", line, "hex") === last.hash) return undefined;
+    if (line !== undefined && line === last.line) return undefined;
     const reason = line === undefined
       ? `the record at seq ${last.seq} of the audit database ${this.path} was removed while the proxy ran`
       : `the record at seq ${last.seq} of the audit database ${this.path} was rewritten while the proxy ran`;
@@ -636,7 +646,7 @@ export class SqliteStore implements RecordStore {
     return { kind: "extended", reason, details: { path: this.path, seq: row.seq } };
   }
 
-  write(entry: StoredRecord): void {
+  write(entry: ChainedRecord): void {
     const conn = this.#usable();
     if (!this.#inBatch) throw new StorageError("write outside a batch");
     const r = entry.record;
@@ -813,12 +823,13 @@ export class SqliteStore implements RecordStore {
   }
 
   /** After a commit: the head, and durability as configured. */
-  #committed(w: StoredRecord): void {
+  #committed(w: ChainedRecord): void {
     this.#last = {
       seq: w.record.seq,
-      hash: hash("sha256", w.line, "hex"),
+      hash: w.hash,
       id: w.record.id,
       ts: w.record.ts,
+      line: w.line,
     };
     this.#lastIn = this.#conn?.db;
     switch (this.#durability) {

@@ -51,9 +51,9 @@ function fill(path: string, n: number): string[] {
   for (let seq = 1; seq <= n; seq++) {
     const r = record(seq, prev);
     const line = recordText(r).signed(null);
-    store.write({ line, record: r });
-    lines.push(line);
     prev = hash("sha256", line, "hex");
+    store.write({ line, record: r, hash: prev });
+    lines.push(line);
   }
   store.commit();
   store.close();
@@ -258,9 +258,9 @@ Deno.test("readSqliteLines ends a page at PAGE_CHARS characters of text", async 
   for (let seq = 1; seq <= 12; seq++) {
     const r = { ...record(seq, prev), params: { big } };
     const line = recordText(r).signed(null);
-    store.write({ line, record: r });
-    sizes.push(line.length + searchText(r).length);
     prev = hash("sha256", line, "hex");
+    store.write({ line, record: r, hash: prev });
+    sizes.push(line.length + searchText(r).length);
   }
   store.commit();
   store.close();

@@ -88,9 +88,9 @@ function fill(path: string, n: number, ts?: (i: number) => string): string[] {
       const r = varied(i, i + 1, prev);
       if (ts !== undefined) r.ts = ts(i);
       const line = recordText(r).signed(null);
-      store.write({ line, record: r });
-      lines.push(line);
       prev = hash("sha256", line, "hex");
+      store.write({ line, record: r, hash: prev });
+      lines.push(line);
     }
     store.commit();
   }

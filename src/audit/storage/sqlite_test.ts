@@ -6,7 +6,7 @@ import { AnchorMismatchError, RefusedPathError, SqliteStore, StorageError } from
 import type { SqliteOptions } from "./sqlite.ts";
 import { readSqliteLines } from "./sqlite_lines.ts";
 import { APPLICATION_ID, FTS_BATCH, SCHEMA_VERSION } from "./sqlite_schema.ts";
-import type { StoredHead, StoredRecord } from "./store.ts";
+import type { ChainedRecord, StoredHead } from "./store.ts";
 import { FileCalls, ManualTimers } from "./testdata/sync_probes.ts";
 import { type AuditRecord, GENESIS } from "../record.ts";
 import { recordText } from "../record_text.ts";
@@ -23,7 +23,7 @@ function tempDir(): { dir: string; [Symbol.dispose](): void } {
 
 const sha = (text: string) => hash("sha256", text, "hex");
 
-function record(seq: number, prev: string, over: Partial<AuditRecord> = {}): StoredRecord {
+function record(seq: number, prev: string, over: Partial<AuditRecord> = {}): ChainedRecord {
   const r: AuditRecord = {
     v: 1,
     seq,
@@ -51,7 +51,8 @@ function record(seq: number, prev: string, over: Partial<AuditRecord> = {}): Sto
     sig: null,
     ...over,
   };
-  return { line: recordText(r).signed(r.sig), record: r };
+  const line = recordText(r).signed(r.sig);
+  return { line, record: r, hash: sha(line) };
 }
 
 /** A writer as the chain is one: numbers each batch from the head `begin` reports. */
@@ -80,11 +81,11 @@ class Writer {
     this.prev = head === null ? GENESIS : head.hash;
   }
 
-  one(over: Partial<AuditRecord> = {}): StoredRecord {
+  one(over: Partial<AuditRecord> = {}): ChainedRecord {
     const r = record(this.seq + 1, this.prev, over);
     this.store.write(r);
     this.seq += 1;
-    this.prev = sha(r.line);
+    this.prev = r.hash;
     return r;
   }
 }
@@ -251,6 +252,47 @@ Deno.test("SqliteStore reports the head at the first batch, then only when anoth
   a.close();
   b.close();
   assertChain(path, 9);
+});
+
+Deno.test("SqliteStore: the head after another writer's append is that writer's line and its SHA-256", () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.db`;
+  const a = open(path);
+  const b = open(path);
+  const wa = new Writer(a);
+  const wb = new Writer(b);
+  wa.batch(2);
+  b.begin();
+  wb.seq = 2;
+  wb.prev = sha(rows(path)[1]!.line);
+  const theirs = wb.one();
+  b.commit();
+  const start = wa.batch(1);
+  assert.deepEqual(start.head, { seq: 3, hash: sha(theirs.line) });
+  assert.equal(rows(path)[2]!.line, theirs.line);
+  assert.equal(wa.prev, sha(rows(path)[3]!.line), "the chain links on from the row stored");
+  a.close();
+  b.close();
+  assertChain(path, 4);
+});
+
+Deno.test("SqliteStore sees its own last row rewritten in place, with no other writer", () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.db`;
+  const store = open(path);
+  new Writer(store).batch(2);
+  const db = new DatabaseSync(path);
+  db.exec(
+    "DROP TRIGGER records_no_update; UPDATE records SET line = replace(line, 'file-2', 'file-9') WHERE seq = 2",
+  );
+  db.close();
+  const start = store.begin();
+  store.abort();
+  store.close();
+  assert.deepEqual(start.head, { seq: 2, hash: sha(rows(path)[1]!.line) });
+  assert.notEqual(start.head?.hash, sha(rows(path)[1]!.line.replace("file-9", "file-2")));
+  assert.deepEqual(start.changes.map((c) => c.kind), ["truncated"]);
+  assert.match(start.changes[0]!.reason, /seq 2 .* was rewritten/);
 });
 
 Deno.test("SqliteStore reopened reports its last record as the head", () => {
@@ -724,6 +766,8 @@ for (const durability of ["entry", "batch", "none"] as const) {
     store.close();
     await store.settled();
     assert.equal(placed(), 6);
+    const anchor = parseAnchor(Deno.readTextFileSync(anchorPath));
+    assert.equal(anchor.hash, sha(rows(path)[5]!.line), "the anchor names the last line's hash");
   });
 }
 

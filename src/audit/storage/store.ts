@@ -78,6 +78,16 @@ export interface StoredRecord {
   record: AuditRecord;
 }
 
+/**
+ * A record as the chain hands it to a store: with `hash`, the hex SHA-256 of `line`'s UTF-8
+ * bytes (the next record's `prev`), computed once by the chain. Stores use it for their head and
+ * anchor instead of hashing the line again. Observers get these too, typed as
+ * {@link StoredRecord}: a reader that rebuilds records from lines need not hash them.
+ */
+export interface ChainedRecord extends StoredRecord {
+  hash: string;
+}
+
 /** Durable, append-only, multi-writer storage of canonical record lines. */
 export interface RecordStore {
   /** The backend's name, as metrics label it. */
@@ -91,8 +101,8 @@ export interface RecordStore {
    * @throws {StorageError} when the log cannot be used; no lock is held then
    */
   begin(): BatchStart;
-  /** Adds one record to the open batch, in order. */
-  write(entry: StoredRecord): void;
+  /** Adds one record to the open batch, in order. `entry.hash` must be the SHA-256 of its line. */
+  write(entry: ChainedRecord): void;
   /**
    * Inside a batch, after `begin` reported `deleted`/`moved`/`replaced` (and the chain wrote its
    * closing checkpoint): makes what was written to the old file durable, moves a stranger at the

@@ -103,9 +103,10 @@ export class TestLog implements Disposable {
       const text = recordText(r);
       r.sig = this.#signer.sign(text.unsigned);
       const line = text.signed(r.sig);
-      this.#store.write({ line, record: r });
+      const hash = createHash("sha256").update(line).digest("hex");
+      this.#store.write({ line, record: r, hash });
       lines.push(line);
-      this.#prev = createHash("sha256").update(line).digest("hex");
+      this.#prev = hash;
       this.records.push(r);
       out.push(r);
     }
