@@ -3,7 +3,7 @@
  * Every POSTed JSON-RPC request gets an `application/json` answer with its id and a small
  * `tools/call`-shaped result (`tools/list` gets a list of three tools); a POST of notifications or
  * responses only gets 202; `initialize` answers also name a session (`Mcp-Session-Id`); GET gets
- * 405 (no server-initiated stream) and DELETE 204. Built to cost as little as possible, so that what `scripts/bench_http.ts` measures is
+ * 405 (no server-initiated stream) and DELETE 204. Built to cost as little as possible, so that what `scripts/bench/http.ts` measures is
  * the proxy: the id is found without a full parse when the body starts the usual way.
  *
  * Usage: `deno run --allow-net scripts/bench_http_upstream.ts [--port N] [--hostname H]`

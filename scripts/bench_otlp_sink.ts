@@ -2,7 +2,7 @@
  * The benches' OpenTelemetry collector stand-in: an OTLP/HTTP receiver on loopback that answers
  * `200 {}` to every `POST /v1/traces` and `POST /v1/logs` and counts what it received — the spans
  * and log records in each OTLP/JSON body, gunzipped when it came with `Content-Encoding: gzip` —
- * so that the telemetry configuration of `scripts/bench.ts` and `scripts/bench_http.ts` can report
+ * so that the telemetry configurations of `deno task bench` (stdio and HTTP) can report
  * that the export really happened, and how much of it. A protobuf body is answered and counted as
  * a request, its items not decoded (the benches' proxies export OTLP/JSON, the default).
  *

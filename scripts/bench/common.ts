@@ -190,7 +190,7 @@ export function cleanEnv(): Record<string, string> {
 /**
  * The environment of a proxy run: ours, minus any mcp-audit settings, plus the bench's: JSONL
  * storage at `logPath` with `durability`, signing and key redaction on. The guardrails are set by
- * the configuration file the proxy is given (`scripts/bench_guardrails_config.ts`); variables
+ * the configuration file the proxy is given (`scripts/bench/guardrails.ts`); variables
  * would override it, so none is set here.
  */
 export function proxyEnv(logPath: string, durability: string): Record<string, string> {

@@ -2,7 +2,7 @@
  * The value detectors on one string (`redactText`, which the redaction walk calls): each family
  * alone, then all of them, on prose that holds no secret (most strings) and on prose that holds
  * some; and short strings, which most values are. Run with
- * `deno bench src/audit/detectors_bench.ts`. (`scripts/bench_detectors.ts` measures how time
+ * `deno bench src/audit/detectors_bench.ts`. (`scripts/bench/detectors.ts` measures how time
  * grows on adversarial megabytes; this is the everyday cost.)
  *
  * @module

@@ -461,7 +461,7 @@ Deno.test("a member named __proto__ is redacted as a member", () => {
 // Adversarial input
 //
 // What the detectors make of strings built to slow them down. How long they take is measured by
-// `scripts/bench_detectors.ts` (part of `deno task bench`) on the same inputs, at 1 MiB and 2 MiB:
+// `scripts/bench/detectors.ts` (`deno task bench --only detectors`) on the same inputs, at 1 MiB and 2 MiB:
 // a time asserted here would fail on a busy machine, and pass a slow detector on a fast one.
 
 const KiB = 1024;

@@ -1,7 +1,7 @@
 /**
  * Inputs built to make a naive detector slow: near-misses repeated, prefixes without an end, one
  * long token, matches back to back. `src/audit/detectors_test.ts` checks what the detectors make
- * of them; `scripts/bench_detectors.ts` times them at 1 MiB and 2 MiB, where the linear-time claim
+ * of them; `scripts/bench/detectors.ts` times them at 1 MiB and 2 MiB, where the linear-time claim
  * is measured rather than asserted.
  *
  * @example
