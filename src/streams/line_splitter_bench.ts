@@ -1,5 +1,6 @@
 /**
- * Line splitting: one read of 64 KiB holding many MCP lines, and one line split across reads.
+ * Line splitting: one read of 64 KiB holding many MCP lines, and one line split across reads (each
+ * through a new splitter), and one line through a splitter already running, as a proxy pays per read.
  * Run with `deno bench src/streams/line_splitter_bench.ts`.
  *
  * @module
@@ -37,4 +38,14 @@ Deno.bench("line splitter: one line in one read", async () => {
 const halves = [line.subarray(0, 100), line.subarray(100)];
 Deno.bench("line splitter: one line split across two reads", async () => {
   if (await split(halves) !== 1) throw new Error("line lost");
+});
+
+// The cost a proxy pays per read: one splitter lives as long as its pipe.
+const running = new LineSplitter(1 << 20);
+const input = running.writable.getWriter();
+const output = running.readable.getReader();
+Deno.bench("line splitter, running: one line in one read", async () => {
+  void input.write(line);
+  const { value } = await output.read();
+  if (value?.length !== 1) throw new Error("line lost");
 });
