@@ -138,5 +138,16 @@ Deno.test("a log that cannot store fails closed: every request of the turn and a
     assert.equal(f.method, "POST");
     assert.equal(f.path, "/mcp");
   }
-  assert.equal(proxy.commits, 1, "no commit is tried once one has failed");
+  assert.equal(proxy.commits, 2, "one commit for the turn of three, one for the later request");
+});
+
+Deno.test("a store that fails once (busy) fails that turn's requests only; the next turn is stored and forwarded", async () => {
+  let failures = 1;
+  await using proxy = setup({ failing: () => failures-- > 0 });
+  const answers = await Promise.all([1, 2].map((id) => proxy.call(id)));
+  for (const res of answers) assert.equal(res.status, 500);
+  const later = await proxy.call(3);
+  assert.equal(later.status, 200);
+  assert.deepEqual(await later.json(), { jsonrpc: "2.0", id: 3, result: { ok: true } });
+  assert.deepEqual(proxy.arrivals.map((a) => a.id), [3], "only the stored turn's request went on");
 });

@@ -23,8 +23,6 @@ export class TurnCommit {
   #commit: () => void;
   /** The turn's waiters share one promise, settled together by one commit. */
   #turn: PromiseWithResolvers<void> | undefined;
-  #failed = false;
-  #failure: unknown;
 
   /** @param commit stores every record appended so far; throws when it cannot */
   constructor(commit: () => void) {
@@ -33,11 +31,11 @@ export class TurnCommit {
 
   /**
    * Resolves once a commit that started after this call has stored the records appended before
-   * it. Rejects with the commit's error, as does every later wait: once the log has failed,
-   * nothing is sent on (fail closed).
+   * it; rejects with that commit's error, and nothing of the turn is sent on (fail closed). A
+   * later turn tries again: the log decides what is final (a failed write fails it for good; a
+   * store that was busy, e.g. another writer holding SQLite's lock past the timeout, is not).
    */
   wait(): Promise<void> {
-    if (this.#failed) return Promise.reject(this.#failure);
     if (this.#turn === undefined) {
       this.#turn = Promise.withResolvers<void>();
       // Each waiter sees the failure through its own `await`; none is left to end the process.
@@ -55,8 +53,6 @@ export class TurnCommit {
     try {
       this.#commit();
     } catch (e) {
-      this.#failed = true;
-      this.#failure = e;
       turn.reject(e);
       return;
     }
