@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { DETECTOR_NAMES } from "../audit/detectors.ts";
-import { ConfigError, loadConfig, type LoadInput } from "./load.ts";
+import { ConfigError, loadConfig, type LoadInput, loadYamlParser, UTC_TIME_ZONES } from "./load.ts";
 
 function load(
   text: string | undefined,
@@ -656,4 +656,59 @@ Deno.test("an error about any other key still shows the value it found", () => {
     errorOf('proxy:\n  http:\n    read_timeout: "soon"\n').message,
     'proxy.http.read_timeout: must be a duration such as "10s", "1m30s" or "500ms", got "soon"',
   );
+});
+
+Deno.test("the time zones taken without asking Intl are ones Intl accepts, and others are still asked", () => {
+  for (const zone of UTC_TIME_ZONES) {
+    assert.doesNotThrow(() => new Intl.DateTimeFormat("en", { timeZone: zone }), zone);
+    const { config } = load(`dashboard:\n  timezone: ${zone}\n`);
+    assert.equal(config.dashboard.timezone, zone);
+  }
+  assert.equal(
+    load("dashboard:\n  timezone: Europe/Paris\n").config.dashboard.timezone,
+    "Europe/Paris",
+  );
+  fails("dashboard.timezone", "dashboard:\n  timezone: UTC+1\n");
+  fails("dashboard.timezone", undefined, { MCP_AUDIT_DASHBOARD_TIMEZONE: "Etc/UTC " });
+});
+
+Deno.test("a file reads the same, and fails with the same message, with the parser imported by loadYamlParser", async () => {
+  const good = "proxy:\n  server_id: s1\npolicy:\n  enabled: true\n";
+  const bad = "proxy:\n  server_id: a\n  server_id: b\n";
+  const outcome = (text: string): string => {
+    try {
+      return JSON.stringify(load(text).effective);
+    } catch (e) {
+      if (e instanceof ConfigError) return e.message;
+      throw e;
+    }
+  };
+  // In a process of its own, where nothing loaded the parser before: here the tests above did.
+  const script = `
+    import { loadConfig, loadYamlParser, ConfigError } from ${
+    JSON.stringify(import.meta.resolve("./load.ts"))
+  };
+    await loadYamlParser();
+    for (const text of ${JSON.stringify([good, bad])}) {
+      try {
+        const loaded = loadConfig({ file: { path: "config.yaml", text }, env: {}, flags: new Map(), upstreamArgv: [] });
+        console.log(JSON.stringify(JSON.stringify(loaded.effective)));
+      } catch (e) {
+        if (!(e instanceof ConfigError)) throw e;
+        console.log(JSON.stringify(e.message));
+      }
+    }`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", `--config=${new URL("../../deno.json", import.meta.url).pathname}`, script],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  assert.equal(out.code, 0);
+  const lines = new TextDecoder().decode(out.stdout).trim().split("\n").map((l): unknown =>
+    JSON.parse(l)
+  );
+  assert.deepEqual(lines, [outcome(good), outcome(bad)]);
+  assert.match(outcome(bad), /^config\.yaml: not valid YAML: /);
+  await loadYamlParser();
+  assert.deepEqual([outcome(good), outcome(bad)], lines);
 });
