@@ -46,9 +46,9 @@ const WORKER = new URL("./telemetry_worker.ts", import.meta.url);
  * Why the worker's module cannot be loaded, when it is a file `--allow-read` does not cover (the
  * proxy run from a checkout with a read permission for its log folder only), else null.
  */
-function unreadableWorker(): string | null {
-  if (WORKER.protocol !== "file:") return null;
-  const path = decodeURIComponent(WORKER.pathname);
+function unreadableWorker(worker: URL): string | null {
+  if (worker.protocol !== "file:") return null;
+  const path = decodeURIComponent(worker.pathname);
   if (Deno.permissions.querySync({ name: "read", path }).state === "granted") return null;
   return `metrics and OpenTelemetry run in a worker loaded from ${path}, which --allow-read ` +
     `does not cover: allow it (the folder holding main.ts), or turn them off (--no-metrics)`;
@@ -62,7 +62,11 @@ export interface TelemetrySources {
 
 /** The running telemetry worker. */
 export class Telemetry {
-  #worker: Worker;
+  /** Created at start with OpenTelemetry; with metrics alone, when first needed (see start). */
+  #worker: Worker | undefined;
+  #workerUrl: URL;
+  /** The start message, until the worker is created. */
+  #startMessage: ToWorker | undefined;
   #sources: TelemetrySources;
   #logger: Logger;
   #shutdownMs: number;
@@ -79,40 +83,80 @@ export class Telemetry {
   #scrapes = new Map<number, PromiseWithResolvers<{ body: string; contentType: string }>>();
   #nextScrape = 1;
   #started = Promise.withResolvers<void>();
+  /** Whether {@link start} waits for the worker's start (with OpenTelemetry), or returns first. */
+  #startAwaited: boolean;
   #stopped = Promise.withResolvers<void>();
   #failed: string | undefined;
   #closed = false;
 
-  private constructor(start: TelemetryStart, sources: TelemetrySources, logger: Logger) {
+  private constructor(
+    start: TelemetryStart,
+    sources: TelemetrySources,
+    logger: Logger,
+    worker: URL,
+  ) {
     this.#sources = sources;
     this.#logger = logger;
     this.#shutdownMs = (start.otel?.config.shutdown_timeout_ms ?? 0) + SHUTDOWN_MARGIN_MS;
-    this.#worker = new Worker(WORKER.href, { type: "module" });
-    this.#worker.onmessage = (event: MessageEvent<FromWorker>) => this.#received(event.data);
-    this.#worker.onerror = (event: ErrorEvent) => {
-      // The worker's failure is telemetry's, never the proxy's: it must not end the process.
-      event.preventDefault();
-      this.#fail(event.message);
-    };
-    this.#post({ kind: "start", start, progress: this.#progress.buffer });
+    this.#startAwaited = start.otel !== null;
+    // Rejected by a failure at any time, awaited only by a start with OpenTelemetry.
+    this.#started.promise.catch(() => {});
+    this.#workerUrl = worker;
+    this.#startMessage = { kind: "start", start, progress: this.#progress.buffer };
+    if (this.#startAwaited) this.#launch();
+  }
+
+  /** Creates the worker (about 20 ms of this thread's time) and sends it the start. */
+  #launch(): Worker | undefined {
+    const start = this.#startMessage;
+    if (start === undefined) return this.#worker;
+    this.#startMessage = undefined;
+    try {
+      const worker = new Worker(this.#workerUrl.href, { type: "module" });
+      worker.onmessage = (event: MessageEvent<FromWorker>) => this.#received(event.data);
+      worker.onerror = (event: ErrorEvent) => {
+        // The worker's failure is telemetry's, never the proxy's: it must not end the process.
+        event.preventDefault();
+        this.#fail(event.message);
+      };
+      this.#worker = worker;
+    } catch (e) {
+      this.#fail(e instanceof Error ? e.message : String(e));
+      return undefined;
+    }
+    this.#post(start);
+    return this.#worker;
   }
 
   /**
    * Starts the worker and what `start` asks of it.
-   * @throws {TelemetryStartError} when it cannot start (a bad `otel.*` setting, a TLS file)
+   *
+   * With OpenTelemetry on, creates the worker and waits for it to check its settings and start the
+   * export. With metrics alone (`otel` null), returns at once: the worker is created when there is
+   * first something to send it (the first lines, 50 ms after the first record is stored, or a
+   * scrape), so neither its creation (about 20 ms of this thread) nor its loading (60 ms and more
+   * of another) comes before the proxy's first message. What is sent while it loads waits in its
+   * queue; a worker that then fails to start is handled as one that fails while running: logged,
+   * metrics and export off, scrapes refused. A run that ends before then never creates it.
+   *
+   * @param worker the worker's module (tests give their own)
+   * @throws {TelemetryStartError} when it cannot start (a worker module `--allow-read` does not
+   * cover; with OpenTelemetry, a bad `otel.*` setting or a TLS file)
    */
   static async start(
     start: TelemetryStart,
     sources: TelemetrySources,
     logger: Logger,
+    worker: URL = WORKER,
   ): Promise<Telemetry> {
-    const unreadable = unreadableWorker();
+    const unreadable = unreadableWorker(worker);
     if (unreadable !== null) throw new TelemetryStartError(null, unreadable);
-    const t = new Telemetry(start, sources, logger);
+    const t = new Telemetry(start, sources, logger, worker);
+    if (!t.#startAwaited) return t;
     try {
       await t.#started.promise;
     } catch (e) {
-      t.#worker.terminate();
+      t.#worker?.terminate();
       throw e;
     }
     return t;
@@ -197,7 +241,14 @@ export class Telemetry {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#skipped > 0) this.#warnSkipped(true);
-    if (this.#failed === undefined) {
+    if (this.#worker === undefined) {
+      // Never created: nothing was scraped, and what the log stored is in the log.
+      this.#startMessage = undefined;
+      clearTimeout(this.#postTimer);
+      this.#postTimer = undefined;
+      this.#waiting = [];
+      this.#waitingReports = [];
+    } else if (this.#failed === undefined) {
       this.#postWaiting();
       this.#post({ kind: "shutdown" });
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -210,7 +261,7 @@ export class Telemetry {
       await Promise.race([this.#stopped.promise, late]);
       clearTimeout(timer);
     }
-    this.#worker.terminate();
+    this.#worker?.terminate();
     for (const waiting of this.#scrapes.values()) {
       waiting.reject(new Error("telemetry has stopped"));
     }
@@ -218,8 +269,10 @@ export class Telemetry {
   }
 
   #post(message: ToWorker): void {
+    const worker = this.#launch();
+    if (worker === undefined) return; // it could not be created: #fail said so
     try {
-      this.#worker.postMessage(message);
+      worker.postMessage(message);
     } catch (e) {
       this.#fail(e instanceof Error ? e.message : String(e));
     }
@@ -230,9 +283,12 @@ export class Telemetry {
       case "started":
         this.#started.resolve();
         return;
-      case "start_failed":
-        this.#started.reject(new TelemetryStartError(m.key, m.problem));
+      case "start_failed": {
+        const e = new TelemetryStartError(m.key, m.problem);
+        if (this.#startAwaited) this.#started.reject(e);
+        else this.#fail(e.message);
         return;
+      }
       case "scraped":
         this.#scrapes.get(m.id)?.resolve({ body: m.body, contentType: m.contentType });
         this.#scrapes.delete(m.id);

@@ -97,3 +97,47 @@ Deno.test("after shutdown, a scrape fails instead of waiting", async () => {
   await t.shutdown();
   assert((await rejection(t.scrape(null))) instanceof Error);
 });
+
+const FAILING_WORKER = new URL("./testdata/failing_worker.ts", import.meta.url);
+
+Deno.test("with metrics alone, the start does not wait for the worker: one that fails to load is logged, and scrapes then fail", async () => {
+  const failed = Promise.withResolvers<string>();
+  const logger = new Logger("error", (line) => failed.resolve(line));
+  // Resolves although the worker never loads: the start returns before it would know.
+  const t = await Telemetry.start(metricsOnly, sources(), logger, FAILING_WORKER);
+  try {
+    // Sent before the failure is known: taken as into a worker that is still loading.
+    t.records([stored(1, "request", "echo")]);
+    const line = await failed.promise;
+    assert(line.includes("the telemetry worker failed"), line);
+    assert(line.includes("this worker cannot load"), line);
+    const e = await rejection(t.scrape(null));
+    assert(e instanceof Error && e.message.includes("this worker cannot load"), String(e));
+  } finally {
+    await t.shutdown();
+  }
+});
+
+Deno.test("with OpenTelemetry on, a worker that fails to load fails the start", async () => {
+  const start: TelemetryStart = {
+    ...metricsOnly,
+    otel: {
+      config: { ...defaults.otel, enabled: true },
+      version: "0.0.0",
+      storage: "jsonl",
+      upstream: null,
+    },
+  };
+  const e = await rejection(Telemetry.start(start, sources(), quiet, FAILING_WORKER));
+  assert(e instanceof TelemetryStartError, String(e));
+  assert(e.problem.includes("this worker cannot load"), e.problem);
+});
+
+Deno.test("with metrics alone, a run that sends the worker nothing never creates it", async () => {
+  const lines: string[] = [];
+  const logger = new Logger("debug", (line) => lines.push(line));
+  const t = await Telemetry.start(metricsOnly, sources(), logger, FAILING_WORKER);
+  // Created, this worker would fail, and the shutdown would wait for and log its failure.
+  await t.shutdown();
+  assertEquals(lines, []);
+});

@@ -10,11 +10,10 @@
  */
 import { parseRecord } from "../audit/storage/jsonl_query.ts";
 import type { StoredRecord } from "../audit/storage/store.ts";
-import { stderrLogger } from "../log.ts";
-import { upstreamTls, UpstreamTlsError } from "../transport/http/upstream_tls.ts";
+import { type Logger, stderrLogger } from "../log.ts";
 import { NO_EXPORT_HEALTH } from "./export_health.ts";
 import { Metrics } from "./metrics.ts";
-import { type Otel, OtelConfigError, startOtel } from "./otel.ts";
+import type { Otel } from "./otel.ts";
 import { countsFrom } from "./proxy_stats.ts";
 import type { FromWorker, LogSnapshot, TelemetryStart, ToWorker } from "./worker_protocol.ts";
 
@@ -59,32 +58,55 @@ async function start(s: TelemetryStart): Promise<void> {
         },
       }, logger);
     }
-    if (s.otel !== null) {
-      const tls = await upstreamTls(s.otel.config.tls, {
-        warn: (msg, fields) => logger.warn(msg, fields),
-        keyPrefix: "otel.tls",
-      });
-      otel = startOtel({
-        config: s.otel.config,
-        fetch: tls.fetch,
-        health: metrics ?? NO_EXPORT_HEALTH,
-        logger,
-        version: s.otel.version,
-        storage: s.otel.storage,
-        upstream: s.otel.upstream,
-      });
-    }
+    if (s.otel !== null) await startExport(s.otel, logger);
     send({ kind: "started" });
   } catch (e) {
-    if (e instanceof OtelConfigError || e instanceof UpstreamTlsError) {
+    if (e instanceof KeyedStartError) {
       send({ kind: "start_failed", key: e.key, problem: e.problem });
     } else {
-      send({
-        kind: "start_failed",
-        key: null,
-        problem: e instanceof Error ? e.message : String(e),
-      });
+      const problem = e instanceof Error ? e.message : String(e);
+      send({ kind: "start_failed", key: null, problem });
     }
+  }
+}
+
+/** A start refused for a setting, by its key. */
+class KeyedStartError extends Error {
+  override name = "KeyedStartError";
+  constructor(readonly key: string, readonly problem: string) {
+    super(`${key}: ${problem}`);
+  }
+}
+
+/**
+ * Starts the OpenTelemetry export. Its modules (the SDK's, and the TLS helpers) are loaded only
+ * here: a worker that serves metrics alone never loads them.
+ * @throws {KeyedStartError} for a setting the export or its TLS refuses
+ */
+async function startExport(o: NonNullable<TelemetryStart["otel"]>, logger: Logger): Promise<void> {
+  const [{ upstreamTls, UpstreamTlsError }, { OtelConfigError, startOtel }] = await Promise.all([
+    import("../transport/http/upstream_tls.ts"),
+    import("./otel.ts"),
+  ]);
+  try {
+    const tls = await upstreamTls(o.config.tls, {
+      warn: (msg, fields) => logger.warn(msg, fields),
+      keyPrefix: "otel.tls",
+    });
+    otel = startOtel({
+      config: o.config,
+      fetch: tls.fetch,
+      health: metrics ?? NO_EXPORT_HEALTH,
+      logger,
+      version: o.version,
+      storage: o.storage,
+      upstream: o.upstream,
+    });
+  } catch (e) {
+    if (e instanceof OtelConfigError || e instanceof UpstreamTlsError) {
+      throw new KeyedStartError(e.key, e.problem);
+    }
+    throw e;
   }
 }
 
