@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { monotonicFactory } from "ulid";
 import { AuditLog, ChainError } from "./src/audit/chain.ts";
+import { ulidFactory } from "./src/audit/ids.ts";
 import { EventMethod } from "./src/audit/record.ts";
 import {
   defaultKeyId,
@@ -30,7 +30,7 @@ import { UsageError } from "./src/cli/errors.ts";
 import type { Config } from "./src/config/config.ts";
 import type { DashboardServices } from "./src/dashboard/api.ts";
 import type { StaticFiles } from "./src/dashboard/static_files.ts";
-import { ConfigError, loadConfig, type Loaded } from "./src/config/load.ts";
+import { ConfigError, loadConfig, type Loaded, loadYamlParser } from "./src/config/load.ts";
 import type { JsonObject } from "./src/jsonrpc/json.ts";
 import { type Logger, stderrLogger } from "./src/log.ts";
 import { Exchange, type ExchangeDeps } from "./src/pipeline/exchange.ts";
@@ -514,16 +514,24 @@ interface Reloading {
   load: () => Loaded;
   /** The configuration file read, if any: watched for changes. */
   file: string | undefined;
+  /**
+   * Loads what a reload needs and a start without a file did not (the YAML parser); once only.
+   * Awaited by every reload, and started in the background once the first answer went back.
+   */
+  prepare: () => Promise<void>;
 }
 
 /** Reloads on SIGHUP and when the configuration file changes, until the returned stop is called. */
 function startReloading(
   reloader: Reloader,
-  file: string | undefined,
+  reloading: Reloading,
   logger: Logger,
 ): () => void {
   const stop = new AbortController();
-  const safely = (trigger: ReloadTrigger) => () => {
+  const safely = (trigger: ReloadTrigger) => async () => {
+    // A parser that did not load fails the reload as a bad file does: rejected, settings kept.
+    await reloading.prepare().catch(() => {});
+    if (stop.signal.aborted) return; // the run ended meanwhile: its log is closed
     try {
       reloader.reload(trigger);
     } catch (e) {
@@ -532,7 +540,7 @@ function startReloading(
   };
   const onHup = safely("signal");
   if (Deno.build.os !== "windows") Deno.addSignalListener("SIGHUP", onHup);
-  if (file !== undefined) watchFile(file, stop.signal, safely("file"));
+  if (reloading.file !== undefined) watchFile(reloading.file, stop.signal, safely("file"));
   return () => {
     stop.abort();
     if (Deno.build.os !== "windows") Deno.removeSignalListener("SIGHUP", onHup);
@@ -569,9 +577,11 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
   const stats = new ProxyStats();
   // The metrics read the log's queue when scraped; nothing is scraped before the log exists.
   const opened: { log?: AuditLog } = {};
-  // The telemetry worker loads its libraries on a thread of its own: while it starts, this one
-  // reads the page's files and loads the listeners' modules. Its errors still come after the
-  // page's, and before the log is opened.
+  // With OpenTelemetry on, the telemetry worker loads its libraries on a thread of its own while
+  // this one reads the page's files and loads the listeners' modules, and its start is awaited (a
+  // refused setting is exit 2, after the page's errors and before the log is opened). With metrics
+  // alone the worker is created once there is something to send it, after the first message, and
+  // one that then fails is logged as one failing mid-run (see Telemetry.start).
   const starting = startTelemetry(
     config,
     logger,
@@ -595,7 +605,7 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
   const built = buildSettings(config, settingsDeps);
   const live = liveSettings(built);
   const signer = makeSigner(config, logger);
-  const newUlid = monotonicFactory();
+  const newUlid = ulidFactory();
   const store = openStore(config.audit, { signer, logger });
   const batching = asyncOptions(config.audit);
   const transport = http ? "http" : "stdio";
@@ -666,7 +676,20 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
     sync: () => log.sync(),
     session,
   });
-  const stopReloading = startReloading(reloader, reloading.file, logger);
+  const stopReloading = startReloading(reloader, reloading, logger);
+  // The YAML parser, when no file was read at start: loaded for a reload once the first answer
+  // went back to the client, off the way of the first message (a reload before that waits for it).
+  if (reloading.file === undefined) {
+    const stopWatching = log.observe((batch) => {
+      if (!batch.some((stored) => stored.record.direction === "server_to_client")) return;
+      stopWatching();
+      reloading.prepare().catch((e) =>
+        logger.warn("the YAML parser did not load; a reload will try again", {
+          error: e instanceof Error ? e.message : String(e),
+        })
+      );
+    });
+  }
 
   const run: Run = {
     config,
@@ -780,7 +803,11 @@ async function main(argv: string[]): Promise<number> {
         return keygenCommand(command.args, printOut);
       }
       case "dashboard": {
-        const { dashboardCommand } = await import("./src/cli/dashboard_command.ts");
+        // Its configuration file is read with the parser loaded here, not synchronously there.
+        const [{ dashboardCommand }] = await Promise.all([
+          import("./src/cli/dashboard_command.ts"),
+          loadYamlParser(),
+        ]);
         return await dashboardCommand(command.args, {
           env: Deno.env.toObject(),
           out: printOut,
@@ -788,7 +815,10 @@ async function main(argv: string[]): Promise<number> {
         });
       }
       case "pins": {
-        const { pinsCommand } = await import("./src/cli/pins_command.ts");
+        const [{ pinsCommand }] = await Promise.all([
+          import("./src/cli/pins_command.ts"),
+          loadYamlParser(),
+        ]);
         return pinsCommand(command.args, {
           out: printOut,
           env: Deno.env.toObject(),
@@ -835,6 +865,14 @@ async function main(argv: string[]): Promise<number> {
             upstreamArgv: command.upstreamArgv,
           });
         const first = readConfigFile(command.configPath, log);
+        // Loading the YAML parser costs 15–30 ms: a run without a file does it after its start.
+        let parser: Promise<void> | undefined;
+        const prepare = (): Promise<void> =>
+          parser ??= loadYamlParser().catch((e) => {
+            parser = undefined; // the next reload tries again
+            throw e;
+          });
+        if (first !== undefined) await prepare();
         const loaded = load(first);
         // A reload must not fail open: a file that is gone or empty (an editor truncates before
         // it writes) would otherwise mean every default, the policy off among them.
@@ -852,7 +890,7 @@ async function main(argv: string[]): Promise<number> {
           }
           return next;
         };
-        return await runProxy(loaded, log, { load: reload, file: first?.path });
+        return await runProxy(loaded, log, { load: reload, file: first?.path, prepare });
       }
       default: {
         const never: never = command;
