@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { Exchange, Outbound, Passage } from "../pipeline/exchange.ts";
+import type { Exchange, Outbound, Passage, Side } from "../pipeline/exchange.ts";
 import type { JsonRpcId, Message } from "../jsonrpc/message.ts";
 import { isJsonObject, parseLossless } from "../jsonrpc/json.ts";
 import { toLine } from "../jsonrpc/framing.ts";
@@ -22,6 +22,7 @@ export interface StdioToHttpOptions {
   fetch: UpstreamFetch;
   client: { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> };
   exchange: Exchange;
+  /** Stores the records appended so far; throws when it cannot. Called before any byte goes on. */
   beforeWrite: () => void;
   maxMessageBytes: number;
   upstreamTimeoutMs: number;
@@ -49,10 +50,14 @@ function requestIds(messages: Message[]): JsonRpcId[] {
   return messages.flatMap((m) => m.kind === "request" ? [m.id] : []);
 }
 
+const NO_MESSAGES: Message[] = [];
+
 /** Runs the bridge until the client closes its input or a signal arrives. */
 export async function runStdioToHttp(opts: StdioToHttpOptions): Promise<BridgeOutcome> {
   const { exchange, logger } = opts;
-  const toClient = new BatchWriter(opts.client.writable, { beforeWrite: opts.beforeWrite });
+  /** Stores every record appended so far; throws the log's error when it cannot. */
+  const commit = opts.beforeWrite;
+  const toClient = new BatchWriter(opts.client.writable, { beforeWrite: commit });
   let session: string | null = null;
   let protocolVersion: string | null = null;
   let getStream: Promise<void> | undefined;
@@ -60,21 +65,40 @@ export async function runStdioToHttp(opts: StdioToHttpOptions): Promise<BridgeOu
   const stop = new AbortController();
   const aborted = AbortSignal.any([opts.signal, stop.signal]);
 
+  /**
+   * Records first: every message the bridge sends on leaves through here, once what was recorded
+   * before it is stored. To the client, a line (its newline included) on the batched writer, which
+   * stores the records before each batch it writes; to the server, a POST of one message (no
+   * newline), sent after the records are stored here. Throws the log's error when they cannot be
+   * (nothing is sent); a client writer that has failed throws too.
+   */
+  const send = (to: Side, bytes: Uint8Array, messages: Message[] = NO_MESSAGES): void => {
+    if (to === "client") {
+      toClient.push(bytes)?.catch(() => {});
+      return;
+    }
+    commit();
+    const p = post(bytes, messages).finally(() => inFlight.delete(p));
+    inFlight.add(p);
+  };
   /** Sends the proxy's own answers: to the client as lines, to the server as POSTs. */
   const answer = (replies: readonly Outbound[]): void => {
     for (const out of replies) {
-      if (out.to === "client") toClient.push(out.bytes)?.catch(() => {});
-      else sendOwn(out.bytes.subarray(0, out.bytes.length - 1));
+      send(out.to, out.to === "client" ? out.bytes : out.bytes.subarray(0, out.bytes.length - 1));
     }
   };
   /** A message from the server, written to the client as one line, or refused. */
   const deliver = (content: Uint8Array): void => {
     const p: Passage = exchange.passLine("server", toLine(content));
     answer(p.replies);
-    if (p.forward !== null) toClient.push(withNewline(p.forward))?.catch(() => {});
+    if (p.forward !== null) send("client", withNewline(p.forward));
+  };
+  /** The client's share of the proxy's answers to an oversized message (none is posted). */
+  const refuseOversized = (outs: readonly Outbound[]): void => {
+    for (const out of outs) if (out.to === "client") send("client", out.bytes);
   };
   const failAll = (ids: JsonRpcId[], reason: string): void => {
-    for (const out of exchange.failPending(ids, reason)) toClient.push(out.bytes)?.catch(() => {});
+    answer(exchange.failPending(ids, reason));
   };
 
   const headersFor = (accept: string): Headers => {
@@ -98,9 +122,7 @@ export async function runStdioToHttp(opts: StdioToHttpOptions): Promise<BridgeOu
           return null;
         },
         onOversized(size, head, tail) {
-          for (const out of exchange.rejectOversized("server", { size, head, tail })) {
-            if (out.to === "client") toClient.push(out.bytes)?.catch(() => {});
-          }
+          refuseOversized(exchange.rejectOversized("server", { size, head, tail }));
           return null;
         },
       });
@@ -118,9 +140,7 @@ export async function runStdioToHttp(opts: StdioToHttpOptions): Promise<BridgeOu
     }
     const read = await readCapped(res.body, opts.maxMessageBytes);
     if (read.kind === "oversized") {
-      for (const out of exchange.rejectOversized("server", read)) {
-        if (out.to === "client") toClient.push(out.bytes)?.catch(() => {});
-      }
+      refuseOversized(exchange.rejectOversized("server", read));
       return;
     }
     if (read.bytes.length > 0 && type.includes("json")) deliver(read.bytes);
@@ -191,13 +211,6 @@ export async function runStdioToHttp(opts: StdioToHttpOptions): Promise<BridgeOu
     }
   };
 
-  /** POSTs a message of the proxy's own (an answer to a server request) to the upstream. */
-  const sendOwn = (line: Uint8Array): void => {
-    opts.beforeWrite();
-    const p = post(line, []).finally(() => inFlight.delete(p));
-    inFlight.add(p);
-  };
-
   const noteVersion = (line: Uint8Array, messages: Message[]): void => {
     for (const m of messages) {
       if (m.kind !== "request" || m.method !== "initialize") continue;
@@ -225,10 +238,10 @@ export async function runStdioToHttp(opts: StdioToHttpOptions): Promise<BridgeOu
       if (done) break;
       for (const frame of value) {
         if (frame.kind === "oversized") {
-          for (const out of exchange.rejectOversized("client", frame)) {
-            if (out.to === "client") toClient.push(out.bytes)?.catch(() => {});
-          }
-          opts.beforeWrite();
+          const outs = exchange.rejectOversized("client", frame);
+          // Stored now, answered or not: a log that cannot store them ends the bridge here.
+          commit();
+          refuseOversized(outs);
           continue;
         }
         const line = frame.bytes.subarray(0, frame.contentLength);
@@ -236,16 +249,13 @@ export async function runStdioToHttp(opts: StdioToHttpOptions): Promise<BridgeOu
         answer(passage.replies);
         if (passage.forward === null) {
           // Records of what is sent nowhere (a refused line without an id) reach the file too.
-          if (passage.replies.length === 0) opts.beforeWrite();
+          if (passage.replies.length === 0) commit();
           continue;
         }
         // What goes on: the line itself, or in place of a refused answer to one of the server's
         // requests, the proxy's error for that request.
-        const forward = passage.forward;
-        noteVersion(forward, passage.messages);
-        opts.beforeWrite();
-        const p = post(forward, passage.messages).finally(() => inFlight.delete(p));
-        inFlight.add(p);
+        noteVersion(passage.forward, passage.messages);
+        send("server", passage.forward, passage.messages);
       }
     }
   } catch (e) {
