@@ -15,7 +15,7 @@ import { isJsonObject, type JsonValue } from "../../jsonrpc/json.ts";
 import { classifyLine, idKey, type JsonRpcId, type Message } from "../../jsonrpc/message.ts";
 import { toLine, type Violation } from "../../jsonrpc/framing.ts";
 import { ErrorCode, ErrorMessage } from "../../jsonrpc/errors.ts";
-import type { Exchange, Outbound } from "../../pipeline/exchange.ts";
+import type { Exchange, Outbound, Passage } from "../../pipeline/exchange.ts";
 import { BatchWriter } from "../../streams/batch_writer.ts";
 import { LineSplitter } from "../../streams/line_splitter.ts";
 import { ownBytes, readCapped } from "../../streams/read_capped.ts";
@@ -25,6 +25,7 @@ import { repliesBody } from "./replies.ts";
 import { awaitExitOrEnd, reapGroup, SpawnError, spawnUpstream } from "../upstream_process.ts";
 import type { ProxyBindings } from "./proxy_app.ts";
 import { hostOriginGuard } from "./host_origin_guard.ts";
+import { TurnCommit } from "./turn_commit.ts";
 
 /** What the bridge needs. */
 export interface StdioSessionsOptions {
@@ -32,6 +33,10 @@ export interface StdioSessionsOptions {
   env: Record<string, string>;
   newExchange: (session: string) => Exchange;
   newSessionId: () => string;
+  /**
+   * Stores the records appended so far; throws when it cannot. Called once an event-loop turn for
+   * everything of that turn, before any of its bytes go out.
+   */
   beforeWrite: () => void;
   maxMessageBytes: number;
   maxSessions: number;
@@ -48,6 +53,23 @@ export interface StdioSessionsOptions {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const MAX_QUEUED = 1000;
+const NO_MESSAGES: Message[] = [];
+
+/**
+ * The bridge's one way out for bytes, records first: `deliver` resolves with what it is given once
+ * every record appended so far is stored; `commitSoon` stores records that no bytes follow.
+ */
+interface RecordsFirst {
+  deliver<T>(out: T): Promise<T>;
+  commitSoon(): void;
+}
+
+/** What one frame of the server's sends on, once the records of its read are stored. */
+interface Sending {
+  replies: readonly Outbound[];
+  forward: Uint8Array | null;
+  messages: Message[];
+}
 
 /** One message as one SSE `message` event, written by the one encoder the proxy has. */
 function sseEvent(line: Uint8Array): Uint8Array {
@@ -118,54 +140,73 @@ class StdioSession {
   readonly id: string;
   readonly exchange: Exchange;
   readonly child: Deno.ChildProcess;
+  /** The server's stdin; only bytes whose records are stored are pushed (see `RecordsFirst`). */
   readonly #toServer: BatchWriter;
   readonly #opts: StdioSessionsOptions;
+  readonly #records: RecordsFirst;
   readonly #posts: EventStream[] = [];
   #get: EventStream | undefined;
   #queue: Uint8Array[] = [];
   lastActive = Date.now();
   readonly ended: Promise<void>;
 
-  constructor(id: string, opts: StdioSessionsOptions, onEnd: (s: StdioSession) => void) {
+  constructor(
+    id: string,
+    opts: StdioSessionsOptions,
+    records: RecordsFirst,
+    onEnd: (s: StdioSession) => void,
+  ) {
     this.id = id;
     this.#opts = opts;
+    this.#records = records;
     this.exchange = opts.newExchange(id);
     this.child = spawnUpstream(opts.argv, opts.env, {
       logger: opts.logger,
       graceMs: opts.graceMs,
       ...(opts.stats === undefined ? {} : { stats: opts.stats }),
     });
-    this.#toServer = new BatchWriter(this.child.stdin, { beforeWrite: opts.beforeWrite });
+    this.#toServer = new BatchWriter(this.child.stdin);
     opts.logger.info("session upstream started", { session: id, pid: this.child.pid });
     this.ended = this.#pump().finally(() => onEnd(this));
   }
 
-  /** Sends the client's message to the upstream and returns the stream for its answers, if any. */
-  send(line: Uint8Array, messages: Message[]): EventStream | undefined {
-    this.lastActive = Date.now();
-    const requests = messages.filter((m): m is Extract<Message, { kind: "request" }> =>
-      m.kind === "request"
-    );
+  /**
+   * Opens the stream for the answers to the client's requests in `messages`, if any. Made as soon
+   * as they are recorded, so that whatever answers them (the server, or the proxy when the server
+   * ends) finds it.
+   */
+  expect(messages: Message[]): EventStream | undefined {
     let stream: EventStream | undefined;
-    if (requests.length > 0) {
-      stream = new EventStream(() => this.#dropPost(stream!));
-      for (const r of requests) {
-        stream.awaiting.set(idKey(r.id), r.id);
-        const token = progressToken(r.params);
-        if (token !== undefined) stream.tokens.add(token);
-      }
-      this.#posts.push(stream);
+    for (const m of messages) {
+      if (m.kind !== "request") continue;
+      stream ??= new EventStream(() => this.#dropPost(stream!));
+      stream.awaiting.set(idKey(m.id), m.id);
+      const token = progressToken(m.params);
+      if (token !== undefined) stream.tokens.add(token);
     }
+    if (stream !== undefined) this.#posts.push(stream);
+    return stream;
+  }
+
+  /** Forgets a stream whose request was never sent (its records could not be stored). */
+  unexpect(stream: EventStream): void {
+    const at = this.#posts.indexOf(stream);
+    if (at !== -1) this.#posts.splice(at, 1);
+  }
+
+  /** Writes the client's message to the upstream as one line. Its records are stored. */
+  write(line: Uint8Array): void {
+    this.lastActive = Date.now();
     const out = new Uint8Array(line.length + 1);
     out.set(line);
     out[line.length] = 0x0a;
     this.#toServer.push(out)?.catch(() => {});
-    return stream;
   }
 
   /**
-   * Delivers the proxy's own answers: to the upstream's stdin, or to the client on the stream
-   * that awaits them (the answer to a request routes like the server's answer would).
+   * Delivers the proxy's own answers, whose records are stored: to the upstream's stdin, or to
+   * the client on the stream that awaits them (the answer to a request routes like the server's
+   * answer would).
    */
   answer(outs: readonly Outbound[]): void {
     for (const out of outs) {
@@ -201,10 +242,12 @@ class StdioSession {
         [...stream.awaiting.values()],
         "the client closed the stream before the answer",
       );
-      this.#opts.beforeWrite();
+      // No bytes follow these records: they are committed all the same.
+      this.#records.commitSoon();
     }
   }
 
+  /** Sends a message whose records are stored to the client it is for (see the module doc). */
   #route(line: Uint8Array, messages: Message[]): void {
     const event = sseEvent(line);
     for (const m of messages) {
@@ -244,22 +287,33 @@ class StdioSession {
       while (true) {
         const { value, done } = await reader.read();
         if (done) break;
+        const sendings: Sending[] = [];
         for (const frame of value) {
           if (frame.kind === "oversized") {
-            this.answer(this.exchange.rejectOversized("server", frame));
-            this.#opts.beforeWrite();
+            const replies = this.exchange.rejectOversized("server", frame);
+            sendings.push({ replies, forward: null, messages: NO_MESSAGES });
             continue;
           }
           const line = frame.bytes.subarray(0, frame.contentLength);
-          const passage = this.exchange.passLine("server", line, frame.terminated);
-          this.#opts.beforeWrite();
-          this.answer(passage.replies);
-          if (passage.forward === null) continue;
-          // A refused answer goes on as the proxy's error for the request it answered.
-          const messages = passage.violation === null
-            ? passage.messages
-            : classifyLine(passage.forward).messages;
-          this.#route(passage.forward, messages);
+          const { replies, forward, violation, messages } = this.exchange.passLine(
+            "server",
+            line,
+            frame.terminated,
+          );
+          sendings.push({
+            replies,
+            forward,
+            // A refused answer goes on as the proxy's error for the request it answered.
+            messages: forward === null || violation === null
+              ? messages
+              : classifyLine(forward).messages,
+          });
+        }
+        if (sendings.length === 0) continue;
+        // Records first: what this read recorded is stored before any of it goes on.
+        for (const { replies, forward, messages } of await this.#records.deliver(sendings)) {
+          this.answer(replies);
+          if (forward !== null) this.#route(forward, messages);
         }
       }
     } catch (e) {
@@ -274,24 +328,42 @@ class StdioSession {
       ? `upstream ended by ${status.signal}`
       : `upstream exited with code ${status.code}`;
     this.#opts.logger.info("session upstream ended", { session: this.id, reason });
-    this.answer(this.exchange.upstreamGone(reason));
-    this.#opts.beforeWrite();
+    // A log that cannot store these ends the pump with its error, and the streams stay as they are.
+    this.answer(await this.#records.deliver(this.exchange.upstreamGone(reason)));
     for (const s of this.#posts) s.close();
     this.#get?.close();
   }
 }
 
 /** The sessions of the bridge, and the Hono app that serves them. */
-export class StdioSessions {
+export class StdioSessions implements RecordsFirst {
   #opts: StdioSessionsOptions;
   #sessions = new Map<string, StdioSession>();
   #reaper: ReturnType<typeof setInterval>;
+  #turns: TurnCommit;
 
   constructor(opts: StdioSessionsOptions) {
     this.#opts = opts;
+    this.#turns = new TurnCommit(opts.beforeWrite);
     this.#reaper = setInterval(() => this.#reap(), Math.max(1000, Math.min(opts.idleMs, 60_000)));
     // Web timers are numbers in Deno; the Node types in scope widen the type.
     Deno.unrefTimer(Number(this.#reaper));
+  }
+
+  /**
+   * Records first: resolves with `out` once every record appended so far is stored, one commit
+   * for everything of this event-loop turn, every session's. Every byte the bridge sends on, to a
+   * server's stdin or to a client, waits here; a log that cannot store them rejects, and nothing
+   * of the turn is sent (whether a later turn may try again is the log's to say).
+   */
+  async deliver<T>(out: T): Promise<T> {
+    await this.#turns.wait();
+    return out;
+  }
+
+  /** Commits what was recorded where no bytes follow (a client that left), without waiting. */
+  commitSoon(): void {
+    this.#turns.wait().catch(() => {});
   }
 
   /** Sessions open now. */
@@ -323,16 +395,20 @@ export class StdioSessions {
   /**
    * The answer to a POST the proxy did not send on: the upstream never sees it. A request gets the
    * proxy's JSON-RPC answer (refused by a guardrail, or unreadable with its id found) with 200; an
-   * unreadable body without an id gets 400 saying why. An answer owed to the upstream (the client
-   * answered one of its requests unreadably) goes to its stdin.
+   * unreadable body without an id gets 400 saying why. What is owed to the upstream (the client
+   * answered one of its requests unreadably: the proxy's error for it) goes to its stdin. Sent
+   * once the records are stored; a log that cannot store them throws (500).
    */
-  #refused(
-    passage: { replies: Outbound[]; violation: Violation | null },
+  async #refused(
+    passage: Passage,
     session: StdioSession | null,
     headers = new Headers(),
-  ): Response {
-    if (session !== null) session.answer(passage.replies.filter((out) => out.to === "server"));
-    this.#opts.beforeWrite();
+  ): Promise<Response> {
+    await this.deliver(passage);
+    if (session !== null) {
+      if (passage.forward !== null) session.write(passage.forward);
+      session.answer(passage.replies.filter((out) => out.to === "server"));
+    }
     headers.set("content-type", "application/json");
     const body = repliesBody(passage.replies);
     if (body === null && passage.violation !== null) {
@@ -368,12 +444,13 @@ export class StdioSessions {
         // Recorded on the session when there is one; a stray oversized body still has a record.
         const exchange = session?.exchange ?? o.newExchange("");
         const outs = exchange.rejectOversized("client", read);
-        o.beforeWrite();
         const reply = outs.find((x) => x.to === "client");
-        return new Response(reply ? ownBytes(reply.bytes) : null, {
-          status: 413,
-          headers: { "content-type": "application/json" },
-        });
+        return this.deliver(
+          new Response(reply ? ownBytes(reply.bytes) : null, {
+            status: 413,
+            headers: { "content-type": "application/json" },
+          }),
+        );
       }
       // One body, one stdio line: the line rules then hold for what the upstream reads.
       const line = toLine(read.bytes);
@@ -390,7 +467,12 @@ export class StdioSessions {
         }
         if (this.#sessions.size >= o.maxSessions) return jsonError(503, "too many sessions");
         try {
-          session = new StdioSession(o.newSessionId(), o, (s) => this.#sessions.delete(s.id));
+          session = new StdioSession(
+            o.newSessionId(),
+            o,
+            this,
+            (s) => this.#sessions.delete(s.id),
+          );
         } catch (e) {
           if (e instanceof SpawnError) {
             o.logger.error(e.message);
@@ -407,10 +489,16 @@ export class StdioSessions {
       const headers = new Headers(initialize ? { "mcp-session-id": session.id } : {});
       if (passage.violation !== null || passage.forward === null) {
         // A refused answer to one of the server's requests: the server gets the proxy's error.
-        if (passage.forward !== null) session.send(passage.forward, []);
         return this.#refused(passage, session, headers);
       }
-      const stream = session.send(passage.forward, passage.messages);
+      const stream = session.expect(passage.messages);
+      try {
+        session.write(await this.deliver(passage.forward));
+      } catch (e) {
+        // Not recorded, so not sent: nothing will answer on this stream.
+        if (stream !== undefined) session.unexpect(stream);
+        throw e;
+      }
       if (stream === undefined) return new Response(null, { status: 202, headers });
       for (const [k, v] of Object.entries(sse)) headers.set(k, v);
       return new Response(stream.body, { status: 200, headers });
