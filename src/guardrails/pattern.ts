@@ -414,8 +414,20 @@ class Automaton {
   #mark: Int32Array;
   #gen = 0;
   #stack: Int32Array;
-  #cur: Int32Array;
-  #next: Int32Array;
+  /** Scratch lists of threads: the closure of a state, and the threads after one unit. */
+  #list: Int32Array;
+  #targets: Int32Array;
+  /**
+   * The states met so far, built lazily as inputs need them (a lazy DFA): once a state's
+   * transition on an ASCII unit is known, a step costs one table lookup. Bounded by
+   * {@linkcode DFA_BUDGET}; past it the cache starts over, so time stays linear in the input.
+   */
+  #index = new Map<string, DfaState>();
+  #cached = 0;
+  /** The start state and the two idle ones, once made (forgotten when the cache starts over). */
+  #start: DfaState | null = null;
+  #idleAfterWord: DfaState | null = null;
+  #idleAfterOther: DfaState | null = null;
   /**
    * The code units a match can begin with (ASCII by table; any other unit when `other`), or null
    * when a match can be empty. Lets a search skip what cannot begin a match.
@@ -509,8 +521,8 @@ class Automaton {
     const size = op.length;
     this.#mark = new Int32Array(size);
     this.#stack = new Int32Array(size * 2 + 2);
-    this.#cur = new Int32Array(size);
-    this.#next = new Int32Array(size);
+    this.#list = new Int32Array(size);
+    this.#targets = new Int32Array(size + 1);
   }
 
   /** Units that can begin a match: the sets reachable from the start without consuming input. */
@@ -572,10 +584,18 @@ class Automaton {
   }
 
   /**
-   * Adds the epsilon closure of `pc` at input position `at` to `list` (of length `count`).
-   * Returns the new count, or -1 when the closure reaches MATCH.
+   * Adds the epsilon closure of `pc` to `list` (of length `count`), with the assertions decided
+   * by where the closure is taken: at the start, at the end, at a word boundary. Returns the new
+   * count, or -1 when the closure reaches MATCH.
    */
-  #add(list: Int32Array, count: number, pc: number, at: number, input: string): number {
+  #add(
+    list: Int32Array,
+    count: number,
+    pc: number,
+    bol: boolean,
+    eol: boolean,
+    boundary: boolean,
+  ): number {
     const op = this.#op, x = this.#x, y = this.#y, mark = this.#mark, stack = this.#stack;
     const gen = this.#gen;
     let sp = 0;
@@ -598,17 +618,15 @@ class Automaton {
           stack[sp++] = x[p]!;
           break;
         case OP_BOL:
-          if (at === 0) stack[sp++] = p + 1;
+          if (bol) stack[sp++] = p + 1;
           break;
         case OP_EOL:
-          if (at === input.length) stack[sp++] = p + 1;
+          if (eol) stack[sp++] = p + 1;
           break;
         case OP_WORDB:
-        case OP_NWORDB: {
-          const boundary = isWordAt(input, at - 1) !== isWordAt(input, at);
+        case OP_NWORDB:
           if (boundary === (op[p] === OP_WORDB)) stack[sp++] = p + 1;
           break;
-        }
       }
     }
     return count;
@@ -623,40 +641,177 @@ class Automaton {
     this.#gen++;
   }
 
+  /** The state with these threads (sorted) and this past, made when new. */
+  #intern(pcs: Int32Array, n: number, prevWord: boolean, atStart: boolean): DfaState {
+    let key = prevWord ? (atStart ? "3" : "1") : (atStart ? "2" : "0");
+    for (let k = 0; k < n; k++) key += String.fromCharCode(pcs[k]!);
+    const known = this.#index.get(key);
+    if (known !== undefined) return known;
+    this.#cached += n + ASCII_UNITS;
+    if (this.#cached > DFA_BUDGET) {
+      // Old states stay valid where still referenced (by the input being tested); they are only no
+      // longer found here, and go once nothing refers to them.
+      this.#index.clear();
+      this.#cached = n + ASCII_UNITS;
+      this.#start = this.#idleAfterWord = this.#idleAfterOther = null;
+    }
+    const threads = pcs.slice(0, n);
+    const state: DfaState = {
+      pcs: threads,
+      prevWord,
+      atStart,
+      idle: n === 1 && threads[0] === 0,
+      next: new Array<DfaState>(ASCII_UNITS).fill(UNKNOWN_STATE),
+      final: UNKNOWN,
+    };
+    this.#index.set(key, state);
+    return state;
+  }
+
+  /** The state at the start of the input: one attempt, about to begin. */
+  #initial(): DfaState {
+    if (this.#start === null) {
+      this.#targets[0] = 0;
+      this.#start = this.#intern(this.#targets, 1, false, true);
+    }
+    return this.#start;
+  }
+
+  /** The state where no attempt is alive, after a unit that is (or is not) a word character. */
+  #idle(prevWord: boolean): DfaState {
+    const known = prevWord ? this.#idleAfterWord : this.#idleAfterOther;
+    if (known !== null) return known;
+    this.#targets[0] = 0;
+    const state = this.#intern(this.#targets, 1, prevWord, false);
+    if (prevWord) this.#idleAfterWord = state;
+    else this.#idleAfterOther = state;
+    return state;
+  }
+
+  /**
+   * Where `state` goes on `unit`: the next state, or {@linkcode MATCHED} when a match ends before
+   * the unit. Every position starts a new attempt (the search is unanchored; an
+   * anchored program's attempts die at their `^`).
+   */
+  #step(state: DfaState, unit: number): DfaState {
+    const word = unit < 128 && WORD_UNIT[unit] === 1;
+    const boundary = state.prevWord !== word;
+    const list = this.#list, targets = this.#targets, pcs = state.pcs;
+    this.#nextGeneration();
+    let count = 0;
+    for (let k = 0; k < pcs.length; k++) {
+      count = this.#add(list, count, pcs[k]!, state.atStart, false, boundary);
+      if (count < 0) return MATCHED;
+    }
+    this.#nextGeneration();
+    const mark = this.#mark, gen = this.#gen, x = this.#x;
+    let n = 0;
+    for (let k = 0; k < count; k++) {
+      const p = list[k]!;
+      if (this.#inSet(x[p]!, unit) && mark[p + 1] !== gen) {
+        mark[p + 1] = gen;
+        targets[n++] = p + 1;
+      }
+    }
+    if (mark[0] !== gen) targets[n++] = 0;
+    targets.subarray(0, n).sort();
+    return this.#intern(targets, n, word, false);
+  }
+
+  /** Whether `state` matches at the end of the input. */
+  #accepts(state: DfaState): boolean {
+    if (state.final === UNKNOWN) {
+      this.#nextGeneration();
+      let matched = false;
+      for (let k = 0; k < state.pcs.length && !matched; k++) {
+        matched = this.#add(this.#list, 0, state.pcs[k]!, state.atStart, true, state.prevWord) < 0;
+      }
+      state.final = matched ? 1 : 0;
+    }
+    return state.final === 1;
+  }
+
   /** Whether the pattern matches somewhere in `input`. */
   test(input: string): boolean {
-    let cur = this.#cur, next = this.#next;
-    const skipping = this.#first !== null;
-    let at = skipping ? this.#skip(input, 0) : 0;
-    this.#nextGeneration();
-    let count = this.#add(cur, 0, 0, at, input);
-    if (count < 0) return true;
-    for (; at < input.length; at++) {
-      const unit = input.charCodeAt(at);
-      this.#nextGeneration();
-      let n = 0;
-      for (let k = 0; k < count; k++) {
-        const p = cur[k]!;
-        if (this.#inSet(this.#x[p]!, unit)) {
-          n = this.#add(next, n, p + 1, at + 1, input);
-          if (n < 0) return true;
+    const length = input.length;
+    let state = this.#initial();
+    let at = 0;
+    for (;;) {
+      if (state.idle) {
+        // Anchored at the start: once every attempt from position 0 has died, nothing can match.
+        if (this.#anchored && !state.atStart) return false;
+        // With no attempt alive, go on at the next position where one could match at all; a
+        // match that cannot be empty cannot be found where none can begin.
+        if (this.#first !== null) {
+          const from = this.#skip(input, at);
+          if (from === length) return false;
+          if (from !== at) {
+            state = this.#idle(isWordAt(input, from - 1));
+            at = from;
+          }
         }
       }
-      // Anchored at the start: once every attempt from position 0 has died, nothing can match.
-      if (n === 0 && this.#anchored) return false;
-      // An unanchored search starts a new attempt at every position; with no attempt alive, at
-      // the next position where one could match at all.
-      const start = n === 0 && skipping ? this.#skip(input, at + 1) : at + 1;
-      // Marks made at this position must not hide states from a start further on.
-      if (start !== at + 1) this.#nextGeneration();
-      n = this.#add(next, n, 0, start, input);
-      if (n < 0) return true;
-      [cur, next] = [next, cur];
-      count = n;
-      at = start - 1;
+      if (at === length) return this.#accepts(state);
+      const unit = input.charCodeAt(at);
+      let next: DfaState;
+      if (unit < ASCII_UNITS) {
+        next = state.next[unit]!;
+        if (next === UNKNOWN_STATE) {
+          next = this.#step(state, unit);
+          state.next[unit] = next;
+        }
+      } else {
+        next = this.#step(state, unit);
+      }
+      if (next === MATCHED) return true;
+      state = next;
+      at++;
     }
-    return false;
   }
+}
+
+/** A state of the lazy DFA: the threads alive before a position, and what came before it. */
+interface DfaState {
+  /** Program counters, sorted, whose closures are not taken yet: they depend on the next unit. */
+  readonly pcs: Int32Array;
+  /** Whether the unit before is a word character (for `\b`). */
+  readonly prevWord: boolean;
+  /** Whether this is position 0 (for `^`). */
+  readonly atStart: boolean;
+  /** Only the attempt about to begin is alive. */
+  readonly idle: boolean;
+  /**
+   * The next state on each ASCII unit: {@linkcode UNKNOWN_STATE} until met, or {@linkcode MATCHED}.
+   * A state made before the cache started over stays correct, only no longer shared.
+   */
+  readonly next: DfaState[];
+  /** Whether the state matches at the end: {@linkcode UNKNOWN}, 0 or 1. */
+  final: number;
+}
+
+const ASCII_UNITS = 128;
+const UNKNOWN = -1;
+/** Stand-ins in transition tables: not computed yet; a match ends before the unit. */
+const UNKNOWN_STATE: DfaState = {
+  pcs: new Int32Array(0),
+  prevWord: false,
+  atStart: false,
+  idle: false,
+  next: [],
+  final: UNKNOWN,
+};
+const MATCHED: DfaState = { ...UNKNOWN_STATE, next: [] };
+/**
+ * Most cached lazy-DFA data per pattern, in 32-bit words (256 KiB): each state holds its threads
+ * and a table of 128 transitions. A pattern whose states outgrow it starts its cache over.
+ */
+const DFA_BUDGET = 1 << 16;
+const WORD_UNIT = new Uint8Array(ASCII_UNITS);
+for (let u = 0; u < ASCII_UNITS; u++) {
+  WORD_UNIT[u] = (u >= 0x30 && u <= 0x39) || (u >= 0x41 && u <= 0x5a) || u === 0x5f ||
+      (u >= 0x61 && u <= 0x7a)
+    ? 1
+    : 0;
 }
 
 function isWordAt(input: string, at: number): boolean {

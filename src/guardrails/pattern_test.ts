@@ -140,10 +140,13 @@ Deno.test("globs compile to whole-string matchers", () => {
 Deno.test("the linear engine agrees with RegExp on random patterns and inputs", () => {
   // A small generator of patterns in the common subset, and inputs over a tiny alphabet, so that
   // matches, near misses, anchors and word boundaries all occur often.
+  // mulberry32 (a product in doubles would lose the low bits that `% n` reads).
   let seed = 12345;
   const rand = (n: number): number => {
-    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-    return seed % n;
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) % n;
   };
   const atoms = [
     "a",
@@ -164,7 +167,7 @@ Deno.test("the linear engine agrees with RegExp on random patterns and inputs", 
     let p = rand(4) === 0 ? "^" : rand(4) === 0 ? "\\b" : "";
     const n = 1 + rand(4);
     for (let i = 0; i < n; i++) p += atoms[rand(atoms.length)]! + suffixes[rand(suffixes.length)]!;
-    return p + (rand(4) === 0 ? "$" : rand(5) === 0 ? "\\b" : "");
+    return p + (rand(4) === 0 ? "$" : rand(5) === 0 ? "\\b" : rand(6) === 0 ? "\\B" : "");
   };
   const alphabet = "abc 1_-é";
   for (let t = 0; t < 400; t++) {
@@ -173,9 +176,25 @@ Deno.test("the linear engine agrees with RegExp on random patterns and inputs", 
     const native = new RegExp(source);
     for (let k = 0; k < 20; k++) {
       let input = "";
-      const len = rand(12);
+      // Mostly short inputs; some long ones walk many states of the lazy DFA.
+      const len = rand(10) === 0 ? rand(200) : rand(12);
       for (let i = 0; i < len; i++) input += alphabet[rand(alphabet.length)];
       assert.equal(linear(input), native.test(input), `/${source}/ on ${JSON.stringify(input)}`);
     }
+  }
+});
+
+Deno.test("the lazy DFA agrees with RegExp when its states outgrow the cache and start over", () => {
+  // The n-th character from the end being an a: about 2^12 states, past the cache's budget.
+  const linear = compileLinearRegex("a[ab]{12}$");
+  const native = /a[ab]{12}$/;
+  let seed = 7;
+  for (let t = 0; t < 200; t++) {
+    let input = "";
+    for (let i = 0; i < 300; i++) {
+      seed = (Math.imul(seed, 48271) + 1) >>> 0;
+      input += (seed >>> 16) % 2 === 0 ? "a" : "b";
+    }
+    assert.equal(linear(input), native.test(input), input);
   }
 });
