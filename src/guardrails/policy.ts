@@ -205,6 +205,7 @@ export function policyErrorData(
 }
 
 const BLOCKED_BY_POLICY = "blocked by policy";
+const PASS: PolicyOutcome = { kind: "pass" };
 /** Most caller, method and tool combinations whose matching rules are remembered. */
 const CANDIDATE_CACHE = 4096;
 const BLOCKED_BY_DEFAULT = "blocked by default policy";
@@ -238,6 +239,10 @@ type Test = (value: unknown) => Truth;
 interface Condition {
   /** Path segments under `params`; `*` is every element. */
   readonly segments: readonly string[];
+  /** Each segment as an array index (-1 when it is not digits), worked out once, at load. */
+  readonly indexes: readonly number[];
+  /** Each segment folded ({@linkcode foldName}), for the test of a name in another case. */
+  readonly folded: readonly string[];
   /** Whether a segment is `*`, so the path may lead to several values. */
   readonly spread: boolean;
   readonly test: Test;
@@ -247,6 +252,11 @@ interface Condition {
 // A `..` segment (also percent-encoded, also with backslashes) may lead a server out of a prefix.
 const DOT_DOT = /(^|[/\\])(\.|%2e){2}([/\\]|$)/i;
 const DECIMAL = /^-?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
+
+/** Whether a path may hold a `..` segment: {@linkcode DOT_DOT}, after a cheap test for `.` or `%`. */
+function mayClimb(value: string): boolean {
+  return (value.includes(".") || value.includes("%")) && DOT_DOT.test(value);
+}
 const INTEGER_TEXT = /^-?\d+$/;
 
 function toNumeric(value: unknown): Numeric | null {
@@ -274,7 +284,7 @@ function textTest(check: (text: string) => boolean, pathLike: boolean, cap: numb
     if (value === undefined) return Truth.False;
     if (typeof value !== "string") return Truth.Unknown;
     if (value.length > cap) return Truth.Unknown;
-    if (pathLike && DOT_DOT.test(value)) return Truth.Unknown;
+    if (pathLike && mayClimb(value)) return Truth.Unknown;
     return check(value) ? Truth.True : Truth.False;
   };
 }
@@ -304,10 +314,12 @@ function equalsTest(expected: string | number | boolean | null): Test {
   return (value) => (value === expected ? Truth.True : Truth.False);
 }
 
-/** The values at `segments` under `root`; empty when the path is absent. */
-function resolve(root: unknown, segments: readonly string[]): unknown[] | typeof CASE_VARIANT {
+/** The values at a path under `root`; empty when the path is absent. */
+function resolve(root: unknown, c: Condition): unknown[] | typeof CASE_VARIANT {
   let current: unknown[] = [root];
-  for (const segment of segments) {
+  const segments = c.segments;
+  for (let s = 0; s < segments.length; s++) {
+    const segment = segments[s]!;
     const next: unknown[] = [];
     for (const value of current) {
       if (typeof value !== "object" || value === null || isRawNumber(value)) continue;
@@ -315,12 +327,11 @@ function resolve(root: unknown, segments: readonly string[]): unknown[] | typeof
         // One at a time: spread into push, an array of 200,000 items overflows the call stack.
         for (const item of Array.isArray(value) ? value : Object.values(value)) next.push(item);
       } else if (Array.isArray(value)) {
-        if (/^\d+$/.test(segment) && Number(segment) < value.length) {
-          next.push(value[Number(segment)]);
-        }
+        const index = c.indexes[s]!;
+        if (index >= 0 && index < value.length) next.push(value[index]);
       } else if (Object.hasOwn(value, segment)) {
         next.push((value as Record<string, unknown>)[segment]);
-      } else if (hasOtherCase(value, segment)) {
+      } else if (hasOtherCase(value, c.folded[s]!)) {
         return CASE_VARIANT;
       }
     }
@@ -336,9 +347,25 @@ function resolve(root: unknown, segments: readonly string[]): unknown[] | typeof
  */
 const CASE_VARIANT = Symbol("case variant");
 
-function hasOtherCase(object: object, segment: string): boolean {
-  const folded = foldName(segment);
-  return Object.keys(object).some((k) => foldName(k) === folded);
+/** Whether a member of `object` (not the segment itself, which is absent) folds to `folded`. */
+function hasOtherCase(object: object, folded: string): boolean {
+  for (const key of Object.keys(object)) if (foldsTo(key, folded)) return true;
+  return false;
+}
+
+/**
+ * Whether `foldName(key) === folded`, without building the folded key when it is ASCII: ASCII
+ * folds one unit at a time, to lower case, so an ASCII unit that differs before any other settles
+ * it; from the first other unit on, the key is folded the exact way.
+ */
+function foldsTo(key: string, folded: string): boolean {
+  for (let i = 0; i < key.length; i++) {
+    const unit = key.charCodeAt(i);
+    if (unit >= 0x80) return foldName(key) === folded;
+    const lower = unit >= 0x41 && unit <= 0x5a ? unit + 0x20 : unit;
+    if (i >= folded.length || lower !== folded.charCodeAt(i)) return false;
+  }
+  return key.length === folded.length;
 }
 
 function negateTruth(t: Truth, negate: boolean): Truth {
@@ -351,17 +378,20 @@ function negateTruth(t: Truth, negate: boolean): Truth {
  * value to meet it, an allow rule every value: the reading that refuses more.
  */
 /** The value at a path without `*`: one value or none, found without building lists. */
-function resolveOne(root: unknown, segments: readonly string[]): unknown {
+function resolveOne(root: unknown, c: Condition): unknown {
   let value = root;
-  for (const segment of segments) {
+  const segments = c.segments;
+  for (let s = 0; s < segments.length; s++) {
     if (typeof value !== "object" || value === null || isRawNumber(value)) return undefined;
+    const segment = segments[s]!;
     if (Array.isArray(value)) {
-      if (!/^\d+$/.test(segment) || Number(segment) >= value.length) return undefined;
-      value = value[Number(segment)];
+      const index = c.indexes[s]!;
+      if (index < 0 || index >= value.length) return undefined;
+      value = value[index];
     } else if (Object.hasOwn(value, segment)) {
       value = (value as Record<string, unknown>)[segment];
     } else {
-      return hasOtherCase(value, segment) ? CASE_VARIANT : undefined;
+      return hasOtherCase(value, c.folded[s]!) ? CASE_VARIANT : undefined;
     }
   }
   return value;
@@ -369,11 +399,11 @@ function resolveOne(root: unknown, segments: readonly string[]): unknown {
 
 function conditionTruth(c: Condition, params: unknown, every: boolean): Truth {
   if (!c.spread) {
-    const value = resolveOne(params, c.segments);
+    const value = resolveOne(params, c);
     if (value === CASE_VARIANT) return Truth.Unknown;
     return negateTruth(c.test(value), c.negate);
   }
-  const values = resolve(params, c.segments);
+  const values = resolve(params, c);
   if (values === CASE_VARIANT) return Truth.Unknown;
   if (values.length === 0) return negateTruth(c.test(undefined), c.negate);
   let unknown = false;
@@ -543,7 +573,15 @@ function compileCondition(where: string, raw: unknown): Condition {
     default:
       return exhausted(op);
   }
-  return { segments, spread: segments.includes("*"), test, negate };
+  return {
+    segments,
+    // As `Number(segment)` read it for an array: digits only (leading zeros too).
+    indexes: segments.map((s) => (/^\d+$/.test(s) ? Number(s) : -1)),
+    folded: segments.map(foldName),
+    spread: segments.includes("*"),
+    test,
+    negate,
+  };
 }
 
 function exhausted(value: never): never {
@@ -626,10 +664,23 @@ function fieldsMatch(
     r.toolName(tool);
 }
 
+/** The rules whose fields match, by method and then tool, for one client and server. */
+type CandidateTable = Map<string, Map<string, readonly number[]>>;
+
 /** A compiled policy. Build with {@linkcode compilePolicy}. */
 export class Policy {
   readonly #rules: readonly CompiledRule[];
-  readonly #matching = new Map<string, number[]>();
+  /** Each rule's outcome, made once: a rule decides the same way every time it matches. */
+  readonly #outcomes: readonly PolicyOutcome[];
+  readonly #defaultOutcome: PolicyOutcome;
+  /** Candidate tables by client and server (length-prefixed, so no two pairs share a key). */
+  readonly #matching = new Map<string, CandidateTable>();
+  /** How many method and tool combinations the tables hold, all callers together. */
+  #remembered = 0;
+  /** The table last used, and for whom: a proxy judges for one client and server. */
+  #lastClient: string | null = null;
+  #lastServer: string | null = null;
+  #lastTable: CandidateTable | null = null;
   readonly defaultAction: PolicyAction;
   readonly mode: PolicyMode;
   readonly scope: PolicyScope;
@@ -645,6 +696,20 @@ export class Policy {
     this.defaultAction = defaultAction;
     this.mode = mode;
     this.scope = scope;
+    const enforced = mode === "enforce";
+    this.#outcomes = rules.map((r, i) => ({
+      kind: "decision",
+      decision: { action: r.action, rule: i, reason: r.reason, enforced },
+    }));
+    this.#defaultOutcome = {
+      kind: "decision",
+      decision: {
+        action: defaultAction,
+        rule: null,
+        reason: defaultAction === "deny" ? BLOCKED_BY_DEFAULT : "",
+        enforced,
+      },
+    };
   }
 
   /** Number of rules. */
@@ -656,18 +721,47 @@ export class Policy {
    * The rules whose fields match this caller, method and tool, in order. Remembered, since a
    * proxy sees few distinct combinations; the memory is bounded, as tool names come from clients.
    */
-  #candidates(caller: PolicyCaller & { readonly method: string }, tool: string): number[] {
-    const key = `${caller.client_id.length}:${caller.client_id}${caller.server_id.length}:` +
-      `${caller.server_id}${caller.method.length}:${caller.method}${tool}`;
-    let found = this.#matching.get(key);
+  #candidates(caller: PolicyCaller & { readonly method: string }, tool: string): readonly number[] {
+    const byTool = this.#byTool(caller);
+    let found = byTool.get(tool);
     if (found !== undefined) return found;
-    found = [];
+    const matching: number[] = [];
     for (let i = 0; i < this.#rules.length; i++) {
-      if (fieldsMatch(this.#rules[i]!, caller, caller.method, tool)) found.push(i);
+      if (fieldsMatch(this.#rules[i]!, caller, caller.method, tool)) matching.push(i);
     }
-    if (this.#matching.size >= CANDIDATE_CACHE) this.#matching.clear();
-    this.#matching.set(key, found);
+    found = matching;
+    if (this.#remembered >= CANDIDATE_CACHE) {
+      this.#matching.clear();
+      this.#lastTable = null;
+      this.#remembered = 0;
+      this.#byTool(caller).set(tool, found);
+    } else {
+      byTool.set(tool, found);
+    }
+    this.#remembered++;
     return found;
+  }
+
+  /** The candidates by tool of this caller and method. */
+  #byTool(caller: PolicyCaller & { readonly method: string }): Map<string, readonly number[]> {
+    let table = this.#lastTable;
+    if (
+      table === null || caller.client_id !== this.#lastClient ||
+      caller.server_id !== this.#lastServer
+    ) {
+      const key = `${caller.client_id.length}:${caller.client_id}${caller.server_id}`;
+      table = this.#matching.get(key) ?? new Map();
+      this.#matching.set(key, table);
+      this.#lastClient = caller.client_id;
+      this.#lastServer = caller.server_id;
+      this.#lastTable = table;
+    }
+    let byTool = table.get(caller.method);
+    if (byTool === undefined) {
+      byTool = new Map();
+      table.set(caller.method, byTool);
+    }
+    return byTool;
   }
 
   #governs(method: string): boolean {
@@ -677,16 +771,18 @@ export class Policy {
 
   /** Judges one request: the first matching rule, else the default for a governed method. */
   evaluate(request: PolicyRequest): PolicyOutcome {
-    const enforced = this.mode === "enforce";
     const tool = toolNameOf(request.method, request.params);
     const rules = this.#rules;
-    for (const i of this.#candidates(request, tool)) {
+    const candidates = this.#candidates(request, tool);
+    for (let k = 0; k < candidates.length; k++) {
+      const i = candidates[k]!;
       const r = rules[i]!;
-      if (r.conditions.length > 0) {
+      const conditions = r.conditions;
+      if (conditions.length > 0) {
         const every = r.action === "allow";
         let truth = Truth.True;
-        for (const c of r.conditions) {
-          const t = conditionTruth(c, request.params, every);
+        for (let j = 0; j < conditions.length; j++) {
+          const t = conditionTruth(conditions[j]!, request.params, every);
           if (t === Truth.False) {
             truth = t;
             break;
@@ -694,19 +790,12 @@ export class Policy {
           if (t === Truth.Unknown) truth = t;
         }
         // Undecidable: a deny rule fires, an allow rule does not.
-        if (truth === Truth.False || (truth === Truth.Unknown && r.action === "allow")) continue;
+        if (truth === Truth.False || (truth === Truth.Unknown && every)) continue;
       }
-      return {
-        kind: "decision",
-        decision: { action: r.action, rule: i, reason: r.reason, enforced },
-      };
+      return this.#outcomes[i]!;
     }
-    if (!this.#governs(request.method)) return { kind: "pass" };
-    const reason = this.defaultAction === "deny" ? BLOCKED_BY_DEFAULT : "";
-    return {
-      kind: "decision",
-      decision: { action: this.defaultAction, rule: null, reason, enforced },
-    };
+    if (!this.#governs(request.method)) return PASS;
+    return this.#defaultOutcome;
   }
 
   /**
