@@ -119,20 +119,14 @@ function toolNameOf(params: JsonValue | undefined): string {
   return calledTool(params) ?? "";
 }
 
-/**
- * The caller's rate bucket: a vouched-for session, else the configured client id. Nothing the
- * client merely claims (a session id the server never issued, a `clientInfo` name) picks a
- * bucket: a client could claim a new one for every call.
- */
-function callerKey(caller: Caller, parts: GuardParts): string {
-  if (parts.limiterKey === "caller" && caller.session !== null) return `session:${caller.session}`;
-  return `id:${parts.clientId}`;
-}
-
 /** The guardrails of one proxy. */
 export class Guard {
   #parts: GuardParts;
   #toolChanges = 0;
+  /** The last rate-bucket key and what it was made of, so that a caller's calls share one string. */
+  #lastName: string | null = null;
+  #lastByClientId = false;
+  #lastKey = "";
 
   constructor(parts: GuardParts) {
     this.#parts = parts;
@@ -176,10 +170,17 @@ export class Guard {
    */
   judgeAll(requests: readonly JudgedRequest[], caller: Caller): Verdict[] {
     const parts = this.#parts;
-    const admitted = requests.map((r) => this.#admit(parts, r.method, r.params));
-    if (admitted.some((v) => v.kind === "refuse") || parts.limiter === null) return admitted;
+    const admitted: Verdict[] = [];
+    let refused = false;
+    for (let i = 0; i < requests.length; i++) {
+      const r = requests[i]!;
+      const verdict = this.#admit(parts, r.method, r.params);
+      if (verdict.kind === "refuse") refused = true;
+      admitted.push(verdict);
+    }
+    if (refused || parts.limiter === null) return admitted;
     const limiter = parts.limiter;
-    const key = callerKey(caller, parts);
+    const key = this.#callerKey(caller, parts);
     const charged: JudgedRequest[] = [];
     for (let i = 0; i < requests.length; i++) {
       const r = requests[i]!;
@@ -213,6 +214,22 @@ export class Guard {
       break;
     }
     return admitted;
+  }
+
+  /**
+   * The caller's rate bucket: a vouched-for session, else the configured client id. Nothing the
+   * client merely claims (a session id the server never issued, a `clientInfo` name) picks a
+   * bucket: a client could claim a new one for every call.
+   */
+  #callerKey(caller: Caller, parts: GuardParts): string {
+    const byClientId = parts.limiterKey !== "caller" || caller.session === null;
+    const name = byClientId ? parts.clientId : caller.session;
+    if (name !== this.#lastName || byClientId !== this.#lastByClientId) {
+      this.#lastName = name;
+      this.#lastByClientId = byClientId;
+      this.#lastKey = byClientId ? `id:${name}` : `session:${name}`;
+    }
+    return this.#lastKey;
   }
 
   /** The policy, then pinning: a refusal, or what to record of a request let through. */

@@ -167,6 +167,15 @@ export class RateLimiter {
   readonly #buckets = new Map<string, Bucket>();
   /** The key last used, which is the last in `#buckets` while it is there. */
   #newest: string | undefined;
+  /**
+   * The last call's caller, method and tool, with its bucket key and limit: a caller's calls come
+   * in runs of one tool, and a run needs neither a new key nor a new lookup.
+   */
+  #lastCaller = "";
+  #lastMethod = "";
+  #lastTool: string | null | undefined = undefined;
+  #lastKey = "";
+  #lastLimit: Limit | undefined = undefined;
 
   /**
    * @param options the limits
@@ -211,9 +220,19 @@ export class RateLimiter {
    * @param caller the session or client identity
    */
   check(caller: string, method: string, toolName?: string | null): RateOutcome {
-    const limit = this.#limit(method, toolName);
+    if (
+      caller !== this.#lastCaller || method !== this.#lastMethod || toolName !== this.#lastTool ||
+      this.#lastKey === ""
+    ) {
+      this.#lastLimit = this.#limit(method, toolName);
+      this.#lastKey = bucketKey(caller, method, toolName);
+      this.#lastCaller = caller;
+      this.#lastMethod = method;
+      this.#lastTool = toolName;
+    }
+    const limit = this.#lastLimit;
     if (limit === undefined) return ALLOWED;
-    const key = bucketKey(caller, method, toolName);
+    const key = this.#lastKey;
     const now = this.#now();
     let bucket = this.#buckets.get(key);
     if (bucket === undefined) {

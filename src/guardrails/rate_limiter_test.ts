@@ -251,3 +251,40 @@ Deno.test("refund gives back one token, never beyond the burst", () => {
   assert.equal(limiter.check("a", "tools/call", "x").allowed, true);
   assert.equal(limiter.check("a", "tools/call", "x").allowed, false);
 });
+
+Deno.test("calls interleaving callers, methods and tools each spend their own bucket", () => {
+  // A model of the buckets, one count per caller and tool or method, against the limiter fed
+  // runs of repeated calls (where it reuses the last call's key) and switches between them.
+  let seed = 99;
+  const rand = (n: number): number => {
+    seed = (Math.imul(seed, 48271) + 1) >>> 0;
+    return (seed >>> 16) % n;
+  };
+  const limiter = new RateLimiter(
+    { requests_per_minute: 5, methods: { "resources/read": { requests_per_minute: 3 } } },
+    () => 0,
+  );
+  const spent = new Map<string, number>();
+  const callers = ["a", "b", "a:b"];
+  const calls: [string, string | null | undefined][] = [
+    ["tools/call", "x"],
+    ["tools/call", "y"],
+    ["tools/call", null],
+    ["tools/call", undefined],
+    ["tools/call", "unknown"],
+    ["resources/read", null],
+    ["ping", null],
+  ];
+  for (let i = 0; i < 400; i++) {
+    const caller = callers[rand(callers.length)]!;
+    const [method, tool] = calls[rand(calls.length)]!;
+    for (let run = 1 + rand(3); run > 0; run--) {
+      const limit = method === "resources/read" ? 3 : method === "tools/call" ? 5 : Infinity;
+      const scope = method === "tools/call" ? `tool ${tool || "unknown"}` : method;
+      const key = `${caller} ${scope}`;
+      const used = spent.get(key) ?? 0;
+      assert.equal(limiter.check(caller, method, tool).allowed, used < limit, `${key} #${used}`);
+      spent.set(key, Math.min(limit, used + 1));
+    }
+  }
+});
