@@ -328,8 +328,15 @@ class StdioSession {
       ? `upstream ended by ${status.signal}`
       : `upstream exited with code ${status.code}`;
     this.#opts.logger.info("session upstream ended", { session: this.id, reason });
-    // A log that cannot store these ends the pump with its error, and the streams stay as they are.
-    this.answer(await this.#records.deliver(this.exchange.upstreamGone(reason)));
+    try {
+      this.answer(await this.#records.deliver(this.exchange.upstreamGone(reason)));
+    } catch (e) {
+      // Their records cannot be stored, so the proxy's answers are not sent: the streams just end.
+      this.#opts.logger.error("cannot record the answers to the session's waiting requests", {
+        session: this.id,
+        error: String(e),
+      });
+    }
     for (const s of this.#posts) s.close();
     this.#get?.close();
   }

@@ -39,7 +39,12 @@ function setup() {
     transport: "http",
   });
   const lines: Record<string, unknown>[] = [];
-  const logger = new Logger("debug", (l) => lines.push(JSON.parse(l)));
+  const waiting: { msg: string; resolve: () => void }[] = [];
+  const logger = new Logger("debug", (l) => {
+    const line = JSON.parse(l);
+    lines.push(line);
+    for (const w of waiting) if (w.msg === line.msg) w.resolve();
+  });
   let failing = false;
   let commits = 0;
   let sessionIds = 0;
@@ -91,6 +96,14 @@ function setup() {
     post,
     path,
     lines,
+    dir,
+    /** Resolves once a line with this message is logged. */
+    logged(msg: string): Promise<void> {
+      if (lines.some((l) => l.msg === msg)) return Promise.resolve();
+      const { promise, resolve } = Promise.withResolvers<void>();
+      waiting.push({ msg, resolve });
+      return promise;
+    },
     /** What the stdio server has read so far. */
     upstreamRead: () => Deno.readTextFileSync(read),
     fail() {
@@ -193,4 +206,33 @@ Deno.test("a bridge whose log cannot store answers an oversized or unreadable bo
   );
   assert.equal(oversized.status, 500);
   await oversized.body?.cancel();
+});
+
+/** The pids of this process's children whose command line mentions `text` (Linux). */
+function childrenMentioning(text: string): number[] {
+  const pids: number[] = [];
+  for (const task of Deno.readDirSync("/proc/self/task")) {
+    const children = Deno.readTextFileSync(`/proc/self/task/${task.name}/children`).trim();
+    for (const pid of children === "" ? [] : children.split(" ").map(Number)) {
+      const argv = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
+      if (argv.includes(text)) pids.push(pid);
+    }
+  }
+  return pids;
+}
+
+Deno.test({
+  name:
+    "a server that ends on its own after the log failed: its waiting requests go unanswered, logged, and the proxy goes on",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    await using bridge = setup();
+    await open(bridge); // its initialize waits for an answer that never comes
+    bridge.fail();
+    const [pid] = childrenMentioning(bridge.dir);
+    assert.ok(pid !== undefined, "the session's server is a child of this process");
+    Deno.kill(pid, "SIGKILL");
+    // Before, the session's end rejected with nothing to catch it, which ends a Deno process.
+    await bridge.logged("cannot record the answers to the session's waiting requests");
+  },
 });
