@@ -63,7 +63,7 @@ function setup(opts: { failing?: boolean; failOnArrival?: boolean } = {}) {
   });
   const upstream = new URL(`http://127.0.0.1:${server.addr.port}/mcp`);
   const toProxy = new TransformStream<Uint8Array, Uint8Array>();
-  const fromProxy = new TransformStream<Uint8Array, Uint8Array>();
+  const fromProxy = new TransformStream<Uint8Array<ArrayBuffer>, Uint8Array<ArrayBuffer>>();
   const exchange = new Exchange(
     {
       log,
