@@ -330,6 +330,8 @@ async function runHttpProxy(run: Run, upstream: URL): Promise<Ending> {
     logger,
     name: "proxy",
     limits: serveLimits(p.http),
+    // The proxy's app reads the client's leaving from its bindings, not from the Request.
+    requestSignal: false,
   });
   await listener.finished;
   return {
