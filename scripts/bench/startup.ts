@@ -2,8 +2,11 @@
  * The startup section of `deno task bench`: from the spawn of a process (`deno run …`, the
  * client's clock just before `Deno.Command.spawn`) to the first stdio message forwarded, the
  * client having written `initialize` at once. Measured for the upstream alone (direct), the bare
- * relay, and the proxy (the tree's `main.ts`, default configuration: durability `batch`,
- * guardrails off, signing, key redaction, JSONL), N times each in turns, medians:
+ * relay, and the proxy (the tree's `main.ts`) twice: `proxy` as the other sections run it
+ * (durability `batch`, guardrails off, signing, key redaction, JSONL, from a configuration file,
+ * dashboard and metrics off), and `defaults` with no configuration file at all, as a client's
+ * wrapped server starts (dashboard and metrics on, on free ports; signing by `AUDIT_SECRET`);
+ * N times each in turns, medians:
  *
  * - `forwarded`: until the upstream (`scripts/bench_upstream.ts --mark`) reads its first input,
  *   by the wall clock of both processes: the moment the message was forwarded to it. For direct
@@ -32,7 +35,7 @@ import { proxyCommand } from "./common.ts";
 import { scriptPath } from "./common.ts";
 import { DENO_UPSTREAM } from "./upstreams.ts";
 
-export type StartupKey = "direct" | "relay" | "proxy";
+export type StartupKey = "direct" | "relay" | "proxy" | "defaults";
 
 /** One process kind's startup, in ms. */
 export interface StartupFigure {
@@ -113,6 +116,27 @@ export async function runStartupBench(o: {
       ],
       env: proxyEnv(`${o.dir}/audit-startup.jsonl`, "batch"),
     },
+    {
+      key: "defaults",
+      argv: [
+        ...proxyCommand(o.tree, [
+          "--allow-read",
+          "--allow-write",
+          "--allow-env",
+          "--allow-run",
+          "--allow-net=127.0.0.1",
+        ]),
+        "--",
+        ...upstream,
+      ],
+      env: {
+        ...cleanEnv(),
+        AUDIT_SECRET: "bench-startup-secret-0123456789abcdef",
+        MCP_AUDIT_AUDIT_PATH: `${o.dir}/audit-startup-defaults.jsonl`,
+        MCP_AUDIT_DASHBOARD_PORT: "0",
+        MCP_AUDIT_METRICS_PORT: "0",
+      },
+    },
   ];
   const figures = new Map(
     kinds.map((k) => [k.key, { forwarded: [] as number[], answered: [] as number[] }]),
@@ -152,7 +176,7 @@ export function startupReport(r: StartupBenchResult): string[] {
     `answer of initialize; median of ${r.runs}, min–max; caches warm; upstream ` +
     `scripts/bench_upstream.ts on Deno, the cheaper to spawn, whatever the stdio section used):`,
     ...r.figures.map((f) =>
-      `  ${f.key.padEnd(7)} forwarded ${f.forwardedMedianMs.toFixed(0).padStart(4)} ms ` +
+      `  ${f.key.padEnd(8)} forwarded ${f.forwardedMedianMs.toFixed(0).padStart(4)} ms ` +
       `(${span(f.forwardedMs)})   answered ${f.answeredMedianMs.toFixed(0).padStart(4)} ms ` +
       `(${span(f.answeredMs)})`
     ),
