@@ -1,22 +1,9 @@
 import assert from "node:assert/strict";
 import { Exchange } from "../pipeline/exchange.ts";
-import { AuditLog } from "../audit/chain.ts";
-import { JsonlStore } from "../audit/storage/jsonl.ts";
 import { StorageError } from "../audit/storage/errors.ts";
-import { hmacSigner } from "../audit/signing.ts";
+import { storedRecords as stored, testAuditLog } from "../audit/testdata/test_audit_log.ts";
 import { Logger } from "../log.ts";
 import { type BridgeOutcome, runStdioToHttp } from "./stdio_to_http.ts";
-
-/** Lines of the log file: the records stored so far. */
-function stored(path: string): Record<string, unknown>[] {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(path);
-  } catch {
-    return [];
-  }
-  return text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
-}
 
 function idsOf(records: Record<string, unknown>[], kind: string): unknown[] {
   return records.filter((r) => r.kind === kind).map((r) => r.jsonrpc_id);
@@ -30,17 +17,8 @@ function idsOf(records: Record<string, unknown>[], kind: string): unknown[] {
 function setup(opts: { failing?: boolean; failOnArrival?: boolean } = {}) {
   const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-stdio-to-http-" });
   const path = `${dir}/audit.jsonl`;
-  let n = 0;
   let failing = opts.failing ?? false;
-  const log = new AuditLog({
-    store: new JsonlStore(path, { durability: "none" }),
-    signer: hmacSigner("0123456789abcdef0123456789abcdef"),
-    now: () => Date.UTC(2026, 0, 1),
-    newId: () => "01JD" + String(++n).padStart(22, "0"),
-    clientId: "c",
-    serverId: "s",
-    transport: "stdio",
-  });
+  const log = testAuditLog(path, "stdio");
   const lines: Record<string, unknown>[] = [];
   const logger = new Logger("debug", (l) => lines.push(JSON.parse(l)));
   const arrivals: { id: unknown; logged: unknown[] }[] = [];

@@ -1,23 +1,10 @@
 import assert from "node:assert/strict";
 import { Exchange } from "../../pipeline/exchange.ts";
-import { AuditLog } from "../../audit/chain.ts";
-import { JsonlStore } from "../../audit/storage/jsonl.ts";
 import { StorageError } from "../../audit/storage/errors.ts";
-import { hmacSigner } from "../../audit/signing.ts";
+import { storedRecords as stored, testAuditLog } from "../../audit/testdata/test_audit_log.ts";
 import { Logger } from "../../log.ts";
 import { createProxyApp } from "./proxy_app.ts";
 import { SessionRegistry } from "./sessions.ts";
-
-/** Lines of the log file: the records stored so far. */
-function stored(path: string): Record<string, unknown>[] {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(path);
-  } catch {
-    return [];
-  }
-  return text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
-}
 
 function requestsIn(records: Record<string, unknown>[]): unknown[] {
   return records.filter((r) => r.kind === "request").map((r) => r.jsonrpc_id);
@@ -30,16 +17,7 @@ function requestsIn(records: Record<string, unknown>[]): unknown[] {
 function setup(opts: { failing?: () => boolean } = {}) {
   const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-proxy-app-" });
   const path = `${dir}/audit.jsonl`;
-  let n = 0;
-  const log = new AuditLog({
-    store: new JsonlStore(path, { durability: "none" }),
-    signer: hmacSigner("0123456789abcdef0123456789abcdef"),
-    now: () => Date.UTC(2026, 0, 1),
-    newId: () => "01JD" + String(++n).padStart(22, "0"),
-    clientId: "c",
-    serverId: "s",
-    transport: "http",
-  });
+  const log = testAuditLog(path, "http");
   const lines: Record<string, unknown>[] = [];
   const logger = new Logger("debug", (l) => lines.push(JSON.parse(l)));
   const arrivals: { id: unknown; logged: unknown[] }[] = [];

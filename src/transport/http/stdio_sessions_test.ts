@@ -1,24 +1,11 @@
 import assert from "node:assert/strict";
 import { Exchange } from "../../pipeline/exchange.ts";
-import { AuditLog } from "../../audit/chain.ts";
-import { JsonlStore } from "../../audit/storage/jsonl.ts";
 import { StorageError } from "../../audit/storage/errors.ts";
-import { hmacSigner } from "../../audit/signing.ts";
+import { storedRecords as stored, testAuditLog } from "../../audit/testdata/test_audit_log.ts";
 import { Logger } from "../../log.ts";
 import { StdioSessions } from "./stdio_sessions.ts";
 
 const fixture = new URL("../../../tests/fixtures/recording_upstream.ts", import.meta.url).pathname;
-
-/** Lines of the log file: the records stored so far. */
-function stored(path: string): Record<string, unknown>[] {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(path);
-  } catch {
-    return [];
-  }
-  return text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
-}
 
 /**
  * The bridge in-process over a real log, serving a recording stdio server (it answers `ping`, and
@@ -28,16 +15,7 @@ function setup() {
   const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-stdio-sessions-" });
   const path = `${dir}/audit.jsonl`;
   const read = `${dir}/upstream-in`;
-  let n = 0;
-  const log = new AuditLog({
-    store: new JsonlStore(path, { durability: "none" }),
-    signer: hmacSigner("0123456789abcdef0123456789abcdef"),
-    now: () => Date.UTC(2026, 0, 1),
-    newId: () => "01JD" + String(++n).padStart(22, "0"),
-    clientId: "c",
-    serverId: "s",
-    transport: "http",
-  });
+  const log = testAuditLog(path, "http");
   const lines: Record<string, unknown>[] = [];
   const waiting: { msg: string; resolve: () => void }[] = [];
   const logger = new Logger("debug", (l) => {
