@@ -44,6 +44,7 @@ import { ProxyStats } from "./src/telemetry/proxy_stats.ts";
 import type { RequestInfo } from "./src/transport/http/host_origin_guard.ts";
 import { VERSION } from "./src/version.ts";
 import { watchFile } from "./src/config/watch.ts";
+import { readConfigFile } from "./src/config/read_file.ts";
 import { Reloader, type ReloadTrigger } from "./src/pipeline/reload.ts";
 
 // Statically imported above: what a stdio proxy needs, and nothing else, since a client starts
@@ -86,24 +87,6 @@ async function loadListeners(): Promise<typeof import("./src/transport/http/serv
 /** A port that is taken or cannot be bound: only possible once a listener was asked for. */
 function isListenError(e: unknown): e is Error {
   return listeners !== undefined && e instanceof listeners.ListenError;
-}
-
-function readConfigFile(
-  path: string | undefined,
-  logger: Logger,
-): { path: string; text: string } | undefined {
-  const chosen = path ?? "config.yaml";
-  try {
-    return { path: chosen, text: Deno.readTextFileSync(chosen) };
-  } catch (e) {
-    if (path === undefined && e instanceof Deno.errors.NotFound) return undefined;
-    if (path === undefined && e instanceof Deno.errors.NotCapable) {
-      // Run with --allow-read limited to other paths: the default file is simply not ours to read.
-      logger.debug("./config.yaml is outside the read permission; not reading it");
-      return undefined;
-    }
-    throw new ConfigError(`--config ${chosen}`, `cannot read: ${(e as Error).message}`);
-  }
 }
 
 function makeSigner(config: Config, logger: Logger): Signer | null {
