@@ -134,3 +134,110 @@ Deno.test("--help gives verify's flags and every exit code it uses", () => {
     /exit 0 intact and signed, 1 problems, 2 unreadable or no key, 3 chain intact but --no-signatures/,
   );
 });
+
+Deno.test("parseCommand reads every Go flag spelling: -flag value, -flag=value, --flag value, --flag=value", () => {
+  for (
+    const argv of [
+      ["-transport", "http", "-upstream", "http://127.0.0.1:8080", "-port", "4423"],
+      ["-transport=http", "-upstream=http://127.0.0.1:8080", "-port=4423"],
+      ["--transport", "http", "--upstream", "http://127.0.0.1:8080", "--port", "4423"],
+      ["--transport=http", "--upstream=http://127.0.0.1:8080", "--port=4423"],
+    ]
+  ) {
+    const c = proxy(argv);
+    assert.equal(c.flags.get("proxy.transport")?.value, "http", argv.join(" "));
+    assert.equal(c.flags.get("proxy.upstream")?.value, "http://127.0.0.1:8080");
+    assert.equal(c.flags.get("proxy.port")?.value, 4423);
+  }
+  const c = proxy([
+    "-upstream-timeout",
+    "1500",
+    "-storage=sqlite",
+    "-config",
+    "cfg.json",
+    "-log-level=warn",
+    "-no-dashboard",
+    "-no-metrics",
+  ]);
+  assert.equal(c.flags.get("proxy.upstream_timeout_ms")?.value, 1500);
+  assert.deepEqual(c.flags.get("audit.storage"), { flag: "-storage", value: "sqlite" });
+  assert.deepEqual(c.flags.get("dashboard.enabled"), { flag: "-no-dashboard", value: false });
+  assert.deepEqual(c.flags.get("metrics.enabled"), { flag: "-no-metrics", value: false });
+  assert.equal(c.configPath, "cfg.json");
+  assert.equal(c.logLevel, "warn");
+});
+
+Deno.test("parseCommand reads a Go boolean's =true|false: =false leaves the config key alone", () => {
+  for (const on of ["true", "1", "t", "T", "TRUE", "True"]) {
+    assert.equal(proxy([`-no-dashboard=${on}`]).flags.get("dashboard.enabled")?.value, false, on);
+  }
+  for (const off of ["false", "0", "f", "F", "FALSE", "False"]) {
+    assert.equal(proxy([`--no-metrics=${off}`]).flags.has("metrics.enabled"), false, off);
+  }
+  // The last spelling wins, as in Go.
+  assert.equal(
+    proxy(["-no-dashboard", "-no-dashboard=false"]).flags.has("dashboard.enabled"),
+    false,
+  );
+  assert.throws(() => parseCommand(["-no-dashboard=yes"]), (e: unknown) => {
+    assert.ok(e instanceof UsageError);
+    assert.match(e.message, /^-no-dashboard: must be true or false, got "yes"/);
+    return true;
+  });
+  // A boolean takes no next word: "false" here is a stray argument, refused.
+  assert.throws(() => parseCommand(["-no-dashboard", "false"]), UsageError);
+});
+
+Deno.test("parseCommand takes the next word as a flag's value, as Go does, even if it starts with -", () => {
+  assert.equal(proxy(["-upstream", "-x"]).flags.get("proxy.upstream")?.value, "-x");
+  // The first -- is the upstream separator, never a value.
+  assert.throws(() => parseCommand(["-client-id", "--", "npx"]), /flag needs a value: -client-id/);
+});
+
+Deno.test("parseCommand keeps -- and the short -h/-v beside the Go spellings", () => {
+  const c = proxy(["-transport", "stdio", "--", "npx", "-y", "pkg", "-port", "2"]);
+  assert.deepEqual(c.upstreamArgv, ["npx", "-y", "pkg", "-port", "2"]);
+  assert.equal(c.flags.has("proxy.port"), false);
+  for (const argv of [["-h"], ["-help"], ["--help"], ["-port", "1", "-help"]]) {
+    assert.deepEqual(parseCommand(argv), { kind: "help" }, argv.join(" "));
+  }
+  for (const argv of [["-v"], ["-version"], ["--version"], ["--version=true"], ["version"]]) {
+    assert.deepEqual(parseCommand(argv), { kind: "version" }, argv.join(" "));
+  }
+  assert.equal(proxy(["--version=false"]).kind, "proxy");
+  for (const bad of [["---port", "1"], ["--v"], ["-"], ["-=x"], ["-prot", "1"], ["version", "x"]]) {
+    assert.throws(() => parseCommand(bad), UsageError, bad.join(" "));
+  }
+});
+
+Deno.test("parseCommand maps --server-id and --client-id to proxy.server_id and proxy.client_id", () => {
+  const c = proxy(["--server-id", "github", "-client-id=cursor"]);
+  assert.deepEqual(c.flags.get("proxy.server_id"), { flag: "--server-id", value: "github" });
+  assert.deepEqual(c.flags.get("proxy.client_id"), { flag: "-client-id", value: "cursor" });
+});
+
+Deno.test("parseCommand gives wrap, unwrap and doctor their arguments; --help names them", () => {
+  assert.deepEqual(parseCommand(["wrap", "--client", "cursor", "--dry-run"]), {
+    kind: "wrap",
+    args: ["--client", "cursor", "--dry-run"],
+  });
+  assert.deepEqual(parseCommand(["unwrap", "--file", "x.json"]), {
+    kind: "unwrap",
+    args: ["--file", "x.json"],
+  });
+  assert.deepEqual(parseCommand(["doctor", "--", "npx", "pkg"]), {
+    kind: "doctor",
+    args: ["--", "npx", "pkg"],
+  });
+  for (
+    const line of [
+      "mcp-audit wrap (--client NAME [--project DIR] | --file PATH) [--config PATH] [--only SERVER]... [--dry-run]",
+      "mcp-audit unwrap (--client NAME [--project DIR] | --file PATH) [--only SERVER]... [--dry-run]",
+      "mcp-audit doctor [--config PATH] [--client NAME]... [-- UPSTREAM...]",
+      "--server-id ID",
+      "--client-id ID",
+    ]
+  ) {
+    assert.ok(HELP.includes(line), line);
+  }
+});
