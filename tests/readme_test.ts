@@ -1,18 +1,19 @@
 /**
- * The README's promises, run as written: the Claude Desktop entry with its permission flags, and
- * the standard-library Python verifier.
+ * The documentation's promises, run as written: the Claude Desktop entry with its permission flags
+ * (docs/stdio.md), and the standard-library Python verifier (docs/audit-log.md).
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { auditEnv, deadline, OWN_PORTS, readLog, StdioCommand, STORAGE } from "./helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;
-const readme = Deno.readTextFileSync(`${root}README.md`);
 
-function block(lang: string, marker: string): string {
+/** The first `lang` code block of the page that holds `marker`. */
+function block(page: string, lang: string, marker: string): string {
+  const text = Deno.readTextFileSync(`${root}${page}`);
   const re = new RegExp("```" + lang + "\\n([\\s\\S]*?)```", "g");
-  for (const m of readme.matchAll(re)) if (m[1]!.includes(marker)) return m[1]!;
-  throw new Error(`no ${lang} block with ${marker} in README.md`);
+  for (const m of text.matchAll(re)) if (m[1]!.includes(marker)) return m[1]!;
+  throw new Error(`no ${lang} block with ${marker} in ${page}`);
 }
 
 interface DesktopEntry {
@@ -22,15 +23,15 @@ interface DesktopEntry {
 }
 
 function desktopEntry(): DesktopEntry {
-  const parsed = JSON.parse(block("json", "mcpServers")) as {
+  const parsed = JSON.parse(block("docs/stdio.md", "json", "mcpServers")) as {
     mcpServers: Record<string, DesktopEntry>;
   };
   const entry = Object.values(parsed.mcpServers)[0];
-  if (entry === undefined) throw new Error("README.md's mcpServers block is empty");
+  if (entry === undefined) throw new Error("docs/stdio.md's mcpServers block is empty");
   return entry;
 }
 
-Deno.test("the README's Claude Desktop entry runs the proxy with exactly its permission flags", async () => {
+Deno.test("the documented Claude Desktop entry runs the proxy with exactly its permission flags", async () => {
   const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-readme-" });
   try {
     const entry = desktopEntry();
@@ -38,7 +39,7 @@ Deno.test("the README's Claude Desktop entry runs the proxy with exactly its per
     assert(dashdash > 0, "the entry gives the upstream after --");
     const deno = Deno.execPath();
     // Same flags and layout; only the folder and the upstream are this test's own.
-    // In the README the log's folder is the checkout, which the proxy reads its own modules from
+    // In the docs the log's folder is the checkout, which the proxy reads its own modules from
     // (the telemetry worker's among them); here they are two: both are readable, as there.
     const args = entry.args.slice(0, dashdash).map((a) =>
       a.replaceAll("/Users/you/mcp-audit/main.ts", `${root}main.ts`)
@@ -102,7 +103,7 @@ async function python(
 }
 
 Deno.test({
-  name: "the README's Python verifier accepts an intact log and rejects an edited one",
+  name: "the documented Python verifier accepts an intact log and rejects an edited one",
   // The script reads a JSONL file, and the test edits the file's text.
   ignore: STORAGE === "sqlite",
 }, async () => {
@@ -135,7 +136,7 @@ Deno.test({
     await w.close();
     const done = await proxy.output();
     assertEquals(done.code, 0);
-    const script = block("python", "hashlib");
+    const script = block("docs/audit-log.md", "python", "hashlib");
     assertEquals(
       script,
       Deno.readTextFileSync(`${root}scripts/verify_log.py`).split("\n").slice(2).join("\n"),
