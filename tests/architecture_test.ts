@@ -15,7 +15,7 @@ const ROOT = new URL("..", import.meta.url).pathname;
  * `src/` (with its subfolders) or one file, or several of them separated by spaces.
  */
 export const LAYERS: readonly (readonly string[])[] = [
-  ["src/jsonrpc/", "src/streams/", "src/net/", "src/log.ts", "src/version.ts", "src/build_info.ts"],
+  ["src/jsonrpc/", "src/streams/", "src/net/", "src/log.ts", "src/version.ts src/build_info.ts"],
   ["src/audit/"],
   ["src/guardrails/"],
   ["src/config/"],
