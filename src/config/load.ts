@@ -1,6 +1,7 @@
 /**
- * Loads configuration: defaults < file < environment < flags, every value checked against the
- * schema, unknown keys refused by name.
+ * Loads configuration: defaults < file < the Go tool's unprefixed variables (`AUDIT_PATH`) <
+ * `MCP_AUDIT_*` < flags, every value checked against the schema, unknown keys refused by name.
+ * The file is YAML, or JSON when its name ends in `.json`.
  *
  * @module
  */
@@ -9,6 +10,8 @@ import { buildConfig, type Config, FlatValues } from "./config.ts";
 import {
   type ConfigValue,
   envName,
+  GO_ENV_KEYS,
+  goEnvName,
   type KeySpec,
   type PolicyRule,
   SCHEMA,
@@ -44,6 +47,11 @@ export interface Loaded {
   effective: Record<string, ConfigValue>;
   /** The keys the configuration file set. */
   fromFile: string[];
+  /**
+   * The Go tool's unprefixed variables (`AUDIT_PATH`, …) whose values are in force, by name only:
+   * such generic names may have been set for another program, so the proxy logs them.
+   */
+  goEnv: string[];
 }
 
 /**
@@ -297,15 +305,22 @@ function fromEnv(name: string, key: string, spec: KeySpec, text: string): Config
   let raw: unknown = text;
   switch (t.kind) {
     case "int":
-      raw = /^-?\d+$/.test(text.trim()) ? Number(text.trim()) : text;
+      if (!/^-?\d+$/.test(text.trim())) {
+        const range = t.max === Number.MAX_SAFE_INTEGER ? `≥ ${t.min}` : `${t.min}–${t.max}`;
+        throw new ConfigError(name, `must be an integer ${range}, got ${quoted(key, text)}`);
+      }
+      raw = Number(text.trim());
       break;
     case "bool": {
+      // Go's strconv.ParseBool words (1, t, true, 0, f, false), in any case.
       const v = text.trim().toLowerCase();
-      raw = v === "true" || v === "1" ? true : v === "false" || v === "0" ? false : text;
+      raw = ["true", "t", "1"].includes(v) ? true : ["false", "f", "0"].includes(v) ? false : text;
       break;
     }
     case "list":
-      raw = text.trim() === "" ? [] : text.split(",").map((s) => s.trim());
+      // Comma-separated, as viper splits a variable for a list key; an empty item (a stray
+      // comma) is dropped rather than becoming a pattern that matches every key.
+      raw = text.split(",").map((s) => s.trim()).filter((s) => s !== "");
       break;
     case "map":
     case "rules":
@@ -368,6 +383,124 @@ function flattenFile(tree: unknown, into: Map<string, unknown>): void {
   walk(tree, "");
 }
 
+/** Formats viper reads that this program does not, by extension, with their names. */
+const UNSUPPORTED_FORMATS: ReadonlyMap<string, string> = new Map([
+  ["toml", "TOML"],
+  ["hcl", "HCL"],
+  ["tfvars", "HCL"],
+  ["ini", "INI"],
+  ["env", "dotenv"],
+  ["dotenv", "dotenv"],
+  ["properties", "Java properties"],
+  ["props", "Java properties"],
+  ["prop", "Java properties"],
+]);
+
+/**
+ * How a configuration file is read, by its extension: `.json` as JSON; `.yaml`, `.yml`, none or
+ * any other as YAML (as before JSON was read).
+ * @throws {ConfigError} for the other formats the Go tool's viper reads (TOML, HCL, INI, dotenv,
+ * properties)
+ */
+export function configFormat(path: string): "yaml" | "json" {
+  const base = path.slice(Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\")) + 1);
+  const dot = base.lastIndexOf(".");
+  const ext = dot <= 0 ? "" : base.slice(dot + 1).toLowerCase();
+  if (ext === "json") return "json";
+  const format = UNSUPPORTED_FORMATS.get(ext);
+  if (format !== undefined) {
+    throw new ConfigError(
+      path,
+      `${format} (.${ext}) configuration files are not supported; convert it to YAML (.yaml) or JSON (.json) — the keys stay the same`,
+    );
+  }
+  return "yaml";
+}
+
+/** Line and column (from 1) of a character offset. */
+function lineColumn(text: string, offset: number): { line: number; column: number } {
+  const before = text.slice(0, Math.min(offset, text.length));
+  const lines = before.split("\n");
+  return { line: lines.length, column: (lines.at(-1)?.length ?? 0) + 1 };
+}
+
+/**
+ * Parses a JSON configuration file strictly (no comments, no trailing commas, each key once).
+ * Errors name the file, line and column.
+ */
+function parseJson(path: string, text: string): unknown {
+  const body = text.startsWith("\uFEFF") ? text.slice(1) : text;
+  let tree: unknown;
+  try {
+    tree = JSON.parse(body);
+  } catch (e) {
+    const message = (e as Error).message;
+    const at = /at position (\d+)/.exec(message);
+    const { line, column } = lineColumn(body, at ? Number(at[1]) : body.length);
+    const reason = message.replace(/ in JSON at position \d+.*$/, "").replace(
+      / of JSON input$/,
+      "",
+    );
+    throw new ConfigError(`${path}:${line}:${column}`, `not valid JSON: ${reason}`);
+  }
+  // JSON.parse keeps the last of two equal keys; a file that says two things is refused, as a
+  // YAML one is. The YAML parser reads JSON text and finds them with their place.
+  const doc = yamlParser(path).parseDocument(body, { uniqueKeys: true });
+  for (const error of doc.errors) {
+    if (error.code !== "DUPLICATE_KEY") continue;
+    const pos = error.linePos?.[0];
+    const where = pos === undefined ? path : `${path}:${pos.line}:${pos.col}`;
+    throw new ConfigError(where, "not valid JSON: a key is given twice in one object");
+  }
+  return tree;
+}
+
+/** The file's tree: YAML or JSON by its extension ({@link configFormat}). */
+function parseFile(file: { path: string; text: string }): unknown {
+  if (configFormat(file.path) === "json") return parseJson(file.path, file.text);
+  const yaml = yamlParser(file.path);
+  try {
+    return yaml.parse(file.text, { uniqueKeys: true, prettyErrors: true });
+  } catch (e) {
+    const first = (e as Error).message.split("\n")[0] ?? "";
+    throw new ConfigError(file.path, `not valid YAML: ${first}`);
+  }
+}
+
+/**
+ * Sets the keys the Go tool's unprefixed variables name ({@link GO_ENV_KEYS}), as its viper
+ * `AutomaticEnv()` does: an empty variable is not set; a list is comma-separated. A map or rule
+ * list cannot be given this way (viper fails to decode the text, so the Go tool refused to start
+ * with one set), and is refused by name here too. Returns the variable that set each key.
+ */
+function applyGoEnv(
+  env: Readonly<Record<string, string>>,
+  fromFile: readonly string[],
+  values: Map<string, ConfigValue>,
+): Map<string, string> {
+  const setBy = new Map<string, string>();
+  const keys = fromFile.includes("proxy.upstream")
+    ? [...GO_ENV_KEYS, "proxy.upstream"]
+    : GO_ENV_KEYS;
+  for (const key of keys) {
+    const name = goEnvName(key);
+    const text = env[name];
+    if (text === undefined || text === "") continue;
+    const spec = SCHEMA[key]!;
+    if (spec.type.kind === "map" || spec.type.kind === "rules") {
+      throw new ConfigError(
+        name,
+        `cannot set ${key} (the Go tool refused to start with it set too): unset it, and set ${key} in the configuration file or as JSON in ${
+          envName(key)
+        }`,
+      );
+    }
+    values.set(key, fromEnv(name, key, spec, text));
+    setBy.set(key, name);
+  }
+  return setBy;
+}
+
 /**
  * Loads and checks the configuration.
  * @throws {ConfigError} on any unknown key or bad value
@@ -379,14 +512,7 @@ export function loadConfig(input: LoadInput): Loaded {
   const fromFile: string[] = [];
 
   if (input.file) {
-    const yaml = yamlParser(input.file.path);
-    let tree: unknown;
-    try {
-      tree = yaml.parse(input.file.text, { uniqueKeys: true, prettyErrors: true });
-    } catch (e) {
-      const first = (e as Error).message.split("\n")[0] ?? "";
-      throw new ConfigError(input.file.path, `not valid YAML: ${first}`);
-    }
+    const tree = parseFile(input.file);
     const raw = new Map<string, unknown>();
     flattenFile(tree, raw);
     fromFile.push(...raw.keys());
@@ -402,12 +528,14 @@ export function loadConfig(input: LoadInput): Loaded {
     }
   }
 
+  const goEnv = applyGoEnv(input.env, fromFile, values);
   const byEnv = new Map(Object.entries(SCHEMA).map(([key, spec]) => [envName(key), { key, spec }]));
   for (const [name, text] of Object.entries(input.env)) {
     if (!name.startsWith("MCP_AUDIT_") || name === "MCP_AUDIT_SIGNING_SECRET") continue;
     const found = byEnv.get(name);
     if (!found) throw new ConfigError(name, "unknown MCP_AUDIT_ environment variable");
     values.set(found.key, fromEnv(name, found.key, found.spec, text));
+    goEnv.delete(found.key);
   }
   // The Go tool reads AUDIT_SECRET, and newer releases prefer MCP_AUDIT_SIGNING_SECRET.
   const secret = input.env["MCP_AUDIT_SIGNING_SECRET"] ?? input.env["AUDIT_SECRET"];
@@ -422,6 +550,7 @@ export function loadConfig(input: LoadInput): Loaded {
       if (e instanceof ConfigError) throw new ConfigError(flag, e.problem);
       throw e;
     }
+    goEnv.delete(key);
   }
 
   // As in the Go tool: an empty pattern list means the defaults, never "redact nothing".
@@ -441,7 +570,7 @@ export function loadConfig(input: LoadInput): Loaded {
   }
   const headers = config.otel.headers;
   effective["otel.headers"] = Object.fromEntries(Object.keys(headers).map((h) => [h, "(set)"]));
-  return { config, warnings, effective, fromFile };
+  return { config, warnings, effective, fromFile, goEnv: [...goEnv.values()].sort() };
 }
 
 /** Rules that span keys. */

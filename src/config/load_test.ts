@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { DETECTOR_NAMES } from "../audit/detectors.ts";
-import { ConfigError, loadConfig, type LoadInput, loadYamlParser, UTC_TIME_ZONES } from "./load.ts";
+import {
+  ConfigError,
+  configFormat,
+  loadConfig,
+  type LoadInput,
+  loadYamlParser,
+  UTC_TIME_ZONES,
+} from "./load.ts";
+import { envName, GO_ENV_KEYS, goEnvName, SCHEMA } from "./schema.ts";
 
 function load(
   text: string | undefined,
@@ -711,4 +719,233 @@ Deno.test("a file reads the same, and fails with the same message, with the pars
   assert.match(outcome(bad), /^config\.yaml: not valid YAML: /);
   await loadYamlParser();
   assert.deepEqual([outcome(good), outcome(bad)], lines);
+});
+
+/** Loads `text` as a file at `path`. */
+function loadFile(path: string, text: string, env: Record<string, string> = {}) {
+  return loadConfig({ file: { path, text }, env, flags: new Map(), upstreamArgv: [] });
+}
+
+Deno.test("GO_ENV_KEYS: the Go tool's keys with a default, each a key of ours it sets, named as viper names them", () => {
+  assert.equal(GO_ENV_KEYS.length, 57);
+  assert.equal(new Set(GO_ENV_KEYS).size, GO_ENV_KEYS.length);
+  for (const key of GO_ENV_KEYS) {
+    const spec = SCHEMA[key];
+    assert.ok(spec !== undefined && spec.type.kind !== "ignored", key);
+  }
+  // Keys without a default in the Go tool are not read unprefixed (AUDIT_SECRET is, on its own).
+  assert.ok(!GO_ENV_KEYS.includes("proxy.upstream"));
+  assert.ok(!GO_ENV_KEYS.includes("audit.secret"));
+  const names = GO_ENV_KEYS.map(goEnvName);
+  for (
+    const name of [
+      "AUDIT_PATH",
+      "AUDIT_STORAGE",
+      "PROXY_PORT",
+      "PROXY_CLIENT_ID",
+      "DASHBOARD_PORT",
+      "DASHBOARD_AUTH_TOKEN",
+      "METRICS_PORT",
+      "METRICS_TOOL_LABELS",
+      "OTEL_ENABLED",
+      "OTEL_ENDPOINT",
+      "OTEL_SERVICE_NAME",
+      "MIDDLEWARE_RATE_LIMIT_REQUESTS_PER_MINUTE",
+    ]
+  ) assert.ok(names.includes(name), name);
+});
+
+Deno.test("the Go tool's unprefixed variables: above the file, below MCP_AUDIT_* and flags", () => {
+  const file = "audit:\n  path: ./from-file.jsonl\nproxy:\n  port: 5000\n";
+  assert.equal(load(file).config.audit.path, "./from-file.jsonl");
+  const go = load(file, { AUDIT_PATH: "/var/log/go.jsonl", PROXY_PORT: "6000" });
+  assert.equal(go.config.audit.path, "/var/log/go.jsonl");
+  assert.equal(go.config.proxy.port, 6000);
+  assert.deepEqual(go.goEnv, ["AUDIT_PATH", "PROXY_PORT"]);
+  const ours = load(file, {
+    AUDIT_PATH: "/var/log/go.jsonl",
+    MCP_AUDIT_AUDIT_PATH: "/var/log/ours.jsonl",
+    PROXY_PORT: "6000",
+  }, { "proxy.port": { flag: "--port", value: 7000 } });
+  assert.equal(ours.config.audit.path, "/var/log/ours.jsonl");
+  assert.equal(ours.config.proxy.port, 7000);
+  // Only names whose value is in force are reported: the others were overridden.
+  assert.deepEqual(ours.goEnv, []);
+  // With no file at all, they still apply (the Go tool's defaults are what they override).
+  assert.equal(load(undefined, { DASHBOARD_PORT: "0" }).config.dashboard.port, 0);
+});
+
+Deno.test("an empty unprefixed variable is not set, as viper ignores it without AllowEmptyEnv", () => {
+  const r = load("audit:\n  path: ./f.jsonl\n", { AUDIT_PATH: "", DASHBOARD_AUTH_TOKEN: "" });
+  assert.equal(r.config.audit.path, "./f.jsonl");
+  assert.equal(r.config.dashboard.auth.token, "");
+  assert.deepEqual(r.goEnv, []);
+});
+
+Deno.test("unprefixed variables are parsed by the key's type, with Go's boolean words", () => {
+  const { config, goEnv } = load(undefined, {
+    METRICS_ENABLED: "f",
+    DASHBOARD_ENABLED: "T",
+    METRICS_TOOL_LABELS: "FALSE",
+    OTEL_ENDPOINT: "http://collector:4318",
+    OTEL_SERVICE_NAME: "audit-proxy",
+    PROXY_CLIENT_ID: "cursor",
+    AUDIT_STORAGE: "sqlite",
+    POLICY_DEFAULT_ACTION: "Deny",
+    MIDDLEWARE_REDACT_PATTERNS: "password, ssn,,",
+    PROXY_FORWARD_HEADERS: "Authorization",
+    DASHBOARD_AUTH_TOKEN: "tok-123",
+  });
+  assert.equal(config.metrics.enabled, false);
+  assert.equal(config.dashboard.enabled, true);
+  assert.equal(config.metrics.tool_labels, false);
+  assert.equal(config.otel.endpoint, "http://collector:4318");
+  assert.equal(config.otel.service_name, "audit-proxy");
+  assert.equal(config.proxy.client_id, "cursor");
+  assert.equal(config.audit.storage, "sqlite");
+  assert.equal(config.policy.default_action, "deny");
+  // A list is comma-separated (viper's split); a stray comma adds no empty pattern.
+  assert.deepEqual(config.middleware.redact.patterns, ["password", "ssn"]);
+  assert.deepEqual(config.proxy.forward_headers, ["Authorization"]);
+  assert.equal(config.dashboard.auth.token, "tok-123");
+  assert.equal(goEnv.length, 11);
+});
+
+Deno.test("only the Go tool's keys are read unprefixed: our own keys need MCP_AUDIT_*", () => {
+  const { config, goEnv } = load(undefined, {
+    AUDIT_DURABILITY: "entry",
+    PROXY_BIND_ADDRESS: "0.0.0.0",
+    METRICS_BIND_ADDRESS: "0.0.0.0",
+    PROXY_UPSTREAM: "evil-server",
+  });
+  assert.equal(config.audit.durability, SCHEMA["audit.durability"]!.default);
+  assert.equal(config.proxy.bind_address, "127.0.0.1");
+  assert.equal(config.metrics.bind_address, "127.0.0.1");
+  assert.equal(config.proxy.upstream, "", "PROXY_UPSTREAM without proxy.upstream in the file");
+  assert.deepEqual(goEnv, []);
+});
+
+Deno.test("PROXY_UPSTREAM overrides proxy.upstream when the file sets it, as viper reads a key it knows", () => {
+  const file = 'proxy:\n  upstream: "npx @modelcontextprotocol/server-filesystem /tmp"\n';
+  const r = load(file, { PROXY_UPSTREAM: "npx other-server" });
+  assert.equal(r.config.proxy.upstream, "npx other-server");
+  assert.deepEqual(r.goEnv, ["PROXY_UPSTREAM"]);
+  assert.equal(
+    load(file, { PROXY_UPSTREAM: "x", MCP_AUDIT_PROXY_UPSTREAM: "y" }).config.proxy.upstream,
+    "y",
+  );
+});
+
+Deno.test("a bad unprefixed value names the variable; a secret's value is never shown", () => {
+  assert.equal(
+    errorOf(undefined, { PROXY_PORT: "abc" }).message,
+    'PROXY_PORT: must be an integer 0–65535, got "abc"',
+  );
+  assert.equal(
+    errorOf(undefined, { AUDIT_ASYNC_QUEUE_SIZE: "lots" }).message,
+    'AUDIT_ASYNC_QUEUE_SIZE: must be an integer ≥ 1, got "lots"',
+  );
+  assert.equal(
+    errorOf(undefined, { METRICS_PORT: "70000" }).message,
+    "METRICS_PORT: must be from 0 to 65535, got 70000",
+  );
+  fails("AUDIT_SIGN", undefined, { AUDIT_SIGN: "yes" });
+  fails("AUDIT_STORAGE", undefined, { AUDIT_STORAGE: "postgres" });
+  fails("PROXY_TRANSPORT", undefined, { PROXY_TRANSPORT: "grpc" });
+  const token = "not a token";
+  const e = errorOf(undefined, { DASHBOARD_AUTH_TOKEN: token });
+  assert.ok(!e.message.includes(token), e.message);
+  // The same message for the prefixed name.
+  assert.equal(
+    errorOf(undefined, { MCP_AUDIT_PROXY_PORT: "abc" }).message,
+    'MCP_AUDIT_PROXY_PORT: must be an integer 0–65535, got "abc"',
+  );
+});
+
+Deno.test("OTEL_HEADERS and POLICY_RULES are refused by name, as the Go tool refused to start with them", () => {
+  for (
+    const [name, key, text] of [
+      ["OTEL_HEADERS", "otel.headers", "Authorization=Bearer x"],
+      ["POLICY_RULES", "policy.rules", '[{"action":"deny"}]'],
+    ] as const
+  ) {
+    const e = errorOf(undefined, { [name]: text });
+    assert.equal(e.key, name);
+    assert.ok(e.message.includes(key) && e.message.includes(envName(key)), e.message);
+    assert.ok(!e.message.includes("Bearer"), e.message);
+    // Empty, they are not set at all.
+    assert.doesNotThrow(() => load(undefined, { [name]: "" }));
+  }
+});
+
+Deno.test("a .json configuration file loads as the same YAML would", () => {
+  const yaml = load(
+    "proxy:\n  port: 5000\n  forward_headers: [Authorization]\npolicy:\n  enabled: true\n  rules:\n    - action: deny\n      tool_name: rm\n",
+  );
+  const json = loadFile(
+    "/etc/mcp-audit/config.json",
+    '\uFEFF{\n  "proxy": {"port": 5000, "forward_headers": ["Authorization"]},\n  "policy": {"enabled": true, "rules": [{"action": "deny", "tool_name": "rm"}]}\n}\n',
+  );
+  assert.deepEqual(json.config, yaml.config);
+  assert.deepEqual(json.fromFile, yaml.fromFile);
+  // Unknown keys are refused by name in JSON as in YAML.
+  assert.throws(
+    () => loadFile("c.json", '{"proxy": {"prot": 1}}'),
+    (e: unknown) => e instanceof ConfigError && e.key === "proxy.prot",
+  );
+});
+
+Deno.test("a .json file is strict JSON: comments, trailing commas and repeated keys are refused at their line and column", () => {
+  const cases: [string, string, string][] = [
+    ['{\n  "proxy": {"port": 1,}\n}', "c.json:2:23", "not valid JSON: Expected double-quoted"],
+    ['{\n  // a comment\n  "proxy": {}\n}', "c.json:2:3", "not valid JSON: Expected"],
+    ['{"proxy": {"port": 1}', "c.json:1:22", "not valid JSON: Expected"],
+    ["", "c.json:1:1", "not valid JSON: Unexpected end"],
+    [
+      '{\n  "proxy": {"port": 1},\n  "proxy": {"port": 2}\n}',
+      "c.json:3:3",
+      "not valid JSON: a key",
+    ],
+  ];
+  for (const [text, key, start] of cases) {
+    let e: unknown;
+    try {
+      loadFile("c.json", text);
+    } catch (caught) {
+      e = caught;
+    }
+    assert.ok(e instanceof ConfigError, String(e));
+    assert.equal(e.key, key, `${JSON.stringify(text)}: ${e.message}`);
+    assert.ok(e.message.startsWith(`${key}: ${start}`), e.message);
+  }
+});
+
+Deno.test("the file's format follows its extension; viper's other formats are refused, naming the extension", () => {
+  assert.equal(configFormat("config.yaml"), "yaml");
+  assert.equal(configFormat("/etc/x/config.YML"), "yaml");
+  assert.equal(configFormat("mcp-audit-config"), "yaml");
+  assert.equal(configFormat(".mcp-audit"), "yaml");
+  assert.equal(configFormat("./dir.d/config"), "yaml");
+  assert.equal(configFormat("C:\\cfg\\config.JSON"), "json");
+  for (
+    const ext of ["toml", "hcl", "tfvars", "ini", "env", "dotenv", "properties", "props", "prop"]
+  ) {
+    assert.throws(
+      () => loadFile(`config.${ext}`, ""),
+      (e: unknown) => {
+        assert.ok(e instanceof ConfigError);
+        assert.equal(e.key, `config.${ext}`);
+        assert.match(
+          e.message,
+          new RegExp(
+            `\\(\\.${ext}\\) configuration files are not supported; convert it to YAML \\(\\.yaml\\) or JSON \\(\\.json\\)`,
+          ),
+        );
+        return true;
+      },
+    );
+  }
+  // YAML that is not JSON, in a .json file, is refused; JSON in a .yaml file reads (YAML holds it).
+  assert.throws(() => loadFile("c.json", "proxy:\n  port: 1\n"), ConfigError);
+  assert.equal(loadFile("c.yaml", '{"proxy": {"port": 1}}').config.proxy.port, 1);
 });

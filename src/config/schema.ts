@@ -233,3 +233,76 @@ export const SCHEMA: Readonly<Record<string, KeySpec>> = {
 export function envName(key: string): string {
   return "MCP_AUDIT_" + key.toUpperCase().replaceAll(".", "_");
 }
+
+/**
+ * The keys the Go tool gives a default (`setDefaults` in its `cmd/mcp-audit/main.go`, v1.1.0):
+ * its viper `AutomaticEnv()` lets an unprefixed variable set each of them (`AUDIT_PATH`,
+ * `DASHBOARD_AUTH_TOKEN`, …; see {@link goEnvName}), below `MCP_AUDIT_*` and flags, above the
+ * file. Keys the Go tool does not have are set by `MCP_AUDIT_*` only. `proxy.upstream` has no
+ * default there, so `PROXY_UPSTREAM` counts only when the file sets the key (viper's rule);
+ * `audit.secret` is `AUDIT_SECRET`, read on its own.
+ */
+export const GO_ENV_KEYS: readonly string[] = [
+  "proxy.transport",
+  "proxy.port",
+  "proxy.upstream_timeout_ms",
+  "proxy.forward_headers",
+  "proxy.tls.ca_file",
+  "proxy.tls.server_name",
+  "proxy.tls.insecure_skip_verify",
+  "proxy.tls.client_cert_file",
+  "proxy.tls.client_key_file",
+  "proxy.retry.max_retries",
+  "proxy.retry.initial_interval_ms",
+  "proxy.retry.max_interval_ms",
+  "proxy.client_id",
+  "proxy.server_id",
+  "audit.storage",
+  "audit.path",
+  "audit.sqlite_path",
+  "audit.sign",
+  "audit.async.enabled",
+  "audit.async.queue_size",
+  "audit.async.batch_size",
+  "audit.async.flush_interval_ms",
+  "audit.rotation.max_size_bytes",
+  "audit.rotation.max_files",
+  "audit.rotation.interval",
+  "audit.rotation.max_age_days",
+  "middleware.rate_limit.enabled",
+  "middleware.rate_limit.requests_per_minute",
+  "middleware.redact.enabled",
+  "middleware.redact.patterns",
+  "policy.enabled",
+  "policy.default_action",
+  "policy.rules",
+  "dashboard.enabled",
+  "dashboard.bind_address",
+  "dashboard.port",
+  "dashboard.auth.token",
+  "metrics.enabled",
+  "metrics.port",
+  "metrics.path",
+  "metrics.include_go_metrics",
+  "metrics.include_process_metrics",
+  "metrics.tool_labels",
+  "otel.enabled",
+  "otel.endpoint",
+  "otel.service_name",
+  "otel.headers",
+  "otel.tls.ca_file",
+  "otel.tls.server_name",
+  "otel.tls.insecure_skip_verify",
+  "otel.retry.max_retries",
+  "otel.retry.initial_interval_ms",
+  "otel.retry.max_interval_ms",
+  "otel.queue_size",
+  "otel.batch_size",
+  "otel.flush_interval_ms",
+  "otel.timeout_ms",
+];
+
+/** The Go tool's variable for `key`: upper case, dots as underscores, no prefix (`AUDIT_PATH`). */
+export function goEnvName(key: string): string {
+  return key.toUpperCase().replaceAll(".", "_");
+}
