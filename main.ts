@@ -42,7 +42,7 @@ import { runStdio } from "./src/transport/stdio.ts";
 import { Telemetry, TelemetryStartError } from "./src/telemetry/telemetry.ts";
 import { ProxyStats } from "./src/telemetry/proxy_stats.ts";
 import type { RequestInfo } from "./src/transport/http/host_origin_guard.ts";
-import { VERSION } from "./src/version.ts";
+import { VERSION, versionLine } from "./src/version.ts";
 import { watchFile } from "./src/config/watch.ts";
 import { readConfigFile } from "./src/config/read_file.ts";
 import { Reloader, type ReloadTrigger } from "./src/pipeline/reload.ts";
@@ -771,7 +771,7 @@ async function main(argv: string[]): Promise<number> {
         printOut(HELP);
         return 0;
       case "version":
-        printOut(`mcp-audit ${VERSION}`);
+        printOut(versionLine());
         return 0;
       case "verify": {
         const { verifyCommand } = await import("./src/cli/verify_command.ts");
