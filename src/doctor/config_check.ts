@@ -24,7 +24,8 @@ export interface ConfigCheck {
 
 /**
  * The environment variables that set something: `MCP_AUDIT_*` and the signing secret's variables,
- * by name only (never a value), plus those of `extra` that are set (the Go tool's unprefixed names).
+ * by name only (never a value), plus those of `extra` that are set (the Go tool's unprefixed names
+ * the loader applied).
  */
 export function envSources(
   env: Readonly<Record<string, string>>,
@@ -85,7 +86,7 @@ export async function checkConfig(
   }
   const sources = [
     file === undefined ? "defaults" : "file",
-    ...envSources(env),
+    ...envSources(env, loaded.goEnv),
     ...[...line.flags.values()].map((f) => f.flag),
   ];
   if (line.upstreamArgv.length > 0) sources.push("-- upstream");

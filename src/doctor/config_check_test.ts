@@ -9,11 +9,16 @@ Deno.test("config: the file, the variables and the flags in force are named (val
       flags: new Map([["audit.storage", { flag: "--storage", value: "jsonl" }]]),
       configPath: `${dir}/config.yaml`,
       upstreamArgv: ["echo"],
-    }, { MCP_AUDIT_METRICS_PORT: "0", AUDIT_SECRET: "x".repeat(40), PATH: "/bin" });
+    }, {
+      MCP_AUDIT_METRICS_PORT: "0",
+      AUDIT_SECRET: "x".repeat(40),
+      PATH: "/bin",
+      DASHBOARD_PORT: "0",
+    });
     assert.equal(result.status, "ok");
     assert.equal(
       result.detail,
-      `${dir}/config.yaml (file + MCP_AUDIT_METRICS_PORT + AUDIT_SECRET + --storage + -- upstream)`,
+      `${dir}/config.yaml (file + MCP_AUDIT_METRICS_PORT + AUDIT_SECRET + DASHBOARD_PORT + --storage + -- upstream)`,
     );
     assert.equal(loaded?.config.audit.path, "/tmp/x.jsonl");
   } finally {
