@@ -61,11 +61,18 @@ export function splitCommandLine(line: string, windows = false): string[] {
   return out;
 }
 
+/**
+ * The proxy's secrets among the Go tool's unprefixed variables: the signing secret, and the
+ * dashboard's token (read as `dashboard.auth.token`). Other unprefixed names (`PROXY_PORT`, …) are
+ * too generic to take from a server that may read them for itself, and hold no secret.
+ */
+const SECRET_NAMES: ReadonlySet<string> = new Set(["AUDIT_SECRET", "DASHBOARD_AUTH_TOKEN"]);
+
 /** The environment for the upstream: ours, without the proxy's own secrets. */
 export function upstreamEnv(env: Readonly<Record<string, string>>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) {
-    if (name === "AUDIT_SECRET" || name.startsWith("MCP_AUDIT_")) continue;
+    if (SECRET_NAMES.has(name) || name.startsWith("MCP_AUDIT_")) continue;
     out[name] = value;
   }
   return out;

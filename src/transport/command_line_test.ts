@@ -63,11 +63,13 @@ Deno.test("splitCommandLine in Windows mode keeps a UNC path's double backslash 
   );
 });
 
-Deno.test("upstreamEnv drops AUDIT_SECRET and every MCP_AUDIT_ variable", () => {
+Deno.test("upstreamEnv drops AUDIT_SECRET, DASHBOARD_AUTH_TOKEN and every MCP_AUDIT_ variable", () => {
   const env = {
     PATH: "/usr/bin",
     HOME: "/home/u",
     AUDIT_SECRET: "s",
+    DASHBOARD_AUTH_TOKEN: "the Go tool's name for dashboard.auth.token",
+    PROXY_PORT: "kept: too generic to take away",
     MCP_AUDIT_SIGNING_SECRET: "s2",
     MCP_AUDIT_DASHBOARD_AUTH_TOKEN: "t",
     MCP_AUDIT_PROXY_PORT: "1",
@@ -77,6 +79,7 @@ Deno.test("upstreamEnv drops AUDIT_SECRET and every MCP_AUDIT_ variable", () => 
   assert.deepEqual(upstreamEnv(env), {
     PATH: "/usr/bin",
     HOME: "/home/u",
+    PROXY_PORT: "kept: too generic to take away",
     AUDIT_SECRET_HINT: "kept: not ours",
     GITHUB_TOKEN: "kept: the upstream may need it",
   });
