@@ -7,7 +7,8 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { doctorCommand } from "../src/cli/doctor_command.ts";
 import { generateEd25519 } from "../src/audit/signing.ts";
-import { deadline, EVERYTHING, fixture, ProxyProcess, SECRET, tempDir } from "./helpers.ts";
+import { wrappedArgs } from "../src/clients/wrap.ts";
+import { deadline, EVERYTHING, fixture, MAIN, ProxyProcess, SECRET, tempDir } from "./helpers.ts";
 import { cleanEnv, EverythingHttpServer } from "./http_helpers.ts";
 
 interface Ran {
@@ -202,6 +203,47 @@ Deno.test("doctor: a configuration that does not load fails, and the checks that
   assert(line(ran, "config").startsWith("FAIL  config    audit.storage: "));
   assertEquals(ran.out.filter((l) => l.startsWith("skip ")).length, 5);
   assertEquals(ran.out.at(-1), "0 ok, 0 warnings, 1 failed, 5 skipped");
+});
+
+Deno.test("doctor: --file checks each wrapped entry of a client file; a server command that is gone fails", async () => {
+  await using dir = await tempDir("doctor-clients");
+  Deno.writeTextFileSync(`${dir.path}/config.yaml`, `audit:\n  path: ${dir.path}/audit.jsonl\n`);
+  const entry = (name: string, argv: string[]) => ({
+    command: Deno.execPath(),
+    args: wrappedArgs(["run", "--allow-read", MAIN], name, "cursor", `${dir.path}/config.yaml`, {
+      kind: "stdio",
+      argv,
+    }),
+  });
+  Deno.writeTextFileSync(
+    `${dir.path}/mcp.json`,
+    JSON.stringify({
+      mcpServers: { ok: entry("ok", EVERYTHING), gone: entry("gone", ["no-such-mcp-server-here"]) },
+    }),
+  );
+  const ran = await doctor(
+    [
+      "--config",
+      `${dir.path}/config.yaml`,
+      "--no-dashboard",
+      "--no-metrics",
+      "--file",
+      `${dir.path}/mcp.json`,
+    ],
+    { ...cleanEnv(), AUDIT_SECRET: SECRET },
+  );
+  assertEquals(ran.code, 1);
+  assertEquals(
+    line(ran, "clients"),
+    "FAIL  clients   2 wrapped servers in 1 file: 1 problem — fix: install what is missing, or wrap the file again (mcp-audit wrap) from where mcp-audit now lives",
+  );
+  assert(
+    ran.out.some((l) =>
+      l.trim().startsWith(
+        `${dir.path}/mcp.json: gone: the server's command "no-such-mcp-server-here" is not found on PATH`,
+      )
+    ),
+  );
 });
 
 Deno.test("doctor: bad usage is exit 2 with the usage line; --help is exit 0", async () => {

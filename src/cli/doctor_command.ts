@@ -1,5 +1,6 @@
 /**
- * `mcp-audit doctor [--json] [--timeout MS] [proxy flags] [-- UPSTREAM...]`: checks a configuration
+ * `mcp-audit doctor [--json] [--timeout MS] [--client NAME]... [--file PATH]... [proxy flags]
+ * [-- UPSTREAM...]`: checks a configuration
  * end to end and prints one line per check, each failure with its fix.
  *
  * The proxy's own flags (`--config`, `--upstream`, `--transport`, `--storage`, `--port`,
@@ -12,7 +13,9 @@
  * 3. `chain`    the log verifies, with the configured key;
  * 4. `signing`  the key is there and fit;
  * 5. `ports`    the listeners it turns on can bind;
- * 6. `upstream` the upstream answers `initialize` (nothing else is sent to it).
+ * 6. `upstream` the upstream answers `initialize` (nothing else is sent to it);
+ * 7. `clients`  with `--client NAME` / `--file PATH`: the entries mcp-audit wraps there point at
+ *               programs and files that exist.
  *
  * Exit codes: 0 every check passed (warnings allowed), 1 a check failed, 2 bad usage.
  *
@@ -21,6 +24,7 @@
 import { parseCommand } from "./args.ts";
 import { UsageError } from "./errors.ts";
 import { checkChain } from "../doctor/chain_check.ts";
+import { checkClients } from "../doctor/clients_check.ts";
 import { checkConfig } from "../doctor/config_check.ts";
 import { checkLog, ownIdentity } from "../doctor/log_check.ts";
 import { checkPorts } from "../doctor/ports_check.ts";
@@ -38,12 +42,15 @@ export interface DoctorIo {
   color: boolean;
   /** Ends the wait for the upstream early (Ctrl-C). */
   signal?: AbortSignal;
+  /** Where relative paths in client files are resolved; the process's unless given. */
+  cwd?: string;
   /** A monotonic clock in milliseconds; `performance.now` unless given. */
   mono?: () => number;
 }
 
-const USAGE = "usage: mcp-audit doctor [--json] [--timeout MS] [--config PATH] [proxy flags] " +
-  "[-- UPSTREAM_CMD ARGS...]";
+const USAGE =
+  "usage: mcp-audit doctor [--json] [--timeout MS] [--client NAME]... [--file PATH]... " +
+  "[--config PATH] [proxy flags] [-- UPSTREAM_CMD ARGS...]";
 /** How long the upstream gets to answer `initialize`, unless `--timeout` says otherwise. */
 const DEFAULT_TIMEOUT_MS = 10_000;
 const MAX_TIMEOUT_MS = 600_000;
@@ -51,15 +58,22 @@ const MAX_TIMEOUT_MS = 600_000;
 /** The doctor's own flags, and the rest for the proxy's parser. */
 interface DoctorArgs {
   json: boolean;
+  clients: string[];
+  files: string[];
   help: boolean;
   timeoutMs: number;
   proxyArgs: string[];
 }
 
-/** Takes `--json`, `--timeout MS` and `--help` out of `args` (as `-name` too, as Go spells it). */
+/**
+ * Takes `--json`, `--timeout MS`, `--client NAME`, `--file PATH` and `--help` out of `args` (as
+ * `-name` too, as Go spells flags).
+ */
 export function parseDoctorArgs(args: readonly string[]): DoctorArgs {
   const out: DoctorArgs = {
     json: false,
+    clients: [],
+    files: [],
     help: false,
     timeoutMs: DEFAULT_TIMEOUT_MS,
     proxyArgs: [],
@@ -68,7 +82,7 @@ export function parseDoctorArgs(args: readonly string[]): DoctorArgs {
   const own = dashdash === -1 ? args : args.slice(0, dashdash);
   for (let i = 0; i < own.length; i++) {
     const token = own[i]!;
-    const m = /^--?(json|timeout|help|h)(?:=([\s\S]*))?$/.exec(token);
+    const m = /^--?(json|timeout|client|file|help|h)(?:=([\s\S]*))?$/.exec(token);
     if (m === null) {
       out.proxyArgs.push(token);
       // A proxy flag's value is its next word, which may look like one of ours: keep it with it.
@@ -91,6 +105,12 @@ export function parseDoctorArgs(args: readonly string[]): DoctorArgs {
         );
       }
       out.timeoutMs = Number(text);
+    } else if (name === "client" || name === "file") {
+      const value = m[2] ?? own[++i];
+      if (value === undefined || value === "") {
+        throw new UsageError(`doctor: --${name} needs a value`);
+      }
+      (name === "client" ? out.clients : out.files).push(value);
     } else if (m[2] !== undefined) {
       throw new UsageError(`doctor: --${name} takes no value`);
     } else if (name === "json") out.json = true;
@@ -157,6 +177,15 @@ export async function doctorCommand(args: string[], io: DoctorIo): Promise<numbe
         timeoutMs: parsed.timeoutMs,
         signal: io.signal,
         mono,
+      }),
+    );
+  }
+  if (parsed.clients.length > 0 || parsed.files.length > 0) {
+    results.push(
+      checkClients({ clients: parsed.clients, files: parsed.files }, {
+        os: Deno.build.os,
+        env: io.env,
+        cwd: io.cwd ?? Deno.cwd(),
       }),
     );
   }
