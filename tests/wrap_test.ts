@@ -16,7 +16,9 @@ import { clientFiles, type ClientName } from "../src/clients/catalog.ts";
 import { parseJsonc, toPlain } from "../src/clients/jsonc.ts";
 import { applyEdits } from "../src/clients/edit.ts";
 import { parseWrapped, wrapDocument } from "../src/clients/wrap.ts";
-import { readLog, tempDir } from "./helpers.ts";
+import { deadline, readLog, STORAGE, tempDir } from "./helpers.ts";
+import { EverythingHttpServer } from "./http_helpers.ts";
+import { generateEd25519 } from "../src/audit/signing.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
 const FIXTURES = `${REPO}tests/fixtures/clients/`;
@@ -395,11 +397,104 @@ Deno.test("usage: unknown client, --client and --file both or neither, a client 
   assert(!existsSync(`${dir.path}/home`), "nothing created");
 });
 
-Deno.test("a wrapped entry, started as a client starts it, runs server-everything behind the proxy under exactly its flags, and the log verifies", async () => {
+interface Entry {
+  command: string;
+  args: string[];
+  env?: Record<string, string>;
+}
+
+/**
+ * The shared config of the launch tests. With `TEST_STORAGE=sqlite` it is written beforehand
+ * (a SQLite log, and a key); else wrap creates it (a JSONL log).
+ */
+function sharedConfigFor(root: string): { log: string; config: string; data: string } {
+  const data = `${root}/home/.local/share/mcp-audit`;
+  const config = `${root}/home/.config/mcp-audit`;
+  if (STORAGE !== "sqlite") return { log: `${data}/audit.jsonl`, config, data };
+  Deno.mkdirSync(config, { recursive: true });
+  Deno.mkdirSync(data, { recursive: true });
+  const pair = generateEd25519();
+  Deno.writeTextFileSync(`${config}/signing.key`, pair.privatePem);
+  Deno.writeTextFileSync(`${config}/signing.pub`, pair.publicPem);
+  Deno.writeTextFileSync(
+    `${config}/config.yaml`,
+    `audit:\n  storage: sqlite\n  sqlite_path: ${data}/audit.db\n` +
+      `  signing:\n    private_key_file: ${config}/signing.key\n`,
+  );
+  return { log: `${data}/audit.db`, config, data };
+}
+
+/**
+ * Starts a wrapped entry as a client does (its command, args and env over the default
+ * environment, from a folder of the client's choosing) with the SDK's stdio transport, calls
+ * server-everything's echo through it, and checks the shared log: the server's and client's ids
+ * on every record, and `verify` exit 0 with the key wrap made.
+ */
+async function launchAndVerify(
+  entry: Entry,
+  shared: { log: string; config: string },
+  serverId: string,
+  clientId: string,
+): Promise<void> {
+  const env: Record<string, string> = { ...getDefaultEnvironment(), ...entry.env };
+  const denoDir = Deno.env.get("DENO_DIR");
+  if (denoDir !== undefined) env.DENO_DIR = denoDir;
+  const transport = new StdioClientTransport({
+    command: entry.command,
+    args: entry.args,
+    env,
+    cwd: "/",
+    stderr: "pipe",
+  });
+  const stderr: string[] = [];
+  transport.stderr?.on("data", (chunk: Uint8Array) => stderr.push(new TextDecoder().decode(chunk)));
+  const client = new Client({ name: "wrap-test", version: "1.0.0" });
+  try {
+    await client.connect(transport);
+    const result = await client.callTool({ name: "echo", arguments: { message: "wrapped" } });
+    assertEquals(result.content, [{ type: "text", text: "Echo: wrapped" }]);
+  } finally {
+    await client.close();
+  }
+  const records = (await readLog(shared.log)).records;
+  assert(records.length > 2, stderr.join(""));
+  assert(
+    records.every((r) => r.server_id === serverId && r.client_id === clientId),
+    stderr.join(""),
+  );
+  assert(records.some((r) => r.tool_name === "echo" && r.kind === "response"));
+  const verify = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      `${REPO}main.ts`,
+      "verify",
+      "--public-key",
+      `${shared.config}/signing.pub`,
+      shared.log,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const said = new TextDecoder().decode(verify.stdout) + new TextDecoder().decode(verify.stderr);
+  assertEquals(verify.code, 0, said);
+}
+
+function entryOf(path: string, key: string, name: string): Entry {
+  const root = toPlain(parseJsonc(Deno.readTextFileSync(path)).root) as Record<
+    string,
+    Record<string, Entry>
+  >;
+  return root[key]![name]!;
+}
+
+Deno.test("a wrapped stdio entry, started as a client starts it, runs server-everything behind the proxy under exactly its flags, and the log verifies", async () => {
   await using dir = await tempDir("wrap-launch");
   const deno = Deno.execPath();
+  const shared = sharedConfigFor(dir.path);
   const path = `${dir.path}/project/.cursor/mcp.json`;
   Deno.mkdirSync(`${dir.path}/project/.cursor`, { recursive: true });
+  // No -A anywhere: the server gets the two permissions it needs.
   const server = [
     "run",
     "--allow-env",
@@ -422,64 +517,74 @@ Deno.test("a wrapped entry, started as a client starts it, runs server-everythin
     u.io,
   );
   assertEquals(code, 0, u.err.join("\n"));
-  const entry = (toPlain(parseJsonc(Deno.readTextFileSync(path)).root) as {
-    mcpServers: { everything: { command: string; args: string[]; env: Record<string, string> } };
-  }).mcpServers.everything;
+  const entry = entryOf(path, "mcpServers", "everything");
   assertEquals(entry.command, deno);
   assertEquals(entry.env, { NOTE: "kept" });
   const wrapped = parseWrapped(entry.args);
   assert(wrapped !== undefined);
   assertEquals(wrapped.upstream, { kind: "stdio", argv: [deno, ...server] });
   assert(!entry.args.some((a) => a === "-A" || a.startsWith("--allow-all")), "no -A");
-  const data = `${dir.path}/home/.local/share/mcp-audit`;
-  const config = `${dir.path}/home/.config/mcp-audit`;
   assertEquals(wrapped.launcherArgs, [
     "run",
-    `--allow-read=${config}/config.yaml,${data},${config}/signing.key`,
-    `--allow-write=${data}`,
+    `--allow-read=${shared.config}/config.yaml,${shared.data},${shared.config}/signing.key`,
+    `--allow-write=${shared.data}`,
     "--allow-env",
     `--allow-run=${deno},kill`,
     `${REPO}main.ts`,
   ]);
+  await launchAndVerify(entry, shared, "everything", "cursor");
+});
 
-  // As a client does: the entry's command, args and env over the default environment, from a
-  // folder of the client's choosing.
-  const env: Record<string, string> = { ...getDefaultEnvironment(), ...entry.env };
-  const denoDir = Deno.env.get("DENO_DIR");
-  if (denoDir !== undefined) env.DENO_DIR = denoDir;
-  const transport = new StdioClientTransport({
-    command: entry.command,
-    args: entry.args,
-    env,
-    cwd: "/",
-    stderr: "pipe",
-  });
-  const stderr: string[] = [];
-  transport.stderr?.on("data", (chunk: Uint8Array) => stderr.push(new TextDecoder().decode(chunk)));
-  const client = new Client({ name: "wrap-test", version: "1.0.0" });
-  try {
-    await client.connect(transport);
-    const result = await client.callTool({ name: "echo", arguments: { message: "wrapped" } });
-    assertEquals(result.content, [{ type: "text", text: "Echo: wrapped" }]);
-  } finally {
-    await client.close();
-  }
-  const log = `${data}/audit.jsonl`;
-  const records = (await readLog(log)).records;
-  assert(records.length > 2, stderr.join(""));
-  assert(
-    records.every((r) => r.server_id === "everything" && r.client_id === "cursor"),
-    stderr.join(""),
+Deno.test("a wrapped remote entry runs the stdio-to-HTTP bridge with only that host in its net permission, and the log verifies", async () => {
+  await using dir = await tempDir("wrap-remote");
+  await using server = await EverythingHttpServer.start(dir.path, deadline(60_000));
+  const shared = sharedConfigFor(dir.path);
+  const path = `${dir.path}/project/.vscode/mcp.json`;
+  Deno.mkdirSync(`${dir.path}/project/.vscode`, { recursive: true });
+  const original =
+    `{\n\t"servers": {\n\t\t"remote": {\n\t\t\t"type": "http",\n\t\t\t"url": "${server.url}",\n\t\t},\n\t},\n}\n`;
+  Deno.writeTextFileSync(path, original);
+  const u = user(dir.path);
+  const code = await wrapCommand(
+    "wrap",
+    ["--client", "vscode", "--project", `${dir.path}/project`],
+    u.io,
   );
-  assert(records.some((r) => r.tool_name === "echo" && r.kind === "response"));
-  const verify = await new Deno.Command(deno, {
-    args: ["run", "-A", `${REPO}main.ts`, "verify", "--public-key", `${config}/signing.pub`, log],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  assertEquals(code, 0, u.err.join("\n"));
+  const entry = entryOf(path, "servers", "remote");
+  const wrapped = parseWrapped(entry.args);
+  assertEquals(wrapped?.upstream, { kind: "remote", url: server.url });
+  assertEquals(wrapped.launcherArgs, [
+    "run",
+    `--allow-read=${shared.config}/config.yaml,${shared.data},${shared.config}/signing.key`,
+    `--allow-write=${shared.data}`,
+    "--allow-env",
+    `--allow-net=127.0.0.1:${server.port}`,
+    `${REPO}main.ts`,
+  ]);
+  await launchAndVerify(entry, shared, "remote", "vscode");
+  const back = user(dir.path);
   assertEquals(
-    verify.code,
+    await wrapCommand(
+      "unwrap",
+      ["--client", "vscode", "--project", `${dir.path}/project`],
+      back.io,
+    ),
     0,
-    new TextDecoder().decode(verify.stdout) + new TextDecoder().decode(verify.stderr),
+  );
+  assertEquals(Deno.readTextFileSync(path), original);
+});
+
+Deno.test("a shared config whose log path is relative is refused: clients start servers elsewhere", async () => {
+  await using dir = await tempDir("wrap-relative");
+  Deno.writeTextFileSync(`${dir.path}/shared.yaml`, "audit:\n  path: ./audit.jsonl\n");
+  const r = await onFile(`${dir.path}/c`, '{"mcpServers": {"a": {"command": "x"}}}', [
+    "--config",
+    `${dir.path}/shared.yaml`,
+  ]);
+  assertEquals([r.code, r.untouched], [2, true]);
+  assert(
+    r.err.some((l) => l.includes('audit.path: is relative ("./audit.jsonl")')),
+    r.err.join("\n"),
   );
 });

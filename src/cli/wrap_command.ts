@@ -257,8 +257,7 @@ interface Touches {
 
 function hostPort(url: URL): string {
   const port = url.port !== "" ? url.port : url.protocol === "https:" ? "443" : "80";
-  const host = url.hostname.startsWith("[") ? url.hostname : url.hostname;
-  return `${host}:${port}`;
+  return `${url.hostname}:${port}`;
 }
 
 /**
@@ -354,8 +353,9 @@ function launcherFor(
       "--allow-env",
     ];
     if (upstream.kind === "stdio") {
-      // kill: to signal the upstream's whole process group.
-      args.push(flagList("--allow-run", [upstream.command, "kill"]));
+      // kill (taskkill on Windows): to end the upstream's whole process group (tree).
+      const killer = io.os === "windows" ? "taskkill" : "kill";
+      args.push(flagList("--allow-run", [upstream.command, killer]));
       if (t.net.length > 0) args.push(flagList("--allow-net", t.net));
     } else {
       args.push(flagList("--allow-net", unique([hostPort(upstream.url), ...t.net])));
@@ -524,7 +524,8 @@ export async function wrapCommand(
       }
       const next = (doc.bom ? "\uFEFF" : "") + applyEdits(doc.text, rewrite.edits);
       if (parsed.dryRun) {
-        io.out(unifiedDiff(raw, next, file.path, file.path));
+        const diff = unifiedDiff(raw, next, file.path, file.path);
+        if (diff !== "") io.out(diff);
         for (const o of rewrite.outcomes) io.out(`${describe(o)} (dry run)`);
         continue;
       }
