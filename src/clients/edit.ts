@@ -120,7 +120,7 @@ export function insertMember(
   checkString(key);
   const text = doc.text;
   const last = object.members.at(-1);
-  const colon = last === undefined ? ": " : colonOf(text, last);
+  const colon = colonOf(text, last ?? firstMember(doc.root));
   const inline = isMinified(doc) || (last !== undefined && isOneLine(text, object.span));
   const style = styleOf(doc, colon, inline);
   const nl = doc.newline;
@@ -161,7 +161,7 @@ export function insertMember(
   }
 
   if (inline) {
-    const separator = itemSeparator(text, object.members);
+    const separator = itemSeparator(text, object.members) ?? (/\s$/.test(colon) ? " " : "");
     return { span: { start: last.span.end, end: last.span.end }, text: "," + separator + member };
   }
   const trailer = scanTrailer(text, last.span.end);
@@ -238,6 +238,10 @@ export function removeMember(
       text: text.slice(comma + 1, lineBreakBefore(text, start)),
     };
   }
+  // Something follows on the member's line (a comment): it keeps its place and indentation.
+  if (ownLine) {
+    return { span: { start: comma, end: restOfLine }, text: text.slice(comma + 1, start) };
+  }
   return { span: { start: comma, end }, text: trimSpacesEnd(text.slice(comma + 1, start)) };
 }
 
@@ -247,15 +251,22 @@ interface Style {
   colon: string;
   /** Every object and array on one line. */
   inline: boolean;
+  /** Between items on one line: ", ", or "," in a file written without spaces. */
+  inlineComma: string;
   inlineScalarArrays: boolean;
 }
 
-function styleOf(doc: JsoncDocument, colon = ": ", inline?: boolean): Style {
+function styleOf(
+  doc: JsoncDocument,
+  colon = colonOf(doc.text, firstMember(doc.root)),
+  inline?: boolean,
+): Style {
   return {
     unit: doc.indent,
     newline: doc.newline,
     colon,
     inline: inline ?? isMinified(doc),
+    inlineComma: /\s$/.test(colon) ? ", " : ",",
     inlineScalarArrays: doc.inlineScalarArrays,
   };
 }
@@ -296,7 +307,9 @@ function render(value: unknown, indent: string, style: Style, level: number): st
       if (item !== null && typeof item === "object") scalars = false;
       items.push(render(item, inner, style, level + 1));
     }
-    if (style.inline || (scalars && style.inlineScalarArrays)) return "[" + items.join(", ") + "]";
+    if (style.inline || (scalars && style.inlineScalarArrays)) {
+      return "[" + items.join(style.inlineComma) + "]";
+    }
     return "[" + nl + inner + items.join("," + nl + inner) + nl + indent + "]";
   }
   const proto: unknown = Object.getPrototypeOf(value);
@@ -311,7 +324,7 @@ function render(value: unknown, indent: string, style: Style, level: number): st
     members.push(JSON.stringify(key) + style.colon + render(member, inner, style, level + 1));
   }
   if (members.length === 0) return "{}";
-  if (style.inline) return "{" + members.join(", ") + "}";
+  if (style.inline) return "{" + members.join(style.inlineComma) + "}";
   return "{" + nl + inner + members.join("," + nl + inner) + nl + indent + "}";
 }
 
@@ -329,20 +342,25 @@ const CR = 0x0d;
 const SLASH = 0x2f;
 const STAR = 0x2a;
 
-/** The text between a member's key and value, when it is a plain `:` with spaces. */
-function colonOf(text: string, member: JsoncMember): string {
+/** The first member of the root object, where the file's way with colons shows. */
+function firstMember(root: JsoncNode): JsoncMember | undefined {
+  return root.kind === "object" ? root.members[0] : undefined;
+}
+
+/** The text between a member's key and value, when it is a plain `:` with spaces; else ": ". */
+function colonOf(text: string, member: JsoncMember | undefined): string {
+  if (member === undefined) return ": ";
   const between = text.slice(member.keySpan.end, member.value.span.start);
   return /^[ \t]*:[ \t]*$/.test(between) ? between : ": ";
 }
 
-/** The text after the comma between the last two members, when it is spaces; else one space. */
-function itemSeparator(text: string, members: readonly JsoncMember[]): string {
+/** The spaces after the comma between the last two members, when that is all there is between. */
+function itemSeparator(text: string, members: readonly JsoncMember[]): string | undefined {
   const a = members.at(-2);
   const b = members.at(-1);
-  if (a === undefined || b === undefined) return " ";
+  if (a === undefined || b === undefined) return undefined;
   const between = text.slice(a.span.end, b.span.start);
-  const match = /^[ \t]*,([ \t]*)$/.exec(between);
-  return match?.[1] ?? " ";
+  return /^[ \t]*,([ \t]*)$/.exec(between)?.[1];
 }
 
 function isBlank(text: string): boolean {
