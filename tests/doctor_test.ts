@@ -1,14 +1,22 @@
 /**
  * `mcp-audit doctor` end to end over real things: a log written by a real proxy (then an edited
  * copy of it), real MCP servers over stdio and HTTP, a port held open by the test, a key file
- * readable by others, a read-only directory. The command runs in-process (`doctorCommand`) with
- * the environment a shell would give it.
+ * readable by others, a read-only directory, a client file. The command runs as `deno run main.ts
+ * doctor` with the environment a shell would give it.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { doctorCommand } from "../src/cli/doctor_command.ts";
 import { generateEd25519 } from "../src/audit/signing.ts";
 import { wrappedArgs } from "../src/clients/wrap.ts";
-import { deadline, EVERYTHING, fixture, MAIN, ProxyProcess, SECRET, tempDir } from "./helpers.ts";
+import {
+  deadline,
+  DENO_JSON,
+  EVERYTHING,
+  fixture,
+  MAIN,
+  ProxyProcess,
+  SECRET,
+  tempDir,
+} from "./helpers.ts";
 import { cleanEnv, EverythingHttpServer } from "./http_helpers.ts";
 
 interface Ran {
@@ -17,16 +25,18 @@ interface Ran {
   err: string[];
 }
 
+/** Runs `mcp-audit doctor ARGS` as a user would, from source, with exactly `env`. */
 async function doctor(args: string[], env: Record<string, string>): Promise<Ran> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await doctorCommand(args, {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--config", DENO_JSON, MAIN, "doctor", ...args],
     env,
-    out: (l) => out.push(l),
-    err: (l) => err.push(l),
-    color: false,
-  });
-  return { code, out, err };
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const lines = (b: Uint8Array) => new TextDecoder().decode(b).split("\n").filter((l) => l !== "");
+  return { code: output.code, out: lines(output.stdout), err: lines(output.stderr) };
 }
 
 /** The output line of check `name`. */
