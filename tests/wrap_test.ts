@@ -222,6 +222,7 @@ Deno.test("--dry-run prints a diff that patch turns into what wrap writes, and w
     assertEquals(await wrapCommand("wrap", [...args, "--dry-run"], dry.io), 0, dry.err.join("\n"));
     assertEquals(bytesAndTime(path), before);
     assert(dry.out.some((l) => l.startsWith("would create ")));
+    assert(!existsSync(`${root}/home/.config/mcp-audit`), "the shared config is not made");
     const diff = dry.out.find((l) => l.startsWith("--- "));
     assert(diff !== undefined, dry.out.join("\n"));
     const copy = `${root}/copy`;
@@ -587,4 +588,26 @@ Deno.test("a shared config whose log path is relative is refused: clients start 
     r.err.some((l) => l.includes('audit.path: is relative ("./audit.jsonl")')),
     r.err.join("\n"),
   );
+});
+
+Deno.test("--file tells the format from the content: VS Code's servers, Windsurf's serverUrl, Claude Code's projects", async () => {
+  await using dir = await tempDir("wrap-detect");
+  for (
+    const [fixture, client, name] of [
+      ["vscode/mcp.json", "vscode", "memory"],
+      ["windsurf/mcp_config.json", "windsurf", "figma"],
+      ["claude-code/.claude.json", "claude-code", "postgres"],
+    ]
+  ) {
+    const root = `${dir.path}/${client}`;
+    const r = await onFile(root, Deno.readFileSync(FIXTURES + fixture));
+    assertEquals(r.code, 0, r.err.join("\n"));
+    assert(r.out.some((l) => l.startsWith(`wrapped ${name}`)), r.out.join("\n"));
+    assert(Deno.readTextFileSync(r.path).includes(`"--client-id",`), "wrapped");
+    const plain = JSON.stringify(toPlain(parseJsonc(Deno.readTextFileSync(r.path)).root));
+    assert(plain.includes(`"--client-id","${client}"`), `${fixture}: ${client}`);
+    const u = user(root);
+    assertEquals(await wrapCommand("unwrap", ["--file", r.path], u.io), 0);
+    assertEquals(Deno.readFileSync(r.path), Deno.readFileSync(FIXTURES + fixture));
+  }
 });

@@ -434,6 +434,14 @@ type UnwrapEdits =
   | { kind: "edits"; edits: TextEdit[]; exact: boolean }
   | { kind: "not ours" };
 
+/** True when the entry's `command` and `args` are a wrapped entry's (see {@link parseWrapped}). */
+function isWrapped(entry: ObjectNode): boolean {
+  const args = memberOf(entry, "args");
+  const list = args === undefined ? undefined : stringList(args.value);
+  return stringOf(memberOf(entry, "command")) !== undefined && list !== undefined &&
+    parseWrapped(list) !== undefined;
+}
+
 /**
  * The edits that unwrap one entry: the first proposed original that wraps back to the current
  * text exactly, else the original values rewritten in the file's style (`exact: false`).
@@ -443,10 +451,11 @@ function unwrapEdits(doc: JsoncDocument, at: EntryAt): UnwrapEdits {
   const valueDepth = at.map.entryDepth + 1;
   const command = memberOf(entry, "command");
   const argsMember = memberOf(entry, "args");
-  if (command?.value.kind !== "string" || argsMember === undefined) return { kind: "not ours" };
+  if (command?.value.kind !== "string" || argsMember?.value.kind !== "array") {
+    return { kind: "not ours" };
+  }
   const args = stringList(argsMember.value);
-  if (args === undefined || argsMember.value.kind !== "array") return { kind: "not ours" };
-  const wrapped = parseWrapped(args);
+  const wrapped = args === undefined ? undefined : parseWrapped(args);
   if (wrapped === undefined) return { kind: "not ours" };
   const launchCommand = command.value.value;
   const rewrap = (candidate: TextEdit[]): boolean => {
@@ -536,7 +545,7 @@ export function wrapDocument(doc: JsoncDocument, options: WrapOptions): Rewrite 
   for (const at of entries(serverMaps(doc))) {
     if (!selected(options.only, at.name)) continue;
     const base = { server: at.name, where: where(at.map) };
-    if (unwrapEdits(doc, at).kind === "edits") {
+    if (isWrapped(at.node)) {
       outcomes.push({ ...base, result: "already wrapped" });
       continue;
     }
