@@ -9,7 +9,7 @@
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { CallToolResultSchema } from "@modelcontextprotocol/sdk/types.js";
+import { CallToolResultSchema, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { BUILD_COMMIT, BUILD_DATE } from "../src/build_info.ts";
 import { loadConfig } from "../src/config/load.ts";
 import { GO_ENV_KEYS, goEnvName } from "../src/config/schema.ts";
@@ -99,7 +99,7 @@ async function stdioSession(
     args: string[];
     env: Record<string, string>;
     signal: AbortSignal;
-    during?: (stderr: Collector) => Promise<void>;
+    during?: (session: { stderr: Collector; client: Client; pid: number }) => Promise<void>;
   },
 ): Promise<Record<string, unknown>[]> {
   await using proxy = new StdioCommand("mcp-audit", opts.args, { env: opts.env, cwd: opts.cwd });
@@ -107,7 +107,7 @@ async function stdioSession(
   await client.connect(proxy.transport());
   const dirs = textOf(await client.callTool({ name: "list_allowed_directories", arguments: {} }));
   assertMatch(dirs, /\/tmp/, "the upstream serves the /tmp of the README's command");
-  await opts.during?.(proxy.stderr);
+  await opts.during?.({ stderr: proxy.stderr, client, pid: proxy.child.pid });
   await client.close();
   const status = await proxy.finished(opts.signal);
   assertEquals(status.code, 0, proxy.stderr.text());
@@ -119,10 +119,11 @@ async function assertLogged(
   path: string,
   secret: string,
   ids: { client_id: string; server_id: string },
+  tools = ["list_allowed_directories"],
 ): Promise<void> {
   const { records } = await readLog(path);
   const calls = pick(records, { kind: "request", method: "tools/call" });
-  assertEquals(calls.map((r) => r.tool_name), ["list_allowed_directories"]);
+  assertEquals(calls.map((r) => r.tool_name), tools);
   assertEquals({ client_id: calls[0]!.client_id, server_id: calls[0]!.server_id }, ids);
   const verify = await verifyLog(path, { secret });
   assertEquals(verify.code, 0, `verify exits 0:\n${verify.stdout}${verify.stderr}`);
@@ -165,7 +166,7 @@ Deno.test("README quick start, literally, over the Go tool's config.yaml in the 
     args: ["--transport", "stdio", "--upstream", README_UPSTREAM],
     env,
     signal,
-    during: async (stderr) => {
+    during: async ({ stderr }) => {
       const address = listening(jsonLines(stderr.lines), "dashboard");
       assert(address !== undefined, "the dashboard is on, as the file says");
       const refused = await fetch(`${address}/api/entries`, { signal });
@@ -213,10 +214,11 @@ Deno.test("the README's Claude Desktop entry runs as the client runs it: its com
   });
 });
 
-Deno.test("single-dash Go spellings and a .json config: -config x.json -transport=stdio -upstream … -no-dashboard -no-metrics=true", async () => {
+Deno.test("single-dash Go spellings and a .json config: -config x.json -transport=stdio -upstream … -no-dashboard -no-metrics=true; the JSON file reloads", async () => {
   await using dir = await tempDir("go-single-dash");
   const signal = deadline(90_000);
-  await Deno.copyFile(`${GO}config.json`, `${dir.path}/go.json`);
+  const json = await Deno.readTextFile(`${GO}config.json`);
+  await Deno.writeTextFile(`${dir.path}/go.json`, json);
   const lines = await stdioSession({
     cwd: dir.path,
     args: [
@@ -233,6 +235,30 @@ Deno.test("single-dash Go spellings and a .json config: -config x.json -transpor
     ],
     env: { ...await installBin(dir.path), AUDIT_SECRET: SECRET },
     signal,
+    during: async ({ stderr, client, pid }) => {
+      // A policy added to the JSON file (written whole, then renamed over it) and a SIGHUP: the
+      // reload reads the file as JSON again.
+      const edited = json.replace(
+        /"policy": \{[^}]*\}/,
+        '"policy": {"enabled": true, "default_action": "allow", "rules": [{"action": "deny", "tool_name": "list_allowed_directories"}]}',
+      );
+      assert(edited !== json, "the policy section was rewritten");
+      await Deno.writeTextFile(`${dir.path}/go.json.tmp`, edited);
+      await Deno.rename(`${dir.path}/go.json.tmp`, `${dir.path}/go.json`);
+      Deno.kill(pid, "SIGHUP");
+      await stderr.waitFor(
+        () =>
+          jsonLines(stderr.lines).some((l) =>
+            l.msg === "configuration reloaded" && l.outcome === "applied"
+          ),
+        "the JSON file to reload",
+        signal,
+      );
+      const refused = await client.callTool({ name: "list_allowed_directories", arguments: {} })
+        .then(() => undefined, (e: unknown) => e);
+      assert(refused instanceof McpError, `the call is refused: ${String(refused)}`);
+      assertEquals(refused.code, -32030);
+    },
   });
   assertEquals(listening(lines, "dashboard"), undefined, "-no-dashboard");
   assertEquals(listening(lines, "metrics"), undefined, "-no-metrics=true");
@@ -240,7 +266,7 @@ Deno.test("single-dash Go spellings and a .json config: -config x.json -transpor
   await assertLogged(`${dir.path}/audit.jsonl`, SECRET, {
     client_id: "go-client",
     server_id: "filesystem",
-  });
+  }, ["list_allowed_directories", "list_allowed_directories"]);
 });
 
 Deno.test("README HTTP mode: mcp-audit --transport http --upstream http://127.0.0.1:<port> --port <free> in front of a real HTTP server", async () => {
