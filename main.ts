@@ -535,6 +535,10 @@ function startReloading(
 async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): Promise<number> {
   const { config } = loaded;
   for (const w of loaded.warnings) logger.warn(w);
+  // Generic names such as PROXY_PORT may have been set for another program: say which took effect.
+  if (loaded.goEnv.length > 0) {
+    logger.info("the Go tool's environment variables in force", { names: loaded.goEnv.join(",") });
+  }
   const http = config.proxy.transport === "http";
   const upstreamIsUrl = isUrl(config.proxy.upstream) && config.proxy.upstream_argv.length === 0;
   let upstreamUrl: URL | undefined;
@@ -833,6 +837,46 @@ async function main(argv: string[]): Promise<number> {
             progress: Deno.stderr.isTerminal()
               ? (t) => Deno.stderr.writeSync(encoder.encode(t))
               : undefined,
+            signal: stop.signal,
+          });
+        } finally {
+          Deno.removeSignalListener("SIGINT", onInterrupt);
+        }
+      }
+      case "wrap":
+      case "unwrap": {
+        // The shared configuration it writes or reads is YAML: the parser first.
+        const [{ wrapCommand }, { fileURLToPath }] = await Promise.all([
+          import("./src/cli/wrap_command.ts"),
+          import("node:url"),
+          loadYamlParser(),
+        ]);
+        return await wrapCommand(command.kind, command.args, {
+          env: Deno.env.toObject(),
+          os: Deno.build.os,
+          cwd: Deno.cwd(),
+          launcher: {
+            execPath: Deno.execPath(),
+            mainPath: fileURLToPath(import.meta.url),
+          },
+          out: printOut,
+          err: printErr,
+        });
+      }
+      case "doctor": {
+        const [{ doctorCommand }] = await Promise.all([
+          import("./src/cli/doctor_command.ts"),
+          loadYamlParser(),
+        ]);
+        const stop = new AbortController();
+        const onInterrupt = (): void => stop.abort();
+        Deno.addSignalListener("SIGINT", onInterrupt);
+        try {
+          return await doctorCommand(command.args, {
+            env: Deno.env.toObject(),
+            out: printOut,
+            err: printErr,
+            color: Deno.stdout.isTerminal(),
             signal: stop.signal,
           });
         } finally {

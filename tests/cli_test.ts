@@ -7,7 +7,7 @@ import {
   match as assertMatch,
   ok as assert,
 } from "node:assert/strict";
-import { auditEnv, OWN_PORTS, readLog, STORAGE } from "./helpers.ts";
+import { auditEnv, cleanEnv, OWN_PORTS, readLog, STORAGE } from "./helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 const deno = Deno.execPath();
@@ -18,10 +18,7 @@ const deno = Deno.execPath();
  * someone left would change what the proxy reads or where it writes.
  */
 async function run(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) {
-  const env = Deno.env.toObject();
-  for (const name of Object.keys(env)) {
-    if (name === "AUDIT_SECRET" || name.startsWith("MCP_AUDIT_")) delete env[name];
-  }
+  const env = cleanEnv();
   const cwd = opts.cwd ?? Deno.makeTempDirSync({ prefix: "mcp-audit-cli-" });
   try {
     const out = await new Deno.Command(deno, {
@@ -62,7 +59,7 @@ Deno.test("--help lists every flag and subcommand; --version prints the version"
   ) assert(help.stdout.includes(word), `--help mentions ${word}`);
   const version = await run(["--version"]);
   assertEquals(version.code, 0);
-  assertMatch(version.stdout, /^mcp-audit \d+\.\d+\.\d+\n$/);
+  assertMatch(version.stdout, /^mcp-audit \d+\.\d+\.\d+ \(commit \S+, built \S+\)\n$/);
 });
 
 const bad: [string, string[], string | null, RegExp][] = [

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { GO_ENV_KEYS, goEnvName } from "../src/config/schema.ts";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { deserializeMessage, serializeMessage } from "@modelcontextprotocol/sdk/shared/stdio.js";
@@ -298,10 +299,21 @@ export class Collector {
 }
 
 /** The environment without any mcp-audit settings of the machine running the tests. */
-function cleanEnv(): Record<string, string> {
+/** Every variable the proxy reads as its configuration: none of them may leak in from the shell. */
+const PROXY_VARIABLES: ReadonlySet<string> = new Set([
+  "AUDIT_SECRET",
+  "PROXY_UPSTREAM",
+  ...GO_ENV_KEYS.map(goEnvName),
+]);
+
+/**
+ * This process's environment without the proxy's own variables (`MCP_AUDIT_*`, `AUDIT_SECRET` and
+ * the Go tool's unprefixed names), so that a machine's settings never change what a test runs.
+ */
+export function cleanEnv(): Record<string, string> {
   const env = Deno.env.toObject();
   for (const name of Object.keys(env)) {
-    if (name === "AUDIT_SECRET" || name.startsWith("MCP_AUDIT_")) delete env[name];
+    if (PROXY_VARIABLES.has(name) || name.startsWith("MCP_AUDIT_")) delete env[name];
   }
   return env;
 }

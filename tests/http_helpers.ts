@@ -17,6 +17,7 @@ import {
   assertNoStrays,
   auditEnv,
   type AuditRecord,
+  cleanEnv,
   Collector,
   concatBytes,
   deadline,
@@ -45,14 +46,7 @@ export function freePort(): number {
   return port;
 }
 
-/** The environment without any mcp-audit settings of the machine running the tests. */
-export function cleanEnv(): Record<string, string> {
-  const env = Deno.env.toObject();
-  for (const name of Object.keys(env)) {
-    if (name === "AUDIT_SECRET" || name.startsWith("MCP_AUDIT_")) delete env[name];
-  }
-  return env;
-}
+export { cleanEnv };
 
 /** The structured (JSON) lines of a process's stderr. */
 export function jsonLines(lines: readonly string[]): Record<string, unknown>[] {
