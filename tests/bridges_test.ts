@@ -8,6 +8,7 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import {
   auditEnv,
   type AuditRecord,
+  cleanEnv,
   Collector,
   deadline,
   readLog,
@@ -39,15 +40,6 @@ function strays(marker: string): string[] {
   return new TextDecoder().decode(ps.stdout).split("\n").filter((l) =>
     l.includes(marker) && !l.includes("main.ts")
   );
-}
-
-/** The environment without any mcp-audit settings of the machine running the tests. */
-function cleanEnv(): Record<string, string> {
-  const env = Deno.env.toObject();
-  for (const name of Object.keys(env)) {
-    if (name === "AUDIT_SECRET" || name.startsWith("MCP_AUDIT_")) delete env[name];
-  }
-  return env;
 }
 
 /** server-everything over Streamable HTTP, listening, with its stderr drained. */

@@ -3,7 +3,7 @@
  * and exits 1. The disk filling up is simulated with a file size limit (RLIMIT_FSIZE).
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { auditEnv, readLog, STORAGE } from "./helpers.ts";
+import { auditEnv, cleanEnv, readLog, STORAGE } from "./helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 /**
@@ -23,10 +23,7 @@ Deno.test({
       const deno = Deno.execPath();
       // Ignore SIGXFSZ so that a write past the limit fails with EFBIG instead of killing us.
       const script = `trap '' XFSZ; ulimit -f ${LIMIT_KIB}; exec "$0" run -A "$1" -- "$0" run "$2"`;
-      const env = Deno.env.toObject();
-      for (const name of Object.keys(env)) {
-        if (name === "AUDIT_SECRET" || name.startsWith("MCP_AUDIT_")) delete env[name];
-      }
+      const env = cleanEnv();
       const proxy = new Deno.Command("bash", {
         args: ["-c", script, deno, `${root}main.ts`, `${root}tests/fixtures/echo_upstream.ts`],
         env: {

@@ -16,6 +16,7 @@ import {
   assertMatch,
   type AuditLogFile,
   type AuditRecord,
+  cleanEnv,
   deadline,
   DENO_JSON,
   EVERYTHING,
@@ -838,10 +839,7 @@ async function pinRun(
 
 /** Runs `mcp-audit pins ARGS` in `cwd` (which holds the proxy's config.yaml). */
 async function pinsCli(cwd: string, args: string[]): Promise<{ code: number; out: string }> {
-  const env = Deno.env.toObject();
-  for (const name of Object.keys(env)) {
-    if (name === "AUDIT_SECRET" || name.startsWith("MCP_AUDIT_")) delete env[name];
-  }
+  const env = cleanEnv();
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--config", DENO_JSON, MAIN, "pins", ...args],
     cwd,

@@ -15,6 +15,7 @@ import {
   assert,
   assertEquals,
   type AuditRecord,
+  cleanEnv,
   type Collector,
   DENO_JSON,
   fixture,
@@ -640,10 +641,7 @@ export async function runMain(
   args: string[],
   options: { env?: Record<string, string>; cwd?: string } = {},
 ): Promise<CommandResult> {
-  const env = Deno.env.toObject();
-  for (const name of Object.keys(env)) {
-    if (name === "AUDIT_SECRET" || name.startsWith("MCP_AUDIT_")) delete env[name];
-  }
+  const env = cleanEnv();
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--config", DENO_JSON, MAIN, ...args],
     env: { ...env, ...options.env },
