@@ -190,7 +190,9 @@ usage:
                                                  check an audit log (JSONL with its archives, or
                                                  SQLite): exit 0 intact and signed, 1 problems,
                                                  2 unreadable or no key, 3 chain intact but
-                                                 --no-signatures (content not vouched for)
+                                                 --no-signatures (content not vouched for),
+                                                 4 intact and signed up to its last checkpoint
+                                                 only (no audit/stop after it)
   mcp-audit export [--format jsonl|csv|ocsf|cef] [--from T] [--to T] [--kind K]... [--method M]
                    [--tool NAME] [--session S] [--client ID] [--output FILE [--force]] PATH
                                                  stream records out for a SIEM, in seq order
@@ -206,9 +208,10 @@ usage:
                                                  (a backup is written first; --dry-run prints the diff)
   mcp-audit unwrap (--client NAME [--project DIR] | --file PATH) [--only SERVER]... [--dry-run]
                                                  restore the entries wrap rewrote, exactly
-  mcp-audit doctor [--config PATH] [--client NAME]... [-- UPSTREAM...]
-                                                 check a setup end to end, one line per check
-                                                 with a fix for each failure
+  mcp-audit doctor [--json] [--timeout MS] [--client NAME]... [--file PATH]... [proxy flags]
+                  [-- UPSTREAM...]               check a setup end to end (config, log, chain,
+                                                 key, ports, upstream, client files), one line
+                                                 per check with a fix for each failure
   mcp-audit --version | --help
 
 proxy flags (also spelled as the Go tool's: -flag value, -flag=value, -no-dashboard=false):

@@ -233,7 +233,7 @@ Deno.test("parseCommand gives wrap, unwrap and doctor their arguments; --help na
     const line of [
       "mcp-audit wrap (--client NAME [--project DIR] | --file PATH) [--config PATH] [--only SERVER]... [--dry-run]",
       "mcp-audit unwrap (--client NAME [--project DIR] | --file PATH) [--only SERVER]... [--dry-run]",
-      "mcp-audit doctor [--config PATH] [--client NAME]... [-- UPSTREAM...]",
+      "mcp-audit doctor [--json] [--timeout MS] [--client NAME]... [--file PATH]... [proxy flags]",
       "--server-id ID",
       "--client-id ID",
     ]
