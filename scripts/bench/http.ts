@@ -398,6 +398,72 @@ interface LoadRun {
   p50Us: number;
   p99Us: number;
   meanUs: number;
+  /** The target's CPU time per request answered in this run, when its process is known. */
+  cpu?: CpuPerRequest;
+}
+
+/** CPU time per request, in µs: the process's main thread, and all its threads. */
+export interface CpuPerRequest {
+  mainUs: number;
+  allUs: number;
+}
+
+/** CPU time so far of process `pid` (ns): its main thread, and all its threads. */
+interface CpuTime {
+  mainNs: number;
+  allNs: number;
+}
+
+/**
+ * The CPU time of a process from Linux's `/proc/<pid>/task/<tid>/schedstat` (nanoseconds on the
+ * CPU, its first field), or null where that cannot be read. At one connection, a process whose
+ * main thread spends about its whole round trip on the CPU is busy, not waiting: what the p50
+ * adds is work, and the way down is less work per request.
+ */
+function cpuTime(pid: number): CpuTime | null {
+  const onCpu = (tid: string): number => {
+    const text = Deno.readTextFileSync(`/proc/${pid}/task/${tid}/schedstat`);
+    const ns = Number(text.split(" ")[0]);
+    if (!Number.isFinite(ns)) throw new Error(`unreadable schedstat of ${pid}/${tid}`);
+    return ns;
+  };
+  try {
+    let allNs = 0;
+    for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+      try {
+        allNs += onCpu(task.name);
+      } catch (e) {
+        // A thread that ended between the listing and the read.
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+    }
+    return { mainNs: onCpu(String(pid)), allNs };
+  } catch {
+    return null;
+  }
+}
+
+/** CPU time per request between two readings, or undefined without both or without requests. */
+function cpuPerRequest(
+  before: CpuTime | null,
+  after: CpuTime | null,
+  requests: number,
+): CpuPerRequest | undefined {
+  if (before === null || after === null || requests <= 0) return undefined;
+  return {
+    mainUs: (after.mainNs - before.mainNs) / 1000 / requests,
+    allUs: (after.allNs - before.allNs) / 1000 / requests,
+  };
+}
+
+/** The median CPU per request of the runs that have it, or null when none has. */
+function medianCpu(runs: LoadRun[]): CpuPerRequest | null {
+  const known = runs.flatMap((r) => r.cpu === undefined ? [] : [r.cpu]);
+  if (known.length === 0) return null;
+  return {
+    mainUs: median(known.map((c) => c.mainUs)),
+    allUs: median(known.map((c) => c.allUs)),
+  };
 }
 
 /** Where the load goes. */
@@ -604,6 +670,11 @@ export interface HttpTargetResult {
   throughput: { runs: LoadRun[]; perSecond: number };
   /** One connection: each round, and the medians of their p50 and p99. */
   latency: { runs: LoadRun[]; p50Us: number; p99Us: number };
+  /**
+   * The target process's CPU time per request (medians of the runs; null where it is not read,
+   * as for nginx's workers): at `plan.connections`, and at one connection.
+   */
+  cpu: { throughput: CpuPerRequest | null; latency: CpuPerRequest | null };
   /** Requests answered in all, warm-up and handshake included. */
   requests: number;
   /** Errors and non-2xx answers in all the runs. */
@@ -738,6 +809,8 @@ export async function runHttpBench(opts: HttpBenchOptions): Promise<HttpBenchRes
       dir,
     );
     const [, relayUrl] = await relay.stderrMatch(/listening on (http:\/\/\S+)/);
+    // The process whose CPU time each target's runs are charged with.
+    const pids = new Map<HttpTargetKey, number>([["direct", upstream.pid], ["relay", relay.pid]]);
     const endpoints: { key: HttpTargetKey; label: string; url: string }[] = [
       { key: "direct", label: "direct", url: upstreamUrl! },
       { key: "relay", label: "bare Hono + fetch relay", url: relayUrl! },
@@ -768,6 +841,7 @@ export async function runHttpBench(opts: HttpBenchOptions): Promise<HttpBenchRes
       }
       logPaths.set(key, logPath);
       proxies.set(key, proxy.child);
+      pids.set(key, proxy.child.pid);
       endpoints.push({ key, label, url: proxy.url });
     }
     if (probe === null) throw new Error("the telemetry proxy has no metrics listener");
@@ -809,7 +883,15 @@ export async function runHttpBench(opts: HttpBenchOptions): Promise<HttpBenchRes
       seconds: number,
     ): Promise<LoadRun> => {
       if (children.interrupted) throw new Error("interrupted");
-      const run = await generate(t, connections, seconds);
+      const pid = pids.get(t.key);
+      const before = pid === undefined ? null : cpuTime(pid);
+      const generated = await generate(t, connections, seconds);
+      const cpu = cpuPerRequest(
+        before,
+        pid === undefined ? null : cpuTime(pid),
+        generated.requests,
+      );
+      const run: LoadRun = cpu === undefined ? generated : { ...generated, cpu };
       if (children.interrupted) throw new Error("interrupted");
       answered.set(t.key, answered.get(t.key)! + run.requests);
       errors.set(t.key, errors.get(t.key)! + run.errors);
@@ -860,6 +942,7 @@ export async function runHttpBench(opts: HttpBenchOptions): Promise<HttpBenchRes
           p50Us: median(lat.map((r) => r.p50Us)),
           p99Us: median(lat.map((r) => r.p99Us)),
         },
+        cpu: { throughput: medianCpu(tp), latency: medianCpu(lat) },
         requests: answered.get(t.key)!,
         errors: errors.get(t.key)!,
       };
@@ -1113,6 +1196,42 @@ async function profileProxy(children: Children, job: ProfileJob): Promise<HttpPr
 }
 
 /** The text report of an HTTP run. */
+/**
+ * Each target's CPU time per request at `plan.connections` and at one connection, and the share of
+ * its p50 at one connection that its main thread spent on the CPU (near 100%: the round trip it
+ * adds is its own work, not a wait).
+ */
+function cpuLines(r: HttpBenchResult): string[] {
+  const c = r.plan.connections;
+  const us = (x: number | undefined): string => x === undefined ? "—" : `${int(x)} µs`;
+  const rows = [[
+    "CPU per request",
+    `main thread (${c} conn)`,
+    "all threads",
+    "main thread (1 conn)",
+    "all threads",
+    "of p50 (1 conn)",
+  ]];
+  for (const t of r.results) {
+    const { throughput: tp, latency: lat } = t.cpu;
+    if (tp === null && lat === null) continue;
+    rows.push([
+      t.label,
+      us(tp?.mainUs),
+      us(tp?.allUs),
+      us(lat?.mainUs),
+      us(lat?.allUs),
+      lat === null || t.latency.p50Us <= 0 ? "—" : pct(lat.mainUs / t.latency.p50Us),
+    ]);
+  }
+  if (rows.length === 1) return [];
+  return [
+    "",
+    "CPU time per request of each target's process (/proc schedstat; medians of the rounds):",
+    ...table(rows),
+  ];
+}
+
 export function httpReport(r: HttpBenchResult): string[] {
   const c = r.plan.connections;
   const range = (xs: number[], f: (x: number) => string): string =>
@@ -1157,6 +1276,7 @@ export function httpReport(r: HttpBenchResult): string[] {
       r.results.map((t) => `${t.key} ${t.latency.runs.map((x) => int(x.p50Us)).join(" / ")} µs`)
         .join("; "),
   );
+  lines.push(...cpuLines(r));
   if (r.generator.kind === "fetch") {
     lines.push(
       "  (fetch generator: slower than wrk, so the direct numbers may be its own limit; " +
