@@ -511,13 +511,22 @@ Deno.test("a wrapped stdio entry, started as a client starts it, runs server-eve
       2,
     ),
   );
-  const u = user(dir.path);
-  const code = await wrapCommand(
-    "wrap",
-    ["--client", "cursor", "--project", `${dir.path}/project`],
-    u.io,
-  );
-  assertEquals(code, 0, u.err.join("\n"));
+  // Through the real command line, as a user runs it (HOME stays: Deno's cache is under it).
+  const env = {
+    ...Deno.env.toObject(),
+    XDG_CONFIG_HOME: `${dir.path}/home/.config`,
+    XDG_DATA_HOME: `${dir.path}/home/.local/share`,
+  };
+  const cli = await new Deno.Command(deno, {
+    args: ["run", "-A", `${REPO}main.ts`, "wrap", "--client", "cursor", "--project", "project"],
+    cwd: dir.path,
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const said = new TextDecoder().decode(cli.stdout) + new TextDecoder().decode(cli.stderr);
+  assertEquals(cli.code, 0, said);
+  assert(said.includes("wrapped everything"), said);
   const entry = entryOf(path, "mcpServers", "everything");
   assertEquals(entry.command, deno);
   assertEquals(entry.env, { NOTE: "kept" });
