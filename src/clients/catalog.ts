@@ -5,10 +5,11 @@
  *
  * What each client documents (read 2026-12):
  * - **Claude Desktop**: `claude_desktop_config.json`, `mcpServers` of `{command, args, env}`; in
- *   `~/Library/Application Support/Claude/` on macOS and `%APPDATA%\Claude\` on Windows (the MCP
- *   quick start, https://modelcontextprotocol.io/quickstart/user, and every client guide quoting
- *   it, e.g. https://playwright.dev/mcp/clients/claude-desktop). Linux builds are unofficial; they
- *   use `~/.config/Claude/` (`$XDG_CONFIG_HOME/Claude/`). No project file.
+ *   `~/Library/Application Support/Claude/` on macOS and `%APPDATA%\Claude\` on Windows (as the
+ *   server vendors' guides give it, e.g. https://playwright.dev/mcp/clients/claude-desktop and
+ *   https://www.anaconda.com/docs/cli-reference/anaconda-mcp/commands/claude-desktop-path). Linux
+ *   builds are unofficial; they use `~/.config/Claude/` (`$XDG_CONFIG_HOME/Claude/`). No project
+ *   file.
  * - **Claude Code** (https://code.claude.com/docs/en/mcp): project scope `.mcp.json` at the
  *   project root, `mcpServers`; user and local scopes both in `~/.claude.json`, at its top
  *   (`mcpServers`) and under `projects.<absolute path>.mcpServers`. Stdio entries
@@ -24,9 +25,10 @@
  *   `~/.config` on Linux). JSON with comments; the key is `servers`, beside an `inputs` list;
  *   stdio `{type: "stdio", command, args, env, envFile}`, remote `{type: "http" | "sse", url,
  *   headers}`.
- * - **Windsurf** (https://docs.windsurf.com/windsurf/cascade/mcp):
- *   `~/.codeium/windsurf/mcp_config.json`, `mcpServers`; stdio `{command, args, env}`, remote
- *   `{serverUrl, headers}`. No project file.
+ * - **Windsurf** (https://docs.windsurf.com/windsurf/cascade/mcp: stdio, Streamable HTTP and SSE
+ *   servers in the raw `mcp_config.json`): `~/.codeium/windsurf/mcp_config.json`, `mcpServers`;
+ *   stdio `{command, args, env}`, remote `{serverUrl, headers}` (the `~/.codeium/mcp_config.json`
+ *   of its docs' plugin pages is the JetBrains plugin's). No project file.
  *
  * @example
  * ```ts
