@@ -7,6 +7,7 @@ import {
   type ViolationCode,
 } from "./framing.ts";
 import { parseLossless } from "./json.ts";
+import { calledTool } from "./message.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -239,4 +240,27 @@ Deno.test("toLine trims, turns line breaks between tokens into spaces, and leave
   const raw = toLine(enc.encode('{"jsonrpc":"2.0","id":1,"method":"a\nb"}'));
   const r = readWire(raw, line);
   assert.equal(r.kind === "violation" && r.violation.code, "line_feed", "never made valid");
+});
+
+Deno.test("readWire reads a tools/call's escaped name as the server does, after a call whose name V8 would misread it as", () => {
+  // After the first call, V8's JSON.parse reads the second's `\u006eame` as `\u00`, and a
+  // guardrail would see tool_name's read_file where the server runs delete_file.
+  const first = readWire(
+    enc.encode(
+      '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"tool_name":"read_file","\\\\u00":{}}}',
+    ),
+    line,
+  );
+  assert.equal(first.kind, "messages");
+  const r = readWire(
+    enc.encode(
+      '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"tool_name":"read_file","\\u006eame":"delete_file"}}',
+    ),
+    line,
+  );
+  assert.ok(r.kind === "messages", "read");
+  const call = r.messages[0]!;
+  assert.ok(call.kind === "request", "a request");
+  assert.deepEqual(call.params, { tool_name: "read_file", name: "delete_file" });
+  assert.equal(calledTool(call.params), "delete_file");
 });

@@ -101,8 +101,9 @@ const NEEDS_SOURCE = /\d[\d.]{15}|(?<=[eE][+-]?)\d{3}|(?<=[[:,]\s*)-0(?:\.0+)?(?
 
 /**
  * Parses JSON text, keeping every number a double would change (see {@link changedByDouble}) as
- * a {@link RawNumber} holding its text. Iterative: any depth the text has, the parse survives.
- * Throws `SyntaxError` on invalid JSON, like `JSON.parse`.
+ * a {@link RawNumber} holding its text, and every member name as written where the engine's
+ * `JSON.parse` misreads an escaped one (see `hasBackslashName`). Iterative: any depth the text
+ * has, the parse survives. Throws `SyntaxError` on invalid JSON, like `JSON.parse`.
  *
  * @example
  * ```ts
@@ -117,8 +118,11 @@ export function parseLossless(text: string): JsonValue {
     const token = text.trim();
     return changedByDouble(token, value) ? lossless.rawJSON(token) : value;
   }
-  if (!NEEDS_SOURCE.test(text)) return value;
-  return keepsNumber(text) ? build(text) : value;
+  if (NEEDS_SOURCE.test(text) && keepsNumber(text)) return build(text);
+  // JSON.parse may misread an escaped member name (see hasBackslashName); `build` decodes every
+  // name itself. Most texts hold no backslash at all, and are not walked.
+  if (text.includes("\\") && hasBackslashName(value)) return build(text);
+  return value;
 }
 
 const QUOTE = 0x22;
@@ -251,6 +255,37 @@ function build(text: string): JsonValue {
     }
   }
   return root;
+}
+
+/**
+ * Whether a member name anywhere in `value`, as `JSON.parse` gave it, holds a backslash: the mark
+ * of a name V8 may have misread. V8 13.6 to 15.0 at least (Node 24 and 26, Deno 2.9.6; not Node
+ * 20's 11.3) can give an escaped name the wrong text (nodejs/node#63785, crbug 521080746): once an
+ * object of n members beginning `a`, …, K was read (or, at times, built by code), reading another
+ * object of n members that begins `a`, … and then an escaped name as long as K whose source begins
+ * with K's characters gives that member the name K, whatever the values. After `{"a":1,"\\":2}`,
+ * `{"a":1,"\u0001":2}` reads as `{"a":1,"\\":2}`; after `{"a":1,"\\u00":2}`,
+ * `{"a":1,"\u006eame":2}` as `{"a":1,"\\u00":2}`. Strings are never misread, nor (as seen) an
+ * object's first name. The wrong name is the first characters of the escaped source, as many as the
+ * name has, so it holds the backslash of the source's first escape: a value with no such name was
+ * read right.
+ */
+function hasBackslashName(value: JsonValue): boolean {
+  const stack: JsonValue[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop()!;
+    if (typeof v !== "object" || v === null || isRawNumber(v)) continue;
+    if (Array.isArray(v)) {
+      for (const item of v) if (typeof item === "object" && item !== null) stack.push(item);
+      continue;
+    }
+    for (const key in v) {
+      if (key.includes("\\")) return true;
+      const item = v[key]!;
+      if (typeof item === "object" && item !== null) stack.push(item);
+    }
+  }
+  return false;
 }
 
 /** True when `value` is a plain JSON object (not an array, not null, not a raw number). */
