@@ -118,11 +118,44 @@ export function parseLossless(text: string): JsonValue {
     const token = text.trim();
     return changedByDouble(token, value) ? lossless.rawJSON(token) : value;
   }
-  if (NEEDS_SOURCE.test(text) && keepsNumber(text)) return build(text);
+  if (NEEDS_SOURCE.test(text) && keepsNumber(text)) return build(text, true);
   // JSON.parse may misread an escaped member name (see hasBackslashName); `build` decodes every
   // name itself. Most texts hold no backslash at all, and are not walked.
-  if (text.includes("\\") && hasBackslashName(value)) return build(text);
+  if (namesMayBeMisread(text, value)) return build(text, true);
   return value;
+}
+
+/**
+ * Parses JSON text as `JSON.parse` does (numbers as doubles, `SyntaxError` on invalid JSON), but
+ * with every member name as written where the engine's `JSON.parse` misreads an escaped one (see
+ * `hasBackslashName`). For every JSON text read in the project whose member names matter: stored
+ * records, configuration, pins, answers. Iterative, as {@link parseLossless} is.
+ *
+ * Parsing a lone string literal (`JSON.parse('"\\u0041"')`) needs none of this: the defect is
+ * in member names only, so such parses may call `JSON.parse` directly.
+ *
+ * @example
+ * ```ts
+ * parseJson('{"a":1,"\\\\":2}'); // after it, JSON.parse alone reads the next name as "\\"
+ * console.log(Object.keys(parseJson('{"a":1,"\\u0001":2}'))); // [ "a", "\x01" ]
+ * ```
+ */
+export function parseJson(text: string): unknown {
+  const value: unknown = JSON.parse(text);
+  if (typeof value !== "object" || value === null) return value;
+  // The engine's value is JSON, made of plain objects, arrays and scalars.
+  return namesMayBeMisread(text, value as JsonValue) ? build(text, false) : value;
+}
+
+/**
+ * Whether `value`, parsed from `text` by `JSON.parse` (with or without a reviver), may hold a
+ * member name the engine misread: the text has a backslash and a parsed name holds one (see
+ * `hasBackslashName`). A caller that parses with a reviver of its own re-reads such a text with
+ * {@link parseLossless} or {@link parseJson}. Most texts hold no backslash at all, and are not
+ * walked.
+ */
+export function namesMayBeMisread(text: string, value: JsonValue): boolean {
+  return text.includes("\\") && hasBackslashName(value);
 }
 
 const QUOTE = 0x22;
@@ -162,10 +195,11 @@ function keepsNumber(text: string): boolean {
 }
 
 /**
- * Builds the value of valid JSON `text` as `JSON.parse` would, but for the numbers a double would
- * change, with an explicit stack rather than recursion.
+ * Builds the value of valid JSON `text` as `JSON.parse` would, with an explicit stack rather than
+ * recursion, each string (member names included) decoded on its own. With `keepNumbers`, a number
+ * a double would change is kept as its text; without, every number is its double.
  */
-function build(text: string): JsonValue {
+function build(text: string, keepNumbers: boolean): JsonValue {
   const parents: (JsonValue[] | JsonObject)[] = [];
   const parentKeys: (string | undefined)[] = [];
   let top: JsonValue[] | JsonObject | undefined;
@@ -235,7 +269,7 @@ function build(text: string): JsonValue {
         NUMBER_AT.lastIndex = i;
         const token = NUMBER_AT.exec(text)![0];
         const number = Number(token);
-        value = changedByDouble(token, number) ? lossless.rawJSON(token) : number;
+        value = keepNumbers && changedByDouble(token, number) ? lossless.rawJSON(token) : number;
         i += token.length;
       }
     }

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { changedByDouble, isJsonObject, isRawNumber, parseLossless, rawNumber } from "./json.ts";
+import {
+  changedByDouble,
+  isJsonObject,
+  isRawNumber,
+  parseJson,
+  parseLossless,
+  rawNumber,
+} from "./json.ts";
 
 Deno.test("parseLossless keeps integers beyond 2^53 as their digits", () => {
   const v = parseLossless(
@@ -408,4 +415,71 @@ Deno.test("parseLossless gives 5,000 documents of escaped member names the value
     if (JSON.stringify(JSON.parse(text)) !== JSON.stringify(value)) misreadByEngine++;
   }
   console.log(`JSON.parse itself misread ${misreadByEngine} of 5000 documents`);
+});
+
+// ---------------------------------------------------------------------------------------------
+// parseJson: JSON.parse's values, member names as written
+
+Deno.test("parseJson reads escaped member names as written where JSON.parse, after a name their source begins with, misreads them", () => {
+  let misreadByEngine = 0;
+  for (const [first, text, names] of MISREAD) {
+    // Primed with the engine's own parse, as any earlier reader in the process may have done.
+    JSON.parse(first);
+    const got = parseJson(text);
+    assert.ok(typeof got === "object" && got !== null, text);
+    assert.deepEqual(Object.keys(got), names, `${text} after ${first}`);
+    JSON.parse(first);
+    if (Object.keys(JSON.parse(text)).join("\0") !== names.join("\0")) misreadByEngine++;
+  }
+  // A record line: params nested, a number no double holds (a double here, as JSON.parse gives).
+  JSON.parse('{"v":1,"seq":1,"params":{"a":1,"\\\\":2}}');
+  const record = parseJson('{"v":1,"seq":2,"params":{"a":12345678901234567890,"\\u0001":2}}');
+  assert.deepStrictEqual(record, {
+    v: 1,
+    seq: 2,
+    params: { a: 12345678901234567890, "\u0001": 2 },
+  });
+  console.log(`JSON.parse itself misread ${misreadByEngine} of ${MISREAD.length} texts`);
+});
+
+Deno.test("parseJson gives what JSON.parse gives, numbers as doubles, __proto__ as data, errors as SyntaxError", () => {
+  const r = seeded(11);
+  for (let i = 0; i < 2000; i++) {
+    // No escaped member names: JSON.parse reads these right, and is the reference.
+    const text = `[-0,${documentText(r, 5)}]`;
+    const got = parseJson(text);
+    assert.deepStrictEqual(got, JSON.parse(text), text);
+  }
+  const proto = parseJson('{"\\u005f_proto__":{"polluted":1},"k\\\\":-0}');
+  assert.ok(typeof proto === "object" && proto !== null);
+  assert.equal(Object.getPrototypeOf(proto), Object.prototype);
+  assert.ok(Object.hasOwn(proto, "__proto__"));
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  assert.ok(Object.is((proto as Record<string, unknown>)["k\\"], -0));
+  for (const scalar of ['"\\u0041"', "12345678901234567890", " -0 ", "null", "true"]) {
+    assert.deepStrictEqual(parseJson(scalar), JSON.parse(scalar), scalar);
+  }
+  for (const bad of ["{", '{"a\\":1}', '{"\\q":1}', "[1,]", "", '{"a":1} x']) {
+    assert.throws(() => parseJson(bad), SyntaxError, bad);
+  }
+});
+
+Deno.test("parseJson gives 5,000 documents of escaped member names the values their writer meant", () => {
+  const r = seeded(8);
+  for (let i = 0; i < 5000; i++) {
+    const { text, value } = escapedNamesDocument(r, 4);
+    const got = parseJson(text);
+    assert.deepStrictEqual(got, value, text);
+  }
+});
+
+Deno.test("parseJson survives nesting deeper than any recursion would", () => {
+  const depth = 200_000;
+  const text = '{"\\u0061":'.repeat(depth) + '{"b\\\\":1}' + "}".repeat(depth);
+  let v = parseJson(text);
+  for (let i = 0; i < depth; i++) {
+    assert.ok(typeof v === "object" && v !== null && "a" in v);
+    v = v.a;
+  }
+  assert.deepEqual(v, { "b\\": 1 });
 });
