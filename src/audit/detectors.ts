@@ -77,7 +77,7 @@
  *
  * @module
  */
-import type { JsonValue } from "../jsonrpc/json.ts";
+import { type JsonValue, parseJson } from "../jsonrpc/json.ts";
 import { Redaction } from "./redact.ts";
 
 /** The built-in detectors, in the order they run; the first of two overlapping matches wins. */
@@ -537,7 +537,7 @@ function decodesToHeader(segment: string): boolean {
   if (segment.length > MAX_JWT_HEADER) return false;
   const b64 = segment.replace(/-/g, "+").replace(/_/g, "/");
   try {
-    const header: unknown = JSON.parse(atob(b64 + "=".repeat((4 - b64.length % 4) % 4)));
+    const header = parseJson(atob(b64 + "=".repeat((4 - b64.length % 4) % 4)));
     return typeof header === "object" && header !== null && !Array.isArray(header) &&
       "alg" in header && typeof header.alg === "string";
   } catch {

@@ -6,6 +6,7 @@
  * @module
  */
 import { RULE_FIELDS } from "../guardrails/policy.ts";
+import { parseJson as parseJsonText } from "../jsonrpc/json.ts";
 import { buildConfig, type Config, FlatValues } from "./config.ts";
 import {
   type ConfigValue,
@@ -326,7 +327,7 @@ function fromEnv(name: string, key: string, spec: KeySpec, text: string): Config
     case "rules":
     case "tree":
       try {
-        raw = JSON.parse(text);
+        raw = parseJsonText(text);
       } catch {
         throw new ConfigError(name, "must be JSON");
       }
@@ -432,7 +433,7 @@ function parseJson(path: string, text: string): unknown {
   const body = text.startsWith("\uFEFF") ? text.slice(1) : text;
   let tree: unknown;
   try {
-    tree = JSON.parse(body);
+    tree = parseJsonText(body);
   } catch (e) {
     const message = (e as Error).message;
     const at = /at position (\d+)/.exec(message);

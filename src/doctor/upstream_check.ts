@@ -14,6 +14,7 @@
  * @module
  */
 import type { Config } from "../config/config.ts";
+import { parseJson } from "../jsonrpc/json.ts";
 import { Logger } from "../log.ts";
 import { LineSplitter } from "../streams/line_splitter.ts";
 import { readCapped } from "../streams/read_capped.ts";
@@ -88,7 +89,7 @@ type Answer =
 export function readAnswer(text: string): Answer | undefined {
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = parseJson(text);
   } catch {
     return undefined;
   }
@@ -183,7 +184,7 @@ async function checkCommand(
   const shown = argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(" ");
   const notes: string[] = [];
   const logger = new Logger("warn", (line) => {
-    const parsed: unknown = JSON.parse(line);
+    const parsed = parseJson(line);
     if (isRecord(parsed) && typeof parsed["msg"] === "string") notes.push(parsed["msg"]);
   });
   const started = deps.mono();

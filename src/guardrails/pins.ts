@@ -62,7 +62,7 @@
  */
 import { canonicalize } from "../audit/canonical.ts";
 import { sha256Hex } from "../audit/chain.ts";
-import { isJsonObject, type JsonValue } from "../jsonrpc/json.ts";
+import { isJsonObject, type JsonValue, parseJson } from "../jsonrpc/json.ts";
 
 /**
  * The digest of a tool's definition: SHA-256 (hex) of the RFC 8785 form of
@@ -281,7 +281,7 @@ function timeAt(where: string, value: unknown): string {
 function parseState(text: string): State {
   let doc: unknown;
   try {
-    doc = JSON.parse(text);
+    doc = parseJson(text);
   } catch (e) {
     throw new Malformed(`not JSON: ${errorText(e)}`);
   }

@@ -25,6 +25,8 @@ const TAIL = new RegExp(String.raw`[,{]\s*"id"\s*:\s*` + VALUE + String.raw`\s*\
 function toId(text: string): JsonRpcId | undefined {
   if (text.startsWith('"')) {
     try {
+      // A lone string literal: JSON.parse reads it right (the V8 defect parseJson guards against
+      // is in member names only).
       const value: unknown = JSON.parse(
         new TextDecoder().decode(Uint8Array.from(text, (c) => c.charCodeAt(0))),
       );

@@ -91,7 +91,9 @@ export function cutText(text: string, limit: number = SPAN_TEXT_LIMIT): string {
   // A high surrogate whose pair would be cut off goes with it.
   if (end > 0 && last >= 0xd800 && last <= 0xdbff) end--;
   const cut = end === 0 ? marker.slice(0, limit) : text.slice(0, end) + marker;
-  // A slice is a view of its parent string in V8; a JSON round trip makes a flat copy.
+  // A slice is a view of its parent string in V8; a JSON round trip makes a flat copy. A lone
+  // string literal: JSON.parse reads it right (the V8 defect parseJson guards against is in member
+  // names only), and structuredClone is not known to flatten.
   const copy: unknown = JSON.parse(JSON.stringify(cut));
   return typeof copy === "string" ? copy : cut;
 }

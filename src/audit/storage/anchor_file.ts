@@ -19,6 +19,7 @@ import {
   parseAnchor,
   signedBy,
 } from "../anchor.ts";
+import { parseJson } from "../../jsonrpc/json.ts";
 import type { Signer } from "../signing.ts";
 import { AnchorMismatchError, RefusedPathError, StorageError } from "./errors.ts";
 import { FileLock } from "./file_lock.ts";
@@ -169,7 +170,7 @@ export class AnchorFile {
     let lastSeq = 0;
     let lastHash = "";
     if (last !== undefined) {
-      const parsed: unknown = JSON.parse(last);
+      const parsed = parseJson(last);
       if (typeof parsed === "object" && parsed !== null && "seq" in parsed) {
         lastSeq = typeof parsed.seq === "number" ? parsed.seq : 0;
       }

@@ -28,7 +28,7 @@
 import { hash } from "node:crypto";
 import { constants as zlibConstants, gunzipSync } from "node:zlib";
 import { dirname, resolve } from "node:path";
-import type { JsonObject } from "../../jsonrpc/json.ts";
+import { type JsonObject, parseJson } from "../../jsonrpc/json.ts";
 import type { Logger } from "../../log.ts";
 import type { AnchorFile } from "./anchor_file.ts";
 import { type Archive, archiveName, listArchives } from "./archives.ts";
@@ -173,7 +173,7 @@ function recordFacts(
   if (!text.startsWith(RECORD_START)) return undefined;
   let v: unknown;
   try {
-    v = JSON.parse(text);
+    v = parseJson(text);
   } catch {
     // Not JSON: not a record.
     return undefined;
@@ -196,7 +196,7 @@ function recordSeq(text: string): number | undefined {
 /** The `ts` of a stored record line, in milliseconds, when it has a valid one. */
 function recordTs(text: string): number | undefined {
   try {
-    const v: unknown = JSON.parse(text);
+    const v = parseJson(text);
     if (typeof v === "object" && v !== null && "ts" in v && typeof v.ts === "string") {
       const t = Date.parse(v.ts);
       return Number.isNaN(t) ? undefined : t;

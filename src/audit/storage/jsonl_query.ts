@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { parseJson } from "../../jsonrpc/json.ts";
 import { type AuditRecord, RECORD_FIELDS, type RecordKind } from "../record.ts";
 import { StorageError } from "./errors.ts";
 import { type LogFile, LogFiles, OpenedLogFile, type ReadLinesOptions } from "./log_lines.ts";
@@ -62,7 +63,7 @@ export function parseRecord(text: string): AuditRecord | null {
   if (!text.startsWith("{")) return null;
   let v: unknown;
   try {
-    v = JSON.parse(text);
+    v = parseJson(text);
   } catch {
     return null;
   }

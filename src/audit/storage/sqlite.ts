@@ -28,7 +28,7 @@
  */
 import { hash } from "node:crypto";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import type { JsonObject } from "../../jsonrpc/json.ts";
+import { type JsonObject, parseJson } from "../../jsonrpc/json.ts";
 import type { Logger } from "../../log.ts";
 import type { AnchorHead } from "../anchor.ts";
 import type { AnchorFile } from "./anchor_file.ts";
@@ -630,7 +630,7 @@ export class SqliteStore implements RecordStore {
   /** The head row must be a record the chain wrote; else someone else inserted it. */
   #checkRow(row: Row): StoreChange | undefined {
     try {
-      const v: unknown = JSON.parse(row.line);
+      const v = parseJson(row.line);
       if (
         typeof v === "object" && v !== null && "v" in v && v.v === 1 && "seq" in v &&
         v.seq === row.seq && "prev" in v && typeof v.prev === "string" && HEX64.test(v.prev)

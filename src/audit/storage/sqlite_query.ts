@@ -7,7 +7,8 @@
  * @module
  */
 import { DatabaseSync, type SQLInputValue, type SQLOutputValue } from "node:sqlite";
-import type { RecordKind } from "../record.ts";
+import { parseJson } from "../../jsonrpc/json.ts";
+import type { AuditRecord, RecordKind } from "../record.ts";
 import { StorageError } from "./errors.ts";
 import {
   emptyStats,
@@ -543,5 +544,6 @@ function numberOrNull(v: unknown): number | null {
 function readRecord(row: Record<string, SQLOutputValue>): ReadRecord {
   const line = row.line;
   if (typeof line !== "string") throw new StorageError("a record row without its line");
-  return { record: JSON.parse(line), line };
+  // The line the store wrote for the row, as the record type says (as it was taken before).
+  return { record: parseJson(line) as AuditRecord, line };
 }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { parseJson } from "../../jsonrpc/json.ts";
 import { AuditLog } from "../chain.ts";
 import type { TransportName } from "../record.ts";
 import { hmacSigner } from "../signing.ts";
@@ -32,5 +33,11 @@ export function storedRecords(path: string): Record<string, unknown>[] {
   } catch {
     return [];
   }
-  return text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
+  return text.split("\n").filter((l) => l !== "").map((l) => {
+    const v = parseJson(l);
+    if (typeof v !== "object" || v === null || Array.isArray(v)) {
+      throw new Error(`${path}: a line that is not a record: ${l.slice(0, 200)}`);
+    }
+    return v as Record<string, unknown>;
+  });
 }
