@@ -26,6 +26,7 @@ import {
   WireTransport,
 } from "./helpers.ts";
 import { cleanEnv, type ParsedEvent, parseSse } from "./http_helpers.ts";
+import { parseJson } from "../src/jsonrpc/json.ts";
 import { listenAddress } from "./telemetry_helpers.ts";
 
 /** The log's file name in a test's directory, by the backend under test. */
@@ -291,7 +292,7 @@ export class SseReader implements AsyncDisposable {
   /** The `record` events' data, parsed, in the order they arrived. */
   records(): unknown[] {
     return this.events().filter((e) => e.event === "record" && e.data !== null).map((e) =>
-      JSON.parse(e.data ?? "null")
+      parseJson(e.data ?? "null")
     );
   }
 

@@ -9,6 +9,12 @@
  * @module
  */
 import { GO_ENV_KEYS, goEnvName } from "../src/config/schema.ts";
+import {
+  type JsonValue,
+  namesMayBeMisread,
+  parseJson,
+  parseLossless,
+} from "../src/jsonrpc/json.ts";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { deserializeMessage, serializeMessage } from "@modelcontextprotocol/sdk/shared/stdio.js";
@@ -426,7 +432,7 @@ export class ProxyProcess implements AsyncDisposable {
     const out: Record<string, unknown>[] = [];
     for (const line of this.stderr.lines) {
       try {
-        const v: unknown = JSON.parse(line);
+        const v = parseJson(line);
         if (typeof v === "object" && v !== null && !Array.isArray(v)) {
           out.push(v as Record<string, unknown>);
         }
@@ -717,7 +723,10 @@ function parseLog(bytes: Uint8Array): AuditLogFile {
     const text = decoder.decode(bytes.subarray(start, end));
     let record: AuditRecord | undefined;
     try {
-      const v: unknown = JSON.parse(text, keepNumberText);
+      let v: unknown = JSON.parse(text, keepNumberText);
+      // V8 may misread an escaped member name (nodejs/node#63785); such a line is read again by
+      // the proxy's own reader, whose names are as written (its numbers kept by its own rule).
+      if (namesMayBeMisread(text, v as JsonValue)) v = parseLossless(text);
       if (typeof v === "object" && v !== null && "seq" in v) record = v as AuditRecord;
     } catch {
       record = undefined;

@@ -31,6 +31,7 @@ import {
   tempDir,
   verifyLog,
 } from "./helpers.ts";
+import { parseJson } from "../src/jsonrpc/json.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -53,7 +54,7 @@ export function jsonLines(lines: readonly string[]): Record<string, unknown>[] {
   const out: Record<string, unknown>[] = [];
   for (const line of lines) {
     try {
-      const v: unknown = JSON.parse(line);
+      const v = parseJson(line);
       if (typeof v === "object" && v !== null && !Array.isArray(v)) {
         out.push(v as Record<string, unknown>);
       }

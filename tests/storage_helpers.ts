@@ -11,6 +11,7 @@
  */
 import { createHash } from "node:crypto";
 import { DatabaseSync } from "node:sqlite";
+import { parseJson } from "../src/jsonrpc/json.ts";
 import {
   assert,
   assertEquals,
@@ -159,7 +160,7 @@ export class Caller {
       const line = lines[this.#checked]!;
       let v: unknown;
       try {
-        v = JSON.parse(line);
+        v = parseJson(line);
       } catch {
         throw new WrongAnswerError(`${this.writer}: an answer is not JSON: ${line.slice(0, 200)}`);
       }
@@ -320,7 +321,7 @@ function splitStored(file: string, bytes: Uint8Array): StoredLine[] {
 export function parseRecord(text: string): AuditRecord | undefined {
   if (!text.startsWith('{"client_id":"')) return undefined;
   try {
-    const v: unknown = JSON.parse(text);
+    const v = parseJson(text);
     if (typeof v === "object" && v !== null && "seq" in v && typeof v.seq === "number") {
       return v as AuditRecord;
     }

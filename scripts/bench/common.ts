@@ -8,6 +8,7 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
+import { parseJson } from "../../src/jsonrpc/json.ts";
 import { type SinkCounts, sinkCounts, sinkWait } from "../bench_otlp_sink.ts";
 
 /** The repository's root, as a path ending in a separator. */
@@ -311,7 +312,7 @@ export async function tallyLog(path: string): Promise<LogTally> {
     firstProblem: null,
   };
   const add = (line: string): void => {
-    const r: unknown = JSON.parse(line);
+    const r = parseJson(line);
     const kind = member(r, "kind");
     const method = member(r, "method");
     const decision = member(r, "decision");

@@ -29,6 +29,7 @@
 import { DatabaseSync } from "node:sqlite";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { SqliteStore } from "../../src/audit/storage/sqlite.ts";
+import { parseJson } from "../../src/jsonrpc/json.ts";
 import { writeTraffic } from "../../tests/fixtures/dashboard_traffic.ts";
 import { BenchProcess, cleanEnv, int, MAIN, median, REPO, SECRET, table } from "./common.ts";
 
@@ -83,7 +84,7 @@ function describeLog(path: string): { records: number; first: string; last: stri
     if (n === 0) return { records: 0, first: "", last: "" };
     const ts = (seq: unknown): string => {
       const r = db.prepare("SELECT line FROM records WHERE seq = ?").get(Number(seq));
-      const parsed: unknown = JSON.parse(String(r?.line ?? "{}"));
+      const parsed = parseJson(String(r?.line ?? "{}"));
       const value = typeof parsed === "object" && parsed !== null ? Reflect.get(parsed, "ts") : "";
       return typeof value === "string" ? value : "";
     };
