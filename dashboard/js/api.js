@@ -11,6 +11,7 @@
  * @module
  */
 import { isObject, ShapeError } from "./guards.js";
+import { parseJson } from "./json.js";
 
 const TOKEN_KEY = "mcp-audit.dashboard.token";
 
@@ -85,7 +86,7 @@ async function errorText(res) {
   const text = await res.text().catch(() => "");
   try {
     /** @type {unknown} */
-    const body = JSON.parse(text);
+    const body = parseJson(text);
     if (isObject(body) && typeof body.error === "string") return body.error;
   } catch {
     // not JSON
@@ -227,7 +228,8 @@ export class Api {
       /** @type {unknown} */
       let body;
       try {
-        body = await res.json();
+        // Member names as sent (see json.js), not as V8's JSON.parse may misread them.
+        body = parseJson(await res.text());
       } catch {
         throw new ShapeError(`${path}: the answer is not JSON`);
       }

@@ -9,6 +9,7 @@
  */
 import { describeError, retryAfterSeconds } from "./api.js";
 import { streamItem } from "./guards.js";
+import { parseJson } from "./json.js";
 
 /** @typedef {import("./guards.js").StreamItem} StreamItem */
 /** @typedef {{ id: string | null, event: string, data: string }} SseEvent */
@@ -250,7 +251,7 @@ export class LiveStream {
         /** @type {unknown} */
         let data;
         try {
-          data = JSON.parse(event.data);
+          data = parseJson(event.data);
         } catch {
           return;
         }
