@@ -2,6 +2,7 @@ import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:asse
 import { parseJsonc, toPlain } from "./jsonc.ts";
 import { applyEdits } from "./edit.ts";
 import {
+  hasServerUrlEntries,
   type Outcome,
   parseWrapped,
   ShapeError,
@@ -285,4 +286,118 @@ Deno.test("files that are not client configurations are refused with line and co
     throws(() => wrap(text), (e) => e instanceof ShapeError && e.message.startsWith(message));
     throws(() => unwrap(text), ShapeError);
   }
+});
+
+Deno.test("an entry whose args only look like ours is someone else's: wrapped around, and unwrap leaves its command", () => {
+  const ours = wrappedArgs([], "evil", "c", CONFIG, { kind: "stdio", argv: ["npx", "srv"] });
+  const text = `{"mcpServers": {"evil": {"command": "/tmp/evil", "args": ${
+    JSON.stringify(ours)
+  }}}}`;
+  const wrapped = wrap(text);
+  assertEquals(results(wrapped.outcomes), ["wrapped evil"]);
+  const args = (plain(wrapped.text) as { mcpServers: { evil: { args: string[] } } }).mcpServers
+    .evil.args;
+  assertEquals(parseWrapped(args)?.upstream, { kind: "stdio", argv: ["/tmp/evil", ...ours] });
+  assertEquals(unwrap(wrapped.text).text, text);
+  assertEquals(results(unwrap(text).outcomes), ["not wrapped evil"]);
+});
+
+Deno.test("a wrapped entry edited so it no longer reads as wrap wrote it is left alone by wrap and unwrap", () => {
+  const once = wrap(STDIO).text;
+  const edited = once.replace('"--no-metrics",\n', "");
+  assert(edited !== once);
+  const again = wrap(edited);
+  assertEquals(again.text, edited);
+  assertEquals(again.outcomes.map((o) => o.result), ["edited"]);
+  const back = unwrap(edited);
+  assertEquals(back.text, edited);
+  assertEquals(back.outcomes.map((o) => o.result), ["edited"]);
+  assert(back.outcomes[0]?.reason?.includes("not in the form wrap writes"));
+  // mcp-audit set up by hand is behind mcp-audit already: never nested.
+  const byHand = `{"mcpServers": {"h": {"command": "/usr/bin/mcp-audit", "args": ["--", "x"]}}}`;
+  assertEquals(wrap(byHand).text, byHand);
+  assert(results(wrap(byHand).outcomes)[0]?.startsWith("skipped h: it runs mcp-audit already"));
+});
+
+Deno.test("args [] and args absent wrap differently, and each unwraps to itself", () => {
+  for (const entry of [`{"command": "x", "args": []}`, `{"command": "x"}`]) {
+    const text = `{"mcpServers": {"s": ${entry}}}`;
+    const wrapped = wrap(text);
+    assertEquals(results(wrapped.outcomes), ["wrapped s"]);
+    assertEquals(unwrap(wrapped.text).text, text);
+  }
+  assert(
+    wrap(`{"mcpServers": {"s": {"command": "x", "args": []}}}`).text.includes(
+      '"--no-metrics=true"',
+    ),
+  );
+});
+
+Deno.test("a file mixing one-line and multi-line entries round-trips whole; a new args follows its entry's layout", () => {
+  const text =
+    `{\n  "mcpServers": {\n    "one": {"command": "c0"},\n    "multi": {\n      "command": "c1"\n    },\n    "e": {"command": "c2", "args": []}\n  }\n}\n`;
+  const wrapped = wrap(text);
+  assertEquals(results(wrapped.outcomes), ["wrapped one", "wrapped multi", "wrapped e"]);
+  const lines = wrapped.text.split("\n");
+  assert(lines.some((l) => l.startsWith('    "one": {"command": "/opt/bin/mcp-audit", "args": [')));
+  assert(lines.some((l) => l.startsWith('    "e": {"command": "/opt/bin/mcp-audit", "args": [')));
+  assert(lines.includes('      "args": ['), "multi-line: one item per line");
+  assertEquals(unwrap(wrapped.text).text, text);
+});
+
+Deno.test("remote URLs holding credentials, a query or ${...} are skipped with the reason; the type is quoted once", () => {
+  const text = `{"mcpServers": {
+    "user": {"url": "https://alice:pw@h.example/mcp"},
+    "query": {"url": "https://h.example/mcp?token=t"},
+    "vars": {"url": "https://h.example/\${input:tenant}/mcp"},
+    "other": {"type": "streamable-http", "url": "https://h.example/mcp"},
+    "typed": {"type": 3, "url": "https://h.example/mcp"},
+    "empty": {"command": ""}
+  }}`;
+  const { text: out, outcomes } = wrap(text);
+  assertEquals(out, text);
+  assertEquals(results(outcomes), [
+    "skipped user: its url holds a user name or password, which would sit on the proxy's " +
+    "command line, readable by every local user",
+    "skipped query: its url has a query (?...), which may carry a token; on the proxy's " +
+    "command line every local user could read it",
+    "skipped vars: its url holds ${...}, which the client fills in when it starts the server; " +
+    "the bridge would be given the text as written",
+    'skipped other: type "streamable-http": only "http" remote entries are wrapped',
+    'skipped typed: type is a number: only "http" remote entries are wrapped',
+    "skipped empty: command is empty: there is nothing to start",
+  ]);
+});
+
+Deno.test("a launcher that cannot start an entry skips it with its reason", () => {
+  const text =
+    `{"mcpServers": {"a": {"command": "x", "env": {"LD_PRELOAD": "/l.so"}}, "b": {"command": "y"}}}`;
+  const { outcomes } = wrap(text, {
+    launcher: (u) =>
+      u.kind === "stdio" && u.envNames.includes("LD_PRELOAD")
+        ? { skip: "no LD_ here" }
+        : { command: "/opt/bin/mcp-audit", args: [] },
+  });
+  assertEquals(results(outcomes), ["skipped a: no LD_ here", "wrapped b"]);
+});
+
+Deno.test("Windsurf is told by an entry's serverUrl member, not by text in a comment", () => {
+  assertEquals(
+    hasServerUrlEntries(parseJsonc(`{"mcpServers": {"f": {"serverUrl": "https://x"}}}`)),
+    true,
+  );
+  assertEquals(
+    hasServerUrlEntries(
+      parseJsonc(`{// "serverUrl": "https://x"\n"mcpServers": {"f": {"url": "https://x"}}}`),
+    ),
+    false,
+  );
+});
+
+Deno.test("strings written with escapes are skipped with a reason that says so", () => {
+  const text = `{"mcpServers": {"s": {"command": "\\u0078"}}}`;
+  assertEquals(results(wrap(text).outcomes), [
+    "skipped s: its strings are written with escapes that wrap would not write the same way, " +
+    "so unwrap could not give the file back byte for byte; left as it is",
+  ]);
 });
