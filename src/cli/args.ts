@@ -112,6 +112,23 @@ function splitFlag(token: string): { written: string; name: string; inline?: str
 }
 
 /**
+ * Where the upstream argv starts: the first `--` in a flag's place. As in Go's `flag`, the word
+ * after a flag that takes a value is that value, whatever it is, so `--server-id --` names a
+ * server `--`. -1 when there is none.
+ */
+function separatorIndex(argv: readonly string[]): number {
+  for (let i = 0; i < argv.length; i++) {
+    const token = argv[i]!;
+    if (token === "--") return i;
+    const m = /^--?([^-=][^=]*)$/.exec(token);
+    if (m === null) continue;
+    const spec = FLAGS.get(SHORT.get(m[1]!) ?? m[1]!);
+    if (spec !== undefined && spec.type !== "bool") i++;
+  }
+  return -1;
+}
+
+/**
  * Parses `argv` (without the program name).
  * @throws {UsageError} on unknown flags or bad values
  */
@@ -120,7 +137,7 @@ export function parseCommand(argv: string[]): Command {
   if (isSubcommand(first)) return { kind: first, args: argv.slice(1) };
   // `mcp-audit version`, as many tools spell it; the Go tool would have ignored the word.
   if (first === "version" && argv.length === 1) return { kind: "version" };
-  const dashdash = argv.indexOf("--");
+  const dashdash = separatorIndex(argv);
   const own = dashdash === -1 ? argv : argv.slice(0, dashdash);
   const upstreamArgv = dashdash === -1 ? [] : argv.slice(dashdash + 1);
 

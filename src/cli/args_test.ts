@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { type Command, HELP, parseCommand } from "./args.ts";
 import { UsageError } from "./errors.ts";
 import { ConfigError, loadConfig } from "../config/load.ts";
+import { wrappedArgs } from "../clients/wrapped_argv.ts";
 
 function proxy(argv: string[]): Extract<Command, { kind: "proxy" }> {
   const c = parseCommand(argv);
@@ -190,8 +191,20 @@ Deno.test("parseCommand reads a Go boolean's =true|false: =false leaves the conf
 
 Deno.test("parseCommand takes the next word as a flag's value, as Go does, even if it starts with -", () => {
   assert.equal(proxy(["-upstream", "-x"]).flags.get("proxy.upstream")?.value, "-x");
-  // The first -- is the upstream separator, never a value.
-  assert.throws(() => parseCommand(["-client-id", "--", "npx"]), /flag needs a value: -client-id/);
+  // Go's rule: the word after a value flag is its value even when it is "--" (a server `wrap`
+  // names "--"); the separator is the first -- in a flag's place.
+  const c = proxy(["--server-id", "--", "-client-id", "--", "--", "npx", "--", "x"]);
+  assert.equal(c.flags.get("proxy.server_id")?.value, "--");
+  assert.equal(c.flags.get("proxy.client_id")?.value, "--");
+  assert.deepEqual(c.upstreamArgv, ["npx", "--", "x"]);
+  assert.equal(
+    proxy(["--no-metrics", "--", "--server-id", "x"]).flags.has("proxy.server_id"),
+    false,
+  );
+  assert.equal(proxy(["--server-id=--", "--", "npx"]).flags.get("proxy.server_id")?.value, "--");
+  assert.throws(() => parseCommand(["-client-id", "--", "npx"]), /unexpected argument "npx"/);
+  assert.deepEqual(proxy(["-client-id", "--"]).upstreamArgv, []);
+  assert.throws(() => parseCommand(["-client-id"]), /flag needs a value: -client-id/);
 });
 
 Deno.test("parseCommand keeps -- and the short -h/-v beside the Go spellings", () => {
@@ -240,4 +253,18 @@ Deno.test("parseCommand gives wrap, unwrap and doctor their arguments; --help na
   ) {
     assert.ok(HELP.includes(line), line);
   }
+});
+
+Deno.test("the argv wrap writes parses as the proxy's: a server named --, and the empty-args mark, which is --no-metrics", () => {
+  const named = proxy(
+    wrappedArgs([], "--", "--", "/cfg", { kind: "stdio", argv: ["npx", "--", "x"] }),
+  );
+  assert.equal(named.flags.get("proxy.server_id")?.value, "--");
+  assert.equal(named.flags.get("proxy.client_id")?.value, "--");
+  assert.equal(named.configPath, "/cfg");
+  assert.deepEqual(named.upstreamArgv, ["npx", "--", "x"]);
+  const empty = proxy(wrappedArgs([], "s", "c", "/cfg", { kind: "stdio", argv: ["/srv"] }, true));
+  assert.equal(empty.flags.get("metrics.enabled")?.value, false);
+  assert.equal(empty.flags.get("dashboard.enabled")?.value, false);
+  assert.deepEqual(empty.upstreamArgv, ["/srv"]);
 });
