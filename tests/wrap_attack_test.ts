@@ -562,6 +562,10 @@ Deno.test("an entry with an empty command is skipped with the reason, not wrappe
   const user = new User(dir.path, Deno.execPath());
   const path = user.file(S(`"a": {"command": ""}`));
   const run = await user.run("wrap", path);
+  if (run.out.some((l) => l.startsWith("skipped a: ") && l.includes("empty"))) {
+    assertEquals(run.text, S(`"a": {"command": ""}`));
+    return;
+  }
   for (const item of wrappedOf(run.text, "a").launcherArgs) {
     assert(!/^--allow-run=(,|$)/.test(item), `wrapped with ${item}: ${run.out.join(" | ")}`);
   }

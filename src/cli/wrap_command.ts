@@ -48,8 +48,11 @@ import { type JsoncDocument, JsoncError, parseJsonc } from "../clients/jsonc.ts"
 import { applyEdits } from "../clients/edit.ts";
 import { unifiedDiff } from "../clients/diff.ts";
 import { ConfigWriteError, replaceFileAtomically } from "../clients/atomic_write.ts";
+import { type FileLock, LockError, lockFile } from "../clients/file_lock.ts";
 import {
+  hasServerUrlEntries,
   type Launch,
+  type LaunchTarget,
   type Outcome,
   type Rewrite,
   serverMaps,
@@ -250,6 +253,8 @@ function sharedConfig(path: string, platform: Platform, dryRun: boolean): Shared
 
 /** What the proxy touches when run with the shared configuration: the source of its flags. */
 interface Touches {
+  /** The log's folder, which must exist for the proxy to start. */
+  logDir: string;
   read: string[];
   write: string[];
   net: string[];
@@ -315,7 +320,7 @@ function touches(config: Config, configPath: string, platform: Platform): Touche
       throw new ConfigError("otel.endpoint", "is not a URL");
     }
   }
-  return { read: unique(read), write: unique(write), net };
+  return { logDir, read: unique(read), write: unique(write), net };
 }
 
 function unique(list: string[]): string[] {
@@ -338,13 +343,29 @@ function fromSource(execPath: string): boolean {
   return name === "deno" || name === "deno.exe";
 }
 
+/**
+ * Variables Deno lets no child have unless `--allow-run` is unrestricted (they change how a
+ * program loads its libraries).
+ */
+function loaderVariable(name: string): boolean {
+  return /^(LD_|DYLD_)/i.test(name);
+}
+
 /** The launcher for one upstream: the binary, or `deno run` with the narrowest flags. */
 function launcherFor(
   io: WrapIo,
   t: Touches,
-): (upstream: { kind: "stdio"; command: string } | { kind: "remote"; url: URL }) => Launch {
+): (upstream: LaunchTarget) => Launch | { skip: string } {
   return (upstream) => {
     if (!fromSource(io.launcher.execPath)) return { command: io.launcher.execPath, args: [] };
+    const loader = upstream.kind === "stdio" ? upstream.envNames.filter(loaderVariable) : [];
+    if (loader.length > 0) {
+      return {
+        skip: `its env sets ${loader.join(", ")}: run from source, mcp-audit could start it ` +
+          "only with --allow-run unrestricted (Deno's rule for LD_* and DYLD_* variables); " +
+          "the mcp-audit binary has no such limit",
+      };
+    }
     const args = [
       "run",
       flagList("--allow-read", t.read),
@@ -375,15 +396,18 @@ class FileRefused extends Error {
   override name = "FileRefused";
 }
 
-function readClientFile(path: string, fromClient: string | undefined): ReadFile {
-  let bytes: Uint8Array;
+/**
+ * Checks that `path` is a regular file of a client configuration's size, before anything is
+ * created beside it; returns the path of the file itself (a link's target), where the lock goes.
+ */
+function checkClientFile(path: string, fromClient: string | undefined): string {
   try {
     const info = Deno.statSync(path);
     if (!info.isFile) throw new FileRefused(`${path}: not a file`);
     if (info.size > MAX_FILE_BYTES) {
       throw new FileRefused(`${path}: ${info.size} bytes, more than a client configuration holds`);
     }
-    bytes = Deno.readFileSync(path);
+    return Deno.realPathSync(path);
   } catch (e) {
     if (e instanceof FileRefused) throw e;
     if (e instanceof Deno.errors.NotFound) {
@@ -393,6 +417,29 @@ function readClientFile(path: string, fromClient: string | undefined): ReadFile 
           : `${path}: no such file`,
       );
     }
+    throw new FileRefused(`${path}: cannot read: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Takes the edit lock of the file (at its real path); undefined when its folder cannot be
+ * written, since then no edit can be written either (the replacement says why).
+ */
+async function lockClientFile(path: string, realPath: string): Promise<FileLock | undefined> {
+  try {
+    return await lockFile(realPath);
+  } catch (e) {
+    if (!(e instanceof LockError)) throw e;
+    if (e.kind === "denied") return undefined;
+    throw new FileRefused(`${path}: ${e.reason}`);
+  }
+}
+
+function readClientFile(path: string): ReadFile {
+  let bytes: Uint8Array;
+  try {
+    bytes = Deno.readFileSync(path);
+  } catch (e) {
     throw new FileRefused(`${path}: cannot read: ${(e as Error).message}`);
   }
   if (bytes.length > MAX_FILE_BYTES) throw new FileRefused(`${path}: too large`);
@@ -420,7 +467,7 @@ function detectClient(doc: JsoncDocument): string {
   const keys = doc.root.members.map((m) => m.key);
   if (keys.includes("servers")) return "vscode";
   if (keys.includes("projects")) return "claude-code";
-  if (/"serverUrl"\s*:/.test(doc.text)) return "windsurf";
+  if (hasServerUrlEntries(doc)) return "windsurf";
   return "mcp-client";
 }
 
@@ -431,6 +478,8 @@ function describe(o: Outcome): string {
       return `skipped ${o.server}${place}: ${o.reason ?? ""}`;
     case "unwrapped":
       return `unwrapped ${o.server}${place}${o.reason === undefined ? "" : `: ${o.reason}`}`;
+    case "edited":
+      return `skipped ${o.server}${place}: edited since wrapped, left alone: ${o.reason ?? ""}`;
     default:
       return `${o.result} ${o.server}${place}`;
   }
@@ -455,17 +504,33 @@ export async function wrapCommand(
     io.out(USAGE);
     return 0;
   }
+  // Each file is locked from before it is read until it is replaced (two runs at once would
+  // otherwise both edit the old text, and one edit would be lost); the locks go in `finally`.
+  const locks: FileLock[] = [];
+  try {
+    return await run(kind, parsed, io, platform, locks);
+  } finally {
+    for (const lock of locks) lock.release();
+  }
+}
+
+async function run(
+  kind: "wrap" | "unwrap",
+  parsed: Parsed,
+  io: WrapIo,
+  platform: Platform,
+  locks: FileLock[],
+): Promise<number> {
   // Every file is read and checked first: a client that is not installed, or a file that is
   // refused, creates nothing (not even the shared configuration).
   let failed = false;
   const files: (ReadFile & { path: string; clientId: string | undefined })[] = [];
   for (const file of parsed.files) {
     try {
-      files.push({
-        ...readClientFile(file.path, file.fromClient ? file.clientId : undefined),
-        path: file.path,
-        clientId: file.clientId,
-      });
+      const realPath = checkClientFile(file.path, file.fromClient ? file.clientId : undefined);
+      const lock = parsed.dryRun ? undefined : await lockClientFile(file.path, realPath);
+      if (lock !== undefined) locks.push(lock);
+      files.push({ ...readClientFile(file.path), path: file.path, clientId: file.clientId });
     } catch (e) {
       if (!(e instanceof FileRefused)) throw e;
       io.err(e.message);
@@ -486,8 +551,11 @@ export async function wrapCommand(
         flags: new Map(),
         upstreamArgv: [],
       });
-      launcher = launcherFor(io, touches(loaded.config, shared.path, platform));
+      const t = touches(loaded.config, shared.path, platform);
+      launcher = launcherFor(io, t);
       for (const line of shared.created) io.out(line);
+      const made = ensureLogDir(t.logDir, parsed.dryRun);
+      if (made !== undefined) io.out(made);
     } catch (e) {
       if (e instanceof ConfigError || e instanceof CatalogError) {
         io.err(`mcp-audit ${kind}: shared config: ${e.message}`);
@@ -496,18 +564,20 @@ export async function wrapCommand(
       throw e;
     }
   }
+  const self = io.launcher.execPath;
   for (const file of files) {
     try {
       const { raw, doc } = file;
       let rewrite: Rewrite;
       try {
         rewrite = launcher === undefined
-          ? unwrapDocument(doc, { only: parsed.only })
+          ? unwrapDocument(doc, { only: parsed.only, self })
           : wrapDocument(doc, {
             clientId: file.clientId ?? detectClient(doc),
             sharedConfig: configPath,
             only: parsed.only,
             launcher,
+            self,
           });
       } catch (e) {
         if (e instanceof ShapeError) {
@@ -522,6 +592,9 @@ export async function wrapCommand(
           failed = true;
         }
       }
+      // An entry of ours edited since it was wrapped stays behind mcp-audit: unwrap says so
+      // and fails, so that the user looks at it.
+      if (kind === "unwrap" && rewrite.outcomes.some((o) => o.result === "edited")) failed = true;
       const next = (doc.bom ? "\uFEFF" : "") + applyEdits(doc.text, rewrite.edits);
       if (parsed.dryRun) {
         const diff = unifiedDiff(raw, next, file.path, file.path);
@@ -555,4 +628,28 @@ export async function wrapCommand(
     io.out(`the log: mcp-audit dashboard --config ${configPath}`);
   }
   return failed ? 1 : 0;
+}
+
+/**
+ * Creates the log's folder (0700) when the shared configuration names one that is missing: the
+ * proxy does not create it, and every wrapped server would fail at start. Returns what it did.
+ * @throws {ConfigError} when it cannot be created
+ */
+function ensureLogDir(dir: string, dryRun: boolean): string | undefined {
+  try {
+    Deno.statSync(dir);
+    return undefined;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) return undefined;
+  }
+  if (dryRun) return `would create the log's folder ${dir}`;
+  try {
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw new ConfigError(
+      "audit.path",
+      `its folder ${dir} cannot be created: ${(e as Error).message}`,
+    );
+  }
+  return `created the log's folder ${dir} (mode 0700)`;
 }
