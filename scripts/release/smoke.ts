@@ -47,7 +47,7 @@ class Lines {
   #reader: ReadableStreamDefaultReader<string>;
   #pending = "";
   #what: string;
-  constructor(stream: ReadableStream<Uint8Array>, what: string) {
+  constructor(stream: ReadableStream<Uint8Array<ArrayBuffer>>, what: string) {
     this.#reader = stream.pipeThrough(new TextDecoderStream()).getReader();
     this.#what = what;
   }
