@@ -8,6 +8,7 @@
 import { RULE_FIELDS } from "../guardrails/policy.ts";
 import { parseJson as parseJsonText } from "../jsonrpc/json.ts";
 import { buildConfig, type Config, FlatValues } from "./config.ts";
+import { jsonSyntaxFault, lineColumn } from "./json_syntax.ts";
 import {
   type ConfigValue,
   envName,
@@ -18,6 +19,7 @@ import {
   SCHEMA,
   type TreeValue,
 } from "./schema.ts";
+import { yamlFault, yamlValueFault } from "./yaml_syntax.ts";
 
 /** A configuration problem, naming the key (or flag, or variable) at fault. Exit code 2. */
 export class ConfigError extends Error {
@@ -53,6 +55,16 @@ export interface Loaded {
    * such generic names may have been set for another program, so the proxy logs them.
    */
   goEnv: string[];
+  /**
+   * The variable or flag that set each key set by one (`PROXY_PORT`, `MCP_AUDIT_AUDIT_PATH`,
+   * `--port`); a key from the file or a default is not in it. Errors name these.
+   */
+  setBy: ReadonlyMap<string, string>;
+  /**
+   * The variables this program reads that are set but empty, by name: an empty variable is not
+   * set (as the Go tool's viper treats one), so these were ignored; the proxy logs them once.
+   */
+  emptyEnv: string[];
 }
 
 /**
@@ -114,6 +126,9 @@ function holdsSecret(key: string): boolean {
  */
 function describe(key: string, value: unknown): string {
   if (value === null) return "null";
+  if (typeof value === "number" && !Number.isFinite(value)) {
+    return "a number too large to hold (over 1.8e308)";
+  }
   if (Array.isArray(value)) return "a list";
   if (typeof value === "object") return "a map";
   if (holdsSecret(key)) return `a ${typeof value} (not shown)`;
@@ -328,8 +343,13 @@ function fromEnv(name: string, key: string, spec: KeySpec, text: string): Config
     case "tree":
       try {
         raw = parseJsonText(text);
-      } catch {
-        throw new ConfigError(name, "must be JSON");
+      } catch (e) {
+        // Told by place and kind only: the parser's message would quote the value.
+        const fault = jsonSyntaxFault(text);
+        const why = fault === undefined
+          ? (e instanceof RangeError ? "nested too deeply" : "it cannot be parsed")
+          : `${fault.reason} at character ${fault.offset + 1}`;
+        throw new ConfigError(name, `must be JSON: ${why}`);
       }
       break;
     case "duration":
@@ -418,16 +438,10 @@ export function configFormat(path: string): "yaml" | "json" {
   return "yaml";
 }
 
-/** Line and column (from 1) of a character offset. */
-function lineColumn(text: string, offset: number): { line: number; column: number } {
-  const before = text.slice(0, Math.min(offset, text.length));
-  const lines = before.split("\n");
-  return { line: lines.length, column: (lines.at(-1)?.length ?? 0) + 1 };
-}
-
 /**
  * Parses a JSON configuration file strictly (no comments, no trailing commas, each key once).
- * Errors name the file, line and column.
+ * Errors name the file, line and column, and say what is wrong in our own words: never with the
+ * parser's message, which quotes the text around the fault (a secret's, maybe).
  */
 function parseJson(path: string, text: string): unknown {
   const body = text.startsWith("\uFEFF") ? text.slice(1) : text;
@@ -435,14 +449,13 @@ function parseJson(path: string, text: string): unknown {
   try {
     tree = parseJsonText(body);
   } catch (e) {
-    const message = (e as Error).message;
-    const at = /at position (\d+)/.exec(message);
-    const { line, column } = lineColumn(body, at ? Number(at[1]) : body.length);
-    const reason = message.replace(/ in JSON at position \d+.*$/, "").replace(
-      / of JSON input$/,
-      "",
-    );
-    throw new ConfigError(`${path}:${line}:${column}`, `not valid JSON: ${reason}`);
+    const fault = jsonSyntaxFault(body);
+    if (fault === undefined) {
+      const reason = e instanceof RangeError ? "nested too deeply" : "the text cannot be parsed";
+      throw new ConfigError(path, `not valid JSON: ${reason}`);
+    }
+    const { line, column } = lineColumn(body, fault.offset);
+    throw new ConfigError(`${path}:${line}:${column}`, `not valid JSON: ${fault.reason}`);
   }
   // JSON.parse keeps the last of two equal keys; a file that says two things is refused, as a
   // YAML one is. The YAML parser reads JSON text and finds them with their place.
@@ -456,28 +469,48 @@ function parseJson(path: string, text: string): unknown {
   return tree;
 }
 
-/** The file's tree: YAML or JSON by its extension ({@link configFormat}). */
-function parseFile(file: { path: string; text: string }): unknown {
+/**
+ * The file's tree: YAML or JSON by its extension ({@link configFormat}). A YAML warning (an
+ * unknown tag, read as a plain value) is added to `warnings`, told as its errors are: by place
+ * and kind, never with the file's text.
+ */
+function parseFile(file: { path: string; text: string }, warnings: string[]): unknown {
   if (configFormat(file.path) === "json") return parseJson(file.path, file.text);
   const yaml = yamlParser(file.path);
+  let doc;
   try {
-    return yaml.parse(file.text, { uniqueKeys: true, prettyErrors: true });
+    doc = yaml.parseDocument(file.text, { uniqueKeys: true, prettyErrors: true });
   } catch (e) {
-    const first = (e as Error).message.split("\n")[0] ?? "";
-    throw new ConfigError(file.path, `not valid YAML: ${first}`);
+    throw new ConfigError(file.path, `not valid YAML: ${yamlValueFault(e)}`);
+  }
+  const error = doc.errors[0];
+  if (error !== undefined) {
+    const { where, reason } = yamlFault(file.path, error);
+    throw new ConfigError(where, `not valid YAML: ${reason}`);
+  }
+  for (const warning of doc.warnings) {
+    const { where, reason } = yamlFault(file.path, warning);
+    warnings.push(`${where}: ${reason}; read as a plain value`);
+  }
+  try {
+    return doc.toJS();
+  } catch (e) {
+    throw new ConfigError(file.path, `not valid YAML: ${yamlValueFault(e)}`);
   }
 }
 
 /**
  * Sets the keys the Go tool's unprefixed variables name ({@link GO_ENV_KEYS}), as its viper
- * `AutomaticEnv()` does: an empty variable is not set; a list is comma-separated. A map or rule
- * list cannot be given this way (viper fails to decode the text, so the Go tool refused to start
- * with one set), and is refused by name here too. Returns the variable that set each key.
+ * `AutomaticEnv()` does: an empty variable is not set (its name is added to `empty`); a list is
+ * comma-separated. A map or rule list cannot be given this way (viper fails to decode the text, so
+ * the Go tool refused to start with one set), and is refused by name here too. Returns the
+ * variable that set each key.
  */
 function applyGoEnv(
   env: Readonly<Record<string, string>>,
   fromFile: readonly string[],
   values: Map<string, ConfigValue>,
+  empty: string[],
 ): Map<string, string> {
   const setBy = new Map<string, string>();
   const keys = fromFile.includes("proxy.upstream")
@@ -486,7 +519,11 @@ function applyGoEnv(
   for (const key of keys) {
     const name = goEnvName(key);
     const text = env[name];
-    if (text === undefined || text === "") continue;
+    if (text === undefined) continue;
+    if (text === "") {
+      empty.push(name);
+      continue;
+    }
     const spec = SCHEMA[key]!;
     if (spec.type.kind === "map" || spec.type.kind === "rules") {
       throw new ConfigError(
@@ -503,17 +540,28 @@ function applyGoEnv(
 }
 
 /**
- * Loads and checks the configuration.
- * @throws {ConfigError} on any unknown key or bad value
+ * The variables that may hold the HMAC secret, strongest first: the Go tool reads `AUDIT_SECRET`,
+ * and its newer releases prefer `MCP_AUDIT_SIGNING_SECRET`. `MCP_AUDIT_AUDIT_SECRET` (the key's
+ * own variable) comes below both.
+ */
+const SECRET_VARIABLES = ["MCP_AUDIT_SIGNING_SECRET", "AUDIT_SECRET"] as const;
+
+/**
+ * Loads and checks the configuration. An empty variable is not set, whichever it is (the Go
+ * tool's viper ignores one too): an empty `MCP_AUDIT_DASHBOARD_AUTH_TOKEN` must not wipe the
+ * file's token and serve the dashboard without one, nor an empty `AUDIT_SECRET` turn signing off.
+ * @throws {ConfigError} on any unknown key or bad value, naming the key, variable or flag that
+ *   set it
  */
 export function loadConfig(input: LoadInput): Loaded {
   const values = new Map<string, ConfigValue>();
   for (const [key, spec] of Object.entries(SCHEMA)) values.set(key, spec.default);
   const warnings: string[] = [];
   const fromFile: string[] = [];
+  const emptyEnv: string[] = [];
 
   if (input.file) {
-    const tree = parseFile(input.file);
+    const tree = parseFile(input.file, warnings);
     const raw = new Map<string, unknown>();
     flattenFile(tree, raw);
     fromFile.push(...raw.keys());
@@ -529,18 +577,30 @@ export function loadConfig(input: LoadInput): Loaded {
     }
   }
 
-  const goEnv = applyGoEnv(input.env, fromFile, values);
+  const goEnv = applyGoEnv(input.env, fromFile, values, emptyEnv);
+  const setBy = new Map(goEnv);
   const byEnv = new Map(Object.entries(SCHEMA).map(([key, spec]) => [envName(key), { key, spec }]));
   for (const [name, text] of Object.entries(input.env)) {
     if (!name.startsWith("MCP_AUDIT_") || name === "MCP_AUDIT_SIGNING_SECRET") continue;
+    if (text === "") {
+      emptyEnv.push(name);
+      continue;
+    }
     const found = byEnv.get(name);
     if (!found) throw new ConfigError(name, "unknown MCP_AUDIT_ environment variable");
     values.set(found.key, fromEnv(name, found.key, found.spec, text));
     goEnv.delete(found.key);
+    setBy.set(found.key, name);
   }
-  // The Go tool reads AUDIT_SECRET, and newer releases prefer MCP_AUDIT_SIGNING_SECRET.
-  const secret = input.env["MCP_AUDIT_SIGNING_SECRET"] ?? input.env["AUDIT_SECRET"];
-  if (secret !== undefined) values.set("audit.secret", secret);
+  let secretSet = false;
+  for (const name of SECRET_VARIABLES) {
+    const secret = input.env[name];
+    if (secret === "") emptyEnv.push(name);
+    if (secret === undefined || secret === "" || secretSet) continue;
+    values.set("audit.secret", secret);
+    setBy.set("audit.secret", name);
+    secretSet = true;
+  }
 
   for (const [key, { flag, value }] of input.flags) {
     const spec = SCHEMA[key];
@@ -552,6 +612,7 @@ export function loadConfig(input: LoadInput): Loaded {
       throw e;
     }
     goEnv.delete(key);
+    setBy.set(key, flag);
   }
 
   // As in the Go tool: an empty pattern list means the defaults, never "redact nothing".
@@ -563,7 +624,7 @@ export function loadConfig(input: LoadInput): Loaded {
     values.set("middleware.redact.patterns", SCHEMA["middleware.redact.patterns"]!.default);
   }
   const config = buildConfig(new FlatValues(values), input.upstreamArgv);
-  validate(config, warnings);
+  validate(config, warnings, (key) => setBy.get(key) ?? key);
   const effective: Record<string, ConfigValue> = {};
   for (const [key, value] of values) {
     if (SCHEMA[key]?.type.kind === "ignored") continue;
@@ -571,31 +632,61 @@ export function loadConfig(input: LoadInput): Loaded {
   }
   const headers = config.otel.headers;
   effective["otel.headers"] = Object.fromEntries(Object.keys(headers).map((h) => [h, "(set)"]));
-  return { config, warnings, effective, fromFile, goEnv: [...goEnv.values()].sort() };
+  return {
+    config,
+    warnings,
+    effective,
+    fromFile,
+    goEnv: [...goEnv.values()].sort(),
+    setBy,
+    emptyEnv: emptyEnv.sort(),
+  };
 }
 
-/** Rules that span keys. */
-function validate(c: Config, warnings: string[]): void {
-  if (!c.metrics.path.startsWith("/")) throw new ConfigError("metrics.path", "must start with /");
+/** A header name as RFC 9110 allows one: a token of tchar. */
+const HEADER_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * Rules that span keys. A value that breaks one is refused naming what set it (`source`: the
+ * variable or flag, else the key itself); never with a secret's value.
+ */
+function validate(c: Config, warnings: string[], source: (key: string) => string): void {
+  const fault = (key: string, problem: string, shown = key) => {
+    const by = source(key);
+    return by === key
+      ? new ConfigError(shown, problem)
+      : new ConfigError(by, `${problem} (${shown})`);
+  };
+  if (!c.metrics.path.startsWith("/")) throw fault("metrics.path", "must start with /");
   const tls = c.proxy.tls;
   if ((tls.client_cert_file === "") !== (tls.client_key_file === "")) {
-    throw new ConfigError(
-      "proxy.tls.client_cert_file",
-      "and proxy.tls.client_key_file must be set together",
+    const set = tls.client_cert_file === ""
+      ? "proxy.tls.client_key_file"
+      : "proxy.tls.client_cert_file";
+    throw fault(
+      set,
+      "proxy.tls.client_cert_file and proxy.tls.client_key_file must be set together",
     );
   }
   if (c.proxy.retry.initial_interval_ms > c.proxy.retry.max_interval_ms) {
-    throw new ConfigError(
+    throw fault(
       "proxy.retry.initial_interval_ms",
-      "must not exceed proxy.retry.max_interval_ms",
+      `must not exceed proxy.retry.max_interval_ms (set by ${
+        source("proxy.retry.max_interval_ms")
+      })`,
     );
   }
   for (const h of c.proxy.forward_headers) {
-    if (h.trim() === "" || /\s/.test(h)) {
-      throw new ConfigError("proxy.forward_headers", `invalid header name ${JSON.stringify(h)}`);
+    if (!HEADER_TOKEN.test(h)) {
+      throw fault(
+        "proxy.forward_headers",
+        `invalid header name ${
+          JSON.stringify(h)
+        }: a name is letters, digits and !#$%&'*+-.^_\`|~ only (no quotes, spaces, ":" or ";"; separate names with ",")`,
+      );
     }
     if (["cookie", "set-cookie", "proxy-authorization"].includes(h.toLowerCase())) {
-      throw new ConfigError("proxy.forward_headers", `cannot include ${h}`);
+      throw fault("proxy.forward_headers", `cannot include ${h}`);
     }
   }
   // Checked here, as the exporter would check them, so that a bad one is refused by name — at
@@ -604,20 +695,21 @@ function validate(c: Config, warnings: string[]): void {
     try {
       new Headers().set(name, value);
     } catch {
-      throw new ConfigError(
-        `otel.headers.${name}`,
+      throw fault(
+        "otel.headers",
         "must be a valid HTTP header: a name that is a token, a value without a line break or NUL (the value is not shown)",
+        `otel.headers.${name}`,
       );
     }
   }
   if (/\s/.test(c.dashboard.auth.token)) {
-    throw new ConfigError("dashboard.auth.token", "must not contain whitespace");
+    throw fault("dashboard.auth.token", "must not contain whitespace");
   }
   if (!UTC_TIME_ZONES.has(c.dashboard.timezone)) {
     try {
       new Intl.DateTimeFormat("en", { timeZone: c.dashboard.timezone });
     } catch {
-      throw new ConfigError(
+      throw fault(
         "dashboard.timezone",
         `must be an IANA time zone such as "UTC" or "Europe/Paris", got ${
           JSON.stringify(c.dashboard.timezone)
@@ -637,16 +729,19 @@ function validate(c: Config, warnings: string[]): void {
   ) {
     warnings.push("the audit secret is shorter than 32 bytes; use at least 32 random bytes");
   }
-  if (c.audit.key_id !== "" && /\s/.test(c.audit.key_id)) {
-    throw new ConfigError("audit.key_id", "must not contain whitespace or colons");
-  }
-  if (c.audit.key_id.includes(":")) {
-    throw new ConfigError("audit.key_id", "must not contain whitespace or colons");
+  if (/[\s:]/.test(c.audit.key_id)) {
+    throw fault("audit.key_id", "must not contain whitespace or colons");
   }
   const r = c.audit.rotation;
   if (r.interval !== "" || r.max_size_bytes > 0 || r.compress !== "") {
     if (c.audit.storage !== "jsonl") {
-      throw new ConfigError("audit.rotation", "is only supported with jsonl storage");
+      const by = source("audit.storage");
+      throw by === "audit.storage"
+        ? new ConfigError("audit.rotation", "is only supported with jsonl storage")
+        : new ConfigError(
+          by,
+          "sqlite storage does not rotate: unset audit.rotation.* or keep jsonl",
+        );
     }
   }
 }

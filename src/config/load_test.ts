@@ -268,10 +268,39 @@ Deno.test("loadConfig checks rules that span keys", () => {
   );
 });
 
-Deno.test("loadConfig names the file for YAML it cannot parse, including duplicate keys", () => {
-  fails("config.yaml", "proxy:\n  port: [\n");
-  fails("config.yaml", "proxy:\n  port: 1\n  port: 2\n");
+Deno.test("loadConfig names the file, line and column for YAML it cannot parse, including duplicate keys", () => {
+  fails("config.yaml:3:1", "proxy:\n  port: [\n");
+  fails("config.yaml:3:3", "proxy:\n  port: 1\n  port: 2\n");
   fails("config", "- a\n- b\n");
+});
+
+Deno.test("YAML errors are told in our words, never quoting the file, by line and column", () => {
+  const secret = "Zq9secretPART";
+  const cases: [string, string][] = [
+    [`audit:\n  secret: "${secret}\\q"\n`, "config.yaml:2:"],
+    [`audit:\n  secret: "${secret}\n  x: [`, "config.yaml:"],
+    [`audit:\n  secret: !${secret} x\n  key_id: *${secret}\n`, "config.yaml"],
+    [`audit:\n  secret: |${secret}\n    x\n`, "config.yaml:2:"],
+    [`audit:\n  secret: &a [*a, ${secret}\n`, "config.yaml:"],
+    [`a: 1\n---\nb: ${secret}\n`, "config.yaml:"],
+  ];
+  for (const [text, where] of cases) {
+    let message = "";
+    try {
+      load(text);
+    } catch (e) {
+      assert.ok(e instanceof ConfigError, String(e));
+      message = e.message;
+    }
+    assert.ok(message.startsWith(where), `${JSON.stringify(text)}: ${message}`);
+    assert.ok(!message.includes(secret.slice(0, 5)), `${JSON.stringify(text)}: ${message}`);
+  }
+  // An unknown tag is read as a plain value, with a warning telling where (and no text).
+  const tagged = load(`proxy:\n  server_id: !${secret} s1\n`);
+  assert.equal(tagged.config.proxy.server_id, "s1");
+  assert.deepEqual(tagged.warnings, [
+    "config.yaml:2:14: an unknown tag (!name); read as a plain value",
+  ]);
 });
 
 Deno.test("loadConfig names the flag when a flag's value is bad", () => {
@@ -677,7 +706,7 @@ Deno.test("the time zones taken without asking Intl are ones Intl accepts, and o
     "Europe/Paris",
   );
   fails("dashboard.timezone", "dashboard:\n  timezone: UTC+1\n");
-  fails("dashboard.timezone", undefined, { MCP_AUDIT_DASHBOARD_TIMEZONE: "Etc/UTC " });
+  fails("MCP_AUDIT_DASHBOARD_TIMEZONE", undefined, { MCP_AUDIT_DASHBOARD_TIMEZONE: "Etc/UTC " });
 });
 
 Deno.test("a file reads the same, and fails with the same message, with the parser imported by loadYamlParser", async () => {
@@ -716,7 +745,7 @@ Deno.test("a file reads the same, and fails with the same message, with the pars
     JSON.parse(l)
   );
   assert.deepEqual(lines, [outcome(good), outcome(bad)]);
-  assert.match(outcome(bad), /^config\.yaml: not valid YAML: /);
+  assert.match(outcome(bad), /^config\.yaml:\d+:\d+: not valid YAML: /);
   await loadYamlParser();
   assert.deepEqual([outcome(good), outcome(bad)], lines);
 });
@@ -780,6 +809,130 @@ Deno.test("an empty unprefixed variable is not set, as viper ignores it without 
   assert.equal(r.config.audit.path, "./f.jsonl");
   assert.equal(r.config.dashboard.auth.token, "");
   assert.deepEqual(r.goEnv, []);
+});
+
+Deno.test("an empty variable is unset for every variable read: MCP_AUDIT_*, the Go names and the secrets", () => {
+  const file =
+    "dashboard:\n  auth:\n    token: file-token\naudit:\n  secret: file-secret-0123456789abcdef0123456789\n";
+  const base = load(file);
+  const env: Record<string, string> = { AUDIT_SECRET: "", MCP_AUDIT_SIGNING_SECRET: "" };
+  for (const key of Object.keys(SCHEMA)) env[envName(key)] = "";
+  for (const key of GO_ENV_KEYS) env[goEnvName(key)] = "";
+  const r = load(file, env);
+  // Nothing changed: the file's token still guards the dashboard, its secret still signs.
+  assert.deepEqual(r.config, base.config);
+  assert.equal(r.config.dashboard.auth.token, "file-token");
+  assert.deepEqual(r.setBy, new Map());
+  assert.deepEqual(r.goEnv, []);
+  assert.deepEqual(r.emptyEnv, Object.keys(env).sort());
+  // An empty one never beats a set one below it.
+  const secret = "env-secret-0123456789abcdef0123456789ab";
+  const s = load(file, { MCP_AUDIT_SIGNING_SECRET: "", AUDIT_SECRET: secret });
+  assert.equal(s.config.audit.secret, secret);
+  assert.equal(s.setBy.get("audit.secret"), "AUDIT_SECRET");
+  const p = load(file, { MCP_AUDIT_PROXY_PORT: "", PROXY_PORT: "7001" });
+  assert.equal(p.config.proxy.port, 7001);
+  assert.deepEqual(p.goEnv, ["PROXY_PORT"]);
+  assert.deepEqual(p.emptyEnv, ["MCP_AUDIT_PROXY_PORT"]);
+  // An unknown MCP_AUDIT_ name is still refused when it holds something.
+  fails("MCP_AUDIT_NOPE", undefined, { MCP_AUDIT_NOPE: "1" });
+  assert.deepEqual(load(undefined, { MCP_AUDIT_NOPE: "" }).emptyEnv, ["MCP_AUDIT_NOPE"]);
+});
+
+Deno.test("values refused by a rule across keys name the variable or flag that set them, never a secret", () => {
+  const cases: [Record<string, string>, string, string | undefined][] = [
+    [{ METRICS_PATH: "metrics" }, "METRICS_PATH", undefined],
+    [{ MCP_AUDIT_METRICS_PATH: "metrics" }, "MCP_AUDIT_METRICS_PATH", undefined],
+    [{ PROXY_FORWARD_HEADERS: "Cookie" }, "PROXY_FORWARD_HEADERS", undefined],
+    [
+      { MCP_AUDIT_PROXY_FORWARD_HEADERS: "X-A,Set-Cookie" },
+      "MCP_AUDIT_PROXY_FORWARD_HEADERS",
+      undefined,
+    ],
+    [{ DASHBOARD_AUTH_TOKEN: "two secretwords" }, "DASHBOARD_AUTH_TOKEN", "secretwords"],
+    [
+      { MCP_AUDIT_DASHBOARD_AUTH_TOKEN: "a secretwords" },
+      "MCP_AUDIT_DASHBOARD_AUTH_TOKEN",
+      "secretwords",
+    ],
+    [{ PROXY_TLS_CLIENT_CERT_FILE: "c.pem" }, "PROXY_TLS_CLIENT_CERT_FILE", undefined],
+    [{ MCP_AUDIT_AUDIT_KEY_ID: "a:b" }, "MCP_AUDIT_AUDIT_KEY_ID", undefined],
+    [
+      { MCP_AUDIT_OTEL_HEADERS: '{"Bad Name":"secretwords"}' },
+      "MCP_AUDIT_OTEL_HEADERS",
+      "secretwords",
+    ],
+    [
+      { PROXY_RETRY_INITIAL_INTERVAL_MS: "5000", PROXY_RETRY_MAX_INTERVAL_MS: "100" },
+      "PROXY_RETRY_INITIAL_INTERVAL_MS",
+      undefined,
+    ],
+  ];
+  for (const [env, name, secret] of cases) {
+    try {
+      load(undefined, env);
+      assert.fail(`${JSON.stringify(env)} loaded`);
+    } catch (e) {
+      assert.ok(e instanceof ConfigError, String(e));
+      assert.equal(e.key, name, e.message);
+      if (secret !== undefined) assert.ok(!e.message.includes(secret), e.message);
+    }
+  }
+  // From the file, the key; from a flag, the flag.
+  fails("metrics.path", "metrics:\n  path: metrics\n");
+  fails("dashboard.auth.token", "dashboard:\n  auth:\n    token: a b\n");
+  assert.throws(
+    () => load(undefined, {}, { "metrics.path": { flag: "--metrics-path", value: "m" } }),
+    (e: unknown) =>
+      e instanceof ConfigError && e.key === "--metrics-path" && /metrics\.path/.test(e.message),
+  );
+});
+
+Deno.test("proxy.forward_headers takes only HTTP token names, from the file, MCP_AUDIT_* and PROXY_FORWARD_HEADERS", () => {
+  for (const bad of ['"X-Api-Key"', "X-A;X-B", "X-A:", "X A", "X-Ä", "(x)", "a/b"]) {
+    assert.throws(
+      () => load(`proxy:\n  forward_headers: [${JSON.stringify(bad)}]\n`),
+      (e: unknown) =>
+        e instanceof ConfigError && e.key === "proxy.forward_headers" &&
+        e.message.includes(JSON.stringify(bad)),
+      bad,
+    );
+    for (const name of ["PROXY_FORWARD_HEADERS", "MCP_AUDIT_PROXY_FORWARD_HEADERS"]) {
+      fails(name, undefined, { [name]: `X-Ok,${bad}` });
+    }
+  }
+  const good = "X-Api-Key,x_trace.id,!#$%&'*+-.^_`|~09";
+  assert.deepEqual(
+    load(undefined, { PROXY_FORWARD_HEADERS: good }).config.proxy.forward_headers,
+    good.split(","),
+  );
+});
+
+Deno.test("a number too large to hold is told as such, not as null", () => {
+  for (const text of ['{"proxy": {"port": 1e400}}', '{"proxy": {"server_id": -1e999}}']) {
+    try {
+      loadFile("c.json", text);
+      assert.fail(text);
+    } catch (e) {
+      assert.ok(e instanceof ConfigError, String(e));
+      assert.match(e.message, /got a number too large to hold/);
+      assert.ok(!e.message.includes("null"), e.message);
+    }
+  }
+});
+
+Deno.test("a bad JSON value of an MCP_AUDIT_ variable is told by place and kind, never quoted", () => {
+  try {
+    load(undefined, { MCP_AUDIT_OTEL_HEADERS: "{'Authorization': 'Bearer secretwords'}" });
+    assert.fail("loaded");
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, String(e));
+    assert.equal(e.key, "MCP_AUDIT_OTEL_HEADERS");
+    assert.equal(
+      e.message,
+      "MCP_AUDIT_OTEL_HEADERS: must be JSON: expected a key in double quotes, found a single-quoted string (JSON strings use double quotes) at character 2",
+    );
+  }
 });
 
 Deno.test("unprefixed variables are parsed by the key's type, with Go's boolean words", () => {
@@ -897,10 +1050,10 @@ Deno.test("a .json configuration file loads as the same YAML would", () => {
 
 Deno.test("a .json file is strict JSON: comments, trailing commas and repeated keys are refused at their line and column", () => {
   const cases: [string, string, string][] = [
-    ['{\n  "proxy": {"port": 1,}\n}', "c.json:2:23", "not valid JSON: Expected double-quoted"],
-    ['{\n  // a comment\n  "proxy": {}\n}', "c.json:2:3", "not valid JSON: Expected"],
-    ['{"proxy": {"port": 1}', "c.json:1:22", "not valid JSON: Expected"],
-    ["", "c.json:1:1", "not valid JSON: Unexpected end"],
+    ['{\n  "proxy": {"port": 1,}\n}', "c.json:2:23", 'not valid JSON: a comma before "}"'],
+    ['{\n  // a comment\n  "proxy": {}\n}', "c.json:2:3", "not valid JSON: expected a key"],
+    ['{"proxy": {"port": 1}', "c.json:1:22", 'not valid JSON: expected "," or "}", found the end'],
+    ["", "c.json:1:1", "not valid JSON: the file holds no JSON value"],
     [
       '{\n  "proxy": {"port": 1},\n  "proxy": {"port": 2}\n}',
       "c.json:3:3",
