@@ -16,8 +16,8 @@
  *
  * @module
  */
-import { DatabaseSync } from "node:sqlite";
 import { dirname, join, resolve } from "node:path";
+import { openReadOnly } from "../audit/storage/sqlite_lines.ts";
 import type { Config } from "../config/config.ts";
 import { type CheckResult, message, result } from "./result.ts";
 
@@ -169,6 +169,22 @@ function checkJsonl(audit: Config["audit"], who: Identity): string {
   return `${audit.path}${via} (jsonl; ${state}; directory writable)`;
 }
 
+/**
+ * Opens the database read-only and reads its schema, leaving nothing beside it (no `-wal` or
+ * `-shm`: {@link openReadOnly}); read again normally when a writer started meanwhile.
+ */
+function opens(path: string): void {
+  for (const immutable of [true, false]) {
+    const ro = openReadOnly(path, immutable);
+    try {
+      ro.db.prepare("SELECT count(*) AS n FROM sqlite_master").get();
+      if (!ro.written()) return;
+    } finally {
+      ro.db.close();
+    }
+  }
+}
+
 function checkSqlite(audit: Config["audit"], who: Identity): string {
   const path = audit.sqlite_path;
   const info = lstatOrNothing(path);
@@ -187,12 +203,7 @@ function checkSqlite(audit: Config["audit"], who: Identity): string {
       if (side !== undefined) checkWritableFile(`${path}${suffix}`, side, who, "audit.sqlite_path");
     }
     try {
-      const db = new DatabaseSync(path, { readOnly: true });
-      try {
-        db.prepare("SELECT count(*) AS n FROM sqlite_master").get();
-      } finally {
-        db.close();
-      }
+      opens(path);
     } catch (e) {
       throw new Finding(
         "fail",

@@ -12,7 +12,9 @@
  *
  * @module
  */
+import { existsSync, statSync } from "node:fs";
 import { DatabaseSync, type SQLOutputValue, type StatementSync } from "node:sqlite";
+import { pathToFileURL } from "node:url";
 import {
   isJsonObject,
   type JsonObject,
@@ -87,10 +89,77 @@ export function isSqliteFile(path: string): boolean {
   }
 }
 
+/** A read-only connection, and whether what it read can still be trusted. */
+export interface ReadOnlyDatabase {
+  db: DatabaseSync;
+  /**
+   * Opened `immutable`: SQLite takes no lock and keeps no `-shm`, trusting that nothing writes
+   * the file while it is open. {@link ReadOnlyDatabase.written} tells whether something did.
+   */
+  immutable: boolean;
+  /**
+   * True when the database may have been written since it was opened immutable (a `-wal` or
+   * `-journal` appeared, or the file's size, times or inode changed): what was read since may mix
+   * two states, and must be read again with {@link openReadOnly}`(path, false)`. Always false for
+   * a connection opened normally.
+   */
+  written(): boolean;
+}
+
+/** What changes when a database file is written or replaced, to the nanosecond. */
+function stamp(path: string): string {
+  const s = statSync(path, { bigint: true });
+  return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}:${existsSync(`${path}-wal`)}:${
+    existsSync(`${path}-journal`)
+  }`;
+}
+
+/**
+ * Opens the database at `path` read-only, leaving nothing beside it. A read-only connection to
+ * a WAL database whose `-wal` is gone (its last writer closed it cleanly) makes a `-wal` and a
+ * `-shm`, and cannot remove them when it closes: `verify` and `doctor` would leave two files in
+ * the log's directory. So, when no `-wal` or `-journal` is there (no writer has the database
+ * open, nor left a transaction behind), it is opened `immutable` (nothing made, no lock taken);
+ * the caller checks {@link ReadOnlyDatabase.written} after each read, and reads again normally
+ * when a writer started meanwhile. With a `-wal` there (a writer is at work, or one crashed), the
+ * normal read-only open makes nothing new. `immutable: false` forces the normal open.
+ * @throws what `DatabaseSync` throws when the database cannot be opened
+ */
+export function openReadOnly(path: string, immutable = true): ReadOnlyDatabase {
+  if (immutable) {
+    let before: string | undefined;
+    try {
+      before = stamp(path);
+    } catch {
+      // Missing or unreadable: the normal open below says why.
+    }
+    if (before !== undefined && !before.endsWith(":false:false")) before = undefined;
+    if (before !== undefined) {
+      const url = pathToFileURL(path);
+      url.search = "?immutable=1";
+      const db = new DatabaseSync(url, { readOnly: true });
+      const opened = before;
+      return {
+        db,
+        immutable: true,
+        written: () => {
+          try {
+            return stamp(path) !== opened;
+          } catch {
+            return true;
+          }
+        },
+      };
+    }
+  }
+  return { db: new DatabaseSync(path, { readOnly: true }), immutable: false, written: () => false };
+}
+
 /**
  * Every row of the database at `path`, oldest first, in pages of up to 1,000 rows and
  * {@link PAGE_CHARS} characters of text (and one row more: memory is bounded by a page). Rows
- * appended while reading are read too.
+ * appended while reading are read too. Nothing is created beside the database
+ * ({@link openReadOnly}).
  * @throws {StorageError} when the database cannot be read, is not a log of ours, or is of a
  *   newer schema
  */
@@ -98,18 +167,26 @@ export async function* readSqliteLines(
   path: string,
   options: ReadSqliteOptions = {},
 ): AsyncIterable<SqliteLine> {
-  let db: DatabaseSync;
-  try {
-    db = new DatabaseSync(path, { readOnly: true });
-  } catch (e) {
-    throw new StorageError(`cannot read the audit database ${path}: ${message(e)}`, { cause: e });
-  }
-  try {
-    let page;
+  const cannot = (e: unknown, after = "") => {
+    if (e instanceof StorageError) return e;
+    return new StorageError(`cannot read the audit database ${path}${after}: ${message(e)}`, {
+      cause: e,
+    });
+  };
+  /** A connection and its page query; `immutable: false` once a writer was seen. */
+  const open = (immutable: boolean): { ro: ReadOnlyDatabase; page: StatementSync } => {
+    let ro: ReadOnlyDatabase;
     try {
-      db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.trunc(options.busyTimeoutMs ?? 5000))}`);
-      refuseUnusable(inspectSchema(db), path, false);
-      page = db.prepare(
+      ro = openReadOnly(path, immutable);
+    } catch (e) {
+      throw cannot(e);
+    }
+    try {
+      ro.db.exec(
+        `PRAGMA busy_timeout = ${Math.max(0, Math.trunc(options.busyTimeoutMs ?? 5000))}`,
+      );
+      refuseUnusable(inspectSchema(ro.db), path, false);
+      const page = ro.db.prepare(
         `SELECT r.seq, ${
           INDEXED_COLUMNS.filter((c) => c !== "seq").map((c) => `r.${c}`).join(", ")
         }, ` +
@@ -118,12 +195,14 @@ export async function* readSqliteLines(
           `LEFT JOIN records_fts_pending p ON p.seq = r.seq ` +
           `WHERE r.seq > ? ORDER BY r.seq LIMIT ${PAGE}`,
       );
+      return { ro, page };
     } catch (e) {
-      if (e instanceof StorageError) throw e;
-      throw new StorageError(`cannot read the audit database ${path}: ${message(e)}`, {
-        cause: e,
-      });
+      ro.db.close();
+      throw cannot(e);
     }
+  };
+  let { ro, page } = open(true);
+  try {
     let after = Number.MIN_SAFE_INTEGER;
     // ts_max as the lines read so far say it must be.
     const running: { tsMax: number | null } = { tsMax: null };
@@ -133,11 +212,15 @@ export async function* readSqliteLines(
       let full: boolean;
       try {
         ({ rows, full } = readPage(page, after));
+        if (ro.written()) {
+          // A writer started while the page was read as of an unchanging file: read it again
+          // (and the rest) as readers of a live database do.
+          ro.db.close();
+          ({ ro, page } = open(false));
+          ({ rows, full } = readPage(page, after));
+        }
       } catch (e) {
-        throw new StorageError(
-          `cannot read the audit database ${path} after seq ${after}: ${message(e)}`,
-          { cause: e },
-        );
+        throw cannot(e, ` after seq ${after}`);
       }
       for (const row of rows) {
         const seq = row.seq;
@@ -160,7 +243,7 @@ export async function* readSqliteLines(
       await Promise.resolve();
     }
   } finally {
-    db.close();
+    if (ro.db.isOpen) ro.db.close();
   }
 }
 

@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { hash } from "node:crypto";
 import { DatabaseSync } from "node:sqlite";
 import { SqliteStore } from "./sqlite.ts";
-import { isSqliteFile, PAGE_CHARS, readSqliteLines, type SqliteLine } from "./sqlite_lines.ts";
+import {
+  isSqliteFile,
+  openReadOnly,
+  PAGE_CHARS,
+  readSqliteLines,
+  type SqliteLine,
+} from "./sqlite_lines.ts";
 import { FTS_BATCH, searchText } from "./sqlite_schema.ts";
 import { StorageError } from "./errors.ts";
 import { type AuditRecord, GENESIS } from "../record.ts";
@@ -310,6 +316,82 @@ Deno.test("readSqliteLines never changes the database, and refuses what is not a
   newer.exec("PRAGMA user_version = 2");
   newer.close();
   await assert.rejects(read(path), /newer mcp-audit/);
+});
+
+/** The names in `dir`, sorted. */
+function listing(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+}
+
+Deno.test("readSqliteLines and openReadOnly leave no -wal or -shm beside a database closed cleanly", async () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.db`;
+  fill(path, 1500);
+  assert.deepEqual(listing(tmp.dir), ["audit.db"]);
+  assert.equal((await read(path)).length, 1500);
+  const ro = openReadOnly(path);
+  assert.equal(ro.immutable, true);
+  assert.equal(ro.db.prepare("SELECT count(*) AS n FROM records").get()?.n, 1500);
+  assert.equal(ro.written(), false);
+  ro.db.close();
+  assert.deepEqual(listing(tmp.dir), ["audit.db"]);
+  // The normal read-only open is what made them.
+  const plain = new DatabaseSync(path, { readOnly: true });
+  plain.prepare("SELECT count(*) FROM records").get();
+  plain.close();
+  assert.deepEqual(listing(tmp.dir), ["audit.db", "audit.db-shm", "audit.db-wal"]);
+});
+
+Deno.test("readSqliteLines reads rows a writer appends after it began, reading on as a live reader", async () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.db`;
+  const lines = fill(path, 1500);
+  const got: string[] = [];
+  let store: SqliteStore | undefined;
+  try {
+    for await (const row of readSqliteLines(path)) {
+      got.push(row.text);
+      if (got.length === 1) {
+        // The first page (1,000 rows) was read as of the unchanging file; now a writer starts
+        // and appends five rows, kept in its -wal while it stays open.
+        assert.deepEqual(listing(tmp.dir), ["audit.db"]);
+        store = new SqliteStore(path, { durability: "none", busyTimeoutMs: 5000 });
+        let prev = hash("sha256", lines.at(-1)!, "hex");
+        store.begin();
+        for (let seq = 1501; seq <= 1505; seq++) {
+          const r = record(seq, prev);
+          const line = recordText(r).signed(null);
+          prev = hash("sha256", line, "hex");
+          store.write({ line, record: r, hash: prev });
+          lines.push(line);
+        }
+        store.commit();
+      }
+    }
+  } finally {
+    store?.close();
+  }
+  assert.deepEqual(got, lines);
+  assert.equal(got.length, 1505);
+});
+
+Deno.test("openReadOnly opens normally when a -wal is there (a writer at work), and when told to", () => {
+  using tmp = tempDir();
+  const path = `${tmp.dir}/audit.db`;
+  fill(path, 3);
+  assert.equal(openReadOnly(path, false).immutable, false);
+  const writer = new DatabaseSync(path);
+  try {
+    writer.exec("PRAGMA journal_mode = WAL");
+    writer.prepare("SELECT count(*) FROM records").get();
+    assert.ok(listing(tmp.dir).includes("audit.db-wal"));
+    const ro = openReadOnly(path);
+    assert.equal(ro.immutable, false);
+    assert.equal(ro.written(), false);
+    ro.db.close();
+  } finally {
+    writer.close();
+  }
 });
 
 Deno.test("readSqliteLines stops when aborted", async () => {
