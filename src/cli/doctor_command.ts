@@ -29,8 +29,8 @@ import { checkConfig } from "../doctor/config_check.ts";
 import { checkLog, ownIdentity } from "../doctor/log_check.ts";
 import { checkPorts } from "../doctor/ports_check.ts";
 import { type CheckResult, result } from "../doctor/result.ts";
-import { renderJson, renderText } from "../doctor/render.ts";
-import { checkSigning } from "../doctor/signing_check.ts";
+import { oneLine, renderJson, renderText } from "../doctor/render.ts";
+import { checkSigning, secretSource } from "../doctor/signing_check.ts";
 import { checkUpstream } from "../doctor/upstream_check.ts";
 
 /** Everything the command touches outside itself. */
@@ -143,7 +143,7 @@ export async function doctorCommand(args: string[], io: DoctorIo): Promise<numbe
     command = parseCommand(parsed.proxyArgs);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    io.err(`mcp-audit doctor: ${e.message.replace(/^doctor: /, "")} (${USAGE})`);
+    io.err(`mcp-audit doctor: ${oneLine(e.message.replace(/^doctor: /, ""))} (${USAGE})`);
     return 2;
   }
   if (command.kind === "help") {
@@ -167,7 +167,7 @@ export async function doctorCommand(args: string[], io: DoctorIo): Promise<numbe
     const c = loaded.config;
     results.push(checkLog(c.audit, ownIdentity()));
     // Checked before the chain, whose verification needs to know the key is usable; shown after.
-    const signing = checkSigning(c.audit, io.env);
+    const signing = checkSigning(c.audit, secretSource(loaded.setBy));
     results.push(await checkChain(c.audit, { mono, keyUsable: signing.status !== "fail" }));
     results.push(signing);
     results.push(checkPorts(c));

@@ -11,6 +11,7 @@
 import { clientFiles, type ClientName, isClientName, type Platform } from "../clients/catalog.ts";
 import { parseJsonc, toPlain } from "../clients/jsonc.ts";
 import { parseWrapped, serverMaps } from "../clients/wrap.ts";
+import { NotReadableFileError, readRegularFile } from "../config/read_file.ts";
 import { type CheckResult, message, result } from "./result.ts";
 
 /** Client files larger than this are not read (the same bound as the JSONC reader's default). */
@@ -20,6 +21,12 @@ const MAX_FILE_BYTES = 16 * 1024 * 1024;
 export interface ClientsToCheck {
   clients: readonly string[];
   files: readonly string[];
+}
+
+/** A missing file, as Deno or node:fs reports one. */
+function isMissing(e: unknown): boolean {
+  return e instanceof Deno.errors.NotFound ||
+    (typeof e === "object" && e !== null && "code" in e && e.code === "ENOENT");
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -156,20 +163,17 @@ export function checkClients(what: ClientsToCheck, platform: Platform): CheckRes
   for (const { path, client } of files) {
     let text: string;
     try {
-      const info = Deno.statSync(path);
-      if (info.size > MAX_FILE_BYTES) {
-        problems.push(`${path}: over ${MAX_FILE_BYTES} bytes, not a client configuration`);
-        continue;
-      }
-      text = Deno.readTextFileSync(path);
+      // A regular file only, and bounded: a FIFO named here would block the doctor for good.
+      text = readRegularFile(path, MAX_FILE_BYTES);
     } catch (e) {
-      if (e instanceof Deno.errors.NotFound) {
+      if (isMissing(e)) {
         missing.push(
           client === undefined
             ? `${path} does not exist`
             : `${client}: not installed here (no ${path})`,
         );
-      } else problems.push(`${path}: cannot read: ${message(e)}`);
+      } else if (e instanceof NotReadableFileError) problems.push(e.message);
+      else problems.push(`${path}: cannot read: ${message(e)}`);
       continue;
     }
     read++;

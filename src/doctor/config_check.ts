@@ -25,17 +25,16 @@ export interface ConfigCheck {
 /**
  * The environment variables that set something: `MCP_AUDIT_*` and the signing secret's variables,
  * by name only (never a value), plus those of `extra` that are set (the Go tool's unprefixed names
- * the loader applied).
+ * the loader applied). An empty variable sets nothing (the loader's rule) and is not listed.
  */
 export function envSources(
   env: Readonly<Record<string, string>>,
   extra: readonly string[] = [],
 ): string[] {
-  const names = Object.keys(env).filter((n) => n.startsWith("MCP_AUDIT_")).sort();
-  if (env["AUDIT_SECRET"] !== undefined && env["MCP_AUDIT_SIGNING_SECRET"] === undefined) {
-    names.push("AUDIT_SECRET");
-  }
-  for (const n of extra) if (env[n] !== undefined && env[n] !== "") names.push(n);
+  const set = (n: string) => env[n] !== undefined && env[n] !== "";
+  const names = Object.keys(env).filter((n) => n.startsWith("MCP_AUDIT_") && set(n)).sort();
+  if (set("AUDIT_SECRET") && !set("MCP_AUDIT_SIGNING_SECRET")) names.push("AUDIT_SECRET");
+  for (const n of extra) if (set(n)) names.push(n);
   return names;
 }
 
@@ -92,15 +91,18 @@ export async function checkConfig(
   if (line.upstreamArgv.length > 0) sources.push("-- upstream");
   const what = `${file?.path ?? "no configuration file"} (${sources.join(" + ")})`;
   const warnings = loaded.warnings;
+  const ignored = loaded.emptyEnv.length === 0
+    ? []
+    : [`empty, so not set: ${loaded.emptyEnv.join(", ")}`];
   return {
     loaded,
-    result: warnings.length === 0 ? result("config", "ok", what) : result(
+    result: warnings.length === 0 ? result("config", "ok", what, { notes: ignored }) : result(
       "config",
       "warn",
       `${what}: ${warnings.length} warning${warnings.length === 1 ? "" : "s"}`,
       {
         fix: "see each warning below; the proxy starts, but logs each one",
-        notes: warnings,
+        notes: [...warnings, ...ignored],
       },
     ),
   };

@@ -66,3 +66,27 @@ Deno.test("config: envSources lists MCP_AUDIT_ names and the secret's variable",
     ["MCP_AUDIT_A", "MCP_AUDIT_B", "AUDIT_SECRET", "AUDIT_PATH"],
   );
 });
+
+Deno.test("config: an empty variable is not a source; the empty ones read are noted as not set", async () => {
+  assert.deepEqual(
+    envSources({ MCP_AUDIT_A: "", MCP_AUDIT_SIGNING_SECRET: "", AUDIT_SECRET: "s" }),
+    ["AUDIT_SECRET"],
+  );
+  assert.deepEqual(envSources({ AUDIT_SECRET: "", AUDIT_PATH: "" }, ["AUDIT_PATH"]), []);
+  const dir = Deno.makeTempDirSync();
+  try {
+    Deno.writeTextFileSync(`${dir}/c.yaml`, "dashboard:\n  auth:\n    token: from-file\n");
+    const { result, loaded } = await checkConfig(
+      { flags: new Map(), configPath: `${dir}/c.yaml`, upstreamArgv: [] },
+      { MCP_AUDIT_DASHBOARD_AUTH_TOKEN: "", AUDIT_SECRET: "", PROXY_PORT: "" },
+    );
+    assert.equal(result.status, "ok", result.detail);
+    assert.equal(result.detail, `${dir}/c.yaml (file)`);
+    assert.deepEqual(result.notes, [
+      "empty, so not set: AUDIT_SECRET, MCP_AUDIT_DASHBOARD_AUTH_TOKEN, PROXY_PORT",
+    ]);
+    assert.equal(loaded?.config.dashboard.auth.token, "from-file");
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -56,13 +56,22 @@ export function renderJson(results: readonly CheckResult[]): string[] {
   return results.map((r) => JSON.stringify(r));
 }
 
+/**
+ * Characters a terminal acts on, or that change how a line reads: C0 controls and DEL, C1
+ * controls (U+0080–U+009F: `\x9b` is CSI on some terminals), the line and paragraph separators,
+ * and the bidirectional controls (U+061C, U+200E/F, U+202A–U+202E, U+2066–U+2069) that can make a
+ * `FAIL` read as something else.
+ */
 // deno-lint-ignore no-control-regex
-const CONTROL = /[\x00-\x1f\x7f]/g;
+const CONTROL = /[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
-/** Text from files and servers shown on one line: control characters (escapes, breaks) made visible. */
-function oneLine(text: string): string {
-  return text.replace(
-    CONTROL,
-    (c) => c === "\t" ? " " : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
-  );
+/** Text from files and servers shown on one line: those characters made visible as escapes. */
+export function oneLine(text: string): string {
+  return text.replace(CONTROL, (c) => {
+    if (c === "\t") return " ";
+    const code = c.charCodeAt(0);
+    return code <= 0xff
+      ? `\\x${code.toString(16).padStart(2, "0")}`
+      : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
 }

@@ -43,3 +43,15 @@ Deno.test("render: --json is one object per check", () => {
   });
   assert.equal(summaryLine([result("log", "ok", "x")]), "1 ok, 0 warnings, 0 failed");
 });
+
+Deno.test("render: C1 controls, line separators and bidi controls are made visible too", () => {
+  const hostile = "a\x9b2Jb\x85c\u2028d\u2029e\u202ef\u2066g\u2069h\u200fi\u061cj\u200ek\u202al";
+  const [line] = renderText([result("upstream", "ok", hostile)], false);
+  assert.equal(
+    line,
+    "ok    upstream  a\\x9b2Jb\\x85c\\u2028d\\u2029e\\u202ef\\u2066g\\u2069h\\u200fi\\u061cj\\u200ek\\u202al",
+  );
+  // Other text, accents and scripts included, is shown as it is.
+  const [plain] = renderText([result("upstream", "ok", "café 服务 \u00a0x")], false);
+  assert.equal(plain, "ok    upstream  café 服务 \u00a0x");
+});

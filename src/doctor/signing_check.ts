@@ -23,12 +23,12 @@ const MIN_SECRET_BYTES = 32;
 const NEW_SECRET = "export AUDIT_SECRET=$(openssl rand -hex 32), or mcp-audit keygen and " +
   "audit.signing.private_key_file";
 
-/** Where the HMAC secret in force came from, by name. */
-export function secretSource(env: Readonly<Record<string, string>>): string {
-  if (env["MCP_AUDIT_SIGNING_SECRET"] !== undefined) return "MCP_AUDIT_SIGNING_SECRET";
-  if (env["AUDIT_SECRET"] !== undefined) return "AUDIT_SECRET";
-  if (env["MCP_AUDIT_AUDIT_SECRET"] !== undefined) return "MCP_AUDIT_AUDIT_SECRET";
-  return "audit.secret";
+/**
+ * Where the HMAC secret in force came from, by name: the variable the loader took it from
+ * (`Loaded.setBy`: an empty one is not set and never named here), else the file's `audit.secret`.
+ */
+export function secretSource(setBy: ReadonlyMap<string, string>): string {
+  return setBy.get("audit.secret") ?? "audit.secret";
 }
 
 function spkiDer(pem: string): Uint8Array {
@@ -92,19 +92,16 @@ function checkEd25519(audit: Config["audit"]): CheckResult {
 }
 
 /**
- * Checks the signing key the configuration names, with `env` only to tell where a secret came
- * from.
+ * Checks the signing key the configuration names; `source` is where a secret came from
+ * ({@link secretSource}).
  *
  * @example
  * ```ts
- * const r = checkSigning(config.audit, Deno.env.toObject());
+ * const r = checkSigning(loaded.config.audit, secretSource(loaded.setBy));
  * console.log(r.status, r.detail); // ok hmac-sha256 key 1a2b3c4d from AUDIT_SECRET (64 bytes)
  * ```
  */
-export function checkSigning(
-  audit: Config["audit"],
-  env: Readonly<Record<string, string>>,
-): CheckResult {
+export function checkSigning(audit: Config["audit"], source: string): CheckResult {
   if (!audit.sign) {
     return result("signing", "warn", "audit.sign is false: records are not signed", {
       fix: `set audit.sign: true with a key (${NEW_SECRET})`,
@@ -116,7 +113,6 @@ export function checkSigning(
       fix: NEW_SECRET,
     });
   }
-  const source = secretSource(env);
   const bytes = new TextEncoder().encode(audit.secret).length;
   const id = audit.key_id === ""
     ? defaultKeyId(audit.secret)
