@@ -19,12 +19,21 @@ import {
   MAIN,
   ProxyProcess,
   SECRET,
+  STORAGE,
   tempDir,
 } from "./helpers.ts";
 import { cleanEnv } from "./http_helpers.ts";
 import { makeCerts } from "./fixtures/tls/make_certs.ts";
 
 await loadYamlParser();
+
+/**
+ * `Deno.test`, in the jsonl pass only: nothing here depends on the suite's storage (the doctor's
+ * cases write and pick each backend themselves; the proxies' logs are not read).
+ */
+function test(name: string, fn: () => void | Promise<void>): void {
+  Deno.test({ name, ignore: STORAGE === "sqlite", fn });
+}
 
 /** A secret value that must never be printed, in part or whole. */
 const TOKEN = "s3cretTOKENvalue0123456789abcdef";
@@ -67,7 +76,7 @@ function loadError(c: LoadCase): ConfigError {
   throw new Error(`loaded without an error: ${JSON.stringify(c)}`);
 }
 
-Deno.test("precedence for each kind of Go key: flag > MCP_AUDIT_* > unprefixed > file > default", () => {
+test("precedence for each kind of Go key: flag > MCP_AUDIT_* > unprefixed > file > default", () => {
   const cases: {
     key: string;
     file: string;
@@ -143,14 +152,14 @@ Deno.test("precedence for each kind of Go key: flag > MCP_AUDIT_* > unprefixed >
   }
 });
 
-Deno.test("an empty unprefixed variable is not set, for every Go key", () => {
+test("an empty unprefixed variable is not set, for every Go key", () => {
   const env = Object.fromEntries(GO_ENV_KEYS.map((k) => [goEnvName(k), ""]));
   const l = load({ env });
   assertEquals(l.goEnv, []);
   assertEquals(l.config.proxy.port, load({}).config.proxy.port);
 });
 
-Deno.test("bad values of the Go tool's variables are refused, naming the variable", () => {
+test("bad values of the Go tool's variables are refused, naming the variable", () => {
   const bad: [string, string][] = [
     ["PROXY_PORT", "abc"],
     ["PROXY_PORT", " "],
@@ -190,7 +199,7 @@ Deno.test("bad values of the Go tool's variables are refused, naming the variabl
   assertEquals(wrong, []);
 });
 
-Deno.test("odd values of the Go tool's variables read as documented (Go's words, trimmed, decimal)", () => {
+test("odd values of the Go tool's variables read as documented (Go's words, trimmed, decimal)", () => {
   assertEquals(load({ env: { AUDIT_SIGN: "true " } }).config.audit.sign, true);
   assertEquals(load({ env: { AUDIT_SIGN: "F" } }).config.audit.sign, false);
   assertEquals(load({ env: { DASHBOARD_ENABLED: "0" } }).config.dashboard.enabled, false);
@@ -203,7 +212,7 @@ Deno.test("odd values of the Go tool's variables read as documented (Go's words,
   assertEquals(load({ env: { OTEL_SERVICE_NAME: "checkout" } }).goEnv, ["OTEL_SERVICE_NAME"]);
 });
 
-Deno.test("list variables: stray commas, blanks and spaces are dropped; the defaults stand for an empty list", () => {
+test("list variables: stray commas, blanks and spaces are dropped; the defaults stand for an empty list", () => {
   const p = (text: string) =>
     load({ env: { MIDDLEWARE_REDACT_PATTERNS: text } }).config.middleware.redact.patterns;
   assertEquals(p("a,,b"), ["a", "b"]);
@@ -217,7 +226,7 @@ Deno.test("list variables: stray commas, blanks and spaces are dropped; the defa
   assertEquals(h(" , "), []);
 });
 
-Deno.test("PROXY_FORWARD_HEADERS with quotes (as a compose env_file keeps them) is refused, not a header name that never matches", () => {
+test("PROXY_FORWARD_HEADERS with quotes (as a compose env_file keeps them) is refused, not a header name that never matches", () => {
   // docker compose's env_file and systemd's EnvironmentFile pass `"X-Api-Key"` with its quotes.
   for (const text of ['"X-Api-Key"', "X-Api-Key;X-B", "X-Api-Key:"]) {
     const e = loadError({ env: { PROXY_FORWARD_HEADERS: text } });
@@ -225,7 +234,7 @@ Deno.test("PROXY_FORWARD_HEADERS with quotes (as a compose env_file keeps them) 
   }
 });
 
-Deno.test("PROXY_UPSTREAM counts only when the file sets proxy.upstream; a flag still wins", () => {
+test("PROXY_UPSTREAM counts only when the file sets proxy.upstream; a flag still wins", () => {
   assertEquals(load({ env: { PROXY_UPSTREAM: "evil" } }).config.proxy.upstream, "");
   const file = { path: "c.json", text: '{"proxy": {"upstream": "from-file"}}' };
   assertEquals(load({ file, env: { PROXY_UPSTREAM: "env" } }).config.proxy.upstream, "env");
@@ -241,7 +250,7 @@ Deno.test("PROXY_UPSTREAM counts only when the file sets proxy.upstream; a flag 
   );
 });
 
-Deno.test("no error shows a secret's value: bad tokens from the variable, the file or JSON of any shape", () => {
+test("no error shows a secret's value: bad tokens from the variable, the file or JSON of any shape", () => {
   const cases: LoadCase[] = [
     { env: { DASHBOARD_AUTH_TOKEN: `${TOKEN} x` } },
     { env: { MCP_AUDIT_DASHBOARD_AUTH_TOKEN: `${TOKEN} x` } },
@@ -263,7 +272,7 @@ Deno.test("no error shows a secret's value: bad tokens from the variable, the fi
   assertEquals(leaks, []);
 });
 
-Deno.test(".json files: BOM, extension case, strictness with line:column, duplicates, deep nesting", () => {
+test(".json files: BOM, extension case, strictness with line:column, duplicates, deep nesting", () => {
   const j = (path: string, text: string) => load({ file: { path, text } });
   assertEquals(j("c.json", '\uFEFF{"proxy": {"port": 5}}').config.proxy.port, 5);
   assertEquals(j("C.JSON", '{"proxy": {"port": 5}}').config.proxy.port, 5);
@@ -285,7 +294,7 @@ Deno.test(".json files: BOM, extension case, strictness with line:column, duplic
   assert(err("c.yaml", `proxy: ${deep}`).length > 0);
 });
 
-Deno.test("a JSON syntax error is reported at its own line and column, whatever the kind of error", () => {
+test("a JSON syntax error is reported at its own line and column, whatever the kind of error", () => {
   const at = (text: string) =>
     /^c\.json:(\d+):(\d+): /.exec(loadError({ file: { path: "c.json", text } }).message)?.slice(1);
   const wrong: string[] = [];
@@ -304,7 +313,7 @@ Deno.test("a JSON syntax error is reported at its own line and column, whatever 
   assertEquals(wrong, []);
 });
 
-Deno.test("an empty AUDIT_SECRET or MCP_AUDIT_SIGNING_SECRET does not erase the secret set elsewhere (the Go tool ignored an empty one)", () => {
+test("an empty AUDIT_SECRET or MCP_AUDIT_SIGNING_SECRET does not erase the secret set elsewhere (the Go tool ignored an empty one)", () => {
   const file = { path: "c.yaml", text: `audit:\n  secret: ${TOKEN}\n` };
   assertEquals(load({ file, env: { AUDIT_SECRET: "" } }).config.audit.secret, TOKEN);
   assertEquals(
@@ -313,7 +322,7 @@ Deno.test("an empty AUDIT_SECRET or MCP_AUDIT_SIGNING_SECRET does not erase the 
   );
 });
 
-Deno.test("Go's flag spellings for every flag; -- keeps the upstream's words untouched", () => {
+test("Go's flag spellings for every flag; -- keeps the upstream's words untouched", () => {
   const proxy = (argv: string[]) => {
     const c = parseCommand(argv);
     assert(c.kind === "proxy", `${argv.join(" ")}: ${c.kind}`);
@@ -384,7 +393,7 @@ Deno.test("Go's flag spellings for every flag; -- keeps the upstream's words unt
   }
 });
 
-Deno.test("a flag's bad value names the flag as written", () => {
+test("a flag's bad value names the flag as written", () => {
   for (const [flag, value] of [["-port", "0x10"], ["--port", "1e3"], ["-upstream-timeout", ""]]) {
     const c = parseCommand([flag!, value!]);
     assert(c.kind === "proxy");
@@ -419,7 +428,7 @@ async function run(args: string[], env: Record<string, string>, cwd: string): Pr
   return { code: output.code, out: lines(output.stdout), err: lines(output.stderr) };
 }
 
-Deno.test("proxy: a JSON file with a syntax error next to a secret exits 2 without showing the secret", async () => {
+test("proxy: a JSON file with a syntax error next to a secret exits 2 without showing the secret", async () => {
   await using dir = await tempDir("dropin-jsonsecret");
   const path = `${dir.path}/config.json`;
   Deno.writeTextFileSync(path, `{\n  "dashboard": {"auth": {"token": '${TOKEN}'}}\n}\n`);
@@ -429,7 +438,7 @@ Deno.test("proxy: a JSON file with a syntax error next to a secret exits 2 witho
   assert(!ran.err.join("\n").includes(TOKEN_PART), `the secret is shown: ${ran.err.join("\n")}`);
 });
 
-Deno.test("proxy: --config naming a directory or a missing file exits 2 naming it", async () => {
+test("proxy: --config naming a directory or a missing file exits 2 naming it", async () => {
   await using dir = await tempDir("dropin-cfgdir");
   for (const path of [dir.path, `${dir.path}/missing.json`]) {
     const ran = await run(["--config", path, "--", "true"], cleanEnv(), dir.path);
@@ -476,7 +485,7 @@ async function fifoOpens(
   return { opens, ran: { code: out.code, out: lines(out.stdout), err: lines(out.stderr) } };
 }
 
-Deno.test("a FIFO given as --config (proxy, doctor) or --file (doctor) is refused as not a regular file, never read", async () => {
+test("a FIFO given as --config (proxy, doctor) or --file (doctor) is refused as not a regular file, never read", async () => {
   // At start it would wait for a writer forever; at a reload, it would freeze a running proxy.
   await using dir = await tempDir("dropin-fifo");
   const fifo = `${dir.path}/named.fifo`;
@@ -497,7 +506,7 @@ Deno.test("a FIFO given as --config (proxy, doctor) or --file (doctor) is refuse
   assertEquals(opened, [], "these opened the FIFO and waited for a writer");
 });
 
-Deno.test("proxy: the upstream gets neither secret nor any MCP_AUDIT_ variable; the start line names the Go variables in force, never a value", async () => {
+test("proxy: the upstream gets neither secret nor any MCP_AUDIT_ variable; the start line names the Go variables in force, never a value", async () => {
   await using dir = await tempDir("dropin-upenv");
   const signal = deadline(60_000);
   await using proxy = new ProxyProcess({
@@ -534,7 +543,7 @@ Deno.test("proxy: the upstream gets neither secret nor any MCP_AUDIT_ variable; 
   assertEquals(line?.names, "DASHBOARD_AUTH_TOKEN,PROXY_CLIENT_ID");
 });
 
-Deno.test("proxy: a reload (file change, SIGHUP) still applies the unprefixed variables; a JSON file broken mid-way keeps the settings", async () => {
+test("proxy: a reload (file change, SIGHUP) still applies the unprefixed variables; a JSON file broken mid-way keeps the settings", async () => {
   await using dir = await tempDir("dropin-reload");
   const signal = deadline(60_000);
   const path = `${dir.path}/config.json`;
@@ -663,7 +672,7 @@ async function proxyLog(dir: string, storage: "jsonl" | "sqlite"): Promise<strin
 }
 
 for (const storage of ["jsonl", "sqlite"] as const) {
-  Deno.test(`doctor changes nothing: ${storage} log, its directory and the config keep their bytes, modes and times`, async () => {
+  test(`doctor changes nothing: ${storage} log, its directory and the config keep their bytes, modes and times`, async () => {
     await using dir = await tempDir(`dropin-untouched-${storage}`);
     const logPath = await proxyLog(dir.path, storage);
     const config = `${dir.path}/config.yaml`;
@@ -681,7 +690,7 @@ for (const storage of ["jsonl", "sqlite"] as const) {
   });
 }
 
-Deno.test("doctor sends the upstream one initialize line and nothing else", async () => {
+test("doctor sends the upstream one initialize line and nothing else", async () => {
   await using dir = await tempDir("dropin-onlyinit");
   const record = `${dir.path}/received.txt`;
   const ran = await doctor(dir.path, ["--", ...hostile("record", record)]);
@@ -691,7 +700,7 @@ Deno.test("doctor sends the upstream one initialize line and nothing else", asyn
   assertEquals(ran.code, 0);
 });
 
-Deno.test("doctor ends an upstream that ignores SIGTERM and stdin's end, and every process it started", async () => {
+test("doctor ends an upstream that ignores SIGTERM and stdin's end, and every process it started", async () => {
   await using dir = await tempDir("dropin-stubborn");
   const ran = await doctor(dir.path, ["--timeout", "1000", "--", ...hostile("stubborn")]);
   const up = lineOf(ran, "upstream");
@@ -700,7 +709,7 @@ Deno.test("doctor ends an upstream that ignores SIGTERM and stdin's end, and eve
   await assertNoStrays(dir.path);
 });
 
-Deno.test("doctor: Ctrl-C while waiting for the upstream ends it and the doctor at once, with the check failed", async () => {
+test("doctor: Ctrl-C while waiting for the upstream ends it and the doctor at once, with the check failed", async () => {
   await using dir = await tempDir("dropin-sigint");
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -745,7 +754,7 @@ Deno.test("doctor: Ctrl-C while waiting for the upstream ends it and the doctor 
   await assertNoStrays(dir.path);
 });
 
-Deno.test("doctor: an upstream answering another id, an error, or a huge line first", async () => {
+test("doctor: an upstream answering another id, an error, or a huge line first", async () => {
   await using dir = await tempDir("dropin-answers");
   const [wrong, error, huge] = await Promise.all([
     doctor(dir.path, ["--timeout", "1500", "--", ...hostile("wrong-id")]),
@@ -772,7 +781,7 @@ Deno.test("doctor: an upstream answering another id, an error, or a huge line fi
   await assertNoStrays(dir.path);
 });
 
-Deno.test("doctor escapes a hostile server name and version in text, and --json stays one valid object a line", async () => {
+test("doctor escapes a hostile server name and version in text, and --json stays one valid object a line", async () => {
   await using dir = await tempDir("dropin-name");
   const [text, json] = await Promise.all([
     doctor(dir.path, ["--", ...hostile("name")]),
@@ -788,7 +797,7 @@ Deno.test("doctor escapes a hostile server name and version in text, and --json 
   assert(upstream?.detail.includes("evil\x1b]0;owned"), "the JSON keeps the name as data");
 });
 
-Deno.test("doctor's upstream gets neither secret nor any MCP_AUDIT_ variable", async () => {
+test("doctor's upstream gets neither secret nor any MCP_AUDIT_ variable", async () => {
   await using dir = await tempDir("dropin-doctorenv");
   const ran = await doctor(
     dir.path,
@@ -809,7 +818,7 @@ Deno.test("doctor's upstream gets neither secret nor any MCP_AUDIT_ variable", a
   assert(!all.includes(TOKEN_PART) && !all.includes(SECRET), "a secret is printed");
 });
 
-Deno.test("doctor never prints a secret: from the environment, in the config's error, in --json", async () => {
+test("doctor never prints a secret: from the environment, in the config's error, in --json", async () => {
   await using dir = await tempDir("dropin-doctorsecret");
   const good = `${dir.path}/good.yaml`;
   Deno.writeTextFileSync(good, `dashboard:\n  auth:\n    token: ${TOKEN}\n`);
@@ -829,7 +838,7 @@ Deno.test("doctor never prints a secret: from the environment, in the config's e
   assertEquals(runs[2]!.code, 1);
 });
 
-Deno.test("doctor: a log path that is a directory, and a SQLite path holding no database, fail with a line each and no crash", async () => {
+test("doctor: a log path that is a directory, and a SQLite path holding no database, fail with a line each and no crash", async () => {
   await using dir = await tempDir("dropin-badlog");
   Deno.mkdirSync(`${dir.path}/log.jsonl`);
   Deno.writeTextFileSync(`${dir.path}/not.db`, "this is not a database\n".repeat(100));
@@ -864,7 +873,7 @@ Deno.test("doctor: a log path that is a directory, and a SQLite path holding no 
   ]);
 });
 
-Deno.test("doctor: exit 2 for bad usage, 1 for a failed check, 0 when all pass; --json has only JSON lines on stdout", async () => {
+test("doctor: exit 2 for bad usage, 1 for a failed check, 0 when all pass; --json has only JSON lines on stdout", async () => {
   await using dir = await tempDir("dropin-exit");
   const runs = await Promise.all([
     doctor(dir.path, ["--timeout", "0"]),
@@ -890,7 +899,7 @@ interface Seen {
   body: string;
 }
 
-Deno.test("doctor and URL upstreams: a redirect is not followed, HTML, a 10 MB body, an endless body, a hang, an error, a bad certificate", async () => {
+test("doctor and URL upstreams: a redirect is not followed, HTML, a 10 MB body, an endless body, a hang, an error, a bad certificate", async () => {
   await using dir = await tempDir("dropin-url");
   const seen: Seen[] = [];
   const release = Promise.withResolvers<void>();
