@@ -16,6 +16,7 @@ import {
   ProxyProcess,
   SECRET,
   tempDir,
+  verifyLog,
 } from "./helpers.ts";
 import { cleanEnv, EverythingHttpServer } from "./http_helpers.ts";
 
@@ -114,9 +115,15 @@ Deno.test("doctor: every check passes for a proxy's log and server-everything ov
   assert(/^ {16}line 2 seq 2: /.test(next), next);
 });
 
-Deno.test("doctor: a SQLite log a proxy wrote opens read-only and verifies", async () => {
+Deno.test("doctor: a SQLite log a proxy wrote opens read-only and verifies; doctor and verify leave no -wal or -shm beside it", async () => {
   await using dir = await tempDir("doctor-sqlite");
   const db = await proxyLog(dir.path, "sqlite");
+  const listing = () => [...Deno.readDirSync(dir.path)].map((e) => e.name).sort();
+  // The proxy closed it cleanly: its -wal and -shm are gone. A read-only open would make both.
+  assertEquals(listing(), ["audit.db"]);
+  const verified = await verifyLog(db);
+  assertEquals(verified.code, 0, verified.stdout + verified.stderr);
+  assertEquals(listing(), ["audit.db"], "verify left files beside the database");
   const ran = await doctor(["--storage", "sqlite", "--no-dashboard", "--no-metrics"], {
     ...cleanEnv(),
     AUDIT_SECRET: SECRET,
@@ -129,6 +136,7 @@ Deno.test("doctor: a SQLite log a proxy wrote opens read-only and verifies", asy
   );
   assert(/^ok +chain +OK: 4 records, seq 1-4; chain intact; /.test(line(ran, "chain")));
   assertEquals(ran.out.at(-1), "5 ok, 0 warnings, 0 failed, 1 skipped");
+  assertEquals(listing(), ["audit.db"], "doctor left files beside the database");
 });
 
 Deno.test("doctor: an HTTP upstream (server-everything streamableHttp) answers initialize", async () => {

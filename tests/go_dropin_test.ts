@@ -186,6 +186,49 @@ Deno.test("README quick start, literally, over the Go tool's config.yaml in the 
   await assertLogged(logPath, SECRET, { client_id: "claude-desktop", server_id: "filesystem" });
 });
 
+Deno.test("empty variables (a compose file's `VAR=`) are unset: the file's dashboard token still guards, its secret still signs", async () => {
+  await using dir = await tempDir("go-empty-env");
+  const signal = deadline(90_000);
+  const logPath = `${dir.path}/audit.jsonl`;
+  const secret = "file-secret-4f1d0c9e8b7a6f5e4d3c2b1a0f9e8d7c";
+  const token = "file-dashboard-token-2b9d";
+  await Deno.writeTextFile(
+    `${dir.path}/config.yaml`,
+    `audit:\n  path: ${logPath}\n  secret: ${secret}\nproxy:\n  client_id: c\n  server_id: s\n` +
+      `dashboard:\n  enabled: true\n  port: 0\n  auth:\n    token: ${token}\nmetrics:\n  enabled: false\n`,
+  );
+  const env = {
+    ...await installBin(dir.path),
+    AUDIT_SECRET: "",
+    MCP_AUDIT_SIGNING_SECRET: "",
+    MCP_AUDIT_AUDIT_SECRET: "",
+    DASHBOARD_AUTH_TOKEN: "",
+    MCP_AUDIT_DASHBOARD_AUTH_TOKEN: "",
+    AUDIT_PATH: "",
+    MCP_AUDIT_AUDIT_PATH: "",
+  };
+  await stdioSession({
+    cwd: dir.path,
+    args: ["--transport", "stdio", "--upstream", README_UPSTREAM],
+    env,
+    signal,
+    during: async ({ stderr }) => {
+      const address = listening(jsonLines(stderr.lines), "dashboard");
+      assert(address !== undefined, "the dashboard is on, as the file says");
+      const refused = await fetch(`${address}/api/entries`, { signal });
+      await refused.body?.cancel();
+      assertEquals(refused.status, 401, "no token: refused (an empty variable did not wipe it)");
+      const allowed = await fetch(`${address}/api/entries`, {
+        headers: { authorization: `Bearer ${token}` },
+        signal,
+      });
+      await allowed.body?.cancel();
+      assertEquals(allowed.status, 200, "the file's token is the token");
+    },
+  });
+  await assertLogged(logPath, secret, { client_id: "c", server_id: "s" });
+});
+
 Deno.test("the README's Claude Desktop entry runs as the client runs it: its command on PATH, its args, its env", async () => {
   await using dir = await tempDir("go-claude-desktop");
   const signal = deadline(90_000);
