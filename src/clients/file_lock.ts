@@ -20,6 +20,7 @@
  *
  * @module
  */
+import { parseJson } from "../jsonrpc/json.ts";
 
 /** Why a lock was not taken: busy (another run holds it), denied (a read-only folder), failed. */
 export class LockError extends Error {
@@ -106,7 +107,7 @@ function holderOf(text: string | undefined): Holder | undefined {
   if (text === undefined) return undefined;
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = parseJson(text);
   } catch {
     return undefined;
   }
