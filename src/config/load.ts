@@ -485,12 +485,12 @@ function parseFile(file: { path: string; text: string }, warnings: string[]): un
   }
   const error = doc.errors[0];
   if (error !== undefined) {
-    const { where, reason } = yamlFault(file.path, error);
-    throw new ConfigError(where, `not valid YAML: ${reason}`);
+    const { at, reason } = yamlFault(error);
+    throw new ConfigError(file.path, `not valid YAML: ${at}${reason}`);
   }
   for (const warning of doc.warnings) {
-    const { where, reason } = yamlFault(file.path, warning);
-    warnings.push(`${where}: ${reason}; read as a plain value`);
+    const { at, reason } = yamlFault(warning);
+    warnings.push(`${file.path}: ${at}${reason}; read as a plain value`);
   }
   try {
     return doc.toJS();

@@ -269,20 +269,27 @@ Deno.test("loadConfig checks rules that span keys", () => {
 });
 
 Deno.test("loadConfig names the file, line and column for YAML it cannot parse, including duplicate keys", () => {
-  fails("config.yaml:3:1", "proxy:\n  port: [\n");
-  fails("config.yaml:3:3", "proxy:\n  port: 1\n  port: 2\n");
+  fails("config.yaml", "proxy:\n  port: [\n");
+  fails("config.yaml", "proxy:\n  port: 1\n  port: 2\n");
+  assert.throws(
+    () => load("proxy:\n  port: 1\n  port: 2\n"),
+    (e: unknown) =>
+      e instanceof ConfigError &&
+      e.message ===
+        "config.yaml: not valid YAML: line 3, column 3: a key is given twice in one map",
+  );
   fails("config", "- a\n- b\n");
 });
 
 Deno.test("YAML errors are told in our words, never quoting the file, by line and column", () => {
   const secret = "Zq9secretPART";
   const cases: [string, string][] = [
-    [`audit:\n  secret: "${secret}\\q"\n`, "config.yaml:2:"],
-    [`audit:\n  secret: "${secret}\n  x: [`, "config.yaml:"],
-    [`audit:\n  secret: !${secret} x\n  key_id: *${secret}\n`, "config.yaml"],
-    [`audit:\n  secret: |${secret}\n    x\n`, "config.yaml:2:"],
-    [`audit:\n  secret: &a [*a, ${secret}\n`, "config.yaml:"],
-    [`a: 1\n---\nb: ${secret}\n`, "config.yaml:"],
+    [`audit:\n  secret: "${secret}\\q"\n`, "config.yaml: not valid YAML: line 2, "],
+    [`audit:\n  secret: "${secret}\n  x: [`, "config.yaml: not valid YAML: line "],
+    [`audit:\n  secret: !${secret} x\n  key_id: *${secret}\n`, "config.yaml: not valid YAML: "],
+    [`audit:\n  secret: |${secret}\n    x\n`, "config.yaml: not valid YAML: line 2, "],
+    [`audit:\n  secret: &a [*a, ${secret}\n`, "config.yaml: not valid YAML: line "],
+    [`a: 1\n---\nb: ${secret}\n`, "config.yaml: not valid YAML: line "],
   ];
   for (const [text, where] of cases) {
     let message = "";
@@ -299,7 +306,7 @@ Deno.test("YAML errors are told in our words, never quoting the file, by line an
   const tagged = load(`proxy:\n  server_id: !${secret} s1\n`);
   assert.equal(tagged.config.proxy.server_id, "s1");
   assert.deepEqual(tagged.warnings, [
-    "config.yaml:2:14: an unknown tag (!name); read as a plain value",
+    "config.yaml: line 2, column 14: an unknown tag (!name); read as a plain value",
   ]);
 });
 
@@ -745,7 +752,7 @@ Deno.test("a file reads the same, and fails with the same message, with the pars
     JSON.parse(l)
   );
   assert.deepEqual(lines, [outcome(good), outcome(bad)]);
-  assert.match(outcome(bad), /^config\.yaml:\d+:\d+: not valid YAML: /);
+  assert.match(outcome(bad), /^config\.yaml: not valid YAML: line \d+, column \d+: /);
   await loadYamlParser();
   assert.deepEqual([outcome(good), outcome(bad)], lines);
 });

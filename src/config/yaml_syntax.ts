@@ -50,21 +50,21 @@ const PLAIN_MESSAGES: readonly [RegExp, string][] = [
 ];
 
 /**
- * A fault's place (`path:line:column`, or the path when the parser gave none) and reason.
+ * A fault's place (`line 3, column 1: `, or nothing when the parser gave none) and reason.
  *
  * @example
  * ```ts
  * const doc = parseDocument("a: [", { uniqueKeys: true });
- * yamlFault("c.yaml", doc.errors[0]!); // { where: "c.yaml:1:5", reason: "a character is missing …" }
+ * yamlFault(doc.errors[0]!); // { at: "line 1, column 5: ", reason: "a character is missing …" }
  * ```
  */
-export function yamlFault(path: string, error: YAMLError): { where: string; reason: string } {
+export function yamlFault(error: YAMLError): { at: string; reason: string } {
   const pos = error.linePos?.[0];
-  const where = pos === undefined ? path : `${path}:${pos.line}:${pos.col}`;
+  const at = pos === undefined ? "" : `line ${pos.line}, column ${pos.col}: `;
   // The message's first line only: the lines after it (prettyErrors) show the file.
   const first = error.message.split("\n")[0] ?? "";
   const plain = PLAIN_MESSAGES.find(([re]) => re.test(first));
-  return { where, reason: plain?.[1] ?? REASONS[error.code] ?? "a syntax error" };
+  return { at, reason: plain?.[1] ?? REASONS[error.code] ?? "a syntax error" };
 }
 
 /**
