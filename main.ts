@@ -539,6 +539,11 @@ async function runProxy(loaded: Loaded, logger: Logger, reloading: Reloading): P
   if (loaded.goEnv.length > 0) {
     logger.info("the Go tool's environment variables in force", { names: loaded.goEnv.join(",") });
   }
+  if (loaded.emptyEnv.length > 0) {
+    logger.info("empty environment variables ignored (an empty variable is not set)", {
+      names: loaded.emptyEnv.join(","),
+    });
+  }
   const http = config.proxy.transport === "http";
   const upstreamIsUrl = isUrl(config.proxy.upstream) && config.proxy.upstream_argv.length === 0;
   let upstreamUrl: URL | undefined;

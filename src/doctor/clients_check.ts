@@ -10,7 +10,8 @@
  */
 import { clientFiles, type ClientName, isClientName, type Platform } from "../clients/catalog.ts";
 import { parseJsonc, toPlain } from "../clients/jsonc.ts";
-import { parseWrapped, serverMaps } from "../clients/wrap.ts";
+import { serverMaps } from "../clients/wrap.ts";
+import { classifyArgv } from "../clients/wrapped_argv.ts";
 import { NotReadableFileError, readRegularFile } from "../config/read_file.ts";
 import { type CheckResult, message, result } from "./result.ts";
 
@@ -83,8 +84,13 @@ function entryProblems(
   const command = entry["command"];
   const args = entry["args"];
   if (typeof command !== "string" || !isStringList(args)) return { wrapped: false, problems: [] };
-  const wrapped = parseWrapped(args);
-  if (wrapped === undefined) return { wrapped: false, problems: [] };
+  // Ours only when the command is mcp-audit's launcher: a look-alike argv is someone else's.
+  const kind = classifyArgv(command, args);
+  if (kind.kind === "edited") {
+    return { wrapped: true, problems: [`${name}: edited since wrapped (${kind.reason})`] };
+  }
+  if (kind.kind !== "wrapped") return { wrapped: false, problems: [] };
+  const wrapped = kind.wrapped;
   const env = isRecord(entry["env"]) ? entry["env"] : {};
   const entryPath = typeof env["PATH"] === "string" ? env["PATH"] : platform.env["PATH"];
   const problems: string[] = [];

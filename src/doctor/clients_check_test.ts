@@ -88,3 +88,20 @@ Deno.test("clients: findCommand looks along PATH for a bare name and at the path
   assert.equal(findCommand(Deno.execPath(), "", p), Deno.execPath());
   assert.equal(findCommand(MAIN, DENO_DIR, p), undefined); // not executable
 });
+
+Deno.test("clients: an entry whose args only look wrapped is not counted as mcp-audit's", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    Deno.writeTextFileSync(`${dir}/config.yaml`, "");
+    const path = clientFile(dir, `${dir}/config.yaml`, { everything: ["deno", "run", "x.ts"] });
+    const doc = JSON.parse(Deno.readTextFileSync(path));
+    // The same arguments behind another program: someone else's entry, not ours.
+    doc.mcpServers["lookalike"] = { ...doc.mcpServers["everything"], command: "/tmp/evil" };
+    Deno.writeTextFileSync(path, JSON.stringify(doc, null, 2));
+    const r = checkClients({ clients: [], files: [path] }, platform(dir));
+    assert.equal(r.status, "ok", JSON.stringify(r));
+    assert.equal(r.detail, "1 wrapped server in 1 file (2 not wrapped) point at existing programs");
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
