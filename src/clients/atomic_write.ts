@@ -11,6 +11,7 @@
  * @module
  */
 import { basename, dirname } from "node:path";
+import { NotReadableFileError, readRegularBytes } from "../config/read_file.ts";
 
 /** Largest configuration file read: a client's file is kilobytes. */
 export const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
@@ -170,32 +171,19 @@ function decode(path: string, bytes: Uint8Array): string {
 }
 
 /** The file's bytes, refusing a file larger than `maxBytes` without reading past it. */
-async function readBounded(path: string, maxBytes: number): Promise<Uint8Array> {
-  using file = await Deno.open(path, { read: true });
-  const info = await file.stat();
-  if (!info.isFile) throw new ConfigReadError(path, "is not a regular file");
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  const buffer = new Uint8Array(64 * 1024);
-  while (true) {
-    const n = await file.read(buffer);
-    if (n === null) break;
-    size += n;
-    if (size > maxBytes) {
-      throw new ConfigReadError(
-        path,
-        `is larger than ${maxBytes} bytes; not a client's configuration?`,
-      );
+/**
+ * The file's bytes, when it is a regular file of at most `maxBytes` (a FIFO is refused before it
+ * is opened, so it is never waited on), as the configuration reader reads its own file.
+ */
+function readBounded(path: string, maxBytes: number): Promise<Uint8Array> {
+  try {
+    return Promise.resolve(readRegularBytes(path, maxBytes));
+  } catch (e) {
+    if (e instanceof NotReadableFileError) {
+      return Promise.reject(new ConfigReadError(path, e.message.replace(`${path} `, "")));
     }
-    parts.push(buffer.slice(0, n));
+    return Promise.reject(e);
   }
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 /** Refuses a directory that cannot take a temporary file beside the original. */
@@ -303,8 +291,12 @@ function messageOf(e: unknown): string {
 /** A reason for a failed step: the common causes in words, else the system's message. */
 function describe(e: unknown, what: string): string {
   if (e instanceof ConfigReadError) return e.reason;
-  if (e instanceof Deno.errors.NotFound) return "does not exist";
-  if (e instanceof Deno.errors.PermissionDenied) return `${what}: permission denied`;
+  // Deno's errors, or node:fs's (the bounded reader), which carry the system's code instead.
+  const code = e instanceof Error ? Reflect.get(e, "code") : undefined;
+  if (e instanceof Deno.errors.NotFound || code === "ENOENT") return "does not exist";
+  if (e instanceof Deno.errors.PermissionDenied || code === "EACCES" || code === "EPERM") {
+    return `${what}: permission denied`;
+  }
   if (e instanceof Deno.errors.NotCapable) {
     return `${what}: outside the paths this process may use (${messageOf(e)})`;
   }

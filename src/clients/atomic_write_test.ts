@@ -193,13 +193,26 @@ Deno.test("missing files, directories, bytes that are not UTF-8 and oversized fi
 
     const big = `${dir}/big.json`;
     await Deno.writeTextFile(big, "x".repeat(200));
-    await assert.rejects(readConfigText(big, 100), /is larger than 100 bytes/);
+    await assert.rejects(readConfigText(big, 100), /at most 100 bytes/);
     assert.equal(await readConfigText(big, 200), "x".repeat(200));
     await assert.rejects(readConfigText(`${dir}/absent.json`), (e) => {
       assert.ok(e instanceof ConfigReadError);
       assert.equal(e.reason, "does not exist");
       return true;
     });
-    await assert.rejects(readConfigText(dir), /is not a regular file/);
+    await assert.rejects(readConfigText(dir), /is a directory, not a file/);
   });
+});
+
+Deno.test("readConfigText refuses a FIFO without waiting for a writer", async () => {
+  if (Deno.build.os === "windows") return;
+  const dir = Deno.makeTempDirSync();
+  try {
+    const fifo = `${dir}/mcp.json`;
+    const made = new Deno.Command("mkfifo", { args: [fifo] }).outputSync();
+    assert.equal(made.code, 0);
+    await assert.rejects(readConfigText(fifo), /named pipe \(FIFO\), not a file/);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

@@ -42,6 +42,16 @@ function kindOf(info: Stats): string {
  *   be opened
  */
 export function readRegularFile(path: string, maxBytes = MAX_CONFIG_BYTES): string {
+  return new TextDecoder().decode(readRegularBytes(path, maxBytes));
+}
+
+/**
+ * The bytes of the regular file at `path`, as {@link readRegularFile} reads them (nothing but a
+ * regular file, at most `maxBytes`), for readers that must see every byte (a byte order mark).
+ * @throws {NotReadableFileError} naming what the path is, or the file's size
+ * @throws the system's error when it cannot be opened
+ */
+export function readRegularBytes(path: string, maxBytes = MAX_CONFIG_BYTES): Uint8Array {
   // Looked at before opening: opening a FIFO, even without blocking, lets a writer waiting on it
   // go on, into nothing. Then opened without blocking (O_NONBLOCK is 0 where the platform has
   // none: Windows, which has no FIFOs to open this way) and checked again on the open file, so a
@@ -74,7 +84,7 @@ export function readRegularFile(path: string, maxBytes = MAX_CONFIG_BYTES): stri
       bytes.set(part, at);
       at += part.length;
     }
-    return new TextDecoder().decode(bytes);
+    return bytes;
   } finally {
     closeSync(fd);
   }
