@@ -91,7 +91,10 @@ export function checkpointOptions(audit: Config["audit"]): CheckpointOptions {
 
 /**
  * Opens a log for reading, whichever backend wrote it: a SQLite database (recognised by its
- * content), else a JSONL log with its archives. Never creates or changes anything.
+ * content), else a JSONL log with its archives. Never changes a record. A long-lived reader of a
+ * SQLite database that was closed cleanly (no `-wal` beside it) makes SQLite create the `-wal`
+ * and `-shm` files, as any connection to a WAL database does; `verify` and `doctor`, which read
+ * once, open such a database immutable instead and leave nothing behind.
  */
 export function openQuery(path: string): RecordQuery {
   return isSqliteFile(path) ? new SqliteQuery(path) : new JsonlQuery(path);
