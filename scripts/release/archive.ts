@@ -19,7 +19,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { parseArgs } from "node:util";
+import { parseOptions, REFUSED, refused, usage, writeTextAtomic } from "./common.ts";
 import {
   archiveName,
   binaryName,
@@ -205,8 +205,7 @@ export async function makeArchives(options: ArchiveOptions): Promise<string[]> {
       lines.push(`${await sha256File(`${options.outDir}/${name}`)}  ${name}\n`);
     }
     const sums = `${options.outDir}/${checksumsName(options.version)}`;
-    await Deno.writeTextFile(`${sums}.tmp`, lines.join(""));
-    await Deno.rename(`${sums}.tmp`, sums);
+    await writeTextAtomic(sums, lines.join(""));
     return names;
   } finally {
     await Deno.remove(stage, { recursive: true });
@@ -215,35 +214,24 @@ export async function makeArchives(options: ArchiveOptions): Promise<string[]> {
 
 /** Runs the command line; returns the exit code (0 made, 2 refused). */
 export async function main(args: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        version: { type: "string" },
-        "bin-dir": { type: "string" },
-        "out-dir": { type: "string" },
-        extra: { type: "string", multiple: true, default: [] },
-        mtime: { type: "string" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    console.error(`archive: ${(e as Error).message}`);
-    return 2;
-  }
+  const values = parseOptions("archive", args, {
+    version: { type: "string" },
+    "bin-dir": { type: "string" },
+    "out-dir": { type: "string" },
+    extra: { type: "string", multiple: true, default: [] },
+    mtime: { type: "string" },
+  });
+  if (values === null) return REFUSED;
   const { version, "bin-dir": binDir, "out-dir": outDir } = values;
   if (version === undefined || binDir === undefined || outDir === undefined) {
-    console.error(
-      "usage: archive.ts --version 1.2.3 --bin-dir DIR --out-dir DIR [--extra FILE]... [--mtime ISO]",
+    return usage(
+      "archive.ts --version 1.2.3 --bin-dir DIR --out-dir DIR [--extra FILE]... [--mtime ISO]",
     );
-    return 2;
   }
   const mtime = new Date(values.mtime ?? 0);
   if (Number.isNaN(mtime.getTime())) {
     console.error(`archive: --mtime: not a date: ${JSON.stringify(values.mtime)}`);
-    return 2;
+    return REFUSED;
   }
   try {
     const names = await makeArchives({ version, binDir, outDir, extras: values.extra, mtime });
@@ -251,11 +239,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(`archive: ${outDir}/${checksumsName(version)}`);
     return 0;
   } catch (e) {
-    if (e instanceof ArchiveError) {
-      console.error(`archive: ${e.message}`);
-      return 2;
-    }
-    throw e;
+    return refused("archive", e, [ArchiveError]);
   }
 }
 

@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { isRecord, parseOptions, REFUSED, refused, usage, writeTextAtomic } from "./common.ts";
 import { sbomName, VERSION_PATTERN } from "./targets.ts";
 
 /** An SBOM that cannot be made; the message names the input and what is wrong. */
@@ -27,10 +27,6 @@ export class SbomError extends Error {
 }
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 function stringArray(value: unknown): value is string[] {
   return Array.isArray(value) && value.every((v) => typeof v === "string");
@@ -367,34 +363,23 @@ async function readLicenses(graphs: readonly unknown[]): Promise<Map<string, str
 
 /** Runs the command line; returns the exit code (0 written, 2 refused). */
 export async function main(args: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        version: { type: "string" },
-        date: { type: "string" },
-        lock: { type: "string", default: "deno.lock" },
-        root: {
-          type: "string",
-          multiple: true,
-          default: ["main.ts", "src/telemetry/telemetry_worker.ts"],
-        },
-        "download-location": { type: "string", default: "NOASSERTION" },
-        out: { type: "string" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    console.error(`sbom: ${(e as Error).message}`);
-    return 2;
-  }
+  const values = parseOptions("sbom", args, {
+    version: { type: "string" },
+    date: { type: "string" },
+    lock: { type: "string", default: "deno.lock" },
+    root: {
+      type: "string",
+      multiple: true,
+      default: ["main.ts", "src/telemetry/telemetry_worker.ts"],
+    },
+    "download-location": { type: "string", default: "NOASSERTION" },
+    out: { type: "string" },
+  });
+  if (values === null) return REFUSED;
   if (values.version === undefined || values.date === undefined) {
-    console.error(
-      "usage: sbom.ts --version 1.2.3 --date ISO [--lock deno.lock] [--root FILE]... [--out FILE]",
+    return usage(
+      "sbom.ts --version 1.2.3 --date ISO [--lock deno.lock] [--root FILE]... [--out FILE]",
     );
-    return 2;
   }
   try {
     let lock: unknown;
@@ -414,16 +399,11 @@ export async function main(args: string[]): Promise<number> {
       licenses: await readLicenses(graphs),
     });
     const out = values.out ?? sbomName(values.version);
-    await Deno.writeTextFile(`${out}.tmp`, JSON.stringify(doc, null, 2) + "\n");
-    await Deno.rename(`${out}.tmp`, out);
+    await writeTextAtomic(out, JSON.stringify(doc, null, 2) + "\n");
     console.log(`sbom: ${out}`);
     return 0;
   } catch (e) {
-    if (e instanceof SbomError) {
-      console.error(`sbom: ${e.message}`);
-      return 2;
-    }
-    throw e;
+    return refused("sbom", e, [SbomError]);
   }
 }
 

@@ -22,7 +22,7 @@
  */
 import { isAbsolute, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
+import { isRecord, parseOptions, REFUSED, usage } from "./common.ts";
 
 /** A check that failed; the message says what was expected and what came. */
 export class SmokeError extends Error {
@@ -37,10 +37,6 @@ const STEP_MS = 60_000;
 /** The `--version` line: `mcp-audit <version> (commit <sha>, built <date>)`. */
 export const VERSION_LINE =
   /^mcp-audit (\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?) \(commit ([0-9a-f]{7,64}|unknown), built (\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z|unknown)\)$/;
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 /** Lines from a byte stream, each at most MAX_LINE long. */
 class Lines {
@@ -393,23 +389,13 @@ export async function smoke(command: readonly string[], expect: Expect = {}): Pr
 export async function main(argv: string[]): Promise<number> {
   const dashdash = argv.indexOf("--");
   const command = dashdash === -1 ? [] : argv.slice(dashdash + 1);
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: dashdash === -1 ? argv : argv.slice(0, dashdash),
-      options: { "expect-version": { type: "string" }, "expect-commit": { type: "string" } },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    console.error(`smoke: ${(e as Error).message}`);
-    return 2;
-  }
+  const values = parseOptions("smoke", dashdash === -1 ? argv : argv.slice(0, dashdash), {
+    "expect-version": { type: "string" },
+    "expect-commit": { type: "string" },
+  });
+  if (values === null) return REFUSED;
   if (command.length === 0) {
-    console.error(
-      "usage: smoke.ts [--expect-version V] [--expect-commit SHA] -- MCP_AUDIT_COMMAND...",
-    );
-    return 2;
+    return usage("smoke.ts [--expect-version V] [--expect-commit SHA] -- MCP_AUDIT_COMMAND...");
   }
   try {
     await smoke(command, { version: values["expect-version"], commit: values["expect-commit"] });

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { parseOptions, REFUSED, refused, usage, writeTextAtomic } from "./common.ts";
 
 /** A stamping that cannot be done; the message names the file or the value and what to do. */
 export class StampError extends Error {
@@ -66,51 +66,22 @@ export function stampText(text: string, commit: string, date: string, file: stri
   return out;
 }
 
-/** Writes `text` to `path` through a temporary file in the same folder and a rename. */
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const temp = `${path}.stamp-${crypto.randomUUID()}.tmp`;
-  try {
-    await Deno.writeTextFile(temp, text);
-    await Deno.rename(temp, path);
-  } catch (e) {
-    await Deno.remove(temp).catch(() => {});
-    throw e;
-  }
-}
-
 /** Runs the command line; returns the exit code (0 stamped, 2 refused). */
 export async function main(args: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        commit: { type: "string" },
-        date: { type: "string" },
-        file: { type: "string", default: "src/build_info.ts" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    console.error(`stamp: ${(e as Error).message}`);
-    return 2;
-  }
+  const values = parseOptions("stamp", args, {
+    commit: { type: "string" },
+    date: { type: "string" },
+    file: { type: "string", default: "src/build_info.ts" },
+  });
+  if (values === null) return REFUSED;
   if (values.commit === undefined || values.date === undefined) {
-    console.error(
-      "usage: stamp.ts --commit SHA --date YYYY-MM-DDTHH:MM:SSZ [--file src/build_info.ts]",
-    );
-    return 2;
+    return usage("stamp.ts --commit SHA --date YYYY-MM-DDTHH:MM:SSZ [--file src/build_info.ts]");
   }
   try {
     const text = await Deno.readTextFile(values.file);
-    await writeAtomic(values.file, stampText(text, values.commit, values.date, values.file));
+    await writeTextAtomic(values.file, stampText(text, values.commit, values.date, values.file));
   } catch (e) {
-    if (e instanceof StampError || e instanceof Deno.errors.NotFound) {
-      console.error(`stamp: ${e.message}`);
-      return 2;
-    }
-    throw e;
+    return refused("stamp", e, [StampError, Deno.errors.NotFound]);
   }
   console.log(`stamp: ${values.file}: commit ${values.commit}, built ${values.date}`);
   return 0;
