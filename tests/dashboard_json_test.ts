@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { parseJson as pageParseJson } from "../dashboard/js/json.js";
 import { parseJson } from "../src/jsonrpc/json.ts";
+import { seededRandom } from "./helpers.ts";
 
 /** A text V8 reads first, then one whose escaped name it then misreads, and the names it holds. */
 const MISREAD: [string, string, string[]][] = [
@@ -37,18 +38,6 @@ Deno.test("the page reads escaped member names as sent where JSON.parse, after a
   assert.equal(JSON.stringify(page), '{"records":[{"seq":2,"params":{"a":1,"\\u0001":2}}]}');
   console.log(`JSON.parse itself misread ${misreadByEngine} of ${MISREAD.length} texts`);
 });
-
-/** mulberry32: seeded, so that a failure can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Documents of every JSON feature, with names and strings in many spellings, escaped and not. */
 function documentText(r: () => number, depth: number): string {
@@ -87,7 +76,7 @@ function documentText(r: () => number, depth: number): string {
 }
 
 Deno.test("the page's reader gives 5,000 documents what the proxy's parseJson gives", () => {
-  const r = seeded(156);
+  const r = seededRandom(156);
   for (let i = 0; i < 5000; i++) {
     const text = documentText(r, 4);
     assert.deepStrictEqual(pageParseJson(text), parseJson(text), text);

@@ -133,16 +133,7 @@ export function assertBytesEqual(actual: Uint8Array, expected: Uint8Array, what:
 }
 
 /** mulberry32: a small seeded generator, so that a failing chunking can be replayed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from "../src/testdata/seeded_random.ts";
 
 /** A signal that aborts after `ms`, as a safety net around one wait. */
 export function deadline(ms: number): AbortSignal {

@@ -1,17 +1,6 @@
 import assert from "node:assert/strict";
 import { unifiedDiff } from "./diff.ts";
-
-/** mulberry32: seeded, so that a failure can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from "../testdata/seeded_random.ts";
 
 function which(program: string): boolean {
   try {
@@ -126,7 +115,7 @@ Deno.test({
   name: "patch -p0 turns the old text into the new with every generated diff",
   ignore: !HAS_PATCH,
   fn: async () => {
-    const r = seeded(31);
+    const r = seededRandom(31);
     const words = ["{", "}", '  "a": 1,', '  "b": [', "    2", "  ]", "", "x"];
     const text = (): string => {
       const lines = Array.from(

@@ -8,18 +8,7 @@ import {
   withBom,
 } from "./edit.ts";
 import { type JsoncDocument, type JsoncMember, memberOf, parseJsonc, toPlain } from "./jsonc.ts";
-
-/** mulberry32: seeded, so that a failure can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from "../testdata/seeded_random.ts";
 
 /** A VS Code style file: BOM, CRLF, comments everywhere, trailing commas. */
 const VSCODE = '\uFEFF// Workspace MCP servers\r\n{\r\n\t"inputs": [],\r\n\t"servers": {\r\n' +
@@ -138,7 +127,7 @@ Deno.test("replacing a value follows the file's indent and short-array style", (
 });
 
 Deno.test("renderJson writes text that parses back to the value, in the document's style", () => {
-  const r = seeded(99);
+  const r = seededRandom(99);
   const pieces = ["a", '"', "\\", "\n", "\u0000", "é", "😀", "\u2028", "__proto__"];
   const randomValue = (depth: number): unknown => {
     const pick = Math.floor(r() * (depth > 3 ? 4 : 6));
@@ -339,7 +328,7 @@ Deno.test("removeMember takes the member, one comma and its own line, and keeps 
 });
 
 Deno.test("random insertions and removals in generated files keep every other member and parse", () => {
-  const r = seeded(4242);
+  const r = seededRandom(4242);
   const layouts = [2, 4, "\t", undefined];
   for (let i = 0; i < 400; i++) {
     const servers: Record<string, unknown> = {};

@@ -7,6 +7,7 @@ import {
   parseLossless,
   rawNumber,
 } from "./json.ts";
+import { seededRandom } from "../testdata/seeded_random.ts";
 
 Deno.test("parseLossless keeps integers beyond 2^53 as their digits", () => {
   const v = parseLossless(
@@ -143,18 +144,6 @@ Deno.test("changedByDouble follows its rule on the family from the issue", () =>
   for (const [text] of UNCHANGED) assert.equal(changedByDouble(text, Number(text)), false, text);
 });
 
-/** mulberry32: seeded, so that a failure can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Number spellings of every shape: zeros, long runs, exponents near and past the double range. */
 function numberText(r: () => number): string {
   const pick = <T>(items: readonly T[]): T => items[Math.floor(r() * items.length)]!;
@@ -222,7 +211,7 @@ function changedReference(text: string): boolean {
 }
 
 Deno.test("parseLossless agrees with an exact reference on 20,000 number spellings, fast path included", () => {
-  const r = seeded(20261125);
+  const r = seededRandom(20261125);
   let kept = 0;
   for (let i = 0; i < 20_000; i++) {
     const text = numberText(r);
@@ -276,7 +265,7 @@ function documentText(r: () => number, depth: number): string {
 }
 
 Deno.test("parseLossless builds what JSON.parse builds, keys, order and duplicates alike, but for kept numbers", () => {
-  const r = seeded(7);
+  const r = seededRandom(7);
   // V8's reviver sees each number's source: a fine reference at this depth.
   const reviver = (_key: string, value: unknown, context: { source?: string }): unknown =>
     typeof value === "number" && context.source !== undefined &&
@@ -405,7 +394,7 @@ function escapedNamesDocument(r: () => number, depth: number): { text: string; v
 }
 
 Deno.test("parseLossless gives 5,000 documents of escaped member names the values their writer meant", () => {
-  const r = seeded(63785);
+  const r = seededRandom(63785);
   let misreadByEngine = 0;
   for (let i = 0; i < 5000; i++) {
     const { text, value } = escapedNamesDocument(r, 4);
@@ -443,7 +432,7 @@ Deno.test("parseJson reads escaped member names as written where JSON.parse, aft
 });
 
 Deno.test("parseJson gives what JSON.parse gives, numbers as doubles, __proto__ as data, errors as SyntaxError", () => {
-  const r = seeded(11);
+  const r = seededRandom(11);
   for (let i = 0; i < 2000; i++) {
     // No escaped member names: JSON.parse reads these right, and is the reference.
     const text = `[-0,${documentText(r, 5)}]`;
@@ -465,7 +454,7 @@ Deno.test("parseJson gives what JSON.parse gives, numbers as doubles, __proto__ 
 });
 
 Deno.test("parseJson gives 5,000 documents of escaped member names the values their writer meant", () => {
-  const r = seeded(8);
+  const r = seededRandom(8);
   for (let i = 0; i < 5000; i++) {
     const { text, value } = escapedNamesDocument(r, 4);
     const got = parseJson(text);
