@@ -17,6 +17,7 @@
  * @module
  */
 import { dirname, join, resolve } from "node:path";
+import { fileKind, lstatOrNothing } from "../audit/storage/file_kind.ts";
 import { openReadOnly } from "../audit/storage/sqlite_lines.ts";
 import type { Config } from "../config/config.ts";
 import { type CheckResult, message, result } from "./result.ts";
@@ -53,24 +54,6 @@ function octal(mode: number | null): string {
   return mode === null ? "?" : `0${(mode & 0o777).toString(8)}`;
 }
 
-function kind(info: Deno.FileInfo): string {
-  if (info.isSymlink) return "a symbolic link";
-  if (info.isDirectory) return "a directory";
-  if (info.isFile) return "a file";
-  return "not a regular file";
-}
-
-function lstatOrNothing(path: string): Deno.FileInfo | undefined {
-  try {
-    return Deno.lstatSync(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
-      return undefined;
-    }
-    throw e;
-  }
-}
-
 /** A problem found, as the check's failure. */
 class Finding extends Error {
   override name = "Finding";
@@ -95,7 +78,7 @@ function probeDirectory(dir: string, key: string): void {
     throw new Finding("fail", `cannot look at ${dir}: ${message(e)}`, `check ${dir}`);
   }
   if (!info.isDirectory) {
-    throw new Finding("fail", `${dir} is ${kind(info)}, not a directory`, `set ${key}`);
+    throw new Finding("fail", `${dir} is ${fileKind(info)}, not a directory`, `set ${key}`);
   }
   const probe = join(dir, `.mcp-audit-doctor-${crypto.randomUUID()}`);
   try {
@@ -113,7 +96,11 @@ function probeDirectory(dir: string, key: string): void {
 /** A file the proxy appends to or opens for writing: a regular file this user may write. */
 function checkWritableFile(path: string, info: Deno.FileInfo, who: Identity, key: string): void {
   if (!info.isFile) {
-    throw new Finding("fail", `${path} is ${kind(info)}, not a file`, `set ${key} to a file path`);
+    throw new Finding(
+      "fail",
+      `${path} is ${fileKind(info)}, not a file`,
+      `set ${key} to a file path`,
+    );
   }
   const may = mayWrite(info, who);
   const owner = `mode ${octal(info.mode)}, owner uid ${info.uid ?? "?"}`;

@@ -33,6 +33,7 @@ import type { Logger } from "../../log.ts";
 import type { AnchorFile } from "./anchor_file.ts";
 import { type Archive, archiveName, listArchives } from "./archives.ts";
 import { RefusedPathError, StorageError } from "./errors.ts";
+import { fileKind, lstatOrNothing } from "./file_kind.ts";
 import { FileLock } from "./file_lock.ts";
 import { DEFAULT_MAX_LINE } from "./log_lines.ts";
 import {
@@ -465,27 +466,6 @@ function sameFile(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
   return a.dev === b.dev && a.ino === b.ino;
 }
 
-function describe(stat: Deno.FileInfo): string {
-  if (stat.isSymlink) return "a symbolic link";
-  if (stat.isDirectory) return "a directory";
-  if (stat.isFifo) return "a FIFO";
-  if (stat.isSocket) return "a socket";
-  if (stat.isBlockDevice || stat.isCharDevice) return "a device";
-  if (stat.isFile) return "a file";
-  return "not a regular file";
-}
-
-function lstatOrNothing(path: string): Deno.FileInfo | undefined {
-  try {
-    return Deno.lstatSync(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
-      return undefined;
-    }
-    throw e;
-  }
-}
-
 /**
  * The file the path leads to, without opening anything: the path itself, or with `follow` the end
  * of its symlinks. Refuses anything but a regular file or nothing.
@@ -514,7 +494,7 @@ function resolveTarget(path: string, follow: boolean): string {
       continue;
     }
     if (!stat.isFile) {
-      throw new RefusedPathError("audit.path", `${target} is ${describe(stat)}, not a log file`);
+      throw new RefusedPathError("audit.path", `${target} is ${fileKind(stat)}, not a log file`);
     }
     return target;
   }
@@ -708,7 +688,7 @@ export class JsonlStore implements RecordStore {
       if (!stat.isFile) {
         throw new RefusedPathError(
           "audit.path",
-          `${this.path} is ${describe(stat)}, not a log file`,
+          `${this.path} is ${fileKind(stat)}, not a log file`,
         );
       }
       let file: Deno.FsFile;
@@ -879,7 +859,7 @@ export class JsonlStore implements RecordStore {
       }
       details.foreign = {
         moved_to: aside,
-        type: describe(lost.foreign),
+        type: fileKind(lost.foreign),
         size: lost.foreign.size,
         dev: lost.foreign.dev,
         ino: lost.foreign.ino,
@@ -1004,7 +984,7 @@ export class JsonlStore implements RecordStore {
       if (!stat.isFile) {
         throw new RefusedPathError(
           "audit.path",
-          `${this.path} is ${describe(stat)}, not a log file`,
+          `${this.path} is ${fileKind(stat)}, not a log file`,
         );
       }
       file = Deno.openSync(this.path, { read: true, append: true });
@@ -1095,7 +1075,7 @@ export class JsonlStore implements RecordStore {
       : kind === "moved"
       ? `the audit log ${this.path} was moved away while the proxy ran (it lives on under another name); the chain continues in a new file there`
       : `${
-        describe(now!)
+        fileKind(now!)
       } the proxy did not create replaced the audit log ${this.path}; it is moved aside and the chain continues in a new file there`;
     this.#lost = { kind, linked, foreign: now, keep: undefined };
     this.#logger?.warn(reason, { path: this.path, change: kind, last_seq: this.#seenSeq });

@@ -33,6 +33,7 @@ import type { Logger } from "../../log.ts";
 import type { AnchorHead } from "../anchor.ts";
 import type { AnchorFile } from "./anchor_file.ts";
 import { RefusedPathError, StorageError } from "./errors.ts";
+import { fileKind, lstatOrNothing } from "./file_kind.ts";
 import {
   FLUSH_TEXT_SQL,
   FTS_BATCH,
@@ -101,27 +102,6 @@ function explain(e: unknown): string {
 function storageError(what: string, e: unknown): StorageError {
   if (e instanceof StorageError) return e;
   return new StorageError(`${what}: ${explain(e)}`, { cause: e });
-}
-
-function lstatOrNothing(path: string): Deno.FileInfo | undefined {
-  try {
-    return Deno.lstatSync(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
-      return undefined;
-    }
-    throw e;
-  }
-}
-
-function describe(stat: Deno.FileInfo): string {
-  if (stat.isSymlink) return "a symbolic link";
-  if (stat.isDirectory) return "a directory";
-  if (stat.isFifo) return "a FIFO";
-  if (stat.isSocket) return "a socket";
-  if (stat.isBlockDevice || stat.isCharDevice) return "a device";
-  if (stat.isFile) return "a file";
-  return "not a regular file";
 }
 
 interface FileId {
@@ -393,7 +373,7 @@ export class SqliteStore implements RecordStore {
         "audit.sqlite_path",
         looked.isSymlink
           ? `${path} is a symbolic link; refusing to write through it (name the database itself)`
-          : `${path} is ${describe(looked)}, not a database file`,
+          : `${path} is ${fileKind(looked)}, not a database file`,
       );
     }
     for (const suffix of ["-wal", "-shm"]) {
@@ -402,7 +382,7 @@ export class SqliteStore implements RecordStore {
         // SQLite would open it by name: a link there would send the log elsewhere.
         throw new RefusedPathError(
           "audit.sqlite_path",
-          `${path}${suffix} is ${describe(side)}; refusing to open the database beside it`,
+          `${path}${suffix} is ${fileKind(side)}; refusing to open the database beside it`,
         );
       }
       if (looked === undefined && side !== undefined && (suffix === "-shm" || side.size > 0)) {
@@ -543,7 +523,7 @@ export class SqliteStore implements RecordStore {
       : kind === "moved"
       ? `the audit database ${this.path} was moved away while the proxy ran (it lives on under another name); the chain continues in a new database there`
       : `${
-        describe(now!)
+        fileKind(now!)
       } the proxy did not create replaced the audit database ${this.path}; it is moved aside and the chain continues in a new database there`;
     this.#lost = { kind, linked, foreign: now };
     this.#logger?.warn(reason, { path: this.path, change: kind, last_seq: this.#last?.seq });
@@ -690,7 +670,7 @@ export class SqliteStore implements RecordStore {
         Deno.renameSync(this.path, aside);
         details.foreign = {
           moved_to: aside,
-          type: describe(lost.foreign),
+          type: fileKind(lost.foreign),
           size: lost.foreign.size,
           dev: lost.foreign.dev,
           ino: lost.foreign.ino,
