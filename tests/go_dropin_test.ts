@@ -114,6 +114,29 @@ async function stdioSession(
   return jsonLines(proxy.stderr.lines);
 }
 
+/**
+ * Asserts that the dashboard the proxy announced on `stderr` refuses `/api/entries` without a
+ * token (401) and answers it with `token` (200); `why` words the two assertions.
+ */
+async function assertDashboardToken(
+  stderr: Collector,
+  token: string,
+  signal: AbortSignal,
+  why: { refused: string; allowed: string },
+): Promise<void> {
+  const address = listening(jsonLines(stderr.lines), "dashboard");
+  assert(address !== undefined, "the dashboard is on, as the file says");
+  const refused = await fetch(`${address}/api/entries`, { signal });
+  await refused.body?.cancel();
+  assertEquals(refused.status, 401, why.refused);
+  const allowed = await fetch(`${address}/api/entries`, {
+    headers: { authorization: `Bearer ${token}` },
+    signal,
+  });
+  await allowed.body?.cancel();
+  assertEquals(allowed.status, 200, why.allowed);
+}
+
 /** Asserts that the log at `path` holds the session's tools/call and verifies with `secret`. */
 async function assertLogged(
   path: string,
@@ -166,19 +189,11 @@ Deno.test("README quick start, literally, over the Go tool's config.yaml in the 
     args: ["--transport", "stdio", "--upstream", README_UPSTREAM],
     env,
     signal,
-    during: async ({ stderr }) => {
-      const address = listening(jsonLines(stderr.lines), "dashboard");
-      assert(address !== undefined, "the dashboard is on, as the file says");
-      const refused = await fetch(`${address}/api/entries`, { signal });
-      await refused.body?.cancel();
-      assertEquals(refused.status, 401, "no token: refused");
-      const allowed = await fetch(`${address}/api/entries`, {
-        headers: { authorization: `Bearer ${token}` },
-        signal,
-      });
-      await allowed.body?.cancel();
-      assertEquals(allowed.status, 200, "DASHBOARD_AUTH_TOKEN is the token");
-    },
+    during: ({ stderr }) =>
+      assertDashboardToken(stderr, token, signal, {
+        refused: "no token: refused",
+        allowed: "DASHBOARD_AUTH_TOKEN is the token",
+      }),
   });
   const warnings = lines.filter((l) => l.level === "warn" || l.level === "error");
   assertEquals(warnings, [], "the Go tool's config.yaml gives no warning");
@@ -212,19 +227,11 @@ Deno.test("empty variables (a compose file's `VAR=`) are unset: the file's dashb
     args: ["--transport", "stdio", "--upstream", README_UPSTREAM],
     env,
     signal,
-    during: async ({ stderr }) => {
-      const address = listening(jsonLines(stderr.lines), "dashboard");
-      assert(address !== undefined, "the dashboard is on, as the file says");
-      const refused = await fetch(`${address}/api/entries`, { signal });
-      await refused.body?.cancel();
-      assertEquals(refused.status, 401, "no token: refused (an empty variable did not wipe it)");
-      const allowed = await fetch(`${address}/api/entries`, {
-        headers: { authorization: `Bearer ${token}` },
-        signal,
-      });
-      await allowed.body?.cancel();
-      assertEquals(allowed.status, 200, "the file's token is the token");
-    },
+    during: ({ stderr }) =>
+      assertDashboardToken(stderr, token, signal, {
+        refused: "no token: refused (an empty variable did not wipe it)",
+        allowed: "the file's token is the token",
+      }),
   });
   await assertLogged(logPath, secret, { client_id: "c", server_id: "s" });
 });
