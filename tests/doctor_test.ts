@@ -9,66 +9,32 @@ import { generateEd25519 } from "../src/audit/signing.ts";
 import { wrappedArgs } from "../src/clients/wrap.ts";
 import {
   deadline,
-  DENO_JSON,
+  echoProxyLog,
   EVERYTHING,
-  fixture,
   MAIN,
-  ProxyProcess,
+  type MainRun,
+  runMain,
   SECRET,
   tempDir,
   verifyLog,
 } from "./helpers.ts";
 import { cleanEnv, EverythingHttpServer } from "./http_helpers.ts";
 
-interface Ran {
-  code: number;
-  out: string[];
-  err: string[];
-}
-
 /** Runs `mcp-audit doctor ARGS` as a user would, from source, with exactly `env`. */
-async function doctor(args: string[], env: Record<string, string>): Promise<Ran> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--config", DENO_JSON, MAIN, "doctor", ...args],
-    env,
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const lines = (b: Uint8Array) => new TextDecoder().decode(b).split("\n").filter((l) => l !== "");
-  return { code: output.code, out: lines(output.stdout), err: lines(output.stderr) };
+function doctor(args: string[], env: Record<string, string>): Promise<MainRun> {
+  return runMain(["doctor", ...args], { env });
 }
 
 /** The output line of check `name`. */
-function line(ran: Ran, name: string): string {
+function line(ran: MainRun, name: string): string {
   const found = ran.out.find((l) => new RegExp(`^\\S+ +${name} `).test(l));
   assert(found !== undefined, `no ${name} line in:\n${ran.out.join("\n")}`);
   return found;
 }
 
-/** A JSONL log a real proxy wrote in front of the echo fixture: one request and its answer. */
-async function proxyLog(dir: string, storage: "jsonl" | "sqlite" = "jsonl"): Promise<string> {
-  const logPath = `${dir}/audit.${storage === "jsonl" ? "jsonl" : "db"}`;
-  await using proxy = new ProxyProcess({
-    cwd: dir,
-    upstream: fixture("echo_upstream.ts"),
-    logPath,
-    env: storage === "jsonl"
-      ? { MCP_AUDIT_AUDIT_STORAGE: "jsonl", MCP_AUDIT_AUDIT_PATH: logPath }
-      : { MCP_AUDIT_AUDIT_STORAGE: "sqlite", MCP_AUDIT_AUDIT_SQLITE_PATH: logPath },
-  });
-  const stdout = proxy.stdout();
-  await proxy.write(new TextEncoder().encode('{"jsonrpc":"2.0","id":1,"method":"ping"}\n'));
-  await stdout.waitFor((c) => c.lines.length === 1, "the answer", deadline(20_000));
-  await proxy.closeInput();
-  assertEquals((await proxy.finished(deadline(20_000))).code, 0);
-  return logPath;
-}
-
 Deno.test("doctor: every check passes for a proxy's log and server-everything over stdio; an edited copy of the log fails the chain", async () => {
   await using dir = await tempDir("doctor-chain");
-  const logPath = await proxyLog(dir.path);
+  const logPath = await echoProxyLog(dir.path);
   Deno.writeTextFileSync(`${dir.path}/config.yaml`, `audit:\n  path: ${logPath}\n`);
   const env = {
     ...cleanEnv(),
@@ -117,7 +83,7 @@ Deno.test("doctor: every check passes for a proxy's log and server-everything ov
 
 Deno.test("doctor: a SQLite log a proxy wrote opens read-only and verifies; doctor and verify leave no -wal or -shm beside it", async () => {
   await using dir = await tempDir("doctor-sqlite");
-  const db = await proxyLog(dir.path, "sqlite");
+  const db = await echoProxyLog(dir.path, "sqlite");
   const listing = () => [...Deno.readDirSync(dir.path)].map((e) => e.name).sort();
   // The proxy closed it cleanly: its -wal and -shm are gone. A read-only open would make both.
   assertEquals(listing(), ["audit.db"]);

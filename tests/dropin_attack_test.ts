@@ -15,9 +15,12 @@ import {
   assertNoStrays,
   deadline,
   DENO_JSON,
+  echoProxyLog,
   fixture,
   MAIN,
+  type MainRun,
   ProxyProcess,
+  runMain,
   SECRET,
   STORAGE,
   tempDir,
@@ -405,27 +408,12 @@ test("a flag's bad value names the flag as written", () => {
 // ---------------------------------------------------------------------------------------------
 // The proxy, as a process.
 
-interface Ran {
-  code: number;
-  out: string[];
-  err: string[];
-}
-
-const lines = (b: Uint8Array) => new TextDecoder().decode(b).split("\n").filter((l) => l !== "");
+/** What a run printed: its exit code and its stdout and stderr lines, empty ones left out. */
+type Ran = Pick<MainRun, "code" | "out" | "err">;
 
 /** Runs `main.ts ARGS` in `cwd` with exactly `env`. */
-async function run(args: string[], env: Record<string, string>, cwd: string): Promise<Ran> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--config", DENO_JSON, MAIN, ...args],
-    env,
-    clearEnv: true,
-    cwd,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    signal: deadline(60_000),
-  }).output();
-  return { code: output.code, out: lines(output.stdout), err: lines(output.stderr) };
+function run(args: string[], env: Record<string, string>, cwd: string): Promise<Ran> {
+  return runMain(args, { env, cwd, signal: deadline(60_000) });
 }
 
 test("proxy: a JSON file with a syntax error next to a secret exits 2 without showing the secret", async () => {
@@ -482,6 +470,7 @@ async function fifoOpens(
   const reader = await Deno.open(fifo, { read: true });
   await feeder;
   reader.close();
+  const lines = (b: Uint8Array) => new TextDecoder().decode(b).split("\n").filter((l) => l !== "");
   return { opens, ran: { code: out.code, out: lines(out.stdout), err: lines(out.stderr) } };
 }
 
@@ -652,29 +641,10 @@ function snapshot(dir: string): Record<string, string> {
   return out;
 }
 
-/** A log written by a real proxy in front of the echo fixture. */
-async function proxyLog(dir: string, storage: "jsonl" | "sqlite"): Promise<string> {
-  const logPath = `${dir}/audit.${storage === "jsonl" ? "jsonl" : "db"}`;
-  await using proxy = new ProxyProcess({
-    cwd: dir,
-    upstream: fixture("echo_upstream.ts"),
-    logPath,
-    env: storage === "jsonl"
-      ? { MCP_AUDIT_AUDIT_STORAGE: "jsonl", MCP_AUDIT_AUDIT_PATH: logPath }
-      : { MCP_AUDIT_AUDIT_STORAGE: "sqlite", MCP_AUDIT_AUDIT_SQLITE_PATH: logPath },
-  });
-  const stdout = proxy.stdout();
-  await proxy.write(new TextEncoder().encode('{"jsonrpc":"2.0","id":1,"method":"ping"}\n'));
-  await stdout.waitFor((c) => c.lines.length === 1, "the answer", deadline(30_000));
-  await proxy.closeInput();
-  assertEquals((await proxy.finished(deadline(30_000))).code, 0);
-  return logPath;
-}
-
 for (const storage of ["jsonl", "sqlite"] as const) {
   test(`doctor changes nothing: ${storage} log, its directory and the config keep their bytes, modes and times`, async () => {
     await using dir = await tempDir(`dropin-untouched-${storage}`);
-    const logPath = await proxyLog(dir.path, storage);
+    const logPath = await echoProxyLog(dir.path, storage);
     const config = `${dir.path}/config.yaml`;
     Deno.writeTextFileSync(
       config,

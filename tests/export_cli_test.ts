@@ -21,11 +21,11 @@ import {
 } from "../src/export/testdata/records.ts";
 import {
   deadline,
-  DENO_JSON,
   fixture,
-  MAIN,
+  type MainRun,
   ProxyProcess,
   readLog,
+  runMain,
   STORAGE,
   tempDir,
 } from "./helpers.ts";
@@ -637,15 +637,9 @@ const HOSTILE_TOOL =
   "csi\u009b1m lf\ncr\r";
 
 /** `deno run main.ts export ARGS`, as a user runs it. */
-async function runMain(args: string[], cwd: string) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--config", DENO_JSON, MAIN, "export", ...args],
-    cwd,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return { code: out.code, stdout: decoder.decode(out.stdout), stderr: decoder.decode(out.stderr) };
+/** Runs `mcp-audit export ARGS` from source in `cwd`. */
+function exportMain(args: string[], cwd: string): Promise<MainRun> {
+  return runMain(["export", ...args], { cwd });
 }
 
 Deno.test(`a log written by a real proxy run exports through main.ts (${STORAGE})`, async () => {
@@ -689,12 +683,12 @@ Deno.test(`a log written by a real proxy run exports through main.ts (${STORAGE}
   const stored = await readLog(path);
   assert.ok(stored.records.length >= 6, `records: ${stored.records.length}`);
 
-  const jsonl = await runMain([path], dir.path);
+  const jsonl = await exportMain([path], dir.path);
   assert.equal(jsonl.code, 0, jsonl.stderr);
   assert.equal(jsonl.stderr, "");
   assert.equal(jsonl.stdout, stored.lines.map((l) => l.text + "\n").join(""));
 
-  const ocsf = await runMain(["--format", "ocsf", "--tool", "read_file", path], dir.path);
+  const ocsf = await exportMain(["--format", "ocsf", "--tool", "read_file", path], dir.path);
   assert.equal(ocsf.code, 0, ocsf.stderr);
   const events = ocsf.stdout.trimEnd().split("\n").map((l) => JSON.parse(l));
   const calls = stored.records.filter((r) => r.tool_name === "read_file");
@@ -703,17 +697,17 @@ Deno.test(`a log written by a real proxy run exports through main.ts (${STORAGE}
   assert.deepEqual(events.map((e) => e.unmapped.kind), ["request", "response"]);
 
   const csv = `${dir.path}/out.csv`;
-  const written = await runMain(["--format", "csv", "--output", csv, path], dir.path);
+  const written = await exportMain(["--format", "csv", "--output", csv, path], dir.path);
   assert.equal(written.code, 0, written.stderr);
   assert.equal((await Deno.readTextFile(csv)).split("\r\n").length, stored.records.length + 2);
-  const again = await runMain(["--format", "csv", "--output", csv, path], dir.path);
+  const again = await exportMain(["--format", "csv", "--output", csv, path], dir.path);
   assert.equal(again.code, 2);
   assert.match(again.stderr, /--output: .* exists; give --force/);
 
   // Every format but JSONL (the stored lines, byte for byte) holds one event a line, no control
   // character raw.
   for (const format of ["csv", "ocsf", "cef"]) {
-    const r = await runMain(["--format", format, path], dir.path);
+    const r = await exportMain(["--format", format, path], dir.path);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.split(format === "csv" ? "\r\n" : "\n");
     assert.equal(lines.pop(), "");
@@ -729,12 +723,12 @@ Deno.test(`a log written by a real proxy run exports through main.ts (${STORAGE}
   const link = `${dir.path}/report.csv`;
   await Deno.link(path, link);
   const before = await Deno.readFile(path);
-  const linked = await runMain(["--format", "csv", "--output", link, "--force", path], dir.path);
+  const linked = await exportMain(["--format", "csv", "--output", link, "--force", path], dir.path);
   assert.equal(linked.code, 2);
   assert.match(linked.stderr, /--output: .*report\.csv is the audit log or one of its files/);
   assert.deepEqual(await Deno.readFile(path), before);
 
-  const bad = await runMain(["--from", "last tuesday", path], dir.path);
+  const bad = await exportMain(["--from", "last tuesday", path], dir.path);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--from: expected an RFC 3339 time/);
 });

@@ -472,6 +472,31 @@ export class ProxyProcess implements AsyncDisposable {
   }
 }
 
+/**
+ * A log written by a real proxy in front of the echo fixture, in `dir` (`audit.jsonl` or
+ * `audit.db`): one `ping` and its answer, the proxy ended by the end of its input. Returns its path.
+ */
+export async function echoProxyLog(
+  dir: string,
+  storage: "jsonl" | "sqlite" = "jsonl",
+): Promise<string> {
+  const logPath = `${dir}/audit.${storage === "jsonl" ? "jsonl" : "db"}`;
+  await using proxy = new ProxyProcess({
+    cwd: dir,
+    upstream: fixture("echo_upstream.ts"),
+    logPath,
+    env: storage === "jsonl"
+      ? { MCP_AUDIT_AUDIT_STORAGE: "jsonl", MCP_AUDIT_AUDIT_PATH: logPath }
+      : { MCP_AUDIT_AUDIT_STORAGE: "sqlite", MCP_AUDIT_AUDIT_SQLITE_PATH: logPath },
+  });
+  const stdout = proxy.stdout();
+  await proxy.write(utf8('{"jsonrpc":"2.0","id":1,"method":"ping"}\n'));
+  await stdout.waitFor((c) => c.lines.length === 1, "the answer", deadline(30_000));
+  await proxy.closeInput();
+  assertEquals((await proxy.finished(deadline(30_000))).code, 0);
+  return logPath;
+}
+
 /** Awaits `promise`, or rejects when `signal` aborts first. */
 export function raceAbort<T>(
   promise: Promise<T>,
@@ -738,6 +763,40 @@ export interface VerifyResult {
   lines: string[];
 }
 
+/** What a run of `main.ts` printed, and its exit code. */
+export interface MainRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** stdout's lines, empty ones left out. */
+  out: string[];
+  /** stderr's lines, empty ones left out. */
+  err: string[];
+}
+
+/**
+ * Runs `mcp-audit ARGS` from source (`deno run main.ts ARGS`) to its end, stdin closed. With `env`,
+ * the program sees exactly that environment; without, this process's. `signal` kills it.
+ */
+export async function runMain(
+  args: readonly string[],
+  options: { cwd?: string; env?: Record<string, string>; signal?: AbortSignal } = {},
+): Promise<MainRun> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--config", DENO_JSON, MAIN, ...args],
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    ...(options.env === undefined ? {} : { env: options.env, clearEnv: true }),
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = decoder.decode(out.stdout);
+  const stderr = decoder.decode(out.stderr);
+  const lines = (text: string) => text.split("\n").filter((l) => l !== "");
+  return { code: out.code, stdout, stderr, out: lines(stdout), err: lines(stderr) };
+}
+
 /** Runs `mcp-audit verify PATH` with the given secret (none when `null`). */
 export async function verifyLog(
   path: string,
@@ -746,21 +805,8 @@ export async function verifyLog(
   const env = cleanEnv();
   const secret = options.secret === undefined ? SECRET : options.secret;
   if (secret !== null) env.AUDIT_SECRET = secret;
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--config", DENO_JSON, MAIN, "verify", ...(options.args ?? []), path],
-    env,
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stdout = decoder.decode(out.stdout);
-  return {
-    code: out.code,
-    stdout,
-    stderr: decoder.decode(out.stderr),
-    lines: stdout.split("\n").filter((l) => l !== ""),
-  };
+  const run = await runMain(["verify", ...(options.args ?? []), path], { env });
+  return { code: run.code, stdout: run.stdout, stderr: run.stderr, lines: run.out };
 }
 
 /** One row of the process table. */

@@ -8,18 +8,7 @@
 import assert from "node:assert/strict";
 import { parseJson } from "../src/jsonrpc/json.ts";
 import { StandaloneDashboard } from "./dashboard_helpers.ts";
-import {
-  deadline,
-  DENO_JSON,
-  fixture,
-  MAIN,
-  ProxyProcess,
-  readLog,
-  STORAGE,
-  tempDir,
-} from "./helpers.ts";
-
-const decoder = new TextDecoder();
+import { deadline, fixture, ProxyProcess, readLog, runMain, STORAGE, tempDir } from "./helpers.ts";
 
 /**
  * The params as sent, in order: the second's name is U+0001, spelled `\u0001` on the wire. The
@@ -45,15 +34,9 @@ function sentNames(records: unknown[]): string[] {
 }
 
 async function exportRun(args: string[], cwd: string): Promise<string> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--config", DENO_JSON, MAIN, "export", ...args],
-    cwd,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(out.code, 0, decoder.decode(out.stderr));
-  return decoder.decode(out.stdout);
+  const out = await runMain(["export", ...args], { cwd });
+  assert.equal(out.code, 0, out.stderr);
+  return out.stdout;
 }
 
 Deno.test(`escaped member names reach the log, the dashboard API and export as sent (${STORAGE})`, async () => {
