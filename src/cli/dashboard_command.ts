@@ -14,7 +14,9 @@
  *   in the process list.
  * - The chain status checks signatures with the keys `mcp-audit verify` takes: `--key-file`,
  *   `--public-key` (Ed25519), or the HMAC secret in `AUDIT_SECRET` (`MCP_AUDIT_SIGNING_SECRET`);
- *   with none, the structure alone.
+ *   with none of those, the key the configuration signs with (`audit.signing.public_key_file`, the
+ *   public half of `audit.signing.private_key_file`, or `audit.secret`); with none, the structure
+ *   alone.
  *
  * Runs until SIGINT or SIGTERM. Exit codes: 0 stopped by a signal; 1 the log cannot be read or the
  * address cannot be bound; 2 bad arguments, configuration, keys, or the page's files cannot be
@@ -37,7 +39,7 @@ import { type Logger, stderrLogger } from "../log.ts";
 import { type Listener, ListenError } from "../transport/http/serve.ts";
 import { serveDashboard } from "./dashboard_serve.ts";
 import { UsageError } from "./errors.ts";
-import { KEY_FLAG_OPTIONS, type KeyFlags, keysFor } from "./key_flags.ts";
+import { configKeys, KEY_FLAG_OPTIONS, type KeyFlags, keysFor } from "./key_flags.ts";
 
 /** Everything the command touches outside itself. */
 export interface DashboardIo {
@@ -215,7 +217,8 @@ export async function dashboardCommand(args: string[], io: DashboardIo): Promise
   const path = request.log ?? storePath(config.audit);
   let keys: KeyRing | null;
   try {
-    keys = keysFor(request.keys, io.env);
+    // The keys given, else the one the configuration signs with (a proxy's own --config).
+    keys = keysFor(request.keys, io.env) ?? configKeys(config.audit);
   } catch (e) {
     io.err(`mcp-audit dashboard: ${(e as Error).message}`);
     return 2;

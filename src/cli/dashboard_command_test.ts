@@ -233,3 +233,20 @@ Deno.test("what cannot be served is one line: no log (1), a taken port (1), an e
     assert.match(err[0]!, message);
   }
 });
+
+Deno.test("with no key given, the chain is checked with the key the configuration signs with", async () => {
+  await using dir = await tempDir();
+  const path = writeLog(dir.path, "jsonl");
+  const file = `${dir.path}/config.yaml`;
+  await Deno.writeTextFile(file, `audit:\n  path: ${path}\n  secret: ${SECRET}\n`);
+  const run = new Run(["--config", file, "--port", "0"]);
+  try {
+    const chain = await settledChain(await run.origin());
+    assert.ok(typeof chain === "object" && chain !== null);
+    assert.equal("state" in chain && chain.state, "intact");
+    assert.equal("signatures_checked" in chain && chain.signatures_checked, true);
+  } finally {
+    run.stop.abort();
+  }
+  assert.equal(await run.exit, 0);
+});

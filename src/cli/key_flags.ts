@@ -14,6 +14,8 @@ import {
   readPemFile,
 } from "../audit/key_file.ts";
 import { KeyError } from "../audit/signing.ts";
+import { createPublicKey } from "node:crypto";
+import type { Config } from "../config/config.ts";
 
 /** The key flags as `parseArgs` options. */
 export const KEY_FLAG_OPTIONS = {
@@ -47,7 +49,8 @@ export function keysFor(values: KeyFlags, env: Readonly<Record<string, string>>)
       throw new KeyError(`${source}: ${(e as Error).message}`);
     }
   } else {
-    const name = env["MCP_AUDIT_SIGNING_SECRET"] !== undefined
+    // An empty variable is not set (as for every variable the proxy reads).
+    const name = (env["MCP_AUDIT_SIGNING_SECRET"] ?? "") !== ""
       ? "MCP_AUDIT_SIGNING_SECRET"
       : "AUDIT_SECRET";
     const secret = env[name];
@@ -57,4 +60,35 @@ export function keysFor(values: KeyFlags, env: Readonly<Record<string, string>>)
     }
   }
   return entries.length === 0 ? null : new KeyRing(entries);
+}
+
+/**
+ * The key a configuration signs with, to verify by: `audit.signing.public_key_file`, else the
+ * public half of `audit.signing.private_key_file`, else the HMAC `audit.secret` (the environment's
+ * secret is already in it); null when it names none or signing is off. Throws {@link KeyError}
+ * (and the key file errors) when a key cannot be read.
+ */
+export function configKeys(audit: Config["audit"]): KeyRing | null {
+  if (!audit.sign) return null;
+  const keyId = audit.key_id === "" ? undefined : audit.key_id;
+  const { public_key_file: publicFile, private_key_file: privateFile } = audit.signing;
+  if (publicFile !== "") {
+    const source = `audit.signing.public_key_file ${publicFile}`;
+    try {
+      return new KeyRing([ed25519Entry(readPemFile(publicFile), keyId, source)]);
+    } catch (e) {
+      throw new KeyError(`${source}: ${(e as Error).message}`);
+    }
+  }
+  if (privateFile !== "") {
+    const source = `the public half of audit.signing.private_key_file ${privateFile}`;
+    try {
+      const pem = createPublicKey(readPemFile(privateFile)).export({ type: "spki", format: "pem" });
+      return new KeyRing([ed25519Entry(String(pem), keyId, source)]);
+    } catch (e) {
+      throw new KeyError(`${source}: ${(e as Error).message}`);
+    }
+  }
+  if (audit.secret !== "") return new KeyRing([hmacEntry(audit.secret, keyId, "audit.secret")]);
+  return null;
 }
