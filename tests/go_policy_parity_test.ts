@@ -277,12 +277,14 @@ function productGuard(yaml: string, clientId: string, serverId: string, dir: str
   const { config } = loadConfig({
     file: { path: "config.yaml", text: yaml },
     env: {
-      MCP_AUDIT_PROXY_CLIENT_ID: clientId,
-      MCP_AUDIT_PROXY_SERVER_ID: serverId,
       // The pin store is opened (read only) beside the log; keep it in the test's directory.
       MCP_AUDIT_AUDIT_PATH: `${dir}/audit.jsonl`,
     },
-    flags: new Map(),
+    // As flags: an empty id is a case here, and an empty variable is no setting at all.
+    flags: new Map([
+      ["proxy.client_id", { flag: "--client-id", value: clientId }],
+      ["proxy.server_id", { flag: "--server-id", value: serverId }],
+    ]),
     upstreamArgv: [],
   });
   assertEquals(config.proxy.client_id, clientId);
