@@ -747,8 +747,8 @@ Deno.test(
       TARGETS.map((t) => `${t.os}_${t.arch}`).sort(),
     );
     assertEquals(runs.map((m) => m.runner).sort(), [
-      "macos-13",
       "macos-14",
+      "macos-15-intel",
       "ubuntu-24.04-arm",
       "ubuntu-latest",
       "windows-latest",
@@ -820,7 +820,7 @@ Deno.test(
     const findings: unknown = JSON.parse(lint.stdout);
     assert(Array.isArray(findings));
     // That build's runner list is from 2022: these GitHub-hosted labels came later.
-    const newer = /^label "(ubuntu-24\.04-arm|macos-13|macos-14)" is unknown/;
+    const newer = /^label "(ubuntu-24\.04-arm|macos-15-intel|macos-14)" is unknown/;
     const left = findings.map((f) => record(f, "finding")).filter((f) =>
       !(f.kind === "runner-label" && newer.test(String(f.message)))
     );
