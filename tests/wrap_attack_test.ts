@@ -996,3 +996,27 @@ Deno.test("--dry-run creates nothing anywhere: no config, no key, no log folder,
   assertEquals(names(client), ["mcp.json"]);
   assertEquals(names(dir.path), ["client"]);
 });
+
+Deno.test("from source, a shared configuration path holding a comma is refused before anything is created", async () => {
+  await using dir = await tempDir("wrap-comma");
+  const user = new User(dir.path, Deno.execPath());
+  const path = user.file(`{"mcpServers": {"fs": {"command": "npx", "args": ["-y", "x"]}}}\n`);
+  const before = readText(path);
+  const config = `${dir.path}/a,b/config.yaml`;
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await wrapCommand("wrap", ["--file", path, "--config", config], user.io(out, err));
+  assertEquals(code, 2, err.join("\n"));
+  assert(/holds a comma/.test(err.join("\n")), err.join("\n"));
+  assertEquals(readText(path), before);
+  assertEquals(existsPath(`${dir.path}/a,b`), false, "no config, key or folder left behind");
+});
+
+function existsPath(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -155,16 +155,22 @@ function parse(kind: "wrap" | "unwrap", args: string[], platform: Platform): Par
 /** The default shared configuration: `$XDG_CONFIG_HOME/mcp-audit/config.yaml`, or `%APPDATA%`. */
 function defaultSharedConfig(platform: Platform): string {
   const base = platform.os === "windows"
-    ? platform.env.APPDATA ?? joinPath(platform.os, homeDir(platform), "AppData", "Roaming")
+    ? nonEmpty(platform.env.APPDATA) ??
+      joinPath(platform.os, homeDir(platform), "AppData", "Roaming")
     : xdgConfigHome(platform);
   return joinPath(platform.os, base, "mcp-audit", "config.yaml");
+}
+
+/** A variable's value, unless it is unset or empty (an empty variable is not set). */
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === "" ? undefined : value;
 }
 
 /** Where a created configuration puts the log: `$XDG_DATA_HOME/mcp-audit`, or `%LOCALAPPDATA%`. */
 function defaultDataDir(platform: Platform): string {
   const env = platform.env;
   if (platform.os === "windows") {
-    const local = env.LOCALAPPDATA ??
+    const local = nonEmpty(env.LOCALAPPDATA) ??
       joinPath(platform.os, homeDir(platform), "AppData", "Local");
     return joinPath(platform.os, local, "mcp-audit");
   }
@@ -543,6 +549,10 @@ async function run(
   if (kind === "wrap") {
     try {
       configPath = parsed.config ?? defaultSharedConfig(platform);
+      if (fromSource(io.launcher.execPath)) {
+        // Refused before anything is created: these paths go into the permission flags.
+        for (const path of [configPath, defaultDataDir(platform)]) flagList("--allow-read", [path]);
+      }
       const shared = sharedConfig(configPath, platform, parsed.dryRun);
       await loadYamlParser();
       const loaded = loadConfig({
