@@ -31,6 +31,7 @@ import { storePath } from "../audit/storage/open.ts";
 import { isSqliteFile } from "../audit/storage/sqlite_lines.ts";
 import type { Config } from "../config/config.ts";
 import { ConfigError, loadConfig } from "../config/load.ts";
+import { readRegularFile } from "../config/read_file.ts";
 import type { DashboardServices } from "../dashboard/api.ts";
 import { createDashboardServices } from "../dashboard/services.ts";
 import { StaticFilesError } from "../dashboard/static_files.ts";
@@ -144,12 +145,10 @@ function configFile(
   try {
     return { path: chosen, text: read(chosen) };
   } catch (e) {
-    if (
-      path === undefined &&
-      (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotCapable)
-    ) {
-      return undefined;
-    }
+    // Deno's errors, or node:fs's (the bounded regular-file reader), which carry a code instead.
+    const missing = e instanceof Deno.errors.NotFound ||
+      (e instanceof Error && Reflect.get(e, "code") === "ENOENT");
+    if (path === undefined && (missing || e instanceof Deno.errors.NotCapable)) return undefined;
     throw new ConfigError(`--config ${chosen}`, `cannot read: ${(e as Error).message}`);
   }
 }
@@ -187,7 +186,7 @@ export async function dashboardCommand(args: string[], io: DashboardIo): Promise
   }
   const logger = io.logger ?? stderrLogger("info");
   const loaded = loadConfig({
-    file: configFile(request.configPath, io.readTextFile ?? Deno.readTextFileSync),
+    file: configFile(request.configPath, io.readTextFile ?? readRegularFile),
     env: io.env,
     flags: new Map(),
     upstreamArgv: [],

@@ -250,3 +250,12 @@ Deno.test("with no key given, the chain is checked with the key the configuratio
   }
   assert.equal(await run.exit, 0);
 });
+
+Deno.test("a FIFO given as --config is refused without waiting for a writer", async () => {
+  if (Deno.build.os === "windows") return;
+  await using dir = await tempDir();
+  const fifo = `${dir.path}/config.yaml`;
+  assert.equal(new Deno.Command("mkfifo", { args: [fifo] }).outputSync().code, 0);
+  const run = new Run(["--config", fifo, "--port", "0"]);
+  await assert.rejects(run.exit, /named pipe \(FIFO\), not a file/);
+});
