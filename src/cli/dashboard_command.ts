@@ -31,7 +31,7 @@ import { storePath } from "../audit/storage/open.ts";
 import { isSqliteFile } from "../audit/storage/sqlite_lines.ts";
 import type { Config } from "../config/config.ts";
 import { ConfigError, loadConfig } from "../config/load.ts";
-import { readRegularFile } from "../config/read_file.ts";
+import { errorCode, readRegularFile } from "../config/read_file.ts";
 import type { DashboardServices } from "../dashboard/api.ts";
 import { createDashboardServices } from "../dashboard/services.ts";
 import { StaticFilesError } from "../dashboard/static_files.ts";
@@ -147,7 +147,7 @@ function configFile(
   } catch (e) {
     // Deno's errors, or node:fs's (the bounded regular-file reader), which carry a code instead.
     const missing = e instanceof Deno.errors.NotFound ||
-      (e instanceof Error && Reflect.get(e, "code") === "ENOENT");
+      errorCode(e) === "ENOENT";
     if (path === undefined && (missing || e instanceof Deno.errors.NotCapable)) return undefined;
     throw new ConfigError(`--config ${chosen}`, `cannot read: ${(e as Error).message}`);
   }

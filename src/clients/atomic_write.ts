@@ -11,10 +11,15 @@
  * @module
  */
 import { basename, dirname } from "node:path";
-import { NotReadableFileError, readRegularBytes } from "../config/read_file.ts";
+import {
+  errorCode,
+  MAX_CONFIG_BYTES,
+  NotReadableFileError,
+  readRegularBytes,
+} from "../config/read_file.ts";
 
-/** Largest configuration file read: a client's file is kilobytes. */
-export const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
+/** Largest configuration file read (the configuration reader's bound): a client's file is kilobytes. */
+export { MAX_CONFIG_BYTES };
 
 /** A configuration file that could not be read as text. */
 export class ConfigReadError extends Error {
@@ -292,7 +297,7 @@ function messageOf(e: unknown): string {
 function describe(e: unknown, what: string): string {
   if (e instanceof ConfigReadError) return e.reason;
   // Deno's errors, or node:fs's (the bounded reader), which carry the system's code instead.
-  const code = e instanceof Error ? Reflect.get(e, "code") : undefined;
+  const code = errorCode(e);
   if (e instanceof Deno.errors.NotFound || code === "ENOENT") return "does not exist";
   if (e instanceof Deno.errors.PermissionDenied || code === "EACCES" || code === "EPERM") {
     return `${what}: permission denied`;

@@ -91,7 +91,7 @@ export function readRegularBytes(path: string, maxBytes = MAX_CONFIG_BYTES): Uin
 }
 
 /** The system error's code (`ENOENT`, …), if it has one. */
-function code(e: unknown): unknown {
+export function errorCode(e: unknown): unknown {
   return typeof e === "object" && e !== null && "code" in e ? e.code : undefined;
 }
 
@@ -105,7 +105,7 @@ export function readConfigFile(path: string | undefined, logger: Logger): Config
   try {
     return { path: chosen, text: readRegularFile(chosen) };
   } catch (e) {
-    const missing = e instanceof Deno.errors.NotFound || code(e) === "ENOENT";
+    const missing = e instanceof Deno.errors.NotFound || errorCode(e) === "ENOENT";
     if (path === undefined && missing) return undefined;
     if (path === undefined && e instanceof Deno.errors.NotCapable) {
       // Run with --allow-read limited to other paths: the default file is simply not ours to read.
