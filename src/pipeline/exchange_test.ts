@@ -8,7 +8,7 @@ import { KeyRedactor } from "../audit/redact.ts";
 import { ValueRedactor } from "../audit/detectors.ts";
 import { AuditLog, sha256Hex } from "../audit/chain.ts";
 import { JsonlStore } from "../audit/storage/jsonl.ts";
-import { hmacSigner } from "../audit/signing.ts";
+import { testAuditLog } from "../audit/testdata/test_audit_log.ts";
 import { Logger } from "../log.ts";
 import type { Frame } from "../streams/line_splitter.ts";
 
@@ -25,16 +25,7 @@ Deno.test("Exchange forwards and records a message whose number is beyond the do
   const dir = Deno.makeTempDirSync({ prefix: "mcp-audit-exchange-" });
   try {
     const path = `${dir}/audit.jsonl`;
-    let n = 0;
-    const log = new AuditLog({
-      store: new JsonlStore(path, { durability: "none" }),
-      signer: hmacSigner("0123456789abcdef0123456789abcdef"),
-      now: () => Date.UTC(2026, 0, 1),
-      newId: () => "01JD" + String(++n).padStart(22, "0"),
-      clientId: "c",
-      serverId: "s",
-      transport: "stdio",
-    });
+    const log = testAuditLog(path, "stdio");
     const logs: string[] = [];
     const exchange = new Exchange({
       log,
